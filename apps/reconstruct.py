@@ -1,0 +1,114 @@
+"""One front door: run any registered reconstruction method on any data set and split, evaluate it honestly.
+
+    uv run apps/reconstruct.py                                  # simulator, given split, mean + ridge
+    uv run apps/reconstruct.py --data digit69 --method mean --method ridge
+    uv run apps/reconstruct.py --data miyawaki --split loso --method mean --method ridge
+
+Writes metrics.json, reconstructions.npz, reconstructions.png and report.md to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from fmri_data.errors import DataError
+from fmri_data.io import load_dataset
+from fmri_data.methods import MethodSettings, available_methods, reconstruct_over_splits
+from fmri_data.preprocessing import Preprocessing
+from fmri_data.splits import make_splits
+from fmri_eval.errors import EvaluationError
+from fmri_eval.report import markdown_table, write_run
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Reconstruct seen images from fMRI with one or more methods and evaluate them "
+        "on held-out stimuli.",
+        epilog=f"Installed methods: {', '.join(available_methods())}.",
+    )
+    parser.add_argument(
+        "--data",
+        default="sim",
+        help="sim (built-in simulator), digit69, miyawaki, or a .mat/.npz path (default: sim)",
+    )
+    parser.add_argument(
+        "--split",
+        default="given",
+        help="given (the file's own split), loso "
+        "(leave-one-stimulus-out) or kfold:K, stimulus-disjoint (default: given)",
+    )
+    parser.add_argument(
+        "--method",
+        action="append",
+        dest="methods",
+        metavar="NAME",
+        help="a method to run; repeat for several (default: mean and ridge)",
+    )
+    parser.add_argument("--out", type=Path, help="output folder (default: runs/<data>-<split>)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for folds and stochastic methods")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--quick", action="store_true", help="smoke-test budgets (not for reporting)")
+    parser.add_argument(
+        "--average-repeats",
+        default="none",
+        choices=["none", "train", "test", "both"],
+        help="average repeated trials of a stimulus (stated in the report)",
+    )
+    parser.add_argument("--n-voxels", type=int, help="keep this many voxels, chosen on training trials")
+    parser.add_argument(
+        "--allow-overlap",
+        action="store_true",
+        help="accept a split whose test stimuli also occur in training (the report says so)",
+    )
+    parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the 95%% CIs")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    args = parser.parse_args(argv)
+    args.methods = args.methods or ["mean", "ridge"]
+    safe_name = Path(args.data).stem if args.data.endswith((".mat", ".npz")) else args.data
+    args.out = args.out or Path("runs") / f"{safe_name}-{args.split.replace(':', '')}"
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        dataset = load_dataset(args.data)
+        splits = make_splits(dataset, args.split, seed=args.seed, allow_overlap=args.allow_overlap)
+        result = reconstruct_over_splits(
+            dataset,
+            splits,
+            args.methods,
+            settings=MethodSettings(seed=args.seed, device=args.device, quick=args.quick),
+            preprocessing=Preprocessing(n_voxels=args.n_voxels, average_repeats=args.average_repeats),
+            progress=not args.no_progress,
+        )
+        metrics = write_run(
+            args.out,
+            dataset=dataset.name,
+            split=args.split,
+            truth=result.truth,
+            stimulus_id=result.stimulus_id,
+            trial_index=result.trial_index,
+            reconstructions=result.reconstructions,
+            notes=result.notes + (["--quick budgets: smoke test, not a result"] if args.quick else []),
+            command=shlex.join(["uv", "run", "apps/reconstruct.py", *(argv or sys.argv[1:])]),
+            n_boot=args.n_boot,
+            seed=args.seed,
+        )
+    except (DataError, EvaluationError) as error:
+        print(f"reconstruct: error: {error}", file=sys.stderr)
+        return 2
+    print(markdown_table(metrics["methods"]))
+    print(
+        f"\n{dataset.name}, split {args.split}, {result.n_test} test trials. "
+        f"Wrote {args.out}/: metrics.json, "
+        "reconstructions.npz, reconstructions.png, report.md"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""The in-memory container every loader returns and every method consumes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmri_data.errors import DataError
+
+_FORMAT_VERSION = 1
+
+
+def stimulus_ids_from_images(images: np.ndarray) -> np.ndarray:
+    """Give identical images the same integer id (first-seen order), so repeats of a stimulus are grouped.
+
+    Images are compared after rounding to 1/1024 so that float noise from format conversion does not split
+    one stimulus into several.
+    """
+    quantised = np.round(np.asarray(images, dtype=np.float64) * 1024).astype(np.int32)
+    ids: dict[bytes, int] = {}
+    out = np.empty(len(quantised), dtype=np.int64)
+    for i, image in enumerate(quantised):
+        key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).digest()
+        out[i] = ids.setdefault(key, len(ids))
+    return out
+
+
+@dataclass
+class PairedDataset:
+    """fMRI trials paired with the images that were seen.
+
+    fmri: [n_trials, n_voxels] float32. images: [n_trials, H, W] float32 in [0, 1].
+    stimulus_id: [n_trials] int64; trials that showed the identical image share an id.
+    labels / run: optional [n_trials] int64 (class labels; scanning run or session).
+    subject: optional [n_trials] str.
+    voxel_coords: optional [n_voxels, 3] float32 (scanner or voxel-index coordinates).
+    roi_masks: ROI name -> [n_voxels] bool.
+    given_test: optional [n_trials] bool, the test trials of the split the source file came with.
+    metadata: free JSON-serialisable information (source, description, preprocessing applied, ...).
+    """
+
+    fmri: np.ndarray
+    images: np.ndarray
+    stimulus_id: np.ndarray
+    labels: np.ndarray | None = None
+    run: np.ndarray | None = None
+    subject: np.ndarray | None = None
+    voxel_coords: np.ndarray | None = None
+    roi_masks: dict[str, np.ndarray] = field(default_factory=dict)
+    given_test: np.ndarray | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.fmri = np.asarray(self.fmri, dtype=np.float32)
+        self.images = np.asarray(self.images, dtype=np.float32)
+        self.stimulus_id = np.asarray(self.stimulus_id, dtype=np.int64)
+        if self.labels is not None:
+            self.labels = np.asarray(self.labels, dtype=np.int64)
+        if self.run is not None:
+            self.run = np.asarray(self.run, dtype=np.int64)
+        if self.subject is not None:
+            self.subject = np.asarray(self.subject, dtype=str)
+        if self.voxel_coords is not None:
+            self.voxel_coords = np.asarray(self.voxel_coords, dtype=np.float32)
+        self.roi_masks = {name: np.asarray(mask, dtype=bool) for name, mask in self.roi_masks.items()}
+        if self.given_test is not None:
+            self.given_test = np.asarray(self.given_test, dtype=bool)
+        self.validate()
+
+    @classmethod
+    def from_arrays(
+        cls,
+        fmri: np.ndarray,
+        images: np.ndarray,
+        stimulus_id: np.ndarray | None = None,
+        **fields: Any,
+    ) -> PairedDataset:
+        """Build a data set, deriving stimulus ids from image identity when none are given."""
+        if stimulus_id is None:
+            stimulus_id = stimulus_ids_from_images(images)
+        return cls(fmri=fmri, images=images, stimulus_id=stimulus_id, **fields)
+
+    # ----------------------------------------------------------------- shape
+    @property
+    def n_trials(self) -> int:
+        return int(self.fmri.shape[0])
+
+    @property
+    def n_voxels(self) -> int:
+        return int(self.fmri.shape[1])
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return (int(self.images.shape[1]), int(self.images.shape[2]))
+
+    @property
+    def n_stimuli(self) -> int:
+        return int(np.unique(self.stimulus_id).size)
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", "dataset"))
+
+    # ------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Raise DataError with a one-line reason if the arrays do not form a usable data set."""
+        where = self.metadata.get("source", self.name)
+        if self.fmri.ndim != 2:
+            raise DataError(f"{where}: fMRI must be [n_trials, n_voxels], got shape {self.fmri.shape}")
+        if self.images.ndim != 3:
+            raise DataError(f"{where}: images must be [n_trials, H, W], got shape {self.images.shape}")
+        n = self.fmri.shape[0]
+        if n == 0:
+            raise DataError(f"{where}: the data set has no trials")
+        if self.images.shape[0] != n:
+            raise DataError(
+                f"{where}: {n} fMRI trials but {self.images.shape[0]} images; each trial needs one image"
+            )
+        if self.images.shape[1] != self.images.shape[2]:
+            raise DataError(
+                f"{where}: images must be square, got {self.images.shape[1]}x{self.images.shape[2]}; "
+                "crop or pad them before loading"
+            )
+        bad = ~np.isfinite(self.fmri)
+        if bad.any():
+            trials, voxels = np.nonzero(bad)
+            raise DataError(
+                f"{where}: {bad.sum()} NaN/inf fMRI values (first at trial {trials[0]}, voxel {voxels[0]}); "
+                "remove or impute those voxels before loading"
+            )
+        if not np.isfinite(self.images).all():
+            raise DataError(f"{where}: images contain NaN/inf values")
+        low, high = float(self.images.min()), float(self.images.max())
+        if low < 0.0 or high > 1.0:
+            raise DataError(
+                f"{where}: image values span [{low:.4g}, {high:.4g}] but must lie in [0, 1]; "
+                "rescale them (uint8 images are divided by 255 by the loaders)"
+            )
+        per_trial = {
+            "stimulus_id": self.stimulus_id,
+            "labels": self.labels,
+            "run": self.run,
+            "subject": self.subject,
+            "given_test": self.given_test,
+        }
+        for key, values in per_trial.items():
+            if values is not None and values.shape != (n,):
+                raise DataError(
+                    f"{where}: {key} must have one entry per trial ({n}), got shape {values.shape}"
+                )
+        v = self.fmri.shape[1]
+        if self.voxel_coords is not None and self.voxel_coords.shape != (v, 3):
+            raise DataError(f"{where}: voxel_coords must be [{v}, 3], got {self.voxel_coords.shape}")
+        for name, mask in self.roi_masks.items():
+            if mask.shape != (v,):
+                raise DataError(f"{where}: ROI mask {name!r} must have one entry per voxel ({v})")
+
+    # ------------------------------------------------------------- selection
+    def subset(self, trials: Sequence[int] | np.ndarray) -> PairedDataset:
+        """The data set restricted to some trials (indices or a boolean mask), metadata kept."""
+        index = np.asarray(trials)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        if index.size == 0:
+            raise DataError(f"{self.name}: the selection holds no trials")
+
+        def take(values: np.ndarray | None) -> np.ndarray | None:
+            return None if values is None else values[index]
+
+        return replace(
+            self,
+            fmri=self.fmri[index],
+            images=self.images[index],
+            stimulus_id=self.stimulus_id[index],
+            labels=take(self.labels),
+            run=take(self.run),
+            subject=take(self.subject),
+            given_test=take(self.given_test),
+            metadata=dict(self.metadata),
+        )
+
+    def select_voxels(self, voxels: np.ndarray) -> PairedDataset:
+        """The data set restricted to some voxels (indices or a boolean mask); coordinates and ROIs follow."""
+        index = np.asarray(voxels)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        if index.size == 0:
+            raise DataError(f"{self.name}: the voxel selection is empty")
+        return replace(
+            self,
+            fmri=self.fmri[:, index],
+            voxel_coords=None if self.voxel_coords is None else self.voxel_coords[index],
+            roi_masks={name: mask[index] for name, mask in self.roi_masks.items()},
+            metadata=dict(self.metadata),
+        )
+
+    def with_fmri(self, fmri: np.ndarray) -> PairedDataset:
+        """A copy with new voxel values for the same trials and voxels (after preprocessing)."""
+        if fmri.shape != self.fmri.shape:
+            raise DataError(f"{self.name}: new fMRI values must keep the shape {self.fmri.shape}")
+        return replace(self, fmri=fmri, metadata=dict(self.metadata))
+
+    # -------------------------------------------------------------------- io
+    def save_npz(self, path: str | Path) -> Path:
+        """Write the data set to one compressed .npz (no pickles: every array is plain, metadata is JSON)."""
+        path = Path(path)
+        arrays: dict[str, np.ndarray] = {
+            "format_version": np.array(_FORMAT_VERSION),
+            "fmri": self.fmri,
+            "images": self.images,
+            "stimulus_id": self.stimulus_id,
+            "metadata_json": np.array(json.dumps(self.metadata, default=_json_default)),
+        }
+        optional = {
+            "labels": self.labels,
+            "run": self.run,
+            "subject": self.subject,
+            "voxel_coords": self.voxel_coords,
+            "given_test": self.given_test,
+        }
+        arrays.update({key: value for key, value in optional.items() if value is not None})
+        arrays.update({f"roi/{name}": mask for name, mask in self.roi_masks.items()})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".partial")
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load_npz(cls, path: str | Path) -> PairedDataset:
+        """Read a file written by save_npz (or any .npz with at least `fmri` and `images`)."""
+        from fmri_data.loaders.npz import load_npz
+
+        return load_npz(path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"metadata value of type {type(value).__name__} is not JSON-serialisable")

@@ -1,0 +1,15 @@
+"""Reconstruction methods: one interface, found by name through entry points."""
+
+from fmri_data.methods.base import MethodSettings, ReconstructionMethod
+from fmri_data.methods.registry import available_methods, create_method, register_method
+from fmri_data.methods.runner import CrossValidatedReconstructions, reconstruct_over_splits
+
+__all__ = [
+    "CrossValidatedReconstructions",
+    "MethodSettings",
+    "ReconstructionMethod",
+    "available_methods",
+    "create_method",
+    "reconstruct_over_splits",
+    "register_method",
+]

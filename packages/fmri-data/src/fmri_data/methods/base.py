@@ -1,0 +1,53 @@
+"""The interface every reconstruction method implements, whatever package it lives in."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from fmri_data.dataset import PairedDataset
+
+
+@dataclass(frozen=True)
+class MethodSettings:
+    """Run-wide settings every method receives; method-specific knobs stay in the method's own config.
+
+    device: "auto", "cpu" or "cuda" (methods without torch ignore it).
+    quick: a smoke-test budget (few steps) for tests and first tries; numbers from it are not results.
+    work_dir: where a method may cache trained models between runs (None: keep nothing).
+    """
+
+    seed: int = 0
+    device: str = "auto"
+    quick: bool = False
+    work_dir: Path | None = None
+
+
+class ReconstructionMethod(ABC):
+    """fit on training trials, then map test fMRI to images in [0, 1].
+
+    A method sees only the training side of a split in `fit`; `predict` gets test fMRI alone, so it cannot
+    peek at test images. Stochastic methods override `predict_named` to return their posterior mean under
+    their own name and one single sample under `<name>-1`.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, settings: MethodSettings | None = None) -> None:
+        self.settings = settings or MethodSettings()
+
+    @abstractmethod
+    def fit(self, train: PairedDataset) -> ReconstructionMethod:
+        """Learn from the training trials (fMRI already preprocessed with training-only statistics)."""
+
+    @abstractmethod
+    def predict(self, fmri: np.ndarray) -> np.ndarray:
+        """Reconstruct [n, H, W] images in [0, 1] from [n, n_voxels] fMRI."""
+
+    def predict_named(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
+        """All outputs this method reports, by row name in the results table."""
+        return {self.name: self.predict(fmri)}

@@ -1,0 +1,124 @@
+"""Run methods over the folds of a split so every test trial is predicted by a model that never saw it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from fmri_data.dataset import PairedDataset
+from fmri_data.errors import DataError
+from fmri_data.methods.base import MethodSettings
+from fmri_data.methods.registry import create_method
+from fmri_data.preprocessing import Preprocessing
+from fmri_data.splits import Split
+
+
+@dataclass
+class CrossValidatedReconstructions:
+    """Held-out predictions gathered over all folds, aligned trial by trial with the truth.
+
+    trial_index points into the source data set (with test-repeat averaging: the first trial of each
+    averaged group).
+    """
+
+    truth: np.ndarray
+    stimulus_id: np.ndarray
+    trial_index: np.ndarray
+    fold: np.ndarray
+    reconstructions: dict[str, np.ndarray]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_test(self) -> int:
+        return len(self.truth)
+
+
+def reconstruct_over_splits(
+    dataset: PairedDataset,
+    splits: Sequence[Split],
+    methods: Sequence[str],
+    *,
+    settings: MethodSettings | None = None,
+    preprocessing: Preprocessing | None = None,
+    progress: bool = True,
+) -> CrossValidatedReconstructions:
+    """Fit every method on each fold's training trials and predict its test trials."""
+    if not methods:
+        raise DataError("no method given; name at least one, e.g. --method ridge")
+    settings = settings or MethodSettings()
+    preprocessing = preprocessing or Preprocessing()
+    _check_each_trial_tested_once(dataset, splits)
+
+    parts: list[dict[str, np.ndarray]] = []
+    bar = tqdm(total=len(splits) * len(methods), desc="fit+predict", unit="model", disable=not progress)
+    for split in splits:
+        train, test = preprocessing.apply(dataset.subset(split.train), dataset.subset(split.test))
+        part = {
+            "truth": test.images,
+            "stimulus_id": test.stimulus_id,
+            "trial_index": _trial_index(dataset, split, preprocessing),
+            "fold": np.full(test.n_trials, split.fold),
+        }
+        for name in methods:
+            bar.set_postfix_str(f"{name}, fold {split.fold + 1}/{len(splits)}")
+            method = create_method(name, settings).fit(train)
+            for row, images in method.predict_named(test.fmri).items():
+                part[row] = _checked_prediction(row, images, test)
+            bar.update()
+        parts.append(part)
+    bar.close()
+
+    merged = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    order = np.argsort(merged["trial_index"], kind="stable")
+    merged = {key: value[order] for key, value in merged.items()}
+    fixed = ("truth", "stimulus_id", "trial_index", "fold")
+    notes = preprocessing.describe()
+    if any(split.allow_overlap for split in splits):
+        notes.append("LEAKY SPLIT: test stimuli also occur in training (allowed explicitly)")
+    return CrossValidatedReconstructions(
+        truth=merged["truth"],
+        stimulus_id=merged["stimulus_id"],
+        trial_index=merged["trial_index"],
+        fold=merged["fold"],
+        reconstructions={key: value for key, value in merged.items() if key not in fixed},
+        notes=notes,
+    )
+
+
+def _check_each_trial_tested_once(dataset: PairedDataset, splits: Sequence[Split]) -> None:
+    if not splits:
+        raise DataError(f"{dataset.name}: the split has no folds")
+    counts = np.bincount(np.concatenate([s.test for s in splits]), minlength=dataset.n_trials)
+    if counts.max() > 1:
+        raise DataError(
+            f"{dataset.name}: {int((counts > 1).sum())} trials are in the test side of several folds"
+        )
+
+
+def _trial_index(dataset: PairedDataset, split: Split, prep: Preprocessing) -> np.ndarray:
+    if prep.average_repeats not in ("test", "both"):
+        return split.test
+    # After averaging, test trials are the first occurrences of each (subject, stimulus) in fold order.
+    first_of: dict[tuple[str, int], int] = {}
+    subject = dataset.subject if dataset.subject is not None else np.full(dataset.n_trials, "")
+    for trial in split.test:
+        first_of.setdefault((str(subject[trial]), int(dataset.stimulus_id[trial])), int(trial))
+    return np.fromiter(first_of.values(), dtype=np.int64, count=len(first_of))
+
+
+def _checked_prediction(name: str, images: np.ndarray, test: PairedDataset) -> np.ndarray:
+    images = np.asarray(images, dtype=np.float32)
+    expected = (test.n_trials, *test.image_shape)
+    if images.shape != expected:
+        raise DataError(f"method {name!r} returned images of shape {images.shape}, expected {expected}")
+    if not np.isfinite(images).all():
+        raise DataError(f"method {name!r} returned NaN/inf pixels")
+    if images.min() < -1e-6 or images.max() > 1 + 1e-6:
+        raise DataError(
+            f"method {name!r} returned pixels in [{images.min():.3g}, {images.max():.3g}]; "
+            "methods must return [0, 1]"
+        )
+    return np.clip(images, 0.0, 1.0)

@@ -1,0 +1,174 @@
+"""Run outputs: a markdown report, and a folder of metrics, reconstructions and figure written atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from numpy.typing import ArrayLike
+
+from fmri_eval.errors import EvaluationError
+from fmri_eval.evaluate import SCORE_NAMES, evaluate_reconstructions
+from fmri_eval.figures import reconstruction_grid
+from fmri_eval.io import save_reconstructions
+from fmri_eval.validation import check_images
+
+COLUMN_TITLES = {"pcc": "PCC ↑", "ssim": "SSIM ↑", "mse": "MSE ↓", "psnr": "PSNR (dB) ↑", "twoway": "2-way ↑"}
+RUN_KEYS = ("dataset", "split", "n_test", "methods", "notes")
+
+
+def _cell(scores: Mapping[str, Any], metric: str, significant: int) -> str:
+    if metric not in scores:
+        return "n/a"
+    text = f"{scores[metric]:#.{significant}g}"
+    interval = scores.get(f"{metric}_ci")
+    if interval is not None:
+        text += f" [{interval[0]:#.{significant}g}, {interval[1]:#.{significant}g}]"
+    return text
+
+
+def markdown_table(
+    metrics_by_method: Mapping[str, Mapping[str, Any]],
+    metrics: Sequence[str] = SCORE_NAMES,
+    significant: int = 3,
+) -> str:
+    """Markdown table, one row per method, cells like `0.791 [0.750, 0.830]` (mean [CI]).
+
+    Significant digits rather than fixed decimals keep small values such as MSE readable.
+    """
+    header = ["method", *(COLUMN_TITLES.get(metric, metric) for metric in metrics)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for name, scores in metrics_by_method.items():
+        cells = [name, *(_cell(scores, metric, significant) for metric in metrics)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    path: str | Path,
+    *,
+    dataset: str,
+    split: str,
+    n_test: int,
+    metrics_by_method: Mapping[str, Mapping[str, Any]],
+    figure: str | None = None,
+    notes: Sequence[str] = (),
+    command: str | None = None,
+) -> Path:
+    """Write report.md: what was evaluated, how to read the numbers, the table, figure and command."""
+    lines = [
+        f"# Reconstruction evaluation: {dataset} ({split})",
+        "",
+        f"- dataset: {dataset}",
+        f"- split: {split}",
+        f"- n_test: {n_test} test trials",
+        "- values: mean over test trials [95% percentile bootstrap CI over test trials]",
+        "- 2-way: two-way identification on pixel correlations (chance 0.5); same-stimulus pairs",
+        "  are excluded when stimulus ids are known",
+        "",
+    ]
+    if notes:
+        lines += ["## Notes", "", *(f"- {note}" for note in notes), ""]
+    lines += ["## Metrics", "", markdown_table(metrics_by_method)]
+    if figure:
+        lines += ["## Reconstructions", "", f"![reconstructions]({figure})", ""]
+    if command:
+        lines += ["## Command", "", "```", command, "```", ""]
+    path = Path(path)
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out_dir: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder that becomes `out_dir` only if the block succeeds.
+
+    On an exception the temporary folder is deleted and an existing `out_dir` is left untouched,
+    so readers never see a half-written run. An existing `out_dir` is swapped out by two renames
+    in the same parent (atomic each) and deleted afterwards.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EvaluationError(f"output path {out_dir} exists and is not a folder; choose another path")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if not out_dir.exists():
+        staging.rename(out_dir)
+        return
+    retired = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex}")
+    out_dir.rename(retired)
+    try:
+        staging.rename(out_dir)
+    except BaseException:
+        retired.rename(out_dir)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def write_run(
+    out_dir: str | Path,
+    *,
+    dataset: str,
+    split: str,
+    truth: ArrayLike,
+    stimulus_id: ArrayLike,
+    reconstructions: Mapping[str, ArrayLike],
+    trial_index: ArrayLike | None = None,
+    notes: Sequence[str] = (),
+    command: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Evaluate and write metrics.json, reconstructions.npz, reconstructions.png and report.md.
+
+    Metrics are computed before any file is written, and files go through `atomic_output_dir`,
+    so `out_dir` holds either the previous complete run or the new one. Returns the metrics dict.
+    """
+    clashes = sorted(set(extra or {}) & set(RUN_KEYS))
+    if clashes:
+        raise EvaluationError(f"extra keys {clashes} clash with reserved metrics.json keys; rename them")
+    n_test = check_images(truth, "truth").shape[0]
+    run: dict[str, Any] = {
+        "dataset": dataset,
+        "split": split,
+        "n_test": n_test,
+        "methods": evaluate_reconstructions(truth, reconstructions, stimulus_id, n_boot=n_boot, seed=seed),
+        "notes": list(notes),
+        **(extra or {}),
+    }
+    try:
+        metrics_text = json.dumps(run, indent=2, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise EvaluationError(
+            f"metrics are not plain JSON ({exc}); pass JSON-compatible extra values"
+        ) from exc
+    with atomic_output_dir(out_dir) as staging:
+        (staging / "metrics.json").write_text(metrics_text + "\n", encoding="utf-8")
+        save_reconstructions(
+            staging / "reconstructions.npz", truth, reconstructions, stimulus_id, trial_index
+        )
+        reconstruction_grid(staging / "reconstructions.png", truth, reconstructions)
+        write_report(
+            staging / "report.md",
+            dataset=dataset,
+            split=split,
+            n_test=n_test,
+            metrics_by_method=run["methods"],
+            figure="reconstructions.png",
+            notes=notes,
+            command=command,
+        )
+    return run

@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+
+from fmri_data.errors import DataError
+from fmri_data.methods import (
+    MethodSettings,
+    ReconstructionMethod,
+    available_methods,
+    create_method,
+    reconstruct_over_splits,
+    register_method,
+)
+from fmri_data.preprocessing import Preprocessing
+from fmri_data.splits import leave_one_stimulus_out, make_splits
+
+
+def test_installed_methods_are_found_by_name():
+    names = available_methods()
+    assert {"mean", "ridge"} <= set(names)
+    assert create_method("mean").name == "mean"
+
+
+def test_unknown_method_lists_the_available_ones():
+    with pytest.raises(DataError, match=r"unknown method 'nope'; available: .*mean"):
+        create_method("nope")
+
+
+def test_mean_method_predicts_the_training_mean(linear_dataset):
+    method = create_method("mean").fit(linear_dataset)
+    prediction = method.predict(linear_dataset.fmri[:3])
+    np.testing.assert_allclose(prediction[2], linear_dataset.images.mean(axis=0))
+
+
+def test_over_loso_every_trial_is_predicted_once_by_a_model_blind_to_it(linear_dataset):
+    result = reconstruct_over_splits(
+        linear_dataset, leave_one_stimulus_out(linear_dataset), ["mean"], progress=False
+    )
+    np.testing.assert_array_equal(result.trial_index, np.arange(linear_dataset.n_trials))
+    np.testing.assert_array_equal(result.truth, linear_dataset.images)
+    # the held-out stimulus is missing from the mean that predicts it
+    stim = linear_dataset.stimulus_id
+    expected = linear_dataset.images[stim != stim[0]].mean(axis=0)
+    np.testing.assert_allclose(result.reconstructions["mean"][0], expected, rtol=1e-5)
+
+
+def test_test_repeat_averaging_is_stated_and_indexed(linear_dataset):
+    splits = make_splits(linear_dataset, "given")
+    result = reconstruct_over_splits(
+        linear_dataset, splits, ["mean"], progress=False, preprocessing=Preprocessing(average_repeats="test")
+    )
+    assert result.n_test == 5
+    np.testing.assert_array_equal(linear_dataset.stimulus_id[result.trial_index], result.stimulus_id)
+    assert any("averaged" in note for note in result.notes)
+
+
+class _OutOfRange(ReconstructionMethod):
+    name = "out-of-range-test"
+
+    def fit(self, train):
+        self.shape = train.image_shape
+        return self
+
+    def predict(self, fmri):
+        return np.full((len(fmri), *self.shape), 2.0)
+
+
+def test_registered_method_with_bad_output_is_refused(linear_dataset):
+    register_method(_OutOfRange)
+    with pytest.raises(DataError, match="out-of-range-test"):
+        reconstruct_over_splits(
+            linear_dataset,
+            make_splits(linear_dataset, "given"),
+            ["out-of-range-test"],
+            progress=False,
+            settings=MethodSettings(seed=1),
+        )

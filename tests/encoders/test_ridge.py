@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+
+from fmri_encoders.ridge import RidgeEncoder
+
+
+def _closed_form(X, Y, alpha):
+    xm, ym = X.mean(0), Y.mean(0)
+    Xc, Yc = X - xm, Y - ym
+    W = np.linalg.solve(Xc.T @ Xc + alpha * np.eye(X.shape[1]), Xc.T @ Yc)
+    return W, ym - xm @ W
+
+
+@pytest.mark.parametrize("solver", ["primal", "kernel"])
+def test_single_alpha_matches_the_closed_form(solver):
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(40, 15)), rng.normal(size=(40, 3))
+    model = RidgeEncoder(alphas=[7.0], solver=solver).fit(X, Y)
+    W, b = _closed_form(X.astype(np.float32).astype(np.float64), Y.astype(np.float32).astype(np.float64), 7.0)
+    np.testing.assert_allclose(model.coef_, W, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(model.intercept_, b, rtol=1e-3, atol=1e-5)
+
+
+def test_kernel_and_primal_forms_agree():
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(30, 50)), rng.normal(size=(30, 4))
+    primal = RidgeEncoder(solver="primal").fit(X, Y)
+    kernel = RidgeEncoder(solver="kernel").fit(X, Y)
+    np.testing.assert_array_equal(primal.best_alphas_, kernel.best_alphas_)
+    np.testing.assert_allclose(primal.predict(X[:5]), kernel.predict(X[:5]), rtol=1e-3, atol=1e-4)
+
+
+def test_per_target_alphas_follow_each_targets_noise():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(200, 20))
+    clean = X @ rng.normal(size=(20, 1))
+    noisy = X @ rng.normal(size=(20, 1)) * 0.05 + rng.normal(size=(200, 1)) * 3
+    model = RidgeEncoder(alphas=np.logspace(-2, 5, 15)).fit(X, np.hstack([clean, noisy]))
+    low, high = model.best_alphas_
+    assert low <= 1.0 < 100.0 <= high
+    shared = RidgeEncoder(alphas=np.logspace(-2, 5, 15), per_target=False).fit(X, np.hstack([clean, noisy]))
+    assert np.unique(shared.best_alphas_).size == 1
+
+
+def test_rescale_restores_training_target_scale():
+    rng = np.random.default_rng(3)
+    X, Y = rng.normal(size=(60, 30)), rng.normal(size=(60, 2)) * 4 + 10
+    model = RidgeEncoder(alphas=[1e4], rescale=True).fit(X, Y)
+    prediction = model.predict(X)
+    np.testing.assert_allclose(prediction.std(axis=0), Y.std(axis=0), rtol=1e-3)
+    np.testing.assert_allclose(prediction.mean(axis=0), Y.mean(axis=0), rtol=1e-3)
+
+
+def test_save_load_round_trip(tmp_path):
+    rng = np.random.default_rng(4)
+    X, Y = rng.normal(size=(30, 8)), rng.normal(size=(30, 3))
+    model = RidgeEncoder(rescale=True).fit(X, Y)
+    model.save(tmp_path / "ridge")
+    loaded = RidgeEncoder.load(tmp_path / "ridge")
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    assert loaded.rescale
+    assert loaded.solver_ == model.solver_
+    with pytest.raises(FileNotFoundError, match=r"ridge_config\.json"):
+        RidgeEncoder.load(tmp_path)
+
+
+def test_groups_keep_repeats_in_one_inner_fold():
+    from fmri_encoders.ridge import _grouped_folds
+
+    groups = np.repeat(np.arange(10), 3)
+    for train, test in _grouped_folds(len(groups), 5, groups):
+        assert np.intersect1d(groups[train], groups[test]).size == 0
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="samples"):
+        RidgeEncoder().fit(np.ones((10, 2)), np.ones((9, 1)))
+    with pytest.raises(ValueError, match="NaN"):
+        RidgeEncoder().fit(np.full((10, 2), np.nan), np.ones((10, 1)))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        RidgeEncoder().predict(np.ones((1, 2)))
