@@ -1,0 +1,41 @@
+"""Load the apps (scripts, not modules) so tests can call their main(argv) in-process."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+APPS = Path(__file__).resolve().parents[2] / "apps"
+
+
+def load_app(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"app_{name}", APPS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_app(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(APPS / f"{name}.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture
+def run_app():
+    """Run an app as a user would, in a separate interpreter, capturing its output."""
+    return _run_app
+
+
+@pytest.fixture
+def reconstruct() -> ModuleType:
+    return load_app("reconstruct")

@@ -1,0 +1,153 @@
+import json
+
+import numpy as np
+import pytest
+
+from fmri_data.simulator import simulate_miyawaki
+from fmri_eval.io import load_reconstructions
+
+
+def _metrics(out):
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_default_run_on_the_simulator_writes_every_output(reconstruct, tmp_path):
+    out = tmp_path / "run"
+    assert reconstruct.main(["--out", str(out), "--no-progress", "--n-boot", "200"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "metrics.json",
+        "reconstructions.npz",
+        "reconstructions.png",
+        "report.md",
+    ]
+    metrics = _metrics(out)
+    assert metrics["dataset"] == "sim"
+    assert metrics["split"] == "given"
+    assert set(metrics["methods"]) == {"mean", "ridge"}
+    for name in ("pcc", "ssim", "mse", "psnr", "twoway"):
+        assert name in metrics["methods"]["ridge"]
+    assert metrics["methods"]["ridge"]["pcc"] > metrics["methods"]["mean"]["pcc"] + 0.3
+    saved = load_reconstructions(out / "reconstructions.npz")
+    assert saved.truth.shape == saved.reconstructions["ridge"].shape == (metrics["n_test"], 28, 28)
+    assert "uv run apps/reconstruct.py" in (out / "report.md").read_text()
+
+
+def test_kfold_predicts_every_trial_once(reconstruct, tmp_path):
+    data = simulate_miyawaki(n_train=40, test_repeats=2, n_voxels=200)
+    path = data.save_npz(tmp_path / "small.npz")
+    out = tmp_path / "kfold"
+    code = reconstruct.main(
+        [
+            "--data",
+            str(path),
+            "--split",
+            "kfold:4",
+            "--method",
+            "mean",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--n-boot",
+            "50",
+        ]
+    )
+    assert code == 0
+    saved = load_reconstructions(out / "reconstructions.npz")
+    np.testing.assert_array_equal(np.sort(saved.trial_index), np.arange(data.n_trials))
+    assert _metrics(out)["n_test"] == data.n_trials
+
+
+def test_test_repeat_averaging_is_reported(reconstruct, tmp_path):
+    out = tmp_path / "avg"
+    assert (
+        reconstruct.main(
+            [
+                "--average-repeats",
+                "test",
+                "--method",
+                "mean",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--n-boot",
+                "50",
+            ]
+        )
+        == 0
+    )
+    assert _metrics(out)["n_test"] == 9  # nine distinct figures
+    assert "averaged" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data", "/no/such/file.mat"], "no such file"),
+        (["--method", "nope"], "unknown method 'nope'"),
+        (["--split", "kfold:zero"], "whole number"),
+    ],
+)
+def test_bad_input_gives_one_line_and_leaves_no_output(reconstruct, tmp_path, capsys, args, message):
+    out = tmp_path / "never"
+    assert reconstruct.main([*args, "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_input_as_a_user_sees_it(tmp_path, run_app):
+    path = tmp_path / "nan.npz"
+    data = simulate_miyawaki(n_train=20, n_voxels=50)
+    fmri = data.fmri.copy()
+    fmri[3, 7] = np.nan
+    np.savez(path, fmri=fmri, images=data.images)
+    result = run_app("reconstruct", "--data", str(path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("reconstruct: error:")
+    assert "NaN" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_lists_installed_methods(run_app):
+    result = run_app("reconstruct", "--help")
+    assert result.returncode == 0
+    assert "ridge" in result.stdout
+    assert "--split" in result.stdout
+
+
+def test_miyawaki_given_split_is_refused_and_loso_runs(
+    reconstruct, shared_data_dir, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("FMRI_DATA_DIR", str(shared_data_dir))
+    assert (
+        reconstruct.main(
+            ["--data", "miyawaki", "--split", "given", "--out", str(tmp_path / "g"), "--no-progress"]
+        )
+        == 2
+    )
+    assert "10 test stimuli (12 of 12 test trials) also occur in training" in capsys.readouterr().err
+    out = tmp_path / "loso"
+    assert (
+        reconstruct.main(
+            ["--data", "miyawaki", "--split", "loso", "--out", str(out), "--no-progress", "--n-boot", "200"]
+        )
+        == 0
+    )
+    metrics = _metrics(out)
+    assert metrics["n_test"] == 119
+    assert metrics["methods"]["ridge"]["pcc"] >= 0.78
+    assert metrics["methods"]["ridge"]["pcc"] > metrics["methods"]["mean"]["pcc"]
+
+
+def test_digit69_ridge_reaches_the_published_linear_baseline(
+    reconstruct, shared_data_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("FMRI_DATA_DIR", str(shared_data_dir))
+    out = tmp_path / "digit69"
+    assert reconstruct.main(["--data", "digit69", "--out", str(out), "--no-progress", "--n-boot", "200"]) == 0
+    methods = _metrics(out)["methods"]
+    assert methods["ridge"]["pcc"] >= 0.78
+    assert methods["mean"]["pcc"] == pytest.approx(0.655, abs=0.005)
