@@ -1,7 +1,7 @@
 """Find reconstruction methods by name.
 
 Packages declare their methods as entry points in the group `fmri_recon.methods`
-(`ridge = "fmri_encoders.methods:RidgePixels"`), so installing a package is all it takes to make its
+(`ridge = "fmri_encoders.methods.ridge:RidgePixels"`), so installing a package is all it takes to make its
 methods available to every app; `register_method` adds one in-process (a notebook, a test).
 """
 

@@ -1,4 +1,4 @@
-"""Reconstruction methods this package provides to apps/reconstruct.py (registered as entry points)."""
+"""The `ridge` method: pixels decoded linearly from voxels."""
 
 from __future__ import annotations
 
