@@ -4,6 +4,20 @@ import pytest
 from fmri_encoders.ridge import RidgeEncoder
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+# Every backend himalaya offers that this machine can run; CUDA skips itself where there is no GPU.
+BACKENDS = [
+    "numpy",
+    "torch",
+    pytest.param("torch_cuda", marks=pytest.mark.skipif(not _cuda_available(), reason="no CUDA GPU here")),
+]
+
+
 def _closed_form(X, Y, alpha):
     xm, ym = X.mean(0), Y.mean(0)
     Xc, Yc = X - xm, Y - ym
@@ -79,3 +93,33 @@ def test_bad_inputs():
         RidgeEncoder().fit(np.full((10, 2), np.nan), np.ones((10, 1)))
     with pytest.raises(RuntimeError, match="not fitted"):
         RidgeEncoder().predict(np.ones((1, 2)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("solver", ["primal", "kernel"])
+def test_every_backend_gives_the_numpy_predictions(backend, solver):
+    rng = np.random.default_rng(5)
+    X, Y = rng.normal(size=(40, 60)), rng.normal(size=(40, 5))
+    reference = RidgeEncoder(solver=solver).fit(X, Y)
+    model = RidgeEncoder(solver=solver, backend=backend).fit(X, Y)
+    np.testing.assert_allclose(model.best_alphas_, reference.best_alphas_, rtol=1e-5)
+    np.testing.assert_allclose(model.predict(X[:7]), reference.predict(X[:7]), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_target_batching_changes_nothing(backend):
+    rng = np.random.default_rng(6)
+    X, Y = rng.normal(size=(30, 40)), rng.normal(size=(30, 9))
+    whole = RidgeEncoder(backend=backend).fit(X, Y)
+    batched = RidgeEncoder(backend=backend, n_targets_batch=4).fit(X, Y)
+    np.testing.assert_allclose(whole.best_alphas_, batched.best_alphas_, rtol=1e-5)
+    np.testing.assert_allclose(whole.coef_, batched.coef_, rtol=1e-4, atol=1e-6)
+
+
+def test_a_model_saved_from_one_backend_loads_on_another(tmp_path):
+    rng = np.random.default_rng(7)
+    X, Y = rng.normal(size=(30, 8)), rng.normal(size=(30, 3))
+    model = RidgeEncoder(backend="torch").fit(X, Y)
+    loaded = RidgeEncoder.load(model.save(tmp_path / "m"), backend="numpy")
+    assert loaded.backend == "numpy"
+    np.testing.assert_allclose(loaded.predict(X), model.predict(X), rtol=1e-5, atol=1e-6)

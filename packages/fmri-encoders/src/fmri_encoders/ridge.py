@@ -127,7 +127,10 @@ class RidgeEncoder:
         return prediction.astype(np.float32)
 
     def _linear_predict(self, X: np.ndarray) -> np.ndarray:
-        return X.astype(np.float32) @ self.coef_ + self.intercept_
+        """X @ coef + intercept on the estimator's backend (the GPU for torch_cuda)."""
+        with _himalaya_backend(self.backend) as backend:
+            product = backend.asarray(X) @ backend.asarray(self.coef_) + backend.asarray(self.intercept_)
+            return np.asarray(backend.to_numpy(product), dtype=np.float32)
 
     def score(self, X: np.ndarray, Y: np.ndarray) -> float:
         """Mean coefficient of determination over targets (scikit-learn's convention)."""
@@ -158,7 +161,8 @@ class RidgeEncoder:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path) -> RidgeEncoder:
+    def load(cls, directory: str | Path, *, backend: str | None = None) -> RidgeEncoder:
+        """Read a saved model; `backend` overrides the saved one (e.g. "numpy" for a GPU-fitted model)."""
         directory = Path(directory)
         for name in (_SETTINGS_FILE, _WEIGHTS_FILE):
             if not (directory / name).is_file():
@@ -167,6 +171,8 @@ class RidgeEncoder:
                 )
         settings = json.loads((directory / _SETTINGS_FILE).read_text())
         solver_ = settings.pop("solver_")
+        if backend is not None:
+            settings["backend"] = backend
         model = cls(**settings)
         model.solver_ = solver_
         for name, value in load_file(str(directory / _WEIGHTS_FILE)).items():
