@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             reconstructions=result.reconstructions,
             notes=result.notes + (["--quick budgets: smoke test, not a result"] if args.quick else []),
             command=shlex.join(["uv", "run", "apps/reconstruct.py", *(argv or sys.argv[1:])]),
+            similarities=result.similarities,
+            candidate_stimulus=result.candidate_stimulus,
             n_boot=args.n_boot,
             seed=args.seed,
         )

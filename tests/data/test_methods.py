@@ -74,3 +74,30 @@ def test_registered_method_with_bad_output_is_refused(linear_dataset):
             progress=False,
             settings=MethodSettings(seed=1),
         )
+
+
+class _Oracle(ReconstructionMethod):
+    """A test double that predicts the mean image and scores candidates by their position."""
+
+    name = "oracle-identifier-test"
+
+    def fit(self, train):
+        self.mean = train.images.mean(axis=0)
+        return self
+
+    def predict(self, fmri):
+        return np.broadcast_to(self.mean, (len(fmri), *self.mean.shape)).copy()
+
+    def similarities(self, fmri, candidate_images):
+        return -np.arange(len(candidate_images))[None, :].repeat(len(fmri), axis=0).astype(float)
+
+
+def test_methods_that_identify_get_scored_against_every_tested_stimulus(linear_dataset):
+    register_method(_Oracle)
+    splits = make_splits(linear_dataset, "kfold:5")
+    result = reconstruct_over_splits(
+        linear_dataset, splits, ["oracle-identifier-test", "mean"], progress=False
+    )
+    assert set(result.similarities) == {"oracle-identifier-test"}
+    np.testing.assert_array_equal(result.candidate_stimulus, np.unique(linear_dataset.stimulus_id))
+    assert result.similarities["oracle-identifier-test"].shape == (linear_dataset.n_trials, 30)

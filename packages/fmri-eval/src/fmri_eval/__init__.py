@@ -12,6 +12,7 @@ from fmri_eval.identification import (
     correlation_matrix,
     nway_identification,
     retrieval_topk,
+    stimulus_retrieval,
     twoway_identification,
 )
 from fmri_eval.io import ReconstructionSet, load_reconstructions, save_reconstructions
@@ -44,6 +45,7 @@ __all__ = [
     "retrieval_topk",
     "save_reconstructions",
     "ssim",
+    "stimulus_retrieval",
     "training_curve",
     "twoway_identification",
     "write_report",

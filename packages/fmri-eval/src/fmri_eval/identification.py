@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -146,4 +146,49 @@ def bidirectional_retrieval(
     return {
         "brain_to_image": retrieval_topk(brain_embeddings, image_embeddings, k, metric),
         "image_to_brain": retrieval_topk(image_embeddings, brain_embeddings, k, metric),
+    }
+
+
+def stimulus_retrieval(
+    similarity: ArrayLike,
+    trial_stimulus: ArrayLike,
+    candidate_stimulus: ArrayLike,
+    k: int | Sequence[int] = (1, 5),
+) -> dict[str, Any]:
+    """Top-k retrieval between test trials and a set of candidate stimuli, from a similarity matrix.
+
+    similarity[i, c] scores trial i against candidate stimulus c (e.g. cosine of brain and image
+    embeddings). brain -> image: trial i is a hit at k when fewer than k wrong candidates score at least as
+    high as its own stimulus. image -> brain: candidate c is a hit at k when one of the k best-scoring
+    trials showed c (trials of the same stimulus are all correct answers). Ties count against the query.
+    """
+    scores = np.asarray(similarity, dtype=np.float64)
+    trials = np.asarray(trial_stimulus)
+    candidates = np.asarray(candidate_stimulus)
+    if scores.shape != (trials.size, candidates.size):
+        raise EvaluationError(
+            f"similarity has shape {scores.shape}, "
+            f"expected ({trials.size} trials, {candidates.size} candidates)"
+        )
+    if not np.isfinite(scores).all():
+        raise EvaluationError("similarity contains NaN/inf values")
+    column = {stimulus: c for c, stimulus in enumerate(candidates)}
+    missing = sorted({int(s) for s in trials if s not in column})
+    if missing:
+        raise EvaluationError(f"trial stimuli {missing[:5]} are not among the candidates; include them")
+    ks = (k,) if isinstance(k, int) else tuple(k)
+    if not ks or any(not 1 <= value <= candidates.size for value in ks):
+        raise EvaluationError(f"k values {ks} must lie in [1, {candidates.size}] candidates")
+    own = scores[np.arange(trials.size), [column[s] for s in trials]]
+    correct = trials[:, None] == candidates[None, :]
+    brain_rank = ((scores >= own[:, None]) & ~correct).sum(axis=1)
+    # image -> brain: rank of the best correct trial among the trials, counting wrong trials as close.
+    best_correct = np.where(correct, scores, -np.inf).max(axis=0)
+    image_rank = ((scores >= best_correct[None, :]) & ~correct).sum(axis=0)
+    shown = np.isin(candidates, trials)
+    return {
+        "n_candidates": int(candidates.size),
+        "brain_to_image": {f"top{v}": float(np.mean(brain_rank < v)) for v in ks},
+        "image_to_brain": {f"top{v}": float(np.mean(image_rank[shown] < v)) for v in ks},
+        "chance": {f"top{v}": v / candidates.size for v in ks},
     }

@@ -16,11 +16,12 @@ from numpy.typing import ArrayLike
 from fmri_eval.errors import EvaluationError
 from fmri_eval.evaluate import SCORE_NAMES, evaluate_reconstructions
 from fmri_eval.figures import reconstruction_grid
+from fmri_eval.identification import stimulus_retrieval
 from fmri_eval.io import save_reconstructions
 from fmri_eval.validation import check_images
 
 COLUMN_TITLES = {"pcc": "PCC ↑", "ssim": "SSIM ↑", "mse": "MSE ↓", "psnr": "PSNR (dB) ↑", "twoway": "2-way ↑"}
-RUN_KEYS = ("dataset", "split", "n_test", "methods", "notes")
+RUN_KEYS = ("dataset", "split", "n_test", "methods", "notes", "retrieval")
 
 
 def _cell(scores: Mapping[str, Any], metric: str, significant: int) -> str:
@@ -60,6 +61,7 @@ def write_report(
     figure: str | None = None,
     notes: Sequence[str] = (),
     command: str | None = None,
+    retrieval: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write report.md: what was evaluated, how to read the numbers, the table, figure and command."""
     lines = [
@@ -76,6 +78,8 @@ def write_report(
     if notes:
         lines += ["## Notes", "", *(f"- {note}" for note in notes), ""]
     lines += ["## Metrics", "", markdown_table(metrics_by_method)]
+    if retrieval:
+        lines += _retrieval_section(retrieval)
     if figure:
         lines += ["## Reconstructions", "", f"![reconstructions]({figure})", ""]
     if command:
@@ -83,6 +87,23 @@ def write_report(
     path = Path(path)
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _retrieval_section(retrieval: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    lines = [
+        "## Identification among the test stimuli",
+        "",
+        "| method | candidates | brain→image top-1 | top-5 | image→brain top-1 | top-5 | chance top-1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, scores in retrieval.items():
+        b2i, i2b = scores["brain_to_image"], scores["image_to_brain"]
+        lines.append(
+            f"| {name} | {scores['n_candidates']} | {b2i.get('top1', float('nan')):.3f} | "
+            f"{b2i.get('top5', float('nan')):.3f} | {i2b.get('top1', float('nan')):.3f} | "
+            f"{i2b.get('top5', float('nan')):.3f} | {scores['chance'].get('top1', float('nan')):.3f} |"
+        )
+    return [*lines, ""]
 
 
 @contextlib.contextmanager
@@ -129,11 +150,15 @@ def write_run(
     notes: Sequence[str] = (),
     command: str | None = None,
     extra: Mapping[str, Any] | None = None,
+    similarities: Mapping[str, ArrayLike] | None = None,
+    candidate_stimulus: ArrayLike | None = None,
     n_boot: int = 2000,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Evaluate and write metrics.json, reconstructions.npz, reconstructions.png and report.md.
 
+    `similarities` (method -> [n_test, n_candidates] brain-to-image scores against the stimuli
+    `candidate_stimulus`) add brain<->image retrieval under the key "retrieval".
     Metrics are computed before any file is written, and files go through `atomic_output_dir`,
     so `out_dir` holds either the previous complete run or the new one. Returns the metrics dict.
     """
@@ -149,6 +174,13 @@ def write_run(
         "notes": list(notes),
         **(extra or {}),
     }
+    if similarities:
+        if candidate_stimulus is None:
+            raise EvaluationError("similarities need candidate_stimulus (the stimulus id of each column)")
+        run["retrieval"] = {
+            name: stimulus_retrieval(scores, stimulus_id, candidate_stimulus)
+            for name, scores in similarities.items()
+        }
     try:
         metrics_text = json.dumps(run, indent=2, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -170,5 +202,6 @@ def write_run(
             figure="reconstructions.png",
             notes=notes,
             command=command,
+            retrieval=run.get("retrieval"),
         )
     return run

@@ -1,11 +1,12 @@
 """Reconstruction methods: one interface, found by name through entry points."""
 
-from fmri_data.methods.base import MethodSettings, ReconstructionMethod
+from fmri_data.methods.base import IdentifiesStimuli, MethodSettings, ReconstructionMethod
 from fmri_data.methods.registry import available_methods, create_method, register_method
 from fmri_data.methods.runner import CrossValidatedReconstructions, reconstruct_over_splits
 
 __all__ = [
     "CrossValidatedReconstructions",
+    "IdentifiesStimuli",
     "MethodSettings",
     "ReconstructionMethod",
     "available_methods",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -51,3 +51,16 @@ class ReconstructionMethod(ABC):
     def predict_named(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
         """All outputs this method reports, by row name in the results table."""
         return {self.name: self.predict(fmri)}
+
+
+@runtime_checkable
+class IdentifiesStimuli(Protocol):
+    """A method that can also score fMRI against candidate images (e.g. a contrastive encoder).
+
+    The runner calls it with every stimulus tested in the split, to report brain <-> image identification;
+    the candidate images are used for scoring only, never for fitting or reconstructing.
+    """
+
+    def similarities(self, fmri: np.ndarray, candidate_images: np.ndarray) -> np.ndarray:
+        """[n_trials, n_candidates] scores, higher = more likely the seen image."""
+        ...

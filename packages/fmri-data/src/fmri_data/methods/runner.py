@@ -10,10 +10,12 @@ from tqdm.auto import tqdm
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
-from fmri_data.methods.base import MethodSettings
+from fmri_data.methods.base import IdentifiesStimuli, MethodSettings
 from fmri_data.methods.registry import create_method
 from fmri_data.preprocessing import Preprocessing
 from fmri_data.splits import Split
+
+_SIMILARITY = "similarity:"
 
 
 @dataclass
@@ -21,7 +23,9 @@ class CrossValidatedReconstructions:
     """Held-out predictions gathered over all folds, aligned trial by trial with the truth.
 
     trial_index points into the source data set (with test-repeat averaging: the first trial of each
-    averaged group).
+    averaged group). similarities: for methods that can score fMRI against images (`IdentifiesStimuli`),
+    [n_test, n_candidates] scores against every stimulus tested in any fold (`candidate_stimulus`), for
+    brain <-> image identification.
     """
 
     truth: np.ndarray
@@ -30,6 +34,8 @@ class CrossValidatedReconstructions:
     fold: np.ndarray
     reconstructions: dict[str, np.ndarray]
     notes: list[str] = field(default_factory=list)
+    similarities: dict[str, np.ndarray] = field(default_factory=dict)
+    candidate_stimulus: np.ndarray | None = None
 
     @property
     def n_test(self) -> int:
@@ -51,6 +57,7 @@ def reconstruct_over_splits(
     settings = settings or MethodSettings()
     preprocessing = preprocessing or Preprocessing()
     _check_each_trial_tested_once(dataset, splits)
+    candidate_stimulus, candidate_images = _tested_stimuli(dataset, splits)
 
     parts: list[dict[str, np.ndarray]] = []
     bar = tqdm(total=len(splits) * len(methods), desc="fit+predict", unit="model", disable=not progress)
@@ -67,6 +74,8 @@ def reconstruct_over_splits(
             method = create_method(name, settings).fit(train)
             for row, images in method.predict_named(test.fmri).items():
                 part[row] = _checked_prediction(row, images, test)
+            if isinstance(method, IdentifiesStimuli):
+                part[_SIMILARITY + name] = np.asarray(method.similarities(test.fmri, candidate_images))
             bar.update()
         parts.append(part)
     bar.close()
@@ -78,14 +87,24 @@ def reconstruct_over_splits(
     notes = preprocessing.describe()
     if any(split.allow_overlap for split in splits):
         notes.append("LEAKY SPLIT: test stimuli also occur in training (allowed explicitly)")
+    similarities = {k.removeprefix(_SIMILARITY): v for k, v in merged.items() if k.startswith(_SIMILARITY)}
     return CrossValidatedReconstructions(
         truth=merged["truth"],
         stimulus_id=merged["stimulus_id"],
         trial_index=merged["trial_index"],
         fold=merged["fold"],
-        reconstructions={key: value for key, value in merged.items() if key not in fixed},
+        reconstructions={k: v for k, v in merged.items() if k not in fixed and not k.startswith(_SIMILARITY)},
         notes=notes,
+        similarities=similarities,
+        candidate_stimulus=candidate_stimulus if similarities else None,
     )
+
+
+def _tested_stimuli(dataset: PairedDataset, splits: Sequence[Split]) -> tuple[np.ndarray, np.ndarray]:
+    """Every stimulus on the test side of some fold, with one image each: the identification candidates."""
+    tested = np.concatenate([split.test for split in splits])
+    stimuli, first = np.unique(dataset.stimulus_id[tested], return_index=True)
+    return stimuli, dataset.images[tested[first]]
 
 
 def _check_each_trial_tested_once(dataset: PairedDataset, splits: Sequence[Split]) -> None:
