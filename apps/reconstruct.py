@@ -14,12 +14,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from fmri_data.errors import DataError
+from fmri_data.errors import run_cli
 from fmri_data.io import load_dataset
 from fmri_data.methods import MethodSettings, available_methods, reconstruct_over_splits
 from fmri_data.preprocessing import Preprocessing
 from fmri_data.splits import make_splits
-from fmri_eval.errors import EvaluationError
 from fmri_eval.report import markdown_table, write_run
 
 
@@ -48,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a method to run; repeat for several (default: mean and ridge)",
     )
     parser.add_argument("--out", type=Path, help="output folder (default: runs/<data>-<split>)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for folds and stochastic methods")
+    parser.add_argument("--seed", type=_non_negative, default=0, help="seed for folds and stochastic methods")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--quick", action="store_true", help="smoke-test budgets (not for reporting)")
     parser.add_argument(
@@ -57,7 +56,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["none", "train", "test", "both"],
         help="average repeated trials of a stimulus (stated in the report)",
     )
-    parser.add_argument("--n-voxels", type=int, help="keep this many voxels, chosen on training trials")
+    parser.add_argument("--n-voxels", type=_positive, help="keep this many voxels, chosen on training trials")
+    parser.add_argument(
+        "--voxel-score",
+        default="auto",
+        choices=["auto", "f_stat", "variance"],
+        help="how --n-voxels ranks voxels (auto: f_stat where training stimuli repeat)",
+    )
     parser.add_argument(
         "--allow-overlap",
         action="store_true",
@@ -67,42 +72,58 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
     args.methods = args.methods or ["mean", "ridge"]
-    safe_name = Path(args.data).stem if args.data.endswith((".mat", ".npz")) else args.data
-    args.out = args.out or Path("runs") / f"{safe_name}-{args.split.replace(':', '')}"
+    args.out = args.out or Path("runs") / f"{Path(args.data).stem}-{args.split.replace(':', '')}"
     return args
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        dataset = load_dataset(args.data)
-        splits = make_splits(dataset, args.split, seed=args.seed, allow_overlap=args.allow_overlap)
-        result = reconstruct_over_splits(
-            dataset,
-            splits,
-            args.methods,
-            settings=MethodSettings(seed=args.seed, device=args.device, quick=args.quick),
-            preprocessing=Preprocessing(n_voxels=args.n_voxels, average_repeats=args.average_repeats),
-            progress=not args.no_progress,
-        )
-        metrics = write_run(
-            args.out,
-            dataset=dataset.name,
-            split=args.split,
-            truth=result.truth,
-            stimulus_id=result.stimulus_id,
-            trial_index=result.trial_index,
-            reconstructions=result.reconstructions,
-            notes=result.notes + (["--quick budgets: smoke test, not a result"] if args.quick else []),
-            command=shlex.join(["uv", "run", "apps/reconstruct.py", *(argv or sys.argv[1:])]),
-            similarities=result.similarities,
-            candidate_stimulus=result.candidate_stimulus,
-            n_boot=args.n_boot,
-            seed=args.seed,
-        )
-    except (DataError, EvaluationError) as error:
-        print(f"reconstruct: error: {error}", file=sys.stderr)
-        return 2
+    return run_cli("reconstruct", lambda: run(args, argv))
+
+
+def run(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """Load, split, fit and predict fold by fold, evaluate, write the run folder."""
+    dataset = load_dataset(args.data)
+    splits = make_splits(dataset, args.split, seed=args.seed, allow_overlap=args.allow_overlap)
+    result = reconstruct_over_splits(
+        dataset,
+        splits,
+        args.methods,
+        settings=MethodSettings(seed=args.seed, device=args.device, quick=args.quick),
+        preprocessing=Preprocessing(
+            n_voxels=args.n_voxels, voxel_score=args.voxel_score, average_repeats=args.average_repeats
+        ),
+        progress=not args.no_progress,
+    )
+    metrics = write_run(
+        args.out,
+        dataset=dataset.name,
+        split=args.split,
+        truth=result.truth,
+        stimulus_id=result.stimulus_id,
+        trial_index=result.trial_index,
+        reconstructions=result.reconstructions,
+        notes=result.notes + (["--quick budgets: smoke test, not a result"] if args.quick else []),
+        command=shlex.join(["uv", "run", "apps/reconstruct.py", *(argv or sys.argv[1:])]),
+        similarities=result.similarities,
+        candidate_stimulus=result.candidate_stimulus,
+        n_boot=args.n_boot,
+        seed=args.seed,
+    )
     print(markdown_table(metrics["methods"]))
     print(
         f"\n{dataset.name}, split {args.split}, {result.n_test} test trials. "

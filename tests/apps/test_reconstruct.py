@@ -151,3 +151,83 @@ def test_digit69_ridge_reaches_the_published_linear_baseline(
     methods = _metrics(out)["methods"]
     assert methods["ridge"]["pcc"] >= 0.78
     assert methods["mean"]["pcc"] == pytest.approx(0.655, abs=0.005)
+
+
+def _write_npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+def _bad_inputs(tmp_path):
+    data = simulate_miyawaki(n_train=20, n_voxels=50)
+    fmri, images = data.fmri, data.images
+    inf_fmri = fmri.copy()
+    inf_fmri[0, 0] = np.inf
+    corrupt = tmp_path / "corrupt.mat"
+    corrupt.write_bytes(b"MATLA")
+    return {
+        "wrong key": (_write_npz(tmp_path / "k.npz", voxels=fmri, images=images), "fmri"),
+        "mismatched counts": (_write_npz(tmp_path / "m.npz", fmri=fmri[:-1], images=images), "images"),
+        "inf voxels": (_write_npz(tmp_path / "i.npz", fmri=inf_fmri, images=images), "NaN/inf"),
+        "non-square": (_write_npz(tmp_path / "s.npz", fmri=fmri, images=images[:, :, :20]), "square"),
+        "range": (_write_npz(tmp_path / "r.npz", fmri=fmri, images=images * 255), "[0, 1]"),
+        "corrupt file": (corrupt, "MATLAB"),
+        "tiny data set": (data.subset([0, data.n_trials - 1]).save_npz(tmp_path / "t.npz"), "at least 2"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["wrong key", "mismatched counts", "inf voxels", "non-square", "range", "corrupt file", "tiny data set"],
+)
+def test_each_bad_input_is_one_line_exit_2_and_no_folder(reconstruct, tmp_path, capsys, case):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    path, message = _bad_inputs(inputs)[case]
+    out = tmp_path / "out"
+    assert reconstruct.main(["--data", str(path), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("reconstruct: error:")
+    assert message in err
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inputs"]
+
+
+def test_allowed_overlap_is_stated_in_the_report(reconstruct, tmp_path):
+    data = simulate_miyawaki(n_train=30, n_voxels=100)
+    figures = np.flatnonzero(data.labels > 0)
+    _, first_showing = np.unique(data.stimulus_id[figures], return_index=True)
+    data.given_test[figures[first_showing]] = False  # one repeat of each figure trains -> the split leaks
+    path = data.save_npz(tmp_path / "leaky.npz")
+    out = tmp_path / "leaky"
+    args = ["--data", str(path), "--out", str(out), "--no-progress", "--n-boot", "50", "--method", "mean"]
+    assert reconstruct.main(args) == 2
+    assert reconstruct.main([*args, "--allow-overlap"]) == 0
+    assert "LEAKY SPLIT: 9 test stimuli" in (out / "report.md").read_text()
+    assert any("LEAKY SPLIT" in note for note in _metrics(out)["notes"])
+
+
+def test_allow_overlap_on_a_clean_split_adds_no_warning(reconstruct, tmp_path):
+    out = tmp_path / "clean"
+    assert (
+        reconstruct.main(
+            ["--allow-overlap", "--method", "mean", "--out", str(out), "--no-progress", "--n-boot", "50"]
+        )
+        == 0
+    )
+    assert "LEAKY" not in (out / "report.md").read_text()
+
+
+def test_run_folder_is_readable_by_others(reconstruct, tmp_path):
+    out = tmp_path / "perm"
+    assert reconstruct.main(["--method", "mean", "--out", str(out), "--no-progress", "--n-boot", "50"]) == 0
+    assert out.stat().st_mode & 0o055 == 0o055 & ~_umask()
+
+
+def _umask():
+    import os
+
+    current = os.umask(0)
+    os.umask(current)
+    return current

@@ -47,6 +47,7 @@ def runs(tmp_path: Path) -> dict:
 def load(runs: dict, **options):
     funcs = [r[0] for r in runs["runs"]]
     labels = [r[1] for r in runs["runs"]]
+    options.setdefault("image_size", None)  # keep the 3x3 patterns as drawn
     return load_nifti_runs(funcs, runs["mask"], labels, pattern_shape=(3, 3), **options)
 
 

@@ -1,6 +1,7 @@
 """fmri-eval installs into a fresh environment and works there without torch or sibling packages."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,9 +40,18 @@ def test_installs_and_runs_alone(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True, env=env)
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    subprocess.run(
-        [uv, "pip", "install", "--quiet", "--python", str(python), str(PACKAGE_DIR)], check=True, env=env
+    install = subprocess.run(
+        [uv, "pip", "install", "--quiet", "--python", str(python), str(PACKAGE_DIR)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
     )
+    if install.returncode != 0 and re.search(
+        r"(?i)network|connect|dns|offline|failed to fetch", install.stderr
+    ):
+        pytest.skip(f"no package index reachable to install numpy & co. ({install.stderr.strip()[:120]})")
+    assert install.returncode == 0, install.stderr
     result = subprocess.run(
         [str(python), "-c", SNIPPET], capture_output=True, text=True, cwd=tmp_path, check=False, env=env
     )

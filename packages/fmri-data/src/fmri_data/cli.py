@@ -6,7 +6,6 @@ Data problems end as one line "fmri-data: error: ..." on stderr with exit status
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -14,7 +13,7 @@ import numpy as np
 from fmri_data.catalog import CATALOG
 from fmri_data.dataset import PairedDataset
 from fmri_data.download import download
-from fmri_data.errors import DataError
+from fmri_data.errors import run_cli
 from fmri_data.io import load_dataset
 from fmri_data.splits import Split
 
@@ -22,15 +21,15 @@ from fmri_data.splits import Split
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = _parser().parse_args(argv)
-    try:
+
+    def run() -> int:
         if args.command == "info":
             print(describe(load_dataset(args.dataset)))
         else:
             print(download(args.name, dest_dir=args.dest, force=args.force))
-    except DataError as err:
-        print(f"fmri-data: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return run_cli("fmri-data", run)
 
 
 def describe(dataset: PairedDataset) -> str:

@@ -57,6 +57,14 @@ class PairedDataset:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        try:
+            self._coerce_types()
+        except (TypeError, ValueError) as error:
+            where = self.metadata.get("source", self.name)
+            raise DataError(f"{where}: an array has values that are not numbers ({error})") from None
+        self.validate()
+
+    def _coerce_types(self) -> None:
         self.fmri = np.asarray(self.fmri, dtype=np.float32)
         self.images = np.asarray(self.images, dtype=np.float32)
         self.stimulus_id = np.asarray(self.stimulus_id, dtype=np.int64)
@@ -71,7 +79,6 @@ class PairedDataset:
         self.roi_masks = {name: np.asarray(mask, dtype=bool) for name, mask in self.roi_masks.items()}
         if self.given_test is not None:
             self.given_test = np.asarray(self.given_test, dtype=bool)
-        self.validate()
 
     @classmethod
     def from_arrays(

@@ -1,9 +1,48 @@
-"""The one exception type users see from fmri_data.
+"""The exception type users see from fmri_data, and the one place command lines turn errors into a line.
 
 Every message is a single line that says what was wrong, where, and what to do, so that apps can print it
 as it is and exit non-zero instead of showing a traceback.
 """
 
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+DEBUG_ENV = "FMRI_RECON_DEBUG"
+
 
 class DataError(ValueError):
     """Bad or unusable input data (a missing file, a wrong key, a leaking split, ...)."""
+
+
+def run_cli(prog: str, main: Callable[[], int]) -> int:
+    """Run a command's body; print any error as one line on stderr and return an exit code.
+
+    Bad input (ValueError, which DataError and fmri_eval's EvaluationError are) and file-system errors exit
+    2; anything else is a bug and exits 1, still as one line unless FMRI_RECON_DEBUG=1 asks for the traceback.
+    """
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as error:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(
+            f"{prog}: unexpected error: {type(error).__name__}: {_one_line(error)} "
+            f"(set {DEBUG_ENV}=1 to see the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__

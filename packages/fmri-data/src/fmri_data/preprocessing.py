@@ -15,6 +15,7 @@ from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 
 RepeatAveraging = Literal["none", "train", "test", "both"]
+VoxelScore = Literal["auto", "variance", "f_stat"]
 
 
 class VoxelStandardizer:
@@ -37,9 +38,10 @@ class VoxelSelector:
     score="variance": training variance (useful on raw, unstandardised data).
     score="f_stat": one-way ANOVA F of the voxel across training stimuli (between-stimulus over
     within-stimulus variance); needs repeated stimuli in training and favours voxels that respond reliably.
+    score="auto": f_stat where training stimuli repeat, else variance (`score_used_` says which).
     """
 
-    def __init__(self, k: int, score: Literal["variance", "f_stat"] = "f_stat") -> None:
+    def __init__(self, k: int, score: VoxelScore = "auto") -> None:
         if k < 1:
             raise DataError(f"voxel selection: k must be at least 1, got {k}")
         self.k = k
@@ -48,12 +50,16 @@ class VoxelSelector:
     def fit(self, fmri: np.ndarray, stimulus_id: np.ndarray) -> VoxelSelector:
         if self.k > fmri.shape[1]:
             raise DataError(f"voxel selection: k={self.k} exceeds the {fmri.shape[1]} voxels available")
-        if self.score == "variance":
+        self.score_used_ = self.score
+        if self.score == "auto":
+            repeats = np.unique(stimulus_id).size < len(stimulus_id)
+            self.score_used_ = "f_stat" if repeats else "variance"
+        if self.score_used_ == "variance":
             scores = fmri.var(axis=0)
-        elif self.score == "f_stat":
+        elif self.score_used_ == "f_stat":
             scores = _anova_f(fmri, stimulus_id)
         else:
-            raise DataError(f"voxel selection: unknown score {self.score!r}; use variance or f_stat")
+            raise DataError(f"voxel selection: unknown score {self.score!r}; use auto, variance or f_stat")
         self.scores_ = scores
         self.voxels_ = np.sort(np.argsort(scores)[::-1][: self.k])
         return self
@@ -80,28 +86,36 @@ def _anova_f(fmri: np.ndarray, stimulus_id: np.ndarray) -> np.ndarray:
     return between / np.maximum(within, np.finfo(np.float64).tiny)
 
 
+def repeat_groups(dataset: PairedDataset) -> tuple[np.ndarray, np.ndarray]:
+    """Group the trials by (subject, stimulus), groups in order of first occurrence.
+
+    Returns (first trial of each group, group index of each trial).
+    """
+    subject = dataset.subject if dataset.subject is not None else np.full(dataset.n_trials, "")
+    keys = np.array([f"{s}\x00{i}" for s, i in zip(subject, dataset.stimulus_id, strict=True)])
+    _, first, group = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return first[order], rank[group]
+
+
 def average_repeats(dataset: PairedDataset) -> PairedDataset:
     """One trial per (subject, stimulus): the mean of its repeated trials' voxels.
 
     Averaging raises SNR by about sqrt(repeats) and is common in the literature, but it changes what is
     measured, so callers must choose it explicitly and reports must state it.
     """
-    subject = dataset.subject if dataset.subject is not None else np.full(dataset.n_trials, "")
-    keys = np.array([f"{s}\x00{i}" for s, i in zip(subject, dataset.stimulus_id, strict=True)])
-    _, first, group = np.unique(keys, return_index=True, return_inverse=True)
-    order = np.argsort(first)  # keep first-occurrence order of stimuli
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    group = rank[group]
-    sums = np.zeros((order.size, dataset.n_voxels), dtype=np.float64)
+    first, group = repeat_groups(dataset)
+    sums = np.zeros((first.size, dataset.n_voxels), dtype=np.float64)
     np.add.at(sums, group, dataset.fmri)
-    counts = np.bincount(group, minlength=order.size)
-    averaged = dataset.subset(first[order])
+    counts = np.bincount(group, minlength=first.size)
+    averaged = dataset.subset(first)
     averaged.fmri = (sums / counts[:, None]).astype(np.float32)
     averaged.run = None  # an average spans runs
     averaged.metadata["preprocessing"] = [
         *dataset.metadata.get("preprocessing", []),
-        f"averaged repeats: {dataset.n_trials} trials -> {order.size}",
+        f"averaged repeats: {dataset.n_trials} trials -> {first.size}",
     ]
     return averaged
 
@@ -112,15 +126,20 @@ class Preprocessing:
 
     zscore: bool = True
     n_voxels: int | None = None
-    voxel_score: Literal["variance", "f_stat"] = "f_stat"
+    voxel_score: VoxelScore = "auto"
     average_repeats: RepeatAveraging = "none"
 
     def describe(self) -> list[str]:
         notes = []
         if self.zscore:
             notes.append("voxels z-scored with training-fold statistics")
-        if self.n_voxels:
-            notes.append(f"{self.n_voxels} voxels selected by {self.voxel_score} on training-fold trials")
+        if self.n_voxels is not None:
+            score = (
+                "f_stat (variance where training stimuli do not repeat)"
+                if self.voxel_score == "auto"
+                else (self.voxel_score)
+            )
+            notes.append(f"{self.n_voxels} voxels selected by {score} on training-fold trials")
         if self.average_repeats != "none":
             notes.append(f"repeated trials of a stimulus averaged ({self.average_repeats})")
         return notes
@@ -131,7 +150,7 @@ class Preprocessing:
             train = average_repeats(train)
         if self.average_repeats in ("test", "both"):
             test = average_repeats(test)
-        if self.n_voxels:
+        if self.n_voxels is not None:
             selector = VoxelSelector(self.n_voxels, self.voxel_score).fit(train.fmri, train.stimulus_id)
             train = train.select_voxels(selector.voxels_)
             test = test.select_voxels(selector.voxels_)

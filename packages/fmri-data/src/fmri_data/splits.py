@@ -63,18 +63,32 @@ def given_split(dataset: PairedDataset, *, allow_overlap: bool = False) -> list[
     return [check_split(split, dataset)]
 
 
+def group_kfold(groups: np.ndarray, k: int, *, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) trial indices of K folds over groups: all trials of a group fall in one fold.
+
+    Used for the outer splits (groups = stimuli) and by estimators' inner cross-validation alike.
+    """
+    groups = np.asarray(groups)
+    distinct = np.unique(groups)
+    if not 2 <= k <= distinct.size:
+        raise DataError(f"{k}-fold splitting needs 2 <= K <= the number of distinct groups ({distinct.size})")
+    order = np.random.default_rng(seed).permutation(distinct)
+    folds = []
+    for held_out in np.array_split(order, k):
+        is_test = np.isin(groups, held_out)
+        folds.append((np.flatnonzero(~is_test), np.flatnonzero(is_test)))
+    return folds
+
+
 def stimulus_kfold(dataset: PairedDataset, k: int, *, seed: int = 0) -> list[Split]:
     """K folds over distinct stimuli (all trials of a stimulus in one fold), shuffled with `seed`."""
-    stimuli = np.unique(dataset.stimulus_id)
-    if not 2 <= k <= stimuli.size:
+    if not 2 <= k <= dataset.n_stimuli:
         raise DataError(
-            f"{dataset.name}: kfold:{k} needs 2 <= K <= the number of distinct stimuli ({stimuli.size})"
+            f"{dataset.name}: kfold:{k} needs 2 <= K <= the number of distinct stimuli ({dataset.n_stimuli})"
         )
-    order = np.random.default_rng(seed).permutation(stimuli)
-    folds = np.array_split(order, k)
     return [
-        check_split(_split_holding_out(dataset, held_out, name=f"kfold:{k}", fold=i), dataset)
-        for i, held_out in enumerate(folds)
+        check_split(Split(name=f"kfold:{k}", train=train, test=test, fold=i), dataset)
+        for i, (train, test) in enumerate(group_kfold(dataset.stimulus_id, k, seed=seed))
     ]
 
 
@@ -83,10 +97,12 @@ def leave_one_stimulus_out(dataset: PairedDataset) -> list[Split]:
     stimuli = np.unique(dataset.stimulus_id)
     if stimuli.size < 2:
         raise DataError(f"{dataset.name}: leave-one-stimulus-out needs at least 2 distinct stimuli")
-    return [
-        check_split(_split_holding_out(dataset, np.array([s]), name="loso", fold=i), dataset)
-        for i, s in enumerate(stimuli)
-    ]
+    splits = []
+    for i, stimulus in enumerate(stimuli):
+        is_test = dataset.stimulus_id == stimulus
+        split = Split(name="loso", train=np.flatnonzero(~is_test), test=np.flatnonzero(is_test), fold=i)
+        splits.append(check_split(split, dataset))
+    return splits
 
 
 def make_splits(
@@ -104,8 +120,3 @@ def make_splits(
             raise DataError(f"split {spec!r}: K must be a whole number, as in kfold:5") from None
         return stimulus_kfold(dataset, k, seed=seed)
     raise DataError(f"unknown split {spec!r}; use given, loso or kfold:K")
-
-
-def _split_holding_out(dataset: PairedDataset, held_out: np.ndarray, *, name: str, fold: int) -> Split:
-    is_test = np.isin(dataset.stimulus_id, held_out)
-    return Split(name=name, train=np.flatnonzero(~is_test), test=np.flatnonzero(is_test), fold=fold)

@@ -21,6 +21,8 @@ from himalaya.kernel_ridge import KernelRidgeCV
 from himalaya.ridge import RidgeCV
 from safetensors.numpy import load_file, save_file
 
+from fmri_data.splits import group_kfold
+
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(0, 6, 13))
 _SETTINGS_FILE = "ridge_config.json"
 _WEIGHTS_FILE = "ridge_weights.safetensors"
@@ -64,8 +66,8 @@ class RidgeEncoder:
         X, Y = _as_2d(X, "X"), _as_2d(Y, "Y")
         if len(X) != len(Y):
             raise ValueError(f"X has {len(X)} samples but Y has {len(Y)}")
-        if len(X) < 2 * self.cv and self.cv > 1:
-            raise ValueError(f"ridge needs at least {2 * self.cv} training samples for {self.cv}-fold CV")
+        if self.cv < 2:
+            raise ValueError(f"cv must be at least 2 folds, got {self.cv}")
         self.solver_ = self._resolve_solver(*X.shape)
         folds = _grouped_folds(len(X), self.cv, groups)
         solver_params: dict[str, Any] = {"local_alpha": self.per_target}
@@ -205,16 +207,12 @@ def _as_2d(values: np.ndarray, name: str) -> np.ndarray:
 
 
 def _grouped_folds(n: int, k: int, groups: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """K folds over groups (contiguous blocks of a fixed permutation), so a stimulus never straddles folds."""
+    """Inner CV folds over groups (stimuli), so repeats of a stimulus never straddle folds."""
     groups = np.arange(n) if groups is None else np.asarray(groups)
-    unique = np.unique(groups)
-    if unique.size < k:
-        raise ValueError(f"ridge CV needs at least {k} distinct groups (stimuli), got {unique.size}")
-    order = np.random.default_rng(0).permutation(unique)
-    return [
-        (np.flatnonzero(~np.isin(groups, held)), np.flatnonzero(np.isin(groups, held)))
-        for held in np.array_split(order, k)
-    ]
+    n_groups = np.unique(groups).size
+    if n_groups < k:
+        raise ValueError(f"ridge CV needs at least {k} distinct groups (stimuli), got {n_groups}")
+    return group_kfold(groups, k, seed=0)
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import tempfile
 import uuid
@@ -106,6 +107,12 @@ def _retrieval_section(retrieval: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 @contextlib.contextmanager
 def atomic_output_dir(out_dir: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling folder that becomes `out_dir` only if the block succeeds.
@@ -119,6 +126,7 @@ def atomic_output_dir(out_dir: str | Path) -> Iterator[Path]:
         raise EvaluationError(f"output path {out_dir} exists and is not a folder; choose another path")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a run folder gets the usual permissions
     try:
         yield staging
     except BaseException:

@@ -127,7 +127,7 @@ def _read_v5(path: Path) -> dict[str, np.ndarray]:
     try:
         classes = {var: cls for var, _, cls in scipy.io.whosmat(path)}
         content = scipy.io.loadmat(path)
-    except (ValueError, TypeError, OSError, NotImplementedError) as err:
+    except (ValueError, TypeError, OSError, NotImplementedError, scipy.io.matlab.MatReadError) as err:
         raise DataError(f"{path}: not a readable MATLAB file ({err}); check that it is a .mat file") from None
     return {
         key: value.astype(bool) if classes.get(key) == "logical" else value

@@ -28,7 +28,7 @@ def load_nifti_runs(
     label_paths: Sequence[str | Path],
     *,
     pattern_shape: tuple[int, int] = (10, 10),
-    image_size: int | None = None,
+    image_size: int | None = 28,
     lag_volumes: int = LAG_VOLUMES,
     drop_rest: bool = True,
     name: str | None = None,
@@ -36,8 +36,9 @@ def load_nifti_runs(
     """Mask every run's volumes into trials, pair volume t + lag_volumes with label row t, and stack the runs.
 
     run holds each trial's position in func_paths (0-based). A label row with any negative value marks rest;
-    with drop_rest=False such trials are kept with a blank (all-zero) image. image_size upsamples the patterns
-    by nearest neighbour so that they stay binary.
+    with drop_rest=False such trials are kept with a blank (all-zero) image. image_size (default 28, as the
+    shared files; SSIM needs 11 px or more) upsamples the patterns by nearest neighbour so they stay binary;
+    None keeps the 10x10 patterns.
     """
     if len(func_paths) != len(label_paths):
         raise DataError(

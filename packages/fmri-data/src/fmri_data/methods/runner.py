@@ -12,7 +12,7 @@ from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.methods.base import IdentifiesStimuli, MethodSettings
 from fmri_data.methods.registry import create_method
-from fmri_data.preprocessing import Preprocessing
+from fmri_data.preprocessing import Preprocessing, repeat_groups
 from fmri_data.splits import Split
 
 _SIMILARITY = "similarity:"
@@ -85,8 +85,12 @@ def reconstruct_over_splits(
     merged = {key: value[order] for key, value in merged.items()}
     fixed = ("truth", "stimulus_id", "trial_index", "fold")
     notes = preprocessing.describe()
-    if any(split.allow_overlap for split in splits):
-        notes.append("LEAKY SPLIT: test stimuli also occur in training (allowed explicitly)")
+    shared = {int(s) for split in splits for s in split.overlap(dataset.stimulus_id)}
+    if shared:
+        notes.append(
+            f"LEAKY SPLIT: {len(shared)} test stimuli also occur in training (allowed explicitly with "
+            "allow_overlap); these numbers measure memorisation, not decoding"
+        )
     similarities = {k.removeprefix(_SIMILARITY): v for k, v in merged.items() if k.startswith(_SIMILARITY)}
     return CrossValidatedReconstructions(
         truth=merged["truth"],
@@ -120,12 +124,9 @@ def _check_each_trial_tested_once(dataset: PairedDataset, splits: Sequence[Split
 def _trial_index(dataset: PairedDataset, split: Split, prep: Preprocessing) -> np.ndarray:
     if prep.average_repeats not in ("test", "both"):
         return split.test
-    # After averaging, test trials are the first occurrences of each (subject, stimulus) in fold order.
-    first_of: dict[tuple[str, int], int] = {}
-    subject = dataset.subject if dataset.subject is not None else np.full(dataset.n_trials, "")
-    for trial in split.test:
-        first_of.setdefault((str(subject[trial]), int(dataset.stimulus_id[trial])), int(trial))
-    return np.fromiter(first_of.values(), dtype=np.int64, count=len(first_of))
+    # average_repeats keeps the first trial of each group, in the order repeat_groups gives.
+    first, _ = repeat_groups(dataset.subset(split.test))
+    return split.test[first]
 
 
 def _checked_prediction(name: str, images: np.ndarray, test: PairedDataset) -> np.ndarray:

@@ -1,0 +1,34 @@
+"""Where and in what precision torch training runs: one Accelerator per fit, seeded."""
+
+from __future__ import annotations
+
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, PartialState
+
+
+def resolve_device(device: str) -> str:
+    """ "auto" -> "cuda" when a GPU is visible, else "cpu"; an unusable choice is a one-line error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; use 'cpu' or 'auto'")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'")
+    return device
+
+
+def make_accelerator(device: str = "auto", mixed_precision: str = "no") -> Accelerator:
+    """An Accelerator on `device` ("auto", "cpu", "cuda") with `mixed_precision` ("no", "fp16", "bf16").
+
+    accelerate keeps one process-wide state and refuses a second Accelerator with another device or
+    precision; the fold runner trains many models in one process, so in a single-process run a
+    conflicting state is reset first (a distributed launch keeps its state and gets accelerate's error).
+    """
+    cpu = resolve_device(device) == "cpu"
+    state = AcceleratorState._shared_state
+    if state and PartialState().num_processes == 1:
+        same_device = (AcceleratorState().device.type == "cpu") == cpu
+        if not same_device or AcceleratorState().mixed_precision != mixed_precision:
+            AcceleratorState._reset_state(reset_partial_state=True)
+    return Accelerator(cpu=cpu, mixed_precision=mixed_precision)
