@@ -123,3 +123,17 @@ def test_a_model_saved_from_one_backend_loads_on_another(tmp_path):
     loaded = RidgeEncoder.load(model.save(tmp_path / "m"), backend="numpy")
     assert loaded.backend == "numpy"
     np.testing.assert_allclose(loaded.predict(X), model.predict(X), rtol=1e-5, atol=1e-6)
+
+
+def test_per_target_alphas_recover_the_bayes_optimal_alphas():
+    # With weights ~ N(0, 1) and noise ~ N(0, alpha), the best ridge penalty for a target is alpha itself.
+    rng = np.random.default_rng(8)
+    true_alphas = np.repeat([1.0, 30.0, 300.0], 12)
+    X = rng.normal(size=(300, 20))
+    W = rng.normal(size=(20, true_alphas.size))
+    Y = X @ W + rng.normal(size=(300, true_alphas.size)) * np.sqrt(true_alphas)
+    model = RidgeEncoder(alphas=np.logspace(-2, 6, 33), solver="primal").fit(X, Y)
+    chosen = [np.median(np.log10(model.best_alphas_[true_alphas == a])) for a in np.unique(true_alphas)]
+    # within half of the 1.5-decade spacing of the true alphas, so each is told apart from its neighbours
+    np.testing.assert_allclose(chosen, np.log10(np.unique(true_alphas)), atol=0.75)
+    assert chosen[0] < chosen[1] < chosen[2]

@@ -22,8 +22,8 @@ from fmri_encoders.contrastive.fmri_encoder import (
     FmriEncoderOutput,
 )
 from fmri_encoders.contrastive.image_encoder import ConvImageEncoder, ImageEncoderConfig
-from fmri_encoders.contrastive.runtime import resolve_device
 from fmri_encoders.contrastive.training import SubjectData, TrainingConfig, train_contrastive
+from fmri_encoders.runtime import resolve_device
 
 ArrayBySubject = np.ndarray | Mapping[str, np.ndarray]
 _CONFIG_FILE = "contrastive_config.json"

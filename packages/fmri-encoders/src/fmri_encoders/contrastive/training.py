@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from fmri_encoders.contrastive.fmri_encoder import FmriEncoder
 from fmri_encoders.contrastive.losses import LogitScale, group_targets, info_nce, mixco
-from fmri_encoders.contrastive.runtime import make_accelerator
+from fmri_encoders.runtime import make_accelerator
 
 
 @dataclass

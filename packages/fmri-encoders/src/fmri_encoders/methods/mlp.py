@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.methods import MethodSettings, ReconstructionMethod
-from fmri_encoders.contrastive.runtime import make_accelerator
+from fmri_encoders.runtime import make_accelerator
 
 
 @dataclass

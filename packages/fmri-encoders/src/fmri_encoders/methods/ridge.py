@@ -7,8 +7,8 @@ import numpy as np
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.methods import ReconstructionMethod
-from fmri_encoders.contrastive.runtime import resolve_device
 from fmri_encoders.ridge import RidgeEncoder
+from fmri_encoders.runtime import resolve_device
 
 INNER_FOLDS = 5
 
