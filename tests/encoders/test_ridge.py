@@ -137,3 +137,17 @@ def test_per_target_alphas_recover_the_bayes_optimal_alphas():
     # within half of the 1.5-decade spacing of the true alphas, so each is told apart from its neighbours
     np.testing.assert_allclose(chosen, np.log10(np.unique(true_alphas)), atol=0.75)
     assert chosen[0] < chosen[1] < chosen[2]
+
+
+def test_out_of_fold_predictions_never_see_their_stimulus():
+    from fmri_encoders.out_of_fold import out_of_fold_ridge
+
+    rng = np.random.default_rng(9)
+    groups = np.repeat(np.arange(20), 2)
+    X = rng.normal(size=(40, 80))
+    Y = rng.normal(size=(40, 2, 3))  # pure noise: in-sample fits it, out-of-fold cannot
+    oof, full = out_of_fold_ridge(X, Y, groups, alphas=[1e-3], per_target=False)
+    assert oof.shape == Y.shape
+    in_sample = full.predict(X).reshape(Y.shape)
+    assert np.abs(in_sample - Y).mean() < 0.1 * np.abs(Y).mean()
+    assert np.abs(oof - Y).mean() > 0.5 * np.abs(Y).mean()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, PartialState
@@ -18,8 +20,10 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def make_accelerator(device: str = "auto", mixed_precision: str = "no") -> Accelerator:
+def make_accelerator(device: str = "auto", mixed_precision: str = "no", **options: Any) -> Accelerator:
     """An Accelerator on `device` ("auto", "cpu", "cuda") with `mixed_precision` ("no", "fp16", "bf16").
+
+    `options` go to Accelerator as they are (gradient_accumulation_steps, project_config, log_with, ...).
 
     accelerate keeps one process-wide state and refuses a second Accelerator with another device or
     precision; the fold runner trains many models in one process, so in a single-process run a
@@ -31,4 +35,4 @@ def make_accelerator(device: str = "auto", mixed_precision: str = "no") -> Accel
         same_device = (AcceleratorState().device.type == "cpu") == cpu
         if not same_device or AcceleratorState().mixed_precision != mixed_precision:
             AcceleratorState._reset_state(reset_partial_state=True)
-    return Accelerator(cpu=cpu, mixed_precision=mixed_precision)
+    return Accelerator(cpu=cpu, mixed_precision=mixed_precision, **options)

@@ -1,0 +1,1 @@
+"""Reconstruction methods this package registers (entry points in its pyproject.toml)."""

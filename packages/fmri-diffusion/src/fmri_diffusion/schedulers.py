@@ -1,0 +1,38 @@
+"""Noise schedules (diffusers' DDPMScheduler) and the few-step samplers built from the same config."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, SchedulerMixin
+
+Schedule = Literal["linear", "cosine"]
+Sampler = Literal["ddpm", "ddim", "dpm++"]
+Prediction = Literal["epsilon", "v_prediction"]
+
+_BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
+
+
+def training_scheduler(
+    schedule: Schedule = "cosine", prediction_type: Prediction = "epsilon", num_train_timesteps: int = 1000
+) -> DDPMScheduler:
+    """The forward process used in training: betas by schedule, and what the UNet learns to predict."""
+    if schedule not in _BETA_SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; use linear or cosine")
+    return DDPMScheduler(
+        num_train_timesteps=num_train_timesteps,
+        beta_schedule=_BETA_SCHEDULES[schedule],
+        prediction_type=prediction_type,
+        clip_sample=False,
+    )
+
+
+def sampling_scheduler(kind: Sampler, trained: SchedulerMixin) -> SchedulerMixin:
+    """A sampler sharing the trained schedule: DDIM or DPM-Solver++ for few steps, DDPM for ancestral."""
+    if kind == "ddim":
+        return DDIMScheduler.from_config(trained.config)
+    if kind == "dpm++":
+        return DPMSolverMultistepScheduler.from_config(trained.config, algorithm_type="dpmsolver++")
+    if kind == "ddpm":
+        return DDPMScheduler.from_config(trained.config)
+    raise ValueError(f"unknown sampler {kind!r}; use ddim, dpm++ or ddpm")

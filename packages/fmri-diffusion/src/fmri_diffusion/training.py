@@ -1,0 +1,229 @@
+"""One training loop for every model of this package, built on accelerate.
+
+accelerate owns devices, mixed precision, gradient accumulation and data parallelism (`accelerate launch
+--num_processes N` runs this loop on N GPUs unchanged); this module adds what a researcher expects around
+it: a progress bar with the loss, checkpoints written atomically every N steps with a total limit,
+`resume="latest"`, an EMA of the weights, a NaN guard that keeps the last good checkpoint, and a loss curve.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate.utils import set_seed
+from diffusers.optimization import get_cosine_schedule_with_warmup
+from diffusers.training_utils import EMAModel
+from torch import nn
+from tqdm.auto import tqdm
+
+from fmri_encoders.runtime import make_accelerator
+from fmri_eval.figures import training_curve
+
+Batch = dict[str, torch.Tensor]
+LossFn = Callable[[nn.Module, Batch, torch.Generator], torch.Tensor]
+_STATE_FILE = "trainer_state.json"
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the message names the last good checkpoint."""
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How long and how to optimise. Steps count optimizer updates (after gradient accumulation)."""
+
+    max_steps: int = 2000
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    gradient_accumulation_steps: int = 1
+    mixed_precision: str = "no"
+    ema_decay: float | None = 0.999
+    checkpoint_every: int = 0
+    checkpoints_total_limit: int = 2
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+
+class BatchSampler:
+    """Random mini-batches (with replacement across epochs) from in-memory tensors, checkpointable.
+
+    `augment(batch, generator)` may transform each batch (e.g. joint random shifts of image and condition).
+    Its generator state is saved with the checkpoints, so a resumed run draws the same batches.
+    """
+
+    def __init__(
+        self,
+        tensors: Mapping[str, torch.Tensor],
+        batch_size: int,
+        *,
+        seed: int = 0,
+        augment: Callable[[Batch, torch.Generator], Batch] | None = None,
+    ) -> None:
+        sizes = {len(t) for t in tensors.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"all tensors need the same first dimension, got {sorted(sizes)}")
+        self.tensors = dict(tensors)
+        self.batch_size = batch_size
+        self.augment = augment
+        self.generator = torch.Generator().manual_seed(seed)
+        self.n = sizes.pop()
+
+    def __next__(self) -> Batch:
+        index = torch.randint(0, self.n, (self.batch_size,), generator=self.generator)
+        batch = {name: tensor[index] for name, tensor in self.tensors.items()}
+        return self.augment(batch, self.generator) if self.augment else batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+@dataclass
+class TrainingResult:
+    losses: list[float] = field(default_factory=list)
+    last_checkpoint: Path | None = None
+
+
+def train(
+    model: nn.Module,
+    loss_fn: LossFn,
+    sampler: BatchSampler,
+    config: TrainingConfig,
+    *,
+    out_dir: str | Path | None = None,
+    resume: str | Path | None = None,
+    description: str = "train",
+) -> TrainingResult:
+    """Optimise `model`'s trainable parameters on `loss_fn(model, batch, generator)`.
+
+    out_dir: where checkpoints (`checkpoints/step-NNNNNN`) and `loss_curve.png` go; None keeps nothing.
+    resume: "latest" or a checkpoint folder to continue from (same step count, batches and noise).
+    On return the model holds the EMA weights when `config.ema_decay` is set.
+    """
+    set_seed(config.seed)
+    out_dir = Path(out_dir) if out_dir is not None else None
+    accelerator = make_accelerator(
+        config.device, config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation_steps
+    )
+    parameters = [p for p in model.parameters() if p.requires_grad]  # a list: clipping must see them too
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+    schedule = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
+    model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
+    ema = EMAModel(parameters, decay=config.ema_decay) if config.ema_decay else None
+    accelerator.register_for_checkpointing(sampler)
+    if ema is not None:
+        ema.to(accelerator.device)
+        accelerator.register_for_checkpointing(ema)
+    noise = torch.Generator(device="cpu").manual_seed(config.seed + 1)
+
+    result, step = TrainingResult(), 0
+    start = _find_checkpoint(out_dir, resume)
+    if start is not None:
+        accelerator.load_state(str(start))
+        state = json.loads((start / _STATE_FILE).read_text())
+        step, result.losses, noise_state = state["step"], state["losses"], state["noise"]
+        noise.set_state(torch.tensor(noise_state, dtype=torch.uint8))
+        result.last_checkpoint = start
+
+    bar = tqdm(total=config.max_steps, initial=step, desc=description, disable=not config.progress)
+    model.train()
+    while step < config.max_steps:
+        with accelerator.accumulate(model):
+            batch = {k: v.to(accelerator.device) for k, v in next(sampler).items()}
+            loss = loss_fn(model, batch, noise)
+            if not torch.isfinite(loss):
+                bar.close()
+                raise TrainingDivergedError(
+                    f"loss became {loss.item()} at step {step}; last good checkpoint: "
+                    f"{result.last_checkpoint or 'none'}; lower the learning rate or train in fp32"
+                )
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and config.grad_clip:
+                accelerator.clip_grad_norm_(parameters, config.grad_clip)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+        if not accelerator.sync_gradients:
+            continue
+        step += 1
+        if ema is not None:
+            ema.step(parameters)
+        result.losses.append(loss.item())
+        bar.update()
+        bar.set_postfix(loss=f"{result.losses[-1]:.4f}")
+        if out_dir is not None and config.checkpoint_every and step % config.checkpoint_every == 0:
+            result.last_checkpoint = _save_checkpoint(
+                accelerator, out_dir, step, result.losses, noise, config
+            )
+    bar.close()
+    if ema is not None:
+        ema.copy_to(parameters)
+    model.eval()
+    if out_dir is not None and accelerator.is_main_process and result.losses:
+        write_loss_curve(out_dir / "loss_curve.png", result.losses)
+    return result
+
+
+def write_loss_curve(path: Path, losses: list[float]) -> None:
+    """Loss per step and its running mean over ~1% of training, on a log axis."""
+    window = max(1, len(losses) // 100)
+    smoothed = [sum(losses[max(0, i - window + 1) : i + 1]) / min(window, i + 1) for i in range(len(losses))]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    training_curve(
+        path, list(range(1, len(losses) + 1)), smoothed, label=f"loss (mean of {window})", log_y=True
+    )
+
+
+def _save_checkpoint(
+    accelerator: Any,
+    out_dir: Path,
+    step: int,
+    losses: list[float],
+    noise: torch.Generator,
+    config: TrainingConfig,
+) -> Path:
+    """Write to `step-N.partial`, then rename: a killed run never leaves a half-written checkpoint."""
+    root = out_dir / "checkpoints"
+    final = root / f"step-{step:06d}"
+    partial = root / f"step-{step:06d}.partial"
+    if accelerator.is_main_process:
+        shutil.rmtree(partial, ignore_errors=True)
+    accelerator.save_state(str(partial))
+    if accelerator.is_main_process:
+        state = {"step": step, "losses": losses, "noise": noise.get_state().tolist()}
+        (partial / _STATE_FILE).write_text(json.dumps(state))
+        shutil.rmtree(final, ignore_errors=True)
+        partial.rename(final)
+        for old in sorted(root.glob("step-??????"))[: -config.checkpoints_total_limit or None]:
+            shutil.rmtree(old)
+        write_loss_curve(out_dir / "loss_curve.png", losses)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _find_checkpoint(out_dir: Path | None, resume: str | Path | None) -> Path | None:
+    if resume is None:
+        return None
+    if str(resume) != "latest":
+        path = Path(resume)
+        if not (path / _STATE_FILE).is_file():
+            raise FileNotFoundError(
+                f"{path} is not a checkpoint folder (no {_STATE_FILE}); pass 'latest' or a step-N folder"
+            )
+        return path
+    if out_dir is None:
+        raise ValueError("resume='latest' needs an out_dir to look for checkpoints in")
+    found = sorted((out_dir / "checkpoints").glob("step-??????"))
+    return found[-1] if found else None

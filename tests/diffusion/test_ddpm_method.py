@@ -1,0 +1,58 @@
+import numpy as np
+
+from fmri_data.dataset import PairedDataset
+from fmri_data.methods import MethodSettings
+from fmri_diffusion.methods.ddpm import DDPMConfig, PixelDDPM
+from fmri_diffusion.training import TrainingConfig
+
+
+def _toy(n_stimuli=20, repeats=2, size=12, n_voxels=40, seed=0):
+    rng = np.random.default_rng(seed)
+    stimuli = np.zeros((n_stimuli, size, size), np.float32)
+    for image in stimuli:
+        y, x = rng.integers(2, size - 4, 2)
+        image[y : y + 3, x : x + 3] = 1
+    stimulus_id = np.repeat(np.arange(n_stimuli), repeats)
+    images = stimuli[stimulus_id]
+    fmri = images.reshape(len(images), -1) @ rng.normal(size=(size * size, n_voxels))
+    fmri += 0.5 * rng.normal(size=fmri.shape)
+    return PairedDataset(fmri=fmri, images=images, stimulus_id=stimulus_id)
+
+
+def _config(**kwargs):
+    training = TrainingConfig(max_steps=15, batch_size=8, warmup_steps=1, progress=False)
+    base = {"block_out_channels": (8, 16), "token_dim": 8, "training": training, "num_inference_steps": 3,
+            "n_samples": 3}
+    return DDPMConfig(**(base | kwargs))
+
+
+def test_ddpm_reports_the_posterior_mean_and_one_sample():
+    data = _toy()
+    train, test = data.subset(np.arange(30)), data.subset(np.arange(30, 40))
+    method = PixelDDPM(MethodSettings(seed=1, device="cpu"), _config()).fit(train)
+    rows = method.predict_named(test.fmri)
+    assert set(rows) == {"ddpm", "ddpm-1"}
+    for images in rows.values():
+        assert images.shape == (10, 12, 12)
+        assert images.dtype == np.float32
+        assert 0 <= images.min() <= images.max() <= 1
+    samples = method.sample(test.fmri, 3)
+    np.testing.assert_allclose(rows["ddpm"], samples.mean(axis=0), atol=1e-6)
+    np.testing.assert_array_equal(rows["ddpm-1"], samples[0])
+
+
+def test_ddpm_is_deterministic_on_cpu_with_a_seed():
+    data = _toy()
+    train, test = data.subset(np.arange(30)), data.subset(np.arange(30, 40))
+    first = PixelDDPM(MethodSettings(seed=3, device="cpu"), _config()).fit(train).predict(test.fmri)
+    second = PixelDDPM(MethodSettings(seed=3, device="cpu"), _config()).fit(train).predict(test.fmri)
+    np.testing.assert_array_equal(first, second)
+
+
+def test_ddpm_img2img_from_ridge_and_guidance(tmp_path):
+    data = _toy()
+    train, test = data.subset(np.arange(30)), data.subset(np.arange(30, 40))
+    settings = MethodSettings(seed=0, device="cpu", work_dir=tmp_path)
+    method = PixelDDPM(settings, _config(strength=0.5, guidance_scale=2.0, sampler="dpm++")).fit(train)
+    assert method.predict(test.fmri).shape == (10, 12, 12)
+    assert (tmp_path / "ddpm" / "loss_curve.png").is_file()

@@ -1,0 +1,115 @@
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from fmri_diffusion.training import BatchSampler, TrainingConfig, TrainingDivergedError, train
+
+
+class _Line(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+
+def _loss(model, batch, gen):
+    noise = torch.randn(len(batch["x"]), generator=gen) * 0.01
+    return ((model.w * batch["x"] - batch["y"] + noise) ** 2).mean()
+
+
+def _sampler(seed=0):
+    x = torch.linspace(-1, 1, 32)
+    return BatchSampler({"x": x, "y": 3 * x}, batch_size=8, seed=seed)
+
+
+def _config(**kwargs):
+    base = {
+        "max_steps": 40,
+        "learning_rate": 0.1,
+        "warmup_steps": 0,
+        "ema_decay": None,
+        "progress": False,
+        "device": "cpu",
+    }
+    return TrainingConfig(**(base | kwargs))
+
+
+def test_training_decreases_the_loss():
+    torch.manual_seed(0)
+    result = train(_Line(), _loss, _sampler(), _config())
+    assert result.losses[-1] < 0.2 * result.losses[0]
+
+
+def test_a_killed_run_resumes_with_the_same_step_count_and_losses(tmp_path):
+    torch.manual_seed(0)
+    uninterrupted = train(_Line(), _loss, _sampler(), _config(max_steps=20))
+
+    def killed_after_step_12(model, batch, gen):
+        killed_after_step_12.calls += 1
+        if killed_after_step_12.calls > 12:
+            raise KeyboardInterrupt
+        return _loss(model, batch, gen)
+
+    killed_after_step_12.calls = 0
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            _Line(),
+            killed_after_step_12,
+            _sampler(),
+            _config(max_steps=20, checkpoint_every=10),
+            out_dir=tmp_path,
+        )
+    # a new process rebuilds model and sampler from scratch (other seeds), then resumes from step 10
+    torch.manual_seed(123)
+    resumed = train(
+        _Line(),
+        _loss,
+        _sampler(seed=99),
+        _config(max_steps=20, checkpoint_every=10),
+        out_dir=tmp_path,
+        resume="latest",
+    )
+    assert len(resumed.losses) == 20
+    assert resumed.losses == pytest.approx(uninterrupted.losses, rel=1e-5)
+    assert (tmp_path / "loss_curve.png").is_file()
+
+
+def test_checkpoints_are_complete_and_limited(tmp_path):
+    train(
+        _Line(),
+        _loss,
+        _sampler(),
+        _config(max_steps=30, checkpoint_every=10, checkpoints_total_limit=2),
+        out_dir=tmp_path,
+    )
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["step-000020", "step-000030"]
+    state = json.loads((tmp_path / "checkpoints" / "step-000030" / "trainer_state.json").read_text())
+    assert state["step"] == 30
+    assert len(state["losses"]) == 30
+
+
+def test_nan_loss_stops_with_the_last_good_checkpoint(tmp_path):
+    def exploding(model, batch, gen):
+        loss = _loss(model, batch, gen)
+        return loss if exploding.calls < 10 else loss * float("nan")
+
+    def counting(model, batch, gen):
+        exploding.calls += 1
+        return exploding(model, batch, gen)
+
+    exploding.calls = 0
+    with pytest.raises(TrainingDivergedError, match="step-000005"):
+        train(_Line(), counting, _sampler(), _config(max_steps=20, checkpoint_every=5), out_dir=tmp_path)
+    assert (tmp_path / "checkpoints" / "step-000005").is_dir()
+    assert not list((tmp_path / "checkpoints").glob("*.partial"))
+
+
+def test_ema_weights_are_what_training_returns():
+    torch.manual_seed(0)
+    raw, averaged = _Line(), _Line()
+    train(raw, _loss, _sampler(), _config())
+    train(averaged, _loss, _sampler(), _config(ema_decay=0.9))
+    assert 1.5 < averaged.w.item() < raw.w.item()  # the average lags the raw weights rising towards 3
