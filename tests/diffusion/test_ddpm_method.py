@@ -2,7 +2,10 @@ import numpy as np
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.methods import MethodSettings
-from fmri_diffusion.methods.ddpm import DDPMConfig, PixelDDPM
+from fmri_diffusion.autoencoder import AutoencoderConfig
+from fmri_diffusion.methods.conditional import DiffusionConfig
+from fmri_diffusion.methods.ddpm import PixelDDPM
+from fmri_diffusion.methods.ldm import LatentDiffusion, LDMConfig
 from fmri_diffusion.training import TrainingConfig
 
 
@@ -21,9 +24,14 @@ def _toy(n_stimuli=20, repeats=2, size=12, n_voxels=40, seed=0):
 
 def _config(**kwargs):
     training = TrainingConfig(max_steps=15, batch_size=8, warmup_steps=1, progress=False)
-    base = {"block_out_channels": (8, 16), "token_dim": 8, "training": training, "num_inference_steps": 3,
-            "n_samples": 3}
-    return DDPMConfig(**(base | kwargs))
+    base = {
+        "block_out_channels": (8, 16),
+        "token_dim": 8,
+        "training": training,
+        "num_inference_steps": 3,
+        "n_samples": 3,
+    }
+    return DiffusionConfig(**(base | kwargs))
 
 
 def test_ddpm_reports_the_posterior_mean_and_one_sample():
@@ -56,3 +64,30 @@ def test_ddpm_img2img_from_ridge_and_guidance(tmp_path):
     method = PixelDDPM(settings, _config(strength=0.5, guidance_scale=2.0, sampler="dpm++")).fit(train)
     assert method.predict(test.fmri).shape == (10, 12, 12)
     assert (tmp_path / "ddpm" / "loss_curve.png").is_file()
+
+
+def test_ldm_trains_in_stages_and_saves_each(tmp_path):
+    data = _toy(size=16)
+    train, test = data.subset(np.arange(30)), data.subset(np.arange(30, 40))
+    autoencoder = AutoencoderConfig(
+        block_out_channels=(8, 8), training=TrainingConfig(max_steps=10, batch_size=8, progress=False)
+    )
+    config = LDMConfig(
+        block_out_channels=(8, 16),
+        token_dim=8,
+        autoencoder=autoencoder,
+        num_inference_steps=3,
+        n_samples=2,
+        training=TrainingConfig(max_steps=10, batch_size=8, warmup_steps=1, progress=False),
+    )
+    method = LatentDiffusion(MethodSettings(seed=0, device="cpu", work_dir=tmp_path), config).fit(train)
+    rows = method.predict_named(test.fmri)
+    assert set(rows) == {"ldm", "ldm-1"}
+    assert rows["ldm"].shape == (10, 16, 16)
+    assert (tmp_path / "ldm" / "vae" / "config.json").is_file()
+    assert (tmp_path / "ldm" / "pipeline" / "model_index.json").is_file()
+    from fmri_diffusion.pipeline import FmriImagePipeline
+
+    reloaded = FmriImagePipeline.from_pretrained(tmp_path / "ldm" / "pipeline")
+    assert reloaded.vae is not None
+    assert reloaded.vae.config.scaling_factor == method.vae_.config.scaling_factor

@@ -44,7 +44,7 @@ class FmriImagePipeline(DiffusionPipeline):
         """[B, H, W] or [B, C, H, W] images in [0, 1] -> what the UNet denoises."""
         x = images.to(self.device, self.unet.dtype)
         x = x.unsqueeze(1) if x.ndim == 3 else x
-        x = _pad_to(2 * x - 1, self._pixel_size())
+        x = pad_to(2 * x - 1, self._pixel_size())
         if self.vae is None:
             return x
         latents = self.vae.encode(x.to(self.vae.dtype)).latent_dist.mean
@@ -73,6 +73,7 @@ class FmriImagePipeline(DiffusionPipeline):
         num_inference_steps: int = 25,
         guidance_scale: float = 1.0,
         init_image: torch.Tensor | None = None,
+        init_latents: torch.Tensor | None = None,
         strength: float = 1.0,
         generator: Generators = None,
         output_type: str = "np",
@@ -82,7 +83,8 @@ class FmriImagePipeline(DiffusionPipeline):
         condition: [B, in_features], the conditioner's input. spatial_condition: [B, c, h, w] in model
         space, concatenated to the UNet input (None when the UNet takes no extra channels).
         guidance_scale > 1 mixes in the null condition (classifier-free guidance); 1 uses the condition only.
-        init_image: [B, H, W] in [0, 1] to start from, noised to `strength` (1 = pure noise, i.e. no init).
+        init_image: [B, H, W] in [0, 1] to start from, noised to `strength` (1 = pure noise, i.e. no init);
+        init_latents: the same start given in model space instead.
         generator: one per image for per-image seeds.
         """
         if not 0 < strength <= 1:
@@ -100,13 +102,14 @@ class FmriImagePipeline(DiffusionPipeline):
         timesteps = self.scheduler.timesteps
         shape = (batch, self._latent_channels(), self.unet.config.sample_size, self.unet.config.sample_size)
         noise = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
-        if init_image is not None and strength < 1:
+        if init_image is not None:
+            init_latents = self.to_model_space(init_image)
+        if init_latents is not None and strength < 1:
             skip = num_inference_steps - max(1, round(num_inference_steps * strength))
             timesteps = timesteps[skip * self.scheduler.order :]
             if hasattr(self.scheduler, "set_begin_index"):
                 self.scheduler.set_begin_index(skip * self.scheduler.order)
-            start = self.to_model_space(init_image)
-            x = self.scheduler.add_noise(start, noise, timesteps[:1].repeat(batch))
+            x = self.scheduler.add_noise(init_latents.to(noise), noise, timesteps[:1].repeat(batch))
         else:
             x = noise * self.scheduler.init_noise_sigma
         step_kwargs = self._step_kwargs(generator)
@@ -131,7 +134,7 @@ class FmriImagePipeline(DiffusionPipeline):
         return {"generator": generator} if "generator" in accepted else {}
 
 
-def _pad_to(x: torch.Tensor, size: int) -> torch.Tensor:
+def pad_to(x: torch.Tensor, size: int) -> torch.Tensor:
     """Zero-pad (in [-1, 1] units: -1, the black background) to size x size, centred."""
     extra = size - x.shape[-1]
     if extra < 0:

@@ -1,0 +1,71 @@
+"""Training the small AutoencoderKL whose latent space the `ldm` method denoises in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL
+from torch import nn
+
+from fmri_diffusion import training as trainer
+from fmri_diffusion.augment import random_shift
+from fmri_diffusion.models import padded_size, small_autoencoder
+from fmri_diffusion.pipeline import pad_to
+from fmri_diffusion.training import BatchSampler, TrainingConfig
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """Size and training of the autoencoder; kl_weight keeps latents near N(0, 1) without blurring them."""
+
+    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    latent_channels: int = 4
+    kl_weight: float = 1e-4
+    max_shift: int = 2
+    training: TrainingConfig = field(
+        default_factory=lambda: TrainingConfig(max_steps=800, batch_size=32, learning_rate=2e-3)
+    )
+
+
+def train_autoencoder(
+    images: np.ndarray, config: AutoencoderConfig, *, seed: int, device: str, out_dir: Path | None = None
+) -> AutoencoderKL:
+    """Fit an AutoencoderKL to [n, H, W] images in [0, 1]; saved with save_pretrained to out_dir/vae."""
+    torch.manual_seed(seed)
+    size = padded_size(images.shape[-1], len(config.block_out_channels) - 1)
+    vae = small_autoencoder(
+        sample_size=size, latent_channels=config.latent_channels, block_out_channels=config.block_out_channels
+    )
+    pixels = pad_to(torch.from_numpy(images).float().unsqueeze(1) * 2 - 1, size)
+    sampler = BatchSampler(
+        {"x": pixels},
+        config.training.batch_size,
+        seed=seed,
+        augment=lambda batch, gen: random_shift(batch, config.max_shift, gen, fill=-1.0),
+    )
+
+    def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor], gen: torch.Generator) -> torch.Tensor:
+        posterior = model.encode(batch["x"]).latent_dist
+        latents = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen).to(
+            posterior.mean.device
+        )
+        reconstruction = model.decode(latents).sample
+        return (
+            F.mse_loss(reconstruction, batch["x"])
+            + config.kl_weight * posterior.kl().mean() / latents[0].numel()
+        )
+
+    training = replace(config.training, seed=seed, device=device)
+    trainer.train(vae, loss_fn, sampler, training, out_dir=out_dir, description="autoencoder")
+    vae.eval()
+    # the latents' spread sets the diffusion scale: SD's convention of scaling them to unit variance
+    with torch.no_grad():
+        spread = vae.encode(pixels.to(vae.device)).latent_dist.mean.std().item()
+    vae.register_to_config(scaling_factor=1.0 / max(spread, 1e-6))
+    if out_dir is not None:
+        vae.save_pretrained(out_dir / "vae")
+    return vae

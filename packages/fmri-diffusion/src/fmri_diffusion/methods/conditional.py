@@ -1,0 +1,186 @@
+"""What the `ddpm` and `ldm` methods share: a conditional diffusion model on top of a ridge first stage.
+
+With ~100 training trials a diffusion model cannot learn the brain-to-image map on its own; what it can learn
+is a prior over images given a noisy linear decoding. So the UNet sees the out-of-fold ridge decoding (in its
+own space: pixels for `ddpm`, autoencoder latents for `ldm`) twice: as extra input channels, which keep the
+layout, and through the conditioner as cross-attention tokens. Sampling uses a few DDIM (or DPM-Solver++)
+steps; the method's own row is the mean of `n_samples` samples (a posterior-mean estimate) and `<name>-1` is
+a single sample. No sample is ever chosen by comparing it with the truth.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL
+from torch import nn
+
+from fmri_data.dataset import PairedDataset
+from fmri_data.methods import MethodSettings, ReconstructionMethod
+from fmri_diffusion import training as trainer
+from fmri_diffusion.conditioning import FmriConditioner
+from fmri_diffusion.models import small_unet
+from fmri_diffusion.objectives import ObjectiveConfig, denoising_loss, sample_timesteps
+from fmri_diffusion.pipeline import FmriImagePipeline
+from fmri_diffusion.schedulers import Prediction, Sampler, Schedule, sampling_scheduler, training_scheduler
+from fmri_diffusion.training import BatchSampler, TrainingConfig
+from fmri_encoders.runtime import resolve_device
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """UNet, conditioning, training and sampling settings (defaults sized for digit69 on a laptop CPU)."""
+
+    block_out_channels: tuple[int, ...] = (32, 64, 128)
+    token_dim: int = 64
+    n_tokens: int = 4
+    conditioner_hidden: int = 256
+    schedule: Schedule = "cosine"
+    prediction_type: Prediction = "epsilon"
+    condition_dropout: float = 0.1
+    max_shift: int = 2
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    training: TrainingConfig = field(default_factory=lambda: TrainingConfig(max_steps=1500, batch_size=32))
+    sampler: Sampler = "ddim"
+    num_inference_steps: int = 25
+    n_samples: int = 8
+    guidance_scale: float = 1.0
+    strength: float = 1.0
+
+    def quick(self) -> DiffusionConfig:
+        """A smoke-test budget: a few steps of everything."""
+        return replace(
+            self,
+            training=replace(self.training, max_steps=20, warmup_steps=2),
+            num_inference_steps=4,
+            n_samples=2,
+        )
+
+
+class _Denoiser(nn.Module):
+    """The trainable pair, in one module so one optimizer and one checkpoint hold both."""
+
+    def __init__(self, unet: nn.Module, conditioner: FmriConditioner) -> None:
+        super().__init__()
+        self.unet = unet
+        self.conditioner = conditioner
+
+
+class ConditionalDiffusion(ReconstructionMethod):
+    """fit: first stage (subclass) -> train the conditional UNet; predict: sample around the first stage."""
+
+    config_class: type[DiffusionConfig] = DiffusionConfig
+
+    def __init__(self, settings: MethodSettings | None = None, config: DiffusionConfig | None = None) -> None:
+        super().__init__(settings)
+        config = config or self.config_class()
+        self.config = config.quick() if self.settings.quick else config
+
+    # ------------------------------------------------------- subclass hooks
+    @abstractmethod
+    def _fit_first_stage(
+        self, train: PairedDataset
+    ) -> tuple[AutoencoderKL | None, torch.Tensor, torch.Tensor]:
+        """Return (vae or None, clean targets, out-of-fold spatial conditions), both in model space."""
+
+    @abstractmethod
+    def _spatial_condition(self, fmri: np.ndarray) -> torch.Tensor:
+        """The first stage's decoding of test fMRI, in model space [n, c, h, w]."""
+
+    # ---------------------------------------------------------------- fitting
+    def fit(self, train: PairedDataset) -> ConditionalDiffusion:
+        config = self.config
+        torch.manual_seed(self.settings.seed)
+        self.image_size_ = train.image_shape[0]
+        vae, clean, spatial = self._fit_first_stage(train)
+        channels, size = clean.shape[1], clean.shape[-1]
+        unet = small_unet(
+            sample_size=size,
+            in_channels=2 * channels,
+            out_channels=channels,
+            cross_attention_dim=config.token_dim,
+            block_out_channels=config.block_out_channels,
+        )
+        conditioner = FmriConditioner(
+            spatial[0].numel(), config.token_dim, n_tokens=config.n_tokens, hidden=config.conditioner_hidden
+        )
+        scheduler = training_scheduler(config.schedule, config.prediction_type)
+        sampler = BatchSampler(
+            {"clean": clean, "spatial": spatial},
+            config.training.batch_size,
+            seed=self.settings.seed,
+            augment=self._augment,
+        )
+
+        def loss_fn(model: _Denoiser, batch: dict[str, torch.Tensor], gen: torch.Generator) -> torch.Tensor:
+            clean, spatial = batch["clean"], batch["spatial"]
+            noise = torch.randn(clean.shape, generator=gen).to(clean.device)
+            t = sample_timesteps(len(clean), scheduler, config.objective, gen).to(clean.device)
+            noisy = scheduler.add_noise(clean, noise, t)
+            keep = (torch.rand(len(clean), generator=gen) >= config.condition_dropout).to(clean.device)
+            tokens = model.conditioner.drop(model.conditioner(spatial.flatten(1)), keep)
+            spatial = spatial * keep[:, None, None, None]
+            prediction = model.unet(torch.cat([noisy, spatial], 1), t, encoder_hidden_states=tokens).sample
+            return denoising_loss(prediction, clean, noise, noisy, t, scheduler, config.objective)
+
+        training = replace(
+            config.training,
+            seed=self.settings.seed,
+            device=self.settings.device,
+            progress=config.training.progress and not self.settings.quick,
+        )
+        work_dir = self.settings.work_dir
+        self.training_ = trainer.train(
+            _Denoiser(unet, conditioner),
+            loss_fn,
+            sampler,
+            training,
+            out_dir=None if work_dir is None else work_dir / self.name,
+            description=self.name,
+        )
+        self.pipeline_ = FmriImagePipeline(
+            unet=unet,
+            scheduler=sampling_scheduler(config.sampler, scheduler),
+            conditioner=conditioner,
+            vae=vae,
+        )
+        self.pipeline_.set_progress_bar_config(disable=True)
+        self.pipeline_.to(resolve_device(self.settings.device))
+        if work_dir is not None:
+            self.pipeline_.save_pretrained(work_dir / self.name / "pipeline")
+        return self
+
+    def _augment(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return batch
+
+    # ------------------------------------------------------------- predicting
+    def predict(self, fmri: np.ndarray) -> np.ndarray:
+        return self.predict_named(fmri)[self.name]
+
+    def predict_named(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
+        samples = self.sample(fmri, self.config.n_samples)
+        return {self.name: samples.mean(axis=0), f"{self.name}-1": samples[0]}
+
+    def sample(self, fmri: np.ndarray, n_samples: int) -> np.ndarray:
+        """[n_samples, n, H, W]; sample k of trial i is seeded by (seed, k, i), so runs repeat exactly."""
+        config = self.config
+        spatial = self._spatial_condition(fmri).to(self.pipeline_.device).repeat(n_samples, 1, 1, 1)
+        generators = [
+            torch.Generator().manual_seed(hash((self.settings.seed, k, i)) % 2**63)
+            for k in range(n_samples)
+            for i in range(len(fmri))
+        ]
+        images = self.pipeline_(
+            spatial.flatten(1),
+            spatial,
+            image_size=self.image_size_,
+            num_inference_steps=config.num_inference_steps,
+            guidance_scale=config.guidance_scale,
+            init_latents=spatial if config.strength < 1 else None,
+            strength=config.strength,
+            generator=generators,
+        )
+        return images.reshape(n_samples, len(fmri), self.image_size_, self.image_size_).astype(np.float32)

@@ -1,0 +1,75 @@
+"""The `ldm` method: conditional diffusion in the latent space of an autoencoder trained here.
+
+Staged as recommended for tiny data: (1) an AutoencoderKL on the training images, (2) ridge from fMRI to
+its latents (out-of-fold for the training trials), (3) the conditional UNet in latent space. With a work_dir
+each stage is saved with save_pretrained (`ldm/vae`, `ldm/pipeline`) and can be reloaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL
+
+from fmri_data.dataset import PairedDataset
+from fmri_diffusion.autoencoder import AutoencoderConfig, train_autoencoder
+from fmri_diffusion.methods.conditional import ConditionalDiffusion, DiffusionConfig
+from fmri_diffusion.models import padded_size
+from fmri_diffusion.pipeline import pad_to
+from fmri_encoders.out_of_fold import out_of_fold_ridge
+from fmri_encoders.runtime import resolve_device
+
+
+@dataclass(frozen=True)
+class LDMConfig(DiffusionConfig):
+    """DiffusionConfig for the latent UNet (two levels suit 8x8 latents) plus the autoencoder's settings."""
+
+    block_out_channels: tuple[int, ...] = (64, 128)
+    autoencoder: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+
+    def quick(self) -> LDMConfig:
+        base = super().quick()
+        return replace(
+            base,
+            autoencoder=replace(
+                self.autoencoder, training=replace(self.autoencoder.training, max_steps=20, warmup_steps=2)
+            ),
+        )
+
+
+class LatentDiffusion(ConditionalDiffusion):
+    """Denoises autoencoder latents; the condition is ridge's prediction of those latents."""
+
+    name = "ldm"
+    config_class = LDMConfig
+
+    def _fit_first_stage(
+        self, train: PairedDataset
+    ) -> tuple[AutoencoderKL | None, torch.Tensor, torch.Tensor]:
+        work_dir = self.settings.work_dir
+        self.vae_ = train_autoencoder(
+            train.images,
+            self.config.autoencoder,
+            seed=self.settings.seed,
+            device=self.settings.device,
+            out_dir=None if work_dir is None else work_dir / self.name,
+        )
+        clean = self._encode(train.images)
+        self.latent_shape_ = tuple(clean.shape[1:])
+        ridge_train, self.ridge_ = out_of_fold_ridge(
+            train.fmri, clean.numpy(), train.stimulus_id, per_target=False, seed=self.settings.seed
+        )
+        return self.vae_, clean, torch.from_numpy(ridge_train)
+
+    def _spatial_condition(self, fmri: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(self.ridge_.predict(fmri).reshape(len(fmri), *self.latent_shape_))
+
+    @torch.no_grad()
+    def _encode(self, images: np.ndarray) -> torch.Tensor:
+        size = padded_size(images.shape[-1], len(self.config.autoencoder.block_out_channels) - 1)
+        pixels = pad_to(torch.from_numpy(images).float().unsqueeze(1) * 2 - 1, size)
+        vae = self.vae_.to(resolve_device(self.settings.device))
+        latents = vae.encode(pixels.to(vae.device)).latent_dist.mean * vae.config.scaling_factor
+        return latents.cpu()
