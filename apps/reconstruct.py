@@ -21,32 +21,48 @@ from fmri_data.preprocessing import Preprocessing
 from fmri_data.splits import make_splits
 from fmri_eval.report import markdown_table, write_run
 
+DESCRIPTION = (
+    "Reconstruct seen images from fMRI with one or more methods and evaluate them on held-out stimuli."
+)
+DEFAULT_METHODS = ["mean", "ridge"]
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+
+def parse_args(
+    argv: list[str] | None = None,
+    *,
+    prog: str | None = None,
+    description: str = DESCRIPTION,
+    defaults: dict[str, object] | None = None,
+) -> argparse.Namespace:
+    """The front door's options; other apps reuse them with their own `defaults` (e.g. data, methods)."""
+    defaults = dict(defaults or {})
+    methods = defaults.pop("methods", DEFAULT_METHODS)
     parser = argparse.ArgumentParser(
-        description="Reconstruct seen images from fMRI with one or more methods and evaluate them "
-        "on held-out stimuli.",
+        prog=prog,
+        description=description,
         epilog=f"Installed methods: {', '.join(available_methods())}.",
     )
     parser.add_argument(
         "--data",
         default="sim",
-        help="sim (built-in simulator), digit69, miyawaki, or a .mat/.npz path (default: sim)",
+        help="sim (built-in simulator), digit69, miyawaki, or a .mat/.npz path (default: %(default)s)",
     )
     parser.add_argument(
         "--split",
         default="given",
         help="given (the file's own split), loso "
-        "(leave-one-stimulus-out) or kfold:K, stimulus-disjoint (default: given)",
+        "(leave-one-stimulus-out) or kfold:K, stimulus-disjoint (default: %(default)s)",
     )
     parser.add_argument(
         "--method",
         action="append",
         dest="methods",
         metavar="NAME",
-        help="a method to run; repeat for several (default: mean and ridge)",
+        help=f"a method to run; repeat for several (default: {' '.join(methods)})",
     )
-    parser.add_argument("--out", type=Path, help="output folder (default: runs/<data>-<split>)")
+    parser.add_argument(
+        "--out", type=Path, help="output folder (default: %(default)s, or runs/<data>-<split>)"
+    )
     parser.add_argument("--seed", type=_non_negative, default=0, help="seed for folds and stochastic methods")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--quick", action="store_true", help="smoke-test budgets (not for reporting)")
@@ -70,9 +86,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the 95%% CIs")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        help="keep checkpoints, loss curves and trained models here, one sub-folder per fold "
+        "(default: nothing kept)",
+    )
+    parser.add_argument("--resume", action="store_true", help="continue training from the latest checkpoints")
+    parser.set_defaults(**defaults)
     args = parser.parse_args(argv)
-    args.methods = args.methods or ["mean", "ridge"]
+    args.methods = args.methods or list(methods)
     args.out = args.out or Path("runs") / f"{Path(args.data).stem}-{args.split.replace(':', '')}"
+    if args.resume and args.work_dir is None:
+        parser.error("--resume needs --work-dir, the folder that holds the checkpoints")
     return args
 
 
@@ -95,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli("reconstruct", lambda: run(args, argv))
 
 
-def run(args: argparse.Namespace, argv: list[str] | None) -> int:
+def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/reconstruct.py") -> int:
     """Load, split, fit and predict fold by fold, evaluate, write the run folder."""
     dataset = load_dataset(args.data)
     splits = make_splits(dataset, args.split, seed=args.seed, allow_overlap=args.allow_overlap)
@@ -103,7 +129,9 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         dataset,
         splits,
         args.methods,
-        settings=MethodSettings(seed=args.seed, device=args.device, quick=args.quick),
+        settings=MethodSettings(
+            seed=args.seed, device=args.device, quick=args.quick, work_dir=args.work_dir, resume=args.resume
+        ),
         preprocessing=Preprocessing(
             n_voxels=args.n_voxels, voxel_score=args.voxel_score, average_repeats=args.average_repeats
         ),
@@ -118,7 +146,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         trial_index=result.trial_index,
         reconstructions=result.reconstructions,
         notes=result.notes + (["--quick budgets: smoke test, not a result"] if args.quick else []),
-        command=shlex.join(["uv", "run", "apps/reconstruct.py", *(argv or sys.argv[1:])]),
+        command=shlex.join(["uv", "run", app, *(sys.argv[1:] if argv is None else argv)]),
         similarities=result.similarities,
         candidate_stimulus=result.candidate_stimulus,
         n_boot=args.n_boot,

@@ -39,3 +39,11 @@ def run_app():
 @pytest.fixture
 def reconstruct() -> ModuleType:
     return load_app("reconstruct")
+
+
+@pytest.fixture(name="load_app")
+def load_app_fixture():
+    """Import an app by name; apps import each other as scripts do, from the apps folder."""
+    sys.path.insert(0, str(APPS))
+    yield load_app
+    sys.path.remove(str(APPS))

@@ -32,9 +32,21 @@ class AutoencoderConfig:
 
 
 def train_autoencoder(
-    images: np.ndarray, config: AutoencoderConfig, *, seed: int, device: str, out_dir: Path | None = None
+    images: np.ndarray,
+    config: AutoencoderConfig,
+    *,
+    seed: int,
+    device: str,
+    out_dir: Path | None = None,
+    resume: bool = False,
 ) -> AutoencoderKL:
-    """Fit an AutoencoderKL to [n, H, W] images in [0, 1]; saved with save_pretrained to out_dir/vae."""
+    """Fit an AutoencoderKL to [n, H, W] images in [0, 1].
+
+    With out_dir: checkpoints go to out_dir/autoencoder, the result to out_dir/vae (save_pretrained);
+    resume=True reloads a finished out_dir/vae, or continues its latest checkpoint.
+    """
+    if resume and out_dir is not None and (out_dir / "vae" / "config.json").is_file():
+        return AutoencoderKL.from_pretrained(out_dir / "vae").eval()
     torch.manual_seed(seed)
     size = padded_size(images.shape[-1], len(config.block_out_channels) - 1)
     vae = small_autoencoder(
@@ -60,7 +72,15 @@ def train_autoencoder(
         )
 
     training = replace(config.training, seed=seed, device=device)
-    trainer.train(vae, loss_fn, sampler, training, out_dir=out_dir, description="autoencoder")
+    trainer.train(
+        vae,
+        loss_fn,
+        sampler,
+        training,
+        out_dir=None if out_dir is None else out_dir / "autoencoder",
+        resume="latest" if resume and out_dir is not None else None,
+        description="autoencoder",
+    )
     vae.eval()
     # the latents' spread sets the diffusion scale: SD's convention of scaling them to unit variance
     with torch.no_grad():

@@ -18,13 +18,16 @@ class MethodSettings:
 
     device: "auto", "cpu" or "cuda" (methods without torch ignore it).
     quick: a smoke-test budget (few steps) for tests and first tries; numbers from it are not results.
-    work_dir: where a method may cache trained models between runs (None: keep nothing).
+    work_dir: where a method keeps checkpoints, curves and trained models (None: keep nothing). The fold
+        runner gives each fold its own sub-folder.
+    resume: continue training from the latest checkpoint in work_dir instead of starting afresh.
     """
 
     seed: int = 0
     device: str = "auto"
     quick: bool = False
     work_dir: Path | None = None
+    resume: bool = False
 
 
 class ReconstructionMethod(ABC):

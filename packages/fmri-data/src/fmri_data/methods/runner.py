@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -69,9 +69,12 @@ def reconstruct_over_splits(
             "trial_index": _trial_index(dataset, split, preprocessing),
             "fold": np.full(test.n_trials, split.fold),
         }
+        fold_settings = settings
+        if settings.work_dir is not None:
+            fold_settings = replace(settings, work_dir=settings.work_dir / f"fold-{split.fold:03d}")
         for name in methods:
             bar.set_postfix_str(f"{name}, fold {split.fold + 1}/{len(splits)}")
-            method = create_method(name, settings).fit(train)
+            method = create_method(name, fold_settings).fit(train)
             for row, images in method.predict_named(test.fmri).items():
                 part[row] = _checked_prediction(row, images, test)
             if isinstance(method, IdentifiesStimuli):

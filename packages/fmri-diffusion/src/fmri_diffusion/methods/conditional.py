@@ -51,11 +51,14 @@ class DiffusionConfig:
     strength: float = 1.0
 
     def quick(self) -> DiffusionConfig:
-        """A smoke-test budget: a few steps of everything."""
+        """A smoke-test budget: a narrow UNet and a few steps of everything."""
         return replace(
             self,
-            training=replace(self.training, max_steps=20, warmup_steps=2),
-            num_inference_steps=4,
+            block_out_channels=tuple(8 * (i + 1) for i in range(len(self.block_out_channels))),
+            token_dim=8,
+            conditioner_hidden=32,
+            training=replace(self.training, max_steps=10, batch_size=8, warmup_steps=1, progress=False),
+            num_inference_steps=3,
             n_samples=2,
         )
 
@@ -139,6 +142,7 @@ class ConditionalDiffusion(ReconstructionMethod):
             sampler,
             training,
             out_dir=None if work_dir is None else work_dir / self.name,
+            resume="latest" if self.settings.resume and work_dir is not None else None,
             description=self.name,
         )
         self.pipeline_ = FmriImagePipeline(

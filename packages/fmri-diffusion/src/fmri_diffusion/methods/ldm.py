@@ -34,7 +34,9 @@ class LDMConfig(DiffusionConfig):
         return replace(
             base,
             autoencoder=replace(
-                self.autoencoder, training=replace(self.autoencoder.training, max_steps=20, warmup_steps=2)
+                self.autoencoder,
+                block_out_channels=(8,) * len(self.autoencoder.block_out_channels),
+                training=replace(base.training, max_steps=10),
             ),
         )
 
@@ -55,6 +57,7 @@ class LatentDiffusion(ConditionalDiffusion):
             seed=self.settings.seed,
             device=self.settings.device,
             out_dir=None if work_dir is None else work_dir / self.name,
+            resume=self.settings.resume,
         )
         clean = self._encode(train.images)
         self.latent_shape_ = tuple(clean.shape[1:])

@@ -1,0 +1,35 @@
+"""The digit69 diffusion pipeline with its tuned defaults: train, sample, evaluate, figure.
+
+    uv run apps/digit69_ldm.py                      # mean, ridge, ldm, ddpm on the given 90/10 split
+    uv run apps/digit69_ldm.py --split kfold:5      # every digit predicted once, stimulus-disjoint
+    uv run apps/digit69_ldm.py --resume             # continue from the checkpoints in --work-dir
+
+All options of apps/reconstruct.py apply; only the defaults differ. Checkpoints, loss curves and the trained
+pipelines (save_pretrained) go to --work-dir (default runs/digit69-ldm-work), the report to --out.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from reconstruct import parse_args, run
+
+from fmri_data.errors import run_cli
+
+DEFAULTS = {
+    "data": "digit69",
+    "split": "given",
+    "methods": ["mean", "ridge", "ldm", "ddpm"],
+    "out": Path("runs/digit69-ldm"),
+    "work_dir": Path("runs/digit69-ldm-work"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv, prog="digit69_ldm", description=__doc__.splitlines()[0], defaults=DEFAULTS)
+    return run_cli("digit69_ldm", lambda: run(args, argv, app="apps/digit69_ldm.py"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
