@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+import torch
+from accelerate.utils import set_seed
+
+from fmri_diffusion.cvae import (
+    ConditionalVaeNet,
+    CvaeConfig,
+    CvaeTraining,
+    kl_to_standard_normal,
+    load_cvae,
+    negative_elbo,
+    save_cvae,
+    shift_jointly,
+    train_cvae,
+)
+from fmri_encoders.runtime import make_accelerator
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from threads, and spin-waiting threads crawl on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _pairs(n: int = 8, size: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Binary images and a noisy copy of each as its condition."""
+    rng = np.random.default_rng(seed)
+    images = (rng.random((n, size, size)) > 0.6).astype(np.float32)
+    return images, (images + 0.3 * rng.normal(size=images.shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize("size", [28, 32, 15])
+def test_shapes(size):
+    model = ConditionalVaeNet(CvaeConfig(image_size=size, latent_dim=5, width=8))
+    x, c = torch.rand(3, 1, size, size), torch.rand(3, 1, size, size)
+    logits, mean, log_var = model(x, c)
+    assert logits.shape == (3, 1, size, size)
+    assert mean.shape == log_var.shape == (3, 5)
+    samples = model.sample(c, 4, torch.Generator().manual_seed(0))
+    assert samples.shape == (4, 3, 1, size, size)
+    assert 0.0 <= samples.min() <= samples.max() <= 1.0
+
+
+def test_kl_is_zero_at_the_prior_and_matches_a_hand_value():
+    zeros = torch.zeros(2, 3)
+    torch.testing.assert_close(kl_to_standard_normal(zeros, zeros), torch.zeros(2))
+    # KL(N(1, e^1) || N(0, 1)) per dimension = 0.5 * (1 + e - 1 - 1) = 0.5 * (e - 1); summed over 3 dims.
+    ones = torch.ones(1, 3)
+    torch.testing.assert_close(kl_to_standard_normal(ones, ones), torch.tensor([1.5 * (np.e - 1)]))
+
+
+def test_training_lowers_the_loss_on_a_tiny_batch():
+    images, conditions = _pairs()
+    set_seed(0)
+    model = ConditionalVaeNet(CvaeConfig(image_size=12, latent_dim=4, width=8))
+    x, c = torch.from_numpy(images[:, None]), torch.from_numpy(conditions[:, None])
+    before = negative_elbo(model, x, c, beta=1.0)[0].item()
+    training = CvaeTraining(epochs=40, batch_size=8, max_shift=0)
+    train_cvae(model, images, conditions, training, make_accelerator("cpu"), progress=False)
+    set_seed(1)
+    after = negative_elbo(model, x, c, beta=1.0)[0].item()
+    assert after < 0.8 * before
+
+
+def test_shift_moves_image_and_condition_together():
+    torch.manual_seed(0)
+    image = torch.zeros(16, 1, 9, 9)
+    image[:, :, 4, 4] = 1.0
+    shifted_image, shifted_condition = shift_jointly(image, 2 * image, max_shift=2)
+    torch.testing.assert_close(shifted_condition, 2 * shifted_image)
+    peaks = {tuple(np.argwhere(s[0].numpy() == 1.0)[0]) for s in shifted_image}
+    assert len(peaks) > 1
+    assert all(2 <= row <= 6 and 2 <= col <= 6 for row, col in peaks)
+
+
+def test_save_load_round_trip_gives_identical_decoder_outputs(tmp_path):
+    set_seed(0)
+    model = ConditionalVaeNet(CvaeConfig(image_size=12, latent_dim=4, width=8)).eval()
+    save_cvae(model, tmp_path / "cvae")
+    loaded = load_cvae(tmp_path / "cvae")
+    assert loaded.config == model.config
+    _, conditions = _pairs()
+    c = torch.from_numpy(conditions[:, None])
+    z = torch.randn(len(c), 4)
+    with torch.no_grad():
+        expected = model.decode_logits(z, model.condition_features(c))
+        torch.testing.assert_close(loaded.decode_logits(z, loaded.condition_features(c)), expected)
+    assert not any(p.suffix == ".pkl" for p in (tmp_path / "cvae").iterdir())
+
+
+def test_load_names_a_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"cvae_config\.json"):
+        load_cvae(tmp_path)
+
+
+def test_training_is_seeded_on_cpu():
+    images, conditions = _pairs()
+
+    def trained(seed: int) -> dict[str, torch.Tensor]:
+        set_seed(seed)
+        model = ConditionalVaeNet(CvaeConfig(image_size=12, latent_dim=4, width=8))
+        train_cvae(model, images, conditions, CvaeTraining(epochs=3), make_accelerator("cpu"), progress=False)
+        return model.state_dict()
+
+    first, again, other = trained(3), trained(3), trained(4)
+    for name in first:
+        torch.testing.assert_close(first[name], again[name], rtol=0, atol=0)
+    assert any(not torch.equal(first[name], other[name]) for name in first)
