@@ -4,8 +4,8 @@ import torch
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.methods import MethodSettings, create_method
-from fmri_diffusion.cvae import CvaeTraining
 from fmri_diffusion.methods.cvae import ConditionalVAE
+from fmri_diffusion.training import TrainingConfig
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -43,7 +43,12 @@ def _pixel_correlation(prediction: np.ndarray, truth: np.ndarray) -> float:
 def test_cvae_reports_mean_and_one_sample_and_beats_the_mean_image():
     data = _blob_toy()
     train, test = data.subset(~data.given_test), data.subset(data.given_test)
-    method = ConditionalVAE(MethodSettings(device="cpu"), training=CvaeTraining(epochs=40))
+    method = ConditionalVAE(
+        MethodSettings(device="cpu"),
+        training=TrainingConfig(
+            max_steps=120, batch_size=16, learning_rate=2e-3, ema_decay=None, progress=False
+        ),
+    )
     outputs = method.fit(train).predict_named(test.fmri)
     assert set(outputs) == {"cvae", "cvae-1"}
     for images in outputs.values():
@@ -62,7 +67,7 @@ def test_cvae_is_registered_seeded_and_quick():
         create_method("cvae", MethodSettings(device="cpu", quick=True, seed=2)).fit(data) for _ in range(2)
     ]
     assert isinstance(runs[0], ConditionalVAE)
-    assert len(runs[0].losses_) == runs[0].quick_epochs
+    assert len(runs[0].training_.losses) == runs[0].quick_steps
     first, second = (run.predict_named(data.fmri) for run in runs)
     for name in first:
         np.testing.assert_array_equal(first[name], second[name])

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
-from accelerate.utils import set_seed
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, ReconstructionMethod
-from fmri_diffusion.cvae import ConditionalVaeNet, CvaeConfig, CvaeTraining, train_cvae
+from fmri_diffusion import training as trainer
+from fmri_diffusion.augment import random_shift
+from fmri_diffusion.cvae import ConditionalVaeNet, CvaeConfig, negative_elbo
+from fmri_diffusion.training import BatchSampler, TrainingConfig
 from fmri_encoders.out_of_fold import out_of_fold_ridge
-from fmri_encoders.runtime import make_accelerator, resolve_device
+from fmri_encoders.runtime import resolve_device
+
+DEFAULT_TRAINING = TrainingConfig(
+    max_steps=900, batch_size=32, learning_rate=2e-3, warmup_steps=20, ema_decay=None
+)
 
 
 class ConditionalVAE(ReconstructionMethod):
@@ -22,7 +30,9 @@ class ConditionalVAE(ReconstructionMethod):
     fitted without its stimulus, one alpha shared by all pixels), so the noise of its condition matches
     test time; test trials are conditioned on a ridge fitted on all training trials. Reports "cvae", the
     mean of n_samples = 16 decoded prior samples (a posterior-mean estimate), and "cvae-1", the first of
-    them. Quick mode trains for quick_epochs.
+    them. beta weighs the KL term; max_shift is the joint random shift of image and condition. Training
+    runs through fmri_diffusion.training (checkpoints and resume under work_dir/cvae); quick mode trains
+    for quick_steps.
     """
 
     name = "cvae"
@@ -33,16 +43,20 @@ class ConditionalVAE(ReconstructionMethod):
         *,
         latent_dim: int = 16,
         width: int = 16,
-        training: CvaeTraining | None = None,
-        quick_epochs: int = 5,
+        beta: float = 1.0,
+        max_shift: int = 2,
+        training: TrainingConfig = DEFAULT_TRAINING,
+        quick_steps: int = 10,
         n_samples: int = 16,
         ridge_folds: int = 5,
     ) -> None:
         super().__init__(settings)
         self.latent_dim = latent_dim
         self.width = width
-        self.training = training or CvaeTraining()
-        self.quick_epochs = quick_epochs
+        self.beta = beta
+        self.max_shift = max_shift
+        self.training = training
+        self.quick_steps = quick_steps
         self.n_samples = n_samples
         self.ridge_folds = ridge_folds
 
@@ -60,14 +74,34 @@ class ConditionalVAE(ReconstructionMethod):
             per_target=False,
         )
         self.image_shape_ = train.image_shape
-        set_seed(self.settings.seed)
-        accelerator = make_accelerator(device)
+        torch.manual_seed(self.settings.seed)
         self.model_ = ConditionalVaeNet(CvaeConfig(train.image_shape[0], self.latent_dim, self.width))
-        training = self.training
-        if self.settings.quick:
-            training = CvaeTraining(**{**vars(training), "epochs": self.quick_epochs})
-        self.losses_ = train_cvae(
-            self.model_, train.images, conditions, training, accelerator, progress=not self.settings.quick
+        pairs = {
+            "x": torch.from_numpy(train.images[:, None]),
+            "c": torch.from_numpy(np.ascontiguousarray(conditions, dtype=np.float32)[:, None]),
+        }
+        training = replace(
+            self.training,
+            seed=self.settings.seed,
+            device=self.settings.device,
+            max_steps=self.quick_steps if self.settings.quick else self.training.max_steps,
+            progress=self.training.progress and not self.settings.quick,
+        )
+        sampler = BatchSampler(
+            pairs,
+            training.batch_size,
+            seed=self.settings.seed,
+            augment=lambda batch, gen: random_shift(batch, self.max_shift, gen),
+        )
+        work_dir = self.settings.work_dir
+        self.training_ = trainer.train(
+            self.model_,
+            lambda model, batch, _: negative_elbo(model, batch["x"], batch["c"], self.beta)[0],
+            sampler,
+            training,
+            out_dir=None if work_dir is None else work_dir / self.name,
+            resume="latest" if self.settings.resume and work_dir is not None else None,
+            description=self.name,
         )
         return self
 
