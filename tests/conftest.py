@@ -54,3 +54,20 @@ def make_linear_dataset(
 @pytest.fixture
 def linear_dataset() -> PairedDataset:
     return make_linear_dataset()
+
+
+@pytest.fixture(scope="session")
+def make_linear():
+    """The factory behind linear_dataset, for tests that need other sizes."""
+    return make_linear_dataset
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny torch models gain nothing from threads; spin-waiting threads crawl on a busy 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -11,15 +11,6 @@ from fmri_diffusion.pipeline import FmriImagePipeline
 from fmri_diffusion.schedulers import sampling_scheduler, training_scheduler
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest single-threaded, and a busy 2-core machine does not stall them."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def tiny_components(seed: int = 0, in_channels: int = 2) -> dict:
     torch.manual_seed(seed)
     unet = small_unet(

@@ -1,20 +1,9 @@
 import numpy as np
-import pytest
-import torch
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.methods import MethodSettings, create_method
 from fmri_diffusion.methods.cvae import ConditionalVAE
 from fmri_diffusion.training import TrainingConfig
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and spin-waiting threads crawl on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _blob_toy(n_stimuli: int = 24, repeats: int = 2, size: int = 16, n_voxels: int = 80) -> PairedDataset:

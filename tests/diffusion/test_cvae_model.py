@@ -30,15 +30,6 @@ def _train(model, images, conditions, steps, seed=0):
     return train(model, loss, BatchSampler(pairs, 8, seed=seed), config)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and spin-waiting threads crawl on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _pairs(n: int = 8, size: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Binary images and a noisy copy of each as its condition."""
     rng = np.random.default_rng(seed)

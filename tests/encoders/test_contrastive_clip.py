@@ -10,15 +10,6 @@ from fmri_encoders.contrastive import ContrastiveEncoder, TrainingConfig, load_c
 from fmri_encoders.contrastive.clip_image import CLIP_MEAN
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and spin-waiting threads crawl on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def clip_folder(tmp_path_factory):
     """A tiny random CLIP vision model saved the way real checkpoints are, to load back from disk."""

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from fmri_encoders.contrastive import ContrastiveEncoder, TrainingConfig
 
@@ -18,15 +17,6 @@ def _toy(n_stimuli=40, repeats=2, n_voxels=100, size=8, noise=0.3, seed=0):
 def _small(epochs=30, **training) -> ContrastiveEncoder:
     config = TrainingConfig(epochs=epochs, batch_size=16, device="cpu", progress=False, **training)
     return ContrastiveEncoder(hidden=256, embed_dim=64, n_tokens=3, training=config)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and spin-waiting threads crawl on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

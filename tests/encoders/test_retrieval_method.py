@@ -1,34 +1,13 @@
 import numpy as np
 import pytest
-import torch
 
-from fmri_data.dataset import PairedDataset
 from fmri_data.methods import MethodSettings, create_method
 from fmri_encoders.methods.retrieval import NearestTrainingImage
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and spin-waiting threads crawl on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _toy(n_stimuli=30, repeats=2, n_voxels=60, size=8, noise=0.1, seed=0) -> PairedDataset:
-    """Binary 8x8 images seen through a random linear map plus noise; the last 5 stimuli are for testing."""
-    rng = np.random.default_rng(seed)
-    stimuli = (rng.random((n_stimuli, size, size)) > 0.5).astype(np.float32)
-    ids = np.repeat(np.arange(n_stimuli), repeats)
-    fmri = stimuli[ids].reshape(len(ids), -1) @ (rng.normal(size=(size * size, n_voxels)) / size)
-    fmri += noise * rng.normal(size=fmri.shape)
-    return PairedDataset(fmri=fmri, images=stimuli[ids], stimulus_id=ids, given_test=ids >= n_stimuli - 5)
-
-
 @pytest.fixture(scope="module")
-def fitted():
-    data = _toy()
+def fitted(make_linear):
+    data = make_linear()
     train, test = data.subset(~data.given_test), data.subset(data.given_test)
     method = create_method("retrieval", MethodSettings(device="cpu", quick=True))
     assert isinstance(method, NearestTrainingImage)
@@ -58,8 +37,8 @@ def test_similarities_are_cosines_against_any_candidates(fitted):
     np.testing.assert_array_equal(method.images_[nearest], method.predict(test.fmri))
 
 
-def test_a_full_fit_identifies_held_out_stimuli_above_chance():
-    data = _toy(n_stimuli=40)
+def test_a_full_fit_identifies_held_out_stimuli_above_chance(make_linear):
+    data = make_linear(n_stimuli=40)
     train, test = data.subset(~data.given_test), data.subset(data.given_test)
     method = NearestTrainingImage(MethodSettings(device="cpu"), epochs=40).fit(train)
     stimuli = np.unique(test.stimulus_id)
