@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.methods import MethodSettings
@@ -66,8 +67,9 @@ def test_ddpm_img2img_from_ridge_and_guidance(tmp_path):
     assert (tmp_path / "ddpm" / "loss_curve.png").is_file()
 
 
-def test_ldm_trains_in_stages_and_saves_each(tmp_path):
-    data = _toy(size=16)
+@pytest.mark.parametrize("size", [16, 28])
+def test_ldm_trains_in_stages_and_saves_each(tmp_path, size):
+    data = _toy(size=size)
     train, test = data.subset(np.arange(30)), data.subset(np.arange(30, 40))
     autoencoder = AutoencoderConfig(
         block_out_channels=(8, 8), training=TrainingConfig(max_steps=10, batch_size=8, progress=False)
@@ -83,7 +85,7 @@ def test_ldm_trains_in_stages_and_saves_each(tmp_path):
     method = LatentDiffusion(MethodSettings(seed=0, device="cpu", work_dir=tmp_path), config).fit(train)
     rows = method.predict_named(test.fmri)
     assert set(rows) == {"ldm", "ldm-1"}
-    assert rows["ldm"].shape == (10, 16, 16)
+    assert rows["ldm"].shape == (10, size, size)
     assert (tmp_path / "ldm" / "vae" / "config.json").is_file()
     assert (tmp_path / "ldm" / "pipeline" / "model_index.json").is_file()
     from fmri_diffusion.pipeline import FmriImagePipeline

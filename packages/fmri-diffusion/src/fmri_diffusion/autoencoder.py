@@ -39,8 +39,10 @@ def train_autoencoder(
     device: str,
     out_dir: Path | None = None,
     resume: bool = False,
+    pixel_size: int | None = None,
 ) -> AutoencoderKL:
-    """Fit an AutoencoderKL to [n, H, W] images in [0, 1].
+    """Fit an AutoencoderKL to [n, H, W] images in [0, 1], zero-padded to pixel_size (default: the least
+    size the autoencoder's downsampling allows).
 
     With out_dir: checkpoints go to out_dir/autoencoder, the result to out_dir/vae (save_pretrained);
     resume=True reloads a finished out_dir/vae, or continues its latest checkpoint.
@@ -48,7 +50,7 @@ def train_autoencoder(
     if resume and out_dir is not None and (out_dir / "vae" / "config.json").is_file():
         return AutoencoderKL.from_pretrained(out_dir / "vae").eval()
     torch.manual_seed(seed)
-    size = padded_size(images.shape[-1], len(config.block_out_channels) - 1)
+    size = pixel_size or padded_size(images.shape[-1], len(config.block_out_channels) - 1)
     vae = small_autoencoder(
         sample_size=size, latent_channels=config.latent_channels, block_out_channels=config.block_out_channels
     )

@@ -58,6 +58,7 @@ class LatentDiffusion(ConditionalDiffusion):
             device=self.settings.device,
             out_dir=None if work_dir is None else work_dir / self.name,
             resume=self.settings.resume,
+            pixel_size=self._pixel_size(),
         )
         clean = self._encode(train.images)
         self.latent_shape_ = tuple(clean.shape[1:])
@@ -69,10 +70,16 @@ class LatentDiffusion(ConditionalDiffusion):
     def _spatial_condition(self, fmri: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(self.ridge_.predict(fmri).reshape(len(fmri), *self.latent_shape_))
 
+    def _pixel_size(self) -> int:
+        """Padded so that the latents still halve cleanly through every level of the latent UNet."""
+        downsamples = (
+            len(self.config.autoencoder.block_out_channels) - 1 + len(self.config.block_out_channels) - 1
+        )
+        return padded_size(self.image_size_, downsamples)
+
     @torch.no_grad()
     def _encode(self, images: np.ndarray) -> torch.Tensor:
-        size = padded_size(images.shape[-1], len(self.config.autoencoder.block_out_channels) - 1)
-        pixels = pad_to(torch.from_numpy(images).float().unsqueeze(1) * 2 - 1, size)
+        pixels = pad_to(torch.from_numpy(images).float().unsqueeze(1) * 2 - 1, self._pixel_size())
         vae = self.vae_.to(resolve_device(self.settings.device))
         latents = vae.encode(pixels.to(vae.device)).latent_dist.mean * vae.config.scaling_factor
         return latents.cpu()
