@@ -54,6 +54,11 @@ def test_min_snr_weighting_downweights_easy_timesteps():
     assert weighted < plain * 0.1  # SNR at t=5 is far above gamma
 
 
+def test_pixel_samplers_clip_and_latent_samplers_do_not():
+    assert sampling_scheduler("ddim", training_scheduler(clip_sample=True)).config.clip_sample
+    assert not sampling_scheduler("ddim", training_scheduler()).config.clip_sample
+
+
 @pytest.mark.parametrize("kind", ["ddim", "dpm++", "ddpm"])
 def test_samplers_share_the_trained_schedule_and_round_trip(tmp_path, kind):
     trained = training_scheduler("cosine", "v_prediction")

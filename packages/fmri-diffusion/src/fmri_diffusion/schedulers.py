@@ -14,16 +14,24 @@ _BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
 
 
 def training_scheduler(
-    schedule: Schedule = "cosine", prediction_type: Prediction = "epsilon", num_train_timesteps: int = 1000
+    schedule: Schedule = "cosine",
+    prediction_type: Prediction = "epsilon",
+    num_train_timesteps: int = 1000,
+    *,
+    clip_sample: bool = False,
 ) -> DDPMScheduler:
-    """The forward process used in training: betas by schedule, and what the UNet learns to predict."""
+    """The forward process used in training: betas by schedule, and what the UNet learns to predict.
+
+    clip_sample: samplers built from this config clip each step's predicted clean image to [-1, 1]; right
+    for pixels (which live there), wrong for autoencoder latents (which do not).
+    """
     if schedule not in _BETA_SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; use linear or cosine")
     return DDPMScheduler(
         num_train_timesteps=num_train_timesteps,
         beta_schedule=_BETA_SCHEDULES[schedule],
         prediction_type=prediction_type,
-        clip_sample=False,
+        clip_sample=clip_sample,
     )
 
 

@@ -76,6 +76,7 @@ class ConditionalDiffusion(ReconstructionMethod):
     """fit: first stage (subclass) -> train the conditional UNet; predict: sample around the first stage."""
 
     config_class: type[DiffusionConfig] = DiffusionConfig
+    pixel_space: bool = False  # pixel models clip predicted clean images to [-1, 1] while sampling
 
     def __init__(self, settings: MethodSettings | None = None, config: DiffusionConfig | None = None) -> None:
         super().__init__(settings)
@@ -110,7 +111,7 @@ class ConditionalDiffusion(ReconstructionMethod):
         conditioner = FmriConditioner(
             spatial[0].numel(), config.token_dim, n_tokens=config.n_tokens, hidden=config.conditioner_hidden
         )
-        scheduler = training_scheduler(config.schedule, config.prediction_type)
+        scheduler = training_scheduler(config.schedule, config.prediction_type, clip_sample=self.pixel_space)
         sampler = BatchSampler(
             {"clean": clean, "spatial": spatial},
             config.training.batch_size,

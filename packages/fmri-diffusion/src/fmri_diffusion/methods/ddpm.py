@@ -18,6 +18,7 @@ class PixelDDPM(ConditionalDiffusion):
     """Denoises padded pixels in [-1, 1]; the condition is the ridge reconstruction of the same pixels."""
 
     name = "ddpm"
+    pixel_space = True
 
     def _fit_first_stage(
         self, train: PairedDataset

@@ -1,0 +1,143 @@
+"""Sampling and training speed of the `ddpm` and `ldm` models at their default (digit69) sizes.
+
+Speed does not depend on the weights, so the models are built untrained. Sampling: 10 test images of
+28x28 with 25 DDIM steps, one sample each and 8 samples each (the posterior mean the methods report).
+Training: optimizer steps per second at the default batch size. Results go to
+benchmarks/results/diffusion_speed-<device>.json.
+
+    uv run benchmarks/diffusion_speed.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fmri_diffusion.conditioning import FmriConditioner
+from fmri_diffusion.methods.conditional import DiffusionConfig
+from fmri_diffusion.methods.ldm import LDMConfig
+from fmri_diffusion.models import small_autoencoder, small_unet
+from fmri_diffusion.pipeline import FmriImagePipeline
+from fmri_diffusion.schedulers import sampling_scheduler, training_scheduler
+
+IMAGE_SIZE, N_TEST, STEPS = 28, 10, 25
+
+
+def build(kind: str, device: str) -> FmriImagePipeline:
+    if kind == "ddpm":
+        config, size, channels, vae = DiffusionConfig(), 32, 1, None
+    else:
+        config = LDMConfig()
+        vae = small_autoencoder(sample_size=32, block_out_channels=config.autoencoder.block_out_channels)
+        size, channels = 8, vae.config.latent_channels
+    unet = small_unet(
+        sample_size=size,
+        in_channels=2 * channels,
+        out_channels=channels,
+        cross_attention_dim=config.token_dim,
+        block_out_channels=config.block_out_channels,
+    )
+    conditioner = FmriConditioner(
+        channels * size * size, config.token_dim, n_tokens=config.n_tokens, hidden=config.conditioner_hidden
+    )
+    pipe = FmriImagePipeline(
+        unet=unet,
+        scheduler=sampling_scheduler("ddim", training_scheduler()),
+        conditioner=conditioner,
+        vae=vae,
+    ).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def time_sampling(pipe: FmriImagePipeline, n_images: int, repeats: int = 3) -> float:
+    unet = pipe.unet.config
+    spatial = torch.zeros(
+        n_images, unet.in_channels // 2, unet.sample_size, unet.sample_size, device=pipe.device
+    )
+    times = []
+    for _ in range(repeats + 1):  # the first call warms up
+        start = time.perf_counter()
+        pipe(spatial.flatten(1), spatial, image_size=IMAGE_SIZE, num_inference_steps=STEPS)
+        if pipe.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times[1:]))
+
+
+def time_training(pipe: FmriImagePipeline, batch_size: int, steps: int = 20) -> float:
+    unet, conditioner = pipe.unet, pipe.conditioner
+    unet.train()
+    params = [*unet.parameters(), *conditioner.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    c = unet.config
+    x = torch.randn(batch_size, c.in_channels, c.sample_size, c.sample_size, device=pipe.device)
+    t = torch.randint(0, 1000, (batch_size,), device=pipe.device)
+    start = None
+    for step in range(steps + 2):
+        if step == 2:  # two warm-up steps
+            start = time.perf_counter()
+        tokens = conditioner(x[:, c.in_channels // 2 :].flatten(1))
+        loss = unet(x, t, encoder_hidden_states=tokens).sample.pow(2).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    if pipe.device.type == "cuda":
+        torch.cuda.synchronize()
+    unet.eval()
+    return steps / (time.perf_counter() - start)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    results = {}
+    for kind, default_steps in (
+        ("ddpm", DiffusionConfig().training.max_steps),
+        ("ldm", LDMConfig().training.max_steps),
+    ):
+        pipe = build(kind, args.device)
+        steps_per_s = time_training(pipe, DiffusionConfig().training.batch_size)
+        results[kind] = {
+            "sample_10_images_25_steps_s": round(time_sampling(pipe, N_TEST), 3),
+            "sample_10x8_images_25_steps_s": round(time_sampling(pipe, N_TEST * 8, repeats=1), 3),
+            "train_steps_per_s": round(steps_per_s, 2),
+            "default_training_steps": default_steps,
+            "projected_unet_training_min": round(default_steps / steps_per_s / 60, 1),
+        }
+        print(kind, results[kind])
+    device = f"cpu{os.cpu_count()}" if args.device == "cpu" else "gpu"
+    out = args.out or Path("benchmarks/results") / f"diffusion_speed-{device}.json"
+    machine = {
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if args.device == "cuda":
+        machine["gpu"] = torch.cuda.get_device_name(0)
+    payload = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine,
+        "image_size": IMAGE_SIZE,
+        "n_test": N_TEST,
+        "steps": STEPS,
+        "results": results,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
