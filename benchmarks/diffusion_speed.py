@@ -21,10 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fmri_diffusion.conditioning import FmriConditioner
-from fmri_diffusion.methods.conditional import DiffusionConfig
+from fmri_diffusion.methods.conditional import DiffusionConfig, build_denoiser
 from fmri_diffusion.methods.ldm import LDMConfig
-from fmri_diffusion.models import small_autoencoder, small_unet
+from fmri_diffusion.models import small_autoencoder
 from fmri_diffusion.pipeline import FmriImagePipeline
 from fmri_diffusion.schedulers import sampling_scheduler, training_scheduler
 
@@ -38,16 +37,7 @@ def build(kind: str, device: str) -> FmriImagePipeline:
         config = LDMConfig()
         vae = small_autoencoder(sample_size=32, block_out_channels=config.autoencoder.block_out_channels)
         size, channels = 8, vae.config.latent_channels
-    unet = small_unet(
-        sample_size=size,
-        in_channels=2 * channels,
-        out_channels=channels,
-        cross_attention_dim=config.token_dim,
-        block_out_channels=config.block_out_channels,
-    )
-    conditioner = FmriConditioner(
-        channels * size * size, config.token_dim, n_tokens=config.n_tokens, hidden=config.conditioner_hidden
-    )
+    unet, conditioner = build_denoiser(config, channels, size)
     pipe = FmriImagePipeline(
         unet=unet,
         scheduler=sampling_scheduler("ddim", training_scheduler()),

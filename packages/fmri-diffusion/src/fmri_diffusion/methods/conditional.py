@@ -63,6 +63,21 @@ class DiffusionConfig:
         )
 
 
+def build_denoiser(config: DiffusionConfig, channels: int, size: int) -> tuple[nn.Module, FmriConditioner]:
+    """The UNet (noisy sample + spatial condition in, `channels` out) and its conditioner, at `size`."""
+    unet = small_unet(
+        sample_size=size,
+        in_channels=2 * channels,
+        out_channels=channels,
+        cross_attention_dim=config.token_dim,
+        block_out_channels=config.block_out_channels,
+    )
+    conditioner = FmriConditioner(
+        channels * size * size, config.token_dim, n_tokens=config.n_tokens, hidden=config.conditioner_hidden
+    )
+    return unet, conditioner
+
+
 class _Denoiser(nn.Module):
     """The trainable pair, in one module so one optimizer and one checkpoint hold both."""
 
@@ -100,17 +115,7 @@ class ConditionalDiffusion(ReconstructionMethod):
         torch.manual_seed(self.settings.seed)
         self.image_size_ = train.image_shape[0]
         vae, clean, spatial = self._fit_first_stage(train)
-        channels, size = clean.shape[1], clean.shape[-1]
-        unet = small_unet(
-            sample_size=size,
-            in_channels=2 * channels,
-            out_channels=channels,
-            cross_attention_dim=config.token_dim,
-            block_out_channels=config.block_out_channels,
-        )
-        conditioner = FmriConditioner(
-            spatial[0].numel(), config.token_dim, n_tokens=config.n_tokens, hidden=config.conditioner_hidden
-        )
+        unet, conditioner = build_denoiser(config, channels=clean.shape[1], size=clean.shape[-1])
         scheduler = training_scheduler(config.schedule, config.prediction_type, clip_sample=self.pixel_space)
         sampler = BatchSampler(
             {"clean": clean, "spatial": spatial},
