@@ -93,6 +93,13 @@ def parse_args(
         "(default: nothing kept)",
     )
     parser.add_argument("--resume", action="store_true", help="continue training from the latest checkpoints")
+    parser.add_argument(
+        "--pretrained",
+        metavar="PATH",
+        help="a diffusers Stable Diffusion folder (unet/, vae/, scheduler/) or an id in the offline Hugging "
+        "Face cache, for the sd-* methods (default: a small base model pre-trained here, cached in "
+        "--work-dir)",
+    )
     parser.set_defaults(**defaults)
     args = parser.parse_args(argv)
     args.methods = args.methods or list(methods)
@@ -130,7 +137,14 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
         splits,
         args.methods,
         settings=MethodSettings(
-            seed=args.seed, device=args.device, quick=args.quick, work_dir=args.work_dir, resume=args.resume
+            seed=args.seed,
+            device=args.device,
+            quick=args.quick,
+            work_dir=args.work_dir,
+            resume=args.resume,
+            pretrained=args.pretrained,
+            cache_dir=None if args.work_dir is None else args.work_dir / "cache",
+            progress=not args.no_progress,
         ),
         preprocessing=Preprocessing(
             n_voxels=args.n_voxels, voxel_score=args.voxel_score, average_repeats=args.average_repeats
@@ -151,6 +165,7 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
         candidate_stimulus=result.candidate_stimulus,
         n_boot=args.n_boot,
         seed=args.seed,
+        attachments=_loss_curves(args.work_dir, args.methods),
     )
     print(markdown_table(metrics["methods"]))
     print(
@@ -158,7 +173,17 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
         f"Wrote {args.out}/: metrics.json, "
         "reconstructions.npz, reconstructions.png, report.md"
     )
+    for name in sorted(_loss_curves(args.work_dir, args.methods)):
+        print(f"Loss curve: {args.out / name}")
     return 0
+
+
+def _loss_curves(work_dir: Path | None, methods: list[str]) -> dict[str, Path]:
+    """The first fold's training curve of each method run that kept one, named for the run folder."""
+    if work_dir is None:
+        return {}
+    curves = (work_dir / "fold-000" / method / "loss_curve.png" for method in methods)
+    return {f"loss_curve-{curve.parent.name}.png": curve for curve in curves if curve.is_file()}
 
 
 if __name__ == "__main__":

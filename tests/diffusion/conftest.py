@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
+from fmri_diffusion.base_model import BaseModel
 from fmri_diffusion.conditioning import FmriConditioner
 from fmri_diffusion.models import small_unet
 from fmri_diffusion.pipeline import FmriImagePipeline
 from fmri_diffusion.schedulers import sampling_scheduler, training_scheduler
+
+TOKEN_DIM = 16
 
 
 def tiny_components(seed: int = 0, in_channels: int = 2) -> dict:
@@ -33,3 +37,38 @@ def tiny_pipeline() -> FmriImagePipeline:
     pipe = FmriImagePipeline(**components)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def make_tiny_sd(seed: int = 0) -> BaseModel:
+    """Stable Diffusion's classes and layout (3-channel VAE, 4 latents, cross-attention) at toy size."""
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(8, 16),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=TOKEN_DIM,
+        attention_head_dim=4,
+        layers_per_block=1,
+        norm_num_groups=4,
+    )
+    vae = AutoencoderKL(
+        sample_size=16,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 8),
+        latent_channels=4,
+        norm_num_groups=4,
+        layers_per_block=1,
+    )
+    return BaseModel(unet=unet, vae=vae, scheduler=DDPMScheduler(), source="tiny")
+
+
+@pytest.fixture(name="tiny_sd")
+def tiny_sd_fixture():
+    """The factory of tiny SD-shaped base models (cross_attention_dim TOKEN_DIM, 16 px, 8x8 latents)."""
+    return make_tiny_sd

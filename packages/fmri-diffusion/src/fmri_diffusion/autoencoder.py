@@ -14,7 +14,7 @@ from torch import nn
 from fmri_diffusion import training as trainer
 from fmri_diffusion.augment import random_shift
 from fmri_diffusion.models import padded_size, small_autoencoder
-from fmri_diffusion.pipeline import pad_to
+from fmri_diffusion.pixels import to_pixels
 from fmri_diffusion.training import BatchSampler, TrainingConfig
 
 
@@ -47,14 +47,33 @@ def train_autoencoder(
     With out_dir: checkpoints go to out_dir/autoencoder, the result to out_dir/vae (save_pretrained);
     resume=True reloads a finished out_dir/vae, or continues its latest checkpoint.
     """
+    size = pixel_size or padded_size(images.shape[-1], len(config.block_out_channels) - 1)
+    pixels = to_pixels(torch.from_numpy(images), size)
+    return train_autoencoder_on_pixels(
+        pixels, config, seed=seed, device=device, out_dir=out_dir, resume=resume, description="autoencoder"
+    )
+
+
+def train_autoencoder_on_pixels(
+    pixels: torch.Tensor,
+    config: AutoencoderConfig,
+    *,
+    seed: int,
+    device: str,
+    out_dir: Path | None = None,
+    resume: bool = False,
+    description: str = "autoencoder",
+) -> AutoencoderKL:
+    """Fit an AutoencoderKL to model pixels [n, C, S, S] in [-1, 1] (see train_autoencoder for out_dir)."""
     if resume and out_dir is not None and (out_dir / "vae" / "config.json").is_file():
         return AutoencoderKL.from_pretrained(out_dir / "vae").eval()
     torch.manual_seed(seed)
-    size = pixel_size or padded_size(images.shape[-1], len(config.block_out_channels) - 1)
     vae = small_autoencoder(
-        sample_size=size, latent_channels=config.latent_channels, block_out_channels=config.block_out_channels
+        sample_size=pixels.shape[-1],
+        in_channels=pixels.shape[1],
+        latent_channels=config.latent_channels,
+        block_out_channels=config.block_out_channels,
     )
-    pixels = pad_to(torch.from_numpy(images).float().unsqueeze(1) * 2 - 1, size)
     sampler = BatchSampler(
         {"x": pixels},
         config.training.batch_size,
@@ -81,7 +100,7 @@ def train_autoencoder(
         training,
         out_dir=None if out_dir is None else out_dir / "autoencoder",
         resume="latest" if resume and out_dir is not None else None,
-        description="autoencoder",
+        description=description,
     )
     vae.eval()
     # the latents' spread sets the diffusion scale: SD's convention of scaling them to unit variance

@@ -1,10 +1,11 @@
 """FmriImagePipeline: condition tokens (+ an optional spatial condition) in, grayscale images out.
 
 A diffusers DiffusionPipeline, so the whole decoder saves with save_pretrained, loads with from_pretrained,
-swaps its scheduler (`pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)`)
-and moves with `.to(device)`. With a `vae` it denoises in that autoencoder's latent space; without, in
-pixel space. Model space is where the UNet works: pixels scaled to [-1, 1] and zero-padded to the UNet's
-sample size, or the VAE's scaled latents.
+swaps its scheduler (`pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)`),
+moves with `.to(device)` and takes LoRA weights with `pipe.load_lora_weights(folder)`. With a `vae` it
+denoises in that autoencoder's latent space; without, in pixel space. With a `controlnet` the UNet also
+gets its residuals from a control image. Model space is where the UNet works: pixels in [-1, 1] fitted to
+the model's size (padded, or resized for a pretrained model's native resolution), or the VAE's scaled latents.
 """
 
 from __future__ import annotations
@@ -14,20 +15,29 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from diffusers import AutoencoderKL, DiffusionPipeline, SchedulerMixin, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    ControlNetModel,
+    DiffusionPipeline,
+    SchedulerMixin,
+    UNet2DConditionModel,
+)
+from diffusers.loaders import StableDiffusionLoraLoaderMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from fmri_diffusion.conditioning import FmriConditioner
+from fmri_diffusion.pixels import ImageFit, from_pixels, to_pixels
 
 Generators = torch.Generator | list[torch.Generator] | None
 
 
-class FmriImagePipeline(DiffusionPipeline):
-    """Sample images given conditioner inputs, with classifier-free guidance and img2img."""
+class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
+    """Sample images given conditioner inputs, with classifier-free guidance, img2img and ControlNet."""
 
-    model_cpu_offload_seq = "conditioner->unet->vae"
-    _optional_components: ClassVar[list[str]] = ["vae"]
+    model_cpu_offload_seq = "conditioner->controlnet->unet->vae"
+    _optional_components: ClassVar[list[str]] = ["vae", "controlnet"]
+    _lora_loadable_modules: ClassVar[list[str]] = ["unet"]
+    text_encoder: ClassVar[None] = None  # the LoRA loader looks for one; fMRI tokens need none
 
     def __init__(
         self,
@@ -35,32 +45,51 @@ class FmriImagePipeline(DiffusionPipeline):
         scheduler: SchedulerMixin,
         conditioner: FmriConditioner,
         vae: AutoencoderKL | None = None,
+        controlnet: ControlNetModel | None = None,
+        image_fit: ImageFit = "pad",
     ) -> None:
         super().__init__()
-        self.register_modules(unet=unet, scheduler=scheduler, conditioner=conditioner, vae=vae)
+        self.register_modules(
+            unet=unet, scheduler=scheduler, conditioner=conditioner, vae=vae, controlnet=controlnet
+        )
+        self.register_to_config(image_fit=image_fit)
+
+    @classmethod
+    def load_lora_into_text_encoder(cls, *args: object, **kwargs: object) -> None:
+        """This pipeline has no text encoder: fMRI tokens come from the conditioner."""
 
     # ------------------------------------------------------------ model space
+    def to_pixels(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, H, W] images in [0, 1] -> [B, C, S, S] in [-1, 1], the model's pixels."""
+        return to_pixels(
+            images.to(self.device),
+            self.pixel_size,
+            channels=self._pixel_channels(),
+            fit=self.config.image_fit,
+        )
+
     def to_model_space(self, images: torch.Tensor) -> torch.Tensor:
-        """[B, H, W] or [B, C, H, W] images in [0, 1] -> what the UNet denoises."""
-        x = images.to(self.device, self.unet.dtype)
-        x = x.unsqueeze(1) if x.ndim == 3 else x
-        x = pad_to(2 * x - 1, self._pixel_size())
+        """[B, H, W] or [B, 1, H, W] images in [0, 1] -> what the UNet denoises."""
+        x = self.to_pixels(images).to(self.unet.dtype)
         if self.vae is None:
             return x
         latents = self.vae.encode(x.to(self.vae.dtype)).latent_dist.mean
         return latents * self.vae.config.scaling_factor
 
     def from_model_space(self, x: torch.Tensor, image_size: int) -> torch.Tensor:
-        """The inverse: model-space samples -> [B, H, W] images in [0, 1], cropped to image_size."""
+        """The inverse: model-space samples -> [B, H, W] images in [0, 1] at image_size."""
         if self.vae is not None:
             x = self.vae.decode(x.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
-        images = ((x.float() + 1) / 2).clamp(0, 1)
-        return _crop_to(images, image_size)[:, 0]
+        return from_pixels(x, image_size, fit=self.config.image_fit)
 
-    def _pixel_size(self) -> int:
+    @property
+    def pixel_size(self) -> int:
         if self.vae is None:
             return self.unet.config.sample_size
         return self.unet.config.sample_size * 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    def _pixel_channels(self) -> int:
+        return self.vae.config.in_channels if self.vae is not None else self.unet.config.out_channels
 
     # --------------------------------------------------------------- sampling
     @torch.no_grad()
@@ -75,6 +104,7 @@ class FmriImagePipeline(DiffusionPipeline):
         init_image: torch.Tensor | None = None,
         init_latents: torch.Tensor | None = None,
         strength: float = 1.0,
+        control_image: torch.Tensor | None = None,
         generator: Generators = None,
         output_type: str = "np",
     ) -> np.ndarray | torch.Tensor:
@@ -85,6 +115,7 @@ class FmriImagePipeline(DiffusionPipeline):
         guidance_scale > 1 mixes in the null condition (classifier-free guidance); 1 uses the condition only.
         init_image: [B, H, W] in [0, 1] to start from, noised to `strength` (1 = pure noise, i.e. no init);
         init_latents: the same start given in model space instead.
+        control_image: [B, H, W] in [0, 1] for the controlnet (needed exactly when the pipeline has one).
         generator: one per image for per-image seeds.
         """
         if not 0 < strength <= 1:
@@ -97,6 +128,7 @@ class FmriImagePipeline(DiffusionPipeline):
             if spatial_condition is not None:
                 spatial_condition = torch.cat([torch.zeros_like(spatial_condition), spatial_condition])
         tokens = tokens.to(self.unet.dtype)
+        control = self._control_pixels(control_image, batch, repeat=2 if use_cfg else 1)
 
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         timesteps = self.scheduler.timesteps
@@ -118,13 +150,26 @@ class FmriImagePipeline(DiffusionPipeline):
             model_in = self.scheduler.scale_model_input(model_in, t)
             if spatial_condition is not None:
                 model_in = torch.cat([model_in, spatial_condition.to(model_in.dtype)], dim=1)
-            out = self.unet(model_in, t, encoder_hidden_states=tokens).sample
+            out = denoise(self.unet, model_in, t, tokens, self.controlnet, control)
             if use_cfg:
                 unconditional, conditional = out.chunk(2)
                 out = unconditional + guidance_scale * (conditional - unconditional)
             x = self.scheduler.step(out, t, x, **step_kwargs).prev_sample
         images = self.from_model_space(x, image_size)
         return images.cpu().numpy() if output_type == "np" else images
+
+    def _control_pixels(
+        self, control_image: torch.Tensor | None, batch: int, repeat: int
+    ) -> torch.Tensor | None:
+        """ControlNet conditioning in [0, 1] at pixel size, one copy per classifier-free-guidance branch."""
+        if (control_image is None) != (self.controlnet is None):
+            raise ValueError("pass control_image exactly when the pipeline has a controlnet")
+        if control_image is None:
+            return None
+        if len(control_image) != batch:
+            raise ValueError(f"control_image has {len(control_image)} images for a batch of {batch}")
+        control = (self.to_pixels(control_image) + 1) / 2
+        return torch.cat([control] * repeat).to(self.controlnet.dtype)
 
     def _latent_channels(self) -> int:
         return self.vae.config.latent_channels if self.vae is not None else self.unet.config.out_channels
@@ -134,15 +179,19 @@ class FmriImagePipeline(DiffusionPipeline):
         return {"generator": generator} if "generator" in accepted else {}
 
 
-def pad_to(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Zero-pad (in [-1, 1] units: -1, the black background) to size x size, centred."""
-    extra = size - x.shape[-1]
-    if extra < 0:
-        raise ValueError(f"images of {x.shape[-1]} px do not fit the model's {size} px")
-    before = extra // 2
-    return F.pad(x, (before, extra - before, before, extra - before), value=-1.0)
-
-
-def _crop_to(x: torch.Tensor, size: int) -> torch.Tensor:
-    before = (x.shape[-1] - size) // 2
-    return x[..., before : before + size, before : before + size]
+def denoise(
+    unet: UNet2DConditionModel,
+    sample: torch.Tensor,
+    timesteps: torch.Tensor | int,
+    tokens: torch.Tensor,
+    controlnet: ControlNetModel | None = None,
+    control: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One UNet evaluation, with a ControlNet's residuals added when one is given (training and sampling)."""
+    residuals = {}
+    if controlnet is not None:
+        down, mid = controlnet(
+            sample, timesteps, encoder_hidden_states=tokens, controlnet_cond=control, return_dict=False
+        )
+        residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+    return unet(sample, timesteps, encoder_hidden_states=tokens, **residuals).sample

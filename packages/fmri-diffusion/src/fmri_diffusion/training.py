@@ -36,7 +36,11 @@ class TrainingDivergedError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """How long and how to optimise. Steps count optimizer updates (after gradient accumulation)."""
+    """How long and how to optimise. Steps count optimizer updates (after gradient accumulation).
+
+    log_with: an accelerate tracker ("tensorboard", "wandb", ... or a GeneralTracker) that receives the
+    loss and learning rate of every step, its logs under out_dir/logs.
+    """
 
     max_steps: int = 2000
     batch_size: int = 32
@@ -52,6 +56,7 @@ class TrainingConfig:
     seed: int = 0
     device: str = "auto"
     progress: bool = True
+    log_with: Any = None
 
 
 class BatchSampler:
@@ -115,8 +120,14 @@ def train(
     set_seed(config.seed)
     out_dir = Path(out_dir) if out_dir is not None else None
     accelerator = make_accelerator(
-        config.device, config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation_steps
+        config.device,
+        config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        log_with=config.log_with,
+        project_dir=None if out_dir is None else str(out_dir / "logs"),
     )
+    if config.log_with is not None:
+        accelerator.init_trackers(description)
     parameters = [p for p in model.parameters() if p.requires_grad]  # a list: clipping must see them too
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
@@ -127,6 +138,9 @@ def train(
         ema.to(accelerator.device)
         accelerator.register_for_checkpointing(ema)
     noise = torch.Generator(device="cpu").manual_seed(config.seed + 1)
+    if accelerator.num_processes > 1:  # data parallel: each process draws its own batches and noise
+        sampler.generator.manual_seed(hash((config.seed, accelerator.process_index)) % 2**63)
+        noise.manual_seed(hash((config.seed + 1, accelerator.process_index)) % 2**63)
 
     result, step = TrainingResult(), 0
     start = _find_checkpoint(out_dir, resume)
@@ -161,6 +175,8 @@ def train(
         if ema is not None:
             ema.step(parameters)
         result.losses.append(loss.item())
+        if config.log_with is not None:
+            accelerator.log({"loss": result.losses[-1], "lr": schedule.get_last_lr()[0]}, step=step)
         bar.update()
         bar.set_postfix(loss=f"{result.losses[-1]:.4f}")
         if out_dir is not None and config.checkpoint_every and step % config.checkpoint_every == 0:
@@ -168,6 +184,8 @@ def train(
                 accelerator, out_dir, step, result.losses, noise, config
             )
     bar.close()
+    if config.log_with is not None:
+        accelerator.end_training()
     if ema is not None:
         ema.copy_to(parameters)
     model.eval()

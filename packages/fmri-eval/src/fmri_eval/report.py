@@ -162,8 +162,11 @@ def write_run(
     candidate_stimulus: ArrayLike | None = None,
     n_boot: int = 2000,
     seed: int = 0,
+    attachments: Mapping[str, str | Path] | None = None,
 ) -> dict[str, Any]:
     """Evaluate and write metrics.json, reconstructions.npz, reconstructions.png and report.md.
+
+    `attachments` (file name -> existing file, e.g. training curves) are copied in beside them.
 
     `similarities` (method -> [n_test, n_candidates] brain-to-image scores against the stimuli
     `candidate_stimulus`) add brain<->image retrieval under the key "retrieval".
@@ -212,4 +215,6 @@ def write_run(
             command=command,
             retrieval=run.get("retrieval"),
         )
+        for name, source in (attachments or {}).items():
+            shutil.copyfile(source, staging / name)
     return run

@@ -21,6 +21,11 @@ class MethodSettings:
     work_dir: where a method keeps checkpoints, curves and trained models (None: keep nothing). The fold
         runner gives each fold its own sub-folder.
     resume: continue training from the latest checkpoint in work_dir instead of starting afresh.
+    pretrained: a local folder (or an id in the offline Hugging Face cache) of pretrained weights for
+        methods built on a pretrained model (the sd-* methods: a diffusers Stable Diffusion folder).
+    cache_dir: where fold-independent artefacts (e.g. a base model pre-trained here) are kept and reused
+        across folds and runs; unlike work_dir, the fold runner does not split it.
+    progress: show training progress bars.
     """
 
     seed: int = 0
@@ -28,6 +33,13 @@ class MethodSettings:
     quick: bool = False
     work_dir: Path | None = None
     resume: bool = False
+    pretrained: str | None = None
+    cache_dir: Path | None = None
+    progress: bool = True
+
+    def shows_progress(self, wanted: bool = True) -> bool:
+        """Whether a method's own progress bars (training steps) show: never under quick or progress=False."""
+        return wanted and self.progress and not self.quick
 
 
 class ReconstructionMethod(ABC):

@@ -21,6 +21,7 @@ import numpy as np
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
+from fmri_data.simulator.corpus import image_corpus
 from fmri_data.simulator.stimuli import (
     BASE_GRID,
     figure_names,
@@ -34,6 +35,7 @@ __all__ = [
     "AREAS",
     "figure_names",
     "figure_patterns",
+    "image_corpus",
     "random_patterns",
     "render_patterns",
     "simulate_miyawaki",

@@ -22,8 +22,9 @@ from fmri_data.dataset import PairedDataset
 from fmri_data.methods import MethodSettings, ReconstructionMethod
 from fmri_diffusion import training as trainer
 from fmri_diffusion.conditioning import FmriConditioner
+from fmri_diffusion.finetune import ConditionedUNet, DenoisingStep
 from fmri_diffusion.models import small_unet
-from fmri_diffusion.objectives import ObjectiveConfig, denoising_loss, sample_timesteps
+from fmri_diffusion.objectives import ObjectiveConfig
 from fmri_diffusion.pipeline import FmriImagePipeline
 from fmri_diffusion.schedulers import Prediction, Sampler, Schedule, sampling_scheduler, training_scheduler
 from fmri_diffusion.training import BatchSampler, TrainingConfig
@@ -78,15 +79,6 @@ def build_denoiser(config: DiffusionConfig, channels: int, size: int) -> tuple[n
     return unet, conditioner
 
 
-class _Denoiser(nn.Module):
-    """The trainable pair, in one module so one optimizer and one checkpoint hold both."""
-
-    def __init__(self, unet: nn.Module, conditioner: FmriConditioner) -> None:
-        super().__init__()
-        self.unet = unet
-        self.conditioner = conditioner
-
-
 class ConditionalDiffusion(ReconstructionMethod):
     """fit: first stage (subclass) -> train the conditional UNet; predict: sample around the first stage."""
 
@@ -121,30 +113,19 @@ class ConditionalDiffusion(ReconstructionMethod):
             {"clean": clean, "spatial": spatial},
             config.training.batch_size,
             seed=self.settings.seed,
-            augment=self._augment,
+            augment=self._augmented_batch,
         )
-
-        def loss_fn(model: _Denoiser, batch: dict[str, torch.Tensor], gen: torch.Generator) -> torch.Tensor:
-            clean, spatial = batch["clean"], batch["spatial"]
-            noise = torch.randn(clean.shape, generator=gen).to(clean.device)
-            t = sample_timesteps(len(clean), scheduler, config.objective, gen).to(clean.device)
-            noisy = scheduler.add_noise(clean, noise, t)
-            keep = (torch.rand(len(clean), generator=gen) >= config.condition_dropout).to(clean.device)
-            tokens = model.conditioner.drop(model.conditioner(spatial.flatten(1)), keep)
-            spatial = spatial * keep[:, None, None, None]
-            prediction = model.unet(torch.cat([noisy, spatial], 1), t, encoder_hidden_states=tokens).sample
-            return denoising_loss(prediction, clean, noise, noisy, t, scheduler, config.objective)
 
         training = replace(
             config.training,
             seed=self.settings.seed,
             device=self.settings.device,
-            progress=config.training.progress and not self.settings.quick,
+            progress=self.settings.shows_progress(config.training.progress),
         )
         work_dir = self.settings.work_dir
         self.training_ = trainer.train(
-            _Denoiser(unet, conditioner),
-            loss_fn,
+            ConditionedUNet(unet, conditioner),
+            DenoisingStep(scheduler, config.objective, config.condition_dropout),
             sampler,
             training,
             out_dir=None if work_dir is None else work_dir / self.name,
@@ -166,23 +147,25 @@ class ConditionalDiffusion(ReconstructionMethod):
     def _augment(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         return batch
 
+    def _augmented_batch(
+        self, batch: dict[str, torch.Tensor], generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
+        """The subclass's augmentation, then the conditioner's input: the (shifted) spatial condition."""
+        batch = self._augment(batch, generator)
+        return {**batch, "condition": batch["spatial"].flatten(1)}
+
     # ------------------------------------------------------------- predicting
     def predict(self, fmri: np.ndarray) -> np.ndarray:
         return self.predict_named(fmri)[self.name]
 
     def predict_named(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
-        samples = self.sample(fmri, self.config.n_samples)
-        return {self.name: samples.mean(axis=0), f"{self.name}-1": samples[0]}
+        return posterior_rows(self.name, self.sample(fmri, self.config.n_samples))
 
     def sample(self, fmri: np.ndarray, n_samples: int) -> np.ndarray:
         """[n_samples, n, H, W]; sample k of trial i is seeded by (seed, k, i), so runs repeat exactly."""
         config = self.config
         spatial = self._spatial_condition(fmri).to(self.pipeline_.device).repeat(n_samples, 1, 1, 1)
-        generators = [
-            torch.Generator().manual_seed(hash((self.settings.seed, k, i)) % 2**63)
-            for k in range(n_samples)
-            for i in range(len(fmri))
-        ]
+        generators = sample_generators(self.settings.seed, n_samples, len(fmri))
         images = self.pipeline_(
             spatial.flatten(1),
             spatial,
@@ -194,3 +177,17 @@ class ConditionalDiffusion(ReconstructionMethod):
             generator=generators,
         )
         return images.reshape(n_samples, len(fmri), self.image_size_, self.image_size_).astype(np.float32)
+
+
+def sample_generators(seed: int, n_samples: int, n_trials: int) -> list[torch.Generator]:
+    """One generator per (sample k, trial i), k-major, seeded by (seed, k, i): reruns repeat exactly."""
+    return [
+        torch.Generator().manual_seed(hash((seed, k, i)) % 2**63)
+        for k in range(n_samples)
+        for i in range(n_trials)
+    ]
+
+
+def posterior_rows(name: str, samples: np.ndarray) -> dict[str, np.ndarray]:
+    """A stochastic method's report rows from [n_samples, n, H, W]: the posterior mean and one sample."""
+    return {name: samples.mean(axis=0), f"{name}-1": samples[0]}

@@ -85,7 +85,7 @@ class ConditionalVAE(ReconstructionMethod):
             seed=self.settings.seed,
             device=self.settings.device,
             max_steps=self.quick_steps if self.settings.quick else self.training.max_steps,
-            progress=self.training.progress and not self.settings.quick,
+            progress=self.settings.shows_progress(self.training.progress),
         )
         sampler = BatchSampler(
             pairs,

@@ -10,7 +10,7 @@ from fmri_data.dataset import PairedDataset
 from fmri_diffusion.augment import random_shift
 from fmri_diffusion.methods.conditional import ConditionalDiffusion
 from fmri_diffusion.models import padded_size
-from fmri_diffusion.pipeline import pad_to
+from fmri_diffusion.pixels import to_pixels
 from fmri_encoders.out_of_fold import out_of_fold_ridge
 
 
@@ -34,8 +34,7 @@ class PixelDDPM(ConditionalDiffusion):
         return self._to_model_space(ridge)
 
     def _to_model_space(self, images: np.ndarray) -> torch.Tensor:
-        pixels = torch.from_numpy(np.clip(images, 0, 1).astype(np.float32)).unsqueeze(1)
-        return pad_to(2 * pixels - 1, self.model_size_)
+        return to_pixels(torch.from_numpy(np.clip(images, 0, 1).astype(np.float32)), self.model_size_)
 
     def _augment(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         return random_shift(batch, self.config.max_shift, generator, fill=-1.0)

@@ -17,7 +17,7 @@ from fmri_data.dataset import PairedDataset
 from fmri_diffusion.autoencoder import AutoencoderConfig, train_autoencoder
 from fmri_diffusion.methods.conditional import ConditionalDiffusion, DiffusionConfig
 from fmri_diffusion.models import padded_size
-from fmri_diffusion.pipeline import pad_to
+from fmri_diffusion.pixels import to_pixels
 from fmri_encoders.out_of_fold import out_of_fold_ridge
 from fmri_encoders.runtime import resolve_device
 
@@ -51,9 +51,11 @@ class LatentDiffusion(ConditionalDiffusion):
         self, train: PairedDataset
     ) -> tuple[AutoencoderKL | None, torch.Tensor, torch.Tensor]:
         work_dir = self.settings.work_dir
+        autoencoder = self.config.autoencoder
+        shown = self.settings.shows_progress(autoencoder.training.progress)
         self.vae_ = train_autoencoder(
             train.images,
-            self.config.autoencoder,
+            replace(autoencoder, training=replace(autoencoder.training, progress=shown)),
             seed=self.settings.seed,
             device=self.settings.device,
             out_dir=None if work_dir is None else work_dir / self.name,
@@ -79,7 +81,7 @@ class LatentDiffusion(ConditionalDiffusion):
 
     @torch.no_grad()
     def _encode(self, images: np.ndarray) -> torch.Tensor:
-        pixels = pad_to(torch.from_numpy(images).float().unsqueeze(1) * 2 - 1, self._pixel_size())
+        pixels = to_pixels(torch.from_numpy(images), self._pixel_size())
         vae = self.vae_.to(resolve_device(self.settings.device))
         latents = vae.encode(pixels.to(vae.device)).latent_dist.mean * vae.config.scaling_factor
         return latents.cpu()

@@ -1,0 +1,178 @@
+"""LoRA fine-tuning and generation speed of an SD-1.5-shaped model at 512x512 (64x64 latents).
+
+The UNet (859M parameters) and VAE have Stable Diffusion 1.5's configs with random weights (speed does not
+depend on the values); they are saved and read back through `load_base_model`, the path a user's real
+weights take. Training runs the project's own loop (`fmri_diffusion.finetune.finetune`, which calls
+`DenoisingStep` through `fmri_diffusion.training.train`) twice, for `--warmup` and for `--warmup + --steps`
+steps, and reports the difference, so start-up and the first (compiling) steps do not count. Generation:
+the project's FmriImagePipeline with DDIM, classifier-free guidance, VAE decoding to 512 px.
+
+    uv run benchmarks/sd_lora_speed.py --device cuda            # results/sd_lora_speed-<gpu>.json
+    uv run benchmarks/sd_lora_speed.py --small --device cpu     # a tiny stand-in, to check the script
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import tempfile
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+
+from fmri_diffusion.base_model import BaseModel, load_base_model
+from fmri_diffusion.conditioning import FmriConditioner
+from fmri_diffusion.finetune import ConditionedUNet, FinetuneConfig, finetune, prepare_unet
+from fmri_diffusion.lora import count_trainable
+from fmri_diffusion.pipeline import FmriImagePipeline
+from fmri_diffusion.schedulers import sampling_scheduler
+from fmri_diffusion.training import TrainingConfig
+
+N_VOXELS = 4096
+
+
+def sd15_base(folder: Path, *, small: bool) -> BaseModel:
+    """SD 1.5's UNet/VAE/scheduler configs (or a tiny stand-in), saved and loaded like real weights."""
+    width = (32, 64) if small else (320, 640, 1280, 1280)
+    unet = UNet2DConditionModel(
+        sample_size=8 if small else 64,
+        block_out_channels=width,
+        down_block_types=("CrossAttnDownBlock2D",) * (len(width) - 1) + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (len(width) - 1),
+        cross_attention_dim=32 if small else 768,
+        attention_head_dim=8,
+        layers_per_block=1 if small else 2,
+        norm_num_groups=8 if small else 32,
+    )
+    vae_width = (8, 16) if small else (128, 256, 512, 512)
+    vae = AutoencoderKL(
+        sample_size=16 if small else 512,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * len(vae_width),
+        up_block_types=("UpDecoderBlock2D",) * len(vae_width),
+        block_out_channels=vae_width,
+        latent_channels=4,
+        layers_per_block=1 if small else 2,
+        norm_num_groups=8 if small else 32,
+    )
+    scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    BaseModel(unet=unet, vae=vae, scheduler=scheduler, source="random").save(folder)
+    return load_base_model(folder)
+
+
+def time_training(base: BaseModel, args: argparse.Namespace) -> dict[str, float]:
+    config = FinetuneConfig(
+        adapter="lora",
+        lora_rank=args.rank,
+        training=TrainingConfig(
+            batch_size=args.batch_size,
+            mixed_precision=args.precision,
+            device=args.device,
+            ema_decay=None,
+            warmup_steps=1,
+            progress=False,
+        ),
+    )
+    latent = base.unet.config.sample_size
+    tensors = {
+        "clean": torch.randn(4 * args.batch_size, 4, latent, latent),
+        "condition": torch.randn(4 * args.batch_size, N_VOXELS),
+    }
+    unet = prepare_unet(base.unet, config)
+    conditioner = FmriConditioner(N_VOXELS, base.token_dim, n_tokens=8)
+    model = ConditionedUNet(unet, conditioner)
+    seconds = []
+    for steps in (args.warmup, args.warmup, args.warmup + args.steps):  # the first run warms up
+        run = replace(config, training=replace(config.training, max_steps=steps))
+        _sync(args.device)
+        start = time.perf_counter()
+        finetune(model, tensors, base.scheduler, run)
+        _sync(args.device)
+        seconds.append(time.perf_counter() - start)
+    per_step = (seconds[2] - seconds[1]) / args.steps
+    return {
+        "lora_parameters": count_trainable(unet),
+        "conditioner_parameters": count_trainable(conditioner),
+        "unet_parameters": sum(p.numel() for p in unet.parameters()),
+        "seconds_per_step": per_step,
+        "images_per_second": args.batch_size / per_step,
+        "peak_memory_gib": _peak_memory(args.device),
+    }
+
+
+def time_generation(base: BaseModel, args: argparse.Namespace) -> dict[str, float]:
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    pipe = FmriImagePipeline(
+        unet=base.unet.to(dtype),
+        scheduler=sampling_scheduler("ddim", base.scheduler),
+        conditioner=FmriConditioner(N_VOXELS, base.token_dim, n_tokens=8),
+        vae=base.vae.to(dtype),
+        image_fit="resize",
+    ).to(args.device)
+    pipe.set_progress_bar_config(disable=True)
+    condition = torch.randn(args.gen_batch_size, N_VOXELS)
+    size = base.resolution
+    times = []
+    for _ in range(args.gen_repeats + 1):  # the first call warms up
+        _sync(args.device)
+        start = time.perf_counter()
+        pipe(condition, image_size=size, num_inference_steps=25, guidance_scale=7.5)
+        _sync(args.device)
+        times.append(time.perf_counter() - start)
+    seconds = sorted(times[1:])[len(times[1:]) // 2]
+    return {"seconds_per_batch": seconds, "images_per_second": args.gen_batch_size / seconds}
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _peak_memory(device: str) -> float:
+    return torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda", choices=["cpu", "cuda"])
+    parser.add_argument("--precision", default="bf16", choices=["no", "bf16", "fp16"])
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rank", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--gen-batch-size", type=int, default=16)
+    parser.add_argument("--gen-repeats", type=int, default=3)
+    parser.add_argument("--small", action="store_true", help="a tiny stand-in model (checks the script)")
+    parser.add_argument("--out", type=Path, help="result file (default: results/sd_lora_speed-<device>.json)")
+    args = parser.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    with tempfile.TemporaryDirectory() as folder:
+        training = time_training(sd15_base(Path(folder) / "train", small=args.small), args)
+        generation = time_generation(sd15_base(Path(folder) / "gen", small=args.small), args)
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu"
+    result = {
+        "benchmark": "sd_lora_speed",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "device": device_name,
+        "torch": torch.__version__,
+        "settings": {k: str(v) for k, v in vars(args).items()},
+        "lora_training": training,
+        "generation_25_steps_cfg": generation,
+    }
+    tag = "small" if args.small else re.sub(r"[^a-z0-9]+", "-", device_name.lower()).strip("-")
+    out = args.out or Path(__file__).parent / "results" / f"sd_lora_speed-{tag}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Stimulus images [n, H, W] in [0, 1] <-> the pixels a model works on, [n, C, S, S] in [-1, 1].
+
+Two ways to fit a stimulus to a model's S x S input: "pad" centres it on a black canvas (models trained here
+at nearly the stimulus size), "resize" scales it up (a pretrained model at its native resolution, e.g. 512
+for Stable Diffusion; nearest-neighbour up, area average down, so an integer scale round-trips exactly).
+Grayscale stimuli are repeated over the model's C channels and averaged back.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+ImageFit = Literal["pad", "resize"]
+
+
+def to_pixels(images: torch.Tensor, size: int, *, channels: int = 1, fit: ImageFit = "pad") -> torch.Tensor:
+    """[n, H, W] or [n, 1, H, W] images in [0, 1] -> [n, channels, size, size] in [-1, 1]."""
+    x = images.unsqueeze(1) if images.ndim == 3 else images
+    x = 2 * x.float() - 1
+    if fit == "pad":
+        x = pad_to(x, size)
+    elif fit == "resize":
+        x = F.interpolate(x, size=(size, size), mode="nearest-exact")
+    else:
+        raise ValueError(f"unknown image fit {fit!r}; use pad or resize")
+    return x.expand(-1, channels, -1, -1) if x.shape[1] != channels else x
+
+
+def from_pixels(x: torch.Tensor, image_size: int, *, fit: ImageFit = "pad") -> torch.Tensor:
+    """The inverse: [n, C, S, S] in about [-1, 1] -> [n, image_size, image_size] in [0, 1]."""
+    images = ((x.float().mean(1, keepdim=True) + 1) / 2).clamp(0, 1)
+    if fit == "pad":
+        return crop_to(images, image_size)[:, 0]
+    return F.interpolate(images, size=(image_size, image_size), mode="area")[:, 0]
+
+
+def pad_to(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Pad (in [-1, 1] units: -1, the black background) to size x size, centred."""
+    extra = size - x.shape[-1]
+    if extra < 0:
+        raise ValueError(f"images of {x.shape[-1]} px do not fit the model's {size} px")
+    before = extra // 2
+    return F.pad(x, (before, extra - before, before, extra - before), value=-1.0)
+
+
+def crop_to(x: torch.Tensor, size: int) -> torch.Tensor:
+    before = (x.shape[-1] - size) // 2
+    return x[..., before : before + size, before : before + size]

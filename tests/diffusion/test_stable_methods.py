@@ -1,0 +1,87 @@
+"""The sd-* methods end to end on toy data: the small base model, a user's pretrained folder, reloading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fmri_data.methods import MethodSettings, create_method
+from fmri_data.simulator import figure_patterns, image_corpus
+from fmri_diffusion.base_model import BaseModelError
+from fmri_diffusion.methods.stable import load_finetuned
+
+
+def split(dataset):
+    return dataset.subset(np.flatnonzero(~dataset.given_test)), dataset.subset(
+        np.flatnonzero(dataset.given_test)
+    )
+
+
+@pytest.mark.parametrize("name", ["sd-direct", "sd-lora", "sd-control"])
+def test_each_route_reports_posterior_mean_and_one_sample(linear_dataset, tmp_path, name):
+    train, test = split(linear_dataset)
+    settings = MethodSettings(device="cpu", quick=True, seed=3, cache_dir=tmp_path / "cache")
+    rows = create_method(name, settings).fit(train).predict_named(test.fmri)
+    assert set(rows) == {name, f"{name}-1"}
+    for images in rows.values():
+        assert images.shape == test.images.shape
+        assert images.min() >= 0
+        assert images.max() <= 1
+    assert not np.allclose(rows[name], rows[f"{name}-1"])
+    assert next((tmp_path / "cache").glob("small-base-8px-*/unet/config.json")).is_file()
+
+
+def test_sd_lora_is_deterministic_with_a_seed(linear_dataset):
+    train, test = split(linear_dataset)
+    runs = [
+        create_method("sd-lora", MethodSettings(device="cpu", quick=True, seed=5))
+        .fit(train)
+        .predict(test.fmri)
+        for _ in range(2)
+    ]
+    np.testing.assert_array_equal(*runs)
+
+
+def test_a_users_pretrained_folder_and_reloading_the_fine_tune(linear_dataset, tiny_sd, tmp_path):
+    """The --pretrained path: a diffusers folder at its own resolution (16 px here, 8 px stimuli)."""
+    tiny_sd().save(tmp_path / "sd")
+    train, test = split(linear_dataset)
+    settings = MethodSettings(
+        device="cpu", quick=True, pretrained=str(tmp_path / "sd"), work_dir=tmp_path / "w"
+    )
+    method = create_method("sd-lora", settings).fit(train)
+    assert method.resolution_ == 16
+    reloaded = load_finetuned(tmp_path / "w" / "sd-lora" / "finetuned")
+    reloaded.set_progress_bar_config(disable=True)
+    condition = method.ridge_.predict(test.fmri).astype(np.float32)
+
+    def images(pipe):
+        return pipe(
+            torch.from_numpy(condition),
+            image_size=8,
+            num_inference_steps=3,
+            generator=torch.Generator().manual_seed(0),
+        )
+
+    np.testing.assert_allclose(images(reloaded), images(method.pipeline_), atol=1e-6)
+
+
+def test_a_fine_tune_refuses_a_base_with_another_token_width(linear_dataset, tiny_sd, tmp_path):
+    train, _ = split(linear_dataset)
+    settings = MethodSettings(device="cpu", quick=True, work_dir=tmp_path / "w")
+    create_method("sd-direct", settings).fit(train)
+    tiny_sd().save(tmp_path / "other")  # cross_attention_dim 16; the quick small base has 8
+    with pytest.raises(BaseModelError, match="cross_attention_dim is 16"):
+        load_finetuned(tmp_path / "w" / "sd-direct" / "finetuned", base=tmp_path / "other")
+
+
+def test_the_pretraining_corpus_never_holds_a_test_figure():
+    rng = np.random.default_rng(0)
+    corpus = image_corpus(300, 10, rng)
+    assert corpus.shape == (300, 10, 10)
+    assert corpus.min() >= 0
+    assert corpus.max() <= 1
+    figures = {f.astype(bool).tobytes() for f in figure_patterns(10).values()}
+    assert not figures & {(image > 0.5).tobytes() for image in corpus}
+    np.testing.assert_array_equal(corpus, image_corpus(300, 10, np.random.default_rng(0)))
