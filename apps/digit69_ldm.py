@@ -1,6 +1,7 @@
 """The digit69 diffusion pipeline with its tuned defaults: train, sample, evaluate, figure.
 
-    uv run apps/digit69_ldm.py                      # mean, ridge, ldm, ddpm on the given 90/10 split
+    uv run apps/digit69_ldm.py                      # mean, ridge, ldm on the given 90/10 split
+    uv run apps/digit69_ldm.py --method mean --method ridge --method ldm --method ddpm   # + pixel DDPM
     uv run apps/digit69_ldm.py --split kfold:5      # every digit predicted once, stimulus-disjoint
     uv run apps/digit69_ldm.py --resume             # continue from the checkpoints in --work-dir
 
@@ -20,7 +21,7 @@ from fmri_data.errors import run_cli
 DEFAULTS = {
     "data": "digit69",
     "split": "given",
-    "methods": ["mean", "ridge", "ldm", "ddpm"],
+    "methods": ["mean", "ridge", "ldm"],
     "out": Path("runs/digit69-ldm"),
     "work_dir": Path("runs/digit69-ldm-work"),
 }

@@ -28,10 +28,11 @@ def test_quick_run_trains_samples_evaluates_and_resumes(tmp_path, load_app):
     ]
     assert app.main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["methods"]) == {"mean", "ridge", "ldm", "ldm-1", "ddpm", "ddpm-1"}
+    assert set(metrics["methods"]) == {"mean", "ridge", "ldm", "ldm-1"}
     assert (work / "fold-000" / "ldm" / "vae" / "config.json").is_file()
-    assert (work / "fold-000" / "ddpm" / "loss_curve.png").is_file()
-    assert (work / "fold-000" / "ddpm" / "pipeline" / "model_index.json").is_file()
+    assert (work / "fold-000" / "ldm" / "loss_curve.png").is_file()
+    assert (work / "fold-000" / "ldm" / "pipeline" / "model_index.json").is_file()
+    assert (out / "loss_curve-ldm.png").is_file()
     # resuming a finished run reloads the stages and samples the same images
     again = tmp_path / "again"
     resume_args = [str(again) if arg == str(out) else arg for arg in args]

@@ -223,3 +223,19 @@ def test_a_wrong_pretrained_folder_names_what_is_missing(tiny_sd, tmp_path):
         load_base_model(tmp_path)
     with pytest.raises(BaseModelError, match="cannot load a base model"):
         load_base_model("no-such-org/no-such-model")
+
+
+@pytest.mark.parametrize("n_tokens", [1, 8])
+def test_conditioner_makes_k_normalised_tokens_and_a_learned_null(tmp_path, n_tokens):
+    conditioner = FmriConditioner(N_IN, TOKEN_DIM, n_tokens=n_tokens, hidden=8).eval()
+    inputs = torch.randn(5, N_IN)
+    tokens = conditioner(inputs)
+    assert tokens.shape == (5, n_tokens, TOKEN_DIM)
+    torch.testing.assert_close(tokens.mean(-1), torch.zeros(5, n_tokens), atol=1e-5, rtol=0)
+    assert conditioner.null(3).shape == (3, n_tokens, TOKEN_DIM)
+    keep = torch.tensor([True, False, True, False, True])
+    dropped = conditioner.drop(tokens, keep)
+    torch.testing.assert_close(dropped[keep], tokens[keep])
+    torch.testing.assert_close(dropped[~keep], conditioner.null(2))
+    conditioner.save_pretrained(tmp_path)
+    torch.testing.assert_close(FmriConditioner.from_pretrained(tmp_path).eval()(inputs), tokens)
