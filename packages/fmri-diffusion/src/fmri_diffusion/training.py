@@ -99,6 +99,9 @@ class BatchSampler:
 class TrainingResult:
     losses: list[float] = field(default_factory=list)
     last_checkpoint: Path | None = None
+    validation: list[tuple[int, float]] = field(default_factory=list)
+    best_step: int | None = None
+    best_state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
 
 def train(
@@ -110,12 +113,17 @@ def train(
     out_dir: str | Path | None = None,
     resume: str | Path | None = None,
     description: str = "train",
+    validate: Callable[[nn.Module], float] | None = None,
+    validate_every: int = 100,
 ) -> TrainingResult:
     """Optimise `model`'s trainable parameters on `loss_fn(model, batch, generator)`.
 
     out_dir: where checkpoints (`checkpoints/step-NNNNNN`) and `loss_curve.png` go; None keeps nothing.
     resume: "latest" or a checkpoint folder to continue from (same step count, batches and noise).
-    On return the model holds the EMA weights when `config.ema_decay` is set.
+    validate: a held-out loss of the model (lower is better), run every `validate_every` steps and at the
+    end; the best weights are kept (in `out_dir/best/` via accelerate's save_model) and returned.
+    On return the model holds the best validated weights if `validate` is given, else the EMA weights
+    when `config.ema_decay` is set, else the last ones.
     """
     set_seed(config.seed)
     out_dir = Path(out_dir) if out_dir is not None else None
@@ -179,6 +187,8 @@ def train(
             accelerator.log({"loss": result.losses[-1], "lr": schedule.get_last_lr()[0]}, step=step)
         bar.update()
         bar.set_postfix(loss=f"{result.losses[-1]:.4f}")
+        if validate is not None and (step % validate_every == 0 or step == config.max_steps):
+            _validate(accelerator, model, validate, step, result, out_dir)
         if out_dir is not None and config.checkpoint_every and step % config.checkpoint_every == 0:
             result.last_checkpoint = _save_checkpoint(
                 accelerator, out_dir, step, result.losses, noise, config
@@ -188,10 +198,34 @@ def train(
         accelerator.end_training()
     if ema is not None:
         ema.copy_to(parameters)
+    if validate is not None and result.best_step is not None:
+        accelerator.unwrap_model(model).load_state_dict(result.best_state)
     model.eval()
     if out_dir is not None and accelerator.is_main_process and result.losses:
         write_loss_curve(out_dir / "loss_curve.png", result.losses)
     return result
+
+
+def _validate(
+    accelerator: Any,
+    model: nn.Module,
+    validate: Callable[[nn.Module], float],
+    step: int,
+    result: TrainingResult,
+    out_dir: Path | None,
+) -> None:
+    """Score the model; when it is the best so far, remember its weights (and save them under out_dir)."""
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.eval()
+    with torch.no_grad():
+        score = float(validate(unwrapped))
+    unwrapped.train()
+    if not result.validation or score < min(s for _, s in result.validation):
+        result.best_step = step
+        result.best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
+        if out_dir is not None:
+            accelerator.save_model(model, out_dir / "best")
+    result.validation.append((step, score))
 
 
 def write_loss_curve(path: Path, losses: list[float]) -> None:

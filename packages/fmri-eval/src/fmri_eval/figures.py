@@ -88,3 +88,42 @@ def training_curve(
     ax.grid(alpha=0.3)
     figure.tight_layout()
     return _save(figure, path, dpi)
+
+
+def pattern_comparison(
+    path: str | Path, truth: ArrayLike, estimate: ArrayLike, *, n_rows: int = 8, dpi: int = 100
+) -> Path:
+    """Measured vs reconstructed patterns [n, d]: the first rows as heat maps, and all values as a scatter."""
+    truth, estimate = np.asarray(truth, np.float64), np.asarray(estimate, np.float64)
+    if truth.shape != estimate.shape or truth.ndim != 2:
+        raise EvaluationError(
+            f"pattern_comparison needs two [n, d] arrays of one shape, got {truth.shape}, {estimate.shape}"
+        )
+    shown = slice(0, min(n_rows, len(truth)))
+    limit = float(np.abs(truth[shown]).max()) or 1.0
+    figure = Figure(figsize=(12, 4))
+    axes = figure.subplots(1, 3, gridspec_kw={"width_ratios": [2, 2, 1.3]})
+    for ax, data, title in ((axes[0], truth, "measured"), (axes[1], estimate, "reconstructed")):
+        ax.imshow(data[shown], aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        ax.set(title=title, xlabel="voxel", ylabel="sample")
+    axes[2].scatter(truth.ravel(), estimate.ravel(), s=1, alpha=0.2)
+    axes[2].set(xlabel="measured", ylabel="reconstructed", title="all values")
+    figure.tight_layout()
+    return _save(figure, path, dpi)
+
+
+def embedding_scatter(path: str | Path, groups: Mapping[str, ArrayLike], *, dpi: int = 100) -> Path:
+    """Groups of [n, d] points projected on the first two principal axes of all of them together."""
+    arrays = {name: np.asarray(points, np.float64) for name, points in groups.items()}
+    stacked = np.concatenate(list(arrays.values()))
+    mean = stacked.mean(0)
+    _, _, vt = np.linalg.svd(stacked - mean, full_matrices=False)
+    figure = Figure(figsize=(5, 5))
+    ax = figure.subplots()
+    for name, points in arrays.items():
+        projected = (points - mean) @ vt[:2].T
+        ax.scatter(projected[:, 0], projected[:, 1], s=6, alpha=0.6, label=name)
+    ax.set(xlabel="PC 1", ylabel="PC 2", title="latent space (PCA)")
+    ax.legend()
+    figure.tight_layout()
+    return _save(figure, path, dpi)
