@@ -252,7 +252,7 @@ def _noisy_embedding_input(batch: Batch, generator: torch.Generator, *, max_nois
 
 @torch.no_grad()
 def encode_latents(
-    vae: AutoencoderKL, pixels: torch.Tensor, *, device: str = "auto", batch_size: int = 64
+    vae: AutoencoderKL, pixels: torch.Tensor, *, device: str = "auto", batch_size: int = 16
 ) -> torch.Tensor:
     """Scaled posterior-mean latents of model pixels [n, C, S, S] in [-1, 1], in batches, on the CPU."""
     vae = vae.to(resolve_device(device))

@@ -56,7 +56,7 @@ class StableConfig:
     strength: sampling starts from ridge's predicted latents noised to this level (img2img, as in
     Brain-Diffuser), 1 = from pure noise. 0.2 was the best of 1.0/0.5/0.35/0.2 for sd-lora on a simulated
     data set with another seed (simulate_miyawaki(seed=7)), never on a data set reported here; cross-
-    attention tokens alone carry too little layout for pixel metrics (pcc 0.25 at strength 1 there).
+    attention tokens alone carry too little layout for pixel metrics (pcc 0.30 at strength 1 there).
     """
 
     base: SmallBaseConfig = field(default_factory=SmallBaseConfig)
@@ -123,12 +123,7 @@ class StableDiffusionMethod(ReconstructionMethod):
             ),
         )
         unet = prepare_unet(base.unet, finetune_config)
-        conditioner = FmriConditioner(
-            tensors["condition"].shape[1],
-            base.token_dim,
-            n_tokens=config.n_tokens,
-            hidden=config.conditioner_hidden,
-        )
+        conditioner = self._conditioner(base, tensors["condition"].shape[1])
         controlnet = None
         if self.uses_control:
             controlnet = _controlnet_for(base)
