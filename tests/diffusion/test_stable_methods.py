@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ import torch
 from fmri_data.methods import MethodSettings, create_method
 from fmri_data.simulator import figure_patterns, image_corpus
 from fmri_diffusion.base_model import BaseModelError
-from fmri_diffusion.methods.stable import load_finetuned
+from fmri_diffusion.methods.stable import SDLora, StableConfig, load_finetuned
 
 
 def split(dataset):
@@ -85,3 +87,24 @@ def test_the_pretraining_corpus_never_holds_a_test_figure():
     figures = {f.astype(bool).tobytes() for f in figure_patterns(10).values()}
     assert not figures & {(image > 0.5).tobytes() for image in corpus}
     np.testing.assert_array_equal(corpus, image_corpus(300, 10, np.random.default_rng(0)))
+
+
+def test_sd_lora_resumes_from_its_checkpoints(linear_dataset, tmp_path):
+    train, test = split(linear_dataset)
+    quick = StableConfig().quick()
+    config = replace(
+        quick,
+        finetune=replace(
+            quick.finetune, training=replace(quick.finetune.training, max_steps=6, checkpoint_every=3)
+        ),
+    )
+    settings = MethodSettings(device="cpu", seed=2, work_dir=tmp_path, cache_dir=tmp_path / "cache")
+    first = SDLora(settings, config).fit(train)
+    assert sorted(p.name for p in (tmp_path / "sd-lora" / "checkpoints").iterdir()) == [
+        "step-000003",
+        "step-000006",
+    ]
+    resumed = SDLora(replace(settings, resume=True), config).fit(train)
+    assert resumed.training_.last_checkpoint.name == "step-000006"
+    assert resumed.training_.losses == first.training_.losses
+    np.testing.assert_allclose(resumed.predict(test.fmri), first.predict(test.fmri), atol=1e-6)

@@ -38,6 +38,8 @@ class TrainingDivergedError(RuntimeError):
 class TrainingConfig:
     """How long and how to optimise. Steps count optimizer updates (after gradient accumulation).
 
+    checkpoint_every: write a resumable checkpoint every this many steps when the loop has an out_dir
+    (0: never); checkpoints_total_limit: how many to keep.
     log_with: an accelerate tracker ("tensorboard", "wandb", ... or a GeneralTracker) that receives the
     loss and learning rate of every step, its logs under out_dir/logs.
     """
@@ -51,7 +53,7 @@ class TrainingConfig:
     gradient_accumulation_steps: int = 1
     mixed_precision: str = "no"
     ema_decay: float | None = 0.999
-    checkpoint_every: int = 0
+    checkpoint_every: int = 250
     checkpoints_total_limit: int = 2
     seed: int = 0
     device: str = "auto"
