@@ -108,3 +108,35 @@ def test_sd_lora_resumes_from_its_checkpoints(linear_dataset, tmp_path):
     assert resumed.training_.last_checkpoint.name == "step-000006"
     assert resumed.training_.losses == first.training_.losses
     np.testing.assert_allclose(resumed.predict(test.fmri), first.predict(test.fmri), atol=1e-6)
+
+
+def test_brain_diffuser_stages_report_their_rows(linear_dataset, tmp_path):
+    train, test = split(linear_dataset)
+    settings = MethodSettings(device="cpu", quick=True, seed=1, cache_dir=tmp_path / "cache")
+    stage1 = create_method("brain-diffuser-stage1", settings).fit(train)
+    coarse = stage1.predict(test.fmri)
+    assert coarse.shape == test.images.shape
+    np.testing.assert_array_equal(coarse, stage1.predict(test.fmri))  # deterministic
+    rows = create_method("brain-diffuser", settings).fit(train).predict_named(test.fmri)
+    assert set(rows) == {"brain-diffuser", "brain-diffuser-1"}
+    assert all(r.shape == test.images.shape and r.min() >= 0 and r.max() <= 1 for r in rows.values())
+
+
+def test_brain_diffuser_stage2_needs_an_image_embedder(linear_dataset, tiny_sd, tmp_path):
+    tiny_sd().save(tmp_path / "sd")  # a Stable-Diffusion-layout folder: no conditioner/
+    train, _ = split(linear_dataset)
+    settings = MethodSettings(device="cpu", quick=True, pretrained=str(tmp_path / "sd"))
+    assert create_method("brain-diffuser-stage1", settings).fit(train).predict(train.fmri[:2]).shape == (
+        2,
+        8,
+        8,
+    )
+    with pytest.raises(BaseModelError, match="image embedder"):
+        create_method("brain-diffuser", settings).fit(train)
+
+
+def test_pipeline_takes_tokens_or_a_condition_but_not_both(linear_dataset):
+    train, _test = split(linear_dataset)
+    method = create_method("brain-diffuser-stage1", MethodSettings(device="cpu", quick=True)).fit(train)
+    with pytest.raises(ValueError, match="either condition"):
+        method.pipeline_(image_size=8, num_inference_steps=2)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
+from fmri_data.methods import MethodSettings
 from fmri_data.simulator import image_corpus
 from fmri_diffusion.autoencoder import AutoencoderConfig, train_autoencoder_on_pixels
 from fmri_diffusion.conditioning import FmriConditioner
@@ -157,6 +158,20 @@ class SmallBaseConfig:
 
 
 _IN_PROCESS: dict[str, BaseModel] = {}
+
+
+def base_model_for(settings: MethodSettings, config: SmallBaseConfig, image_size: int) -> BaseModel:
+    """A method's base model: the user's `settings.pretrained` folder, else the small one (cached)."""
+    if settings.pretrained:
+        return load_base_model(settings.pretrained)
+    return small_base_model(
+        config,
+        image_size,
+        seed=settings.seed,
+        device=settings.device,
+        cache_dir=settings.cache_dir,
+        progress=settings.shows_progress(),
+    )
 
 
 def small_base_model(

@@ -95,9 +95,10 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
     @torch.no_grad()
     def __call__(
         self,
-        condition: torch.Tensor,
+        condition: torch.Tensor | None = None,
         spatial_condition: torch.Tensor | None = None,
         *,
+        tokens: torch.Tensor | None = None,
         image_size: int,
         num_inference_steps: int = 25,
         guidance_scale: float = 1.0,
@@ -110,8 +111,10 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
     ) -> np.ndarray | torch.Tensor:
         """Images [B, image_size, image_size] in [0, 1].
 
-        condition: [B, in_features], the conditioner's input. spatial_condition: [B, c, h, w] in model
-        space, concatenated to the UNet input (None when the UNet takes no extra channels).
+        condition: [B, in_features], the conditioner's input; or `tokens` [B, K, D], condition tokens
+        given directly (e.g. predicted from fMRI, as Brain-Diffuser predicts image embeddings).
+        spatial_condition: [B, c, h, w] in model space, concatenated to the UNet input (None when the
+        UNet takes no extra channels).
         guidance_scale > 1 mixes in the null condition (classifier-free guidance); 1 uses the condition only.
         init_image: [B, H, W] in [0, 1] to start from, noised to `strength` (1 = pure noise, i.e. no init);
         init_latents: the same start given in model space instead.
@@ -120,8 +123,12 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         """
         if not 0 < strength <= 1:
             raise ValueError(f"strength must be in (0, 1], got {strength}")
-        batch = len(condition)
-        tokens = self.conditioner(condition.to(self.device, self.conditioner.dtype))
+        if (condition is None) == (tokens is None):
+            raise ValueError("pass either condition (the conditioner's input) or tokens, not both")
+        if tokens is None:
+            tokens = self.conditioner(condition.to(self.device, self.conditioner.dtype))
+        tokens = tokens.to(self.device)
+        batch = len(tokens)
         use_cfg = guidance_scale != 1.0
         if use_cfg:
             tokens = torch.cat([self.conditioner.null(batch), tokens])

@@ -31,9 +31,9 @@ from fmri_diffusion.base_model import (
     BaseModel,
     BaseModelError,
     SmallBaseConfig,
+    base_model_for,
     encode_latents,
     load_base_model,
-    small_base_model,
 )
 from fmri_diffusion.conditioning import FmriConditioner
 from fmri_diffusion.finetune import Adapter, ConditionedUNet, FinetuneConfig, finetune, prepare_unet
@@ -99,7 +99,7 @@ class StableDiffusionMethod(ReconstructionMethod):
     def fit(self, train: PairedDataset) -> StableDiffusionMethod:
         config, settings = self.config, self.settings
         self.image_size_ = train.image_shape[0]
-        base = self._base_model()
+        base = base_model_for(self.settings, self.config.base, self.image_size_)
         device = resolve_device(settings.device)
         self.resolution_, channels = base.resolution, base.vae.config.in_channels
         pixels = to_pixels(torch.from_numpy(train.images), base.resolution, channels=channels, fit="resize")
@@ -169,19 +169,6 @@ class StableDiffusionMethod(ReconstructionMethod):
         config = self.config
         return FmriConditioner(
             in_features, base.token_dim, n_tokens=config.n_tokens, hidden=config.conditioner_hidden
-        )
-
-    def _base_model(self) -> BaseModel:
-        settings = self.settings
-        if settings.pretrained:
-            return load_base_model(settings.pretrained)
-        return small_base_model(
-            self.config.base,
-            self.image_size_,
-            seed=settings.seed,
-            device=settings.device,
-            cache_dir=settings.cache_dir,
-            progress=settings.shows_progress(),
         )
 
     def _control_pixels(self, images: np.ndarray, channels: int) -> torch.Tensor:

@@ -1,0 +1,37 @@
+"""Brain-Diffuser: ridge to autoencoder latents (stage 1), then img2img guided by predicted image embeddings.
+
+    uv run apps/brain_diffuser.py                                    # simulator, given split
+    uv run apps/brain_diffuser.py --data digit69                     # stage 1 and stage 2 as two rows
+    uv run apps/brain_diffuser.py --data miyawaki --split loso
+
+Stage 1 decodes ridge-predicted latents of the base model's autoencoder; stage 2 starts from them at
+strength 0.75 (50 DDIM steps) guided by image-embedding tokens ridge-predicted from fMRI. The base model is
+the small one pre-trained here (cached in --work-dir/cache), or --pretrained for a user's VAE (stage 1).
+All options of apps/reconstruct.py apply; the outputs are the same (metrics.json, reconstructions, report).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from reconstruct import parse_args, run
+
+from fmri_data.errors import run_cli
+
+DEFAULTS = {
+    "data": "sim",
+    "split": "given",
+    "methods": ["mean", "ridge", "brain-diffuser-stage1", "brain-diffuser"],
+    "out": Path("runs/brain-diffuser"),
+    "work_dir": Path("runs/brain-diffuser-work"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv, prog="brain_diffuser", description=__doc__.splitlines()[0], defaults=DEFAULTS)
+    return run_cli("brain_diffuser", lambda: run(args, argv, app="apps/brain_diffuser.py"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
