@@ -15,9 +15,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from reconstruct import parse_args, run
-
-from fmri_data.errors import run_cli
+from reconstruct import main_with_defaults
 
 DEFAULTS = {
     "data": "sim",
@@ -29,8 +27,7 @@ DEFAULTS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv, prog="brain_diffuser", description=__doc__.splitlines()[0], defaults=DEFAULTS)
-    return run_cli("brain_diffuser", lambda: run(args, argv, app="apps/brain_diffuser.py"))
+    return main_with_defaults(argv, prog="brain_diffuser", doc=__doc__, defaults=DEFAULTS)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from reconstruct import parse_args, run
-
-from fmri_data.errors import run_cli
+from reconstruct import main_with_defaults
 
 DEFAULTS = {
     "data": "digit69",
@@ -28,8 +26,7 @@ DEFAULTS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv, prog="digit69_ldm", description=__doc__.splitlines()[0], defaults=DEFAULTS)
-    return run_cli("digit69_ldm", lambda: run(args, argv, app="apps/digit69_ldm.py"))
+    return main_with_defaults(argv, prog="digit69_ldm", doc=__doc__, defaults=DEFAULTS)
 
 
 if __name__ == "__main__":

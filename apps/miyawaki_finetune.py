@@ -17,9 +17,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from reconstruct import parse_args, run
-
-from fmri_data.errors import run_cli
+from reconstruct import main_with_defaults
 
 DEFAULTS = {
     "data": "sim",
@@ -31,8 +29,7 @@ DEFAULTS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv, prog="miyawaki_finetune", description=__doc__.splitlines()[0], defaults=DEFAULTS)
-    return run_cli("miyawaki_finetune", lambda: run(args, argv, app="apps/miyawaki_finetune.py"))
+    return main_with_defaults(argv, prog="miyawaki_finetune", doc=__doc__, defaults=DEFAULTS)
 
 
 if __name__ == "__main__":

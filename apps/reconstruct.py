@@ -128,6 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli("reconstruct", lambda: run(args, argv))
 
 
+def main_with_defaults(argv: list[str] | None, *, prog: str, doc: str, defaults: dict[str, object]) -> int:
+    """The whole body of an app that is this front door with other defaults (its docstring as description)."""
+    args = parse_args(argv, prog=prog, description=doc.splitlines()[0], defaults=defaults)
+    return run_cli(prog, lambda: run(args, argv, app=f"apps/{prog}.py"))
+
+
 def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/reconstruct.py") -> int:
     """Load, split, fit and predict fold by fold, evaluate, write the run folder."""
     dataset = load_dataset(args.data)
