@@ -29,6 +29,14 @@ def is_mat_v73(path: str | Path) -> bool:
     return head == _V73_HEADER and h5py.is_hdf5(path)
 
 
+def read_mat(path: str | Path) -> dict[str, np.ndarray]:
+    """Every numeric variable of a MATLAB v5 or v7.3 file, by name (v7.3 matrices transposed back)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; check the path")
+    return _read_v73(path) if is_mat_v73(path) else _read_v5(path)
+
+
 def load_mat(
     path: str | Path,
     *,

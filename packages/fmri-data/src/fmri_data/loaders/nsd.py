@@ -1,0 +1,168 @@
+"""The Natural Scenes Dataset (Allen et al. 2022) in its published folder layout, read lazily.
+
+    ROOT/nsddata/experiments/nsd/nsd_expdesign.mat            masterordering, subjectim, sharedix
+    ROOT/nsddata/ppdata/subjNN/func1pt8mm/roi/nsdgeneral.nii.gz  ROI mask (> 0 inside)
+    ROOT/nsddata_betas/ppdata/subjNN/func1pt8mm/betas_fithrf_GLMdenoise_RR/betas_sessionSS.{nii.gz,hdf5}
+    ROOT/nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5          imgBrick [73000, 425, 425, 3] uint8
+
+Betas are single-trial (750 per session, int16 = percent signal change x 300). Each session is read in
+blocks of trials and masked at once, so a subject never sits in memory unmasked; each voxel is z-scored
+within its session (the NSD convention against session drift). Trials keep their 0-based NSD image id
+as stimulus id; the shared 1,000 images form the given test split. Repeats (each image up to 3 times)
+stay separate trials: average them with Preprocessing(average_repeats=...), which the report states.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import nibabel as nib
+import numpy as np
+from scipy.ndimage import zoom
+
+from fmri_data.dataset import PairedDataset
+from fmri_data.errors import DataError
+from fmri_data.loaders.matlab import read_mat
+
+TRIALS_PER_SESSION = 750
+BETA_SCALE = 300.0
+_BLOCK = 50
+
+
+def nsd_paths(root: str | Path, subject: int) -> dict[str, Path]:
+    root = Path(root)
+    subj = f"subj{subject:02d}"
+    return {
+        "expdesign": root / "nsddata/experiments/nsd/nsd_expdesign.mat",
+        "mask": root / f"nsddata/ppdata/{subj}/func1pt8mm/roi/nsdgeneral.nii.gz",
+        "betas": root / f"nsddata_betas/ppdata/{subj}/func1pt8mm/betas_fithrf_GLMdenoise_RR",
+        "stimuli": root / "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5",
+    }
+
+
+def load_nsd(
+    root: str | Path, subject: int = 1, *, sessions: list[int] | None = None, image_size: int = 64
+) -> PairedDataset:
+    """Single trials of one subject's sessions (default: every session found), nsdgeneral voxels."""
+    paths = nsd_paths(root, subject)
+    for key in ("expdesign", "mask", "stimuli"):
+        if not paths[key].is_file():
+            raise DataError(f"NSD: {paths[key]} is missing; point --nsd-root at the folder holding nsddata/")
+    design = read_mat(paths["expdesign"])
+    for key in ("masterordering", "subjectim", "sharedix"):
+        if key not in design:
+            raise DataError(f"NSD: {paths['expdesign']} has no {key!r}; is it nsd_expdesign.mat?")
+    mask = _mask(paths["mask"])
+    sessions = sessions or _sessions_found(paths["betas"])
+    if not sessions:
+        raise DataError(f"NSD: no betas_sessionNN.nii.gz or .hdf5 in {paths['betas']}")
+    order = np.asarray(design["masterordering"]).ravel().astype(np.int64) - 1
+    images_of_subject = np.asarray(design["subjectim"])[subject - 1].astype(np.int64) - 1
+    blocks, ids, runs = [], [], []
+    for session in sessions:
+        betas = _session_betas(paths["betas"], session, mask)
+        trials = np.arange(
+            (session - 1) * TRIALS_PER_SESSION, (session - 1) * TRIALS_PER_SESSION + len(betas)
+        )
+        if trials[-1] >= len(order):
+            raise DataError(f"NSD: session {session} has more trials than the experimental design lists")
+        blocks.append(_zscore(betas))
+        ids.append(images_of_subject[order[trials]])
+        runs.append(np.full(len(betas), session))
+    stimulus_id = np.concatenate(ids)
+    shared = set((np.asarray(design["sharedix"]).ravel().astype(np.int64) - 1).tolist())
+    return PairedDataset(
+        fmri=np.concatenate(blocks).astype(np.float32),
+        images=_stimuli(paths["stimuli"], stimulus_id, image_size),
+        stimulus_id=stimulus_id,
+        run=np.concatenate(runs),
+        subject=np.full(len(stimulus_id), f"subj{subject:02d}"),
+        voxel_coords=np.argwhere(mask).astype(np.float32),
+        given_test=np.isin(stimulus_id, sorted(shared)),
+        metadata={
+            "name": f"nsd-subj{subject:02d}",
+            "source": str(root),
+            "preprocessing": "betas / 300 (percent signal change), z-scored per voxel within each session",
+            "sessions": list(sessions),
+        },
+    )
+
+
+def _mask(path: Path) -> np.ndarray:
+    try:
+        mask = np.asarray(nib.load(path).dataobj) > 0
+    except (nib.filebasedimages.ImageFileError, OSError, EOFError, ValueError) as error:
+        raise DataError(f"NSD: {path} is not a readable NIfTI mask ({error})") from None
+    if not mask.any():
+        raise DataError(f"NSD: {path} selects no voxel")
+    return mask
+
+
+def _sessions_found(folder: Path) -> list[int]:
+    found = {int(p.name[len("betas_session") :][:2]) for p in folder.glob("betas_session??.*")}
+    return sorted(found)
+
+
+def _session_betas(folder: Path, session: int, mask: np.ndarray) -> np.ndarray:
+    """[trials, voxels] float32 of one session, read in blocks of trials and masked as they arrive."""
+    nifti, hdf5 = folder / f"betas_session{session:02d}.nii.gz", folder / f"betas_session{session:02d}.hdf5"
+    try:
+        if hdf5.is_file():  # stored [trials, z, y, x]: the NIfTI axes reversed
+            with h5py.File(hdf5, "r") as handle:
+                betas = handle["betas"]
+                _check_grid(betas.shape[1:][::-1], mask.shape, hdf5)
+                flipped = mask.T
+                values = np.concatenate(
+                    [betas[i : i + _BLOCK][:, flipped] for i in range(0, betas.shape[0], _BLOCK)]
+                )
+            position = np.full(mask.shape, -1)
+            position[mask] = np.arange(mask.sum())
+            ordered = np.empty_like(values)
+            ordered[:, position.T[flipped]] = values  # back to the NIfTI (x, y, z) voxel order
+            return ordered.astype(np.float32) / BETA_SCALE
+        if nifti.is_file():
+            image = nib.load(nifti)
+            _check_grid(image.shape[:3], mask.shape, nifti)
+            n = image.shape[3]
+            return (
+                np.concatenate(
+                    [
+                        np.asarray(image.dataobj[..., i : min(i + _BLOCK, n)])[mask].T
+                        for i in range(0, n, _BLOCK)
+                    ]
+                ).astype(np.float32)
+                / BETA_SCALE
+            )
+    except (OSError, EOFError, KeyError, ValueError, nib.filebasedimages.ImageFileError) as error:
+        raise DataError(
+            f"NSD: session {session} betas in {folder} are unreadable or truncated ({error})"
+        ) from None
+    raise DataError(f"NSD: no betas for session {session} in {folder}")
+
+
+def _check_grid(shape: tuple[int, ...], mask_shape: tuple[int, ...], path: Path) -> None:
+    if tuple(shape) != tuple(mask_shape):
+        raise DataError(f"NSD: {path} is on a {tuple(shape)} grid but nsdgeneral is {mask_shape}")
+
+
+def _zscore(betas: np.ndarray) -> np.ndarray:
+    spread = betas.std(0)
+    return (betas - betas.mean(0)) / np.where(spread > 0, spread, 1.0)
+
+
+def _stimuli(path: Path, stimulus_id: np.ndarray, image_size: int) -> np.ndarray:
+    """Grayscale images [n, image_size, image_size] in [0, 1], each distinct image read once."""
+    unique, inverse = np.unique(stimulus_id, return_inverse=True)
+    try:
+        with h5py.File(path, "r") as handle:
+            brick = handle["imgBrick"]
+            pictures = np.stack([_gray(brick[int(i)], image_size) for i in unique])
+    except (OSError, KeyError, ValueError) as error:
+        raise DataError(f"NSD: {path} is not a readable nsd_stimuli.hdf5 ({error})") from None
+    return pictures[inverse]
+
+
+def _gray(rgb: np.ndarray, size: int) -> np.ndarray:
+    luminance = np.asarray(rgb, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) / 255.0
+    return np.clip(zoom(luminance, size / luminance.shape[0], order=1), 0.0, 1.0)[:size, :size]
