@@ -3,6 +3,7 @@
     uv run apps/brain_diffuser.py                                    # simulator, given split
     uv run apps/brain_diffuser.py --data digit69                     # stage 1 and stage 2 as two rows
     uv run apps/brain_diffuser.py --data miyawaki --split loso
+    uv run apps/brain_diffuser.py --data nsd --nsd-root DIR --subject 1   # NSD, shared-1000 test images
 
 Stage 1 decodes ridge-predicted latents of the base model's autoencoder; stage 2 starts from them at
 strength 0.75 (50 DDIM steps) guided by image-embedding tokens ridge-predicted from fMRI. The base model is

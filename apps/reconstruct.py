@@ -45,8 +45,11 @@ def parse_args(
     parser.add_argument(
         "--data",
         default="sim",
-        help="sim (built-in simulator), digit69, miyawaki, or a .mat/.npz path (default: %(default)s)",
+        help="sim (built-in simulator), digit69, miyawaki, nsd (with --nsd-root), or a .mat/.npz path "
+        "(default: %(default)s)",
     )
+    parser.add_argument("--nsd-root", type=Path, help="with --data nsd: the folder that holds nsddata/")
+    parser.add_argument("--subject", type=_positive, default=1, help="with --data nsd: subject 1-8")
     parser.add_argument(
         "--split",
         default="given",
@@ -136,7 +139,7 @@ def main_with_defaults(argv: list[str] | None, *, prog: str, doc: str, defaults:
 
 def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/reconstruct.py") -> int:
     """Load, split, fit and predict fold by fold, evaluate, write the run folder."""
-    dataset = load_dataset(args.data)
+    dataset = load_dataset(args.data, nsd_root=args.nsd_root, subject=args.subject)
     splits = make_splits(dataset, args.split, seed=args.seed, allow_overlap=args.allow_overlap)
     result = reconstruct_over_splits(
         dataset,

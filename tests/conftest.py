@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import h5py
+import nibabel as nib
 import numpy as np
 import pytest
+import scipy.io
 
 from fmri_data.dataset import PairedDataset
+from fmri_data.loaders.nsd import nsd_paths
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -71,3 +75,43 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+NSD_GRID = (4, 5, 3)
+
+
+def _write_nsd(root, *, trials=6, sessions=2, fmt="nii.gz", seed=0):
+    """Two sessions of `trials` trials; subject 1 sees images 0..9 of the design, 2 of them shared."""
+    rng = np.random.default_rng(seed)
+    paths = nsd_paths(root, 1)
+    for key in ("expdesign", "mask", "stimuli"):
+        paths[key].parent.mkdir(parents=True, exist_ok=True)
+    paths["betas"].mkdir(parents=True, exist_ok=True)
+    order = rng.integers(1, 11, size=trials * sessions)  # 1-based positions in subjectim
+    order[[0, 1, trials]] = (1, 5, 5)  # both shared images occur, one of them in both sessions
+    subjectim = np.tile(np.arange(1, 11) + 20, (8, 1))  # subject 1's images are NSD ids 20..29 (1-based)
+    scipy.io.savemat(
+        paths["expdesign"],
+        {"masterordering": order[None], "subjectim": subjectim, "sharedix": np.array([[21, 25]])},
+    )
+    mask = np.zeros(NSD_GRID, np.int16)
+    mask[1:3, 2:4, :2] = 1
+    nib.save(nib.Nifti1Image(mask - (mask == 0), np.eye(4)), paths["mask"])
+    volumes = []
+    for session in range(1, sessions + 1):
+        betas = rng.normal(scale=300, size=(*NSD_GRID, trials)).astype(np.int16) + 300 * session
+        volumes.append(betas)
+        if fmt == "nii.gz":
+            nib.save(nib.Nifti1Image(betas, np.eye(4)), paths["betas"] / f"betas_session{session:02d}.nii.gz")
+        else:
+            with h5py.File(paths["betas"] / f"betas_session{session:02d}.hdf5", "w") as handle:
+                handle["betas"] = np.transpose(betas, (3, 2, 1, 0))
+    with h5py.File(paths["stimuli"], "w") as handle:
+        handle["imgBrick"] = rng.integers(0, 256, size=(30, 16, 16, 3), dtype=np.uint8)
+    return order, volumes, mask > 0
+
+
+@pytest.fixture
+def write_nsd_layout():
+    """Writes a tiny NSD in the published layout (sessions of 6 trials; set nsd.TRIALS_PER_SESSION to 6)."""
+    return _write_nsd

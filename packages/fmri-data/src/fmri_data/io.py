@@ -16,8 +16,15 @@ _NEEDS_PYTHON = {
 }
 
 
-def load_dataset(spec: str | Path) -> PairedDataset:
-    """Load "sim" (the simulator), a catalog name (digit69, miyawaki) or a .mat/.npz file."""
+def load_dataset(spec: str | Path, *, nsd_root: str | Path | None = None, subject: int = 1) -> PairedDataset:
+    """Load "sim" (the simulator), a catalog name (digit69, miyawaki), "nsd" (with `nsd_root` and
+    `subject`) or a .mat/.npz file."""
+    if isinstance(spec, str) and spec == "nsd":
+        if nsd_root is None:
+            raise DataError("data 'nsd' needs the folder that holds nsddata/: pass --nsd-root DIR")
+        from fmri_data.loaders.nsd import load_nsd
+
+        return load_nsd(nsd_root, subject)
     if isinstance(spec, str) and spec == "sim":
         from fmri_data.simulator import simulate_miyawaki
 
