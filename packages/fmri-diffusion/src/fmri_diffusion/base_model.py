@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import shutil
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -37,6 +36,7 @@ from fmri_diffusion.pixels import to_pixels
 from fmri_diffusion.schedulers import training_scheduler
 from fmri_diffusion.training import Batch, TrainingConfig
 from fmri_encoders.runtime import resolve_device
+from fmri_eval.report import atomic_output_dir
 
 SUBFOLDERS = ("unet", "vae", "scheduler")
 
@@ -185,7 +185,7 @@ def small_base_model(
 ) -> BaseModel:
     """The small base model for stimuli of `image_size` px: from cache_dir if built before, else pre-train.
 
-    The finished model is written to `cache_dir/<key>.partial` and renamed, so a killed run leaves no
+    The finished model is written to a staging folder and renamed, so a killed run leaves no
     half-written base model; within one process it is also kept in memory for the next fold.
     """
     key = config.key(image_size, seed)
@@ -198,10 +198,8 @@ def small_base_model(
             _IN_PROCESS[key] = _pretrain(config, image_size, seed=seed, device=device, progress=progress)
     model = _IN_PROCESS[key]
     if folder is not None and not saved:
-        partial = folder.with_name(folder.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        model.save(partial)
-        partial.rename(folder)
+        with atomic_output_dir(folder) as staging:
+            model.save(staging)
     copied = copy.deepcopy(model)  # a copy: fine-tuning changes the UNet it is given
     if folder is not None:
         copied.source = str(folder)  # what a saved fine-tune names as its base

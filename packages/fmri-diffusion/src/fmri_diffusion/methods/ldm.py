@@ -15,11 +15,11 @@ from diffusers import AutoencoderKL
 
 from fmri_data.dataset import PairedDataset
 from fmri_diffusion.autoencoder import AutoencoderConfig, train_autoencoder
+from fmri_diffusion.base_model import encode_latents
 from fmri_diffusion.methods.conditional import ConditionalDiffusion, DiffusionConfig
 from fmri_diffusion.models import padded_size
 from fmri_diffusion.pixels import to_pixels
 from fmri_encoders.out_of_fold import out_of_fold_ridge
-from fmri_encoders.runtime import resolve_device
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,4 @@ class LatentDiffusion(ConditionalDiffusion):
     @torch.no_grad()
     def _encode(self, images: np.ndarray) -> torch.Tensor:
         pixels = to_pixels(torch.from_numpy(images), self._pixel_size())
-        vae = self.vae_.to(resolve_device(self.settings.device))
-        latents = vae.encode(pixels.to(vae.device)).latent_dist.mean * vae.config.scaling_factor
-        return latents.cpu()
+        return encode_latents(self.vae_, pixels, device=self.settings.device)

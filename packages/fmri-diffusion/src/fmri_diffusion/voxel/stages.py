@@ -10,7 +10,6 @@ a Gaussian of the training mean and covariance.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from fmri_diffusion.voxel.denoiser import LatentDenoiser, sample_latents
 from fmri_diffusion.voxel.vae import VoxelVAE, vae_loss
 from fmri_encoders.runtime import resolve_device
 from fmri_eval.fmri_metrics import distribution_metrics, reconstruction_metrics
+from fmri_eval.report import atomic_output_dir
 
 LATENT_FILE = "latent.json"
 
@@ -64,15 +64,12 @@ class FmriLDM:
     latent_scale: float
 
     def save(self, folder: Path) -> None:
-        """Write vae/, denoiser/, scheduler/ and latent.json into `folder.partial`, then rename it."""
-        partial = folder.with_name(folder.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        self.vae.save_pretrained(partial / "vae")
-        self.denoiser.save_pretrained(partial / "denoiser")
-        self.scheduler.save_pretrained(partial / "scheduler")
-        (partial / LATENT_FILE).write_text(json.dumps({"latent_scale": self.latent_scale}))
-        shutil.rmtree(folder, ignore_errors=True)
-        partial.rename(folder)
+        """Write vae/, denoiser/, scheduler/ and latent.json; the folder appears only once complete."""
+        with atomic_output_dir(folder) as staging:
+            self.vae.save_pretrained(staging / "vae")
+            self.denoiser.save_pretrained(staging / "denoiser")
+            self.scheduler.save_pretrained(staging / "scheduler")
+            (staging / LATENT_FILE).write_text(json.dumps({"latent_scale": self.latent_scale}))
 
     @classmethod
     def load(cls, folder: str | Path) -> FmriLDM:
