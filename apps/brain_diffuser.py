@@ -2,12 +2,14 @@
 
     uv run apps/brain_diffuser.py                                    # simulator, given split
     uv run apps/brain_diffuser.py --data digit69                     # stage 1 and stage 2 as two rows
-    uv run apps/brain_diffuser.py --data miyawaki --split loso
-    uv run apps/brain_diffuser.py --data nsd --nsd-root DIR --subject 1   # NSD, shared-1000 test images
+    uv run apps/brain_diffuser.py --data miyawaki --split kfold:5 --strength 0.5
+    uv run apps/brain_diffuser.py --data nsd --nsd-root DIR --subject 1 --device cuda \
+        --feature-weights ~/models/feature-nets                      # + the NSD literature's 8-metric table
 
 Stage 1 decodes ridge-predicted latents of the base model's autoencoder; stage 2 starts from them at
-strength 0.75 (50 DDIM steps) guided by image-embedding tokens ridge-predicted from fMRI. The base model is
-the small one pre-trained here (cached in --work-dir/cache), or --pretrained for a user's VAE (stage 1).
+--strength (0.75, 50 DDIM steps) guided by image-embedding tokens ridge-predicted from fMRI, after the
+prior adapted to the training images (--prior-adapter). The base model is the small one pre-trained here
+(cached in --work-dir/cache), or --pretrained for a user's model. Every stage is saved in --work-dir.
 All options of apps/reconstruct.py apply; the outputs are the same (metrics.json, reconstructions, report).
 """
 

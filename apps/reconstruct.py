@@ -19,12 +19,15 @@ from fmri_data.io import load_dataset
 from fmri_data.methods import MethodSettings, available_methods, reconstruct_over_splits
 from fmri_data.preprocessing import Preprocessing
 from fmri_data.splits import make_splits
+from fmri_encoders.runtime import resolve_device
+from fmri_eval.literature_table import FeatureFn
 from fmri_eval.report import markdown_table, write_run
 
 DESCRIPTION = (
     "Reconstruct seen images from fMRI with one or more methods and evaluate them on held-out stimuli."
 )
 DEFAULT_METHODS = ["mean", "ridge"]
+SAMPLING = ("strength", "guidance_scale", "num_inference_steps", "n_samples", "mixing", "prior_adapter")
 
 
 def parse_args(
@@ -103,8 +106,41 @@ def parse_args(
         "Face cache, for the sd-* methods (default: a small base model pre-trained here, cached in "
         "--work-dir)",
     )
+    sampling = parser.add_argument_group(
+        "sampling settings of the generative methods (default: each method's)"
+    )
+    sampling.add_argument("--strength", type=_fraction, help="img2img start: 1 = pure noise")
+    sampling.add_argument("--guidance-scale", type=float, help="classifier-free guidance (1 = none)")
+    sampling.add_argument("--steps", type=_positive, dest="num_inference_steps", help="denoising steps")
+    sampling.add_argument("--samples", type=_positive, dest="n_samples", help="samples averaged per trial")
+    sampling.add_argument(
+        "--mixing",
+        type=_unit_interval,
+        help="brain-diffuser: weight of caption guidance against image guidance (default 0.4 where captions "
+        "and a text encoder exist, else 0)",
+    )
+    sampling.add_argument(
+        "--prior-adapter",
+        choices=["auto", "full", "lora", "none"],
+        help="brain-diffuser: how the stage-2 prior adapts to the training images",
+    )
+    evaluation = parser.add_argument_group("the NSD literature's 8-metric table (at 425x425)")
+    evaluation.add_argument(
+        "--literature-table", action="store_true", help="add it to metrics.json and report.md"
+    )
+    evaluation.add_argument(
+        "--feature-weights",
+        type=Path,
+        metavar="DIR",
+        help="local weights of its feature networks (alexnet, inception_v3, efficientnet_b1, "
+        "swav_resnet50 .safetensors/.pth, clip/); implies --literature-table",
+    )
+    evaluation.add_argument(
+        "--clip-model", metavar="PATH", help="a CLIP folder or Hugging Face cache id for its CLIP column"
+    )
     parser.set_defaults(**defaults)
     args = parser.parse_args(argv)
+    args.literature_table = args.literature_table or args.feature_weights is not None
     args.methods = args.methods or list(methods)
     args.out = args.out or Path("runs") / f"{Path(args.data).stem}-{args.split.replace(':', '')}"
     if args.resume and args.work_dir is None:
@@ -116,6 +152,20 @@ def _non_negative(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _unit_interval(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
     return value
 
 
@@ -154,12 +204,14 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
             pretrained=args.pretrained,
             cache_dir=None if args.work_dir is None else args.work_dir / "cache",
             progress=not args.no_progress,
+            sampling={name: getattr(args, name) for name in SAMPLING if getattr(args, name) is not None},
         ),
         preprocessing=Preprocessing(
             n_voxels=args.n_voxels, voxel_score=args.voxel_score, average_repeats=args.average_repeats
         ),
         progress=not args.no_progress,
     )
+    extract_features, feature_notes = _feature_extractor(args)
     metrics = write_run(
         args.out,
         dataset=dataset.name,
@@ -168,13 +220,17 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
         stimulus_id=result.stimulus_id,
         trial_index=result.trial_index,
         reconstructions=result.reconstructions,
-        notes=result.notes + (["--quick budgets: smoke test, not a result"] if args.quick else []),
+        notes=result.notes
+        + feature_notes
+        + (["--quick budgets: smoke test, not a result"] if args.quick else []),
         command=shlex.join(["uv", "run", app, *(sys.argv[1:] if argv is None else argv)]),
         similarities=result.similarities,
         candidate_stimulus=result.candidate_stimulus,
         n_boot=args.n_boot,
         seed=args.seed,
         attachments=_loss_curves(args.work_dir, args.methods),
+        literature=args.literature_table,
+        extract_features=extract_features,
     )
     print(markdown_table(metrics["methods"]))
     print(
@@ -185,6 +241,17 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
     for name in sorted(_loss_curves(args.work_dir, args.methods)):
         print(f"Loss curve: {args.out / name}")
     return 0
+
+
+def _feature_extractor(args: argparse.Namespace) -> tuple[FeatureFn | None, list[str]]:
+    """The literature table's feature networks found locally, and a note for each one that is not."""
+    if not args.literature_table:
+        return None, []
+    from fmri_eval.feature_models import FeatureExtractor, load_feature_networks
+
+    networks, notes = load_feature_networks(args.feature_weights, clip_model=args.clip_model)
+    extractor = FeatureExtractor(networks, device=resolve_device(args.device)) if networks else None
+    return extractor, [f"literature table: {note}" for note in notes]
 
 
 def _loss_curves(work_dir: Path | None, methods: list[str]) -> dict[str, Path]:

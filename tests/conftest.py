@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -80,8 +81,11 @@ def one_torch_thread():
 NSD_GRID = (4, 5, 3)
 
 
-def _write_nsd(root, *, trials=6, sessions=2, fmt="nii.gz", seed=0):
-    """Two sessions of `trials` trials; subject 1 sees images 0..9 of the design, 2 of them shared."""
+def _write_nsd(root, *, trials=6, sessions=2, fmt="nii.gz", seed=0, captions=False):
+    """Two sessions of `trials` trials; subject 1 sees images 0..9 of the design, 2 of them shared.
+
+    captions: also write nsd_stim_info_merged.csv and COCO caption files (image i: "a photo of image i").
+    """
     rng = np.random.default_rng(seed)
     paths = nsd_paths(root, 1)
     for key in ("expdesign", "mask", "stimuli"):
@@ -108,10 +112,50 @@ def _write_nsd(root, *, trials=6, sessions=2, fmt="nii.gz", seed=0):
                 handle["betas"] = np.transpose(betas, (3, 2, 1, 0))
     with h5py.File(paths["stimuli"], "w") as handle:
         handle["imgBrick"] = rng.integers(0, 256, size=(30, 16, 16, 3), dtype=np.uint8)
+    if captions:
+        _write_nsd_captions(paths)
     return order, volumes, mask > 0
+
+
+def _write_nsd_captions(paths):
+    """The stimulus table (cocoId = 1000 + nsdId, alternating splits) and two captions per image."""
+    rows = ["nsdId,cocoId,cocoSplit,shared1000"]
+    rows += [f"{i},{1000 + i},{'train2017' if i % 2 else 'val2017'},False" for i in range(30)]
+    paths["stim_info"].write_text("\n".join(rows) + "\n")
+    paths["annotations"].mkdir(parents=True, exist_ok=True)
+    for split, parity in (("train", 1), ("val", 0)):
+        annotations = [
+            {"id": 10 * i + k, "image_id": 1000 + i, "caption": text}
+            for i in range(parity, 30, 2)
+            for k, text in ((1, f" a photo of image {i} "), (2, "another caption"))
+        ]
+        (paths["annotations"] / f"captions_{split}2017.json").write_text(
+            json.dumps({"annotations": annotations[::-1]})
+        )
 
 
 @pytest.fixture
 def write_nsd_layout():
     """Writes a tiny NSD in the published layout (sessions of 6 trials; set nsd.TRIALS_PER_SESSION to 6)."""
     return _write_nsd
+
+
+@pytest.fixture(scope="session")
+def clip_folder(tmp_path_factory):
+    """A tiny random CLIP vision model saved the way real checkpoints are, to load back from disk."""
+    import torch
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    config = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+        projection_dim=16,
+    )
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-clip")
+    CLIPVisionModelWithProjection(config).save_pretrained(folder)
+    return folder

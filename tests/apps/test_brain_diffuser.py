@@ -17,12 +17,26 @@ def test_quick_run_reports_both_stages_beside_the_baselines(load_app, tmp_path):
         str(out),
         "--work-dir",
         str(tmp_path / "w"),
+        "--strength",
+        "0.5",
+        "--literature-table",
     ]
     assert app.main(argv) == 0
-    methods = set(json.loads((out / "metrics.json").read_text())["methods"])
-    assert methods == {"mean", "ridge", "brain-diffuser-stage1", "brain-diffuser", "brain-diffuser-1"}
-    assert (out / "report.md").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = {"mean", "ridge", "brain-diffuser-stage1", "brain-diffuser", "brain-diffuser-1"}
+    assert set(metrics["methods"]) == rows
+    assert set(metrics["literature"]["methods"]) == rows
+    assert {"pixcorr", "ssim"} <= set(metrics["literature"]["methods"]["ridge"])
+    assert any("no local weights" in note for note in metrics["literature"]["notes"])  # none here
+    assert "NSD literature metrics" in (out / "report.md").read_text()
     assert (out / "reconstructions.npz").is_file()
+    assert (tmp_path / "w" / "fold-000" / "brain-diffuser" / "stages" / "brain_diffuser.json").is_file()
+
+
+def test_a_strength_outside_0_1_is_refused(run_app, tmp_path):
+    result = run_app("brain_diffuser", "--strength", "1.5", "--out", str(tmp_path / "o"))
+    assert result.returncode == 2
+    assert "must be in (0, 1]" in result.stderr
 
 
 def test_the_documented_nsd_command_runs_on_a_tiny_nsd(load_app, write_nsd_layout, tmp_path, monkeypatch):
@@ -52,3 +66,28 @@ def test_nsd_without_its_root_is_one_clear_error(run_app, tmp_path):
     result = run_app("brain_diffuser", "--data", "nsd", "--quick", "--out", str(tmp_path / "o"))
     assert result.returncode == 2
     assert "--nsd-root" in result.stderr
+
+
+def test_caption_guidance_on_a_base_without_a_text_encoder_is_one_line(
+    load_app, write_nsd_layout, tmp_path, monkeypatch, capsys
+):
+    from fmri_data.loaders import nsd
+
+    write_nsd_layout(tmp_path / "nsd", captions=True)
+    monkeypatch.setattr(nsd, "TRIALS_PER_SESSION", 6)
+    app = load_app("brain_diffuser")
+    argv = [
+        "--data",
+        "nsd",
+        "--nsd-root",
+        str(tmp_path / "nsd"),
+        "--quick",
+        "--no-progress",
+        "--mixing",
+        "0.5",
+    ]
+    assert app.main([*argv, "--out", str(tmp_path / "out"), "--work-dir", str(tmp_path / "w")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "mixing 0.5 needs captions" in error
+    assert "\n" not in error
+    assert not (tmp_path / "out").exists()

@@ -24,6 +24,7 @@ def small_dataset() -> PairedDataset:
         voxel_coords=rng.normal(size=(6, 3)),
         roi_masks={"V1": np.array([1, 1, 0, 0, 1, 0], bool), "V2": np.array([0, 0, 1, 1, 0, 1], bool)},
         given_test=np.array([False, False, True, True]),
+        captions=np.array(["a cat", "a dog", "two birds", "a cat"]),
         metadata={"name": "tiny", "source": "somewhere.mat", "preprocessing": ["zscore"]},
     )
 
@@ -31,7 +32,17 @@ def small_dataset() -> PairedDataset:
 def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
     original = small_dataset()
     loaded = load_npz(original.save_npz(tmp_path / "tiny.npz"))
-    for key in ("fmri", "images", "stimulus_id", "labels", "run", "subject", "voxel_coords", "given_test"):
+    for key in (
+        "fmri",
+        "images",
+        "stimulus_id",
+        "labels",
+        "run",
+        "subject",
+        "voxel_coords",
+        "given_test",
+        "captions",
+    ):
         np.testing.assert_array_equal(getattr(loaded, key), getattr(original, key), err_msg=key)
     assert loaded.roi_masks.keys() == original.roi_masks.keys()
     for name, mask in original.roi_masks.items():

@@ -49,3 +49,26 @@ def test_a_truncated_betas_file_and_a_missing_design_are_clear_errors(
     nsd_paths(tmp_path, 1)["expdesign"].unlink()
     with pytest.raises(DataError, match=r"nsd_expdesign\.mat is missing"):
         load_nsd(tmp_path)
+
+
+def test_captions_come_from_the_stimulus_table_and_coco(write_nsd_layout, tmp_path, monkeypatch):
+    write_nsd_layout(tmp_path, captions=True)
+    monkeypatch.setattr(nsd, "TRIALS_PER_SESSION", 6)
+    data = load_nsd(tmp_path, 1, image_size=8)
+    assert list(data.captions) == [f"a photo of image {i}" for i in data.stimulus_id]  # the first, stripped
+    test = data.subset(data.given_test)
+    assert list(test.captions) == [f"a photo of image {i}" for i in test.stimulus_id]
+
+
+def test_without_the_stimulus_table_there_are_no_captions(write_nsd_layout, tmp_path, monkeypatch):
+    write_nsd_layout(tmp_path)
+    monkeypatch.setattr(nsd, "TRIALS_PER_SESSION", 6)
+    assert load_nsd(tmp_path, 1, image_size=8).captions is None
+
+
+def test_a_missing_caption_file_is_a_clear_error(write_nsd_layout, tmp_path, monkeypatch):
+    write_nsd_layout(tmp_path, captions=True)
+    monkeypatch.setattr(nsd, "TRIALS_PER_SESSION", 6)
+    (nsd_paths(tmp_path, 1)["annotations"] / "captions_val2017.json").unlink()
+    with pytest.raises(DataError, match=r"captions_val2017\.json is missing"):
+        load_nsd(tmp_path, 1, image_size=8)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
@@ -72,3 +74,59 @@ def make_tiny_sd(seed: int = 0) -> BaseModel:
 def tiny_sd_fixture():
     """The factory of tiny SD-shaped base models (cross_attention_dim TOKEN_DIM, 16 px, 8x8 latents)."""
     return make_tiny_sd
+
+
+def write_tiny_variation_model(folder, *, text: bool = True) -> None:
+    """A tiny SD folder plus image_encoder/ (CLIP vision) and, with `text`, tokenizer/ + text_encoder/.
+
+    The layout of diffusers' image-variation models (and of SD's text side), every width TOKEN_DIM.
+    """
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTokenizer,
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+    )
+
+    make_tiny_sd().save(folder)
+    torch.manual_seed(1)
+    vision = CLIPVisionConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=16,
+        patch_size=8,
+        projection_dim=TOKEN_DIM,
+    )
+    CLIPVisionModelWithProjection(vision).save_pretrained(folder / "image_encoder")
+    if not text:
+        return
+    letters = [*"abcdefghijklmnopqrstuvwxyz0123456789"]
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for token in letters + [f"{c}</w>" for c in letters]:
+        vocab[token] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=8)
+    tokenizer.save_pretrained(folder / "tokenizer")
+    text_config = CLIPTextConfig(
+        vocab_size=len(vocab),
+        hidden_size=TOKEN_DIM,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=8,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )
+    CLIPTextModel(text_config).save_pretrained(folder / "text_encoder")
+
+
+@pytest.fixture
+def variation_model(tmp_path):
+    """A tiny image-variation model folder with a text side (see write_tiny_variation_model)."""
+    write_tiny_variation_model(tmp_path / "variation")
+    return tmp_path / "variation"

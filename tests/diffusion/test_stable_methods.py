@@ -10,7 +10,8 @@ import torch
 
 from fmri_data.methods import MethodSettings, create_method
 from fmri_data.simulator import figure_patterns, image_corpus
-from fmri_diffusion.base_model import BaseModelError
+from fmri_diffusion.base_model import BaseModelError, load_base_model
+from fmri_diffusion.methods.brain_diffuser import BrainDiffuser, BrainDiffuserStage1
 from fmri_diffusion.methods.stable import SDLora, StableConfig, load_finetuned
 
 
@@ -120,6 +121,42 @@ def test_brain_diffuser_stages_report_their_rows(linear_dataset, tmp_path):
     rows = create_method("brain-diffuser", settings).fit(train).predict_named(test.fmri)
     assert set(rows) == {"brain-diffuser", "brain-diffuser-1"}
     assert all(r.shape == test.images.shape and r.min() >= 0 and r.max() <= 1 for r in rows.values())
+
+
+@pytest.mark.parametrize("adapter", ["full", "lora", "none"])
+def test_brain_diffuser_stages_are_saved_and_reload_to_the_same_images(linear_dataset, tmp_path, adapter):
+    train, test = split(linear_dataset)
+    settings = MethodSettings(
+        device="cpu",
+        quick=True,
+        seed=4,
+        work_dir=tmp_path / "w",
+        cache_dir=tmp_path / "cache",
+        sampling={"prior_adapter": adapter},
+    )
+    fitted = BrainDiffuser(settings).fit(train)
+    stages = tmp_path / "w" / "brain-diffuser" / "stages"
+    assert {p.name for p in stages.iterdir()} == {"brain_diffuser.json", "latent_ridge", "token_ridge"} | (
+        {"full": {"prior_unet"}, "lora": {"prior_lora"}, "none": set()}[adapter]
+    )
+    reloaded = BrainDiffuser.load_stages(stages, settings)
+    reloaded.config = replace(reloaded.config, sample_batch_size=3)  # batching changes nothing
+    for name, images in fitted.predict_named(test.fmri).items():
+        np.testing.assert_allclose(reloaded.predict_named(test.fmri)[name], images, atol=1e-5)
+    if adapter != "none":  # the adapted prior is not the base's UNet
+        base = BrainDiffuser.load_stages(stages, settings)
+        base.base_ = load_base_model(base.base_.source)
+        base._build_pipeline(base.base_.unet)
+        assert np.abs(base.predict(test.fmri) - fitted.predict(test.fmri)).max() > 0
+    with pytest.raises(BaseModelError, match="brain-diffuser stages"):
+        BrainDiffuserStage1.load_stages(stages, settings)
+
+
+def test_sampling_overrides_reach_the_configs_that_have_them():
+    settings = MethodSettings(sampling={"strength": 0.5, "guidance_scale": 3.0, "prior_adapter": "none"})
+    assert BrainDiffuser(settings).config.strength == 0.5
+    assert BrainDiffuser(settings).config.prior_adapter == "none"
+    assert SDLora(settings).config.guidance_scale == 3.0  # StableConfig has no prior_adapter: ignored
 
 
 def test_brain_diffuser_stage2_needs_an_image_embedder(linear_dataset, tiny_sd, tmp_path):

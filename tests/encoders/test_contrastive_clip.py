@@ -4,28 +4,9 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
-from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from fmri_encoders.contrastive import ContrastiveEncoder, TrainingConfig, load_clip_image_encoder
 from fmri_encoders.contrastive.clip_image import CLIP_MEAN
-
-
-@pytest.fixture(scope="module")
-def clip_folder(tmp_path_factory):
-    """A tiny random CLIP vision model saved the way real checkpoints are, to load back from disk."""
-    config = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-        projection_dim=16,
-    )
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-clip")
-    CLIPVisionModelWithProjection(config).save_pretrained(folder)
-    return folder
 
 
 def test_tiny_clip_loads_from_its_folder_and_embeds_any_size(clip_folder):

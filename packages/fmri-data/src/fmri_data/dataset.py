@@ -42,6 +42,7 @@ class PairedDataset:
     voxel_coords: optional [n_voxels, 3] float32 (scanner or voxel-index coordinates).
     roi_masks: ROI name -> [n_voxels] bool.
     given_test: optional [n_trials] bool, the test trials of the split the source file came with.
+    captions: optional [n_trials] str, a caption of each trial's image (e.g. COCO's, for NSD).
     metadata: free JSON-serialisable information (source, description, preprocessing applied, ...).
     """
 
@@ -54,6 +55,7 @@ class PairedDataset:
     voxel_coords: np.ndarray | None = None
     roi_masks: dict[str, np.ndarray] = field(default_factory=dict)
     given_test: np.ndarray | None = None
+    captions: np.ndarray | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -79,6 +81,8 @@ class PairedDataset:
         self.roi_masks = {name: np.asarray(mask, dtype=bool) for name, mask in self.roi_masks.items()}
         if self.given_test is not None:
             self.given_test = np.asarray(self.given_test, dtype=bool)
+        if self.captions is not None:
+            self.captions = np.asarray(self.captions, dtype=str)
 
     @classmethod
     def from_arrays(
@@ -155,6 +159,7 @@ class PairedDataset:
             "run": self.run,
             "subject": self.subject,
             "given_test": self.given_test,
+            "captions": self.captions,
         }
         for key, values in per_trial.items():
             if values is not None and values.shape != (n,):
@@ -189,6 +194,7 @@ class PairedDataset:
             run=take(self.run),
             subject=take(self.subject),
             given_test=take(self.given_test),
+            captions=take(self.captions),
             metadata=dict(self.metadata),
         )
 
@@ -230,6 +236,7 @@ class PairedDataset:
             "subject": self.subject,
             "voxel_coords": self.voxel_coords,
             "given_test": self.given_test,
+            "captions": self.captions,
         }
         arrays.update({key: value for key, value in optional.items() if value is not None})
         arrays.update({f"roi/{name}": mask for name, mask in self.roi_masks.items()})

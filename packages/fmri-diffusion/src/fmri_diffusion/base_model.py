@@ -244,7 +244,7 @@ def _pretrain(
         scheduler,
         FinetuneConfig(adapter="full", condition_dropout=config.condition_dropout, training=training),
         description="base unet",
-        augment=partial(_noisy_embedding_input, max_noise=config.condition_noise),
+        augment=partial(noisy_embedding_input, max_noise=config.condition_noise),
     )
     return BaseModel(
         unet=unet.eval().cpu(),
@@ -255,7 +255,7 @@ def _pretrain(
     )
 
 
-def _noisy_embedding_input(batch: Batch, generator: torch.Generator, *, max_noise: float) -> Batch:
+def noisy_embedding_input(batch: Batch, generator: torch.Generator, *, max_noise: float) -> Batch:
     """The embedder sees each image's latents plus Gaussian noise of a random level in [0, max_noise]."""
     clean = batch["clean"]
     level = torch.rand(len(clean), 1, generator=generator) * max_noise

@@ -50,3 +50,21 @@ class FmriConditioner(ModelMixin, ConfigMixin):
     def drop(self, tokens: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """Replace the tokens of rows where `keep` [B] is False by the null tokens (condition dropout)."""
         return torch.where(keep[:, None, None], tokens, self.null(len(tokens)).to(tokens.dtype))
+
+
+class GivenTokens(nn.Module):
+    """Condition tokens given directly (e.g. CLIP image embeddings), flattened; the null condition is zeros.
+
+    Stands where an FmriConditioner would in ConditionedUNet, for a base model whose condition tokens come
+    from a frozen pretrained encoder (an image-variation model's CLIP image embeddings).
+    """
+
+    def __init__(self, n_tokens: int, token_dim: int) -> None:
+        super().__init__()
+        self.n_tokens, self.token_dim = n_tokens, token_dim
+
+    def forward(self, flat: torch.Tensor) -> torch.Tensor:
+        return flat.view(len(flat), self.n_tokens, self.token_dim)
+
+    def drop(self, tokens: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        return tokens * keep[:, None, None].to(tokens.dtype)

@@ -35,7 +35,7 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
     """Sample images given conditioner inputs, with classifier-free guidance, img2img and ControlNet."""
 
     model_cpu_offload_seq = "conditioner->controlnet->unet->vae"
-    _optional_components: ClassVar[list[str]] = ["vae", "controlnet"]
+    _optional_components: ClassVar[list[str]] = ["conditioner", "vae", "controlnet"]
     _lora_loadable_modules: ClassVar[list[str]] = ["unet"]
     text_encoder: ClassVar[None] = None  # the LoRA loader looks for one; fMRI tokens need none
 
@@ -43,7 +43,7 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         self,
         unet: UNet2DConditionModel,
         scheduler: SchedulerMixin,
-        conditioner: FmriConditioner,
+        conditioner: FmriConditioner | None = None,
         vae: AutoencoderKL | None = None,
         controlnet: ControlNetModel | None = None,
         image_fit: ImageFit = "pad",
@@ -99,6 +99,9 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         spatial_condition: torch.Tensor | None = None,
         *,
         tokens: torch.Tensor | None = None,
+        text_tokens: torch.Tensor | None = None,
+        mixing: float = 0.0,
+        negative_tokens: torch.Tensor | None = None,
         image_size: int,
         num_inference_steps: int = 25,
         guidance_scale: float = 1.0,
@@ -113,6 +116,10 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
 
         condition: [B, in_features], the conditioner's input; or `tokens` [B, K, D], condition tokens
         given directly (e.g. predicted from fMRI, as Brain-Diffuser predicts image embeddings).
+        text_tokens: [B, K', D] a second guide (e.g. predicted caption embeddings); the noise prediction is
+        (1 - mixing) x that under `tokens` + mixing x that under `text_tokens`, so mixing=0 ignores it.
+        negative_tokens: the null condition of classifier-free guidance (default: the conditioner's learned
+        null tokens, or zeros without a conditioner, as image-variation models use).
         spatial_condition: [B, c, h, w] in model space, concatenated to the UNet input (None when the
         UNet takes no extra channels).
         guidance_scale > 1 mixes in the null condition (classifier-free guidance); 1 uses the condition only.
@@ -125,17 +132,19 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             raise ValueError(f"strength must be in (0, 1], got {strength}")
         if (condition is None) == (tokens is None):
             raise ValueError("pass either condition (the conditioner's input) or tokens, not both")
+        if not 0 <= mixing <= 1:
+            raise ValueError(f"mixing must be in [0, 1], got {mixing}")
         if tokens is None:
             tokens = self.conditioner(condition.to(self.device, self.conditioner.dtype))
-        tokens = tokens.to(self.device)
         batch = len(tokens)
-        use_cfg = guidance_scale != 1.0
-        if use_cfg:
-            tokens = torch.cat([self.conditioner.null(batch), tokens])
-            if spatial_condition is not None:
-                spatial_condition = torch.cat([torch.zeros_like(spatial_condition), spatial_condition])
-        tokens = tokens.to(self.unet.dtype)
-        control = self._control_pixels(control_image, batch, repeat=2 if use_cfg else 1)
+        if text_tokens is None and mixing > 0:
+            raise ValueError(f"mixing={mixing} needs text_tokens to mix with the image tokens")
+        guides = [(1.0 - mixing, tokens), (mixing, text_tokens)]
+        guides = [(weight, guide.to(self.device, self.unet.dtype)) for weight, guide in guides if weight > 0]
+        if guidance_scale != 1.0:
+            negative = self._negative_tokens(negative_tokens, tokens)
+            guides = [(None, negative.to(self.device, self.unet.dtype)), *guides]
+        control = self._control_pixels(control_image, batch)
 
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         timesteps = self.scheduler.timesteps
@@ -153,22 +162,60 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             x = noise * self.scheduler.init_noise_sigma
         step_kwargs = self._step_kwargs(generator)
         for t in self.progress_bar(timesteps):
-            model_in = torch.cat([x, x]) if use_cfg else x
-            model_in = self.scheduler.scale_model_input(model_in, t)
-            if spatial_condition is not None:
-                model_in = torch.cat([model_in, spatial_condition.to(model_in.dtype)], dim=1)
-            out = denoise(self.unet, model_in, t, tokens, self.controlnet, control)
-            if use_cfg:
-                unconditional, conditional = out.chunk(2)
-                out = unconditional + guidance_scale * (conditional - unconditional)
+            model_in = self.scheduler.scale_model_input(x, t)
+            out = self._guided_prediction(model_in, t, guides, guidance_scale, spatial_condition, control)
             x = self.scheduler.step(out, t, x, **step_kwargs).prev_sample
         images = self.from_model_space(x, image_size)
         return images.cpu().numpy() if output_type == "np" else images
 
-    def _control_pixels(
-        self, control_image: torch.Tensor | None, batch: int, repeat: int
-    ) -> torch.Tensor | None:
-        """ControlNet conditioning in [0, 1] at pixel size, one copy per classifier-free-guidance branch."""
+    def _negative_tokens(self, negative: torch.Tensor | None, tokens: torch.Tensor) -> torch.Tensor:
+        if negative is not None:
+            return negative
+        if self.conditioner is not None and self.conditioner.config.token_dim == tokens.shape[-1]:
+            return self.conditioner.null(len(tokens))
+        return torch.zeros_like(tokens)
+
+    def _guided_prediction(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        guides: list[tuple[float | None, torch.Tensor]],
+        guidance_scale: float,
+        spatial: torch.Tensor | None,
+        control: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The UNet's output under each guide (the null one first, weight None, under CFG), combined.
+
+        Guides whose tokens have one shape share one batched UNet call; the null guide sees a zero spatial
+        condition. CFG: null + scale x sum_k w_k (guide_k - null); without: sum_k w_k guide_k.
+        """
+        inputs = []
+        for weight, _ in guides:
+            sample = x
+            if spatial is not None:
+                extra = torch.zeros_like(spatial) if weight is None else spatial
+                sample = torch.cat([x, extra.to(x.dtype)], dim=1)
+            inputs.append(sample)
+        tokens = [guide for _, guide in guides]
+        if len({tuple(guide.shape) for guide in tokens}) == 1:
+            repeat = len(guides)
+            control_in = None if control is None else torch.cat([control] * repeat)
+            outputs = denoise(
+                self.unet, torch.cat(inputs), t, torch.cat(tokens), self.controlnet, control_in
+            ).chunk(repeat)
+        else:
+            outputs = [
+                denoise(self.unet, sample, t, guide, self.controlnet, control)
+                for sample, guide in zip(inputs, tokens, strict=True)
+            ]
+        weighted = [(weight, out) for (weight, _), out in zip(guides, outputs, strict=True)]
+        if guides[0][0] is None:  # classifier-free guidance
+            null = outputs[0]
+            return null + guidance_scale * sum(w * (out - null) for w, out in weighted[1:])
+        return sum(w * out for w, out in weighted)
+
+    def _control_pixels(self, control_image: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        """ControlNet conditioning in [0, 1] at pixel size."""
         if (control_image is None) != (self.controlnet is None):
             raise ValueError("pass control_image exactly when the pipeline has a controlnet")
         if control_image is None:
@@ -176,7 +223,7 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         if len(control_image) != batch:
             raise ValueError(f"control_image has {len(control_image)} images for a batch of {batch}")
         control = (self.to_pixels(control_image) + 1) / 2
-        return torch.cat([control] * repeat).to(self.controlnet.dtype)
+        return control.to(self.controlnet.dtype)
 
     def _latent_channels(self) -> int:
         return self.vae.config.latent_channels if self.vae is not None else self.unet.config.out_channels

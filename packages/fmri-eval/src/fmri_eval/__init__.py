@@ -16,11 +16,13 @@ from fmri_eval.identification import (
     twoway_identification,
 )
 from fmri_eval.io import ReconstructionSet, load_reconstructions, save_reconstructions
+from fmri_eval.literature_table import TABLE_COLUMNS, correlation_distance, literature_table
 from fmri_eval.metrics import PSNR_CAP_DB, image_metrics, mse, pcc, psnr, ssim
 from fmri_eval.report import atomic_output_dir, markdown_table, write_report, write_run
 
 __all__ = [
     "PSNR_CAP_DB",
+    "TABLE_COLUMNS",
     "EvaluationError",
     "IdentificationResult",
     "PairedComparison",
@@ -30,10 +32,12 @@ __all__ = [
     "bidirectional_retrieval",
     "bootstrap_ci",
     "compare_to_reference",
+    "correlation_distance",
     "correlation_matrix",
     "evaluate_reconstructions",
     "image_metrics",
     "item_scores",
+    "literature_table",
     "load_reconstructions",
     "markdown_table",
     "mse",

@@ -19,10 +19,24 @@ from fmri_eval.evaluate import SCORE_NAMES, evaluate_reconstructions
 from fmri_eval.figures import reconstruction_grid
 from fmri_eval.identification import stimulus_retrieval
 from fmri_eval.io import save_reconstructions
+from fmri_eval.literature_table import FeatureFn, literature_table, present_columns
 from fmri_eval.validation import check_images
 
-COLUMN_TITLES = {"pcc": "PCC ↑", "ssim": "SSIM ↑", "mse": "MSE ↓", "psnr": "PSNR (dB) ↑", "twoway": "2-way ↑"}
-RUN_KEYS = ("dataset", "split", "n_test", "methods", "notes", "retrieval")
+COLUMN_TITLES = {
+    "pcc": "PCC ↑",
+    "ssim": "SSIM ↑",
+    "mse": "MSE ↓",
+    "psnr": "PSNR (dB) ↑",
+    "twoway": "2-way ↑",
+    "pixcorr": "PixCorr ↑",
+    "alexnet2": "AlexNet(2) ↑",
+    "alexnet5": "AlexNet(5) ↑",
+    "inception": "Inception ↑",
+    "clip": "CLIP ↑",
+    "effnet": "EffNet-B ↓",
+    "swav": "SwAV ↓",
+}
+RUN_KEYS = ("dataset", "split", "n_test", "methods", "notes", "retrieval", "literature")
 
 
 def _cell(scores: Mapping[str, Any], metric: str, significant: int) -> str:
@@ -63,6 +77,7 @@ def write_report(
     notes: Sequence[str] = (),
     command: str | None = None,
     retrieval: Mapping[str, Mapping[str, Any]] | None = None,
+    literature: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write report.md: what was evaluated, how to read the numbers, the table, figure and command."""
     lines = [
@@ -81,6 +96,8 @@ def write_report(
     lines += ["## Metrics", "", markdown_table(metrics_by_method)]
     if retrieval:
         lines += _retrieval_section(retrieval)
+    if literature:
+        lines += _literature_section(literature)
     if figure:
         lines += ["## Reconstructions", "", f"![reconstructions]({figure})", ""]
     if command:
@@ -105,6 +122,19 @@ def _retrieval_section(retrieval: Mapping[str, Mapping[str, Any]]) -> list[str]:
             f"{i2b.get('top5', float('nan')):.3f} | {scores['chance'].get('top1', float('nan')):.3f} |"
         )
     return [*lines, ""]
+
+
+def _literature_section(literature: Mapping[str, Any]) -> list[str]:
+    table = literature["methods"]
+    return [
+        "## NSD literature metrics (425x425)",
+        "",
+        "- PixCorr, SSIM on images resized to 425x425; AlexNet(2), AlexNet(5), Inception, CLIP: 2-way",
+        "  identification on their features (chance 0.5); EffNet-B, SwAV: mean correlation distance",
+        *(f"- {note}" for note in literature["notes"]),
+        "",
+        markdown_table(table, present_columns(table)),
+    ]
 
 
 def _umask() -> int:
@@ -163,10 +193,14 @@ def write_run(
     n_boot: int = 2000,
     seed: int = 0,
     attachments: Mapping[str, str | Path] | None = None,
+    literature: bool = False,
+    extract_features: FeatureFn | None = None,
 ) -> dict[str, Any]:
     """Evaluate and write metrics.json, reconstructions.npz, reconstructions.png and report.md.
 
     `attachments` (file name -> existing file, e.g. training curves) are copied in beside them.
+    `literature` adds the NSD literature's table under "literature" (see fmri_eval.literature_table), its
+    feature columns from `extract_features` (e.g. fmri_eval.feature_models.FeatureExtractor).
 
     `similarities` (method -> [n_test, n_candidates] brain-to-image scores against the stimuli
     `candidate_stimulus`) add brain<->image retrieval under the key "retrieval".
@@ -192,6 +226,11 @@ def write_run(
             name: stimulus_retrieval(scores, stimulus_id, candidate_stimulus)
             for name, scores in similarities.items()
         }
+    if literature:
+        table, table_notes = literature_table(
+            truth, reconstructions, extract_features, stimulus_id, n_boot=n_boot, seed=seed
+        )
+        run["literature"] = {"methods": table, "notes": table_notes}
     try:
         metrics_text = json.dumps(run, indent=2, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -214,6 +253,7 @@ def write_run(
             notes=notes,
             command=command,
             retrieval=run.get("retrieval"),
+            literature=run.get("literature"),
         )
         for name, source in (attachments or {}).items():
             shutil.copyfile(source, staging / name)

@@ -17,7 +17,7 @@ from fmri_data.errors import DataError
 from fmri_data.loaders.images import to_unit_range
 
 _SUPPORTED_VERSION = 1
-_OPTIONAL = ("stimulus_id", "labels", "run", "subject", "voxel_coords", "given_test")
+_OPTIONAL = ("stimulus_id", "labels", "run", "subject", "voxel_coords", "given_test", "captions")
 
 
 def load_npz(path: str | Path) -> PairedDataset:

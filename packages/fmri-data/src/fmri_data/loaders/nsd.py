@@ -4,16 +4,22 @@
     ROOT/nsddata/ppdata/subjNN/func1pt8mm/roi/nsdgeneral.nii.gz  ROI mask (> 0 inside)
     ROOT/nsddata_betas/ppdata/subjNN/func1pt8mm/betas_fithrf_GLMdenoise_RR/betas_sessionSS.{nii.gz,hdf5}
     ROOT/nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5          imgBrick [73000, 425, 425, 3] uint8
+    ROOT/nsddata/experiments/nsd/nsd_stim_info_merged.csv      nsdId -> cocoId, cocoSplit (optional)
+    ROOT/nsddata_stimuli/stimuli/nsd/annotations/captions_{train,val}2017.json   COCO captions (optional)
 
 Betas are single-trial (750 per session, int16 = percent signal change x 300). Each session is read in
 blocks of trials and masked at once, so a subject never sits in memory unmasked; each voxel is z-scored
 within its session (the NSD convention against session drift). Trials keep their 0-based NSD image id
 as stimulus id; the shared 1,000 images form the given test split. Repeats (each image up to 3 times)
 stay separate trials: average them with Preprocessing(average_repeats=...), which the report states.
+Where the stimulus table and COCO's caption files are present, each trial carries its image's first COCO
+caption (by annotation id) for the text guidance of Brain-Diffuser's stage 2.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 import h5py
@@ -38,6 +44,8 @@ def nsd_paths(root: str | Path, subject: int) -> dict[str, Path]:
         "mask": root / f"nsddata/ppdata/{subj}/func1pt8mm/roi/nsdgeneral.nii.gz",
         "betas": root / f"nsddata_betas/ppdata/{subj}/func1pt8mm/betas_fithrf_GLMdenoise_RR",
         "stimuli": root / "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5",
+        "stim_info": root / "nsddata/experiments/nsd/nsd_stim_info_merged.csv",
+        "annotations": root / "nsddata_stimuli/stimuli/nsd/annotations",
     }
 
 
@@ -80,6 +88,7 @@ def load_nsd(
         subject=np.full(len(stimulus_id), f"subj{subject:02d}"),
         voxel_coords=np.argwhere(mask).astype(np.float32),
         given_test=np.isin(stimulus_id, sorted(shared)),
+        captions=_captions(paths, stimulus_id),
         metadata={
             "name": f"nsd-subj{subject:02d}",
             "source": str(root),
@@ -87,6 +96,37 @@ def load_nsd(
             "sessions": list(sessions),
         },
     )
+
+
+def _captions(paths: dict[str, Path], stimulus_id: np.ndarray) -> np.ndarray | None:
+    """Each trial's first COCO caption, or None when nsd_stim_info_merged.csv is absent."""
+    if not paths["stim_info"].is_file():
+        return None
+    coco: dict[int, tuple[int, str]] = {}
+    try:
+        with open(paths["stim_info"], newline="") as handle:
+            for row in csv.DictReader(handle):
+                coco[int(row["nsdId"])] = (int(row["cocoId"]), row["cocoSplit"])
+    except (KeyError, ValueError) as error:
+        raise DataError(
+            f"NSD: {paths['stim_info']} lacks nsdId/cocoId/cocoSplit columns ({error}); pass the merged one"
+        ) from None
+    needed = {int(i) for i in np.unique(stimulus_id)}
+    unknown = needed - coco.keys()
+    if unknown:
+        raise DataError(f"NSD: {paths['stim_info']} has no row for image {min(unknown)}")
+    first: dict[int, str] = {}
+    for split in sorted({coco[i][1] for i in needed}):
+        path = paths["annotations"] / f"captions_{split.removesuffix('2017')}2017.json"
+        if not path.is_file():
+            raise DataError(f"NSD: {path} is missing; it holds the COCO captions of the {split} images")
+        annotations = sorted(json.loads(path.read_text())["annotations"], key=lambda a: a["id"])
+        for annotation in annotations:
+            first.setdefault(int(annotation["image_id"]), annotation["caption"].strip())
+    missing = [i for i in needed if coco[i][0] not in first]
+    if missing:
+        raise DataError(f"NSD: no COCO caption for image {missing[0]} (cocoId {coco[missing[0]][0]})")
+    return np.array([first[coco[int(i)][0]] for i in stimulus_id])
 
 
 def _mask(path: Path) -> np.ndarray:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
 from fmri_data.dataset import PairedDataset
+
+ConfigT = TypeVar("ConfigT")
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class MethodSettings:
     cache_dir: where fold-independent artefacts (e.g. a base model pre-trained here) are kept and reused
         across folds and runs; unlike work_dir, the fold runner does not split it.
     progress: show training progress bars.
+    sampling: overrides of a generative method's sampling settings by config field name (strength,
+        guidance_scale, num_inference_steps, ...); methods whose config lacks a field ignore it.
     """
 
     seed: int = 0
@@ -36,6 +41,12 @@ class MethodSettings:
     pretrained: str | None = None
     cache_dir: Path | None = None
     progress: bool = True
+    sampling: Mapping[str, Any] = field(default_factory=dict)
+
+    def with_sampling(self, config: ConfigT) -> ConfigT:
+        """`config` (a dataclass) with the `sampling` overrides it has fields for."""
+        names = {f.name for f in fields(config)}
+        return replace(config, **{k: v for k, v in self.sampling.items() if k in names})
 
     def shows_progress(self, wanted: bool = True) -> bool:
         """Whether a method's own progress bars (training steps) show: never under quick or progress=False."""

@@ -92,7 +92,7 @@ class StableDiffusionMethod(ReconstructionMethod):
 
     def __init__(self, settings: MethodSettings | None = None, config: StableConfig | None = None) -> None:
         super().__init__(settings)
-        config = config or StableConfig()
+        config = self.settings.with_sampling(config or StableConfig())
         self.config = config.quick() if self.settings.quick else config
 
     # ---------------------------------------------------------------- fitting

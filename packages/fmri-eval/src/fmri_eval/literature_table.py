@@ -1,0 +1,109 @@
+"""The NSD literature's 8-metric table (Ozcelik & VanRullen 2023; Takagi & Nishimoto 2023; Scotti et al.).
+
+Low level: PixCorr and SSIM of the images resized to 425x425 (NSD's display size). Feature level: 2-way
+identification on AlexNet layer 2 and 5, Inception-v3 and CLIP features (chance 0.5, higher is better), and
+the mean correlation distance between each image's and its reconstruction's EfficientNet-B1 and SwAV
+ResNet-50 features (lower is better). This module needs no torch: the features come from any `extract`
+callable, normally `fmri_eval.feature_models.FeatureExtractor` (the `features` extra), and a metric whose
+features are absent is left out with a note saying why, never filled with a guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from skimage.transform import resize
+
+from fmri_eval.bootstrap import bootstrap_ci
+from fmri_eval.correlation import standardize_rows
+from fmri_eval.identification import twoway_identification
+from fmri_eval.metrics import pcc, ssim
+from fmri_eval.validation import check_feature_pair, check_image_pair, check_stimulus_id
+
+EVAL_SIZE = 425
+"""The literature resizes stimuli and reconstructions to NSD's 425x425 before every metric."""
+
+TWOWAY_FEATURES = ("alexnet2", "alexnet5", "inception", "clip")
+DISTANCE_FEATURES = ("effnet", "swav")
+TABLE_COLUMNS = ("pixcorr", "ssim", *TWOWAY_FEATURES, *DISTANCE_FEATURES)
+
+Features = Mapping[str, NDArray]
+FeatureFn = Callable[[NDArray[np.float64]], Features]
+
+
+def resize_for_table(images: ArrayLike, size: int = EVAL_SIZE) -> NDArray[np.float64]:
+    """[n, H, W] images in [0, 1] -> [n, size, size], bilinear with anti-aliasing."""
+    arr = np.asarray(images, dtype=np.float64)
+    return np.stack([resize(image, (size, size), order=1, anti_aliasing=True) for image in arr])
+
+
+def correlation_distance(truth_features: ArrayLike, recon_features: ArrayLike) -> NDArray[np.float64]:
+    """1 - Pearson r between each image's features and its reconstruction's, shape [n]."""
+    truth_arr, recon_arr = check_feature_pair(truth_features, recon_features)
+    n = truth_arr.shape[0]
+    r = np.sum(standardize_rows(truth_arr.reshape(n, -1)) * standardize_rows(recon_arr.reshape(n, -1)), 1)
+    return 1.0 - r
+
+
+def item_scores(
+    truth: ArrayLike,
+    recon: ArrayLike,
+    truth_features: Features,
+    recon_features: Features,
+    stimulus_id: ArrayLike | None = None,
+) -> dict[str, NDArray[np.float64]]:
+    """Per-image scores of every column whose inputs exist (images at EVAL_SIZE, features as given)."""
+    truth_arr, recon_arr = check_image_pair(truth, recon)
+    ids = check_stimulus_id(stimulus_id, truth_arr.shape[0])
+    truth_big, recon_big = resize_for_table(truth_arr), resize_for_table(recon_arr)
+    scores = {"pixcorr": pcc(truth_big, recon_big), "ssim": ssim(truth_big, recon_big)}
+    for name in TWOWAY_FEATURES:
+        if name in truth_features and name in recon_features:
+            scores[name] = twoway_identification(truth_features[name], recon_features[name], ids).per_item
+    for name in DISTANCE_FEATURES:
+        if name in truth_features and name in recon_features:
+            scores[name] = correlation_distance(truth_features[name], recon_features[name])
+    return scores
+
+
+def literature_table(
+    truth: ArrayLike,
+    reconstructions: Mapping[str, ArrayLike],
+    extract: FeatureFn | None = None,
+    stimulus_id: ArrayLike | None = None,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> tuple[dict[str, dict[str, float | list[float]]], list[str]]:
+    """The 8 columns per method (mean and "<column>_ci"), and notes naming every column left out.
+
+    extract(images [n, H, W] in [0, 1]) -> {column: features [n, ...]} for the feature columns it can
+    compute; None computes the two pixel columns only.
+    """
+    truth_arr = np.asarray(truth, dtype=np.float64)
+    truth_features = extract(truth_arr) if extract is not None else {}
+    table: dict[str, dict[str, float | list[float]]] = {}
+    for name, recon in reconstructions.items():
+        recon_features = extract(np.asarray(recon, dtype=np.float64)) if extract is not None else {}
+        row: dict[str, float | list[float]] = {}
+        for column, values in item_scores(
+            truth_arr, recon, truth_features, recon_features, stimulus_id
+        ).items():
+            mean, low, high = bootstrap_ci(values, n_boot=n_boot, seed=seed)
+            row[column], row[f"{column}_ci"] = mean, [low, high]
+        table[name] = row
+    missing = [column for column in TABLE_COLUMNS[2:] if column not in truth_features]
+    notes = []
+    if missing:
+        notes.append(
+            f"left out {', '.join(missing)}: no local weights for their feature models "
+            "(pass --feature-weights DIR; see fmri_eval.feature_models)"
+        )
+    return table, notes
+
+
+def present_columns(table: Mapping[str, Mapping[str, object]]) -> list[str]:
+    """The table's columns that at least one method has, in TABLE_COLUMNS order."""
+    return [column for column in TABLE_COLUMNS if any(column in row for row in table.values())]
