@@ -140,7 +140,7 @@ def parse_args(
     )
     parser.set_defaults(**defaults)
     args = parser.parse_args(argv)
-    args.literature_table = args.literature_table or args.feature_weights is not None
+    args.literature_table = args.literature_table or args.feature_weights is not None or bool(args.clip_model)
     args.methods = args.methods or list(methods)
     args.out = args.out or Path("runs") / f"{Path(args.data).stem}-{args.split.replace(':', '')}"
     if args.resume and args.work_dir is None:
@@ -189,6 +189,7 @@ def main_with_defaults(argv: list[str] | None, *, prog: str, doc: str, defaults:
 
 def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/reconstruct.py") -> int:
     """Load, split, fit and predict fold by fold, evaluate, write the run folder."""
+    extract_features = _feature_extractor(args)  # before hours of fitting: a bad --feature-weights fails now
     dataset = load_dataset(args.data, nsd_root=args.nsd_root, subject=args.subject)
     splits = make_splits(dataset, args.split, seed=args.seed, allow_overlap=args.allow_overlap)
     result = reconstruct_over_splits(
@@ -211,7 +212,6 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
         ),
         progress=not args.no_progress,
     )
-    extract_features, feature_notes = _feature_extractor(args)
     metrics = write_run(
         args.out,
         dataset=dataset.name,
@@ -220,9 +220,7 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
         stimulus_id=result.stimulus_id,
         trial_index=result.trial_index,
         reconstructions=result.reconstructions,
-        notes=result.notes
-        + feature_notes
-        + (["--quick budgets: smoke test, not a result"] if args.quick else []),
+        notes=result.notes + (["--quick budgets: smoke test, not a result"] if args.quick else []),
         command=shlex.join(["uv", "run", app, *(sys.argv[1:] if argv is None else argv)]),
         similarities=result.similarities,
         candidate_stimulus=result.candidate_stimulus,
@@ -243,15 +241,16 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
     return 0
 
 
-def _feature_extractor(args: argparse.Namespace) -> tuple[FeatureFn | None, list[str]]:
-    """The literature table's feature networks found locally, and a note for each one that is not."""
+def _feature_extractor(args: argparse.Namespace) -> FeatureFn | None:
+    """The literature table's feature networks found locally; each one not found is said on stderr."""
     if not args.literature_table:
-        return None, []
+        return None
     from fmri_eval.feature_models import FeatureExtractor, load_feature_networks
 
     networks, notes = load_feature_networks(args.feature_weights, clip_model=args.clip_model)
-    extractor = FeatureExtractor(networks, device=resolve_device(args.device)) if networks else None
-    return extractor, [f"literature table: {note}" for note in notes]
+    for note in notes:
+        print(f"literature table: left out {note}", file=sys.stderr)
+    return FeatureExtractor(networks, device=resolve_device(args.device)) if networks else None
 
 
 def _loss_curves(work_dir: Path | None, methods: list[str]) -> dict[str, Path]:

@@ -91,3 +91,11 @@ def test_caption_guidance_on_a_base_without_a_text_encoder_is_one_line(
     assert "mixing 0.5 needs captions" in error
     assert "\n" not in error
     assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_feature_weights_folder_fails_before_any_fitting(run_app, tmp_path):
+    out = tmp_path / "o"
+    result = run_app("brain_diffuser", "--feature-weights", str(tmp_path / "nowhere"), "--out", str(out))
+    assert result.returncode == 2
+    assert "feature weights folder" in result.stderr
+    assert not out.exists()

@@ -92,3 +92,12 @@ def test_pipeline_mixing_weights_the_two_guides(tiny_pipeline):
     assert guided.shape == halfway.shape
     with pytest.raises(ValueError, match="needs text_tokens"):
         run(image, mixing=0.5)
+
+
+def test_several_captions_of_a_trial_are_averaged(variation_model):
+    from fmri_diffusion.captions import CaptionEncoder
+
+    encoder = CaptionEncoder.from_folder(variation_model)
+    both = encoder(["a cat\na dog", "a cat"])
+    torch.testing.assert_close(both[0], encoder.encode(["a cat", "a dog"]).mean(0))
+    torch.testing.assert_close(both[1], encoder.encode(["a cat"])[0])

@@ -132,14 +132,15 @@ def test_brain_diffuser_stages_are_saved_and_reload_to_the_same_images(linear_da
         seed=4,
         work_dir=tmp_path / "w",
         cache_dir=tmp_path / "cache",
-        sampling={"prior_adapter": adapter},
+        sampling={"prior_adapter": adapter, "strength": 0.5},
     )
     fitted = BrainDiffuser(settings).fit(train)
     stages = tmp_path / "w" / "brain-diffuser" / "stages"
     assert {p.name for p in stages.iterdir()} == {"brain_diffuser.json", "latent_ridge", "token_ridge"} | (
         {"full": {"prior_unet"}, "lora": {"prior_lora"}, "none": set()}[adapter]
     )
-    reloaded = BrainDiffuser.load_stages(stages, settings)
+    reloaded = BrainDiffuser.load_stages(stages, replace(settings, sampling={}))
+    assert reloaded.config.strength == 0.5  # the run's sampling settings, not the defaults
     reloaded.config = replace(reloaded.config, sample_batch_size=3)  # batching changes nothing
     for name, images in fitted.predict_named(test.fmri).items():
         np.testing.assert_allclose(reloaded.predict_named(test.fmri)[name], images, atol=1e-5)
@@ -157,6 +158,9 @@ def test_sampling_overrides_reach_the_configs_that_have_them():
     assert BrainDiffuser(settings).config.strength == 0.5
     assert BrainDiffuser(settings).config.prior_adapter == "none"
     assert SDLora(settings).config.guidance_scale == 3.0  # StableConfig has no prior_adapter: ignored
+    quick = MethodSettings(quick=True, sampling={"num_inference_steps": 7, "n_samples": 3})
+    assert BrainDiffuser(quick).config.num_inference_steps == 7  # --steps holds under --quick too
+    assert create_method("ddpm", quick).config.n_samples == 3
 
 
 def test_brain_diffuser_stage2_needs_an_image_embedder(linear_dataset, tiny_sd, tmp_path):

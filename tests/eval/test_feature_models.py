@@ -9,7 +9,11 @@ from safetensors.torch import save_file  # noqa: E402
 from torchvision.models.efficientnet import MBConvConfig  # noqa: E402
 from torchvision.models.resnet import BasicBlock  # noqa: E402
 
-from fmri_eval import EvaluationError, literature_table  # noqa: E402
+from fmri_eval import (  # noqa: E402
+    EvaluationError,
+    feature_models,
+    literature_table,
+)
 from fmri_eval.feature_models import (  # noqa: E402
     FeatureExtractor,
     clip_network,
@@ -54,7 +58,7 @@ def test_tiny_networks_fill_all_eight_columns(clip_folder):
     }
     np.testing.assert_allclose(extractor(truth[:1])["clip"], features["clip"][:1], rtol=1e-4, atol=1e-5)
     table, notes = literature_table(truth, {"perfect": truth, "noise": rng.random(truth.shape)}, extractor)
-    assert notes == []
+    assert len(notes) == 1  # the protocol note: nothing left out
     assert table["perfect"]["clip"] == 1.0
     assert table["perfect"]["swav"] == pytest.approx(0.0, abs=1e-6)
 
@@ -90,9 +94,15 @@ def test_weights_of_another_network_are_refused(tmp_path, no_hub_cache):
         load_feature_networks(tmp_path, clip_model=tmp_path / "no-clip")
 
 
-def test_a_missing_folder_is_an_error_and_absent_clip_a_note(tmp_path, no_hub_cache):
+def test_a_missing_folder_or_clip_model_is_an_error_and_an_uncached_default_a_note(
+    tmp_path, no_hub_cache, monkeypatch
+):
     with pytest.raises(EvaluationError, match="does not exist"):
         load_feature_networks(tmp_path / "nowhere")
-    networks, notes = load_feature_networks(None, clip_model=tmp_path / "no-clip")
+    with pytest.raises(EvaluationError, match="cannot load the CLIP model"):
+        load_feature_networks(None, clip_model=tmp_path / "no-clip")  # asked for: must load
+    monkeypatch.setattr(feature_models, "DEFAULT_CLIP", str(tmp_path / "not-cached"))
+    networks, notes = load_feature_networks(None)
     assert networks == {}
     assert len(notes) == 5
+    assert "in None" not in " ".join(notes)

@@ -54,6 +54,7 @@ class BaseModel:
     scheduler: DDPMScheduler
     source: str
     conditioner: FmriConditioner | None = None
+    folder: Path | None = None  # where the parts live on disk (a Hugging Face cache snapshot for an id)
 
     @property
     def token_dim(self) -> int:
@@ -75,6 +76,8 @@ def load_base_model(name_or_path: str | Path, *, torch_dtype: torch.dtype | None
     """Read unet/, vae/ and scheduler/ of a diffusers Stable Diffusion folder (or an offline HF-cache id)."""
     source = str(name_or_path)
     folder = Path(source).expanduser()
+    if not folder.exists():
+        folder = _cached_snapshot(source) or folder
     if folder.exists():
         missing = [name for name in SUBFOLDERS if not (folder / name / _config_name(name)).is_file()]
         if missing:
@@ -105,8 +108,23 @@ def load_base_model(name_or_path: str | Path, *, torch_dtype: torch.dtype | None
     if folder.exists() and (folder / "conditioner" / "config.json").is_file():
         conditioner = FmriConditioner.from_pretrained(folder / "conditioner").eval()
     return BaseModel(
-        unet=unet.eval(), vae=vae.eval(), scheduler=scheduler, source=source, conditioner=conditioner
+        unet=unet.eval(),
+        vae=vae.eval(),
+        scheduler=scheduler,
+        source=source,
+        conditioner=conditioner,
+        folder=folder if folder.exists() else None,
     )
+
+
+def _cached_snapshot(repo_id: str) -> Path | None:
+    """The Hugging Face cache's snapshot folder of `repo_id`, without any download; None if absent."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except (OSError, ValueError):  # not cached, or not a repo id
+        return None
 
 
 def _config_name(subfolder: str) -> str:
@@ -202,7 +220,7 @@ def small_base_model(
             model.save(staging)
     copied = copy.deepcopy(model)  # a copy: fine-tuning changes the UNet it is given
     if folder is not None:
-        copied.source = str(folder)  # what a saved fine-tune names as its base
+        copied.source, copied.folder = str(folder), folder  # what a saved fine-tune names as its base
     return copied
 
 

@@ -1,7 +1,9 @@
 """Captions -> the tokens a Stable Diffusion UNet's cross-attention reads (its CLIP text encoder's output).
 
 Brain-Diffuser's stage 2 is guided by text as well as image embeddings where captions exist (NSD's COCO
-captions): ridge predicts these caption tokens from fMRI, as it predicts the image tokens.
+captions): ridge predicts these caption tokens from fMRI, as it predicts the image tokens. A trial may
+carry several captions separated by newlines (COCO has five per image); their tokens are averaged, as
+Brain-Diffuser averages its CLIP-text features.
 """
 
 from __future__ import annotations
@@ -31,12 +33,26 @@ class CaptionEncoder:
         folder = Path(folder)
         return (folder / "text_encoder" / "config.json").is_file() and (folder / "tokenizer").is_dir()
 
+    @property
+    def width(self) -> int:
+        return int(self.text_encoder.config.hidden_size)
+
+    def __call__(self, captions: Sequence[str]) -> torch.Tensor:
+        """[n, max_length, width]: each entry's newline-separated captions encoded and averaged."""
+        parts = [
+            [line.strip() for line in caption.split("\n") if line.strip()] or [""] for caption in captions
+        ]
+        flat = self.encode([line for lines in parts for line in lines])
+        sizes = [len(lines) for lines in parts]
+        return torch.stack([chunk.mean(0) for chunk in flat.split(sizes)])
+
     @torch.no_grad()
-    def __call__(self, captions: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        """[n, max_length, width] tokens of single texts."""
         chunks = []
-        for start in range(0, len(captions), batch_size):
+        for start in range(0, len(texts), batch_size):
             ids = self.tokenizer(
-                list(captions[start : start + batch_size]),
+                list(texts[start : start + batch_size]),
                 padding="max_length",
                 max_length=self.tokenizer.model_max_length,
                 truncation=True,

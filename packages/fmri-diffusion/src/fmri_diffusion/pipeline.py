@@ -11,7 +11,7 @@ the model's size (padded, or resized for a pretrained model's native resolution)
 from __future__ import annotations
 
 import inspect
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -29,6 +29,14 @@ from fmri_diffusion.conditioning import FmriConditioner
 from fmri_diffusion.pixels import ImageFit, from_pixels, to_pixels
 
 Generators = torch.Generator | list[torch.Generator] | None
+
+
+class Guide(NamedTuple):
+    """One condition steering the denoiser: its weight in the mix, its tokens, its null (CFG only)."""
+
+    weight: float
+    tokens: torch.Tensor
+    null: torch.Tensor | None
 
 
 class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
@@ -102,6 +110,7 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         text_tokens: torch.Tensor | None = None,
         mixing: float = 0.0,
         negative_tokens: torch.Tensor | None = None,
+        negative_text_tokens: torch.Tensor | None = None,
         image_size: int,
         num_inference_steps: int = 25,
         guidance_scale: float = 1.0,
@@ -118,8 +127,9 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         given directly (e.g. predicted from fMRI, as Brain-Diffuser predicts image embeddings).
         text_tokens: [B, K', D] a second guide (e.g. predicted caption embeddings); the noise prediction is
         (1 - mixing) x that under `tokens` + mixing x that under `text_tokens`, so mixing=0 ignores it.
-        negative_tokens: the null condition of classifier-free guidance (default: the conditioner's learned
-        null tokens, or zeros without a conditioner, as image-variation models use).
+        negative_tokens / negative_text_tokens: the null condition of each guide under classifier-free
+        guidance (defaults: the conditioner's learned null tokens, or zeros, as image-variation models use;
+        zeros for text, where a Stable Diffusion would rather take the empty caption's tokens).
         spatial_condition: [B, c, h, w] in model space, concatenated to the UNet input (None when the
         UNet takes no extra channels).
         guidance_scale > 1 mixes in the null condition (classifier-free guidance); 1 uses the condition only.
@@ -139,11 +149,17 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         batch = len(tokens)
         if text_tokens is None and mixing > 0:
             raise ValueError(f"mixing={mixing} needs text_tokens to mix with the image tokens")
-        guides = [(1.0 - mixing, tokens), (mixing, text_tokens)]
-        guides = [(weight, guide.to(self.device, self.unet.dtype)) for weight, guide in guides if weight > 0]
-        if guidance_scale != 1.0:
-            negative = self._negative_tokens(negative_tokens, tokens)
-            guides = [(None, negative.to(self.device, self.unet.dtype)), *guides]
+        use_cfg = guidance_scale != 1.0
+        guides = []
+        for weight, guide, negative in (
+            (1.0 - mixing, tokens, negative_tokens),
+            (mixing, text_tokens, negative_text_tokens),
+        ):
+            if weight > 0:
+                null = self._negative_tokens(negative, guide) if use_cfg else None
+                guides.append(
+                    Guide(weight, self._on_unet(guide), None if null is None else self._on_unet(null))
+                )
         control = self._control_pixels(control_image, batch)
 
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
@@ -170,49 +186,52 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
 
     def _negative_tokens(self, negative: torch.Tensor | None, tokens: torch.Tensor) -> torch.Tensor:
         if negative is not None:
-            return negative
-        if self.conditioner is not None and self.conditioner.config.token_dim == tokens.shape[-1]:
-            return self.conditioner.null(len(tokens))
+            return negative.expand(len(tokens), -1, -1) if len(negative) == 1 else negative
+        conditioner = self.conditioner
+        if conditioner is not None and (conditioner.config.n_tokens, conditioner.config.token_dim) == tuple(
+            tokens.shape[1:]
+        ):
+            return conditioner.null(len(tokens))
         return torch.zeros_like(tokens)
+
+    def _on_unet(self, tokens: torch.Tensor) -> torch.Tensor:
+        return tokens.to(self.device, self.unet.dtype)
 
     def _guided_prediction(
         self,
         x: torch.Tensor,
         t: torch.Tensor,
-        guides: list[tuple[float | None, torch.Tensor]],
+        guides: list[Guide],
         guidance_scale: float,
         spatial: torch.Tensor | None,
         control: torch.Tensor | None,
     ) -> torch.Tensor:
-        """The UNet's output under each guide (the null one first, weight None, under CFG), combined.
+        """sum_k w_k [null_k + scale (cond_k - null_k)] under CFG, else sum_k w_k cond_k.
 
-        Guides whose tokens have one shape share one batched UNet call; the null guide sees a zero spatial
-        condition. CFG: null + scale x sum_k w_k (guide_k - null); without: sum_k w_k guide_k.
+        Each guide's null and conditional branches share one batched UNet call; a null branch sees a zero
+        spatial condition.
         """
-        inputs = []
-        for weight, _ in guides:
-            sample = x
-            if spatial is not None:
-                extra = torch.zeros_like(spatial) if weight is None else spatial
-                sample = torch.cat([x, extra.to(x.dtype)], dim=1)
-            inputs.append(sample)
-        tokens = [guide for _, guide in guides]
-        if len({tuple(guide.shape) for guide in tokens}) == 1:
-            repeat = len(guides)
-            control_in = None if control is None else torch.cat([control] * repeat)
+        total = 0.0
+        for guide in guides:
+            branches = [(guide.tokens, spatial)]
+            if guide.null is not None:
+                branches.insert(0, (guide.null, None if spatial is None else torch.zeros_like(spatial)))
+            samples = [x if extra is None else torch.cat([x, extra.to(x.dtype)], 1) for _, extra in branches]
+            control_in = None if control is None else torch.cat([control] * len(branches))
             outputs = denoise(
-                self.unet, torch.cat(inputs), t, torch.cat(tokens), self.controlnet, control_in
-            ).chunk(repeat)
-        else:
-            outputs = [
-                denoise(self.unet, sample, t, guide, self.controlnet, control)
-                for sample, guide in zip(inputs, tokens, strict=True)
-            ]
-        weighted = [(weight, out) for (weight, _), out in zip(guides, outputs, strict=True)]
-        if guides[0][0] is None:  # classifier-free guidance
-            null = outputs[0]
-            return null + guidance_scale * sum(w * (out - null) for w, out in weighted[1:])
-        return sum(w * out for w, out in weighted)
+                self.unet,
+                torch.cat(samples),
+                t,
+                torch.cat([tokens for tokens, _ in branches]),
+                self.controlnet,
+                control_in,
+            ).chunk(len(branches))
+            if guide.null is None:
+                total = total + guide.weight * outputs[0]
+            else:
+                null, conditional = outputs
+                total = total + guide.weight * (null + guidance_scale * (conditional - null))
+        return total
 
     def _control_pixels(self, control_image: torch.Tensor | None, batch: int) -> torch.Tensor | None:
         """ControlNet conditioning in [0, 1] at pixel size."""

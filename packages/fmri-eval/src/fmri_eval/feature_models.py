@@ -100,7 +100,9 @@ def clip_network(name_or_path: str | Path) -> FeatureNetwork:
     """CLIP's projected image embedding, from a local folder or an id already in the Hugging Face cache."""
     from transformers import CLIPVisionModelWithProjection
 
-    model = CLIPVisionModelWithProjection.from_pretrained(str(name_or_path)).eval()
+    model = CLIPVisionModelWithProjection.from_pretrained(
+        str(name_or_path), local_files_only=True, dtype=torch.float32
+    ).eval()
     return FeatureNetwork(
         _ClipImageEmbeds(model),
         model.config.image_size,
@@ -149,7 +151,10 @@ def _find_weights(name: str, folder: Path | None) -> Path | None:
 def load_feature_networks(
     folder: str | Path | None = None, *, clip_model: str | Path | None = None
 ) -> tuple[dict[str, FeatureNetwork], list[str]]:
-    """Every network whose weights are here, and one note per network that is not."""
+    """Every network whose weights are here, and one note per network that is not.
+
+    A `clip_model` asked for explicitly must load; the default one is used only if it is already cached.
+    """
     folder = None if folder is None else Path(folder).expanduser()
     if folder is not None and not folder.is_dir():
         raise EvaluationError(f"feature weights folder {folder} does not exist; pass a folder of weights")
@@ -157,14 +162,20 @@ def load_feature_networks(
     for name in TORCHVISION_NETWORKS:
         path = _find_weights(name, folder)
         if path is None:
-            notes.append(f"{name}: no {name}.safetensors/.pth in {folder} nor in torch's hub cache")
+            where = f"in {folder} " if folder is not None else ""
+            notes.append(f"{name}: no {name}.safetensors/.pth {where}nor in torch's hub cache")
         else:
             networks[name] = load_torchvision_network(name, path)
     local_clip = folder / "clip" if folder is not None and (folder / "clip").is_dir() else None
     clip_source = clip_model or local_clip or DEFAULT_CLIP
     try:
         networks["clip"] = clip_network(clip_source)
-    except OSError:
+    except (OSError, ValueError) as error:
+        if clip_model is not None:
+            raise EvaluationError(
+                f"cannot load the CLIP model {clip_model} ({' '.join(str(error).split())[:160]}); pass a "
+                "folder written by CLIPVisionModelWithProjection.save_pretrained or a cached id"
+            ) from error
         notes.append(f"clip: {clip_source} is neither a local CLIP folder nor in the Hugging Face cache")
     return networks, notes
 

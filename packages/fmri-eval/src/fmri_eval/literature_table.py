@@ -35,7 +35,7 @@ FeatureFn = Callable[[NDArray[np.float64]], Features]
 
 def resize_for_table(images: ArrayLike, size: int = EVAL_SIZE) -> NDArray[np.float64]:
     """[n, H, W] images in [0, 1] -> [n, size, size], bilinear with anti-aliasing."""
-    arr = np.asarray(images, dtype=np.float64)
+    arr = np.asarray(images, dtype=np.float32)
     return np.stack([resize(image, (size, size), order=1, anti_aliasing=True) for image in arr])
 
 
@@ -48,16 +48,15 @@ def correlation_distance(truth_features: ArrayLike, recon_features: ArrayLike) -
 
 
 def item_scores(
-    truth: ArrayLike,
+    truth_big: NDArray,
     recon: ArrayLike,
     truth_features: Features,
     recon_features: Features,
     stimulus_id: ArrayLike | None = None,
 ) -> dict[str, NDArray[np.float64]]:
-    """Per-image scores of every column whose inputs exist (images at EVAL_SIZE, features as given)."""
-    truth_arr, recon_arr = check_image_pair(truth, recon)
-    ids = check_stimulus_id(stimulus_id, truth_arr.shape[0])
-    truth_big, recon_big = resize_for_table(truth_arr), resize_for_table(recon_arr)
+    """Per-image scores of every column whose inputs exist; `truth_big` is already at EVAL_SIZE."""
+    recon_big = resize_for_table(recon)
+    ids = check_stimulus_id(stimulus_id, truth_big.shape[0])
     scores = {"pixcorr": pcc(truth_big, recon_big), "ssim": ssim(truth_big, recon_big)}
     for name in TWOWAY_FEATURES:
         if name in truth_features and name in recon_features:
@@ -82,20 +81,26 @@ def literature_table(
     extract(images [n, H, W] in [0, 1]) -> {column: features [n, ...]} for the feature columns it can
     compute; None computes the two pixel columns only.
     """
-    truth_arr = np.asarray(truth, dtype=np.float64)
+    truth_arr = np.asarray(truth, dtype=np.float32)
+    truth_big = resize_for_table(truth_arr)  # once, not per method: NSD's test set is large at 425 px
     truth_features = extract(truth_arr) if extract is not None else {}
     table: dict[str, dict[str, float | list[float]]] = {}
     for name, recon in reconstructions.items():
-        recon_features = extract(np.asarray(recon, dtype=np.float64)) if extract is not None else {}
+        _, recon_arr = check_image_pair(truth_arr, recon, recon_name=f"reconstructions[{name!r}]")
+        recon_features = extract(recon_arr) if extract is not None else {}
         row: dict[str, float | list[float]] = {}
-        for column, values in item_scores(
-            truth_arr, recon, truth_features, recon_features, stimulus_id
-        ).items():
+        scores = item_scores(truth_big, recon_arr, truth_features, recon_features, stimulus_id)
+        for column, values in scores.items():
             mean, low, high = bootstrap_ci(values, n_boot=n_boot, seed=seed)
             row[column], row[f"{column}_ci"] = mean, [low, high]
         table[name] = row
     missing = [column for column in TABLE_COLUMNS[2:] if column not in truth_features]
-    notes = []
+    height, width = truth_arr.shape[1:]
+    notes = [
+        f"images: the data set's grayscale stimuli at {height}x{width}, resized to {EVAL_SIZE}x{EVAL_SIZE} "
+        "(published NSD tables use the 425x425 colour stimuli, and average each test image's repeats: "
+        "--average-repeats test)"
+    ]
     if missing:
         notes.append(
             f"left out {', '.join(missing)}: no local weights for their feature models "

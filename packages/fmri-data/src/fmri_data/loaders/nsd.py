@@ -12,8 +12,9 @@ blocks of trials and masked at once, so a subject never sits in memory unmasked;
 within its session (the NSD convention against session drift). Trials keep their 0-based NSD image id
 as stimulus id; the shared 1,000 images form the given test split. Repeats (each image up to 3 times)
 stay separate trials: average them with Preprocessing(average_repeats=...), which the report states.
-Where the stimulus table and COCO's caption files are present, each trial carries its image's first COCO
-caption (by annotation id) for the text guidance of Brain-Diffuser's stage 2.
+Where the stimulus table and COCO's caption files are present, each trial carries its image's COCO
+captions (newline-separated, by annotation id) for the text guidance of Brain-Diffuser's stage 2; where
+not, the data set has no captions and its metadata says why.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def load_nsd(
         runs.append(np.full(len(betas), session))
     stimulus_id = np.concatenate(ids)
     shared = set((np.asarray(design["sharedix"]).ravel().astype(np.int64) - 1).tolist())
+    captions, captions_note = _captions(paths, stimulus_id)
     return PairedDataset(
         fmri=np.concatenate(blocks).astype(np.float32),
         images=_stimuli(paths["stimuli"], stimulus_id, image_size),
@@ -88,20 +90,21 @@ def load_nsd(
         subject=np.full(len(stimulus_id), f"subj{subject:02d}"),
         voxel_coords=np.argwhere(mask).astype(np.float32),
         given_test=np.isin(stimulus_id, sorted(shared)),
-        captions=_captions(paths, stimulus_id),
+        captions=captions,
         metadata={
             "name": f"nsd-subj{subject:02d}",
             "source": str(root),
             "preprocessing": "betas / 300 (percent signal change), z-scored per voxel within each session",
             "sessions": list(sessions),
+            "captions": captions_note,
         },
     )
 
 
-def _captions(paths: dict[str, Path], stimulus_id: np.ndarray) -> np.ndarray | None:
-    """Each trial's first COCO caption, or None when nsd_stim_info_merged.csv is absent."""
+def _captions(paths: dict[str, Path], stimulus_id: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """Each trial's COCO captions (newline-separated, by annotation id), or None and why not."""
     if not paths["stim_info"].is_file():
-        return None
+        return None, f"no captions: {paths['stim_info']} is absent"
     coco: dict[int, tuple[int, str]] = {}
     try:
         with open(paths["stim_info"], newline="") as handle:
@@ -115,18 +118,18 @@ def _captions(paths: dict[str, Path], stimulus_id: np.ndarray) -> np.ndarray | N
     unknown = needed - coco.keys()
     if unknown:
         raise DataError(f"NSD: {paths['stim_info']} has no row for image {min(unknown)}")
-    first: dict[int, str] = {}
+    texts: dict[int, list[str]] = {}
     for split in sorted({coco[i][1] for i in needed}):
         path = paths["annotations"] / f"captions_{split.removesuffix('2017')}2017.json"
         if not path.is_file():
-            raise DataError(f"NSD: {path} is missing; it holds the COCO captions of the {split} images")
-        annotations = sorted(json.loads(path.read_text())["annotations"], key=lambda a: a["id"])
-        for annotation in annotations:
-            first.setdefault(int(annotation["image_id"]), annotation["caption"].strip())
-    missing = [i for i in needed if coco[i][0] not in first]
+            return None, f"no captions: {path} is absent"
+        for annotation in sorted(json.loads(path.read_text())["annotations"], key=lambda a: a["id"]):
+            texts.setdefault(int(annotation["image_id"]), []).append(annotation["caption"].strip())
+    missing = [i for i in needed if coco[i][0] not in texts]
     if missing:
         raise DataError(f"NSD: no COCO caption for image {missing[0]} (cocoId {coco[missing[0]][0]})")
-    return np.array([first[coco[int(i)][0]] for i in stimulus_id])
+    captions = np.array(["\n".join(texts[coco[int(i)][0]]) for i in stimulus_id])
+    return captions, "COCO captions of each image (newline-separated)"
 
 
 def _mask(path: Path) -> np.ndarray:

@@ -43,8 +43,10 @@ class MethodSettings:
     progress: bool = True
     sampling: Mapping[str, Any] = field(default_factory=dict)
 
-    def with_sampling(self, config: ConfigT) -> ConfigT:
-        """`config` (a dataclass) with the `sampling` overrides it has fields for."""
+    def configure(self, config: ConfigT) -> ConfigT:
+        """A method's config (a dataclass with `quick()`): its smoke-test budget under `quick`, then the
+        `sampling` overrides it has fields for (so --steps and --samples hold under --quick too)."""
+        config = config.quick() if self.quick else config
         names = {f.name for f in fields(config)}
         return replace(config, **{k: v for k, v in self.sampling.items() if k in names})
 

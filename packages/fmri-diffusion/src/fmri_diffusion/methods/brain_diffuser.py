@@ -3,17 +3,20 @@
 - `brain-diffuser-stage1`: ridge from fMRI to the base autoencoder's latents; decoding them gives a coarse
   image (the original uses VDVAE latents; here any diffusers AutoencoderKL: the small base model's, or a
   user's Stable Diffusion VAE with --pretrained).
-- `brain-diffuser`: ridge from fMRI to the conditioning model's image-embedding tokens (the original: CLIP
-  vision, and CLIP text where captions exist), then image-to-image diffusion from the stage-1 latents at
-  `strength` (0.75 with 50 DDIM steps, as published) guided by the predicted tokens. The image embedder is
-  the small base model's `conditioner/`; a base without one cannot run stage 2 and says so.
+- `brain-diffuser`: ridge from fMRI to the conditioning model's image tokens (the original: CLIP vision,
+  and CLIP text where captions exist), then image-to-image diffusion from the stage-1 latents at
+  `strength` (0.75 with 50 DDIM steps, as published) guided by the predicted tokens. Image tokens come from
+  the small base model's `conditioner/` (an embedder of latents), or from the CLIP `image_encoder/` of a
+  diffusers image-variation model given with --pretrained (one token, its projected image embedding).
+  Where the training trials have captions and the base has `text_encoder/` + `tokenizer/`, ridge also
+  predicts the caption tokens and the noise prediction mixes text and image guidance by `mixing`.
 
 The original's prior (Versatile Diffusion) knows natural images; the small base here knows only the
 simulator's patterns, blobs and strokes, and at strength 0.75 it pulls images towards them. So before
 stage 2 the prior adapts to the training images as an image-variation model (the frozen embedder's tokens
 of each training image condition its denoising; no fMRI and no test image is involved): `prior_adapter`
 "full" for the small base, "lora" on every attention projection for a user's pretrained base, "none" to
-skip. Both ridges are fitted on training trials only; the reported `brain-diffuser` row is the mean of
+skip. Every ridge is fitted on training trials only; the reported `brain-diffuser` row is the mean of
 `n_samples` samples and `brain-diffuser-1` one sample.
 """
 
@@ -28,6 +31,7 @@ from typing import Literal
 import numpy as np
 import torch
 from diffusers import UNet2DConditionModel
+from safetensors.torch import load_file, save_file
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.methods import MethodSettings, ReconstructionMethod
@@ -56,13 +60,19 @@ from fmri_eval.report import atomic_output_dir
 PriorAdapter = Literal["auto", "full", "lora", "none"]
 ImageRoute = Literal["embedder", "clip"]
 STAGES_FILE = "brain_diffuser.json"
+SAVED_SAMPLING = ("strength", "num_inference_steps", "guidance_scale", "n_samples", "sampler")
 DEFAULT_MIXING = 0.4
 """Text guidance weight where captions exist (the published run mixed 0.6 image with 0.4 text)."""
 
 
 @dataclass(frozen=True)
 class BrainDiffuserConfig:
-    """strength / steps / guidance as published; the prior's adaptation to the training images."""
+    """Stage-2 sampling and the prior's adaptation to the training images.
+
+    strength and steps are the published ones; guidance_scale 1 (no classifier-free guidance) suits the
+    small base, pass the published 7.5 with a real pretrained model. mixing: weight of caption guidance
+    (None: DEFAULT_MIXING where captions and a text encoder exist, else 0).
+    """
 
     base: SmallBaseConfig = field(default_factory=SmallBaseConfig)
     strength: float = 0.75
@@ -94,8 +104,7 @@ class BrainDiffuserStage1(ReconstructionMethod):
         self, settings: MethodSettings | None = None, config: BrainDiffuserConfig | None = None
     ) -> None:
         super().__init__(settings)
-        config = self.settings.with_sampling(config or BrainDiffuserConfig())
-        self.config = config.quick() if self.settings.quick else config
+        self.config = self.settings.configure(config or BrainDiffuserConfig())
 
     def fit(self, train: PairedDataset) -> BrainDiffuserStage1:
         self._fit_stage1(train)
@@ -152,6 +161,7 @@ class BrainDiffuserStage1(ReconstructionMethod):
             "base": self.base_.source,
             "image_size": self.image_size_,
             "latent_shape": list(self.latent_shape),
+            "sampling": {name: getattr(self.config, name) for name in SAVED_SAMPLING},
         }
         (folder / STAGES_FILE).write_text(json.dumps(manifest | self._manifest_extra(), indent=2))
 
@@ -170,6 +180,8 @@ class BrainDiffuserStage1(ReconstructionMethod):
         if manifest["method"] != cls.name:
             raise BaseModelError(f"{folder} holds {manifest['method']} stages; load them with that method")
         method = cls(settings)
+        overrides = {k: v for k, v in method.settings.sampling.items() if k in SAVED_SAMPLING}
+        method.config = replace(method.config, **(manifest["sampling"] | overrides))  # as run, unless told
         method.base_ = load_base_model(base or manifest["base"])
         method.image_size_ = manifest["image_size"]
         method.latents_ = torch.empty(0, *manifest["latent_shape"])
@@ -193,8 +205,15 @@ class BrainDiffuser(BrainDiffuserStage1):
         self.token_ridge_ = _ridge(train, tokens)
         self.mixing_ = self._mixing(train)
         if self.mixing_ > 0:
-            text = CaptionEncoder.from_folder(self.base_.source, self.settings.device)(list(train.captions))
+            encoder = CaptionEncoder.from_folder(self.base_.folder, resolve_device(self.settings.device))
+            if encoder.width != self.base_.token_dim:
+                raise BaseModelError(
+                    f"{self.base_.source}: text_encoder/ makes {encoder.width}-wide tokens but the UNet's "
+                    f"cross_attention_dim is {self.base_.token_dim}; they must belong together"
+                )
+            text = encoder(list(train.captions))
             self.text_shape_ = tuple(text.shape[1:])
+            self.text_null_ = encoder.encode([""])  # a Stable Diffusion's unconditional text input
             self.text_ridge_ = _ridge(train, text)
         self._adapt_prior(tokens)
         self._save_stages()
@@ -207,7 +226,7 @@ class BrainDiffuser(BrainDiffuserStage1):
             with torch.no_grad():
                 flat = self.latents_.flatten(1).to(embedder.device, embedder.dtype)
                 return embedder.eval()(flat).float().cpu(), "embedder"
-        folder = Path(self.base_.source) / "image_encoder"
+        folder = Path(self.base_.folder or self.base_.source) / "image_encoder"
         if not (folder / "config.json").is_file():
             raise BaseModelError(
                 f"{self.base_.source}: brain-diffuser stage 2 needs an image embedder: conditioner/ (the "
@@ -227,7 +246,8 @@ class BrainDiffuser(BrainDiffuserStage1):
 
     def _mixing(self, train: PairedDataset) -> float:
         """Text guidance weight: as configured, or DEFAULT_MIXING where captions and a text encoder exist."""
-        available = train.captions is not None and CaptionEncoder.available(self.base_.source)
+        folder = self.base_.folder
+        available = train.captions is not None and folder is not None and CaptionEncoder.available(folder)
         mixing = self.config.mixing
         if mixing is None:
             return DEFAULT_MIXING if available else 0.0
@@ -290,6 +310,7 @@ class BrainDiffuser(BrainDiffuserStage1):
         guides = {"tokens": _predict(self.token_ridge_, fmri, self.token_shape_)}
         if self.mixing_ > 0:
             guides["text_tokens"] = _predict(self.text_ridge_, fmri, self.text_shape_)
+            guides["negative_text_tokens"] = self.text_null_.expand(n, -1, -1)
         guides = {key: value.repeat(config.n_samples, 1, 1) for key, value in guides.items()}
         start = self.stage1_latents(fmri).repeat(config.n_samples, 1, 1, 1)
         generators = sample_generators(self.settings.seed, config.n_samples, n)
@@ -318,6 +339,7 @@ class BrainDiffuser(BrainDiffuserStage1):
         self.token_ridge_.save(folder / "token_ridge")
         if self.mixing_ > 0:
             self.text_ridge_.save(folder / "text_ridge")
+            save_file({"null": self.text_null_.contiguous()}, str(folder / "text_null.safetensors"))
         if self.adapter_ == "lora":
             save_lora(self.pipeline_.unet, folder / "prior_lora")
         elif self.adapter_ == "full":
@@ -342,6 +364,7 @@ class BrainDiffuser(BrainDiffuserStage1):
         if self.mixing_ > 0:
             self.text_shape_ = tuple(manifest["text_shape"])
             self.text_ridge_ = RidgeEncoder.load(folder / "text_ridge")
+            self.text_null_ = load_file(str(folder / "text_null.safetensors"))["null"]
         self.adapter_ = manifest["prior_adapter"]
         unet = self.base_.unet
         if self.adapter_ == "full":

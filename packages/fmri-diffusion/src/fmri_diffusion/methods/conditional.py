@@ -87,8 +87,7 @@ class ConditionalDiffusion(ReconstructionMethod):
 
     def __init__(self, settings: MethodSettings | None = None, config: DiffusionConfig | None = None) -> None:
         super().__init__(settings)
-        config = config or self.config_class()
-        self.config = config.quick() if self.settings.quick else config
+        self.config = self.settings.configure(config or self.config_class())
 
     # ------------------------------------------------------- subclass hooks
     @abstractmethod

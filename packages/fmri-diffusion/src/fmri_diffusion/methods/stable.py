@@ -92,8 +92,7 @@ class StableDiffusionMethod(ReconstructionMethod):
 
     def __init__(self, settings: MethodSettings | None = None, config: StableConfig | None = None) -> None:
         super().__init__(settings)
-        config = self.settings.with_sampling(config or StableConfig())
-        self.config = config.quick() if self.settings.quick else config
+        self.config = self.settings.configure(config or StableConfig())
 
     # ---------------------------------------------------------------- fitting
     def fit(self, train: PairedDataset) -> StableDiffusionMethod:
