@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -76,31 +77,14 @@ def tiny_sd_fixture():
     return make_tiny_sd
 
 
-def write_tiny_variation_model(folder, *, text: bool = True) -> None:
-    """A tiny SD folder plus image_encoder/ (CLIP vision) and, with `text`, tokenizer/ + text_encoder/.
-
-    The layout of diffusers' image-variation models (and of SD's text side), every width TOKEN_DIM.
+def write_tiny_variation_model(folder, clip_folder, *, text: bool = True) -> None:
+    """A tiny SD folder plus image_encoder/ (a copy of `clip_folder`) and, with `text`, tokenizer/ +
+    text_encoder/: the layout of diffusers' image-variation models (and of SD's text side), widths TOKEN_DIM.
     """
-    from transformers import (
-        CLIPTextConfig,
-        CLIPTextModel,
-        CLIPTokenizer,
-        CLIPVisionConfig,
-        CLIPVisionModelWithProjection,
-    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     make_tiny_sd().save(folder)
-    torch.manual_seed(1)
-    vision = CLIPVisionConfig(
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=16,
-        patch_size=8,
-        projection_dim=TOKEN_DIM,
-    )
-    CLIPVisionModelWithProjection(vision).save_pretrained(folder / "image_encoder")
+    shutil.copytree(clip_folder, folder / "image_encoder")  # its projection_dim 16 is TOKEN_DIM
     if not text:
         return
     letters = [*"abcdefghijklmnopqrstuvwxyz0123456789"]
@@ -126,7 +110,7 @@ def write_tiny_variation_model(folder, *, text: bool = True) -> None:
 
 
 @pytest.fixture
-def variation_model(tmp_path):
+def variation_model(tmp_path, clip_folder):
     """A tiny image-variation model folder with a text side (see write_tiny_variation_model)."""
-    write_tiny_variation_model(tmp_path / "variation")
+    write_tiny_variation_model(tmp_path / "variation", clip_folder)
     return tmp_path / "variation"
