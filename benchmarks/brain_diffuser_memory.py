@@ -14,14 +14,13 @@ The issue's target is the whole pipeline within 24 GB on one GPU.
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
+from result_file import device_tag, write_result
 from sd_lora_speed import sd15_base
 
 from fmri_data.methods import MethodSettings
@@ -90,11 +89,8 @@ def main() -> None:
         "within_24_gib": bool(peak <= 24) if args.device == "cuda" else None,
         "output_shape": list(rows["brain-diffuser"].shape),
     }
-    tag = "small" if args.small else re.sub(r"[^a-z0-9]+", "-", device_name.lower()).strip("-")
-    out = args.out or Path(__file__).parent / "results" / f"brain_diffuser_memory-{tag}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    tag = "small" if args.small else device_tag(device_name)
+    write_result(result, "brain_diffuser_memory", tag, args.out)
 
 
 def _peak(device: str) -> float | None:

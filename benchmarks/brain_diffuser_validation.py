@@ -12,11 +12,11 @@ adaptation (1,500 steps, lr 1e-3) and digit69's `--guidance-scale 3` were chosen
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from result_file import write_result
 
 from fmri_data.io import load_dataset
 from fmri_data.methods import MethodSettings
@@ -68,10 +68,7 @@ def main() -> None:
             name: {s: round(v[s], 4) for s in ("pcc", "ssim", "twoway")} for name, v in scores.items()
         },
     }
-    out = args.out or Path(__file__).parent / "results" / f"brain_diffuser_validation-{args.data}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(result, "brain_diffuser_validation", args.data, args.out)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,7 @@ the project's FmriImagePipeline with DDIM, classifier-free guidance, VAE decodin
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import re
 import tempfile
 import time
 from dataclasses import replace
@@ -25,6 +23,7 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from result_file import device_tag, write_result
 
 from fmri_diffusion.base_model import BaseModel, load_base_model
 from fmri_diffusion.conditioning import FmriConditioner
@@ -167,11 +166,8 @@ def main() -> None:
         "lora_training": training,
         "generation_25_steps_cfg": generation,
     }
-    tag = "small" if args.small else re.sub(r"[^a-z0-9]+", "-", device_name.lower()).strip("-")
-    out = args.out or Path(__file__).parent / "results" / f"sd_lora_speed-{tag}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    tag = "small" if args.small else device_tag(device_name)
+    write_result(result, "sd_lora_speed", tag, args.out)
 
 
 if __name__ == "__main__":
