@@ -20,8 +20,11 @@ from fmri_data.methods import MethodSettings, available_methods, reconstruct_ove
 from fmri_data.preprocessing import Preprocessing
 from fmri_data.splits import make_splits
 from fmri_encoders.runtime import resolve_device
+from fmri_eval.evaluate import DEFAULT_BASELINE, choose_baseline
 from fmri_eval.literature_table import FeatureFn
-from fmri_eval.report import markdown_table, write_run
+from fmri_eval.run import write_run
+from fmri_eval.settings import EvaluationSettings
+from fmri_eval.terminal import terminal_table
 
 DESCRIPTION = (
     "Reconstruct seen images from fMRI with one or more methods and evaluate them on held-out stimuli."
@@ -90,7 +93,15 @@ def parse_args(
         action="store_true",
         help="accept a split whose test stimuli also occur in training (the report says so)",
     )
-    parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the 95%% CIs")
+    parser.add_argument(
+        "--n-boot", type=_positive, default=2000, help="bootstrap resamples for the 95%% CIs (default 2000)"
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="NAME",
+        help="one of the methods run: every other method's paired difference from it goes into metrics.json "
+        f"and report.md (default: {DEFAULT_BASELINE} where it is run)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument(
         "--work-dir",
@@ -145,6 +156,8 @@ def parse_args(
     args.out = args.out or Path("runs") / f"{Path(args.data).stem}-{args.split.replace(':', '')}"
     if args.resume and args.work_dir is None:
         parser.error("--resume needs --work-dir, the folder that holds the checkpoints")
+    if args.baseline is not None and args.baseline not in args.methods:
+        parser.error(f"--baseline {args.baseline} is not among the methods run; add --method {args.baseline}")
     return args
 
 
@@ -224,13 +237,17 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
         command=shlex.join(["uv", "run", app, *(sys.argv[1:] if argv is None else argv)]),
         similarities=result.similarities,
         candidate_stimulus=result.candidate_stimulus,
-        n_boot=args.n_boot,
-        seed=args.seed,
+        settings=EvaluationSettings(
+            n_boot=args.n_boot,
+            seed=args.seed,
+            baseline=choose_baseline(args.methods, args.baseline),
+            repeats_averaged=args.average_repeats in ("test", "both"),
+        ),
         attachments=_loss_curves(args.work_dir, args.methods),
         literature=args.literature_table,
         extract_features=extract_features,
     )
-    print(markdown_table(metrics["methods"]))
+    print(terminal_table(metrics))
     print(
         f"\n{dataset.name}, split {args.split}, {result.n_test} test trials. "
         f"Wrote {args.out}/: metrics.json, "

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from fmri_data.simulator import simulate_miyawaki
+from fmri_eval.cli import main as fmri_eval_main
 from fmri_eval.io import load_reconstructions
 
 
@@ -11,9 +12,12 @@ def _metrics(out):
     return json.loads((out / "metrics.json").read_text())
 
 
-def test_default_run_on_the_simulator_writes_every_output(reconstruct, tmp_path):
+def test_default_run_on_the_simulator_writes_every_output(reconstruct, tmp_path, capsys):
     out = tmp_path / "run"
     assert reconstruct.main(["--out", str(out), "--no-progress", "--n-boot", "200"]) == 0
+    table = capsys.readouterr().out.split("\n\n")[0].splitlines()  # the paths after it are the user's
+    assert max(len(line) for line in table) <= 100
+    assert table[0].split() == ["method", "pcc", "ssim", "2-way"]
     assert sorted(p.name for p in out.iterdir()) == [
         "metrics.json",
         "reconstructions.npz",
@@ -27,9 +31,16 @@ def test_default_run_on_the_simulator_writes_every_output(reconstruct, tmp_path)
     for name in ("pcc", "ssim", "mse", "psnr", "twoway"):
         assert name in metrics["methods"]["ridge"]
     assert metrics["methods"]["ridge"]["pcc"] > metrics["methods"]["mean"]["pcc"] + 0.3
+    assert metrics["ci"] == {"level": 0.95, "unit": "stimulus", "n_boot": 200, "seed": 0}
+    assert metrics["baseline"] == "ridge"
+    assert metrics["methods"]["mean"]["vs_baseline"]["pcc"]["ci"][1] < 0  # the mean image loses, clearly
     saved = load_reconstructions(out / "reconstructions.npz")
     assert saved.truth.shape == saved.reconstructions["ridge"].shape == (metrics["n_test"], 28, 28)
-    assert "uv run apps/reconstruct.py" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "uv run apps/reconstruct.py" in report
+    assert "## Difference from ridge" in report
+    assert fmri_eval_main([str(out / "reconstructions.npz"), "--check"]) == 0
+    assert "reproduced" in capsys.readouterr().out
 
 
 def test_kfold_predicts_every_trial_once(reconstruct, tmp_path):
@@ -76,7 +87,24 @@ def test_test_repeat_averaging_is_reported(reconstruct, tmp_path):
         == 0
     )
     assert _metrics(out)["n_test"] == 9  # nine distinct figures
-    assert "averaged" in (out / "report.md").read_text()
+    assert _metrics(out)["repeats_averaged"] is True
+    assert _metrics(out)["ci"]["unit"] == "trial"  # one row per stimulus now
+    assert "9 test trials, 9 distinct test stimuli, repeats averaged" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--n-boot", "0"], "--n-boot: must be 1 or more"),
+        (["--method", "mean", "--baseline", "ridge"], "--baseline ridge is not among the methods run"),
+    ],
+)
+def test_evaluation_options_are_checked_before_any_work(reconstruct, tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as info:
+        reconstruct.main([*args, "--out", str(tmp_path / "never")])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(

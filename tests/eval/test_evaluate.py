@@ -1,14 +1,18 @@
-"""evaluate_reconstructions and compare_to_reference: structure, consistency and errors."""
+"""evaluate_reconstructions, compare_to_reference and evaluate_run: structure, consistency and errors."""
 
 import numpy as np
 import pytest
 
 from fmri_eval import (
     EvaluationError,
+    EvaluationSettings,
     bootstrap_ci,
+    choose_baseline,
     compare_to_reference,
     evaluate_reconstructions,
+    evaluate_run,
     item_scores,
+    paired_comparison,
 )
 
 SCORES = ["pcc", "ssim", "mse", "psnr", "twoway"]
@@ -32,7 +36,7 @@ def test_structure_and_consistency_with_bootstrap(test_set):
         assert list(summary) == SCORES + [f"{score}_ci" for score in SCORES]
         per_item = item_scores(truth, methods[name], stimulus_id)
         for score in SCORES:
-            mean, low, high = bootstrap_ci(per_item[score], n_boot=300, seed=2)
+            mean, low, high = bootstrap_ci(per_item[score], n_boot=300, seed=2, clusters=stimulus_id)
             assert summary[score] == mean
             assert summary[f"{score}_ci"] == [low, high]
             assert isinstance(summary[score], float)
@@ -55,16 +59,72 @@ def test_compare_to_reference(test_set):
     assert list(result) == ["ddpm-1"]
     comparison = result["ddpm-1"]
     assert list(comparison) == SCORES
-    assert comparison["pcc"]["difference"] > 0
+    assert comparison["pcc"]["delta"] > 0
     assert comparison["pcc"]["ci"][0] > 0
-    assert comparison["mse"]["difference"] < 0  # lower mse is better
-    assert comparison["pcc"]["p_value"] < 0.01
+    assert comparison["mse"]["delta"] < 0  # lower mse is better
+    assert comparison["pcc"]["p"] < 0.01
+
+
+def test_vs_baseline_is_the_paired_stimulus_bootstrap_of_the_item_scores(test_set):
+    truth, methods, stimulus_id = test_set
+    methods = {**methods, "copy": truth}
+    result = evaluate_reconstructions(truth, methods, stimulus_id, n_boot=300, seed=5, baseline="ridge")
+    assert "vs_baseline" not in result["ridge"]
+    assert (
+        result["copy"]["vs_baseline"]
+        == compare_to_reference(truth, methods, "ridge", stimulus_id, n_boot=300, seed=5)["copy"]
+    )
+    ridge_scores = item_scores(truth, methods["ridge"], stimulus_id)
+    ddpm_scores = item_scores(truth, methods["ddpm-1"], stimulus_id)
+    for score in SCORES:
+        expected = paired_comparison(
+            ddpm_scores[score], ridge_scores[score], n_boot=300, seed=5, clusters=stimulus_id
+        )
+        got = result["ddpm-1"]["vs_baseline"][score]
+        assert got == {
+            "delta": expected.mean_difference,
+            "ci": [expected.ci_low, expected.ci_high],
+            "p": expected.p_value,
+        }
+        assert got["delta"] == pytest.approx(result["ddpm-1"][score] - result["ridge"][score])
+
+
+def test_a_method_s_numbers_do_not_depend_on_the_other_methods(test_set):
+    truth, methods, stimulus_id = test_set
+    alone = evaluate_reconstructions(truth, methods, stimulus_id, n_boot=200, baseline="ridge")
+    more = {"first": np.clip(truth + 0.2, 0, 1), **methods, "last": np.zeros_like(truth)}
+    together = evaluate_reconstructions(truth, more, stimulus_id, n_boot=200, baseline="ridge")
+    for name in methods:
+        assert together[name] == alone[name]
+
+
+def test_evaluate_run_states_how_intervals_were_made(test_set):
+    truth, methods, stimulus_id = test_set
+    settings = EvaluationSettings(n_boot=150, seed=3, baseline="ridge")
+    run = evaluate_run(truth, methods, stimulus_id, settings)
+    assert list(run) == ["n_test", "n_stimuli", "repeats_averaged", "ci", "baseline", "methods"]
+    assert (run["n_test"], run["n_stimuli"], run["repeats_averaged"]) == (10, 5, False)
+    assert run["ci"] == {"level": 0.95, "unit": "stimulus", "n_boot": 150, "seed": 3}
+    assert run["methods"] == evaluate_reconstructions(truth, methods, stimulus_id, 150, 3, baseline="ridge")
+    distinct = evaluate_run(truth, methods, np.arange(10), settings)
+    assert distinct["ci"]["unit"] == "trial"
+    assert distinct["n_stimuli"] == 10
+
+
+def test_choose_baseline():
+    assert choose_baseline(["mean", "ridge", "mlp"]) == "ridge"
+    assert choose_baseline(["mean", "mlp"]) is None
+    assert choose_baseline(["mean", "mlp"], "mean") == "mean"
+    with pytest.raises(EvaluationError, match="baseline 'ridge' is not among"):
+        choose_baseline(["mean", "mlp"], "ridge")
 
 
 def test_unknown_reference_is_an_error(test_set):
     truth, methods, stimulus_id = test_set
     with pytest.raises(EvaluationError, match="'ridge'"):
         compare_to_reference(truth, {"ddpm-1": methods["ddpm-1"]}, "ridge", stimulus_id)
+    with pytest.raises(EvaluationError, match="'mean'"):
+        evaluate_reconstructions(truth, methods, stimulus_id, baseline="mean")
 
 
 def test_bad_method_array_is_named_in_the_error(test_set):

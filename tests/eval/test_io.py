@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fmri_eval import EvaluationError, load_reconstructions, save_reconstructions
+from fmri_eval import EvaluationError, EvaluationSettings, load_reconstructions, save_reconstructions
 
 
 @pytest.fixture
@@ -121,3 +121,39 @@ def test_save_validates(tmp_path, arrays, change, match):
     with pytest.raises(EvaluationError, match=match):
         save_reconstructions(tmp_path / "r.npz", **kwargs)
     assert not (tmp_path / "r.npz").exists()
+
+
+def test_evaluation_settings_travel_with_the_file(tmp_path, arrays):
+    truth, methods, stimulus_id = arrays
+    settings = EvaluationSettings(n_boot=321, seed=9, level=0.9, baseline="ridge", repeats_averaged=True)
+    path = save_reconstructions(tmp_path / "r.npz", truth, methods, stimulus_id, settings=settings)
+    assert load_reconstructions(path).settings == settings
+    assert (
+        load_reconstructions(save_reconstructions(tmp_path / "s.npz", truth, methods, stimulus_id)).settings
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        (np.array("not json"), "not JSON"),
+        (np.array('{"n_boot": 5}'), "need the keys"),
+        (np.array([1, 2]), "one JSON string"),
+        (np.array(EvaluationSettings(baseline="ddpm").to_json()), "saved baseline 'ddpm' is not among"),
+    ],
+)
+def test_bad_evaluation_records_are_refused(tmp_path, arrays, record, message):
+    truth, methods, stimulus_id = arrays
+    np.savez(tmp_path / "r.npz", truth=truth, stimulus_id=stimulus_id, evaluation=record, **methods)
+    with pytest.raises(EvaluationError, match=message) as info:
+        load_reconstructions(tmp_path / "r.npz")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"n_boot": 0}, {"seed": -1}, {"level": 1.5}, {"baseline": ""}, {"repeats_averaged": 1}]
+)
+def test_bad_settings_are_refused(kwargs):
+    with pytest.raises(EvaluationError):
+        EvaluationSettings(**kwargs)

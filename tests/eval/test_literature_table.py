@@ -5,8 +5,15 @@ import json
 import numpy as np
 import pytest
 
-from fmri_eval import TABLE_COLUMNS, correlation_distance, literature_table, write_run
-from fmri_eval.literature_table import EVAL_SIZE, resize_for_table
+from fmri_eval import (
+    TABLE_COLUMNS,
+    EvaluationSettings,
+    bootstrap_ci,
+    correlation_distance,
+    literature_table,
+    write_run,
+)
+from fmri_eval.literature_table import EVAL_SIZE, item_scores, resize_for_table
 
 
 @pytest.fixture
@@ -56,6 +63,19 @@ def test_twoway_leaves_out_same_stimulus_competitors(images):
     assert table["repeat"]["clip"] == 1.0
 
 
+def test_intervals_resample_stimuli_where_they_repeat(images):
+    truth, reconstructions = images
+    ids = np.array([0, 0, 0, 1, 1, 2])
+    table, _ = literature_table(truth, reconstructions, features_of, ids, n_boot=80, seed=2)
+    per_trial = literature_table(truth, reconstructions, features_of, n_boot=80, seed=2)[0]
+    # The same per-trial values, another resampling unit: equal means, different intervals.
+    assert table["noise"]["pixcorr"] == pytest.approx(per_trial["noise"]["pixcorr"])
+    assert table["noise"]["pixcorr_ci"] != per_trial["noise"]["pixcorr_ci"]
+    scores = item_scores(resize_for_table(truth), reconstructions["noise"], features_of(truth), {}, ids)
+    _, low, high = bootstrap_ci(scores["pixcorr"], n_boot=80, seed=2, clusters=ids)
+    assert table["noise"]["pixcorr_ci"] == [low, high]
+
+
 def test_missing_feature_models_are_left_out_with_a_note(images):
     truth, reconstructions = images
     partial = lambda x: {"alexnet2": features_of(x)["alexnet2"]}  # noqa: E731
@@ -79,7 +99,7 @@ def test_write_run_adds_the_table_to_metrics_and_report(tmp_path, images):
         truth=truth,
         stimulus_id=np.arange(len(truth)),
         reconstructions=reconstructions,
-        n_boot=50,
+        settings=EvaluationSettings(n_boot=50),
         literature=True,
         extract_features=features_of,
     )

@@ -8,10 +8,14 @@ from matplotlib.image import imread
 
 from fmri_eval import (
     EvaluationError,
+    EvaluationSettings,
     atomic_output_dir,
+    difference_table,
+    evaluate_run,
     load_reconstructions,
     markdown_table,
     reconstruction_grid,
+    terminal_table,
     training_curve,
     write_report,
     write_run,
@@ -46,21 +50,92 @@ def test_markdown_table_formats_mean_and_ci():
     assert lines[2] == "| ridge | 0.791 [0.750, 0.830] | 0.00897 [0.00847, 0.00943] | n/a |"
 
 
+def scored_run(methods, baseline=None, unit="stimulus", repeats_averaged=False):
+    return {
+        "n_test": 119,
+        "n_stimuli": 20,
+        "repeats_averaged": repeats_averaged,
+        "ci": {"level": 0.95, "unit": unit, "n_boot": 2000, "seed": 0},
+        "baseline": baseline,
+        "methods": methods,
+    }
+
+
+def difference(delta, low, high, p):
+    return {"delta": delta, "ci": [low, high], "p": p}
+
+
 def test_write_report_contents(tmp_path):
     path = write_report(
         tmp_path / "report.md",
         dataset="nsd",
         split="test",
-        n_test=982,
-        metrics_by_method={"ridge": {"pcc": 0.5, "pcc_ci": [0.4, 0.6]}},
+        scored=scored_run({"ridge": {"pcc": 0.5, "pcc_ci": [0.4, 0.6]}}, repeats_averaged=True),
         figure="reconstructions.png",
-        notes=["test repeats averaged"],
+        notes=["a note"],
         command="fmri-eval run.npz",
     )
     text = path.read_text()
-    for expected in ["nsd", "test", "982", "- test repeats averaged", "| ridge |", "![reconstructions]("]:
+    for expected in ["nsd", "test", "- a note", "| ridge |", "![reconstructions]("]:
         assert expected in text
+    assert "- test set: 119 test trials, 20 distinct test stimuli, repeats averaged before decoding\n" in text
+    assert (
+        "bootstrap CI resampling test stimuli (all trials of a drawn stimulus together), 2000 resamples"
+        in text
+    )
     assert "```\nfmri-eval run.npz\n```" in text
+    assert "Difference from" not in text
+
+
+def test_report_has_a_difference_table_marking_intervals_that_exclude_zero(tmp_path):
+    pcc = {"pcc": 0.8, "pcc_ci": [0.7, 0.9]}
+    methods = {
+        "mean": pcc | {"vs_baseline": {"pcc": difference(-0.2, -0.25, -0.15, 0.0005)}},
+        "ridge": pcc,
+        "mlp": pcc | {"vs_baseline": {"pcc": difference(0.01, -0.01, 0.03, 0.4)}},
+    }
+    table = difference_table(methods, metrics=["pcc"])
+    assert table.splitlines()[0] == "| method | Δ PCC ↑ |"
+    assert table.splitlines()[2] == "| mean | **-0.200 [-0.250, -0.150]** p<0.001 |"
+    assert table.splitlines()[3] == "| mlp | +0.0100 [-0.0100, +0.0300] p=0.400 |"
+    assert len(table.splitlines()) == 4  # the baseline has no row
+    text = write_report(
+        tmp_path / "report.md", dataset="d", split="loso", scored=scored_run(methods, baseline="ridge")
+    ).read_text()
+    assert "## Difference from ridge" in text
+    assert "test trials, 20 distinct test stimuli, repeats not averaged" in text
+
+
+def test_terminal_table_fits_100_columns_and_marks_differences():
+    cell = {"pcc": -0.123, "pcc_ci": [-0.456, -0.001], "ssim": 0.5, "ssim_ci": [0.4, 0.6]}
+    cell |= {"twoway": 0.95, "twoway_ci": [0.9, 1.0]}
+    differences = {
+        "pcc": difference(0.05, 0.01, 0.09, 0.01),
+        "ssim": difference(-0.05, -0.09, -0.01, 0.01),
+        "twoway": difference(0.01, -0.02, 0.04, 0.5),
+    }
+    long_name = "brain-diffuser-stage1-with-a-name-far-too-long-for-any-terminal-table"
+    methods = {"ridge": cell, "mlp": cell | {"vs_baseline": differences}, long_name: cell}
+    text = terminal_table(scored_run(methods, baseline="ridge"))
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert lines[0].split() == ["method", "pcc", "ssim", "2-way"]
+    mlp_row = " ".join(lines[2].split())
+    assert mlp_row == "mlp -0.123 [-0.456, -0.001] + 0.500 [0.400, 0.600] - 0.950 [0.900, 1.000]"
+    assert lines[3].startswith("brain-diffuser-")
+    assert "…" in lines[3]
+    assert "resample test stimuli (119 trials, 20 stimuli, 2000 resamples)" in " ".join(lines[4:])
+    assert "better/worse than ridge" in " ".join(lines[4:])
+    without = terminal_table(scored_run({"mean": cell}, unit="trial"))
+    assert "resample test trials" in without
+    assert "better/worse" not in without
+
+
+def test_report_and_terminal_table_render_a_real_evaluation(run_inputs):
+    truth, methods, stimulus_id = run_inputs
+    scored = evaluate_run(truth, methods, stimulus_id, EvaluationSettings(n_boot=50, baseline="ridge"))
+    assert "| ddpm-1 |" in difference_table(scored["methods"])
+    assert max(len(line) for line in terminal_table(scored).splitlines()) <= 100
 
 
 def test_atomic_output_dir_success(tmp_path):
@@ -114,7 +189,7 @@ def test_write_run_writes_four_files(tmp_path, run_inputs):
         notes=["averaged over repeats"],
         command="python train.py",
         extra={"subject": 1},
-        n_boot=100,
+        settings=EvaluationSettings(n_boot=100, seed=2, baseline="ridge", repeats_averaged=True),
     )
     assert sorted(p.name for p in out.iterdir()) == [
         "metrics.json",
@@ -124,18 +199,39 @@ def test_write_run_writes_four_files(tmp_path, run_inputs):
     ]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics == result
-    assert list(metrics) == ["dataset", "split", "n_test", "methods", "notes", "subject"]
-    assert (metrics["dataset"], metrics["split"], metrics["n_test"]) == ("nsd", "test", 5)
+    assert list(metrics) == [
+        "dataset",
+        "split",
+        "n_test",
+        "n_stimuli",
+        "repeats_averaged",
+        "ci",
+        "baseline",
+        "methods",
+        "notes",
+        "subject",
+    ]
+    assert (metrics["dataset"], metrics["split"], metrics["n_test"], metrics["n_stimuli"]) == (
+        "nsd",
+        "test",
+        5,
+        4,
+    )
+    assert metrics["ci"] == {"level": 0.95, "unit": "stimulus", "n_boot": 100, "seed": 2}
+    assert (metrics["baseline"], metrics["repeats_averaged"]) == ("ridge", True)
+    assert set(metrics["methods"]["ddpm-1"]["vs_baseline"]) == {"pcc", "ssim", "mse", "psnr", "twoway"}
     assert metrics["notes"] == ["averaged over repeats"]
     assert list(metrics["methods"]) == ["ridge", "ddpm-1"]
     for key in ["pcc", "ssim", "mse", "psnr", "twoway"]:
         assert isinstance(metrics["methods"]["ridge"][key], float)
         assert len(metrics["methods"]["ridge"][f"{key}_ci"]) == 2
     saved = load_reconstructions(out / "reconstructions.npz")
+    assert saved.settings == EvaluationSettings(n_boot=100, seed=2, baseline="ridge", repeats_averaged=True)
     np.testing.assert_array_equal(saved.reconstructions["ddpm-1"], methods["ddpm-1"])
     np.testing.assert_array_equal(saved.trial_index, np.arange(5))
     report = (out / "report.md").read_text()
     assert "| ddpm-1 |" in report
+    assert "## Difference from ridge" in report
     assert "python train.py" in report
     assert imread(out / "reconstructions.png").ndim == 3
 
@@ -143,7 +239,8 @@ def test_write_run_writes_four_files(tmp_path, run_inputs):
 def test_write_run_failure_keeps_previous_run(tmp_path, run_inputs):
     truth, methods, stimulus_id = run_inputs
     out = tmp_path / "run"
-    kwargs = {"dataset": "nsd", "split": "test", "truth": truth, "stimulus_id": stimulus_id, "n_boot": 50}
+    kwargs = {"dataset": "nsd", "split": "test", "truth": truth, "stimulus_id": stimulus_id}
+    kwargs["settings"] = EvaluationSettings(n_boot=50)
     write_run(out, reconstructions=methods, **kwargs)
     before = (out / "metrics.json").read_text()
     with pytest.raises(EvaluationError, match="invalid method name"):
@@ -152,6 +249,9 @@ def test_write_run_failure_keeps_previous_run(tmp_path, run_inputs):
         write_run(out, reconstructions=methods, extra={"methods": 1}, **kwargs)
     with pytest.raises(EvaluationError, match="JSON"):
         write_run(out, reconstructions=methods, extra={"array": np.zeros(2)}, **kwargs)
+    kwargs["settings"] = EvaluationSettings(n_boot=50, baseline="mean")
+    with pytest.raises(EvaluationError, match="baseline 'mean' is not among"):
+        write_run(out, reconstructions=methods, **kwargs)
     assert (out / "metrics.json").read_text() == before
     assert leftovers(tmp_path, "run") == []
 

@@ -13,16 +13,30 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = REPO_ROOT / "packages" / "fmri-eval"
 
 SNIPPET = """
+import subprocess
 import sys
 import numpy as np
 import fmri_eval
 
 rng = np.random.default_rng(0)
-truth = rng.random((4, 12, 12))
+truth = rng.random((6, 12, 12))
 recon = np.clip(truth + 0.1 * rng.standard_normal(truth.shape), 0, 1)
 scores = fmri_eval.image_metrics(truth, recon)
 assert set(scores) == {"pcc", "ssim", "mse", "psnr"}, scores
 assert fmri_eval.twoway_identification(truth, recon).score == 1.0
+run = fmri_eval.write_run(
+    "run",
+    dataset="toy",
+    split="loso",
+    truth=truth,
+    stimulus_id=[0, 0, 0, 1, 1, 2],
+    reconstructions={"ridge": recon, "mean": np.broadcast_to(truth.mean(0), truth.shape)},
+    settings=fmri_eval.EvaluationSettings(n_boot=50, baseline="ridge"),
+)
+assert run["ci"]["unit"] == "stimulus", run["ci"]
+assert "vs_baseline" in run["methods"]["mean"]
+check = subprocess.run([sys.executable, "-m", "fmri_eval", "run/reconstructions.npz", "--check"])
+assert check.returncode == 0, "re-scoring did not reproduce metrics.json"
 assert "torch" not in sys.modules, "fmri_eval imported torch"
 assert not any(name.startswith(("fmri_data", "fmri_encoders", "fmri_diffusion")) for name in sys.modules)
 print("ok")
@@ -56,4 +70,5 @@ def test_installs_and_runs_alone(tmp_path):
         [str(python), "-c", SNIPPET], capture_output=True, text=True, cwd=tmp_path, check=False, env=env
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    assert result.stdout.splitlines()[-1] == "ok"
+    assert "reproduced" in result.stdout

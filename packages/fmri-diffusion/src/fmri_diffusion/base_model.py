@@ -36,7 +36,7 @@ from fmri_diffusion.pixels import to_pixels
 from fmri_diffusion.schedulers import training_scheduler
 from fmri_diffusion.training import Batch, TrainingConfig
 from fmri_encoders.runtime import resolve_device
-from fmri_eval.report import atomic_output_dir
+from fmri_eval.atomic import atomic_output_dir
 
 SUBFOLDERS = ("unet", "vae", "scheduler")
 

@@ -1,10 +1,17 @@
 """fmri_eval: honest evaluation of images reconstructed from fMRI (metrics, identification, CIs, reports)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-from fmri_eval.bootstrap import PairedComparison, bootstrap_ci, paired_comparison
+from fmri_eval.atomic import atomic_output_dir
+from fmri_eval.bootstrap import PairedComparison, bootstrap_ci, paired_comparison, resampling_unit
 from fmri_eval.errors import EvaluationError
-from fmri_eval.evaluate import compare_to_reference, evaluate_reconstructions, item_scores
+from fmri_eval.evaluate import (
+    choose_baseline,
+    compare_to_reference,
+    evaluate_reconstructions,
+    evaluate_run,
+    item_scores,
+)
 from fmri_eval.figures import reconstruction_grid, training_curve
 from fmri_eval.identification import (
     IdentificationResult,
@@ -18,12 +25,16 @@ from fmri_eval.identification import (
 from fmri_eval.io import ReconstructionSet, load_reconstructions, save_reconstructions
 from fmri_eval.literature_table import TABLE_COLUMNS, correlation_distance, literature_table
 from fmri_eval.metrics import PSNR_CAP_DB, image_metrics, mse, pcc, psnr, ssim
-from fmri_eval.report import atomic_output_dir, markdown_table, write_report, write_run
+from fmri_eval.report import difference_table, markdown_table, write_report
+from fmri_eval.run import write_run
+from fmri_eval.settings import EvaluationSettings
+from fmri_eval.terminal import terminal_table
 
 __all__ = [
     "PSNR_CAP_DB",
     "TABLE_COLUMNS",
     "EvaluationError",
+    "EvaluationSettings",
     "IdentificationResult",
     "PairedComparison",
     "ReconstructionSet",
@@ -31,10 +42,13 @@ __all__ = [
     "atomic_output_dir",
     "bidirectional_retrieval",
     "bootstrap_ci",
+    "choose_baseline",
     "compare_to_reference",
     "correlation_distance",
     "correlation_matrix",
+    "difference_table",
     "evaluate_reconstructions",
+    "evaluate_run",
     "image_metrics",
     "item_scores",
     "literature_table",
@@ -46,10 +60,12 @@ __all__ = [
     "pcc",
     "psnr",
     "reconstruction_grid",
+    "resampling_unit",
     "retrieval_topk",
     "save_reconstructions",
     "ssim",
     "stimulus_retrieval",
+    "terminal_table",
     "training_curve",
     "twoway_identification",
     "write_report",

@@ -1,65 +1,170 @@
-"""Command line: evaluate a reconstructions file, print the metrics as JSON, optionally write a report."""
+"""Command line: score a reconstructions file as its run did, print the metrics JSON or check metrics.json."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from fmri_eval import __version__
 from fmri_eval.errors import EvaluationError
-from fmri_eval.evaluate import evaluate_reconstructions
-from fmri_eval.io import load_reconstructions
-from fmri_eval.report import write_run
+from fmri_eval.evaluate import DEFAULT_BASELINE, check_baseline, choose_baseline, evaluate_run
+from fmri_eval.io import ReconstructionSet, load_reconstructions
+from fmri_eval.run import SCORED_KEYS, write_run
+from fmri_eval.settings import EvaluationSettings
+
+CHECK_TOLERANCE = 1e-9
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Bad options end in one line on stderr and exit 2, like every other bad input here."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="fmri-eval",
-        description="Evaluate reconstructed images against the seen images and print metrics JSON.",
+        description="Score reconstructed images against the seen images and print the metrics JSON. "
+        "By default the file is scored with the settings its run saved in it, so the numbers are those "
+        "of the run's metrics.json.",
     )
     parser.add_argument("recon_file", metavar="RECON.npz", help="reconstructions file (see fmri_eval.io)")
-    parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for CIs (default 2000)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap random seed (default 0)")
     parser.add_argument(
+        "--n-boot", type=_positive, help="bootstrap resamples for the CIs (default: as saved, else 2000)"
+    )
+    parser.add_argument("--seed", type=_non_negative, help="bootstrap seed (default: as saved, else 0)")
+    parser.add_argument(
+        "--baseline",
+        metavar="NAME",
+        help=f"method the paired differences are taken from (default: as saved, else {DEFAULT_BASELINE} "
+        "where the file has it)",
+    )
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument(
         "--out", metavar="DIR", help="also write metrics.json, report.md and the reconstruction grid to DIR"
+    )
+    action.add_argument(
+        "--check",
+        action="store_true",
+        help=f"compare with the metrics.json beside the file (to {CHECK_TOLERANCE:g}); exit 1 if they differ",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns 0 on success and 2 on bad input (one-line message on stderr)."""
-    args = build_parser().parse_args(argv)
+def _settings(recon_set: ReconstructionSet, args: argparse.Namespace) -> EvaluationSettings:
+    """The file's saved settings, with the options given on the command line taking precedence."""
+    names = list(recon_set.reconstructions)
+    if args.baseline is not None:
+        check_baseline(args.baseline, names)
+    if recon_set.settings is None:
+        saved = EvaluationSettings(baseline=choose_baseline(names))
+    else:
+        saved = recon_set.settings
+    overrides = {"n_boot": args.n_boot, "seed": args.seed, "baseline": args.baseline}
+    return dataclasses.replace(saved, **{key: value for key, value in overrides.items() if value is not None})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def first_difference(
+    expected: Any, actual: Any, path: str = "", tolerance: float = CHECK_TOLERANCE
+) -> str | None:
+    """Where two JSON values first differ (numbers within `tolerance` agree), or None."""
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        if list(expected) != list(actual):
+            return f"{path or 'top level'}: keys {list(expected)} vs {list(actual)}"
+        for key in expected:
+            found = first_difference(expected[key], actual[key], f"{path}.{key}".lstrip("."), tolerance)
+            if found:
+                return found
+        return None
+    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
+        for index, (left, right) in enumerate(zip(expected, actual, strict=True)):
+            found = first_difference(left, right, f"{path}[{index}]", tolerance)
+            if found:
+                return found
+        return None
+    if _is_number(expected) and _is_number(actual):
+        if math.isclose(expected, actual, rel_tol=0.0, abs_tol=tolerance):
+            return None
+    elif type(expected) is type(actual) and expected == actual:
+        return None
+    return f"{path}: {expected!r} vs {actual!r}"
+
+
+def _check(recon_file: Path, scored: dict[str, Any]) -> int:
+    metrics_file = recon_file.parent / "metrics.json"
     try:
-        recon_set = load_reconstructions(args.recon_file)
+        saved = json.loads(metrics_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EvaluationError(
+            f"cannot read {metrics_file} to check against ({exc}); run without --check"
+        ) from exc
+    missing = [key for key in SCORED_KEYS if key not in saved]
+    if missing:
+        raise EvaluationError(f"{metrics_file} has no {missing}; it was written by an older fmri-eval")
+    difference = first_difference({key: saved[key] for key in SCORED_KEYS}, scored)
+    if difference:
+        print(f"fmri-eval: {metrics_file} is NOT reproduced: {difference}", file=sys.stderr)
+        return 1
+    n_methods = len(scored["methods"])
+    print(
+        f"fmri-eval: {metrics_file} reproduced ({n_methods} methods, every value within {CHECK_TOLERANCE:g})"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns 0 on success, 1 when --check finds a difference, 2 on bad input (one line)."""
+    args = build_parser().parse_args(argv)
+    recon_file = Path(args.recon_file)
+    try:
+        recon_set = load_reconstructions(recon_file)
+        settings = _settings(recon_set, args)
         if args.out:
-            methods = write_run(
+            run = write_run(
                 args.out,
-                dataset=Path(args.recon_file).stem,
-                split="as saved in " + Path(args.recon_file).name,
+                dataset=recon_file.stem,
+                split="as saved in " + recon_file.name,
                 truth=recon_set.truth,
                 stimulus_id=recon_set.stimulus_id,
                 reconstructions=recon_set.reconstructions,
                 trial_index=recon_set.trial_index,
+                settings=settings,
                 command=shlex.join(["fmri-eval", *(sys.argv[1:] if argv is None else argv)]),
-                n_boot=args.n_boot,
-                seed=args.seed,
-            )["methods"]
-        else:
-            methods = evaluate_reconstructions(
-                recon_set.truth,
-                recon_set.reconstructions,
-                recon_set.stimulus_id,
-                n_boot=args.n_boot,
-                seed=args.seed,
             )
+            scored = {key: run[key] for key in SCORED_KEYS}
+        else:
+            scored = evaluate_run(recon_set.truth, recon_set.reconstructions, recon_set.stimulus_id, settings)
+        if args.check:
+            return _check(recon_file, scored)
     except (EvaluationError, OSError) as exc:
         print(f"fmri-eval: error: {exc}", file=sys.stderr)
         return 2
-    output = {"file": args.recon_file, "n_test": int(recon_set.truth.shape[0]), "methods": methods}
-    print(json.dumps(output, indent=2, allow_nan=False))
+    print(json.dumps({"file": args.recon_file, **scored}, indent=2, allow_nan=False))
     return 0

@@ -1,7 +1,8 @@
 """Reconstructions file (.npz): the hand-off between decoding runs and evaluation.
 
-Keys: `truth` [n, H, W] in [0, 1], `stimulus_id` [n], optional `trial_index` [n], and one [n, H, W]
-array per method, keyed by the method name (e.g. "ridge", "ddpm-1"). Stored without pickles.
+Keys: `truth` [n, H, W] in [0, 1], `stimulus_id` [n], optional `trial_index` [n], optional `evaluation`
+(the run's EvaluationSettings as a JSON string, so re-scoring the file reproduces its metrics.json), and one
+[n, H, W] array per method, keyed by the method name (e.g. "ridge", "ddpm-1"). Stored without pickles.
 """
 
 from __future__ import annotations
@@ -16,19 +17,22 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from fmri_eval.errors import EvaluationError
+from fmri_eval.settings import EvaluationSettings
 from fmri_eval.validation import check_image_pair, check_images, check_stimulus_id
 
-RESERVED_KEYS = ("truth", "stimulus_id", "trial_index")
+RESERVED_KEYS = ("truth", "stimulus_id", "trial_index", "evaluation")
 
 
 @dataclass(frozen=True)
 class ReconstructionSet:
-    """Contents of a reconstructions file; `trial_index` maps rows back to dataset trials if saved."""
+    """Contents of a reconstructions file; `trial_index` maps rows back to dataset trials and `settings`
+    says how the run was scored, where the file holds them."""
 
     truth: NDArray[np.floating]
     stimulus_id: NDArray
     reconstructions: dict[str, NDArray[np.floating]]
     trial_index: NDArray[np.integer] | None = None
+    settings: EvaluationSettings | None = None
 
 
 def _check_method_name(name: str) -> None:
@@ -55,6 +59,7 @@ def _checked_set(
     reconstructions: Mapping[str, ArrayLike],
     stimulus_id: ArrayLike,
     trial_index: ArrayLike | None,
+    settings: EvaluationSettings | None,
 ) -> ReconstructionSet:
     """Validate everything a file must satisfy, keeping the caller's dtypes so round trips are exact."""
     truth_arr = np.asarray(truth)
@@ -70,7 +75,12 @@ def _checked_set(
         _check_method_name(name)
         methods[name] = np.asarray(images)
         check_image_pair(truth_arr, methods[name], recon_name=f"method {name!r}")
-    return ReconstructionSet(truth_arr, ids, methods, _check_trial_index(trial_index, n))
+    if settings is not None and settings.baseline is not None and settings.baseline not in methods:
+        raise EvaluationError(
+            f"the saved baseline {settings.baseline!r} is not among the methods {sorted(methods)}; "
+            "save its reconstructions too, or choose another baseline"
+        )
+    return ReconstructionSet(truth_arr, ids, methods, _check_trial_index(trial_index, n), settings)
 
 
 def save_reconstructions(
@@ -79,15 +89,19 @@ def save_reconstructions(
     reconstructions: Mapping[str, ArrayLike],
     stimulus_id: ArrayLike,
     trial_index: ArrayLike | None = None,
+    settings: EvaluationSettings | None = None,
 ) -> Path:
     """Validate and write a reconstructions file at exactly `path` (no suffix is added).
 
+    `settings` (how the run was scored) travel with the file, so re-scoring it needs no flags.
     Validation refuses object arrays, so nothing is ever pickled.
     """
-    checked = _checked_set(truth, reconstructions, stimulus_id, trial_index)
+    checked = _checked_set(truth, reconstructions, stimulus_id, trial_index, settings)
     arrays = {"truth": checked.truth, "stimulus_id": checked.stimulus_id, **checked.reconstructions}
     if checked.trial_index is not None:
         arrays["trial_index"] = checked.trial_index
+    if checked.settings is not None:
+        arrays["evaluation"] = np.array(checked.settings.to_json())
     path = Path(path)
     with path.open("wb") as handle:
         np.savez_compressed(handle, **arrays)
@@ -127,6 +141,22 @@ def load_reconstructions(path: str | Path) -> ReconstructionSet:
     truth = arrays.pop("truth")
     stimulus_id = arrays.pop("stimulus_id")
     trial_index = arrays.pop("trial_index", None)
+    settings = _read_settings(path, arrays.pop("evaluation", None))
     if not arrays:
         raise EvaluationError(f"{path} holds no method arrays besides {RESERVED_KEYS}; add reconstructions")
-    return _checked_set(truth, arrays, stimulus_id, trial_index)
+    return _checked_set(truth, arrays, stimulus_id, trial_index, settings)
+
+
+def _read_settings(path: Path, record: NDArray | None) -> EvaluationSettings | None:
+    """The saved EvaluationSettings, or None for files written before they were saved."""
+    if record is None:
+        return None
+    if record.shape != () or record.dtype.kind != "U":
+        raise EvaluationError(
+            f"{path}: 'evaluation' must be one JSON string, got dtype {record.dtype} shape {record.shape}; "
+            "re-save it with save_reconstructions"
+        )
+    try:
+        return EvaluationSettings.from_json(str(record))
+    except EvaluationError as exc:
+        raise EvaluationError(f"{path}: unreadable 'evaluation' record ({exc}); re-save it") from exc

@@ -75,11 +75,13 @@ def literature_table(
     *,
     n_boot: int = 2000,
     seed: int = 0,
+    confidence: float = 0.95,
 ) -> tuple[dict[str, dict[str, float | list[float]]], list[str]]:
     """The 8 columns per method (mean and "<column>_ci"), and notes naming every column left out.
 
     extract(images [n, H, W] in [0, 1]) -> {column: features [n, ...]} for the feature columns it can
-    compute; None computes the two pixel columns only.
+    compute; None computes the two pixel columns only. Intervals resample stimuli where test stimuli
+    repeat, as fmri_eval.evaluate's do.
     """
     truth_arr = np.asarray(truth, dtype=np.float32)
     truth_big = resize_for_table(truth_arr)  # once, not per method: NSD's test set is large at 425 px
@@ -91,7 +93,9 @@ def literature_table(
         row: dict[str, float | list[float]] = {}
         scores = item_scores(truth_big, recon_arr, truth_features, recon_features, stimulus_id)
         for column, values in scores.items():
-            mean, low, high = bootstrap_ci(values, n_boot=n_boot, seed=seed)
+            mean, low, high = bootstrap_ci(
+                values, n_boot=n_boot, confidence=confidence, seed=seed, clusters=stimulus_id
+            )
             row[column], row[f"{column}_ci"] = mean, [low, high]
         table[name] = row
     missing = [column for column in TABLE_COLUMNS[2:] if column not in truth_features]

@@ -1,26 +1,13 @@
-"""Run outputs: a markdown report, and a folder of metrics, reconstructions and figure written atomically."""
+"""report.md: what was evaluated and how, the metrics, the differences from the baseline, figure, command."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import shutil
-import tempfile
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from numpy.typing import ArrayLike
-
-from fmri_eval.errors import EvaluationError
-from fmri_eval.evaluate import SCORE_NAMES, evaluate_reconstructions
-from fmri_eval.figures import reconstruction_grid
-from fmri_eval.identification import stimulus_retrieval
-from fmri_eval.io import save_reconstructions
-from fmri_eval.literature_table import FeatureFn, literature_table, present_columns
-from fmri_eval.validation import check_images
+from fmri_eval.evaluate import LOWER_IS_BETTER, SCORE_NAMES
+from fmri_eval.literature_table import present_columns
 
 COLUMN_TITLES = {
     "pcc": "PCC ↑",
@@ -36,7 +23,6 @@ COLUMN_TITLES = {
     "effnet": "EffNet-B ↓",
     "swav": "SwAV ↓",
 }
-RUN_KEYS = ("dataset", "split", "n_test", "methods", "notes", "retrieval", "literature")
 
 
 def _cell(scores: Mapping[str, Any], metric: str, significant: int) -> str:
@@ -49,6 +35,12 @@ def _cell(scores: Mapping[str, Any], metric: str, significant: int) -> str:
     return text
 
 
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(
     metrics_by_method: Mapping[str, Mapping[str, Any]],
     metrics: Sequence[str] = SCORE_NAMES,
@@ -59,11 +51,61 @@ def markdown_table(
     Significant digits rather than fixed decimals keep small values such as MSE readable.
     """
     header = ["method", *(COLUMN_TITLES.get(metric, metric) for metric in metrics)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for name, scores in metrics_by_method.items():
-        cells = [name, *(_cell(scores, metric, significant) for metric in metrics)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    rows = [
+        [name, *(_cell(scores, metric, significant) for metric in metrics)]
+        for name, scores in metrics_by_method.items()
+    ]
+    return _table(header, rows)
+
+
+def excludes_zero(interval: Sequence[float]) -> bool:
+    """True when a paired difference's interval lies wholly above or wholly below 0."""
+    return interval[0] > 0.0 or interval[1] < 0.0
+
+
+def _difference_cell(difference: Mapping[str, Any] | None, significant: int) -> str:
+    if difference is None:
+        return "n/a"
+    low, high = difference["ci"]
+    text = f"{difference['delta']:+#.{significant}g} [{low:+#.{significant}g}, {high:+#.{significant}g}]"
+    if excludes_zero(difference["ci"]):
+        text = f"**{text}**"
+    p = difference["p"]
+    return f"{text} p={p:.3f}" if p >= 0.001 else f"{text} p<0.001"
+
+
+def difference_table(
+    metrics_by_method: Mapping[str, Mapping[str, Any]],
+    metrics: Sequence[str] = SCORE_NAMES,
+    significant: int = 3,
+) -> str:
+    """Markdown table of each method's "vs_baseline" differences; bold where the interval excludes 0."""
+    header = ["method", *(f"Δ {COLUMN_TITLES.get(metric, metric)}" for metric in metrics)]
+    rows = [
+        [name, *(_difference_cell(scores["vs_baseline"].get(metric), significant) for metric in metrics)]
+        for name, scores in metrics_by_method.items()
+        if "vs_baseline" in scores
+    ]
+    return _table(header, rows)
+
+
+def describe_test_set(scored: Mapping[str, Any]) -> str:
+    """One line: how many test trials, how many distinct stimuli, whether repeats were averaged."""
+    averaged = "repeats averaged before decoding" if scored["repeats_averaged"] else "repeats not averaged"
+    return f"{scored['n_test']} test trials, {scored['n_stimuli']} distinct test stimuli, {averaged}"
+
+
+def describe_intervals(ci: Mapping[str, Any]) -> str:
+    """How the intervals were made, in words."""
+    unit = (
+        "stimuli (all trials of a drawn stimulus together)"
+        if ci["unit"] == "stimulus"
+        else "trials (one per stimulus)"
+    )
+    return (
+        f"{ci['level']:.0%} percentile bootstrap CI resampling test {unit}, "
+        f"{ci['n_boot']} resamples, seed {ci['seed']}"
+    )
 
 
 def write_report(
@@ -71,29 +113,30 @@ def write_report(
     *,
     dataset: str,
     split: str,
-    n_test: int,
-    metrics_by_method: Mapping[str, Mapping[str, Any]],
+    scored: Mapping[str, Any],
     figure: str | None = None,
     notes: Sequence[str] = (),
     command: str | None = None,
     retrieval: Mapping[str, Mapping[str, Any]] | None = None,
     literature: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write report.md: what was evaluated, how to read the numbers, the table, figure and command."""
+    """Write report.md from `scored` (fmri_eval.evaluate.evaluate_run's result) and the run's context."""
     lines = [
         f"# Reconstruction evaluation: {dataset} ({split})",
         "",
         f"- dataset: {dataset}",
         f"- split: {split}",
-        f"- n_test: {n_test} test trials",
-        "- values: mean over test trials [95% percentile bootstrap CI over test trials]",
+        f"- test set: {describe_test_set(scored)}",
+        f"- values: mean over test trials [{describe_intervals(scored['ci'])}]",
         "- 2-way: two-way identification on pixel correlations (chance 0.5); same-stimulus pairs",
         "  are excluded when stimulus ids are known",
         "",
     ]
     if notes:
         lines += ["## Notes", "", *(f"- {note}" for note in notes), ""]
-    lines += ["## Metrics", "", markdown_table(metrics_by_method)]
+    lines += ["## Metrics", "", markdown_table(scored["methods"])]
+    if scored.get("baseline") is not None:
+        lines += _difference_section(scored)
     if retrieval:
         lines += _retrieval_section(retrieval)
     if literature:
@@ -105,6 +148,22 @@ def write_report(
     path = Path(path)
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _difference_section(scored: Mapping[str, Any]) -> list[str]:
+    baseline = scored["baseline"]
+    lower = ", ".join(COLUMN_TITLES[metric].split()[0] for metric in SCORE_NAMES if metric in LOWER_IS_BETTER)
+    return [
+        f"## Difference from {baseline}",
+        "",
+        f"- mean of (method − {baseline}) over the same test trials",
+        f"  [{scored['ci']['level']:.0%} CI, resampled as above, both methods on the same drawn stimuli];",
+        "  p: two-sided bootstrap p-value",
+        "- **bold**: the interval excludes 0, i.e. the method differs from "
+        f"{baseline} on that metric; for {lower} lower is better",
+        "",
+        difference_table(scored["methods"]),
+    ]
 
 
 def _retrieval_section(retrieval: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -135,126 +194,3 @@ def _literature_section(literature: Mapping[str, Any]) -> list[str]:
         "",
         markdown_table(table, present_columns(table)),
     ]
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
-@contextlib.contextmanager
-def atomic_output_dir(out_dir: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling folder that becomes `out_dir` only if the block succeeds.
-
-    On an exception the temporary folder is deleted and an existing `out_dir` is left untouched,
-    so readers never see a half-written run. An existing `out_dir` is swapped out by two renames
-    in the same parent (atomic each) and deleted afterwards.
-    """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise EvaluationError(f"output path {out_dir} exists and is not a folder; choose another path")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a run folder gets the usual permissions
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if not out_dir.exists():
-        staging.rename(out_dir)
-        return
-    retired = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex}")
-    out_dir.rename(retired)
-    try:
-        staging.rename(out_dir)
-    except BaseException:
-        retired.rename(out_dir)
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)
-
-
-def write_run(
-    out_dir: str | Path,
-    *,
-    dataset: str,
-    split: str,
-    truth: ArrayLike,
-    stimulus_id: ArrayLike,
-    reconstructions: Mapping[str, ArrayLike],
-    trial_index: ArrayLike | None = None,
-    notes: Sequence[str] = (),
-    command: str | None = None,
-    extra: Mapping[str, Any] | None = None,
-    similarities: Mapping[str, ArrayLike] | None = None,
-    candidate_stimulus: ArrayLike | None = None,
-    n_boot: int = 2000,
-    seed: int = 0,
-    attachments: Mapping[str, str | Path] | None = None,
-    literature: bool = False,
-    extract_features: FeatureFn | None = None,
-) -> dict[str, Any]:
-    """Evaluate and write metrics.json, reconstructions.npz, reconstructions.png and report.md.
-
-    `attachments` (file name -> existing file, e.g. training curves) are copied in beside them.
-    `literature` adds the NSD literature's table under "literature" (see fmri_eval.literature_table), its
-    feature columns from `extract_features` (e.g. fmri_eval.feature_models.FeatureExtractor).
-
-    `similarities` (method -> [n_test, n_candidates] brain-to-image scores against the stimuli
-    `candidate_stimulus`) add brain<->image retrieval under the key "retrieval".
-    Metrics are computed before any file is written, and files go through `atomic_output_dir`,
-    so `out_dir` holds either the previous complete run or the new one. Returns the metrics dict.
-    """
-    clashes = sorted(set(extra or {}) & set(RUN_KEYS))
-    if clashes:
-        raise EvaluationError(f"extra keys {clashes} clash with reserved metrics.json keys; rename them")
-    n_test = check_images(truth, "truth").shape[0]
-    run: dict[str, Any] = {
-        "dataset": dataset,
-        "split": split,
-        "n_test": n_test,
-        "methods": evaluate_reconstructions(truth, reconstructions, stimulus_id, n_boot=n_boot, seed=seed),
-        "notes": list(notes),
-        **(extra or {}),
-    }
-    if similarities:
-        if candidate_stimulus is None:
-            raise EvaluationError("similarities need candidate_stimulus (the stimulus id of each column)")
-        run["retrieval"] = {
-            name: stimulus_retrieval(scores, stimulus_id, candidate_stimulus)
-            for name, scores in similarities.items()
-        }
-    if literature:
-        table, table_notes = literature_table(
-            truth, reconstructions, extract_features, stimulus_id, n_boot=n_boot, seed=seed
-        )
-        run["literature"] = {"methods": table, "notes": table_notes}
-    try:
-        metrics_text = json.dumps(run, indent=2, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise EvaluationError(
-            f"metrics are not plain JSON ({exc}); pass JSON-compatible extra values"
-        ) from exc
-    with atomic_output_dir(out_dir) as staging:
-        (staging / "metrics.json").write_text(metrics_text + "\n", encoding="utf-8")
-        save_reconstructions(
-            staging / "reconstructions.npz", truth, reconstructions, stimulus_id, trial_index
-        )
-        reconstruction_grid(staging / "reconstructions.png", truth, reconstructions)
-        write_report(
-            staging / "report.md",
-            dataset=dataset,
-            split=split,
-            n_test=n_test,
-            metrics_by_method=run["methods"],
-            figure="reconstructions.png",
-            notes=notes,
-            command=command,
-            retrieval=run.get("retrieval"),
-            literature=run.get("literature"),
-        )
-        for name, source in (attachments or {}).items():
-            shutil.copyfile(source, staging / name)
-    return run

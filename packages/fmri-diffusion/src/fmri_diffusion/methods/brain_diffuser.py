@@ -55,7 +55,7 @@ from fmri_diffusion.training import TrainingConfig
 from fmri_encoders.contrastive import load_clip_image_encoder
 from fmri_encoders.ridge import RidgeEncoder
 from fmri_encoders.runtime import resolve_device
-from fmri_eval.report import atomic_output_dir
+from fmri_eval.atomic import atomic_output_dir
 
 PriorAdapter = Literal["auto", "full", "lora", "none"]
 ImageRoute = Literal["embedder", "clip"]

@@ -24,8 +24,8 @@ from fmri_diffusion.training import Batch, BatchSampler, TrainingConfig
 from fmri_diffusion.voxel.denoiser import LatentDenoiser, sample_latents
 from fmri_diffusion.voxel.vae import VoxelVAE, vae_loss
 from fmri_encoders.runtime import resolve_device
+from fmri_eval.atomic import atomic_output_dir
 from fmri_eval.fmri_metrics import distribution_metrics, reconstruction_metrics
-from fmri_eval.report import atomic_output_dir
 
 LATENT_FILE = "latent.json"
 

@@ -1,0 +1,52 @@
+"""A run folder that appears whole or not at all: readers never see half-written results."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from fmri_eval.errors import EvaluationError
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out_dir: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder that becomes `out_dir` only if the block succeeds.
+
+    On an exception the temporary folder is deleted and an existing `out_dir` is left untouched,
+    so readers never see a half-written run. An existing `out_dir` is swapped out by two renames
+    in the same parent (atomic each) and deleted afterwards.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EvaluationError(f"output path {out_dir} exists and is not a folder; choose another path")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a run folder gets the usual permissions
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if not out_dir.exists():
+        staging.rename(out_dir)
+        return
+    retired = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex}")
+    out_dir.rename(retired)
+    try:
+        staging.rename(out_dir)
+    except BaseException:
+        retired.rename(out_dir)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(retired, ignore_errors=True)

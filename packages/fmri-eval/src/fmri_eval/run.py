@@ -1,0 +1,115 @@
+"""A run folder: metrics.json, reconstructions.npz, reconstructions.png and report.md, written atomically."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from numpy.typing import ArrayLike
+
+from fmri_eval.atomic import atomic_output_dir
+from fmri_eval.errors import EvaluationError
+from fmri_eval.evaluate import evaluate_run
+from fmri_eval.figures import reconstruction_grid
+from fmri_eval.identification import stimulus_retrieval
+from fmri_eval.io import save_reconstructions
+from fmri_eval.literature_table import FeatureFn, literature_table
+from fmri_eval.report import write_report
+from fmri_eval.settings import EvaluationSettings
+
+SCORED_KEYS = ("n_test", "n_stimuli", "repeats_averaged", "ci", "baseline", "methods")
+"""The keys of metrics.json that its reconstructions.npz alone determines (see evaluate_run)."""
+RUN_KEYS = ("dataset", "split", *SCORED_KEYS, "notes", "retrieval", "literature")
+
+
+def write_run(
+    out_dir: str | Path,
+    *,
+    dataset: str,
+    split: str,
+    truth: ArrayLike,
+    stimulus_id: ArrayLike,
+    reconstructions: Mapping[str, ArrayLike],
+    trial_index: ArrayLike | None = None,
+    settings: EvaluationSettings | None = None,
+    notes: Sequence[str] = (),
+    command: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    similarities: Mapping[str, ArrayLike] | None = None,
+    candidate_stimulus: ArrayLike | None = None,
+    attachments: Mapping[str, str | Path] | None = None,
+    literature: bool = False,
+    extract_features: FeatureFn | None = None,
+) -> dict[str, Any]:
+    """Evaluate and write metrics.json, reconstructions.npz, reconstructions.png and report.md.
+
+    `settings` (bootstrap count, seed and level, baseline, repeat averaging) are saved in the npz, so
+    `python -m fmri_eval DIR/reconstructions.npz` reproduces this metrics.json's SCORED_KEYS exactly.
+    `attachments` (file name -> existing file, e.g. training curves) are copied in beside them.
+    `literature` adds the NSD literature's table under "literature" (see fmri_eval.literature_table), its
+    feature columns from `extract_features` (e.g. fmri_eval.feature_models.FeatureExtractor).
+
+    `similarities` (method -> [n_test, n_candidates] brain-to-image scores against the stimuli
+    `candidate_stimulus`) add brain<->image retrieval under the key "retrieval".
+    Metrics are computed before any file is written, and files go through `atomic_output_dir`,
+    so `out_dir` holds either the previous complete run or the new one. Returns the metrics dict.
+    """
+    settings = settings or EvaluationSettings()
+    clashes = sorted(set(extra or {}) & set(RUN_KEYS))
+    if clashes:
+        raise EvaluationError(f"extra keys {clashes} clash with reserved metrics.json keys; rename them")
+    scored = evaluate_run(truth, reconstructions, stimulus_id, settings)
+    run: dict[str, Any] = {
+        "dataset": dataset,
+        "split": split,
+        **scored,
+        "notes": list(notes),
+        **(extra or {}),
+    }
+    if similarities:
+        if candidate_stimulus is None:
+            raise EvaluationError("similarities need candidate_stimulus (the stimulus id of each column)")
+        run["retrieval"] = {
+            name: stimulus_retrieval(scores, stimulus_id, candidate_stimulus)
+            for name, scores in similarities.items()
+        }
+    if literature:
+        table, table_notes = literature_table(
+            truth,
+            reconstructions,
+            extract_features,
+            stimulus_id,
+            n_boot=settings.n_boot,
+            seed=settings.seed,
+            confidence=settings.level,
+        )
+        run["literature"] = {"methods": table, "notes": table_notes}
+    try:
+        metrics_text = json.dumps(run, indent=2, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise EvaluationError(
+            f"metrics are not plain JSON ({exc}); pass JSON-compatible extra values"
+        ) from exc
+    with atomic_output_dir(out_dir) as staging:
+        (staging / "metrics.json").write_text(metrics_text + "\n", encoding="utf-8")
+        save_reconstructions(
+            staging / "reconstructions.npz", truth, reconstructions, stimulus_id, trial_index, settings
+        )
+        reconstruction_grid(staging / "reconstructions.png", truth, reconstructions)
+        write_report(
+            staging / "report.md",
+            dataset=dataset,
+            split=split,
+            scored=scored,
+            figure="reconstructions.png",
+            notes=notes,
+            command=command,
+            retrieval=run.get("retrieval"),
+            literature=run.get("literature"),
+        )
+        for name, source in (attachments or {}).items():
+            shutil.copyfile(source, staging / name)
+    return run
