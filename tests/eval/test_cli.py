@@ -117,8 +117,22 @@ def test_a_file_without_saved_settings_uses_the_defaults(tmp_path, arrays, capsy
     code, out, _ = run_cli(capsys, path, "--n-boot", 50)
     assert code == 0
     printed = json.loads(out)
-    expected = evaluate_run(truth, methods, stimulus_id, EvaluationSettings(n_boot=50, baseline="ridge"))
-    assert printed == {"file": str(path), **expected}
+    defaults = EvaluationSettings(n_boot=50, baseline="ridge", repeats_averaged=None)
+    assert printed == {"file": str(path), **evaluate_run(truth, methods, stimulus_id, defaults)}
+    assert printed["repeats_averaged"] is None
+    assert run_cli(capsys, path, "--out", tmp_path / "old-run")[0] == 0
+    assert "repeat averaging not recorded" in (tmp_path / "old-run" / "report.md").read_text()
+
+
+def test_a_saved_baseline_that_is_gone_can_be_replaced(tmp_path, arrays, capsys):
+    truth, methods, stimulus_id = arrays
+    settings = EvaluationSettings(n_boot=40, baseline="ddpm")  # say its rows were dropped from the file
+    path = save_reconstructions(tmp_path / "r.npz", truth, methods, stimulus_id, settings=settings)
+    err = one_line_error(capsys, path)
+    assert "baseline 'ddpm' is not among" in err
+    code, out, _ = run_cli(capsys, path, "--baseline", "mean")
+    assert code == 0
+    assert json.loads(out)["baseline"] == "mean"
 
 
 def test_out_writes_a_run_folder(run_dir, tmp_path, capsys):

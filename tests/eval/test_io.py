@@ -140,7 +140,12 @@ def test_evaluation_settings_travel_with_the_file(tmp_path, arrays):
         (np.array("not json"), "not JSON"),
         (np.array('{"n_boot": 5}'), "need the keys"),
         (np.array([1, 2]), "one JSON string"),
-        (np.array(EvaluationSettings(baseline="ddpm").to_json()), "saved baseline 'ddpm' is not among"),
+        (
+            np.array(
+                '{"n_boot": 9, "seed": 0, "level": "high", "baseline": null, "repeats_averaged": false}'
+            ),
+            "level",
+        ),
     ],
 )
 def test_bad_evaluation_records_are_refused(tmp_path, arrays, record, message):
@@ -152,8 +157,23 @@ def test_bad_evaluation_records_are_refused(tmp_path, arrays, record, message):
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"n_boot": 0}, {"seed": -1}, {"level": 1.5}, {"baseline": ""}, {"repeats_averaged": 1}]
+    "kwargs",
+    [
+        {"n_boot": 0},
+        {"seed": -1},
+        {"level": 1.5},
+        {"level": "0.95"},
+        {"baseline": ""},
+        {"repeats_averaged": 1},
+    ],
 )
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(EvaluationError):
         EvaluationSettings(**kwargs)
+
+
+def test_settings_keep_plain_numbers():
+    settings = EvaluationSettings(n_boot=np.int64(50), seed=np.int32(3), level=np.float64(0.9))
+    assert EvaluationSettings.from_json(settings.to_json()) == settings
+    assert type(settings.n_boot) is int
+    assert type(settings.level) is float

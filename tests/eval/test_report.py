@@ -122,10 +122,14 @@ def test_terminal_table_fits_100_columns_and_marks_differences():
     assert lines[0].split() == ["method", "pcc", "ssim", "2-way"]
     mlp_row = " ".join(lines[2].split())
     assert mlp_row == "mlp -0.123 [-0.456, -0.001] + 0.500 [0.400, 0.600] - 0.950 [0.900, 1.000]"
-    assert lines[3].startswith("brain-diffuser-")
-    assert "…" in lines[3]
+    assert lines[3].split()[0] == "brain-diffu…minal-table"
     assert "resample test stimuli (119 trials, 20 stimuli, 2000 resamples)" in " ".join(lines[4:])
     assert "better/worse than ridge" in " ".join(lines[4:])
+    twins = {
+        "a-rather-long-method-name-that-needs-cutting-" + suffix: cell for suffix in ("steps-1", "steps-2")
+    }
+    rows = terminal_table(scored_run(twins)).splitlines()[1:3]
+    assert [row.split()[0] for row in rows] == ["a-rather-lo…ing-steps-1", "a-rather-lo…ing-steps-2"]
     without = terminal_table(scored_run({"mean": cell}, unit="trial"))
     assert "resample test trials" in without
     assert "better/worse" not in without
@@ -209,8 +213,10 @@ def test_write_run_writes_four_files(tmp_path, run_inputs):
         "baseline",
         "methods",
         "notes",
+        "software",
         "subject",
     ]
+    assert set(metrics["software"]) == {"fmri_eval", "numpy", "scikit_image"}
     assert (metrics["dataset"], metrics["split"], metrics["n_test"], metrics["n_stimuli"]) == (
         "nsd",
         "test",

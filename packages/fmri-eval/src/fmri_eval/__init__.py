@@ -7,7 +7,6 @@ from fmri_eval.bootstrap import PairedComparison, bootstrap_ci, paired_compariso
 from fmri_eval.errors import EvaluationError
 from fmri_eval.evaluate import (
     choose_baseline,
-    compare_to_reference,
     evaluate_reconstructions,
     evaluate_run,
     item_scores,
@@ -43,7 +42,6 @@ __all__ = [
     "bidirectional_retrieval",
     "bootstrap_ci",
     "choose_baseline",
-    "compare_to_reference",
     "correlation_distance",
     "correlation_matrix",
     "difference_table",

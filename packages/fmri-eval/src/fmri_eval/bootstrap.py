@@ -136,7 +136,7 @@ def _bootstrap_p_value(resampled: NDArray[np.float64]) -> float:
     n = resampled.size
     below = np.count_nonzero(resampled <= 0.0) + 1
     above = np.count_nonzero(resampled >= 0.0) + 1
-    return min(1.0, 2.0 * min(below, above) / (n + 1))
+    return float(min(1.0, 2.0 * min(below, above) / (n + 1)))
 
 
 def paired_comparison(

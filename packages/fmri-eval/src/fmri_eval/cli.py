@@ -29,18 +29,19 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
+def _integer_from(lowest: int):
+    """An argparse type: a whole number >= lowest, refused in words otherwise."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"must be {lowest} or more, got {value}")
+        return value
 
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,9 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("recon_file", metavar="RECON.npz", help="reconstructions file (see fmri_eval.io)")
     parser.add_argument(
-        "--n-boot", type=_positive, help="bootstrap resamples for the CIs (default: as saved, else 2000)"
+        "--n-boot",
+        type=_integer_from(1),
+        help="bootstrap resamples for the CIs (default: as saved, else 2000)",
     )
-    parser.add_argument("--seed", type=_non_negative, help="bootstrap seed (default: as saved, else 0)")
+    parser.add_argument("--seed", type=_integer_from(0), help="bootstrap seed (default: as saved, else 0)")
     parser.add_argument(
         "--baseline",
         metavar="NAME",
@@ -75,16 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(recon_set: ReconstructionSet, args: argparse.Namespace) -> EvaluationSettings:
-    """The file's saved settings, with the options given on the command line taking precedence."""
+    """The file's saved settings, with the options given on the command line taking precedence.
+
+    A file written before settings were saved gets the defaults, ridge as baseline where it has it, and
+    its repeat averaging marked as not recorded.
+    """
     names = list(recon_set.reconstructions)
-    if args.baseline is not None:
-        check_baseline(args.baseline, names)
-    if recon_set.settings is None:
-        saved = EvaluationSettings(baseline=choose_baseline(names))
-    else:
-        saved = recon_set.settings
+    saved = recon_set.settings or EvaluationSettings(baseline=choose_baseline(names), repeats_averaged=None)
     overrides = {"n_boot": args.n_boot, "seed": args.seed, "baseline": args.baseline}
-    return dataclasses.replace(saved, **{key: value for key, value in overrides.items() if value is not None})
+    settings = dataclasses.replace(
+        saved, **{key: value for key, value in overrides.items() if value is not None}
+    )
+    if settings.baseline is not None:
+        check_baseline(settings.baseline, names)
+    return settings
 
 
 def _is_number(value: Any) -> bool:

@@ -117,29 +117,6 @@ def evaluate_reconstructions(
     return summary
 
 
-def compare_to_reference(
-    truth: ArrayLike,
-    reconstructions: Mapping[str, ArrayLike],
-    reference: str,
-    stimulus_id: ArrayLike | None = None,
-    n_boot: int = 2000,
-    seed: int = 0,
-    confidence: float = 0.95,
-) -> dict[str, dict[str, dict[str, Any]]]:
-    """Paired differences of every other method from `reference` (e.g. "ridge"): the "vs_baseline" part.
-
-    Returns {method: {score: {"delta": mean(method - reference), "ci": [low, high], "p": ...}}}; for mse
-    lower is better, so a negative delta favours the method.
-    """
-    check_baseline(reference, reconstructions)
-    scores = _scores_by_method(truth, reconstructions, stimulus_id)
-    return {
-        name: _differences(method_scores, scores[reference], stimulus_id, n_boot, seed, confidence)
-        for name, method_scores in scores.items()
-        if name != reference
-    }
-
-
 def evaluate_run(
     truth: ArrayLike,
     reconstructions: Mapping[str, ArrayLike],

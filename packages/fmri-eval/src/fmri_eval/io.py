@@ -75,11 +75,6 @@ def _checked_set(
         _check_method_name(name)
         methods[name] = np.asarray(images)
         check_image_pair(truth_arr, methods[name], recon_name=f"method {name!r}")
-    if settings is not None and settings.baseline is not None and settings.baseline not in methods:
-        raise EvaluationError(
-            f"the saved baseline {settings.baseline!r} is not among the methods {sorted(methods)}; "
-            "save its reconstructions too, or choose another baseline"
-        )
     return ReconstructionSet(truth_arr, ids, methods, _check_trial_index(trial_index, n), settings)
 
 

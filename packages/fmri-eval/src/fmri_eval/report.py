@@ -91,7 +91,11 @@ def difference_table(
 
 def describe_test_set(scored: Mapping[str, Any]) -> str:
     """One line: how many test trials, how many distinct stimuli, whether repeats were averaged."""
-    averaged = "repeats averaged before decoding" if scored["repeats_averaged"] else "repeats not averaged"
+    averaged = {
+        True: "repeats averaged before decoding",
+        False: "repeats not averaged",
+        None: "repeat averaging not recorded",
+    }[scored["repeats_averaged"]]
     return f"{scored['n_test']} test trials, {scored['n_stimuli']} distinct test stimuli, {averaged}"
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from numpy.typing import ArrayLike
 
+from fmri_eval import __version__
 from fmri_eval.atomic import atomic_output_dir
 from fmri_eval.errors import EvaluationError
 from fmri_eval.evaluate import evaluate_run
@@ -22,7 +25,16 @@ from fmri_eval.settings import EvaluationSettings
 
 SCORED_KEYS = ("n_test", "n_stimuli", "repeats_averaged", "ci", "baseline", "methods")
 """The keys of metrics.json that its reconstructions.npz alone determines (see evaluate_run)."""
-RUN_KEYS = ("dataset", "split", *SCORED_KEYS, "notes", "retrieval", "literature")
+RUN_KEYS = ("dataset", "split", *SCORED_KEYS, "notes", "software", "retrieval", "literature")
+
+
+def software_versions() -> dict[str, str]:
+    """Versions the numbers depend on: numpy draws the bootstrap resamples, scikit-image computes SSIM."""
+    return {
+        "fmri_eval": __version__,
+        "numpy": np.__version__,
+        "scikit_image": importlib.metadata.version("scikit-image"),
+    }
 
 
 def write_run(
@@ -67,6 +79,7 @@ def write_run(
         "split": split,
         **scored,
         "notes": list(notes),
+        "software": software_versions(),
         **(extra or {}),
     }
     if similarities:

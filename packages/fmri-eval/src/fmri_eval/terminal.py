@@ -29,17 +29,21 @@ def _cell(scores: Mapping[str, Any], metric: str) -> str:
     return text + (" +" if better else " -")
 
 
-def _fit(name: str, width: int) -> str:
-    return name if len(name) <= width else name[: width - 1] + "…"
+def _shorten(name: str, width: int) -> str:
+    """Cut from the middle: the start names the method, the end tells its variants apart (`-1`, `-stage1`)."""
+    if len(name) <= width:
+        return name
+    tail = (width - 1) // 2
+    return name[: width - 1 - tail] + "…" + name[len(name) - tail :]
 
 
 def terminal_table(
     scored: Mapping[str, Any], metrics: Sequence[str] = TERMINAL_METRICS, width: int = TERMINAL_WIDTH
 ) -> str:
-    """Plain-text table of `scored` (fmri_eval.evaluate.evaluate_run's result), no line wider than `width`.
+    """Plain-text table of `scored` (fmri_eval.evaluate.evaluate_run's result).
 
-    Method names are shortened with "…" when they would not fit; a legend line says how the intervals
-    were made and what + and - mean.
+    With the default three metric columns no line is wider than `width`: method names that would not fit
+    are shortened in the middle with "…". A legend says how the intervals were made and what + and - mean.
     """
     methods = scored["methods"]
     cells = {name: [_cell(scores, metric) for metric in metrics] for name, scores in methods.items()}
@@ -50,7 +54,7 @@ def terminal_table(
     room = width - sum(column) - len(_GAP) * len(metrics)
     name_width = max(6, min(room, max(len("method"), *(len(name) for name in methods))))
     rows = [["method", *(TERMINAL_TITLES.get(metric, metric) for metric in metrics)]]
-    rows += [[_fit(name, name_width), *row] for name, row in cells.items()]
+    rows += [[_shorten(name, name_width), *row] for name, row in cells.items()]
     lines = [
         (
             row[0].ljust(name_width)
