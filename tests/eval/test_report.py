@@ -1,6 +1,8 @@
 """Reports, figures, atomic output folders and write_run."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -140,6 +142,12 @@ def test_report_and_terminal_table_render_a_real_evaluation(run_inputs):
     scored = evaluate_run(truth, methods, stimulus_id, EvaluationSettings(n_boot=50, baseline="ridge"))
     assert "| ddpm-1 |" in difference_table(scored["methods"])
     assert max(len(line) for line in terminal_table(scored).splitlines()) <= 100
+
+
+def test_importing_the_package_loads_no_figure_stack():
+    code = "import sys, fmri_eval, fmri_eval.atomic; print('matplotlib' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
 
 
 def test_atomic_output_dir_success(tmp_path):

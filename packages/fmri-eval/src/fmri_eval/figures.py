@@ -1,20 +1,34 @@
-"""PNG figures drawn on an Agg canvas, so they work on headless machines and never open a window."""
+"""PNG figures drawn on an Agg canvas, so they work on headless machines and never open a window.
+
+matplotlib is imported when a figure is drawn, not with the package: model code that imports fmri_eval for
+its metrics or its atomic folder writer does not load the figure stack.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
 from fmri_eval.errors import EvaluationError
 from fmri_eval.validation import check_image_pair, check_images
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def _new_figure(**kwargs: Any) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
 
 def _save(figure: Figure, path: str | Path, dpi: int) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     path = Path(path)
     FigureCanvasAgg(figure)
     figure.savefig(path, format="png", dpi=dpi)
@@ -42,7 +56,7 @@ def reconstruction_grid(
         rows[name] = check_image_pair(truth_arr, images, recon_name=f"reconstructions[{name!r}]")[1]
     n_cols = min(truth_arr.shape[0], max_images)
     label_inches = 1.2
-    figure = Figure(figsize=(label_inches + n_cols * cell_inches, len(rows) * cell_inches + 0.4))
+    figure = _new_figure(figsize=(label_inches + n_cols * cell_inches, len(rows) * cell_inches + 0.4))
     axes = figure.subplots(len(rows), n_cols, squeeze=False)
     for row, (name, images) in enumerate(rows.items()):
         for col in range(n_cols):
@@ -76,7 +90,7 @@ def training_curve(
             f"steps {steps_arr.shape} and losses {losses_arr.shape} must be equal-length non-empty 1-D "
             "arrays; pass one loss per step"
         )
-    figure = Figure(figsize=(6, 4))
+    figure = _new_figure(figsize=(6, 4))
     ax = figure.add_subplot()
     ax.plot(steps_arr, losses_arr)
     ax.set_xlabel("step")
@@ -101,7 +115,7 @@ def pattern_comparison(
         )
     shown = slice(0, min(n_rows, len(truth)))
     limit = float(np.abs(truth[shown]).max()) or 1.0
-    figure = Figure(figsize=(12, 4))
+    figure = _new_figure(figsize=(12, 4))
     axes = figure.subplots(1, 3, gridspec_kw={"width_ratios": [2, 2, 1.3]})
     for ax, data, title in ((axes[0], truth, "measured"), (axes[1], estimate, "reconstructed")):
         ax.imshow(data[shown], aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
@@ -118,7 +132,7 @@ def embedding_scatter(path: str | Path, groups: Mapping[str, ArrayLike], *, dpi:
     stacked = np.concatenate(list(arrays.values()))
     mean = stacked.mean(0)
     _, _, vt = np.linalg.svd(stacked - mean, full_matrices=False)
-    figure = Figure(figsize=(5, 5))
+    figure = _new_figure(figsize=(5, 5))
     ax = figure.subplots()
     for name, points in arrays.items():
         projected = (points - mean) @ vt[:2].T

@@ -112,8 +112,7 @@ def describe_intervals(ci: Mapping[str, Any]) -> str:
     )
 
 
-def write_report(
-    path: str | Path,
+def render_report(
     *,
     dataset: str,
     split: str,
@@ -123,8 +122,8 @@ def write_report(
     command: str | None = None,
     retrieval: Mapping[str, Mapping[str, Any]] | None = None,
     literature: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write report.md from `scored` (fmri_eval.evaluate.evaluate_run's result) and the run's context."""
+) -> str:
+    """report.md's text from `scored` (fmri_eval.evaluate.evaluate_run's result) and the run's context."""
     lines = [
         f"# Reconstruction evaluation: {dataset} ({split})",
         "",
@@ -149,8 +148,13 @@ def write_report(
         lines += ["## Reconstructions", "", f"![reconstructions]({figure})", ""]
     if command:
         lines += ["## Command", "", "```", command, "```", ""]
+    return "\n".join(lines)
+
+
+def write_report(path: str | Path, **context: Any) -> Path:
+    """Write report.md: `render_report(**context)` at `path`."""
     path = Path(path)
-    path.write_text("\n".join(lines), encoding="utf-8")
+    path.write_text(render_report(**context), encoding="utf-8")
     return path
 
 
