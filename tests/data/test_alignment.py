@@ -67,9 +67,10 @@ def test_aligned_npz_round_trip_and_errors(tmp_path):
     np.testing.assert_array_equal(loaded["sim-02"], responses["sim-02"])
     with pytest.raises(DataError, match="n_timepoints, n_voxels"):
         save_aligned_npz(tmp_path / "bad.npz", {"s": np.ones(3)})
-    (tmp_path / "broken.npz").write_bytes(b"not a zip")
-    with pytest.raises(DataError, match="not a readable"):
-        load_aligned_npz(tmp_path / "broken.npz")
+    for broken in (b"not a zip", b""):
+        (tmp_path / "broken.npz").write_bytes(broken)
+        with pytest.raises(DataError, match="not a readable"):
+            load_aligned_npz(tmp_path / "broken.npz")
     with pytest.raises(DataError, match="same n stimuli"):
         RidgeAlignment().fit(np.ones((5, 2)), np.ones((4, 2)))
 

@@ -106,9 +106,10 @@ def test_nan_voxels_and_range(tmp_path: Path) -> None:
         load_npz(tmp_path / "range.npz")
 
 
-def test_not_an_npz(tmp_path: Path) -> None:
+@pytest.mark.parametrize("content", [b"definitely not a zip archive", b""])
+def test_not_an_npz(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "junk.npz"
-    path.write_bytes(b"definitely not a zip archive")
+    path.write_bytes(content)
     with pytest.raises(DataError, match=r"not a readable \.npz"):
         load_npz(path)
 

@@ -159,6 +159,11 @@ def test_missing_file_gives_one_line_error(tmp_path, capsys):
     assert "reconstructions file not found" in err
 
 
+def test_an_empty_file_gives_one_line_error(tmp_path, capsys):
+    (tmp_path / "empty.npz").write_bytes(b"")
+    assert "is empty (0 bytes)" in one_line_error(capsys, tmp_path / "empty.npz")
+
+
 def test_unknown_baseline_is_refused_before_scoring(run_dir, capsys):
     err = one_line_error(capsys, run_dir / "reconstructions.npz", "--baseline", "ridgee")
     assert "baseline 'ridgee' is not among the methods ['ddpm-1', 'mean', 'ridge']" in err

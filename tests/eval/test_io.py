@@ -41,6 +41,13 @@ def test_string_stimulus_ids_need_no_pickle(tmp_path, arrays):
     assert load_reconstructions(path).stimulus_id.tolist() == ["a", "a", "b", "c"]
 
 
+@pytest.mark.parametrize(("content", "message"), [(b"", "is empty"), (b"PK\x03\x04junk", "not a readable")])
+def test_empty_and_broken_files(tmp_path, content, message):
+    (tmp_path / "r.npz").write_bytes(content)
+    with pytest.raises(EvaluationError, match=message):
+        load_reconstructions(tmp_path / "r.npz")
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(EvaluationError, match="not found"):
         load_reconstructions(tmp_path / "nope.npz")

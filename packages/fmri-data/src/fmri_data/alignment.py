@@ -15,6 +15,7 @@ Fit on training trials only; every aligner saves to and loads from a pickle-free
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -165,7 +166,7 @@ def load_aligned_npz(path: str | Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             responses = {name: data[name] for name in data.files}
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise DataError(f"{path}: not a readable .npz of subject arrays ({error})") from error
     for name, array in responses.items():
         if array.ndim != 2:

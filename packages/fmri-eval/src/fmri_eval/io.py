@@ -107,9 +107,11 @@ def _read_npz(path: Path) -> dict[str, NDArray]:
     if not path.is_file():
         raise EvaluationError(f"reconstructions file not found: {path}; check the path")
     advice = "re-save it with save_reconstructions"
+    if path.stat().st_size == 0:
+        raise EvaluationError(f"{path} is empty (0 bytes); {advice}")
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise EvaluationError(f"{path} is not a readable .npz archive; {advice}") from exc
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         raise EvaluationError(f"{path} holds a single array, not an .npz archive; {advice}")

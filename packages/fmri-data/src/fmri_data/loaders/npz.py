@@ -28,7 +28,7 @@ def load_npz(path: str | Path) -> PairedDataset:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as err:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(
             f"{path}: not a readable .npz file without pickles ({err}); re-save it with save_npz"
         ) from None
