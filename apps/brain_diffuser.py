@@ -9,7 +9,8 @@
 Stage 1 decodes ridge-predicted latents of the base model's autoencoder; stage 2 starts from them at
 --strength (0.75, 50 DDIM steps) guided by image-embedding tokens ridge-predicted from fMRI, after the
 prior adapted to the training images (--prior-adapter). The base model is the small one pre-trained here
-(cached in --work-dir/cache), or --pretrained for a user's model. Every stage is saved in --work-dir.
+(cached in runs/brain-diffuser/cache, or --work-dir/cache), or --pretrained for a user's model. Every stage
+is saved in --work-dir.
 All options of apps/reconstruct.py apply; the outputs are the same (metrics.json, reconstructions, report).
 """
 
@@ -24,8 +25,8 @@ DEFAULTS = {
     "data": "sim",
     "split": "given",
     "methods": ["mean", "ridge", "brain-diffuser-stage1", "brain-diffuser"],
-    "out": Path("runs/brain-diffuser"),
-    "work_dir": Path("runs/brain-diffuser-work"),
+    "runs": Path("runs/brain-diffuser"),
+    "keeps_work": True,
 }
 
 

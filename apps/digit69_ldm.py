@@ -6,7 +6,8 @@
     uv run apps/digit69_ldm.py --resume             # continue from the checkpoints in --work-dir
 
 All options of apps/reconstruct.py apply; only the defaults differ. Checkpoints, loss curves and the trained
-pipelines (save_pretrained) go to --work-dir (default runs/digit69-ldm-work), the report to --out.
+pipelines (save_pretrained) go to --work-dir (default runs/digit69-ldm/<data>-<split>-work), the report to
+--out (default runs/digit69-ldm/<data>-<split>).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ DEFAULTS = {
     "data": "digit69",
     "split": "given",
     "methods": ["mean", "ridge", "ldm"],
-    "out": Path("runs/digit69-ldm"),
-    "work_dir": Path("runs/digit69-ldm-work"),
+    "runs": Path("runs/digit69-ldm"),
+    "keeps_work": True,
 }
 
 

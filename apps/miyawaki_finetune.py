@@ -6,8 +6,9 @@
     accelerate launch --num_processes 4 apps/miyawaki_finetune.py --pretrained ~/models/sd15 --device cuda
 
 Without --pretrained a small base model of the same diffusers classes is first pre-trained on the simulator's
-image corpus and cached in --work-dir/cache (a few minutes on a laptop CPU, once). fMRI then reaches the UNet
-through the conditioner's cross-attention tokens, and LoRA adapters on the cross-attention learn with it.
+image corpus and cached in runs/miyawaki-finetune/cache, or --work-dir/cache (a few minutes on a laptop CPU,
+once). fMRI then reaches the UNet through the conditioner's cross-attention tokens, and LoRA adapters on the
+cross-attention learn with it.
 All options of apps/reconstruct.py apply (--method sd-direct / sd-control run the other routes); only the
 defaults differ. Writes metrics.json, reconstructions.npz/.png, report.md and the loss curve to --out.
 """
@@ -23,8 +24,8 @@ DEFAULTS = {
     "data": "sim",
     "split": "given",
     "methods": ["mean", "ridge", "sd-lora"],
-    "out": Path("runs/miyawaki-finetune"),
-    "work_dir": Path("runs/miyawaki-finetune-work"),
+    "runs": Path("runs/miyawaki-finetune"),
+    "keeps_work": True,
 }
 
 

@@ -17,9 +17,11 @@ from pathlib import Path
 from fmri_data.errors import run_cli
 from fmri_data.io import load_dataset
 from fmri_data.methods import MethodSettings, available_methods, reconstruct_over_splits
+from fmri_data.methods.registry import check_methods
 from fmri_data.preprocessing import Preprocessing
 from fmri_data.splits import make_splits
 from fmri_encoders.runtime import resolve_device
+from fmri_eval.atomic import check_writable_folder
 from fmri_eval.evaluate import DEFAULT_BASELINE, choose_baseline
 from fmri_eval.literature_table import FeatureFn
 from fmri_eval.run import write_run
@@ -40,9 +42,15 @@ def parse_args(
     description: str = DESCRIPTION,
     defaults: dict[str, object] | None = None,
 ) -> argparse.Namespace:
-    """The front door's options; other apps reuse them with their own `defaults` (e.g. data, methods)."""
+    """The front door's options; other apps reuse them with their own `defaults` (e.g. data, methods).
+
+    Two defaults are not options: "runs", the app's folder under which each data set and split gets its
+    own output folder (and work folder, with "keeps_work"), so that runs on different data never share one.
+    """
     defaults = dict(defaults or {})
     methods = defaults.pop("methods", DEFAULT_METHODS)
+    runs = Path(defaults.pop("runs", Path("runs") / (prog or "reconstruct")))
+    keeps_work = bool(defaults.pop("keeps_work", False))
     parser = argparse.ArgumentParser(
         prog=prog,
         description=description,
@@ -69,9 +77,7 @@ def parse_args(
         metavar="NAME",
         help=f"a method to run; repeat for several (default: {' '.join(methods)})",
     )
-    parser.add_argument(
-        "--out", type=Path, help="output folder (default: %(default)s, or runs/<data>-<split>)"
-    )
+    parser.add_argument("--out", type=Path, help=f"output folder (default: {runs}/<data>-<split>)")
     parser.add_argument("--seed", type=_non_negative, default=0, help="seed for folds and stochastic methods")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--quick", action="store_true", help="smoke-test budgets (not for reporting)")
@@ -106,10 +112,19 @@ def parse_args(
     parser.add_argument(
         "--work-dir",
         type=Path,
-        help="keep checkpoints, loss curves and trained models here, one sub-folder per fold "
-        "(default: nothing kept)",
+        help="keep checkpoints, loss curves and trained models here, one sub-folder per fold (default: "
+        + (
+            f"{runs}/<data>-<split>-work, with the base-model cache in {runs}/cache)"
+            if keeps_work
+            else "nothing kept)"
+        ),
     )
-    parser.add_argument("--resume", action="store_true", help="continue training from the latest checkpoints")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue training from the latest checkpoints in --work-dir; refused where its "
+        "fingerprint.json shows another run (data, split, fold, preprocessing, seed or method settings)",
+    )
     parser.add_argument(
         "--pretrained",
         metavar="PATH",
@@ -153,12 +168,22 @@ def parse_args(
     args = parser.parse_args(argv)
     args.literature_table = args.literature_table or args.feature_weights is not None or bool(args.clip_model)
     args.methods = args.methods or list(methods)
-    args.out = args.out or Path("runs") / f"{Path(args.data).stem}-{args.split.replace(':', '')}"
+    run_name = _run_name(args)
+    args.out = args.out or runs / run_name
+    args.cache_dir = None if args.work_dir is None else args.work_dir / "cache"
+    if args.work_dir is None and keeps_work:
+        args.work_dir, args.cache_dir = runs / f"{run_name}-work", runs / "cache"
     if args.resume and args.work_dir is None:
         parser.error("--resume needs --work-dir, the folder that holds the checkpoints")
     if args.baseline is not None and args.baseline not in args.methods:
         parser.error(f"--baseline {args.baseline} is not among the methods run; add --method {args.baseline}")
     return args
+
+
+def _run_name(args: argparse.Namespace) -> str:
+    """<data>-<split> (NSD: with the subject), the default folder name of a run."""
+    data = Path(args.data).stem + (f"-subj{args.subject:02d}" if args.data == "nsd" else "")
+    return f"{data}-{args.split.replace(':', '')}"
 
 
 def _non_negative(text: str) -> int:
@@ -201,8 +226,12 @@ def main_with_defaults(argv: list[str] | None, *, prog: str, doc: str, defaults:
 
 
 def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/reconstruct.py") -> int:
-    """Load, split, fit and predict fold by fold, evaluate, write the run folder."""
-    extract_features = _feature_extractor(args)  # before hours of fitting: a bad --feature-weights fails now
+    """Check what can be checked, then load, split, fit and predict fold by fold, evaluate, write the run."""
+    check_methods(args.methods)  # before hours of fitting, as are the folders and the feature networks
+    check_writable_folder(args.out, "--out")
+    if args.work_dir is not None:
+        check_writable_folder(args.work_dir, "--work-dir")
+    extract_features = _feature_extractor(args)
     dataset = load_dataset(args.data, nsd_root=args.nsd_root, subject=args.subject)
     splits = make_splits(dataset, args.split, seed=args.seed, allow_overlap=args.allow_overlap)
     result = reconstruct_over_splits(
@@ -216,7 +245,7 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
             work_dir=args.work_dir,
             resume=args.resume,
             pretrained=args.pretrained,
-            cache_dir=None if args.work_dir is None else args.work_dir / "cache",
+            cache_dir=args.cache_dir,
             progress=not args.no_progress,
             sampling={name: getattr(args, name) for name in SAMPLING if getattr(args, name) is not None},
         ),

@@ -18,6 +18,26 @@ from fmri_data.loaders.nsd import nsd_paths
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+CHECKOUT = Path(__file__).resolve().parents[1]
+_NOT_WATCHED = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache"}
+
+
+def _checkout_files() -> set[Path]:
+    files = set()
+    for folder, subfolders, names in os.walk(CHECKOUT):
+        subfolders[:] = [name for name in subfolders if name not in _NOT_WATCHED]
+        files.update(Path(folder, name).relative_to(CHECKOUT) for name in names)
+    return files
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_stays_clean():
+    """Tests write under pytest's temporary folders only: a file the suite adds to the checkout fails it."""
+    before = _checkout_files()
+    yield
+    added = sorted(str(path) for path in _checkout_files() - before)
+    assert not added, f"the test suite wrote into the checkout: {added[:5]} ({len(added)} files)"
+
 
 @pytest.fixture
 def shared_data_dir() -> Path:

@@ -30,6 +30,12 @@ def _run_app(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.fixture(autouse=True)
+def run_in_a_temporary_folder(tmp_path, monkeypatch):
+    """Apps write their default runs/ folders relative to where they start: here, a temporary folder."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def run_app():
     """Run an app as a user would, in a separate interpreter, capturing its output."""

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -259,3 +260,59 @@ def _umask():
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+def test_an_out_that_is_a_file_fails_before_any_work(reconstruct, tmp_path, capsys):
+    (tmp_path / "taken").write_text("x")
+    args = ["--out", str(tmp_path / "taken"), "--method", "mean", "--no-progress"]
+    assert reconstruct.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == f"reconstruct: error: --out {tmp_path / 'taken'} exists and is not a folder; choose another path"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_an_unwritable_out_names_the_user_s_path(reconstruct, tmp_path, capsys, monkeypatch):
+    def refuse(**_):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("fmri_eval.atomic.tempfile.mkstemp", refuse)
+    out = tmp_path / "locked" / "run"
+    assert reconstruct.main(["--out", str(out), "--method", "mean", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"reconstruct: error: --out {out} cannot be written: no write access to {tmp_path}")
+    assert ".tmp-" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_default_folders_keep_data_sets_and_splits_apart(load_app, reconstruct, tmp_path):
+    defaults = load_app("miyawaki_finetune").DEFAULTS
+
+    def parsed(*argv):
+        return reconstruct.parse_args(list(argv), prog="miyawaki_finetune", defaults=defaults)
+
+    sim, digits = parsed(), parsed("--data", "digit69", "--split", "kfold:5")
+    root = Path("runs/miyawaki-finetune")
+    assert (sim.out, sim.work_dir) == (root / "sim-given", root / "sim-given-work")
+    assert (digits.out, digits.work_dir) == (root / "digit69-kfold5", root / "digit69-kfold5-work")
+    assert sim.cache_dir == digits.cache_dir == root / "cache"  # the base model is pre-trained once
+    assert parsed("--work-dir", str(tmp_path / "w")).cache_dir == tmp_path / "w" / "cache"
+    assert reconstruct.parse_args(["--data", "nsd", "--subject", "2"]).out == Path(
+        "runs/reconstruct/nsd-subj02-given"
+    )
+
+
+def test_resume_on_another_data_set_is_refused(reconstruct, tmp_path, capsys):
+    work = tmp_path / "work"
+    common = ["--method", "mean", "--work-dir", str(work), "--no-progress", "--n-boot", "20"]
+    assert reconstruct.main([*common, "--out", str(tmp_path / "sim")]) == 0
+    other = simulate_miyawaki(n_train=20, n_voxels=50).save_npz(tmp_path / "other.npz")
+    capsys.readouterr()
+    code = reconstruct.main([*common, "--resume", "--data", str(other), "--out", str(tmp_path / "other")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert "belongs to another run: its data.sha256" in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "other").exists()

@@ -50,3 +50,26 @@ def atomic_output_dir(out_dir: str | Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     shutil.rmtree(retired, ignore_errors=True)
+
+
+def check_writable_folder(folder: str | Path, what: str = "output folder") -> None:
+    """Refuse, before any work, a folder that cannot be created or written: one that is a file, or whose
+    nearest existing ancestor is not a writable folder (probed by creating and removing a file in it).
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise EvaluationError(f"{what} {folder} exists and is not a folder; choose another path")
+    ancestor = folder
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise EvaluationError(f"{what} {folder} cannot be created: {ancestor} is a file; choose another path")
+    try:
+        probe, name = tempfile.mkstemp(prefix=".write-probe-", dir=ancestor)
+    except OSError as exc:
+        raise EvaluationError(
+            f"{what} {folder} cannot be written: no write access to {ancestor} ({exc.strerror}); "
+            "choose another path"
+        ) from None
+    os.close(probe)
+    os.unlink(name)

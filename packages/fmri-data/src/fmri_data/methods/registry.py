@@ -7,6 +7,7 @@ methods available to every app; `register_method` adds one in-process (a noteboo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from fmri_data.errors import DataError
@@ -42,6 +43,21 @@ def method_class(name: str) -> type[ReconstructionMethod]:
     if not (isinstance(cls, type) and issubclass(cls, ReconstructionMethod)):
         raise DataError(f"entry point {name!r} ({matches[0].value}) is not a ReconstructionMethod subclass")
     return cls
+
+
+def check_methods(names: Sequence[str]) -> None:
+    """Refuse every unknown name at once, before any method trains (a typo after a slow method would
+    otherwise surface only when its turn comes)."""
+    known = set(available_methods())
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        listed = ", ".join(repr(name) for name in unknown)
+        raise DataError(
+            f"unknown method {listed}; available: {', '.join(sorted(known))} "
+            "(a method's package must be installed to be found)"
+        )
+    for name in names:
+        method_class(name)  # loads the entry point: a broken one fails now, not after the others trained
 
 
 def create_method(name: str, settings: MethodSettings | None = None) -> ReconstructionMethod:

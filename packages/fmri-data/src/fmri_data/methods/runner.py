@@ -11,7 +11,13 @@ from tqdm.auto import tqdm
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.methods.base import IdentifiesStimuli, MethodSettings
-from fmri_data.methods.registry import create_method
+from fmri_data.methods.fingerprint import (
+    check_fingerprint,
+    dataset_digest,
+    fold_fingerprints,
+    record_fingerprint,
+)
+from fmri_data.methods.registry import check_methods, create_method
 from fmri_data.preprocessing import Preprocessing, repeat_groups
 from fmri_data.splits import Split
 
@@ -56,7 +62,9 @@ def reconstruct_over_splits(
         raise DataError("no method given; name at least one, e.g. --method ridge")
     settings = settings or MethodSettings()
     preprocessing = preprocessing or Preprocessing()
+    check_methods(methods)
     _check_each_trial_tested_once(dataset, splits)
+    _stamp_work_folders(dataset, splits, methods, settings, preprocessing)
     candidate_stimulus, candidate_images = _tested_stimuli(dataset, splits)
 
     parts: list[dict[str, np.ndarray]] = []
@@ -105,6 +113,28 @@ def reconstruct_over_splits(
         similarities=similarities,
         candidate_stimulus=candidate_stimulus if similarities else None,
     )
+
+
+def _stamp_work_folders(
+    dataset: PairedDataset,
+    splits: Sequence[Split],
+    methods: Sequence[str],
+    settings: MethodSettings,
+    preprocessing: Preprocessing,
+) -> None:
+    """Check every fold's method folders against this run (under resume), all before any is stamped."""
+    if settings.work_dir is None:
+        return
+    digest = dataset_digest(dataset)
+    stamps = []
+    for split in splits:
+        fold_dir = settings.work_dir / f"fold-{split.fold:03d}"
+        fingerprints = fold_fingerprints(dataset, split, preprocessing, settings, list(methods), digest)
+        for name, fingerprint in fingerprints.items():
+            check_fingerprint(fold_dir / name, fingerprint, settings.resume)
+            stamps.append((fold_dir / name, fingerprint))
+    for folder, fingerprint in stamps:
+        record_fingerprint(folder, fingerprint)
 
 
 def _tested_stimuli(dataset: PairedDataset, splits: Sequence[Split]) -> tuple[np.ndarray, np.ndarray]:

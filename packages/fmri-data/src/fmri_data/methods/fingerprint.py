@@ -1,0 +1,138 @@
+"""What made a method's work folder, so that `--resume` continues only the run it belongs to.
+
+Each fold's method folder (`WORK/fold-NNN/<method>/`) gets a `fingerprint.json`: the data set's name and a
+hash of its contents, the fold and the hashes of its train and test trials, the preprocessing, the method
+and the settings that change what it learns (seed, quick, pretrained base, sampling). On resume a folder
+whose fingerprint differs is refused before any training, in one line that says what differs. Package
+versions are recorded too, for the record, but not compared: a bug-fix release should not strand a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmri_data.dataset import PairedDataset
+from fmri_data.errors import DataError
+from fmri_data.methods.base import MethodSettings
+from fmri_data.preprocessing import Preprocessing
+from fmri_data.splits import Split
+
+FINGERPRINT_FILE = "fingerprint.json"
+RECORDED_ONLY = ("versions",)
+_PACKAGES = ("fmri-data", "fmri-encoders", "fmri-diffusion", "fmri-eval", "torch", "diffusers", "numpy")
+_ROWS_PER_BLOCK = 4096
+
+
+def _sha256(*arrays: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        for start in range(0, max(len(array), 1), _ROWS_PER_BLOCK):  # large fMRI arrays: no full copy
+            digest.update(np.ascontiguousarray(array[start : start + _ROWS_PER_BLOCK]).tobytes())
+    return digest.hexdigest()
+
+
+def dataset_digest(dataset: PairedDataset) -> str:
+    """SHA-256 of the fMRI, the images and the stimulus ids: two files with the same contents match."""
+    return _sha256(dataset.fmri, dataset.images, np.asarray(dataset.stimulus_id))
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for package in _PACKAGES:
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def fold_fingerprints(
+    dataset: PairedDataset,
+    split: Split,
+    preprocessing: Preprocessing,
+    settings: MethodSettings,
+    methods: list[str],
+    data_digest: str,
+) -> dict[str, dict[str, Any]]:
+    """Method name -> the fingerprint of its folder in this fold."""
+    shared = {
+        "data": {"name": dataset.name, "sha256": data_digest},
+        "fold": split.fold,
+        "trials": {"train": _sha256(np.asarray(split.train)), "test": _sha256(np.asarray(split.test))},
+        "preprocessing": asdict(preprocessing),
+    }
+    learning = {
+        "seed": settings.seed,
+        "quick": settings.quick,
+        "pretrained": settings.pretrained,
+        "sampling": dict(settings.sampling),
+    }
+    return {
+        name: {**shared, "method": name, "settings": learning, "versions": _versions()} for name in methods
+    }
+
+
+def _flat(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"settings": {"seed": 0}} -> {"settings.seed": 0}, so a message names the very field that differs."""
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict) and value:
+            flat |= _flat(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _differences(recorded: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Dotted field -> (recorded, current) for every compared field that differs."""
+    compared = {key: value for key, value in current.items() if key not in RECORDED_ONLY}
+    now = _flat(json.loads(json.dumps(compared)))
+    then = _flat({key: recorded.get(key) for key in compared})
+    return {
+        key: (then.get(key), now.get(key))
+        for key in sorted(set(now) | set(then))
+        if then.get(key) != now.get(key)
+    }
+
+
+def check_fingerprint(folder: Path, fingerprint: dict[str, Any], resume: bool) -> None:
+    """Under `resume`, refuse a folder made by another run (or by a version that kept no fingerprint)."""
+    if not resume or not folder.is_dir():
+        return
+    path = folder / FINGERPRINT_FILE
+    if not path.is_file():
+        if any(folder.iterdir()):
+            raise DataError(
+                f"--resume: {folder} holds no {FINGERPRINT_FILE} (made before runs were fingerprinted), so "
+                "what it continues cannot be checked; pass a new --work-dir, or drop --resume"
+            )
+        return
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"--resume: {path} is unreadable ({exc}); pass a new --work-dir") from None
+    differences = _differences(recorded, fingerprint)
+    if differences:
+        field, (then, now) = next(iter(differences.items()))
+        raise DataError(
+            f"--resume: {folder} belongs to another run: its {', '.join(differences)} differ "
+            f"({field}: {then!r} there, {now!r} now); "
+            "pass another --work-dir, or drop --resume to start afresh"
+        )
+
+
+def record_fingerprint(folder: Path, fingerprint: dict[str, Any]) -> None:
+    """Write `folder/fingerprint.json` in one step (a temp file renamed), so no reader sees half of it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = folder / f".{FINGERPRINT_FILE}.tmp"
+    staging.write_text(json.dumps(fingerprint, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(staging, folder / FINGERPRINT_FILE)

@@ -1,0 +1,120 @@
+"""Work folders remember what made them; --resume continues only the run they belong to."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from fmri_data.errors import DataError
+from fmri_data.methods import MethodSettings, ReconstructionMethod, reconstruct_over_splits, register_method
+from fmri_data.methods.fingerprint import FINGERPRINT_FILE, dataset_digest
+from fmri_data.methods.registry import check_methods
+from fmri_data.splits import make_splits
+
+FITTED: list[str] = []
+
+
+@register_method
+class RecordsFits(ReconstructionMethod):
+    """Predicts grey images and notes every fit, so a test can tell whether training started."""
+
+    name = "records-fits"
+
+    def fit(self, train):
+        FITTED.append(train.name)
+        self.shape_ = train.image_shape
+        return self
+
+    def predict(self, fmri):
+        return np.full((len(fmri), *self.shape_), 0.5, dtype=np.float32)
+
+
+def run(dataset, work_dir, *, resume=False, split="kfold:2", **settings):
+    settings = MethodSettings(work_dir=work_dir, resume=resume, progress=False, **settings)
+    splits = make_splits(dataset, split)
+    return reconstruct_over_splits(
+        dataset, splits, ["mean", "records-fits"], settings=settings, progress=False
+    )
+
+
+def other_data(dataset):
+    """The same design with other measurements, as another subject or session would give."""
+    return replace(dataset, fmri=dataset.fmri[::-1].copy())
+
+
+@pytest.fixture
+def first_run(tmp_path, linear_dataset):
+    run(linear_dataset, tmp_path / "work")
+    FITTED.clear()
+    return tmp_path / "work"
+
+
+def test_every_fold_and_method_folder_is_stamped(first_run, linear_dataset):
+    stamp = json.loads((first_run / "fold-001" / "records-fits" / FINGERPRINT_FILE).read_text())
+    assert stamp["data"] == {"name": linear_dataset.name, "sha256": dataset_digest(linear_dataset)}
+    assert (stamp["fold"], stamp["method"], stamp["settings"]["seed"]) == (1, "records-fits", 0)
+    assert "fmri-data" in stamp["versions"]
+    assert (first_run / "fold-000" / "mean" / FINGERPRINT_FILE).is_file()
+
+
+def test_resume_of_the_same_run_goes_ahead(first_run, linear_dataset):
+    run(linear_dataset, first_run, resume=True)
+    assert len(FITTED) == 2
+
+
+def test_resume_on_other_data_is_refused_before_any_training(first_run, linear_dataset):
+    other = other_data(linear_dataset)
+    with pytest.raises(
+        DataError, match=r"--resume: .*fold-000.* belongs to another run: its data\.sha256 differ"
+    ) as info:
+        run(other, first_run, resume=True)
+    assert "\n" not in str(info.value)
+    assert FITTED == []
+    # the refused run stamped nothing: the first run can still be resumed
+    stamp = json.loads((first_run / "fold-000" / "mean" / FINGERPRINT_FILE).read_text())
+    assert stamp["data"]["sha256"] != dataset_digest(other)
+
+
+@pytest.mark.parametrize(
+    ("change", "differs"),
+    [
+        ({"seed": 3}, r"settings\.seed differ \(settings\.seed: 0 there, 3 now\)"),
+        ({"quick": True}, r"settings\.quick differ"),
+        ({"split": "kfold:3"}, r"trials\.test, trials\.train differ"),
+    ],
+)
+def test_resume_with_other_settings_is_refused(first_run, linear_dataset, change, differs):
+    with pytest.raises(DataError, match=f"its {differs}"):
+        run(linear_dataset, first_run, resume=True, **change)
+
+
+def test_a_fresh_run_restamps_the_folder(first_run, linear_dataset):
+    other = other_data(linear_dataset)
+    run(other, first_run)
+    run(other, first_run, resume=True)
+    assert len(FITTED) == 4
+
+
+def test_resume_refuses_a_folder_without_a_fingerprint(first_run, linear_dataset):
+    (first_run / "fold-000" / "records-fits" / FINGERPRINT_FILE).unlink()
+    (first_run / "fold-000" / "records-fits" / "checkpoint").mkdir()
+    with pytest.raises(DataError, match=r"holds no fingerprint\.json"):
+        run(linear_dataset, first_run, resume=True)
+
+
+def test_a_changed_image_changes_the_digest(linear_dataset):
+    changed = replace(linear_dataset, images=linear_dataset.images.copy())
+    assert dataset_digest(changed) == dataset_digest(linear_dataset)
+    changed.images[0, 0, 0] = 1 - changed.images[0, 0, 0]
+    assert dataset_digest(changed) != dataset_digest(linear_dataset)
+
+
+def test_every_unknown_method_is_named_before_any_training(linear_dataset):
+    with pytest.raises(DataError, match=r"unknown method 'ridgee', 'nope'; available: .*mean"):
+        check_methods(["mean", "ridgee", "records-fits", "nope"])
+    with pytest.raises(DataError, match="unknown method 'ridgee'"):
+        reconstruct_over_splits(
+            linear_dataset, make_splits(linear_dataset, "kfold:2"), ["records-fits", "ridgee"], progress=False
+        )
+    assert FITTED == []
