@@ -72,8 +72,67 @@ def test_a_killed_run_resumes_with_the_same_step_count_and_losses(tmp_path):
         resume="latest",
     )
     assert len(resumed.losses) == 20
-    assert resumed.losses == pytest.approx(uninterrupted.losses, rel=1e-5)
+    assert resumed.losses == uninterrupted.losses  # bit for bit
     assert (tmp_path / "loss_curve.png").is_file()
+
+
+class _Dropped(nn.Module):
+    """A line behind dropout: resuming must restore torch's global generator, which dropout draws from."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(4))
+        self.drop = nn.Dropout(0.3)
+
+    def forward(self, x):
+        return self.drop(self.w.expand(len(x), 4)).sum(1) * x
+
+
+def _dropped_loss(model, batch, gen):
+    return ((model(batch["x"]) - batch["y"]) ** 2).mean()
+
+
+def test_resume_reads_no_pickle_and_stays_bit_exact(tmp_path, monkeypatch):
+    config = _config(max_steps=12, checkpoint_every=6, ema_decay=0.9)
+    torch.manual_seed(0)
+    whole = train(_Dropped(), _dropped_loss, _sampler(), config)
+
+    def killed_after_step_8(model, batch, gen):
+        killed_after_step_8.calls += 1
+        if killed_after_step_8.calls > 8:
+            raise KeyboardInterrupt
+        return _dropped_loss(model, batch, gen)
+
+    killed_after_step_8.calls = 0
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        train(_Dropped(), killed_after_step_8, _sampler(), config, out_dir=tmp_path)
+    checkpoint = tmp_path / "checkpoints" / "step-000006"
+    assert sorted(p.name for p in checkpoint.iterdir()) == [
+        "process-0.json",
+        "process-0.safetensors",
+        "shared.json",
+        "shared.safetensors",
+        "trainer_state.json",
+    ]
+    real_load = torch.load
+
+    def refuse_pickles(*args, weights_only=None, **kwargs):
+        if weights_only is not True:
+            raise AssertionError("torch.load without weights_only=True during resume")
+        return real_load(*args, weights_only=True, **kwargs)
+
+    monkeypatch.setattr(torch, "load", refuse_pickles)
+    torch.manual_seed(7)
+    resumed = train(_Dropped(), _dropped_loss, _sampler(seed=5), config, out_dir=tmp_path, resume="latest")
+    assert resumed.losses == whole.losses
+
+
+def test_a_checkpoint_without_its_state_files_is_one_clear_error(tmp_path):
+    train(_Line(), _loss, _sampler(), _config(max_steps=5, checkpoint_every=5), out_dir=tmp_path)
+    (tmp_path / "checkpoints" / "step-000005" / "shared.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"older version .* never loaded"):
+        train(_Line(), _loss, _sampler(), _config(max_steps=10), out_dir=tmp_path, resume="latest")
 
 
 def test_checkpoints_are_complete_and_limited(tmp_path):

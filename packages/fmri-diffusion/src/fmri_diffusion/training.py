@@ -22,6 +22,7 @@ from diffusers.training_utils import EMAModel
 from torch import nn
 from tqdm.auto import tqdm
 
+from fmri_diffusion.checkpoint import global_rng_states, load_states, save_states, set_global_rng_states
 from fmri_encoders.runtime import make_accelerator
 from fmri_eval.figures import training_curve
 
@@ -143,10 +144,9 @@ def train(
     schedule = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
     model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
     ema = EMAModel(parameters, decay=config.ema_decay) if config.ema_decay else None
-    accelerator.register_for_checkpointing(sampler)
     if ema is not None:
         ema.to(accelerator.device)
-        accelerator.register_for_checkpointing(ema)
+    parts = _Checkpointed(accelerator, model, optimizer, schedule, sampler, ema)
     noise = torch.Generator(device="cpu").manual_seed(config.seed + 1)
     if accelerator.num_processes > 1:  # data parallel: each process draws its own batches and noise
         sampler.generator.manual_seed(hash((config.seed, accelerator.process_index)) % 2**63)
@@ -155,10 +155,9 @@ def train(
     result, step = TrainingResult(), 0
     start = _find_checkpoint(out_dir, resume)
     if start is not None:
-        accelerator.load_state(str(start))
+        parts.load(start, noise)
         state = json.loads((start / _STATE_FILE).read_text())
-        step, result.losses, noise_state = state["step"], state["losses"], state["noise"]
-        noise.set_state(torch.tensor(noise_state, dtype=torch.uint8))
+        step, result.losses = state["step"], state["losses"]
         result.last_checkpoint = start
 
     bar = tqdm(total=config.max_steps, initial=step, desc=description, disable=not config.progress)
@@ -192,9 +191,7 @@ def train(
         if validate is not None and (step % validate_every == 0 or step == config.max_steps):
             _validate(accelerator, model, validate, step, result, out_dir)
         if out_dir is not None and config.checkpoint_every and step % config.checkpoint_every == 0:
-            result.last_checkpoint = _save_checkpoint(
-                accelerator, out_dir, step, result.losses, noise, config
-            )
+            result.last_checkpoint = _save_checkpoint(parts, out_dir, step, result.losses, noise, config)
     bar.close()
     if config.log_with is not None:
         accelerator.end_training()
@@ -240,8 +237,58 @@ def write_loss_curve(path: Path, losses: list[float]) -> None:
     )
 
 
+class _Checkpointed:
+    """What a checkpoint holds, saved and restored without pickle (fmri_diffusion.checkpoint)."""
+
+    def __init__(
+        self,
+        accelerator: Any,
+        model: nn.Module,
+        optimizer: Any,
+        schedule: Any,
+        sampler: BatchSampler,
+        ema: EMAModel | None,
+    ) -> None:
+        self.accelerator, self.model, self.optimizer, self.schedule = accelerator, model, optimizer, schedule
+        self.sampler, self.ema = sampler, ema
+
+    def _process_file(self) -> str:
+        return f"process-{self.accelerator.process_index}"
+
+    def save(self, folder: Path, noise: torch.Generator) -> None:
+        """Every process writes its own generators; the main process writes what all processes share."""
+        own = {"sampler": self.sampler.state_dict(), "noise": noise.get_state(), "rng": global_rng_states()}
+        save_states(folder, self._process_file(), own)
+        if self.accelerator.is_main_process:
+            shared = {
+                "model": self.accelerator.unwrap_model(self.model).state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(),
+            }
+            if self.ema is not None:
+                shared["ema"] = self.ema.state_dict()
+            if self.accelerator.scaler is not None:
+                shared["scaler"] = self.accelerator.scaler.state_dict()
+            save_states(folder, "shared", shared)
+
+    def load(self, folder: Path, noise: torch.Generator) -> None:
+        shared = load_states(folder, "shared")
+        self.accelerator.unwrap_model(self.model).load_state_dict(shared["model"])
+        self.optimizer.load_state_dict(shared["optimizer"])
+        self.schedule.load_state_dict(shared["schedule"])
+        if self.ema is not None:
+            self.ema.load_state_dict(shared["ema"])
+            self.ema.to(self.accelerator.device)
+        if self.accelerator.scaler is not None:
+            self.accelerator.scaler.load_state_dict(shared["scaler"])
+        own = load_states(folder, self._process_file())
+        self.sampler.load_state_dict(own["sampler"])
+        noise.set_state(own["noise"])
+        set_global_rng_states(own["rng"])
+
+
 def _save_checkpoint(
-    accelerator: Any,
+    parts: _Checkpointed,
     out_dir: Path,
     step: int,
     losses: list[float],
@@ -249,15 +296,18 @@ def _save_checkpoint(
     config: TrainingConfig,
 ) -> Path:
     """Write to `step-N.partial`, then rename: a killed run never leaves a half-written checkpoint."""
+    accelerator = parts.accelerator
     root = out_dir / "checkpoints"
     final = root / f"step-{step:06d}"
     partial = root / f"step-{step:06d}.partial"
     if accelerator.is_main_process:
         shutil.rmtree(partial, ignore_errors=True)
-    accelerator.save_state(str(partial))
+        partial.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    parts.save(partial, noise)
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        state = {"step": step, "losses": losses, "noise": noise.get_state().tolist()}
-        (partial / _STATE_FILE).write_text(json.dumps(state))
+        (partial / _STATE_FILE).write_text(json.dumps({"step": step, "losses": losses}))
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
         for old in sorted(root.glob("step-??????"))[: -config.checkpoints_total_limit or None]:

@@ -1,0 +1,104 @@
+"""A training checkpoint without pickle: every tensor in safetensors, everything else in JSON.
+
+accelerate's `save_state` pickles optimizer, sampler and RNG states, and `load_state` unpickles them, so a
+work folder shared with someone could run their code on `--resume`. Here each state dict is split into its
+tensors (one safetensors file) and a JSON tree that says where each tensor goes back; tuples, integer keys
+and numpy arrays (as JSON lists) are marked so the round trip is exact, and loading never calls `torch.load`.
+
+Files: `shared.json` + `shared.safetensors` (model, optimizer, LR schedule, EMA, loss scaler: the same on
+every process) and `process-<rank>.json` + `.safetensors` (batch sampler, noise and global RNG states, which
+differ between the processes of `accelerate launch`).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+_TENSOR, _ARRAY, _TUPLE, _ITEMS = "__tensor__", "__ndarray__", "__tuple__", "__items__"
+
+
+def split_state(value: Any, tensors: dict[str, torch.Tensor], prefix: str = "") -> Any:
+    """A JSON-ready copy of `value` whose tensors and arrays are moved into `tensors` (by dotted key)."""
+    if isinstance(value, torch.Tensor):
+        tensors[prefix] = value.detach().to("cpu", copy=True).contiguous()  # copies: no shared storage
+        return {_TENSOR: prefix}
+    if isinstance(value, np.ndarray):  # numpy's RNG state: 624 uint32 words, small enough for JSON
+        return {
+            _ARRAY: {"dtype": value.dtype.str, "shape": list(value.shape), "data": value.ravel().tolist()}
+        }
+    if isinstance(value, dict):
+        if all(isinstance(key, str) for key in value):
+            return {key: split_state(item, tensors, f"{prefix}.{key}") for key, item in value.items()}
+        return {_ITEMS: [[key, split_state(item, tensors, f"{prefix}.{key}")] for key, item in value.items()]}
+    if isinstance(value, tuple | list):
+        items = [split_state(item, tensors, f"{prefix}.{i}") for i, item in enumerate(value)]
+        return {_TUPLE: items} if isinstance(value, tuple) else items
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise TypeError(
+        f"cannot checkpoint a {type(value).__name__} at {prefix or 'the top level'} without pickle"
+    )
+
+
+def join_state(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """The inverse of `split_state`."""
+    if isinstance(tree, list):
+        return [join_state(item, tensors) for item in tree]
+    if not isinstance(tree, dict):
+        return tree
+    if _TENSOR in tree:
+        return tensors[tree[_TENSOR]]
+    if _ARRAY in tree:
+        array = tree[_ARRAY]
+        return np.asarray(array["data"], dtype=np.dtype(array["dtype"])).reshape(array["shape"])
+    if _TUPLE in tree:
+        return tuple(join_state(item, tensors) for item in tree[_TUPLE])
+    if _ITEMS in tree:
+        return {key: join_state(item, tensors) for key, item in tree[_ITEMS]}
+    return {key: join_state(item, tensors) for key, item in tree.items()}
+
+
+def save_states(folder: Path, name: str, states: dict[str, Any]) -> None:
+    """Write `states` (component name -> state dict) as `name.json` + `name.safetensors` in `folder`."""
+    tensors: dict[str, torch.Tensor] = {}
+    tree = {key: split_state(state, tensors, key) for key, state in states.items()}
+    save_file(tensors, str(folder / f"{name}.safetensors"))
+    (folder / f"{name}.json").write_text(json.dumps(tree), encoding="utf-8")
+
+
+def load_states(folder: Path, name: str) -> dict[str, Any]:
+    """Read what `save_states` wrote; a checkpoint that lacks the files is one clear error."""
+    tree_file, tensor_file = folder / f"{name}.json", folder / f"{name}.safetensors"
+    if not (tree_file.is_file() and tensor_file.is_file()):
+        raise FileNotFoundError(
+            f"{folder} has no {tree_file.name} / {tensor_file.name}: it was written by an older version "
+            "(pickled state, which is never loaded); start the training afresh"
+        )
+    return join_state(json.loads(tree_file.read_text(encoding="utf-8")), load_file(str(tensor_file)))
+
+
+def global_rng_states() -> dict[str, Any]:
+    """Python's, numpy's and torch's global generators (dropout draws from torch's)."""
+    states: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),  # noqa: NPY002 (the legacy global generator is what we restore)
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_global_rng_states(states: dict[str, Any]) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])  # noqa: NPY002
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
