@@ -132,6 +132,12 @@ def parse_args(
         "Face cache, for the sd-* methods (default: a small base model pre-trained here, cached in "
         "--work-dir)",
     )
+    parser.add_argument(
+        "--allow-download",
+        action="store_true",
+        help="let --pretrained name a Hugging Face id that is not in the cache, and download it (default: "
+        "offline, a missing id is refused at once)",
+    )
     sampling = parser.add_argument_group(
         "sampling settings of the generative methods (default: each method's)"
     )
@@ -231,6 +237,10 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
     check_writable_folder(args.out, "--out")
     if args.work_dir is not None:
         check_writable_folder(args.work_dir, "--work-dir")
+    if args.pretrained:
+        from fmri_diffusion.base_model import base_model_folder  # diffusers loads only when it is needed
+
+        base_model_folder(args.pretrained, allow_download=args.allow_download)
     extract_features = _feature_extractor(args)
     dataset = load_dataset(args.data, nsd_root=args.nsd_root, subject=args.subject)
     splits = make_splits(dataset, args.split, seed=args.seed, allow_overlap=args.allow_overlap)
@@ -245,6 +255,7 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
             work_dir=args.work_dir,
             resume=args.resume,
             pretrained=args.pretrained,
+            allow_download=args.allow_download,
             cache_dir=args.cache_dir,
             progress=not args.no_progress,
             sampling={name: getattr(args, name) for name in SAMPLING if getattr(args, name) is not None},

@@ -316,3 +316,12 @@ def test_resume_on_another_data_set_is_refused(reconstruct, tmp_path, capsys):
     assert "belongs to another run: its data.sha256" in err
     assert len(err.splitlines()) == 1
     assert not (tmp_path / "other").exists()
+
+
+def test_a_wrong_pretrained_fails_before_any_work(reconstruct, tmp_path, capsys):
+    args = ["--method", "mean", "--pretrained", "some-org/uncached-model", "--out", str(tmp_path / "o")]
+    assert reconstruct.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "neither a folder nor in the Hugging Face cache" in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()

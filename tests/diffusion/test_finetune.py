@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+
+import huggingface_hub.constants
 import pytest
 import torch
 from accelerate.tracking import GeneralTracker
@@ -221,8 +224,23 @@ def test_a_wrong_pretrained_folder_names_what_is_missing(tiny_sd, tmp_path):
     tiny_sd().unet.save_pretrained(tmp_path / "unet")
     with pytest.raises(BaseModelError, match=r"no vae/, scheduler/ with a config"):
         load_base_model(tmp_path)
-    with pytest.raises(BaseModelError, match="cannot load a base model"):
+    with pytest.raises(BaseModelError, match="neither a folder nor in the Hugging Face cache"):
         load_base_model("no-such-org/no-such-model")
+
+
+def test_an_uncached_hub_id_is_refused_at_once_without_the_network(monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # a user's networked machine
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a socket was opened")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    with pytest.raises(
+        BaseModelError, match=r"hf download some-org/uncached-model\) or add --allow-download"
+    ):
+        load_base_model("some-org/uncached-model")
 
 
 @pytest.mark.parametrize("n_tokens", [1, 8])

@@ -72,27 +72,43 @@ class BaseModel:
             self.conditioner.save_pretrained(folder / "conditioner")
 
 
-def load_base_model(name_or_path: str | Path, *, torch_dtype: torch.dtype | None = None) -> BaseModel:
-    """Read unet/, vae/ and scheduler/ of a diffusers Stable Diffusion folder (or an offline HF-cache id)."""
-    source = str(name_or_path)
-    folder = Path(source).expanduser()
+def base_model_folder(name_or_path: str | Path, *, allow_download: bool = False) -> Path:
+    """The local folder of a base model (a path, or a Hugging Face id resolved in the cache), checked to
+    hold unet/, vae/ and scheduler/: apps call it before any work, so a wrong --pretrained fails at once."""
+    folder = Path(name_or_path).expanduser()
     if not folder.exists():
-        folder = _cached_snapshot(source) or folder
-    if folder.exists():
-        missing = [name for name in SUBFOLDERS if not (folder / name / _config_name(name)).is_file()]
-        if missing:
-            raise BaseModelError(
-                f"{folder}: no {', '.join(f'{m}/' for m in missing)} with a config; pass a diffusers Stable "
-                "Diffusion folder (unet/, vae/, scheduler/), e.g. one written by save_pretrained"
-            )
+        folder = _cached_snapshot(str(name_or_path), allow_download)
+    missing = [name for name in SUBFOLDERS if not (folder / name / _config_name(name)).is_file()]
+    if missing:
+        raise BaseModelError(
+            f"{folder}: no {', '.join(f'{m}/' for m in missing)} with a config; pass a diffusers Stable "
+            "Diffusion folder (unet/, vae/, scheduler/), e.g. one written by save_pretrained"
+        )
+    return folder
+
+
+def load_base_model(
+    name_or_path: str | Path, *, torch_dtype: torch.dtype | None = None, allow_download: bool = False
+) -> BaseModel:
+    """Read unet/, vae/ and scheduler/ of a diffusers Stable Diffusion folder (or a Hugging Face cache id).
+
+    Offline by default: an id that is not in the cache is refused at once, with no network call; with
+    `allow_download` its unet/, vae/, scheduler/ (and text and image encoders) are fetched first.
+    """
+    source = str(name_or_path)
+    folder = base_model_folder(source, allow_download=allow_download)
     try:
-        unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=torch_dtype)
-        vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=torch_dtype)
-        scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler")
+        unet = UNet2DConditionModel.from_pretrained(
+            folder, subfolder="unet", torch_dtype=torch_dtype, local_files_only=True
+        )
+        vae = AutoencoderKL.from_pretrained(
+            folder, subfolder="vae", torch_dtype=torch_dtype, local_files_only=True
+        )
+        scheduler = DDPMScheduler.from_pretrained(folder, subfolder="scheduler", local_files_only=True)
     except OSError as error:
         raise BaseModelError(
-            f"cannot load a base model from {source!r} ({' '.join(str(error).split())[:200]}); pass a local "
-            "diffusers folder or an id already in the Hugging Face cache (no hub access here)"
+            f"cannot load a base model from {source!r} ({' '.join(str(error).split())[:200]}); "
+            "pass a complete diffusers folder"
         ) from error
     if not isinstance(unet.config.cross_attention_dim, int):
         raise BaseModelError(
@@ -105,7 +121,7 @@ def load_base_model(name_or_path: str | Path, *, torch_dtype: torch.dtype | None
             f"{vae.config.latent_channels} latent channels; unet/ and vae/ must belong together"
         )
     conditioner = None
-    if folder.exists() and (folder / "conditioner" / "config.json").is_file():
+    if (folder / "conditioner" / "config.json").is_file():
         conditioner = FmriConditioner.from_pretrained(folder / "conditioner").eval()
     return BaseModel(
         unet=unet.eval(),
@@ -113,18 +129,31 @@ def load_base_model(name_or_path: str | Path, *, torch_dtype: torch.dtype | None
         scheduler=scheduler,
         source=source,
         conditioner=conditioner,
-        folder=folder if folder.exists() else None,
+        folder=folder,
     )
 
 
-def _cached_snapshot(repo_id: str) -> Path | None:
-    """The Hugging Face cache's snapshot folder of `repo_id`, without any download; None if absent."""
+_DOWNLOADED = ["model_index.json", *(f"{name}/*" for name in (*SUBFOLDERS, "text_encoder", "tokenizer"))]
+_DOWNLOADED += ["image_encoder/*", "feature_extractor/*"]
+
+
+def _cached_snapshot(repo_id: str, allow_download: bool) -> Path:
+    """The Hugging Face cache's snapshot folder of `repo_id`; fetched only when `allow_download`."""
     from huggingface_hub import snapshot_download
 
     try:
+        if allow_download:
+            return Path(snapshot_download(repo_id, allow_patterns=_DOWNLOADED))
         return Path(snapshot_download(repo_id, local_files_only=True))
-    except (OSError, ValueError):  # not cached, or not a repo id
-        return None
+    except (OSError, ValueError) as error:  # not cached (or not on the hub), or not a repo id
+        if allow_download:
+            advice = f"could not be downloaded ({type(error).__name__}); check the id, or pass a local folder"
+        else:
+            advice = (
+                f"is neither a folder nor in the Hugging Face cache; pass a local diffusers folder, download "
+                f"it first (hf download {repo_id}) or add --allow-download"
+            )
+        raise BaseModelError(f"base model {repo_id!r} {advice}") from None
 
 
 def _config_name(subfolder: str) -> str:
@@ -181,7 +210,7 @@ _IN_PROCESS: dict[str, BaseModel] = {}
 def base_model_for(settings: MethodSettings, config: SmallBaseConfig, image_size: int) -> BaseModel:
     """A method's base model: the user's `settings.pretrained` folder, else the small one (cached)."""
     if settings.pretrained:
-        return load_base_model(settings.pretrained)
+        return load_base_model(settings.pretrained, allow_download=settings.allow_download)
     return small_base_model(
         config,
         image_size,

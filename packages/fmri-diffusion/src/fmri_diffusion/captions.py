@@ -25,8 +25,11 @@ class CaptionEncoder:
     @classmethod
     def from_folder(cls, folder: str | Path, device: str = "cpu") -> CaptionEncoder:
         """The `tokenizer/` and `text_encoder/` of a diffusers Stable Diffusion folder."""
-        tokenizer = CLIPTokenizer.from_pretrained(str(folder), subfolder="tokenizer")
-        return cls(tokenizer, CLIPTextModel.from_pretrained(str(folder), subfolder="text_encoder"), device)
+        tokenizer = CLIPTokenizer.from_pretrained(str(folder), subfolder="tokenizer", local_files_only=True)
+        text_encoder = CLIPTextModel.from_pretrained(
+            str(folder), subfolder="text_encoder", local_files_only=True
+        )
+        return cls(tokenizer, text_encoder, device)
 
     @staticmethod
     def available(folder: str | Path) -> bool:

@@ -26,6 +26,8 @@ class MethodSettings:
     resume: continue training from the latest checkpoint in work_dir instead of starting afresh.
     pretrained: a local folder (or an id in the offline Hugging Face cache) of pretrained weights for
         methods built on a pretrained model (the sd-* methods: a diffusers Stable Diffusion folder).
+    allow_download: let `pretrained` name a Hugging Face id that is not cached yet, and fetch it (off by
+        default: nothing touches the network).
     cache_dir: where fold-independent artefacts (e.g. a base model pre-trained here) are kept and reused
         across folds and runs; unlike work_dir, the fold runner does not split it.
     progress: show training progress bars.
@@ -39,6 +41,7 @@ class MethodSettings:
     work_dir: Path | None = None
     resume: bool = False
     pretrained: str | None = None
+    allow_download: bool = False
     cache_dir: Path | None = None
     progress: bool = True
     sampling: Mapping[str, Any] = field(default_factory=dict)
