@@ -133,6 +133,12 @@ def parse_args(
         "--work-dir)",
     )
     parser.add_argument(
+        "--log-with",
+        choices=["tensorboard", "wandb"],
+        help="log every training stage's loss and learning rate with this tracker, under --work-dir "
+        "(tensorboard --logdir WORK_DIR)",
+    )
+    parser.add_argument(
         "--allow-download",
         action="store_true",
         help="let --pretrained name a Hugging Face id that is not in the cache, and download it (default: "
@@ -181,6 +187,8 @@ def parse_args(
         args.work_dir, args.cache_dir = runs / f"{run_name}-work", runs / "cache"
     if args.resume and args.work_dir is None:
         parser.error("--resume needs --work-dir, the folder that holds the checkpoints")
+    if args.log_with and args.work_dir is None:
+        parser.error("--log-with needs --work-dir, the folder its logs go to")
     if args.baseline is not None and args.baseline not in args.methods:
         parser.error(f"--baseline {args.baseline} is not among the methods run; add --method {args.baseline}")
     return args
@@ -237,8 +245,12 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
     check_writable_folder(args.out, "--out")
     if args.work_dir is not None:
         check_writable_folder(args.work_dir, "--work-dir")
+    if args.log_with:
+        from fmri_diffusion.training import check_tracker  # diffusers loads only when it is needed
+
+        check_tracker(args.log_with)
     if args.pretrained:
-        from fmri_diffusion.base_model import base_model_folder  # diffusers loads only when it is needed
+        from fmri_diffusion.base_model import base_model_folder
 
         base_model_folder(args.pretrained, allow_download=args.allow_download)
     extract_features = _feature_extractor(args)
@@ -258,6 +270,7 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
             allow_download=args.allow_download,
             cache_dir=args.cache_dir,
             progress=not args.no_progress,
+            log_with=args.log_with,
             sampling={name: getattr(args, name) for name in SAMPLING if getattr(args, name) is not None},
         ),
         preprocessing=Preprocessing(

@@ -325,3 +325,20 @@ def test_a_wrong_pretrained_fails_before_any_work(reconstruct, tmp_path, capsys)
     assert "neither a folder nor in the Hugging Face cache" in err
     assert len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_log_with_tensorboard_writes_event_files_per_stage(reconstruct, tmp_path):
+    work = tmp_path / "work"
+    args = ["--method", "cvae", "--quick", "--no-progress", "--n-boot", "20", "--work-dir", str(work)]
+    assert reconstruct.main([*args, "--log-with", "tensorboard", "--out", str(tmp_path / "o")]) == 0
+    events = sorted((work / "fold-000" / "cvae" / "logs").rglob("events.out.tfevents.*"))
+    assert len(events) == 1
+
+
+def test_a_missing_tracker_fails_before_any_work(reconstruct, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("accelerate.utils.is_tensorboard_available", lambda: False)
+    args = ["--method", "mean", "--work-dir", str(tmp_path / "w"), "--log-with", "tensorboard"]
+    assert reconstruct.main([*args, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--log-with tensorboard: the tensorboard package is not installed" in err
+    assert list(tmp_path.iterdir()) == []

@@ -172,3 +172,22 @@ def test_ema_weights_are_what_training_returns():
     train(raw, _loss, _sampler(), _config())
     train(averaged, _loss, _sampler(), _config(ema_decay=0.9))
     assert 1.5 < averaged.w.item() < raw.w.item()  # the average lags the raw weights rising towards 3
+
+
+def test_tensorboard_receives_every_step(tmp_path):
+    train(
+        _Line(),
+        _loss,
+        _sampler(),
+        _config(max_steps=6, log_with="tensorboard"),
+        out_dir=tmp_path,
+        description="a b",
+    )
+    events = list((tmp_path / "logs").rglob("events.out.tfevents.*"))
+    assert len(events) == 1
+    assert events[0].parent.name == "a-b"
+    assert events[0].stat().st_size > 0
+
+
+def test_without_an_out_dir_a_tracker_is_not_started():
+    assert len(train(_Line(), _loss, _sampler(), _config(max_steps=3, log_with="tensorboard")).losses) == 3

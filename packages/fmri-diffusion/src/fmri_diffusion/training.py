@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from diffusers.training_utils import EMAModel
 from torch import nn
 from tqdm.auto import tqdm
 
+from fmri_data.methods import MethodSettings
 from fmri_diffusion.checkpoint import global_rng_states, load_states, save_states, set_global_rng_states
 from fmri_encoders.runtime import make_accelerator
 from fmri_eval.figures import training_curve
@@ -42,7 +43,7 @@ class TrainingConfig:
     checkpoint_every: write a resumable checkpoint every this many steps when the loop has an out_dir
     (0: never); checkpoints_total_limit: how many to keep.
     log_with: an accelerate tracker ("tensorboard", "wandb", ... or a GeneralTracker) that receives the
-    loss and learning rate of every step, its logs under out_dir/logs.
+    loss and learning rate of every step, its logs under out_dir/logs (only when the loop has an out_dir).
     """
 
     max_steps: int = 2000
@@ -60,6 +61,30 @@ class TrainingConfig:
     device: str = "auto"
     progress: bool = True
     log_with: Any = None
+
+
+def training_for(training: TrainingConfig, settings: MethodSettings) -> TrainingConfig:
+    """A method's training config under the run's settings: its seed and device, progress bars only where
+    the run shows them, and its tracker (`--log-with`)."""
+    return replace(
+        training,
+        seed=settings.seed,
+        device=settings.device,
+        progress=settings.shows_progress(training.progress),
+        log_with=settings.log_with,
+    )
+
+
+def check_tracker(name: str) -> None:
+    """Refuse a tracker whose package is missing now, not when the first training stage starts."""
+    from accelerate.utils import is_tensorboard_available, is_wandb_available
+
+    installed = {"tensorboard": is_tensorboard_available, "wandb": is_wandb_available}
+    if name not in installed:
+        raise ValueError(f"unknown tracker {name!r}; use one of {sorted(installed)}")
+    if not installed[name]():
+        how = 'pip install "fmri-diffusion[tensorboard]"' if name == "tensorboard" else "pip install wandb"
+        raise ValueError(f"--log-with {name}: the {name} package is not installed; {how}")
 
 
 class BatchSampler:
@@ -130,15 +155,16 @@ def train(
     """
     set_seed(config.seed)
     out_dir = Path(out_dir) if out_dir is not None else None
+    log_with = config.log_with if out_dir is not None else None  # a tracker writes under out_dir/logs
     accelerator = make_accelerator(
         config.device,
         config.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
-        log_with=config.log_with,
+        log_with=log_with,
         project_dir=None if out_dir is None else str(out_dir / "logs"),
     )
-    if config.log_with is not None:
-        accelerator.init_trackers(description)
+    if log_with is not None:
+        accelerator.init_trackers(description.replace(" ", "-"))
     parameters = [p for p in model.parameters() if p.requires_grad]  # a list: clipping must see them too
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
@@ -184,7 +210,7 @@ def train(
         if ema is not None:
             ema.step(parameters)
         result.losses.append(loss.item())
-        if config.log_with is not None:
+        if log_with is not None:
             accelerator.log({"loss": result.losses[-1], "lr": schedule.get_last_lr()[0]}, step=step)
         bar.update()
         bar.set_postfix(loss=f"{result.losses[-1]:.4f}")
@@ -193,7 +219,7 @@ def train(
         if out_dir is not None and config.checkpoint_every and step % config.checkpoint_every == 0:
             result.last_checkpoint = _save_checkpoint(parts, out_dir, step, result.losses, noise, config)
     bar.close()
-    if config.log_with is not None:
+    if log_with is not None:
         accelerator.end_training()
     if ema is not None:
         ema.copy_to(parameters)

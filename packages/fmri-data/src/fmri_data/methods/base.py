@@ -31,6 +31,8 @@ class MethodSettings:
     cache_dir: where fold-independent artefacts (e.g. a base model pre-trained here) are kept and reused
         across folds and runs; unlike work_dir, the fold runner does not split it.
     progress: show training progress bars.
+    log_with: an accelerate tracker name ("tensorboard", "wandb") that every training stage logs its loss
+        and learning rate to, under its folder in work_dir (<stage>/logs); None logs nothing.
     sampling: overrides of a generative method's sampling settings by config field name (strength,
         guidance_scale, num_inference_steps, ...); methods whose config lacks a field ignore it.
     """
@@ -44,6 +46,7 @@ class MethodSettings:
     allow_download: bool = False
     cache_dir: Path | None = None
     progress: bool = True
+    log_with: str | None = None
     sampling: Mapping[str, Any] = field(default_factory=dict)
 
     def configure(self, config: ConfigT) -> ConfigT:

@@ -51,7 +51,7 @@ from fmri_diffusion.methods.conditional import posterior_rows, sample_generators
 from fmri_diffusion.pipeline import FmriImagePipeline
 from fmri_diffusion.pixels import to_pixels
 from fmri_diffusion.schedulers import Sampler, sampling_scheduler
-from fmri_diffusion.training import TrainingConfig
+from fmri_diffusion.training import TrainingConfig, training_for
 from fmri_encoders.contrastive import load_clip_image_encoder
 from fmri_encoders.ridge import RidgeEncoder
 from fmri_encoders.runtime import resolve_device
@@ -275,12 +275,7 @@ class BrainDiffuser(BrainDiffuserStage1):
             lora_rank=config.prior_lora_rank,
             lora_targets="all",
             condition_dropout=config.base.condition_dropout,
-            training=replace(
-                config.prior_training,
-                seed=settings.seed,
-                device=settings.device,
-                progress=settings.shows_progress(config.prior_training.progress),
-            ),
+            training=training_for(config.prior_training, settings),
         )
         if self.image_route_ == "embedder":  # the embedder sees noised latents, as in pre-training
             conditioner = self.base_.conditioner.requires_grad_(False)

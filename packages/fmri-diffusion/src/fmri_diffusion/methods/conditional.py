@@ -27,7 +27,7 @@ from fmri_diffusion.models import small_unet
 from fmri_diffusion.objectives import ObjectiveConfig
 from fmri_diffusion.pipeline import FmriImagePipeline
 from fmri_diffusion.schedulers import Prediction, Sampler, Schedule, sampling_scheduler, training_scheduler
-from fmri_diffusion.training import BatchSampler, TrainingConfig
+from fmri_diffusion.training import BatchSampler, TrainingConfig, training_for
 from fmri_encoders.runtime import resolve_device
 
 
@@ -115,12 +115,7 @@ class ConditionalDiffusion(ReconstructionMethod):
             augment=self._augmented_batch,
         )
 
-        training = replace(
-            config.training,
-            seed=self.settings.seed,
-            device=self.settings.device,
-            progress=self.settings.shows_progress(config.training.progress),
-        )
+        training = training_for(config.training, self.settings)
         work_dir = self.settings.work_dir
         self.training_ = trainer.train(
             ConditionedUNet(unet, conditioner),

@@ -13,7 +13,7 @@ from fmri_data.methods import MethodSettings, ReconstructionMethod
 from fmri_diffusion import training as trainer
 from fmri_diffusion.augment import random_shift
 from fmri_diffusion.cvae import ConditionalVaeNet, CvaeConfig, negative_elbo
-from fmri_diffusion.training import BatchSampler, TrainingConfig
+from fmri_diffusion.training import BatchSampler, TrainingConfig, training_for
 from fmri_encoders.out_of_fold import out_of_fold_ridge
 from fmri_encoders.runtime import resolve_device
 
@@ -80,13 +80,9 @@ class ConditionalVAE(ReconstructionMethod):
             "x": torch.from_numpy(train.images[:, None]),
             "c": torch.from_numpy(np.ascontiguousarray(conditions, dtype=np.float32)[:, None]),
         }
-        training = replace(
-            self.training,
-            seed=self.settings.seed,
-            device=self.settings.device,
-            max_steps=self.quick_steps if self.settings.quick else self.training.max_steps,
-            progress=self.settings.shows_progress(self.training.progress),
-        )
+        training = training_for(self.training, self.settings)
+        if self.settings.quick:
+            training = replace(training, max_steps=self.quick_steps)
         sampler = BatchSampler(
             pairs,
             training.batch_size,

@@ -19,6 +19,7 @@ from fmri_diffusion.base_model import encode_latents
 from fmri_diffusion.methods.conditional import ConditionalDiffusion, DiffusionConfig
 from fmri_diffusion.models import padded_size
 from fmri_diffusion.pixels import to_pixels
+from fmri_diffusion.training import training_for
 from fmri_encoders.out_of_fold import out_of_fold_ridge
 
 
@@ -52,10 +53,9 @@ class LatentDiffusion(ConditionalDiffusion):
     ) -> tuple[AutoencoderKL | None, torch.Tensor, torch.Tensor]:
         work_dir = self.settings.work_dir
         autoencoder = self.config.autoencoder
-        shown = self.settings.shows_progress(autoencoder.training.progress)
         self.vae_ = train_autoencoder(
             train.images,
-            replace(autoencoder, training=replace(autoencoder.training, progress=shown)),
+            replace(autoencoder, training=training_for(autoencoder.training, self.settings)),
             seed=self.settings.seed,
             device=self.settings.device,
             out_dir=None if work_dir is None else work_dir / self.name,

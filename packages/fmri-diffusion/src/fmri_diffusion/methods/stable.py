@@ -42,7 +42,7 @@ from fmri_diffusion.methods.conditional import posterior_rows, sample_generators
 from fmri_diffusion.pipeline import FmriImagePipeline
 from fmri_diffusion.pixels import to_pixels
 from fmri_diffusion.schedulers import Sampler, sampling_scheduler
-from fmri_diffusion.training import TrainingConfig
+from fmri_diffusion.training import TrainingConfig, training_for
 from fmri_encoders.out_of_fold import out_of_fold_ridge
 from fmri_encoders.runtime import resolve_device
 
@@ -114,12 +114,7 @@ class StableDiffusionMethod(ReconstructionMethod):
         finetune_config = replace(
             config.finetune,
             adapter=self.adapter,
-            training=replace(
-                config.finetune.training,
-                seed=settings.seed,
-                device=settings.device,
-                progress=settings.shows_progress(config.finetune.training.progress),
-            ),
+            training=training_for(config.finetune.training, settings),
         )
         unet = prepare_unet(base.unet, finetune_config)
         conditioner = self._conditioner(base, tensors["condition"].shape[1])
