@@ -18,6 +18,7 @@ from pathlib import Path
 
 from fmri_data.errors import run_cli
 from fmri_diffusion.voxel.job import load_config, run_job
+from fmri_eval.atomic import check_writable_folder
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "fmri_ldm.yaml"
 
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     def job() -> int:
         config = load_config(args.config)
         config = replace(config, data=args.data) if args.data else config
+        check_writable_folder(args.out, "--out")
         metrics = run_job(config, args.mode, args.out, args.checkpoint, not args.no_progress)
         if metrics is not None:
             print((args.out / "report.md").read_text())

@@ -112,6 +112,38 @@ def test_app_both_then_evaluate_from_the_checkpoint(load_app, tmp_path):
     assert json.loads((again / "metrics.json").read_text()) == metrics
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            'model: {latent_dim: "thirty-two"}',
+            "model.latent_dim must be a whole number >= 1, got 'thirty-two'",
+        ),
+        ('training: {vae_steps: "2k"}', "training.vae_steps must be a whole number >= 1, got '2k'"),
+        ("model: [1, 2]", "model must be a mapping of settings, got [1, 2]"),
+        ("model: {schedule: cosin}", "model.schedule must be one of ['linear', 'cosine'], got 'cosin'"),
+        ("seed: -1", "seed must be a whole number >= 0, got -1"),
+        ("", "the config is empty"),
+        ("data: /no/such/file.npz", "/no/such/file.npz: no such data file"),
+    ],
+)
+def test_app_bad_settings_name_the_key_and_leave_no_output(load_app, tmp_path, capsys, text, message):
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    out = tmp_path / "o"
+    assert load_app("fmri_ldm").main(["--config", str(config), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_a_yaml_number_written_as_text_is_read_as_one():
+    config = config_from_mapping({"training": {"learning_rate": "1e-3", "vae_steps": 5}})
+    assert config.model.vae_training.learning_rate == 0.001
+    assert config.model.vae_training.max_steps == 5
+
+
 def test_app_bad_config_is_one_line(run_app, tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text("model: {latent_dim: 4, colour: red}\n")

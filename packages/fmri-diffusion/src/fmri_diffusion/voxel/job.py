@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import yaml
@@ -31,21 +31,79 @@ from fmri_data.io import load_dataset
 from fmri_data.preprocessing import VoxelStandardizer
 from fmri_data.simulator import simulate_subjects
 from fmri_data.splits import make_splits
+from fmri_diffusion.schedulers import Sampler, Schedule
 from fmri_diffusion.voxel.stages import FmriLDM, FmriLDMConfig, evaluate_fmri_ldm, train_fmri_ldm
 from fmri_eval.figures import embedding_scatter, pattern_comparison
 
-_MODEL_KEYS = {
-    "latent_dim",
-    "hidden",
-    "dropout",
-    "beta",
-    "denoiser_width",
-    "denoiser_blocks",
-    "schedule",
-    "sampler",
-    "num_inference_steps",
+_COUNT, _NUMBER, _TEXT, _COUNTS = (
+    "a whole number >= 1",
+    "a number",
+    "a string",
+    "a list of whole numbers >= 1",
+)
+_MODEL_TYPES = {
+    "latent_dim": _COUNT,
+    "hidden": _COUNTS,
+    "dropout": _NUMBER,
+    "beta": _NUMBER,
+    "denoiser_width": _COUNT,
+    "denoiser_blocks": _COUNT,
+    "schedule": _TEXT,
+    "sampler": _TEXT,
+    "num_inference_steps": _COUNT,
 }
-_TRAINING_KEYS = {"vae_steps", "ddpm_steps", "batch_size", "learning_rate", "mixed_precision"}
+_TRAINING_TYPES = {
+    "vae_steps": _COUNT,
+    "ddpm_steps": _COUNT,
+    "batch_size": _COUNT,
+    "learning_rate": _NUMBER,
+    "mixed_precision": _TEXT,
+}
+_SEED = "a whole number >= 0"
+_TOP_TYPES = {"data": _TEXT, "seed": _SEED, "device": _TEXT}
+_CHOICES = {
+    "schedule": get_args(Schedule),
+    "sampler": get_args(Sampler),
+    "mixed_precision": ("no", "fp16", "bf16"),
+    "device": ("auto", "cpu", "cuda"),
+}
+
+
+def _is_whole(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _typed(value: Any, expected: str, where: str) -> Any:
+    """`value` as the setting at `where` needs it, or a DataError naming the setting, the type and the value.
+
+    Numbers may be written as YAML strings ("1e-3" is one in YAML 1.1); nothing else is converted.
+    """
+    key = where.rsplit(".", 1)[-1].rsplit(" ", 1)[-1]
+    if expected == _COUNT and _is_whole(value, 1):
+        return value
+    if expected == _SEED and _is_whole(value, 0):
+        return value
+    if expected == _COUNTS and isinstance(value, list) and value and all(_is_whole(v, 1) for v in value):
+        return tuple(value)
+    if expected == _TEXT and isinstance(value, str):
+        if key in _CHOICES and value not in _CHOICES[key]:
+            raise DataError(f"{where} must be one of {list(_CHOICES[key])}, got {value!r}")
+        return value
+    if expected == _NUMBER and not isinstance(value, bool):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    raise DataError(f"{where} must be {expected}, got {value!r}")
+
+
+def _section(raw: Any, types: Mapping[str, str], where: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise DataError(f"{where} must be a mapping of settings, got {raw!r}")
+    _check_keys(raw, set(types), where)
+    return {key: _typed(value, types[key], f"{where}.{key}") for key, value in raw.items()}
 
 
 @dataclass(frozen=True)
@@ -59,8 +117,15 @@ class JobConfig:
 def load_config(path: str | Path) -> JobConfig:
     """Read and check a YAML config; unknown keys are errors (a typo must not silently use a default)."""
     path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such config file; check the path")
+    text = path.read_text()
+    if not text.strip():
+        raise DataError(
+            f"{path}: the config is empty; write its settings (the example: apps/configs/fmri_ldm.yaml)"
+        )
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise DataError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from error
     if not isinstance(raw, Mapping):
@@ -69,29 +134,23 @@ def load_config(path: str | Path) -> JobConfig:
 
 
 def config_from_mapping(raw: Mapping[str, Any], source: str = "config") -> JobConfig:
-    top = {f.name for f in fields(JobConfig)} | {"training"}
-    _check_keys(raw, top, source)
-    model_settings = dict(raw.get("model") or {})
-    training = dict(raw.get("training") or {})
-    _check_keys(model_settings, _MODEL_KEYS, f"{source}: model")
-    _check_keys(training, _TRAINING_KEYS, f"{source}: training")
-    if "hidden" in model_settings:
-        model_settings["hidden"] = tuple(model_settings["hidden"])
+    """A JobConfig from parsed YAML: unknown keys and wrongly typed values are refused, naming the key."""
+    _check_keys(raw, {*_TOP_TYPES, "model", "training"}, source)
+    top = {
+        key: _typed(raw[key], expected, f"{source}: {key}")
+        for key, expected in _TOP_TYPES.items()
+        if key in raw
+    }
+    model_settings = _section(raw.get("model"), _MODEL_TYPES, f"{source}: model")
+    training = _section(raw.get("training"), _TRAINING_TYPES, f"{source}: training")
     model = replace(FmriLDMConfig(), **model_settings)
-    shared = {k: training[k] for k in ("batch_size", "mixed_precision") if k in training}
-    if "learning_rate" in training:
-        shared["learning_rate"] = float(training["learning_rate"])
+    shared = {k: training[k] for k in ("batch_size", "mixed_precision", "learning_rate") if k in training}
     model = replace(
         model,
         vae_training=replace(model.vae_training, **shared, max_steps=training.get("vae_steps", 2000)),
         ddpm_training=replace(model.ddpm_training, **shared, max_steps=training.get("ddpm_steps", 3000)),
     )
-    return JobConfig(
-        data=str(raw.get("data", "sim")),
-        seed=int(raw.get("seed", 0)),
-        device=str(raw.get("device", "auto")),
-        model=model,
-    )
+    return JobConfig(model=model, **top)
 
 
 def _check_keys(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:
@@ -104,6 +163,8 @@ def prepare_data(config: JobConfig, out_dir: Path | None = None) -> tuple[np.nda
     """(training patterns, held-out patterns, where they came from), z-scored on the training ones."""
     if config.data == "sim":
         train, test, note = _aligned_simulation(config.seed, out_dir)
+    elif config.data.endswith(".npz") and not Path(config.data).is_file():
+        raise DataError(f"{config.data}: no such data file; check the config's data (or --data)")
     elif config.data.endswith(".npz") and "fmri" not in np.load(config.data, allow_pickle=False).files:
         train, test, note = _aligned_file(config.data)
     else:
@@ -128,7 +189,8 @@ def _aligned_simulation(seed: int, out_dir: Path | None) -> tuple[np.ndarray, np
             aligned[name] = scaled
         else:
             aligned[name] = RidgeAlignment().fit(scaled[is_train], target[is_train]).transform(scaled)
-    if out_dir is not None:
+    if out_dir is not None:  # written once the data are ready: a failed preparation leaves no --out behind
+        out_dir.mkdir(parents=True, exist_ok=True)
         save_aligned_npz(out_dir / "aligned.npz", aligned)
     train = np.concatenate([a[is_train] for a in aligned.values()])
     test = np.concatenate([a[~is_train] for a in aligned.values()])
@@ -162,8 +224,9 @@ def run_job(
     both: the two in turn. Returns the metrics when it evaluated."""
     if mode not in ("train", "evaluate", "both"):
         raise DataError(f"unknown mode {mode!r}; use train, evaluate or both")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    given = FmriLDM.load(checkpoint or out_dir / "model") if mode == "evaluate" else None  # fails early
     train, test, note = prepare_data(config, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     if mode in ("train", "both"):
         train_fmri_ldm(
             train,
@@ -176,7 +239,7 @@ def run_job(
         )
     if mode == "train":
         return None
-    model = FmriLDM.load(checkpoint or out_dir / "model")
+    model = given or FmriLDM.load(checkpoint or out_dir / "model")
     metrics = evaluate_fmri_ldm(model, train, test, seed=config.seed)
     _write_atomically(out_dir / "metrics.json", json.dumps(metrics, indent=2, allow_nan=True) + "\n")
     pattern_comparison(out_dir / "reconstruction.png", test, model.reconstruct(test))
