@@ -1,4 +1,6 @@
+import io
 import json
+import re
 
 import pytest
 import torch
@@ -191,3 +193,26 @@ def test_tensorboard_receives_every_step(tmp_path):
 
 def test_without_an_out_dir_a_tracker_is_not_started():
     assert len(train(_Line(), _loss, _sampler(), _config(max_steps=3, log_with="tensorboard")).losses) == 3
+
+
+def test_the_bar_shows_each_step_s_own_loss(monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    monkeypatch.setattr("tqdm.std.tqdm.monitor_interval", 0)
+    result = train(_Line(), _loss, _sampler(), _config(max_steps=4, progress=True))
+    frames = re.findall(r"(\d)/4 .*?loss=([0-9.]+)", terminal.getvalue())
+    assert frames, terminal.getvalue()
+    for step, shown in frames:
+        if int(step) > 0:
+            assert float(shown) == pytest.approx(result.losses[int(step) - 1], abs=1e-4)
+
+
+def test_no_bar_reaches_a_log_file(monkeypatch):
+    log = io.StringIO()
+    monkeypatch.setattr("sys.stderr", log)
+    train(_Line(), _loss, _sampler(), _config(max_steps=4, progress=True))
+    assert log.getvalue() == ""

@@ -22,18 +22,22 @@ def run_cli(prog: str, main: Callable[[], int]) -> int:
 
     Bad input (ValueError, which DataError and fmri_eval's EvaluationError are) and file-system errors exit
     2; anything else is a bug and exits 1, still as one line unless FMRI_RECON_DEBUG=1 asks for the traceback.
+    Progress bars still open are closed first, so the message starts on a line of its own.
     """
     try:
         return main()
     except KeyboardInterrupt:
+        _close_progress_bars()
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except (ValueError, OSError) as error:
+        _close_progress_bars()
         if os.environ.get(DEBUG_ENV):
             raise
         print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except Exception as error:
+        _close_progress_bars()
         if os.environ.get(DEBUG_ENV):
             raise
         print(
@@ -42,6 +46,14 @@ def run_cli(prog: str, main: Callable[[], int]) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _close_progress_bars() -> None:
+    """Close every tqdm bar an interrupted loop left open (tqdm keeps them in a class-level set)."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 def _one_line(error: BaseException) -> str:

@@ -186,7 +186,10 @@ def train(
         step, result.losses = state["step"], state["losses"]
         result.last_checkpoint = start
 
-    bar = tqdm(total=config.max_steps, initial=step, desc=description, disable=not config.progress)
+    # disable=None: a bar on a terminal only; a log file gets none of its escape codes
+    bar = tqdm(
+        total=config.max_steps, initial=step, desc=description, disable=None if config.progress else True
+    )
     model.train()
     while step < config.max_steps:
         with accelerator.accumulate(model):
@@ -212,8 +215,8 @@ def train(
         result.losses.append(loss.item())
         if log_with is not None:
             accelerator.log({"loss": result.losses[-1], "lr": schedule.get_last_lr()[0]}, step=step)
+        bar.set_postfix(loss=f"{result.losses[-1]:.4f}", refresh=False)  # drawn by update: this step's loss
         bar.update()
-        bar.set_postfix(loss=f"{result.losses[-1]:.4f}")
         if validate is not None and (step % validate_every == 0 or step == config.max_steps):
             _validate(accelerator, model, validate, step, result, out_dir)
         if out_dir is not None and config.checkpoint_every and step % config.checkpoint_every == 0:

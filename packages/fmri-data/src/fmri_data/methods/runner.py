@@ -68,7 +68,12 @@ def reconstruct_over_splits(
     candidate_stimulus, candidate_images = _tested_stimuli(dataset, splits)
 
     parts: list[dict[str, np.ndarray]] = []
-    bar = tqdm(total=len(splits) * len(methods), desc="fit+predict", unit="model", disable=not progress)
+    bar = tqdm(
+        total=len(splits) * len(methods),
+        desc="fit+predict",
+        unit="model",
+        disable=None if progress else True,  # on a terminal only: logs get no escape codes
+    )
     for split in splits:
         train, test = preprocessing.apply(dataset.subset(split.train), dataset.subset(split.test))
         part = {

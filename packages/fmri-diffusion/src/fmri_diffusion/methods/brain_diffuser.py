@@ -47,7 +47,7 @@ from fmri_diffusion.captions import CaptionEncoder
 from fmri_diffusion.conditioning import GivenTokens
 from fmri_diffusion.finetune import ConditionedUNet, FinetuneConfig, finetune, prepare_unet
 from fmri_diffusion.lora import save_lora
-from fmri_diffusion.methods.conditional import posterior_rows, sample_generators
+from fmri_diffusion.methods.conditional import posterior_rows, sample_generators, sampling_progress
 from fmri_diffusion.pipeline import FmriImagePipeline
 from fmri_diffusion.pixels import to_pixels
 from fmri_diffusion.schedulers import Sampler, sampling_scheduler
@@ -133,7 +133,7 @@ class BrainDiffuserStage1(ReconstructionMethod):
             vae=self.base_.vae,
             image_fit="resize",
         ).to(resolve_device(self.settings.device))
-        self.pipeline_.set_progress_bar_config(disable=True)
+        self.pipeline_.set_progress_bar_config(**sampling_progress(self.settings, self.name))
 
     def stage1_latents(self, fmri: np.ndarray) -> torch.Tensor:
         return _predict(self.latent_ridge_, fmri, self.latent_shape)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -132,7 +133,7 @@ class ConditionalDiffusion(ReconstructionMethod):
             conditioner=conditioner,
             vae=vae,
         )
-        self.pipeline_.set_progress_bar_config(disable=True)
+        self.pipeline_.set_progress_bar_config(**sampling_progress(self.settings, self.name))
         self.pipeline_.to(resolve_device(self.settings.device))
         if work_dir is not None:
             self.pipeline_.save_pretrained(work_dir / self.name / "pipeline")
@@ -180,6 +181,16 @@ def sample_generators(seed: int, n_samples: int, n_trials: int) -> list[torch.Ge
         for k in range(n_samples)
         for i in range(n_trials)
     ]
+
+
+def sampling_progress(settings: MethodSettings, name: str) -> dict[str, Any]:
+    """A pipeline's progress-bar settings: a transient bar per sampling batch on a terminal; none in a log
+    file, under --quick or --no-progress."""
+    return {
+        "disable": None if settings.shows_progress() else True,
+        "leave": False,
+        "desc": f"{name} sampling",
+    }
 
 
 def posterior_rows(name: str, samples: np.ndarray) -> dict[str, np.ndarray]:

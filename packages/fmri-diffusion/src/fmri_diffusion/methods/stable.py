@@ -38,7 +38,7 @@ from fmri_diffusion.base_model import (
 from fmri_diffusion.conditioning import FmriConditioner
 from fmri_diffusion.finetune import Adapter, ConditionedUNet, FinetuneConfig, finetune, prepare_unet
 from fmri_diffusion.lora import save_lora
-from fmri_diffusion.methods.conditional import posterior_rows, sample_generators
+from fmri_diffusion.methods.conditional import posterior_rows, sample_generators, sampling_progress
 from fmri_diffusion.pipeline import FmriImagePipeline
 from fmri_diffusion.pixels import to_pixels
 from fmri_diffusion.schedulers import Sampler, sampling_scheduler
@@ -143,7 +143,7 @@ class StableDiffusionMethod(ReconstructionMethod):
             controlnet=controlnet,
             image_fit="resize",
         )
-        self.pipeline_.set_progress_bar_config(disable=True)
+        self.pipeline_.set_progress_bar_config(**sampling_progress(self.settings, self.name))
         self.pipeline_.to(device)
         if work_dir is not None:
             save_finetuned(
