@@ -125,11 +125,13 @@ def test_app_both_then_evaluate_from_the_checkpoint(load_app, tmp_path):
         ("seed: -1", "seed must be a whole number >= 0, got -1"),
         ("", "the config is empty"),
         ("data: /no/such/file.npz", "/no/such/file.npz: no such data file"),
+        ("data: EMPTY", "empty.npz: not a readable .npz"),
     ],
 )
 def test_app_bad_settings_name_the_key_and_leave_no_output(load_app, tmp_path, capsys, text, message):
     config = tmp_path / "bad.yaml"
-    config.write_text(text)
+    (tmp_path / "empty.npz").write_bytes(b"")
+    config.write_text(text.replace("EMPTY", str(tmp_path / "empty.npz")))
     out = tmp_path / "o"
     assert load_app("fmri_ldm").main(["--config", str(config), "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()

@@ -342,3 +342,13 @@ def test_a_missing_tracker_fails_before_any_work(reconstruct, tmp_path, capsys, 
     err = capsys.readouterr().err.strip()
     assert "--log-with tensorboard: the tensorboard package is not installed" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_typo_after_a_slow_method_fails_before_it_trains(reconstruct, tmp_path, capsys):
+    work, out = tmp_path / "work", tmp_path / "out"
+    argv = ["--method", "sd-lora", "--method", "ridgee", "--work-dir", str(work), "--out", str(out)]
+    assert reconstruct.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("reconstruct: error: unknown method 'ridgee'; available:")
+    assert not work.exists()  # sd-lora never started: it would have made its work folder first
+    assert not out.exists()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -163,9 +164,7 @@ def prepare_data(config: JobConfig, out_dir: Path | None = None) -> tuple[np.nda
     """(training patterns, held-out patterns, where they came from), z-scored on the training ones."""
     if config.data == "sim":
         train, test, note = _aligned_simulation(config.seed, out_dir)
-    elif config.data.endswith(".npz") and not Path(config.data).is_file():
-        raise DataError(f"{config.data}: no such data file; check the config's data (or --data)")
-    elif config.data.endswith(".npz") and "fmri" not in np.load(config.data, allow_pickle=False).files:
+    elif config.data.endswith(".npz") and not _holds_paired_trials(Path(config.data)):
         train, test, note = _aligned_file(config.data)
     else:
         dataset = load_dataset(config.data)
@@ -175,6 +174,17 @@ def prepare_data(config: JobConfig, out_dir: Path | None = None) -> tuple[np.nda
         note = f"{dataset.name}: {len(train)} training and {len(test)} held-out trials ({split}, first fold)"
     standardizer = VoxelStandardizer().fit(train)
     return standardizer.transform(train), standardizer.transform(test), note
+
+
+def _holds_paired_trials(path: Path) -> bool:
+    """Whether an .npz is a paired data set (fmri + images) rather than aligned subjects' responses."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such data file; check the config's data (or --data)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return "fmri" in archive.files
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise DataError(f"{path}: not a readable .npz ({error}); re-save it") from None
 
 
 def _aligned_simulation(seed: int, out_dir: Path | None) -> tuple[np.ndarray, np.ndarray, str]:
