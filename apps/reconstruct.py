@@ -19,10 +19,11 @@ from fmri_data.io import load_dataset
 from fmri_data.methods import MethodSettings, available_methods, reconstruct_over_splits
 from fmri_data.methods.registry import check_methods
 from fmri_data.preprocessing import Preprocessing
+from fmri_data.progress import terminal_progress
 from fmri_data.splits import make_splits
 from fmri_encoders.runtime import resolve_device
 from fmri_eval.atomic import check_writable_folder
-from fmri_eval.evaluate import DEFAULT_BASELINE, choose_baseline
+from fmri_eval.evaluate import DEFAULT_BASELINE, choose_baseline, silent
 from fmri_eval.literature_table import FeatureFn
 from fmri_eval.run import write_run
 from fmri_eval.settings import EvaluationSettings
@@ -299,6 +300,7 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
         attachments=_loss_curves(args.work_dir, args.methods),
         literature=args.literature_table,
         extract_features=extract_features,
+        progress=silent if args.no_progress else terminal_progress,
     )
     print(terminal_table(metrics))
     print(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,14 @@ LOWER_IS_BETTER = frozenset({"mse"})
 DEFAULT_BASELINE = "ridge"
 
 Scores = dict[str, NDArray[np.float64]]
+Progress = Callable[[Iterable[Any], str], Iterable[Any]]
+"""Wraps the per-method loop with a description, e.g. `lambda items, desc: tqdm(items, desc=desc)`;
+fmri_eval itself draws no bars, so it needs no progress library."""
+
+
+def silent(items: Iterable[Any], description: str) -> Iterable[Any]:
+    """The default Progress: no bar."""
+    return items
 
 
 def item_scores(truth: ArrayLike, recon: ArrayLike, stimulus_id: ArrayLike | None = None) -> Scores:
@@ -31,14 +39,17 @@ def item_scores(truth: ArrayLike, recon: ArrayLike, stimulus_id: ArrayLike | Non
 
 
 def _scores_by_method(
-    truth: ArrayLike, reconstructions: Mapping[str, ArrayLike], stimulus_id: ArrayLike | None
+    truth: ArrayLike,
+    reconstructions: Mapping[str, ArrayLike],
+    stimulus_id: ArrayLike | None,
+    progress: Progress = silent,
 ) -> dict[str, Scores]:
     if not reconstructions:
         raise EvaluationError("no reconstructions given; pass at least one method name -> images")
     truth_arr = check_images(truth, "truth")
     check_stimulus_id(stimulus_id, truth_arr.shape[0])
     scores = {}
-    for name, recon in reconstructions.items():
+    for name, recon in progress(list(reconstructions.items()), "scoring"):
         _, recon_arr = check_image_pair(truth_arr, recon, recon_name=f"reconstructions[{name!r}]")
         scores[name] = item_scores(truth_arr, recon_arr, stimulus_id)
     return scores
@@ -87,6 +98,7 @@ def evaluate_reconstructions(
     *,
     baseline: str | None = None,
     confidence: float = 0.95,
+    progress: Progress = silent,
 ) -> dict[str, dict[str, Any]]:
     """Mean of each score over all test trials, "<score>_ci": [low, high], and "vs_baseline".
 
@@ -98,7 +110,7 @@ def evaluate_reconstructions(
     """
     if baseline is not None:
         check_baseline(baseline, reconstructions)
-    scores = _scores_by_method(truth, reconstructions, stimulus_id)
+    scores = _scores_by_method(truth, reconstructions, stimulus_id, progress)
     summary: dict[str, dict[str, Any]] = {}
     for name, method_scores in scores.items():
         means: dict[str, Any] = {}
@@ -122,6 +134,7 @@ def evaluate_run(
     reconstructions: Mapping[str, ArrayLike],
     stimulus_id: ArrayLike,
     settings: EvaluationSettings | None = None,
+    progress: Progress = silent,
 ) -> dict[str, Any]:
     """Everything in metrics.json that the reconstructions file determines, in metrics.json's layout.
 
@@ -147,5 +160,6 @@ def evaluate_run(
             seed=settings.seed,
             baseline=settings.baseline,
             confidence=settings.level,
+            progress=progress,
         ),
     }

@@ -18,6 +18,7 @@ from skimage.transform import resize
 
 from fmri_eval.bootstrap import bootstrap_ci
 from fmri_eval.correlation import standardize_rows
+from fmri_eval.evaluate import Progress, silent
 from fmri_eval.identification import twoway_identification
 from fmri_eval.metrics import pcc, ssim
 from fmri_eval.validation import check_feature_pair, check_image_pair, check_stimulus_id
@@ -76,6 +77,7 @@ def literature_table(
     n_boot: int = 2000,
     seed: int = 0,
     confidence: float = 0.95,
+    progress: Progress = silent,
 ) -> tuple[dict[str, dict[str, float | list[float]]], list[str]]:
     """The 8 columns per method (mean and "<column>_ci"), and notes naming every column left out.
 
@@ -87,7 +89,7 @@ def literature_table(
     truth_big = resize_for_table(truth_arr)  # once, not per method: NSD's test set is large at 425 px
     truth_features = extract(truth_arr) if extract is not None else {}
     table: dict[str, dict[str, float | list[float]]] = {}
-    for name, recon in reconstructions.items():
+    for name, recon in progress(list(reconstructions.items()), "literature table"):
         _, recon_arr = check_image_pair(truth_arr, recon, recon_name=f"reconstructions[{name!r}]")
         recon_features = extract(recon_arr) if extract is not None else {}
         row: dict[str, float | list[float]] = {}

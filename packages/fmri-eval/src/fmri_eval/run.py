@@ -15,7 +15,7 @@ from numpy.typing import ArrayLike
 from fmri_eval import __version__
 from fmri_eval.atomic import atomic_output_dir
 from fmri_eval.errors import EvaluationError
-from fmri_eval.evaluate import evaluate_run
+from fmri_eval.evaluate import Progress, evaluate_run, silent
 from fmri_eval.figures import reconstruction_grid
 from fmri_eval.identification import stimulus_retrieval
 from fmri_eval.io import save_reconstructions
@@ -55,11 +55,13 @@ def write_run(
     attachments: Mapping[str, str | Path] | None = None,
     literature: bool = False,
     extract_features: FeatureFn | None = None,
+    progress: Progress = silent,
 ) -> dict[str, Any]:
     """Evaluate and write metrics.json, reconstructions.npz, reconstructions.png and report.md.
 
     `settings` (bootstrap count, seed and level, baseline, repeat averaging) are saved in the npz, so
     `python -m fmri_eval DIR/reconstructions.npz` reproduces this metrics.json's SCORED_KEYS exactly.
+    `progress` wraps the per-method scoring loops (see fmri_eval.evaluate.Progress).
     `attachments` (file name -> existing file, e.g. training curves) are copied in beside them.
     `literature` adds the NSD literature's table under "literature" (see fmri_eval.literature_table), its
     feature columns from `extract_features` (e.g. fmri_eval.feature_models.FeatureExtractor).
@@ -73,7 +75,7 @@ def write_run(
     clashes = sorted(set(extra or {}) & set(RUN_KEYS))
     if clashes:
         raise EvaluationError(f"extra keys {clashes} clash with reserved metrics.json keys; rename them")
-    scored = evaluate_run(truth, reconstructions, stimulus_id, settings)
+    scored = evaluate_run(truth, reconstructions, stimulus_id, settings, progress)
     run: dict[str, Any] = {
         "dataset": dataset,
         "split": split,
@@ -98,6 +100,7 @@ def write_run(
             n_boot=settings.n_boot,
             seed=settings.seed,
             confidence=settings.level,
+            progress=progress,
         )
         run["literature"] = {"methods": table, "notes": table_notes}
     try:
