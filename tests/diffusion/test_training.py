@@ -43,22 +43,27 @@ def test_training_decreases_the_loss():
     assert result.losses[-1] < 0.2 * result.losses[0]
 
 
+def killed_after(steps, loss):
+    """`loss` until it has run `steps` times, then a kill (as Ctrl-C or a lost node would be)."""
+    calls = []
+
+    def counting(model, batch, gen):
+        calls.append(1)
+        if len(calls) > steps:
+            raise KeyboardInterrupt
+        return loss(model, batch, gen)
+
+    return counting
+
+
 def test_a_killed_run_resumes_with_the_same_step_count_and_losses(tmp_path):
     torch.manual_seed(0)
     uninterrupted = train(_Line(), _loss, _sampler(), _config(max_steps=20))
-
-    def killed_after_step_12(model, batch, gen):
-        killed_after_step_12.calls += 1
-        if killed_after_step_12.calls > 12:
-            raise KeyboardInterrupt
-        return _loss(model, batch, gen)
-
-    killed_after_step_12.calls = 0
     torch.manual_seed(0)
     with pytest.raises(KeyboardInterrupt):
         train(
             _Line(),
-            killed_after_step_12,
+            killed_after(12, _loss),
             _sampler(),
             _config(max_steps=20, checkpoint_every=10),
             out_dir=tmp_path,
@@ -98,17 +103,9 @@ def test_resume_reads_no_pickle_and_stays_bit_exact(tmp_path, monkeypatch):
     config = _config(max_steps=12, checkpoint_every=6, ema_decay=0.9)
     torch.manual_seed(0)
     whole = train(_Dropped(), _dropped_loss, _sampler(), config)
-
-    def killed_after_step_8(model, batch, gen):
-        killed_after_step_8.calls += 1
-        if killed_after_step_8.calls > 8:
-            raise KeyboardInterrupt
-        return _dropped_loss(model, batch, gen)
-
-    killed_after_step_8.calls = 0
     torch.manual_seed(0)
     with pytest.raises(KeyboardInterrupt):
-        train(_Dropped(), killed_after_step_8, _sampler(), config, out_dir=tmp_path)
+        train(_Dropped(), killed_after(8, _dropped_loss), _sampler(), config, out_dir=tmp_path)
     checkpoint = tmp_path / "checkpoints" / "step-000006"
     assert sorted(p.name for p in checkpoint.iterdir()) == [
         "process-0.json",
