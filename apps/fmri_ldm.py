@@ -1,7 +1,7 @@
 """Model the brain data itself: a voxel VAE and a DDPM in its latent space, trained and evaluated.
 
     uv run apps/fmri_ldm.py --mode both                 # the example config: simulated subjects
-    uv run apps/fmri_ldm.py --data digit69 --out runs/fmri-ldm-digit69     # real voxels
+    uv run apps/fmri_ldm.py --data digit69               # real voxels, to runs/fmri-ldm/digit69
     uv run apps/fmri_ldm.py --config my.yaml --mode train --out runs/mine
     uv run apps/fmri_ldm.py --config my.yaml --mode evaluate --checkpoint runs/mine/model --out runs/mine
 
@@ -30,9 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--mode", choices=["train", "evaluate", "both"], default="both")
     parser.add_argument("--checkpoint", type=Path, help="a trained model folder for --mode evaluate")
-    parser.add_argument(
-        "--out", type=Path, default=Path("runs/fmri-ldm"), help="output folder (default: %(default)s)"
-    )
+    parser.add_argument("--out", type=Path, help="output folder (default: runs/fmri-ldm/<data>)")
     parser.add_argument("--data", help="override the config's data (sim, digit69, miyawaki, a file)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
@@ -40,11 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     def job() -> int:
         config = load_config(args.config)
         config = replace(config, data=args.data) if args.data else config
-        check_writable_folder(args.out, "--out")
-        metrics = run_job(config, args.mode, args.out, args.checkpoint, not args.no_progress)
+        out = args.out or Path("runs/fmri-ldm") / Path(config.data).stem
+        check_writable_folder(out, "--out")
+        metrics = run_job(config, args.mode, out, args.checkpoint, not args.no_progress)
         if metrics is not None:
-            print((args.out / "report.md").read_text())
-        print(f"Wrote {args.out}/")
+            print((out / "report.md").read_text())
+        print(f"Wrote {out}/")
         return 0
 
     return run_cli("fmri_ldm", job)
