@@ -66,7 +66,7 @@ def train_autoencoder_on_pixels(
 ) -> AutoencoderKL:
     """Fit an AutoencoderKL to model pixels [n, C, S, S] in [-1, 1] (see train_autoencoder for out_dir)."""
     if resume and out_dir is not None and (out_dir / "vae" / "config.json").is_file():
-        return AutoencoderKL.from_pretrained(out_dir / "vae").eval()
+        return AutoencoderKL.from_pretrained(out_dir / "vae", local_files_only=True).eval()
     torch.manual_seed(seed)
     vae = small_autoencoder(
         sample_size=pixels.shape[-1],

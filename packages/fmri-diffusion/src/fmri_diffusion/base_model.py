@@ -122,7 +122,7 @@ def load_base_model(
         )
     conditioner = None
     if (folder / "conditioner" / "config.json").is_file():
-        conditioner = FmriConditioner.from_pretrained(folder / "conditioner").eval()
+        conditioner = FmriConditioner.from_pretrained(folder / "conditioner", local_files_only=True).eval()
     return BaseModel(
         unet=unet.eval(),
         vae=vae.eval(),

@@ -363,7 +363,7 @@ class BrainDiffuser(BrainDiffuserStage1):
         self.adapter_ = manifest["prior_adapter"]
         unet = self.base_.unet
         if self.adapter_ == "full":
-            unet = UNet2DConditionModel.from_pretrained(folder / "prior_unet")
+            unet = UNet2DConditionModel.from_pretrained(folder / "prior_unet", local_files_only=True)
         self._build_pipeline(unet.eval())
         if self.adapter_ == "lora":
             self.pipeline_.load_lora_weights(str(folder / "prior_lora"))

@@ -269,7 +269,7 @@ def load_finetuned(folder: str | Path, *, base: str | Path | None = None) -> Fmr
         raise BaseModelError(f"{folder}: no {FINETUNED_FILE}; pass a folder written by an sd-* method")
     manifest = json.loads(manifest_path.read_text())
     model = load_base_model(base or manifest["base"])
-    conditioner = FmriConditioner.from_pretrained(folder / "conditioner")
+    conditioner = FmriConditioner.from_pretrained(folder / "conditioner", local_files_only=True)
     if conditioner.config.token_dim != model.token_dim:
         raise BaseModelError(
             f"{folder}: conditioner makes {conditioner.config.token_dim}-wide tokens but the base unet's "
@@ -277,13 +277,17 @@ def load_finetuned(folder: str | Path, *, base: str | Path | None = None) -> Fmr
         )
     unet = model.unet
     if manifest["adapter"] == "full":
-        unet = type(unet).from_pretrained(folder / "unet")
+        unet = type(unet).from_pretrained(folder / "unet", local_files_only=True)
     controlnet = (
-        ControlNetModel.from_pretrained(folder / "controlnet") if (folder / "controlnet").is_dir() else None
+        ControlNetModel.from_pretrained(folder / "controlnet", local_files_only=True)
+        if (folder / "controlnet").is_dir()
+        else None
     )
     pipeline = FmriImagePipeline(
         unet=unet,
-        scheduler=getattr(diffusers, manifest["scheduler"]).from_pretrained(folder / "scheduler"),
+        scheduler=getattr(diffusers, manifest["scheduler"]).from_pretrained(
+            folder / "scheduler", local_files_only=True
+        ),
         conditioner=conditioner,
         vae=model.vae,
         controlnet=controlnet,

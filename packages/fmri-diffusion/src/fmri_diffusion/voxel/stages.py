@@ -77,9 +77,9 @@ class FmriLDM:
         if not (folder / "vae" / "config.json").is_file():
             raise FileNotFoundError(f"{folder}: no vae/ of a trained fMRI LDM; pass the folder `train` wrote")
         return cls(
-            vae=VoxelVAE.from_pretrained(folder / "vae").eval(),
-            denoiser=LatentDenoiser.from_pretrained(folder / "denoiser").eval(),
-            scheduler=DDPMScheduler.from_pretrained(folder / "scheduler"),
+            vae=VoxelVAE.from_pretrained(folder / "vae", local_files_only=True).eval(),
+            denoiser=LatentDenoiser.from_pretrained(folder / "denoiser", local_files_only=True).eval(),
+            scheduler=DDPMScheduler.from_pretrained(folder / "scheduler", local_files_only=True),
             latent_scale=float(json.loads((folder / LATENT_FILE).read_text())["latent_scale"]),
         )
 
