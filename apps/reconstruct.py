@@ -124,7 +124,7 @@ def parse_args(
         "--resume",
         action="store_true",
         help="continue training from the latest checkpoints in --work-dir; refused where its "
-        "fingerprint.json shows another run (data, split, fold, preprocessing, seed or method settings)",
+        "fingerprint.json shows another run (data, split, fold, preprocessing, seed, --quick, --pretrained)",
     )
     parser.add_argument(
         "--pretrained",

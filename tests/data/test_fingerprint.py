@@ -89,6 +89,13 @@ def test_resume_with_other_settings_is_refused(first_run, linear_dataset, change
         run(linear_dataset, first_run, resume=True, **change)
 
 
+def test_sampling_options_may_change_on_resume_but_the_prior_adapter_may_not(first_run, linear_dataset):
+    run(linear_dataset, first_run, resume=True, sampling={"n_samples": 16, "num_inference_steps": 10})
+    assert len(FITTED) == 2
+    with pytest.raises(DataError, match=r"settings\.prior_adapter differ"):
+        run(linear_dataset, first_run, resume=True, sampling={"prior_adapter": "none"})
+
+
 def test_a_fresh_run_restamps_the_folder(first_run, linear_dataset):
     other = other_data(linear_dataset)
     run(other, first_run)

@@ -2,9 +2,10 @@
 
 Each fold's method folder (`WORK/fold-NNN/<method>/`) gets a `fingerprint.json`: the data set's name and a
 hash of its contents, the fold and the hashes of its train and test trials, the preprocessing, the method
-and the settings that change what it learns (seed, quick, pretrained base, sampling). On resume a folder
-whose fingerprint differs is refused before any training, in one line that says what differs. Package
-versions are recorded too, for the record, but not compared: a bug-fix release should not strand a run.
+and the settings that change what it learns (seed, quick, pretrained base, prior adapter). On resume a
+folder whose fingerprint differs is refused before any training, in one line that says what differs. Package
+versions and the sampling options are recorded too, but not compared: a bug-fix release should not strand a
+run, and a resumed run may sample with more steps or samples.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ from fmri_data.preprocessing import Preprocessing
 from fmri_data.splits import Split
 
 FINGERPRINT_FILE = "fingerprint.json"
-RECORDED_ONLY = ("versions",)
+RECORDED_ONLY = ("versions", "sampling")
+"""Recorded but not compared: a new release, or more samples or steps at sampling time, may resume a run."""
+SHAPES_TRAINING = ("prior_adapter",)
+"""The sampling options (--prior-adapter) that change what is trained, so --resume compares them."""
 _PACKAGES = ("fmri-data", "fmri-encoders", "fmri-diffusion", "fmri-eval", "torch", "diffusers", "numpy")
 _ROWS_PER_BLOCK = 4096
 
@@ -74,10 +78,12 @@ def fold_fingerprints(
         "seed": settings.seed,
         "quick": settings.quick,
         "pretrained": settings.pretrained,
-        "sampling": dict(settings.sampling),
+        **{key: value for key, value in settings.sampling.items() if key in SHAPES_TRAINING},
     }
+    sampling = {key: value for key, value in settings.sampling.items() if key not in SHAPES_TRAINING}
     return {
-        name: {**shared, "method": name, "settings": learning, "versions": _versions()} for name in methods
+        name: {**shared, "method": name, "settings": learning, "sampling": sampling, "versions": _versions()}
+        for name in methods
     }
 
 
