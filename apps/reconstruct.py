@@ -297,7 +297,7 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
             baseline=choose_baseline(args.methods, args.baseline),
             repeats_averaged=args.average_repeats in ("test", "both"),
         ),
-        attachments=_loss_curves(args.work_dir, args.methods),
+        attachments=result.artefacts,
         literature=args.literature_table,
         extract_features=extract_features,
         progress=silent if args.no_progress else terminal_progress,
@@ -308,8 +308,8 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
         f"Wrote {args.out}/: metrics.json, "
         "reconstructions.npz, reconstructions.png, report.md"
     )
-    for name in sorted(_loss_curves(args.work_dir, args.methods)):
-        print(f"Loss curve: {args.out / name}")
+    for name in sorted(result.artefacts):
+        print(f"Attached: {args.out / name}")
     return 0
 
 
@@ -323,14 +323,6 @@ def _feature_extractor(args: argparse.Namespace) -> FeatureFn | None:
     for note in notes:
         print(f"literature table: left out {note}", file=sys.stderr)
     return FeatureExtractor(networks, device=resolve_device(args.device)) if networks else None
-
-
-def _loss_curves(work_dir: Path | None, methods: list[str]) -> dict[str, Path]:
-    """The first fold's training curve of each method run that kept one, named for the run folder."""
-    if work_dir is None:
-        return {}
-    curves = (work_dir / "fold-000" / method / "loss_curve.png" for method in methods)
-    return {f"loss_curve-{curve.parent.name}.png": curve for curve in curves if curve.is_file()}
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ def test_quick_run_reports_both_stages_beside_the_baselines(load_app, tmp_path):
     assert "NSD literature metrics" in (out / "report.md").read_text()
     assert (out / "reconstructions.npz").is_file()
     assert (tmp_path / "w" / "fold-000" / "brain-diffuser" / "stages" / "brain_diffuser.json").is_file()
+    assert (out / "prior_loss_curve-brain-diffuser.png").is_file()  # the method names its curve's path
 
 
 def test_a_strength_outside_0_1_is_refused(run_app, tmp_path):

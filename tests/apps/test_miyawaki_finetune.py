@@ -22,7 +22,7 @@ def test_quick_run_writes_the_table_grid_and_loss_curve(load_app, tmp_path, caps
     printed = capsys.readouterr().out
     assert any(line.split()[:1] == ["sd-lora"] for line in printed.splitlines())
     assert "better/worse than ridge" in printed
-    assert "loss_curve-sd-lora.png" in printed
+    assert f"Attached: {out / 'loss_curve-sd-lora.png'}" in printed
 
 
 def test_a_pretrained_folder_without_a_unet_is_one_clear_error(run_app, tmp_path):

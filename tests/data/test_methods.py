@@ -101,3 +101,27 @@ def test_methods_that_identify_get_scored_against_every_tested_stimulus(linear_d
     assert set(result.similarities) == {"oracle-identifier-test"}
     np.testing.assert_array_equal(result.candidate_stimulus, np.unique(linear_dataset.stimulus_id))
     assert result.similarities["oracle-identifier-test"].shape == (linear_dataset.n_trials, 30)
+
+
+def test_the_first_fold_s_artefacts_are_named_for_the_run(linear_dataset, tmp_path):
+    curve = tmp_path / "curve.png"
+    curve.write_bytes(b"png")
+
+    @register_method
+    class Curved(ReconstructionMethod):
+        name = "curved"
+
+        def fit(self, train):
+            self.shape_ = train.image_shape
+            return self
+
+        def predict(self, fmri):
+            return np.zeros((len(fmri), *self.shape_), dtype=np.float32)
+
+        def artefacts(self):
+            return {"loss_curve": curve}
+
+    splits = make_splits(linear_dataset, "kfold:2")
+    result = reconstruct_over_splits(linear_dataset, splits, ["mean", "curved"], progress=False)
+    assert result.artefacts == {"loss_curve-curved.png": curve}
+    assert create_method("mean").artefacts() == {}

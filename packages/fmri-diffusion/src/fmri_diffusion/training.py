@@ -127,6 +127,7 @@ class BatchSampler:
 class TrainingResult:
     losses: list[float] = field(default_factory=list)
     last_checkpoint: Path | None = None
+    loss_curve: Path | None = None
     validation: list[tuple[int, float]] = field(default_factory=list)
     best_step: int | None = None
     best_state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
@@ -230,8 +231,14 @@ def train(
         accelerator.unwrap_model(model).load_state_dict(result.best_state)
     model.eval()
     if out_dir is not None and accelerator.is_main_process and result.losses:
-        write_loss_curve(out_dir / "loss_curve.png", result.losses)
+        result.loss_curve = out_dir / "loss_curve.png"
+        write_loss_curve(result.loss_curve, result.losses)
     return result
+
+
+def loss_curves(**results: TrainingResult | None) -> dict[str, Path]:
+    """A method's `artefacts()`: the loss curve of each training it ran, by name, where one was drawn."""
+    return {name: result.loss_curve for name, result in results.items() if result and result.loss_curve}
 
 
 def _validate(

@@ -86,6 +86,13 @@ class ReconstructionMethod(ABC):
         """All outputs this method reports, by row name in the results table."""
         return {self.name: self.predict(fmri)}
 
+    def artefacts(self) -> dict[str, Path]:
+        """Files a run's report should carry after `fit` (e.g. {"loss_curve": path}); none by default.
+
+        The method says where its files are, so apps never rebuild a path convention to find them.
+        """
+        return {}
+
 
 @runtime_checkable
 class IdentifiesStimuli(Protocol):

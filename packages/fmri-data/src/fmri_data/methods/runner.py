@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -31,7 +32,8 @@ class CrossValidatedReconstructions:
     trial_index points into the source data set (with test-repeat averaging: the first trial of each
     averaged group). similarities: for methods that can score fMRI against images (`IdentifiesStimuli`),
     [n_test, n_candidates] scores against every stimulus tested in any fold (`candidate_stimulus`), for
-    brain <-> image identification.
+    brain <-> image identification. artefacts: the files the first fold's methods named (file name in the
+    run folder -> path), such as `loss_curve-sd-lora.png`.
     """
 
     truth: np.ndarray
@@ -42,6 +44,7 @@ class CrossValidatedReconstructions:
     notes: list[str] = field(default_factory=list)
     similarities: dict[str, np.ndarray] = field(default_factory=dict)
     candidate_stimulus: np.ndarray | None = None
+    artefacts: dict[str, Path] = field(default_factory=dict)
 
     @property
     def n_test(self) -> int:
@@ -68,6 +71,7 @@ def reconstruct_over_splits(
     candidate_stimulus, candidate_images = _tested_stimuli(dataset, splits)
 
     parts: list[dict[str, np.ndarray]] = []
+    artefacts: dict[str, Path] = {}
     bar = tqdm(
         total=len(splits) * len(methods),
         desc="fit+predict",
@@ -88,6 +92,9 @@ def reconstruct_over_splits(
         for name in methods:
             bar.set_postfix_str(f"{name}, fold {split.fold + 1}/{len(splits)}")
             method = create_method(name, fold_settings).fit(train)
+            if split is splits[0]:  # the first fold's files stand for the run (e.g. its loss curves)
+                for key, path in method.artefacts().items():
+                    artefacts[f"{key}-{name}{Path(path).suffix}"] = Path(path)
             for row, images in method.predict_named(test.fmri).items():
                 part[row] = _checked_prediction(row, images, test)
             if isinstance(method, IdentifiesStimuli):
@@ -117,6 +124,7 @@ def reconstruct_over_splits(
         notes=notes,
         similarities=similarities,
         candidate_stimulus=candidate_stimulus if similarities else None,
+        artefacts=artefacts,
     )
 
 

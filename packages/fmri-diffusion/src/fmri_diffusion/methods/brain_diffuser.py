@@ -51,7 +51,7 @@ from fmri_diffusion.methods.conditional import posterior_rows, sample_generators
 from fmri_diffusion.pipeline import FmriImagePipeline
 from fmri_diffusion.pixels import to_pixels
 from fmri_diffusion.schedulers import Sampler, sampling_scheduler
-from fmri_diffusion.training import TrainingConfig, training_for
+from fmri_diffusion.training import TrainingConfig, loss_curves, training_for
 from fmri_encoders.contrastive import load_clip_image_encoder
 from fmri_encoders.ridge import RidgeEncoder
 from fmri_encoders.runtime import resolve_device
@@ -299,6 +299,9 @@ class BrainDiffuser(BrainDiffuserStage1):
 
     def predict(self, fmri: np.ndarray) -> np.ndarray:
         return self.predict_named(fmri)[self.name]
+
+    def artefacts(self) -> dict[str, Path]:
+        return loss_curves(prior_loss_curve=getattr(self, "prior_training_", None))
 
     def predict_named(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
         config, n = self.config, len(fmri)

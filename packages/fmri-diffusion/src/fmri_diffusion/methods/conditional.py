@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,7 @@ from fmri_diffusion.models import small_unet
 from fmri_diffusion.objectives import ObjectiveConfig
 from fmri_diffusion.pipeline import FmriImagePipeline
 from fmri_diffusion.schedulers import Prediction, Sampler, Schedule, sampling_scheduler, training_scheduler
-from fmri_diffusion.training import BatchSampler, TrainingConfig, training_for
+from fmri_diffusion.training import BatchSampler, TrainingConfig, loss_curves, training_for
 from fmri_encoders.runtime import resolve_device
 
 
@@ -152,6 +153,9 @@ class ConditionalDiffusion(ReconstructionMethod):
     # ------------------------------------------------------------- predicting
     def predict(self, fmri: np.ndarray) -> np.ndarray:
         return self.predict_named(fmri)[self.name]
+
+    def artefacts(self) -> dict[str, Path]:
+        return loss_curves(loss_curve=getattr(self, "training_", None))
 
     def predict_named(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
         return posterior_rows(self.name, self.sample(fmri, self.config.n_samples))

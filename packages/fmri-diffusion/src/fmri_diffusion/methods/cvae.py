@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,7 +14,7 @@ from fmri_data.methods import MethodSettings, ReconstructionMethod
 from fmri_diffusion import training as trainer
 from fmri_diffusion.augment import random_shift
 from fmri_diffusion.cvae import ConditionalVaeNet, CvaeConfig, negative_elbo
-from fmri_diffusion.training import BatchSampler, TrainingConfig, training_for
+from fmri_diffusion.training import BatchSampler, TrainingConfig, loss_curves, training_for
 from fmri_encoders.out_of_fold import out_of_fold_ridge
 from fmri_encoders.runtime import resolve_device
 
@@ -103,6 +104,9 @@ class ConditionalVAE(ReconstructionMethod):
 
     def predict(self, fmri: np.ndarray) -> np.ndarray:
         return self.predict_named(fmri)[self.name]
+
+    def artefacts(self) -> dict[str, Path]:
+        return loss_curves(loss_curve=getattr(self, "training_", None))
 
     def predict_named(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
         """{"cvae": mean of n_samples prior samples, "cvae-1": one sample}, [n, H, W] float32 in [0, 1]."""

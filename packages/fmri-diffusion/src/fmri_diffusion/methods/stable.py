@@ -42,7 +42,7 @@ from fmri_diffusion.methods.conditional import posterior_rows, sample_generators
 from fmri_diffusion.pipeline import FmriImagePipeline
 from fmri_diffusion.pixels import to_pixels
 from fmri_diffusion.schedulers import Sampler, sampling_scheduler
-from fmri_diffusion.training import TrainingConfig, training_for
+from fmri_diffusion.training import TrainingConfig, loss_curves, training_for
 from fmri_encoders.out_of_fold import out_of_fold_ridge
 from fmri_encoders.runtime import resolve_device
 
@@ -173,6 +173,9 @@ class StableDiffusionMethod(ReconstructionMethod):
     # ------------------------------------------------------------- predicting
     def predict(self, fmri: np.ndarray) -> np.ndarray:
         return self.predict_named(fmri)[self.name]
+
+    def artefacts(self) -> dict[str, Path]:
+        return loss_curves(loss_curve=getattr(self, "training_", None))
 
     def predict_named(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
         return posterior_rows(self.name, self.sample(fmri, self.config.n_samples))
