@@ -196,9 +196,9 @@ def parse_args(
 
 
 def _run_name(args: argparse.Namespace) -> str:
-    """<data>-<split> (NSD: with the subject), the default folder name of a run."""
+    """<data>-<split> (NSD: with the subject; -quick for smoke tests, which must not replace a real run)."""
     data = Path(args.data).stem + (f"-subj{args.subject:02d}" if args.data == "nsd" else "")
-    return f"{data}-{args.split.replace(':', '')}"
+    return f"{data}-{args.split.replace(':', '')}" + ("-quick" if args.quick else "")
 
 
 def _non_negative(text: str) -> int:
@@ -243,17 +243,19 @@ def main_with_defaults(argv: list[str] | None, *, prog: str, doc: str, defaults:
 def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/reconstruct.py") -> int:
     """Check what can be checked, then load, split, fit and predict fold by fold, evaluate, write the run."""
     check_methods(args.methods)  # before hours of fitting, as are the folders and the feature networks
-    check_writable_folder(args.out, "--out")
+    check_writable_folder(args.out, "--out", swapped=True)
     if args.work_dir is not None:
         check_writable_folder(args.work_dir, "--work-dir")
     if args.log_with:
         from fmri_diffusion.training import check_tracker  # diffusers loads only when it is needed
 
         check_tracker(args.log_with)
-    if args.pretrained:
+    if args.pretrained:  # resolved once: every fold reads the same local snapshot, and no fold asks the hub
         from fmri_diffusion.base_model import base_model_folder
 
-        base_model_folder(args.pretrained, allow_download=args.allow_download)
+        args.pretrained = str(
+            base_model_folder(args.pretrained, allow_download=args.allow_download).resolve()
+        )
     extract_features = _feature_extractor(args)
     dataset = load_dataset(args.data, nsd_root=args.nsd_root, subject=args.subject)
     splits = make_splits(dataset, args.split, seed=args.seed, allow_overlap=args.allow_overlap)

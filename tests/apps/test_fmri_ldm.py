@@ -123,6 +123,8 @@ def test_app_both_then_evaluate_from_the_checkpoint(load_app, tmp_path):
         ("model: [1, 2]", "model must be a mapping of settings, got [1, 2]"),
         ("model: {schedule: cosin}", "model.schedule must be one of ['linear', 'cosine'], got 'cosin'"),
         ("seed: -1", "seed must be a whole number >= 0, got -1"),
+        ("model: {dropout: 1.5}", "model.dropout must be a number in [0, 1), got 1.5"),
+        ("training: {learning_rate: .nan}", "training.learning_rate must be a finite number >= 0, got nan"),
         ("", "the config is empty"),
         ("data: /no/such/file.npz", "/no/such/file.npz: no such data file"),
         ("data: EMPTY", "empty.npz: not a readable .npz"),

@@ -1,4 +1,5 @@
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -274,6 +275,23 @@ def test_an_out_that_is_a_file_fails_before_any_work(reconstruct, tmp_path, caps
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
 
 
+def test_an_out_whose_parent_is_not_writable_fails_before_any_work(
+    reconstruct, tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "locked" / "run"
+    out.mkdir(parents=True)  # the run folder itself is writable, but it is replaced through its parent
+    real_mkstemp = tempfile.mkstemp
+
+    def refuse_in_locked(**kwargs):
+        if Path(kwargs["dir"]) == out.parent:
+            raise PermissionError(13, "Permission denied")
+        return real_mkstemp(**kwargs)
+
+    monkeypatch.setattr("fmri_eval.atomic.tempfile.mkstemp", refuse_in_locked)
+    assert reconstruct.main(["--out", str(out), "--method", "mean", "--no-progress"]) == 2
+    assert f"no write access to {out.parent}" in capsys.readouterr().err
+
+
 def test_an_unwritable_out_names_the_user_s_path(reconstruct, tmp_path, capsys, monkeypatch):
     def refuse(**_):
         raise PermissionError(13, "Permission denied")
@@ -299,6 +317,7 @@ def test_default_folders_keep_data_sets_and_splits_apart(load_app, reconstruct, 
     assert (digits.out, digits.work_dir) == (root / "digit69-kfold5", root / "digit69-kfold5-work")
     assert sim.cache_dir == digits.cache_dir == root / "cache"  # the base model is pre-trained once
     assert parsed("--work-dir", str(tmp_path / "w")).cache_dir == tmp_path / "w" / "cache"
+    assert parsed("--quick").work_dir == root / "sim-given-quick-work"  # a smoke test keeps off a real run
     assert reconstruct.parse_args(["--data", "nsd", "--subject", "2"]).out == Path(
         "runs/reconstruct/nsd-subj02-given"
     )

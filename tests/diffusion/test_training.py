@@ -102,7 +102,8 @@ def _dropped_loss(model, batch, gen):
 def test_resume_reads_no_pickle_and_stays_bit_exact(tmp_path, monkeypatch):
     config = _config(max_steps=12, checkpoint_every=6, ema_decay=0.9)
     torch.manual_seed(0)
-    whole = train(_Dropped(), _dropped_loss, _sampler(), config)
+    whole_model = _Dropped()
+    whole = train(whole_model, _dropped_loss, _sampler(), config)
     torch.manual_seed(0)
     with pytest.raises(KeyboardInterrupt):
         train(_Dropped(), killed_after(8, _dropped_loss), _sampler(), config, out_dir=tmp_path)
@@ -123,8 +124,10 @@ def test_resume_reads_no_pickle_and_stays_bit_exact(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "load", refuse_pickles)
     torch.manual_seed(7)
-    resumed = train(_Dropped(), _dropped_loss, _sampler(seed=5), config, out_dir=tmp_path, resume="latest")
+    again = _Dropped()
+    resumed = train(again, _dropped_loss, _sampler(seed=5), config, out_dir=tmp_path, resume="latest")
     assert resumed.losses == whole.losses
+    assert torch.equal(again.w, whole_model.w)  # the EMA weights training returns, restored exactly
 
 
 def test_a_checkpoint_without_its_state_files_is_one_clear_error(tmp_path):
@@ -213,3 +216,21 @@ def test_no_bar_reaches_a_log_file(monkeypatch):
     monkeypatch.setattr("sys.stderr", log)
     train(_Line(), _loss, _sampler(), _config(max_steps=4, progress=True))
     assert log.getvalue() == ""
+
+
+def test_a_fresh_run_in_a_used_folder_never_resumes_the_old_run_s_checkpoints(tmp_path):
+    train(_Line(), _loss, _sampler(), _config(max_steps=30, checkpoint_every=10), out_dir=tmp_path)
+    fresh = train(
+        _Line(), _loss, _sampler(seed=3), _config(max_steps=10, checkpoint_every=5), out_dir=tmp_path
+    )
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-000005", "step-000010"]
+    assert fresh.last_checkpoint.is_dir()
+    resumed = train(
+        _Line(),
+        _loss,
+        _sampler(),
+        _config(max_steps=10, checkpoint_every=5),
+        out_dir=tmp_path,
+        resume="latest",
+    )
+    assert resumed.losses == fresh.losses

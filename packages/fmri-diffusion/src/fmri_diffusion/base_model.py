@@ -135,6 +135,13 @@ def load_base_model(
 
 _DOWNLOADED = ["model_index.json", *(f"{name}/*" for name in (*SUBFOLDERS, "text_encoder", "tokenizer"))]
 _DOWNLOADED += ["image_encoder/*", "feature_extractor/*"]
+_NOT_NEEDED = [
+    "*.msgpack",
+    "*.onnx",
+    "*.ckpt",
+    "*.h5",
+    "*non_ema*",
+]  # other frameworks' copies, EMA-less weights
 
 
 def _cached_snapshot(repo_id: str, allow_download: bool) -> Path:
@@ -143,7 +150,7 @@ def _cached_snapshot(repo_id: str, allow_download: bool) -> Path:
 
     try:
         if allow_download:
-            return Path(snapshot_download(repo_id, allow_patterns=_DOWNLOADED))
+            return Path(snapshot_download(repo_id, allow_patterns=_DOWNLOADED, ignore_patterns=_NOT_NEEDED))
         return Path(snapshot_download(repo_id, local_files_only=True))
     except (OSError, ValueError) as error:  # not cached (or not on the hub), or not a repo id
         if allow_download:

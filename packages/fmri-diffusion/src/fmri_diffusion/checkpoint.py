@@ -84,21 +84,22 @@ def load_states(folder: Path, name: str) -> dict[str, Any]:
     return join_state(json.loads(tree_file.read_text(encoding="utf-8")), load_file(str(tensor_file)))
 
 
-def global_rng_states() -> dict[str, Any]:
-    """Python's, numpy's and torch's global generators (dropout draws from torch's)."""
+def global_rng_states(device: torch.device) -> dict[str, Any]:
+    """Python's, numpy's and torch's global generators (dropout draws from torch's), and the generator of
+    this process's GPU alone, so a run may resume on a machine with another number of GPUs."""
     states: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": np.random.get_state(),  # noqa: NPY002 (the legacy global generator is what we restore)
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
     return states
 
 
-def set_global_rng_states(states: dict[str, Any]) -> None:
+def set_global_rng_states(states: dict[str, Any], device: torch.device) -> None:
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])  # noqa: NPY002
     torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    if "cuda" in states and device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"], device)

@@ -181,6 +181,10 @@ def train(
 
     result, step = TrainingResult(), 0
     start = _find_checkpoint(out_dir, resume)
+    if resume is None and out_dir is not None:  # afresh: another run's checkpoints must not be "latest" later
+        if accelerator.is_main_process:
+            shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+        accelerator.wait_for_everyone()
     if start is not None:
         parts.load(start, noise)
         state = json.loads((start / _STATE_FILE).read_text())
@@ -293,7 +297,11 @@ class _Checkpointed:
 
     def save(self, folder: Path, noise: torch.Generator) -> None:
         """Every process writes its own generators; the main process writes what all processes share."""
-        own = {"sampler": self.sampler.state_dict(), "noise": noise.get_state(), "rng": global_rng_states()}
+        own = {
+            "sampler": self.sampler.state_dict(),
+            "noise": noise.get_state(),
+            "rng": global_rng_states(self.accelerator.device),
+        }
         save_states(folder, self._process_file(), own)
         if self.accelerator.is_main_process:
             shared = {
@@ -320,7 +328,7 @@ class _Checkpointed:
         own = load_states(folder, self._process_file())
         self.sampler.load_state_dict(own["sampler"])
         noise.set_state(own["noise"])
-        set_global_rng_states(own["rng"])
+        set_global_rng_states(own["rng"], self.accelerator.device)
 
 
 def _save_checkpoint(

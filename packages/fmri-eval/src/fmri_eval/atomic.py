@@ -52,14 +52,17 @@ def atomic_output_dir(out_dir: str | Path) -> Iterator[Path]:
     shutil.rmtree(retired, ignore_errors=True)
 
 
-def check_writable_folder(folder: str | Path, what: str = "output folder") -> None:
+def check_writable_folder(folder: str | Path, what: str = "output folder", *, swapped: bool = False) -> None:
     """Refuse, before any work, a folder that cannot be created or written: one that is a file, or whose
     nearest existing ancestor is not a writable folder (probed by creating and removing a file in it).
+
+    `swapped`: the folder is written whole by `atomic_output_dir`, which stages and renames it in its parent,
+    so the parent is what must be writable.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise EvaluationError(f"{what} {folder} exists and is not a folder; choose another path")
-    ancestor = folder
+    ancestor = folder.parent if swapped else folder
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -32,15 +33,17 @@ RECORDED_ONLY = ("versions", "sampling")
 SHAPES_TRAINING = ("prior_adapter",)
 """The sampling options (--prior-adapter) that change what is trained, so --resume compares them."""
 _PACKAGES = ("fmri-data", "fmri-encoders", "fmri-diffusion", "fmri-eval", "torch", "diffusers", "numpy")
-_ROWS_PER_BLOCK = 4096
+_BLOCK_BYTES = 2**26
 
 
 def _sha256(*arrays: np.ndarray) -> str:
     digest = hashlib.sha256()
     for array in arrays:
         digest.update(f"{array.dtype.str}{array.shape}".encode())
-        for start in range(0, max(len(array), 1), _ROWS_PER_BLOCK):  # large fMRI arrays: no full copy
-            digest.update(np.ascontiguousarray(array[start : start + _ROWS_PER_BLOCK]).tobytes())
+        row_bytes = max(1, array[:1].nbytes)
+        rows = max(1, _BLOCK_BYTES // row_bytes)  # NSD-sized arrays: a bounded block at a time, no full copy
+        for start in range(0, max(len(array), 1), rows):
+            digest.update(np.ascontiguousarray(array[start : start + rows]).data)
     return digest.hexdigest()
 
 
@@ -139,6 +142,7 @@ def check_fingerprint(folder: Path, fingerprint: dict[str, Any], resume: bool) -
 def record_fingerprint(folder: Path, fingerprint: dict[str, Any]) -> None:
     """Write `folder/fingerprint.json` in one step (a temp file renamed), so no reader sees half of it."""
     folder.mkdir(parents=True, exist_ok=True)
-    staging = folder / f".{FINGERPRINT_FILE}.tmp"
-    staging.write_text(json.dumps(fingerprint, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    handle, staging = tempfile.mkstemp(prefix=f".{FINGERPRINT_FILE}.", dir=folder)  # unique per process
+    with os.fdopen(handle, "w", encoding="utf-8") as file:
+        file.write(json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
     os.replace(staging, folder / FINGERPRINT_FILE)

@@ -16,6 +16,7 @@ of each subject's time points.
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
 from collections.abc import Mapping
@@ -92,9 +93,12 @@ def _typed(value: Any, expected: str, where: str) -> Any:
         return value
     if expected == _NUMBER and not isinstance(value, bool):
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
-            pass
+            number = float("nan")
+        if math.isfinite(number) and number >= 0 and (key != "dropout" or number < 1):
+            return number
+        expected = "a number in [0, 1)" if key == "dropout" else "a finite number >= 0"
     raise DataError(f"{where} must be {expected}, got {value!r}")
 
 
