@@ -4,6 +4,7 @@ import re
 
 import pytest
 import torch
+from accelerate.tracking import GeneralTracker
 from torch import nn
 
 from fmri_diffusion.training import BatchSampler, TrainingConfig, TrainingDivergedError, train
@@ -234,3 +235,29 @@ def test_a_fresh_run_in_a_used_folder_never_resumes_the_old_run_s_checkpoints(tm
         resume="latest",
     )
     assert resumed.losses == fresh.losses
+
+
+def test_an_interrupted_run_closes_its_tracker(tmp_path):
+    class Recorder(GeneralTracker):
+        name = "recorder"
+        requires_logging_directory = False
+
+        def __init__(self):
+            super().__init__()
+            self.finished = False
+
+        @property
+        def tracker(self):
+            return self
+
+        def log(self, values, step=None, **kwargs):
+            pass
+
+        def finish(self):
+            self.finished = True
+
+    recorder = Recorder()
+    config = _config(max_steps=10, log_with=recorder)
+    with pytest.raises(KeyboardInterrupt):
+        train(_Line(), killed_after(3, _loss), _sampler(), config, out_dir=tmp_path)
+    assert recorder.finished

@@ -196,39 +196,41 @@ def train(
         total=config.max_steps, initial=step, desc=description, disable=None if config.progress else True
     )
     model.train()
-    while step < config.max_steps:
-        with accelerator.accumulate(model):
-            batch = {k: v.to(accelerator.device) for k, v in next(sampler).items()}
-            loss = loss_fn(model, batch, noise)
-            if not torch.isfinite(loss):
-                bar.close()
-                raise TrainingDivergedError(
-                    f"loss became {loss.item()} at step {step}; last good checkpoint: "
-                    f"{result.last_checkpoint or 'none'}; lower the learning rate or train in fp32"
-                )
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and config.grad_clip:
-                accelerator.clip_grad_norm_(parameters, config.grad_clip)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
-        if not accelerator.sync_gradients:
-            continue
-        step += 1
-        if ema is not None:
-            ema.step(parameters)
-        result.losses.append(loss.item())
+    try:
+        while step < config.max_steps:
+            with accelerator.accumulate(model):
+                batch = {k: v.to(accelerator.device) for k, v in next(sampler).items()}
+                loss = loss_fn(model, batch, noise)
+                if not torch.isfinite(loss):
+                    raise TrainingDivergedError(
+                        f"loss became {loss.item()} at step {step}; last good checkpoint: "
+                        f"{result.last_checkpoint or 'none'}; lower the learning rate or train in fp32"
+                    )
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.grad_clip:
+                    accelerator.clip_grad_norm_(parameters, config.grad_clip)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad()
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            if ema is not None:
+                ema.step(parameters)
+            result.losses.append(loss.item())
+            if log_with is not None:
+                accelerator.log({"loss": result.losses[-1], "lr": schedule.get_last_lr()[0]}, step=step)
+            # set before update, which draws it: the bar shows this step's loss, not the last one's
+            bar.set_postfix(loss=f"{result.losses[-1]:.4f}", refresh=False)
+            bar.update()
+            if validate is not None and (step % validate_every == 0 or step == config.max_steps):
+                _validate(accelerator, model, validate, step, result, out_dir)
+            if out_dir is not None and config.checkpoint_every and step % config.checkpoint_every == 0:
+                result.last_checkpoint = _save_checkpoint(parts, out_dir, step, result.losses, noise, config)
+    finally:  # an interrupted run still closes its bar and tracker
+        bar.close()
         if log_with is not None:
-            accelerator.log({"loss": result.losses[-1], "lr": schedule.get_last_lr()[0]}, step=step)
-        bar.set_postfix(loss=f"{result.losses[-1]:.4f}", refresh=False)  # drawn by update: this step's loss
-        bar.update()
-        if validate is not None and (step % validate_every == 0 or step == config.max_steps):
-            _validate(accelerator, model, validate, step, result, out_dir)
-        if out_dir is not None and config.checkpoint_every and step % config.checkpoint_every == 0:
-            result.last_checkpoint = _save_checkpoint(parts, out_dir, step, result.losses, noise, config)
-    bar.close()
-    if log_with is not None:
-        accelerator.end_training()
+            accelerator.end_training()
     if ema is not None:
         ema.copy_to(parameters)
     if validate is not None and result.best_step is not None:
