@@ -261,3 +261,29 @@ def test_an_interrupted_run_closes_its_tracker(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train(_Line(), killed_after(3, _loss), _sampler(), config, out_dir=tmp_path)
     assert recorder.finished
+
+
+class _HalfFrozen(nn.Module):
+    """A large frozen part beside a small trained one, as a UNet under LoRA is."""
+
+    def __init__(self):
+        super().__init__()
+        self.frozen = nn.Parameter(torch.randn(1000), requires_grad=False)
+        self.w = nn.Parameter(torch.zeros(1))
+
+
+def test_checkpoints_hold_the_trained_part_only_and_resume_exactly(tmp_path):
+    config = _config(max_steps=10, checkpoint_every=5)
+    torch.manual_seed(0)
+    whole = train(_HalfFrozen(), _loss, _sampler(), config)
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        train(_HalfFrozen(), killed_after(7, _loss), _sampler(), config, out_dir=tmp_path)
+    saved = json.loads((tmp_path / "checkpoints" / "step-000005" / "shared.json").read_text())
+    assert set(saved["model"]) == {"w"}
+    resumed = train(_HalfFrozen(), _loss, _sampler(), config, out_dir=tmp_path, resume="latest")
+    assert resumed.losses == whole.losses
+    unfrozen = _HalfFrozen()
+    unfrozen.frozen.requires_grad_(True)  # trained now, yet absent from the checkpoint
+    with pytest.raises(ValueError, match="other trainable parts"):
+        train(unfrozen, _loss, _sampler(), config, out_dir=tmp_path, resume="latest")

@@ -307,7 +307,7 @@ class _Checkpointed:
         save_states(folder, self._process_file(), own)
         if self.accelerator.is_main_process:
             shared = {
-                "model": self.accelerator.unwrap_model(self.model).state_dict(),
+                "model": _learned_state(self.accelerator.unwrap_model(self.model)),
                 "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict(),
             }
@@ -319,7 +319,7 @@ class _Checkpointed:
 
     def load(self, folder: Path, noise: torch.Generator) -> None:
         shared = load_states(folder, "shared")
-        self.accelerator.unwrap_model(self.model).load_state_dict(shared["model"])
+        _load_learned_state(self.accelerator.unwrap_model(self.model), shared["model"], folder)
         self.optimizer.load_state_dict(shared["optimizer"])
         self.schedule.load_state_dict(shared["schedule"])
         if self.ema is not None:
@@ -331,6 +331,29 @@ class _Checkpointed:
         self.sampler.load_state_dict(own["sampler"])
         noise.set_state(own["noise"])
         set_global_rng_states(own["rng"], self.accelerator.device)
+
+
+def _frozen_names(model: nn.Module) -> set[str]:
+    state = model.state_dict(keep_vars=True)
+    return {
+        name for name, value in state.items() if isinstance(value, nn.Parameter) and not value.requires_grad
+    }
+
+
+def _learned_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What training changes: trainable parameters and buffers. Frozen weights (a Stable Diffusion UNet
+    under LoRA) come back from the base model, so a checkpoint holds megabytes, not gigabytes."""
+    frozen = _frozen_names(model)
+    return {name: value for name, value in model.state_dict().items() if name not in frozen}
+
+
+def _load_learned_state(model: nn.Module, state: dict[str, torch.Tensor], folder: Path) -> None:
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or set(missing) != _frozen_names(model):
+        raise ValueError(
+            f"{folder} was saved from a model with other trainable parts (missing {sorted(missing)[:3]}, "
+            f"unexpected {sorted(unexpected)[:3]}); resume with the same method settings or start afresh"
+        )
 
 
 def _save_checkpoint(
