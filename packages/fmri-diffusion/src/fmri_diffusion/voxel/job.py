@@ -75,12 +75,11 @@ def _is_whole(value: Any, least: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
-def _typed(value: Any, expected: str, where: str) -> Any:
+def _typed(value: Any, expected: str, key: str, where: str) -> Any:
     """`value` as the setting at `where` needs it, or a DataError naming the setting, the type and the value.
 
     Numbers may be written as YAML strings ("1e-3" is one in YAML 1.1); nothing else is converted.
     """
-    key = where.rsplit(".", 1)[-1].rsplit(" ", 1)[-1]
     if expected == _COUNT and _is_whole(value, 1):
         return value
     if expected == _SEED and _is_whole(value, 0):
@@ -108,7 +107,7 @@ def _section(raw: Any, types: Mapping[str, str], where: str) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise DataError(f"{where} must be a mapping of settings, got {raw!r}")
     _check_keys(raw, set(types), where)
-    return {key: _typed(value, types[key], f"{where}.{key}") for key, value in raw.items()}
+    return {key: _typed(value, types[key], key, f"{where}.{key}") for key, value in raw.items()}
 
 
 @dataclass(frozen=True)
@@ -142,7 +141,7 @@ def config_from_mapping(raw: Mapping[str, Any], source: str = "config") -> JobCo
     """A JobConfig from parsed YAML: unknown keys and wrongly typed values are refused, naming the key."""
     _check_keys(raw, {*_TOP_TYPES, "model", "training"}, source)
     top = {
-        key: _typed(raw[key], expected, f"{source}: {key}")
+        key: _typed(raw[key], expected, key, f"{source}: {key}")
         for key, expected in _TOP_TYPES.items()
         if key in raw
     }
