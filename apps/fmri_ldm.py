@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from fmri_data.errors import run_cli
-from fmri_diffusion.voxel.job import load_config, run_job
+from fmri_diffusion.voxel_job import load_config, run_job
 from fmri_eval.atomic import check_writable_folder
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "fmri_ldm.yaml"

@@ -247,11 +247,11 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
     if args.work_dir is not None:
         check_writable_folder(args.work_dir, "--work-dir")
     if args.log_with:
-        from fmri_diffusion.training import check_tracker  # diffusers loads only when it is needed
+        from fmri_encoders.training.loop import check_tracker  # diffusers loads only when it is needed
 
         check_tracker(args.log_with)
     if args.pretrained:  # resolved once: every fold reads the same local snapshot, and no fold asks the hub
-        from fmri_diffusion.base_model import base_model_folder
+        from fmri_diffusion.priors.loading import base_model_folder
 
         args.pretrained = str(
             base_model_folder(args.pretrained, allow_download=args.allow_download).resolve()

@@ -25,9 +25,9 @@ from sd_lora_speed import sd15_base
 
 from fmri_data.methods import MethodSettings
 from fmri_data.simulator import simulate_miyawaki
-from fmri_diffusion.conditioning import FmriConditioner
 from fmri_diffusion.methods.brain_diffuser import BrainDiffuser, BrainDiffuserConfig
-from fmri_diffusion.training import TrainingConfig
+from fmri_diffusion.models.conditioner import FmriConditioner
+from fmri_encoders.training.loop import TrainingConfig
 
 
 def base_with_embedder(folder: Path, *, small: bool) -> Path:

@@ -23,8 +23,8 @@ import torch
 
 from fmri_diffusion.methods.conditional import DiffusionConfig, build_denoiser
 from fmri_diffusion.methods.ldm import LDMConfig
-from fmri_diffusion.models import small_autoencoder
-from fmri_diffusion.pipeline import FmriImagePipeline
+from fmri_diffusion.models.builders import small_autoencoder
+from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.schedulers import sampling_scheduler, training_scheduler
 
 IMAGE_SIZE, N_TEST, STEPS = 28, 10, 25

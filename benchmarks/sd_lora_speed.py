@@ -2,9 +2,9 @@
 
 The UNet (859M parameters) and VAE have Stable Diffusion 1.5's configs with random weights (speed does not
 depend on the values); they are saved and read back through `load_base_model`, the path a user's real
-weights take. Training runs the project's own loop (`fmri_diffusion.finetune.finetune`, which calls
-`DenoisingStep` through `fmri_diffusion.training.train`) twice, for `--warmup` and for `--warmup + --steps`
-steps, and reports the difference, so start-up and the first (compiling) steps do not count. Generation:
+weights take. Training runs the project's own loop (`fmri_diffusion.training.denoising.finetune`, which
+calls `DenoisingStep` through `fmri_encoders.training.train`) twice, for `--warmup` and for `--warmup +
+--steps` steps, and reports the difference, so start-up and the first (compiling) steps do not count. Generation:
 the project's FmriImagePipeline with DDIM, classifier-free guidance, VAE decoding to 512 px.
 
     uv run benchmarks/sd_lora_speed.py --device cuda            # results/sd_lora_speed-<gpu>.json
@@ -25,13 +25,13 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from result_file import device_tag, write_result
 
-from fmri_diffusion.base_model import BaseModel, load_base_model
-from fmri_diffusion.conditioning import FmriConditioner
-from fmri_diffusion.finetune import ConditionedUNet, FinetuneConfig, finetune, prepare_unet
-from fmri_diffusion.lora import count_trainable
-from fmri_diffusion.pipeline import FmriImagePipeline
+from fmri_diffusion.models.conditioner import FmriConditioner
+from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
+from fmri_diffusion.priors.loading import BaseModel, load_base_model
 from fmri_diffusion.schedulers import sampling_scheduler
-from fmri_diffusion.training import TrainingConfig
+from fmri_diffusion.training.denoising import ConditionedUNet, FinetuneConfig, finetune, prepare_unet
+from fmri_diffusion.training.lora import count_trainable
+from fmri_encoders.training.loop import TrainingConfig
 
 N_VOXELS = 4096
 

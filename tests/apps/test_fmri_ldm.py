@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from fmri_diffusion import training
-from fmri_diffusion.voxel import LatentDenoiser, VoxelVAE, vae_loss
-from fmri_diffusion.voxel.job import config_from_mapping
-from fmri_diffusion.voxel.stages import FmriLDM, train_fmri_ldm
+from fmri_diffusion.models.voxel_denoiser import LatentDenoiser
+from fmri_diffusion.models.voxel_vae import VoxelVAE, vae_loss
+from fmri_diffusion.voxel_job import config_from_mapping
+from fmri_diffusion.voxel_ldm import FmriLDM, train_fmri_ldm
+from fmri_encoders import training
 
 TINY = {
     "data": "sim",

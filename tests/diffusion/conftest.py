@@ -9,10 +9,10 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
-from fmri_diffusion.base_model import BaseModel
-from fmri_diffusion.conditioning import FmriConditioner
-from fmri_diffusion.models import small_unet
-from fmri_diffusion.pipeline import FmriImagePipeline
+from fmri_diffusion.models.builders import small_unet
+from fmri_diffusion.models.conditioner import FmriConditioner
+from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
+from fmri_diffusion.priors.loading import BaseModel
 from fmri_diffusion.schedulers import sampling_scheduler, training_scheduler
 
 TOKEN_DIM = 16

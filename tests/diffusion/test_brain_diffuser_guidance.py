@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from fmri_data.methods import MethodSettings
-from fmri_diffusion.base_model import BaseModelError
 from fmri_diffusion.methods.brain_diffuser import BrainDiffuser
+from fmri_diffusion.priors.loading import BaseModelError
 
 
 def split(dataset):
@@ -95,7 +95,7 @@ def test_pipeline_mixing_weights_the_two_guides(tiny_pipeline):
 
 
 def test_several_captions_of_a_trial_are_averaged(variation_model):
-    from fmri_diffusion.captions import CaptionEncoder
+    from fmri_diffusion.priors.captions import CaptionEncoder
 
     encoder = CaptionEncoder.from_folder(variation_model)
     both = encoder(["a cat\na dog", "a cat"])

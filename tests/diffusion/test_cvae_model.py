@@ -3,15 +3,9 @@ import pytest
 import torch
 from accelerate.utils import set_seed
 
-from fmri_diffusion.cvae import (
-    ConditionalVaeNet,
-    CvaeConfig,
-    kl_to_standard_normal,
-    load_cvae,
-    negative_elbo,
-    save_cvae,
-)
-from fmri_diffusion.training import BatchSampler, TrainingConfig, train
+from fmri_diffusion.models.cvae import ConditionalVaeNet, CvaeConfig, kl_to_standard_normal, negative_elbo
+from fmri_diffusion.models.cvae_io import load_cvae, save_cvae
+from fmri_encoders.training.loop import BatchSampler, TrainingConfig, train
 
 
 def _train(model, images, conditions, steps, seed=0):

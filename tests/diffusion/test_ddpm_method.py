@@ -3,11 +3,11 @@ import pytest
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.methods import MethodSettings
-from fmri_diffusion.autoencoder import AutoencoderConfig
 from fmri_diffusion.methods.conditional import DiffusionConfig
 from fmri_diffusion.methods.ddpm import PixelDDPM
 from fmri_diffusion.methods.ldm import LatentDiffusion, LDMConfig
-from fmri_diffusion.training import TrainingConfig
+from fmri_diffusion.training.autoencoder import AutoencoderConfig
+from fmri_encoders.training.loop import TrainingConfig
 
 
 def _toy(n_stimuli=20, repeats=2, size=12, n_voxels=40, seed=0):
@@ -88,7 +88,7 @@ def test_ldm_trains_in_stages_and_saves_each(tmp_path, size):
     assert rows["ldm"].shape == (10, size, size)
     assert (tmp_path / "ldm" / "vae" / "config.json").is_file()
     assert (tmp_path / "ldm" / "pipeline" / "model_index.json").is_file()
-    from fmri_diffusion.pipeline import FmriImagePipeline
+    from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 
     reloaded = FmriImagePipeline.from_pretrained(tmp_path / "ldm" / "pipeline")
     assert reloaded.vae is not None

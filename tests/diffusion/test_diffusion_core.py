@@ -3,16 +3,16 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
-from fmri_diffusion.augment import random_shift
-from fmri_diffusion.objectives import (
+from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
+from fmri_diffusion.schedulers import sampling_scheduler, training_scheduler
+from fmri_diffusion.training.augment import random_shift
+from fmri_diffusion.training.objectives import (
     ObjectiveConfig,
     denoising_loss,
     predicted_clean,
     sobel_magnitude,
     ssim,
 )
-from fmri_diffusion.pipeline import FmriImagePipeline
-from fmri_diffusion.schedulers import sampling_scheduler, training_scheduler
 
 
 def _call(pipe, seed=0, **kwargs):

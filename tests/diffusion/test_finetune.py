@@ -10,15 +10,21 @@ import torch
 from accelerate.tracking import GeneralTracker
 from diffusers import ControlNetModel, DDPMScheduler, UNet2DConditionModel
 
-from fmri_diffusion.base_model import BaseModel, BaseModelError, load_base_model
-from fmri_diffusion.conditioning import FmriConditioner
-from fmri_diffusion.finetune import ConditionedUNet, DenoisingStep, FinetuneConfig, finetune, prepare_unet
-from fmri_diffusion.lora import add_lora, count_trainable, lora_target_modules, save_lora
-from fmri_diffusion.objectives import ObjectiveConfig
-from fmri_diffusion.pipeline import FmriImagePipeline
-from fmri_diffusion.pixels import from_pixels, to_pixels
+from fmri_diffusion.models.conditioner import FmriConditioner
+from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
+from fmri_diffusion.pipelines.pixels import from_pixels, to_pixels
+from fmri_diffusion.priors.loading import BaseModel, BaseModelError, load_base_model
 from fmri_diffusion.schedulers import sampling_scheduler
-from fmri_diffusion.training import TrainingConfig
+from fmri_diffusion.training.denoising import (
+    ConditionedUNet,
+    DenoisingStep,
+    FinetuneConfig,
+    finetune,
+    prepare_unet,
+)
+from fmri_diffusion.training.lora import add_lora, count_trainable, lora_target_modules, save_lora
+from fmri_diffusion.training.objectives import ObjectiveConfig
+from fmri_encoders.training.loop import TrainingConfig
 
 N_IN, RANK, TOKEN_DIM = 6, 2, 16
 
@@ -202,7 +208,7 @@ class ListTracker(GeneralTracker):
 
 
 def test_training_reports_every_step_to_a_tracker(tmp_path):
-    from fmri_diffusion import training
+    from fmri_encoders import training
 
     tracker = ListTracker()
     model = torch.nn.Linear(2, 1)

@@ -10,9 +10,9 @@ import torch
 
 from fmri_data.methods import MethodSettings, create_method
 from fmri_data.simulator import figure_patterns, image_corpus
-from fmri_diffusion.base_model import BaseModelError, load_base_model
 from fmri_diffusion.methods.brain_diffuser import BrainDiffuser, BrainDiffuserStage1
 from fmri_diffusion.methods.stable import SDLora, StableConfig, load_finetuned
+from fmri_diffusion.priors.loading import BaseModelError, load_base_model
 
 
 def split(dataset):

@@ -7,7 +7,7 @@ import torch
 from accelerate.tracking import GeneralTracker
 from torch import nn
 
-from fmri_diffusion.training import BatchSampler, TrainingConfig, TrainingDivergedError, train
+from fmri_encoders.training.loop import BatchSampler, TrainingConfig, TrainingDivergedError, train
 
 
 class _Line(nn.Module):

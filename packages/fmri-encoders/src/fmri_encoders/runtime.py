@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, PartialState
@@ -36,3 +37,9 @@ def make_accelerator(device: str = "auto", mixed_precision: str = "no", **option
         if not same_device or AcceleratorState().mixed_precision != mixed_precision:
             AcceleratorState._reset_state(reset_partial_state=True)
     return Accelerator(cpu=cpu, mixed_precision=mixed_precision, **options)
+
+
+def derived_seed(*keys: int) -> int:
+    """A 63-bit seed for one stream (a process, a sample of a trial) from integer keys, via numpy's
+    SeedSequence: well mixed, and the same on every platform and Python version (unlike hash())."""
+    return int(np.random.SeedSequence(list(keys)).generate_state(1, np.uint64)[0] >> np.uint64(1))

@@ -35,7 +35,12 @@ from safetensors.torch import load_file, save_file
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.methods import MethodSettings, ReconstructionMethod
-from fmri_diffusion.base_model import (
+from fmri_diffusion.methods.conditional import posterior_rows, sample_generators, sampling_progress
+from fmri_diffusion.models.conditioner import GivenTokens
+from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
+from fmri_diffusion.pipelines.pixels import to_pixels
+from fmri_diffusion.priors.captions import CaptionEncoder
+from fmri_diffusion.priors.loading import (
     BaseModelError,
     SmallBaseConfig,
     base_model_for,
@@ -43,18 +48,14 @@ from fmri_diffusion.base_model import (
     load_base_model,
     noisy_embedding_input,
 )
-from fmri_diffusion.captions import CaptionEncoder
-from fmri_diffusion.conditioning import GivenTokens
-from fmri_diffusion.finetune import ConditionedUNet, FinetuneConfig, finetune, prepare_unet
-from fmri_diffusion.lora import save_lora
-from fmri_diffusion.methods.conditional import posterior_rows, sample_generators, sampling_progress
-from fmri_diffusion.pipeline import FmriImagePipeline
-from fmri_diffusion.pixels import to_pixels
 from fmri_diffusion.schedulers import Sampler, sampling_scheduler
-from fmri_diffusion.training import TrainingConfig, loss_curves, training_for
+from fmri_diffusion.training.denoising import ConditionedUNet, FinetuneConfig, finetune, prepare_unet
+from fmri_diffusion.training.lora import save_lora
 from fmri_encoders.contrastive import load_clip_image_encoder
 from fmri_encoders.ridge import RidgeEncoder
 from fmri_encoders.runtime import resolve_device
+from fmri_encoders.training import loss_curves
+from fmri_encoders.training.loop import TrainingConfig, training_for
 from fmri_eval.atomic import atomic_output_dir
 
 PriorAdapter = Literal["auto", "full", "lora", "none"]

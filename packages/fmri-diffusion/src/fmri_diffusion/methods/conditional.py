@@ -22,15 +22,16 @@ from torch import nn
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.methods import MethodSettings, ReconstructionMethod
-from fmri_diffusion import training as trainer
-from fmri_diffusion.conditioning import FmriConditioner
-from fmri_diffusion.finetune import ConditionedUNet, DenoisingStep
-from fmri_diffusion.models import small_unet
-from fmri_diffusion.objectives import ObjectiveConfig
-from fmri_diffusion.pipeline import FmriImagePipeline
+from fmri_diffusion.models.builders import small_unet
+from fmri_diffusion.models.conditioner import FmriConditioner
+from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.schedulers import Prediction, Sampler, Schedule, sampling_scheduler, training_scheduler
-from fmri_diffusion.training import BatchSampler, TrainingConfig, loss_curves, training_for
+from fmri_diffusion.training.denoising import ConditionedUNet, DenoisingStep
+from fmri_diffusion.training.objectives import ObjectiveConfig
 from fmri_encoders.runtime import resolve_device
+from fmri_encoders.training import loop as trainer
+from fmri_encoders.training import loss_curves
+from fmri_encoders.training.loop import BatchSampler, TrainingConfig, training_for
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,13 @@ import torch
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, ReconstructionMethod
-from fmri_diffusion import training as trainer
-from fmri_diffusion.augment import random_shift
-from fmri_diffusion.cvae import ConditionalVaeNet, CvaeConfig, negative_elbo
-from fmri_diffusion.training import BatchSampler, TrainingConfig, loss_curves, training_for
+from fmri_diffusion.models.cvae import ConditionalVaeNet, CvaeConfig, negative_elbo
+from fmri_diffusion.training.augment import random_shift
 from fmri_encoders.out_of_fold import out_of_fold_ridge
 from fmri_encoders.runtime import resolve_device
+from fmri_encoders.training import loop as trainer
+from fmri_encoders.training import loss_curves
+from fmri_encoders.training.loop import BatchSampler, TrainingConfig, training_for
 
 DEFAULT_TRAINING = TrainingConfig(
     max_steps=900, batch_size=32, learning_rate=2e-3, warmup_steps=20, ema_decay=None
@@ -32,7 +33,7 @@ class ConditionalVAE(ReconstructionMethod):
     test time; test trials are conditioned on a ridge fitted on all training trials. Reports "cvae", the
     mean of n_samples = 16 decoded prior samples (a posterior-mean estimate), and "cvae-1", the first of
     them. beta weighs the KL term; max_shift is the joint random shift of image and condition. Training
-    runs through fmri_diffusion.training (checkpoints and resume under work_dir/cvae); quick mode trains
+    runs through fmri_encoders.training.loop (checkpoints and resume under work_dir/cvae); quick mode trains
     for quick_steps.
     """
 

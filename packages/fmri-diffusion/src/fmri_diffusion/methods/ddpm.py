@@ -7,10 +7,10 @@ import torch
 from diffusers import AutoencoderKL
 
 from fmri_data.dataset import PairedDataset
-from fmri_diffusion.augment import random_shift
 from fmri_diffusion.methods.conditional import ConditionalDiffusion
-from fmri_diffusion.models import padded_size
-from fmri_diffusion.pixels import to_pixels
+from fmri_diffusion.models.builders import padded_size
+from fmri_diffusion.pipelines.pixels import to_pixels
+from fmri_diffusion.training.augment import random_shift
 from fmri_encoders.out_of_fold import out_of_fold_ridge
 
 

@@ -14,13 +14,13 @@ import torch
 from diffusers import AutoencoderKL
 
 from fmri_data.dataset import PairedDataset
-from fmri_diffusion.autoencoder import AutoencoderConfig, train_autoencoder
-from fmri_diffusion.base_model import encode_latents
 from fmri_diffusion.methods.conditional import ConditionalDiffusion, DiffusionConfig
-from fmri_diffusion.models import padded_size
-from fmri_diffusion.pixels import to_pixels
-from fmri_diffusion.training import training_for
+from fmri_diffusion.models.builders import padded_size
+from fmri_diffusion.pipelines.pixels import to_pixels
+from fmri_diffusion.priors.loading import encode_latents
+from fmri_diffusion.training.autoencoder import AutoencoderConfig, train_autoencoder
 from fmri_encoders.out_of_fold import out_of_fold_ridge
+from fmri_encoders.training.loop import training_for
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The Stable-Diffusion routes: `sd-direct`, `sd-lora` and `sd-control`.
 
 All three start from a base model (`--pretrained` Stable Diffusion folder, or the small one pre-trained here;
-see fmri_diffusion.base_model) and replace its text encoder by an fMRI conditioner that emits K tokens of
+see fmri_diffusion.priors.loading) and replace its text encoder by an fMRI conditioner that emits K tokens of
 the UNet's cross_attention_dim. They differ in what else learns:
 - `sd-direct`: the UNet stays frozen; only the conditioner learns to steer it.
 - `sd-lora`: LoRA adapters on the UNet's cross-attention projections learn with the conditioner.
@@ -27,7 +27,11 @@ from diffusers import ControlNetModel
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.methods import MethodSettings, ReconstructionMethod
-from fmri_diffusion.base_model import (
+from fmri_diffusion.methods.conditional import posterior_rows, sample_generators, sampling_progress
+from fmri_diffusion.models.conditioner import FmriConditioner
+from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
+from fmri_diffusion.pipelines.pixels import to_pixels
+from fmri_diffusion.priors.loading import (
     BaseModel,
     BaseModelError,
     SmallBaseConfig,
@@ -35,16 +39,13 @@ from fmri_diffusion.base_model import (
     encode_latents,
     load_base_model,
 )
-from fmri_diffusion.conditioning import FmriConditioner
-from fmri_diffusion.finetune import Adapter, ConditionedUNet, FinetuneConfig, finetune, prepare_unet
-from fmri_diffusion.lora import save_lora
-from fmri_diffusion.methods.conditional import posterior_rows, sample_generators, sampling_progress
-from fmri_diffusion.pipeline import FmriImagePipeline
-from fmri_diffusion.pixels import to_pixels
 from fmri_diffusion.schedulers import Sampler, sampling_scheduler
-from fmri_diffusion.training import TrainingConfig, loss_curves, training_for
+from fmri_diffusion.training.denoising import Adapter, ConditionedUNet, FinetuneConfig, finetune, prepare_unet
+from fmri_diffusion.training.lora import save_lora
 from fmri_encoders.out_of_fold import out_of_fold_ridge
 from fmri_encoders.runtime import resolve_device
+from fmri_encoders.training import loss_curves
+from fmri_encoders.training.loop import TrainingConfig, training_for
 
 FINETUNED_FILE = "finetuned.json"
 

@@ -25,8 +25,8 @@ from diffusers import (
 from diffusers.loaders import StableDiffusionLoraLoaderMixin
 from diffusers.utils.torch_utils import randn_tensor
 
-from fmri_diffusion.conditioning import FmriConditioner
-from fmri_diffusion.pixels import ImageFit, from_pixels, to_pixels
+from fmri_diffusion.models.conditioner import FmriConditioner
+from fmri_diffusion.pipelines.pixels import ImageFit, from_pixels, to_pixels
 
 Generators = torch.Generator | list[torch.Generator] | None
 

@@ -28,14 +28,14 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
 from fmri_data.methods import MethodSettings
 from fmri_data.simulator import image_corpus
-from fmri_diffusion.autoencoder import AutoencoderConfig, train_autoencoder_on_pixels
-from fmri_diffusion.conditioning import FmriConditioner
-from fmri_diffusion.finetune import ConditionedUNet, FinetuneConfig, finetune
-from fmri_diffusion.models import small_unet
-from fmri_diffusion.pixels import to_pixels
+from fmri_diffusion.models.builders import small_unet
+from fmri_diffusion.models.conditioner import FmriConditioner
+from fmri_diffusion.pipelines.pixels import to_pixels
 from fmri_diffusion.schedulers import training_scheduler
-from fmri_diffusion.training import Batch, TrainingConfig
+from fmri_diffusion.training.autoencoder import AutoencoderConfig, train_autoencoder_on_pixels
+from fmri_diffusion.training.denoising import ConditionedUNet, FinetuneConfig, finetune
 from fmri_encoders.runtime import resolve_device
+from fmri_encoders.training.loop import Batch, TrainingConfig
 from fmri_eval.atomic import atomic_output_dir
 
 SUBFOLDERS = ("unet", "vae", "scheduler")

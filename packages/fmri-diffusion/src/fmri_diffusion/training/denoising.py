@@ -3,7 +3,7 @@
 `ConditionedUNet` puts the fMRI conditioner (and an optional ControlNet) in front of a UNet as one module,
 so accelerate can wrap it for data-parallel training (`accelerate launch --num_processes N`) and one
 optimizer and checkpoint hold every trainable part. `DenoisingStep` is the loss of one batch; the loop in
-`fmri_diffusion.training` and the speed benchmarks both call this very step.
+`fmri_encoders.training.loop` and the speed benchmarks both call this very step.
 
 Fine-tuning adapts the UNet in one of three ways: `lora` (peft adapters on the attention projections, the
 base frozen), `full` (every weight trains), or `none` (the UNet stays as it is and only the conditioner and
@@ -21,12 +21,12 @@ import torch
 from diffusers import ControlNetModel, DDPMScheduler, UNet2DConditionModel
 from torch import nn
 
-from fmri_diffusion import training as trainer
-from fmri_diffusion.conditioning import FmriConditioner
-from fmri_diffusion.lora import LoraTargets, add_lora
-from fmri_diffusion.objectives import ObjectiveConfig, denoising_loss, sample_timesteps
-from fmri_diffusion.pipeline import denoise
-from fmri_diffusion.training import Batch, BatchSampler, TrainingConfig, TrainingResult
+from fmri_diffusion.models.conditioner import FmriConditioner
+from fmri_diffusion.pipelines.fmri_image import denoise
+from fmri_diffusion.training.lora import LoraTargets, add_lora
+from fmri_diffusion.training.objectives import ObjectiveConfig, denoising_loss, sample_timesteps
+from fmri_encoders.training import loop as trainer
+from fmri_encoders.training.loop import Batch, BatchSampler, TrainingConfig, TrainingResult
 
 Adapter = Literal["lora", "full", "none"]
 _HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}

@@ -34,7 +34,7 @@ from fmri_data.preprocessing import VoxelStandardizer
 from fmri_data.simulator import simulate_subjects
 from fmri_data.splits import make_splits
 from fmri_diffusion.schedulers import Sampler, Schedule
-from fmri_diffusion.voxel.stages import FmriLDM, FmriLDMConfig, evaluate_fmri_ldm, train_fmri_ldm
+from fmri_diffusion.voxel_ldm import FmriLDM, FmriLDMConfig, evaluate_fmri_ldm, train_fmri_ldm
 from fmri_eval.figures import embedding_scatter, pattern_comparison
 
 _COUNT, _NUMBER, _TEXT, _COUNTS = (

@@ -25,8 +25,8 @@ class _Block(nn.Module):
 class LatentDenoiser(ModelMixin, ConfigMixin):
     """Predicts the noise in [B, latent_dim] latents at timesteps [B].
 
-    Its forward takes (and ignores) the keyword arguments of fmri_diffusion.finetune.DenoisingStep, so the
-    one training step of the package trains it too.
+    Its forward takes (and ignores) the keyword arguments of fmri_diffusion.training.denoising.DenoisingStep,
+    so the one training step of the package trains it too.
     """
 
     @register_to_config

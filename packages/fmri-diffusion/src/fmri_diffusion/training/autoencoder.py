@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from torch import nn
 
-from fmri_diffusion import training as trainer
-from fmri_diffusion.augment import random_shift
-from fmri_diffusion.models import padded_size, small_autoencoder
-from fmri_diffusion.pixels import to_pixels
-from fmri_diffusion.training import BatchSampler, TrainingConfig
+from fmri_diffusion.models.builders import padded_size, small_autoencoder
+from fmri_diffusion.pipelines.pixels import to_pixels
+from fmri_diffusion.training.augment import random_shift
+from fmri_encoders.training import loop as trainer
+from fmri_encoders.training.loop import BatchSampler, TrainingConfig
 
 
 @dataclass(frozen=True)

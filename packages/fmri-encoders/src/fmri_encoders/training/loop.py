@@ -23,9 +23,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fmri_data.methods import MethodSettings
-from fmri_diffusion.checkpoint import global_rng_states, load_states, save_states, set_global_rng_states
-from fmri_encoders.runtime import make_accelerator
-from fmri_eval.figures import training_curve
+from fmri_encoders.runtime import derived_seed, make_accelerator
+from fmri_encoders.training.checkpoint import (
+    global_rng_states,
+    load_states,
+    save_states,
+    set_global_rng_states,
+)
+from fmri_encoders.training.curve import write_loss_curve
 
 Batch = dict[str, torch.Tensor]
 LossFn = Callable[[nn.Module, Batch, torch.Generator], torch.Tensor]
@@ -176,8 +181,8 @@ def train(
     parts = _Checkpointed(accelerator, model, optimizer, schedule, sampler, ema)
     noise = torch.Generator(device="cpu").manual_seed(config.seed + 1)
     if accelerator.num_processes > 1:  # data parallel: each process draws its own batches and noise
-        sampler.generator.manual_seed(hash((config.seed, accelerator.process_index)) % 2**63)
-        noise.manual_seed(hash((config.seed + 1, accelerator.process_index)) % 2**63)
+        sampler.generator.manual_seed(derived_seed(config.seed, accelerator.process_index))
+        noise.manual_seed(derived_seed(config.seed + 1, accelerator.process_index))
 
     result, step = TrainingResult(), 0
     start = _find_checkpoint(out_dir, resume)
@@ -242,11 +247,6 @@ def train(
     return result
 
 
-def loss_curves(**results: TrainingResult | None) -> dict[str, Path]:
-    """A method's `artefacts()`: the loss curve of each training it ran, by name, where one was drawn."""
-    return {name: result.loss_curve for name, result in results.items() if result and result.loss_curve}
-
-
 def _validate(
     accelerator: Any,
     model: nn.Module,
@@ -269,18 +269,8 @@ def _validate(
     result.validation.append((step, score))
 
 
-def write_loss_curve(path: Path, losses: list[float]) -> None:
-    """Loss per step and its running mean over ~1% of training, on a log axis."""
-    window = max(1, len(losses) // 100)
-    smoothed = [sum(losses[max(0, i - window + 1) : i + 1]) / min(window, i + 1) for i in range(len(losses))]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    training_curve(
-        path, list(range(1, len(losses) + 1)), smoothed, label=f"loss (mean of {window})", log_y=True
-    )
-
-
 class _Checkpointed:
-    """What a checkpoint holds, saved and restored without pickle (fmri_diffusion.checkpoint)."""
+    """What a checkpoint holds, saved and restored without pickle (fmri_encoders.training.checkpoint)."""
 
     def __init__(
         self,

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from diffusers import DDPMScheduler
 
-from fmri_diffusion import training as trainer
-from fmri_diffusion.finetune import FinetuneConfig, finetune
+from fmri_diffusion.models.voxel_denoiser import LatentDenoiser, sample_latents
+from fmri_diffusion.models.voxel_vae import VoxelVAE, vae_loss
 from fmri_diffusion.schedulers import Sampler, Schedule, sampling_scheduler, training_scheduler
-from fmri_diffusion.training import Batch, BatchSampler, TrainingConfig
-from fmri_diffusion.voxel.denoiser import LatentDenoiser, sample_latents
-from fmri_diffusion.voxel.vae import VoxelVAE, vae_loss
+from fmri_diffusion.training.denoising import FinetuneConfig, finetune
 from fmri_encoders.runtime import resolve_device
+from fmri_encoders.training import loop as trainer
+from fmri_encoders.training.loop import Batch, BatchSampler, TrainingConfig
 from fmri_eval.atomic import atomic_output_dir
 from fmri_eval.fmri_metrics import distribution_metrics, reconstruction_metrics
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from fmri_diffusion.cvae.model import ConditionalVaeNet, CvaeConfig
+from fmri_diffusion.models.cvae import ConditionalVaeNet, CvaeConfig
 
 _CONFIG_FILE = "cvae_config.json"
 _WEIGHTS_FILE = "cvae_weights.safetensors"

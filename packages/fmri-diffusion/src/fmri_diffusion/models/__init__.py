@@ -1,0 +1,1 @@
+"""The networks: small UNet/VAE builders, the fMRI conditioner, the cVAE, the voxel VAE and denoiser."""

@@ -1,0 +1,1 @@
+"""Training pieces: the denoising step and objectives, LoRA, augmentation, the autoencoder stage."""
