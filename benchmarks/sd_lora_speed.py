@@ -4,7 +4,8 @@ The UNet (859M parameters) and VAE have Stable Diffusion 1.5's configs with rand
 depend on the values); they are saved and read back through `load_base_model`, the path a user's real
 weights take. Training runs the project's own loop (`fmri_diffusion.training.denoising.finetune`, which
 calls `DenoisingStep` through `fmri_encoders.training.train`) twice, for `--warmup` and for `--warmup +
---steps` steps, and reports the difference, so start-up and the first (compiling) steps do not count. Generation:
+--steps` steps, and reports the difference, so start-up and the first (compiling) steps do not count.
+Generation:
 the project's FmriImagePipeline with DDIM, classifier-free guidance, VAE decoding to 512 px.
 
     uv run benchmarks/sd_lora_speed.py --device cuda            # results/sd_lora_speed-<gpu>.json
