@@ -17,8 +17,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from fmri_data.errors import run_cli
-from fmri_diffusion.voxel_job import load_config, run_job
+from fmri_data.patterns import load_patterns
+from fmri_diffusion.voxel_config import load_config
+from fmri_diffusion.voxel_ldm import FmriLDM, evaluate_fmri_ldm, train_fmri_ldm
 from fmri_eval.atomic import check_writable_folder
+from fmri_eval.fmri_report import write_fmri_report
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "fmri_ldm.yaml"
 
@@ -40,9 +43,31 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, data=args.data) if args.data else config
         out = args.out or Path("runs/fmri-ldm") / Path(config.data).stem
         check_writable_folder(out, "--out")
-        metrics = run_job(config, args.mode, out, args.checkpoint, not args.no_progress)
-        if metrics is not None:
-            print((out / "report.md").read_text())
+        checkpoint = args.checkpoint or out / "model"
+        given = FmriLDM.load(checkpoint) if args.mode == "evaluate" else None  # before the data: fails early
+        patterns = load_patterns(config.data, config.seed, aligned_path=out / "aligned.npz")
+        if args.mode != "evaluate":
+            train_fmri_ldm(
+                patterns.train,
+                patterns.test,
+                config.model,
+                seed=config.seed,
+                device=config.device,
+                out_dir=out,
+                progress=not args.no_progress,
+            )
+        if args.mode != "train":
+            model = given or FmriLDM.load(checkpoint)
+            evaluation = evaluate_fmri_ldm(model, patterns.train, patterns.test, seed=config.seed)
+            report = write_fmri_report(
+                out,
+                evaluation.metrics,
+                patterns.description,
+                held_out=patterns.test,
+                reconstruction=evaluation.reconstruction,
+                latents=evaluation.latents,
+            )
+            print(report.read_text())
         print(f"Wrote {out}/")
         return 0
 

@@ -28,8 +28,8 @@ def test_an_image_variation_model_guides_stage2_with_clip_tokens(linear_dataset,
         device="cpu", quick=True, seed=2, pretrained=str(variation_model), work_dir=tmp_path / "w"
     )
     method = BrainDiffuser(settings).fit(train)
-    assert method.image_route_ == "clip"
-    assert method.token_shape_ == (1, 16)  # one CLIP image embedding, as image-variation UNets read it
+    assert method.guides_.image_route == "clip"
+    assert method.guides_.token_shape == (1, 16)  # one CLIP image embedding, as image-variation UNets read it
     assert method.adapter_ == "lora"  # a pretrained base adapts through LoRA
     rows = method.predict_named(test.fmri)
     assert rows["brain-diffuser"].shape == test.images.shape
@@ -43,8 +43,8 @@ def test_captions_add_text_guidance_that_is_saved_and_reloaded(linear_dataset, v
         device="cpu", quick=True, seed=2, pretrained=str(variation_model), work_dir=tmp_path / "w"
     )
     method = BrainDiffuser(settings).fit(train)
-    assert method.mixing_ == 0.4  # the published mix where captions exist
-    assert method.text_shape_ == (8, 16)  # the tokenizer's max length x the text encoder's width
+    assert method.guides_.mixing == 0.4  # the published mix where captions exist
+    assert method.guides_.text.shape == (8, 16)  # the tokenizer's max length x the text encoder's width
     rows = method.predict_named(test.fmri)
     stages = tmp_path / "w" / "brain-diffuser" / "stages"
     assert (stages / "text_ridge").is_dir()

@@ -2,7 +2,7 @@ import numpy as np
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.methods import MethodSettings, create_method
-from fmri_diffusion.methods.cvae import ConditionalVAE
+from fmri_diffusion.methods.cvae import ConditionalVAE, ConditionalVAEConfig
 from fmri_encoders.training.loop import TrainingConfig
 
 
@@ -34,8 +34,10 @@ def test_cvae_reports_mean_and_one_sample_and_beats_the_mean_image():
     train, test = data.subset(~data.given_test), data.subset(data.given_test)
     method = ConditionalVAE(
         MethodSettings(device="cpu"),
-        training=TrainingConfig(
-            max_steps=120, batch_size=16, learning_rate=2e-3, ema_decay=None, progress=False
+        ConditionalVAEConfig(
+            training=TrainingConfig(
+                max_steps=120, batch_size=16, learning_rate=2e-3, ema_decay=None, progress=False
+            )
         ),
     )
     outputs = method.fit(train).predict_named(test.fmri)
@@ -56,7 +58,7 @@ def test_cvae_is_registered_seeded_and_quick():
         create_method("cvae", MethodSettings(device="cpu", quick=True, seed=2)).fit(data) for _ in range(2)
     ]
     assert isinstance(runs[0], ConditionalVAE)
-    assert len(runs[0].training_.losses) == runs[0].quick_steps
+    assert len(runs[0].training_.losses) == ConditionalVAEConfig().quick().training.max_steps
     first, second = (run.predict_named(data.fmri) for run in runs)
     for name in first:
         np.testing.assert_array_equal(first[name], second[name])

@@ -9,6 +9,8 @@ subject (held-out stimuli included) into the reference space, where one decoder 
 - `ProcrustesAlignment`: both sides reduced to k principal components (fitted on training responses), then
   the orthogonal rotation that best maps the subject's components onto the reference's.
 - `hyperalign`: iterative Procrustes of several subjects to a common template (Haxby et al. 2011).
+- `ridge_align_to_first`: several subjects' responses to the same trials, z-scored and ridge-mapped into the
+  first subject's space.
 
 Fit on training trials only; every aligner saves to and loads from a pickle-free `.npz`.
 """
@@ -24,6 +26,7 @@ import numpy as np
 from scipy.linalg import orthogonal_procrustes
 
 from fmri_data.errors import DataError
+from fmri_data.preprocessing import VoxelStandardizer
 
 DEFAULT_ALPHAS = tuple(10.0**k for k in range(-2, 8))
 
@@ -147,6 +150,24 @@ def hyperalign(
         aligners = {name: ProcrustesAlignment(n_components).fit(responses[name], template) for name in names}
         template = np.mean([aligners[name].transform(responses[name]) for name in names], axis=0)
     return aligners, template
+
+
+def ridge_align_to_first(responses: Mapping[str, np.ndarray], is_train: np.ndarray) -> dict[str, np.ndarray]:
+    """Every subject's responses [n, own voxels] to the same n trials, in the first subject's voxel space.
+
+    Each subject is z-scored, and each later one ridge-mapped onto the first, using the `is_train` rows
+    only: the held-out rows are aligned by maps that never saw them.
+    """
+    scaled = {
+        name: VoxelStandardizer().fit(fmri[is_train]).transform(fmri) for name, fmri in responses.items()
+    }
+    reference_name, reference = next(iter(scaled.items()))
+    return {
+        name: fmri
+        if name == reference_name
+        else RidgeAlignment().fit(fmri[is_train], reference[is_train]).transform(fmri)
+        for name, fmri in scaled.items()
+    }
 
 
 def save_aligned_npz(path: str | Path, responses: Mapping[str, np.ndarray]) -> Path:

@@ -176,13 +176,24 @@ def train_fmri_ldm(
     return model.to(resolve_device(device)), results
 
 
+@dataclass(frozen=True)
+class FmriLDMEvaluation:
+    """The scores, and what the report draws: the held-out reconstructions and the latent codes of training,
+    held-out and generated patterns (the generated ones being those scored)."""
+
+    metrics: dict[str, float]
+    reconstruction: np.ndarray
+    latents: dict[str, np.ndarray]
+
+
 def evaluate_fmri_ldm(
     model: FmriLDM, train: np.ndarray, test: np.ndarray, *, n_generated: int | None = None, seed: int = 0
-) -> dict[str, float]:
-    """A flat mapping: VAE and PCA (same latent size) reconstruction of held-out patterns, and generated
-    patterns and a training-fitted Gaussian each compared with the held-out distribution."""
+) -> FmriLDMEvaluation:
+    """Metrics as a flat mapping: VAE and PCA (same latent size) reconstruction of held-out patterns, and
+    generated patterns and a training-fitted Gaussian each compared with the held-out distribution."""
+    reconstruction = model.reconstruct(test)
     metrics: dict[str, float] = {}
-    metrics |= _prefixed("vae_reconstruction", reconstruction_metrics(test, model.reconstruct(test)))
+    metrics |= _prefixed("vae_reconstruction", reconstruction_metrics(test, reconstruction))
     pca = _pca_reconstruction(train, test, model.vae.config.latent_dim)
     metrics |= _prefixed("pca_reconstruction", reconstruction_metrics(test, pca))
     n = n_generated or len(test)
@@ -191,7 +202,12 @@ def evaluate_fmri_ldm(
     rng = np.random.default_rng(seed)
     gaussian = rng.multivariate_normal(train.mean(0), np.cov(train, rowvar=False), size=n, method="eigh")
     metrics |= _prefixed("gaussian", distribution_metrics(test, gaussian))
-    return metrics
+    latents = {
+        "training": model.encode(train),
+        "held out": model.encode(test),
+        "generated": model.encode(generated),
+    }
+    return FmriLDMEvaluation(metrics, reconstruction, latents)
 
 
 def _pca_reconstruction(train: np.ndarray, test: np.ndarray, k: int) -> np.ndarray:

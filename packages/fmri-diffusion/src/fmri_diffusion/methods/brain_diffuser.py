@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -34,13 +34,13 @@ from diffusers import UNet2DConditionModel
 from safetensors.torch import load_file, save_file
 
 from fmri_data.dataset import PairedDataset
-from fmri_data.methods import MethodSettings, ReconstructionMethod
-from fmri_diffusion.methods.conditional import posterior_rows, sample_generators, sampling_progress
+from fmri_data.methods import MethodSettings
+from fmri_diffusion.methods.base import DiffusionMethod
 from fmri_diffusion.models.conditioner import GivenTokens
-from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.pipelines.pixels import to_pixels
 from fmri_diffusion.priors.captions import CaptionEncoder
 from fmri_diffusion.priors.loading import (
+    BaseModel,
     BaseModelError,
     SmallBaseConfig,
     base_model_for,
@@ -54,8 +54,7 @@ from fmri_diffusion.training.lora import save_lora
 from fmri_encoders.contrastive import load_clip_image_encoder
 from fmri_encoders.ridge import RidgeEncoder
 from fmri_encoders.runtime import resolve_device
-from fmri_encoders.training import loss_curves
-from fmri_encoders.training.loop import TrainingConfig, training_for
+from fmri_encoders.training import TrainingConfig, TrainingResult
 from fmri_eval.atomic import atomic_output_dir
 
 PriorAdapter = Literal["auto", "full", "lora", "none"]
@@ -96,168 +95,222 @@ class BrainDiffuserConfig:
         return replace(self, base=self.base.quick(), num_inference_steps=4, n_samples=2, prior_training=tiny)
 
 
-class BrainDiffuserStage1(ReconstructionMethod):
-    """fMRI -> autoencoder latents (ridge) -> decoded image."""
+class LatentDecoding:
+    """Stage 1: ridge from fMRI to the base autoencoder's latents, whose decoding is the coarse image."""
 
-    name = "brain-diffuser-stage1"
+    def __init__(self, ridge: RidgeEncoder, latent_shape: tuple[int, ...]) -> None:
+        self.ridge = ridge
+        self.latent_shape = latent_shape
+
+    @classmethod
+    def fit(cls, train: PairedDataset, base: BaseModel, device: str) -> tuple[LatentDecoding, torch.Tensor]:
+        """The fitted stage and the training images' latents (which stage 2 also learns from)."""
+        vae = base.vae
+        pixels = to_pixels(
+            torch.from_numpy(train.images), base.resolution, channels=vae.config.in_channels, fit="resize"
+        )
+        latents = encode_latents(vae, pixels, device=device)
+        return cls(_ridge(train, latents), tuple(latents.shape[1:])), latents
+
+    def predict(self, fmri: np.ndarray) -> torch.Tensor:
+        return _predict(self.ridge, fmri, self.latent_shape)
+
+    def save(self, folder: Path) -> dict[str, object]:
+        self.ridge.save(folder / "latent_ridge")
+        return {"latent_shape": list(self.latent_shape)}
+
+    @classmethod
+    def load(cls, folder: Path, manifest: dict[str, object]) -> LatentDecoding:
+        return cls(RidgeEncoder.load(folder / "latent_ridge"), tuple(manifest["latent_shape"]))
+
+
+class CaptionGuide(NamedTuple):
+    """Ridge from fMRI to caption tokens, their shape, and the empty caption's tokens (the null guide)."""
+
+    ridge: RidgeEncoder
+    shape: tuple[int, ...]
+    null: torch.Tensor
+
+
+class GuideRidges:
+    """Stage 2's guides from fMRI: ridge to the image tokens (the base's embedder or a CLIP image encoder)
+    and, where captions and a text encoder exist, to the caption tokens, mixed in by `mixing`."""
 
     def __init__(
-        self, settings: MethodSettings | None = None, config: BrainDiffuserConfig | None = None
+        self,
+        token_ridge: RidgeEncoder,
+        token_shape: tuple[int, ...],
+        image_route: ImageRoute,
+        mixing: float = 0.0,
+        text: CaptionGuide | None = None,
     ) -> None:
-        super().__init__(settings)
-        self.config = self.settings.configure(config or BrainDiffuserConfig())
+        self.token_ridge, self.token_shape, self.image_route = token_ridge, token_shape, image_route
+        self.mixing = mixing
+        self.text = text  # when mixing > 0
 
-    def fit(self, train: PairedDataset) -> BrainDiffuserStage1:
-        self._fit_stage1(train)
-        self._save_stages()
-        return self
+    @classmethod
+    def fit(
+        cls, train: PairedDataset, base: BaseModel, latents: torch.Tensor, mixing: float | None, device: str
+    ) -> tuple[GuideRidges, torch.Tensor]:
+        """The fitted guides and the training images' own tokens (the prior adapts to those)."""
+        tokens, route = _image_tokens(train, base, latents, device)
+        mixing = _mixing(train, base, mixing)
+        text = None
+        if mixing > 0:
+            encoder = CaptionEncoder.from_folder(base.folder, resolve_device(device))
+            if encoder.width != base.token_dim:
+                raise BaseModelError(
+                    f"{base.source}: text_encoder/ makes {encoder.width}-wide tokens but the UNet's "
+                    f"cross_attention_dim is {base.token_dim}; they must belong together"
+                )
+            captions = encoder(list(train.captions))
+            # a Stable Diffusion's unconditional text input is the empty caption's tokens
+            text = CaptionGuide(_ridge(train, captions), tuple(captions.shape[1:]), encoder.encode([""]))
+        return cls(_ridge(train, tokens), tuple(tokens.shape[1:]), route, mixing, text), tokens
 
-    def _fit_stage1(self, train: PairedDataset) -> None:
+    def predict(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
+        """The pipeline's guide inputs for `fmri`, [n, K, D] each."""
+        guides = {"tokens": _predict(self.token_ridge, fmri, self.token_shape)}
+        if self.text is not None:
+            guides["text_tokens"] = _predict(self.text.ridge, fmri, self.text.shape)
+            guides["negative_text_tokens"] = self.text.null.expand(len(fmri), -1, -1)
+        return guides
+
+    def save(self, folder: Path) -> dict[str, object]:
+        self.token_ridge.save(folder / "token_ridge")
+        manifest = {
+            "token_shape": list(self.token_shape),
+            "image_route": self.image_route,
+            "mixing": self.mixing,
+        }
+        if self.text is not None:
+            self.text.ridge.save(folder / "text_ridge")
+            save_file({"null": self.text.null.contiguous()}, str(folder / "text_null.safetensors"))
+            manifest["text_shape"] = list(self.text.shape)
+        return manifest
+
+    @classmethod
+    def load(cls, folder: Path, manifest: dict[str, object]) -> GuideRidges:
+        text = None
+        if manifest["mixing"] > 0:
+            null = load_file(str(folder / "text_null.safetensors"))["null"]
+            text = CaptionGuide(RidgeEncoder.load(folder / "text_ridge"), tuple(manifest["text_shape"]), null)
+        token_ridge = RidgeEncoder.load(folder / "token_ridge")
+        return cls(
+            token_ridge, tuple(manifest["token_shape"]), manifest["image_route"], manifest["mixing"], text
+        )
+
+
+class BrainDiffuserMethod(DiffusionMethod):
+    """What both Brain-Diffuser methods share: the base model, stage 1, the pipeline and the saved stages
+    (`work_dir/<name>/stages`: the fitted parts and one manifest naming the base model they belong to)."""
+
+    config_class = BrainDiffuserConfig
+    curves: ClassVar[dict[str, str]] = {}
+
+    def _fit_stage1(self, train: PairedDataset) -> torch.Tensor:
+        """Base model, stage 1 and a pipeline on the base UNet; returns the training images' latents."""
         self.image_size_ = train.image_shape[0]
         self.base_ = base_model_for(self.settings, self.config.base, self.image_size_)
-        vae = self.base_.vae
-        pixels = to_pixels(
-            torch.from_numpy(train.images),
-            self.base_.resolution,
-            channels=vae.config.in_channels,
-            fit="resize",
-        )
-        self.latents_ = encode_latents(vae, pixels, device=self.settings.device)
-        self.latent_ridge_ = _ridge(train, self.latents_)
+        self.stage1_, latents = LatentDecoding.fit(train, self.base_, self.settings.device)
         self._build_pipeline(self.base_.unet)
+        return latents
 
     def _build_pipeline(self, unet: UNet2DConditionModel) -> None:
-        self.pipeline_ = FmriImagePipeline(
+        self.pipeline_ = self.make_pipeline(
             unet=unet,
             scheduler=sampling_scheduler(self.config.sampler, self.base_.scheduler),
             conditioner=self.base_.conditioner,
             vae=self.base_.vae,
             image_fit="resize",
-        ).to(resolve_device(self.settings.device))
-        self.pipeline_.set_progress_bar_config(**sampling_progress(self.settings, self.name))
+        )
 
     def stage1_latents(self, fmri: np.ndarray) -> torch.Tensor:
-        return _predict(self.latent_ridge_, fmri, self.latent_shape)
-
-    @property
-    def latent_shape(self) -> tuple[int, ...]:
-        return tuple(self.latents_.shape[1:])
-
-    @torch.no_grad()
-    def predict(self, fmri: np.ndarray) -> np.ndarray:
-        latents = self.stage1_latents(fmri).to(self.pipeline_.device)
-        return self.pipeline_.from_model_space(latents, self.image_size_).cpu().numpy().astype(np.float32)
+        return self.stage1_.predict(fmri)
 
     # ------------------------------------------------------------ saved stages
     def _save_stages(self) -> None:
         if self.settings.work_dir is not None:
-            with atomic_output_dir(self.settings.work_dir / self.name / "stages") as staging:
+            with atomic_output_dir(self.stage_dir("stages")) as staging:
                 self.save_stages(staging)
 
     def save_stages(self, folder: Path) -> None:
-        """The fitted ridges (and adapted prior) plus a manifest naming the base model they belong to."""
-        self.latent_ridge_.save(folder / "latent_ridge")
+        """The fitted parts plus a manifest naming the method, its base model and its sampling settings."""
         manifest = {
             "method": self.name,
             "base": self.base_.source,
             "image_size": self.image_size_,
-            "latent_shape": list(self.latent_shape),
             "sampling": {name: getattr(self.config, name) for name in SAVED_SAMPLING},
+            **self.stage1_.save(folder),
+            **self._save_parts(folder),
         }
-        (folder / STAGES_FILE).write_text(json.dumps(manifest | self._manifest_extra(), indent=2))
+        (folder / STAGES_FILE).write_text(json.dumps(manifest, indent=2))
 
-    def _manifest_extra(self) -> dict[str, object]:
+    def _save_parts(self, folder: Path) -> dict[str, object]:
         return {}
 
     @classmethod
     def load_stages(
         cls, folder: str | Path, settings: MethodSettings | None = None, *, base: str | Path | None = None
-    ) -> BrainDiffuserStage1:
-        """A fitted method from a folder written by save_stages (the base model is read again)."""
+    ) -> BrainDiffuserMethod:
+        """A fitted method from a folder written by save_stages (the base model is read again). Its sampling
+        settings are the saved run's, unless `settings.sampling` overrides them."""
         folder = Path(folder)
         if not (folder / STAGES_FILE).is_file():
             raise BaseModelError(f"{folder}: no {STAGES_FILE}; pass a folder written by a brain-diffuser run")
         manifest = json.loads((folder / STAGES_FILE).read_text())
         if manifest["method"] != cls.name:
             raise BaseModelError(f"{folder} holds {manifest['method']} stages; load them with that method")
-        method = cls(settings)
-        overrides = {k: v for k, v in method.settings.sampling.items() if k in SAVED_SAMPLING}
-        method.config = replace(method.config, **(manifest["sampling"] | overrides))  # as run, unless told
+        method = cls(settings, replace(cls.config_class(), **manifest["sampling"]))
         method.base_ = load_base_model(base or manifest["base"])
         method.image_size_ = manifest["image_size"]
-        method.latents_ = torch.empty(0, *manifest["latent_shape"])
-        method.latent_ridge_ = RidgeEncoder.load(folder / "latent_ridge")
-        method._load_extra(folder, manifest)
+        method.stage1_ = LatentDecoding.load(folder, manifest)
+        method._load_parts(folder, manifest)
         return method
 
-    def _load_extra(self, folder: Path, manifest: dict[str, object]) -> None:
+    def _load_parts(self, folder: Path, manifest: dict[str, object]) -> None:
         self._build_pipeline(self.base_.unet)
 
 
-class BrainDiffuser(BrainDiffuserStage1):
-    """Stage 1, then img2img from its latents guided by image (and caption) tokens predicted from fMRI."""
+class BrainDiffuserStage1(BrainDiffuserMethod):
+    """fMRI -> autoencoder latents (ridge) -> decoded image; deterministic, so one row."""
 
-    name = "brain-diffuser"
+    name = "brain-diffuser-stage1"
 
-    def fit(self, train: PairedDataset) -> BrainDiffuser:
+    def fit(self, train: PairedDataset) -> BrainDiffuserStage1:
         self._fit_stage1(train)
-        tokens, self.image_route_ = self._image_tokens(train)
-        self.token_shape_ = tuple(tokens.shape[1:])
-        self.token_ridge_ = _ridge(train, tokens)
-        self.mixing_ = self._mixing(train)
-        if self.mixing_ > 0:
-            encoder = CaptionEncoder.from_folder(self.base_.folder, resolve_device(self.settings.device))
-            if encoder.width != self.base_.token_dim:
-                raise BaseModelError(
-                    f"{self.base_.source}: text_encoder/ makes {encoder.width}-wide tokens but the UNet's "
-                    f"cross_attention_dim is {self.base_.token_dim}; they must belong together"
-                )
-            text = encoder(list(train.captions))
-            self.text_shape_ = tuple(text.shape[1:])
-            self.text_null_ = encoder.encode([""])  # a Stable Diffusion's unconditional text input
-            self.text_ridge_ = _ridge(train, text)
-        self._adapt_prior(tokens)
         self._save_stages()
         return self
 
-    def _image_tokens(self, train: PairedDataset) -> tuple[torch.Tensor, ImageRoute]:
-        """Each training image's condition tokens, from the small base's embedder or a CLIP image encoder."""
-        embedder = self.base_.conditioner
-        if embedder is not None:
-            with torch.no_grad():
-                flat = self.latents_.flatten(1).to(embedder.device, embedder.dtype)
-                return embedder.eval()(flat).float().cpu(), "embedder"
-        folder = Path(self.base_.folder or self.base_.source) / "image_encoder"
-        if not (folder / "config.json").is_file():
-            raise BaseModelError(
-                f"{self.base_.source}: brain-diffuser stage 2 needs an image embedder: conditioner/ (the "
-                "small base model) or image_encoder/ (a diffusers image-variation model); or run "
-                "brain-diffuser-stage1 alone"
-            )
-        encoder = load_clip_image_encoder(folder).to(resolve_device(self.settings.device))
-        if encoder.embed_dim != self.base_.token_dim:
-            raise BaseModelError(
-                f"{folder}: CLIP embeddings of width {encoder.embed_dim} cannot guide a UNet whose "
-                f"cross_attention_dim is {self.base_.token_dim}; they must belong together"
-            )
-        images = torch.from_numpy(train.images)
-        with torch.no_grad():
-            embeds = torch.cat([encoder(chunk.to(encoder.mean.device)).cpu() for chunk in images.split(64)])
-        return embeds[:, None], "clip"
+    @torch.no_grad()
+    def predict(self, fmri: np.ndarray) -> np.ndarray:
+        latents = self.stage1_latents(fmri).to(self.pipeline_.device)
+        return self.pipeline_.from_model_space(latents, self.image_size_).cpu().numpy().astype(np.float32)
 
-    def _mixing(self, train: PairedDataset) -> float:
-        """Text guidance weight: as configured, or DEFAULT_MIXING where captions and a text encoder exist."""
-        folder = self.base_.folder
-        available = train.captions is not None and folder is not None and CaptionEncoder.available(folder)
-        mixing = self.config.mixing
-        if mixing is None:
-            return DEFAULT_MIXING if available else 0.0
-        if mixing > 0 and not available:
-            raise BaseModelError(
-                f"mixing {mixing} needs captions in the data (NSD with nsd_stim_info_merged.csv and COCO's "
-                "caption files) and a base model with text_encoder/ and tokenizer/; use --mixing 0"
-            )
-        return mixing
+    def predict_named(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
+        return {self.name: self.predict(fmri)}
+
+    def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
+        return {"init_latents": self.stage1_latents(fmri)}
+
+
+class BrainDiffuser(BrainDiffuserMethod):
+    """Stage 1, then img2img from its latents guided by image (and caption) tokens predicted from fMRI."""
+
+    name = "brain-diffuser"
+    curves: ClassVar[dict[str, str]] = {"prior_loss_curve": "prior_training_"}
+
+    def fit(self, train: PairedDataset) -> BrainDiffuser:
+        latents = self._fit_stage1(train)
+        self.guides_, tokens = GuideRidges.fit(
+            train, self.base_, latents, self.config.mixing, self.settings.device
+        )
+        self.adapter_ = self._prior_adapter()
+        if self.adapter_ != "none":
+            unet, self.prior_training_ = self._adapt_prior(latents, tokens)
+            self._build_pipeline(unet.eval())
+        self._save_stages()
+        return self
 
     def _prior_adapter(self) -> Literal["full", "lora", "none"]:
         adapter = self.config.prior_adapter
@@ -265,105 +318,52 @@ class BrainDiffuser(BrainDiffuserStage1):
             return "lora" if self.settings.pretrained else "full"
         return adapter
 
-    def _adapt_prior(self, tokens: torch.Tensor) -> None:
+    def _adapt_prior(
+        self, latents: torch.Tensor, tokens: torch.Tensor
+    ) -> tuple[UNet2DConditionModel, TrainingResult]:
         """Fine-tune the UNet as an image-variation model of the training images (embedder frozen)."""
-        self.adapter_ = self._prior_adapter()
-        if self.adapter_ == "none":
-            return
-        config, settings = self.config, self.settings
+        config = self.config
         finetune_config = FinetuneConfig(
             adapter=self.adapter_,
             lora_rank=config.prior_lora_rank,
             lora_targets="all",
             condition_dropout=config.base.condition_dropout,
-            training=training_for(config.prior_training, settings),
+            training=self.training(config.prior_training),
         )
-        if self.image_route_ == "embedder":  # the embedder sees noised latents, as in pre-training
+        if self.guides_.image_route == "embedder":  # the embedder sees noised latents, as in pre-training
             conditioner = self.base_.conditioner.requires_grad_(False)
-            condition = self.latents_.flatten(1)
+            condition = latents.flatten(1)
             augment = partial(noisy_embedding_input, max_noise=config.base.condition_noise)
         else:
-            conditioner, condition, augment = GivenTokens(*self.token_shape_), tokens.flatten(1), None
+            conditioner, condition, augment = GivenTokens(*self.guides_.token_shape), tokens.flatten(1), None
         unet = prepare_unet(self.pipeline_.unet, finetune_config)
-        work_dir = None if settings.work_dir is None else settings.work_dir / self.name / "prior"
-        self.prior_training_ = finetune(
+        result = finetune(
             ConditionedUNet(unet, conditioner),
-            {"clean": self.latents_, "condition": condition},
+            {"clean": latents, "condition": condition},
             self.base_.scheduler,
             finetune_config,
-            out_dir=work_dir,
-            resume="latest" if settings.resume and work_dir is not None else None,
+            **self.checkpointing("prior"),
             description=f"{self.name} prior",
             augment=augment,
         )
-        self._build_pipeline(unet.eval())
+        return unet, result
 
-    def predict(self, fmri: np.ndarray) -> np.ndarray:
-        return self.predict_named(fmri)[self.name]
+    def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
+        return {**self.guides_.predict(fmri), "init_latents": self.stage1_latents(fmri)}
 
-    def artefacts(self) -> dict[str, Path]:
-        return loss_curves(prior_loss_curve=getattr(self, "prior_training_", None))
-
-    def predict_named(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
-        config, n = self.config, len(fmri)
-        guides = {"tokens": _predict(self.token_ridge_, fmri, self.token_shape_)}
-        if self.mixing_ > 0:
-            guides["text_tokens"] = _predict(self.text_ridge_, fmri, self.text_shape_)
-            guides["negative_text_tokens"] = self.text_null_.expand(n, -1, -1)
-        guides = {key: value.repeat(config.n_samples, 1, 1) for key, value in guides.items()}
-        start = self.stage1_latents(fmri).repeat(config.n_samples, 1, 1, 1)
-        generators = sample_generators(self.settings.seed, config.n_samples, n)
-        chunks = []
-        for first in range(0, len(start), config.sample_batch_size):
-            part = slice(first, first + config.sample_batch_size)
-            chunks.append(
-                self.pipeline_(
-                    **{key: value[part] for key, value in guides.items()},
-                    mixing=self.mixing_,
-                    image_size=self.image_size_,
-                    num_inference_steps=config.num_inference_steps,
-                    guidance_scale=config.guidance_scale,
-                    init_latents=start[part],
-                    strength=config.strength,
-                    generator=generators[part],
-                )
-            )
-        images = np.concatenate(chunks)
-        samples = images.reshape(config.n_samples, n, self.image_size_, self.image_size_).astype(np.float32)
-        return posterior_rows(self.name, samples)
+    def sampling_options(self) -> dict[str, float]:
+        return {"mixing": self.guides_.mixing}
 
     # ------------------------------------------------------------ saved stages
-    def save_stages(self, folder: Path) -> None:
-        super().save_stages(folder)
-        self.token_ridge_.save(folder / "token_ridge")
-        if self.mixing_ > 0:
-            self.text_ridge_.save(folder / "text_ridge")
-            save_file({"null": self.text_null_.contiguous()}, str(folder / "text_null.safetensors"))
+    def _save_parts(self, folder: Path) -> dict[str, object]:
         if self.adapter_ == "lora":
             save_lora(self.pipeline_.unet, folder / "prior_lora")
         elif self.adapter_ == "full":
             self.pipeline_.unet.save_pretrained(folder / "prior_unet")
+        return {**self.guides_.save(folder), "prior_adapter": self.adapter_}
 
-    def _manifest_extra(self) -> dict[str, object]:
-        extra = {
-            "token_shape": list(self.token_shape_),
-            "image_route": self.image_route_,
-            "prior_adapter": self.adapter_,
-            "mixing": self.mixing_,
-        }
-        if self.mixing_ > 0:
-            extra["text_shape"] = list(self.text_shape_)
-        return extra
-
-    def _load_extra(self, folder: Path, manifest: dict[str, object]) -> None:
-        self.token_shape_ = tuple(manifest["token_shape"])
-        self.token_ridge_ = RidgeEncoder.load(folder / "token_ridge")
-        self.image_route_ = manifest["image_route"]
-        self.mixing_ = manifest["mixing"]
-        if self.mixing_ > 0:
-            self.text_shape_ = tuple(manifest["text_shape"])
-            self.text_ridge_ = RidgeEncoder.load(folder / "text_ridge")
-            self.text_null_ = load_file(str(folder / "text_null.safetensors"))["null"]
+    def _load_parts(self, folder: Path, manifest: dict[str, object]) -> None:
+        self.guides_ = GuideRidges.load(folder, manifest)
         self.adapter_ = manifest["prior_adapter"]
         unet = self.base_.unet
         if self.adapter_ == "full":
@@ -371,6 +371,48 @@ class BrainDiffuser(BrainDiffuserStage1):
         self._build_pipeline(unet.eval())
         if self.adapter_ == "lora":
             self.pipeline_.load_lora_weights(str(folder / "prior_lora"))
+
+
+def _image_tokens(
+    train: PairedDataset, base: BaseModel, latents: torch.Tensor, device: str
+) -> tuple[torch.Tensor, ImageRoute]:
+    """Each training image's condition tokens, from the small base's embedder or a CLIP image encoder."""
+    embedder = base.conditioner
+    if embedder is not None:
+        with torch.no_grad():
+            flat = latents.flatten(1).to(embedder.device, embedder.dtype)
+            return embedder.eval()(flat).float().cpu(), "embedder"
+    folder = Path(base.folder or base.source) / "image_encoder"
+    if not (folder / "config.json").is_file():
+        raise BaseModelError(
+            f"{base.source}: brain-diffuser stage 2 needs an image embedder: conditioner/ (the "
+            "small base model) or image_encoder/ (a diffusers image-variation model); or run "
+            "brain-diffuser-stage1 alone"
+        )
+    encoder = load_clip_image_encoder(folder).to(resolve_device(device))
+    if encoder.embed_dim != base.token_dim:
+        raise BaseModelError(
+            f"{folder}: CLIP embeddings of width {encoder.embed_dim} cannot guide a UNet whose "
+            f"cross_attention_dim is {base.token_dim}; they must belong together"
+        )
+    images = torch.from_numpy(train.images)
+    with torch.no_grad():
+        embeds = torch.cat([encoder(chunk.to(encoder.mean.device)).cpu() for chunk in images.split(64)])
+    return embeds[:, None], "clip"
+
+
+def _mixing(train: PairedDataset, base: BaseModel, mixing: float | None) -> float:
+    """Text guidance weight: as configured, or DEFAULT_MIXING where captions and a text encoder exist."""
+    folder = base.folder
+    available = train.captions is not None and folder is not None and CaptionEncoder.available(folder)
+    if mixing is None:
+        return DEFAULT_MIXING if available else 0.0
+    if mixing > 0 and not available:
+        raise BaseModelError(
+            f"mixing {mixing} needs captions in the data (NSD with nsd_stim_info_merged.csv and COCO's "
+            "caption files) and a base model with text_encoder/ and tokenizer/; use --mixing 0"
+        )
+    return mixing
 
 
 def _ridge(train: PairedDataset, targets: torch.Tensor) -> RidgeEncoder:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -21,17 +19,14 @@ from diffusers import AutoencoderKL
 from torch import nn
 
 from fmri_data.dataset import PairedDataset
-from fmri_data.methods import MethodSettings, ReconstructionMethod
+from fmri_diffusion.methods.base import DiffusionMethod
 from fmri_diffusion.models.builders import small_unet
 from fmri_diffusion.models.conditioner import FmriConditioner
-from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.schedulers import Prediction, Sampler, Schedule, sampling_scheduler, training_scheduler
 from fmri_diffusion.training.denoising import ConditionedUNet, DenoisingStep
 from fmri_diffusion.training.objectives import ObjectiveConfig
-from fmri_encoders.runtime import resolve_device
-from fmri_encoders.training import loop as trainer
-from fmri_encoders.training import loss_curves
-from fmri_encoders.training.loop import BatchSampler, TrainingConfig, training_for
+from fmri_encoders.training import BatchSampler, TrainingConfig
+from fmri_encoders.training import train as train_model
 
 
 @dataclass(frozen=True)
@@ -51,6 +46,7 @@ class DiffusionConfig:
     sampler: Sampler = "ddim"
     num_inference_steps: int = 25
     n_samples: int = 8
+    sample_batch_size: int = 256
     guidance_scale: float = 1.0
     strength: float = 1.0
 
@@ -82,15 +78,11 @@ def build_denoiser(config: DiffusionConfig, channels: int, size: int) -> tuple[n
     return unet, conditioner
 
 
-class ConditionalDiffusion(ReconstructionMethod):
+class ConditionalDiffusion(DiffusionMethod):
     """fit: first stage (subclass) -> train the conditional UNet; predict: sample around the first stage."""
 
     config_class: type[DiffusionConfig] = DiffusionConfig
     pixel_space: bool = False  # pixel models clip predicted clean images to [-1, 1] while sampling
-
-    def __init__(self, settings: MethodSettings | None = None, config: DiffusionConfig | None = None) -> None:
-        super().__init__(settings)
-        self.config = self.settings.configure(config or self.config_class())
 
     # ------------------------------------------------------- subclass hooks
     @abstractmethod
@@ -117,28 +109,22 @@ class ConditionalDiffusion(ReconstructionMethod):
             seed=self.settings.seed,
             augment=self._augmented_batch,
         )
-
-        training = training_for(config.training, self.settings)
-        work_dir = self.settings.work_dir
-        self.training_ = trainer.train(
+        self.training_ = train_model(
             ConditionedUNet(unet, conditioner),
             DenoisingStep(scheduler, config.objective, config.condition_dropout),
             sampler,
-            training,
-            out_dir=None if work_dir is None else work_dir / self.name,
-            resume="latest" if self.settings.resume and work_dir is not None else None,
+            self.training(config.training),
+            **self.checkpointing(),
             description=self.name,
         )
-        self.pipeline_ = FmriImagePipeline(
+        self.pipeline_ = self.make_pipeline(
             unet=unet,
             scheduler=sampling_scheduler(config.sampler, scheduler),
             conditioner=conditioner,
             vae=vae,
         )
-        self.pipeline_.set_progress_bar_config(**sampling_progress(self.settings, self.name))
-        self.pipeline_.to(resolve_device(self.settings.device))
-        if work_dir is not None:
-            self.pipeline_.save_pretrained(work_dir / self.name / "pipeline")
+        if self.settings.work_dir is not None:
+            self.pipeline_.save_pretrained(self.stage_dir("pipeline"))
         return self
 
     def _augment(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -152,52 +138,11 @@ class ConditionalDiffusion(ReconstructionMethod):
         return {**batch, "condition": batch["spatial"].flatten(1)}
 
     # ------------------------------------------------------------- predicting
-    def predict(self, fmri: np.ndarray) -> np.ndarray:
-        return self.predict_named(fmri)[self.name]
-
-    def artefacts(self) -> dict[str, Path]:
-        return loss_curves(loss_curve=getattr(self, "training_", None))
-
-    def predict_named(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
-        return posterior_rows(self.name, self.sample(fmri, self.config.n_samples))
-
-    def sample(self, fmri: np.ndarray, n_samples: int) -> np.ndarray:
-        """[n_samples, n, H, W]; sample k of trial i is seeded by (seed, k, i), so runs repeat exactly."""
-        config = self.config
-        spatial = self._spatial_condition(fmri).to(self.pipeline_.device).repeat(n_samples, 1, 1, 1)
-        generators = sample_generators(self.settings.seed, n_samples, len(fmri))
-        images = self.pipeline_(
-            spatial.flatten(1),
-            spatial,
-            image_size=self.image_size_,
-            num_inference_steps=config.num_inference_steps,
-            guidance_scale=config.guidance_scale,
-            init_latents=spatial if config.strength < 1 else None,
-            strength=config.strength,
-            generator=generators,
-        )
-        return images.reshape(n_samples, len(fmri), self.image_size_, self.image_size_).astype(np.float32)
-
-
-def sample_generators(seed: int, n_samples: int, n_trials: int) -> list[torch.Generator]:
-    """One generator per (sample k, trial i), k-major, seeded by (seed, k, i): reruns repeat exactly."""
-    return [
-        torch.Generator().manual_seed(hash((seed, k, i)) % 2**63)
-        for k in range(n_samples)
-        for i in range(n_trials)
-    ]
-
-
-def sampling_progress(settings: MethodSettings, name: str) -> dict[str, Any]:
-    """A pipeline's progress-bar settings: a transient bar per sampling batch on a terminal; none in a log
-    file, under --quick or --no-progress."""
-    return {
-        "disable": None if settings.shows_progress() else True,
-        "leave": False,
-        "desc": f"{name} sampling",
-    }
-
-
-def posterior_rows(name: str, samples: np.ndarray) -> dict[str, np.ndarray]:
-    """A stochastic method's report rows from [n_samples, n, H, W]: the posterior mean and one sample."""
-    return {name: samples.mean(axis=0), f"{name}-1": samples[0]}
+    def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
+        """The first stage's decoding, as the conditioner's input, the UNet's extra channels and (below
+        strength 1) the start of sampling."""
+        spatial = self._spatial_condition(fmri)
+        inputs = {"condition": spatial.flatten(1), "spatial_condition": spatial}
+        if self.config.strength < 1:
+            inputs["init_latents"] = spatial
+        return inputs

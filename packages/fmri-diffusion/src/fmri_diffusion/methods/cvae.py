@@ -2,121 +2,105 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
-from fmri_data.methods import MethodSettings, ReconstructionMethod
+from fmri_diffusion.methods.base import DiffusionMethod
 from fmri_diffusion.models.cvae import ConditionalVaeNet, CvaeConfig, negative_elbo
 from fmri_diffusion.training.augment import random_shift
 from fmri_encoders.out_of_fold import out_of_fold_ridge
 from fmri_encoders.runtime import resolve_device
-from fmri_encoders.training import loop as trainer
-from fmri_encoders.training import loss_curves
-from fmri_encoders.training.loop import BatchSampler, TrainingConfig, training_for
-
-DEFAULT_TRAINING = TrainingConfig(
-    max_steps=900, batch_size=32, learning_rate=2e-3, warmup_steps=20, ema_decay=None
-)
+from fmri_encoders.training import BatchSampler, TrainingConfig
+from fmri_encoders.training import train as train_model
 
 
-class ConditionalVAE(ReconstructionMethod):
+@dataclass(frozen=True)
+class ConditionalVAEConfig:
+    """The CVAE's size, loss weight and training, and how many prior samples make its posterior mean.
+
+    beta weighs the KL term; max_shift is the joint random shift of image and condition; ridge_folds the
+    folds of the out-of-fold ridge conditions.
+    """
+
+    latent_dim: int = 16
+    width: int = 16
+    beta: float = 1.0
+    max_shift: int = 2
+    ridge_folds: int = 5
+    training: TrainingConfig = field(
+        default_factory=lambda: TrainingConfig(
+            max_steps=900, batch_size=32, learning_rate=2e-3, warmup_steps=20, ema_decay=None
+        )
+    )
+    n_samples: int = 16
+    sample_batch_size: int = 256
+
+    def quick(self) -> ConditionalVAEConfig:
+        return replace(self, training=replace(self.training, max_steps=10))
+
+
+class ConditionalVAE(DiffusionMethod):
     """Ridge reconstructs pixels from voxels; a CVAE p(x | z, ridge image) with z ~ N(0, I) turns that into
     images.
 
     The CVAE trains on out-of-fold ridge reconstructions of the training trials (each predicted by a ridge
     fitted without its stimulus, one alpha shared by all pixels), so the noise of its condition matches
     test time; test trials are conditioned on a ridge fitted on all training trials. Reports "cvae", the
-    mean of n_samples = 16 decoded prior samples (a posterior-mean estimate), and "cvae-1", the first of
-    them. beta weighs the KL term; max_shift is the joint random shift of image and condition. Training
-    runs through fmri_encoders.training.loop (checkpoints and resume under work_dir/cvae); quick mode trains
-    for quick_steps.
+    mean of n_samples decoded prior samples (a posterior-mean estimate), and "cvae-1", the first of them.
     """
 
     name = "cvae"
-
-    def __init__(
-        self,
-        settings: MethodSettings | None = None,
-        *,
-        latent_dim: int = 16,
-        width: int = 16,
-        beta: float = 1.0,
-        max_shift: int = 2,
-        training: TrainingConfig = DEFAULT_TRAINING,
-        quick_steps: int = 10,
-        n_samples: int = 16,
-        ridge_folds: int = 5,
-    ) -> None:
-        super().__init__(settings)
-        self.latent_dim = latent_dim
-        self.width = width
-        self.beta = beta
-        self.max_shift = max_shift
-        self.training = training
-        self.quick_steps = quick_steps
-        self.n_samples = n_samples
-        self.ridge_folds = ridge_folds
+    config_class = ConditionalVAEConfig
 
     def fit(self, train: PairedDataset) -> ConditionalVAE:
         if train.n_stimuli < 2:
             raise DataError(f"cvae needs at least 2 distinct training stimuli, got {train.n_stimuli}")
+        config = self.config
         device = resolve_device(self.settings.device)
         conditions, self.ridge_ = out_of_fold_ridge(
             train.fmri,
             train.images,
             train.stimulus_id,
-            k=self.ridge_folds,
+            k=config.ridge_folds,
             seed=self.settings.seed,
             backend="torch_cuda" if device == "cuda" else "numpy",
             per_target=False,
         )
-        self.image_shape_ = train.image_shape
+        self.image_size_ = train.image_shape[0]
         torch.manual_seed(self.settings.seed)
-        self.model_ = ConditionalVaeNet(CvaeConfig(train.image_shape[0], self.latent_dim, self.width))
+        self.model_ = ConditionalVaeNet(CvaeConfig(self.image_size_, config.latent_dim, config.width))
         pairs = {
             "x": torch.from_numpy(train.images[:, None]),
             "c": torch.from_numpy(np.ascontiguousarray(conditions, dtype=np.float32)[:, None]),
         }
-        training = training_for(self.training, self.settings)
-        if self.settings.quick:
-            training = replace(training, max_steps=self.quick_steps)
         sampler = BatchSampler(
             pairs,
-            training.batch_size,
+            config.training.batch_size,
             seed=self.settings.seed,
-            augment=lambda batch, gen: random_shift(batch, self.max_shift, gen),
+            augment=lambda batch, gen: random_shift(batch, config.max_shift, gen),
         )
-        work_dir = self.settings.work_dir
-        self.training_ = trainer.train(
+        self.training_ = train_model(
             self.model_,
-            lambda model, batch, _: negative_elbo(model, batch["x"], batch["c"], self.beta)[0],
+            lambda model, batch, _: negative_elbo(model, batch["x"], batch["c"], config.beta)[0],
             sampler,
-            training,
-            out_dir=None if work_dir is None else work_dir / self.name,
-            resume="latest" if self.settings.resume and work_dir is not None else None,
+            self.training(config.training),
+            **self.checkpointing(),
             description=self.name,
         )
         return self
 
-    def predict(self, fmri: np.ndarray) -> np.ndarray:
-        return self.predict_named(fmri)[self.name]
+    def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
+        size = self.image_size_
+        return {"conditions": torch.from_numpy(self.ridge_.predict(fmri).reshape(len(fmri), 1, size, size))}
 
-    def artefacts(self) -> dict[str, Path]:
-        return loss_curves(loss_curve=getattr(self, "training_", None))
-
-    def predict_named(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
-        """{"cvae": mean of n_samples prior samples, "cvae-1": one sample}, [n, H, W] float32 in [0, 1]."""
-        conditions = self.ridge_.predict(fmri).reshape(len(fmri), 1, *self.image_shape_)
+    @torch.no_grad()
+    def draw(self, inputs: dict[str, torch.Tensor], generators: list[torch.Generator]) -> np.ndarray:
+        """Decode one prior draw z ~ N(0, I) per image, each from its own generator."""
         device = next(self.model_.parameters()).device
-        generator = torch.Generator().manual_seed(self.settings.seed)
-        samples = self.model_.sample(torch.from_numpy(conditions).to(device), self.n_samples, generator)
-        samples = samples[:, :, 0].float().cpu().numpy()
-        return {
-            self.name: np.clip(samples.mean(axis=0), 0.0, 1.0).astype(np.float32),
-            f"{self.name}-1": np.clip(samples[0], 0.0, 1.0).astype(np.float32),
-        }
+        z = torch.stack([torch.randn(self.config.latent_dim, generator=g) for g in generators])
+        images = self.model_.decode_prior(z.to(device), inputs["conditions"].to(device))
+        return images[:, 0].float().cpu().numpy()

@@ -20,7 +20,6 @@ from fmri_diffusion.pipelines.pixels import to_pixels
 from fmri_diffusion.priors.loading import encode_latents
 from fmri_diffusion.training.autoencoder import AutoencoderConfig, train_autoencoder
 from fmri_encoders.out_of_fold import out_of_fold_ridge
-from fmri_encoders.training.loop import training_for
 
 
 @dataclass(frozen=True)
@@ -51,15 +50,13 @@ class LatentDiffusion(ConditionalDiffusion):
     def _fit_first_stage(
         self, train: PairedDataset
     ) -> tuple[AutoencoderKL | None, torch.Tensor, torch.Tensor]:
-        work_dir = self.settings.work_dir
         autoencoder = self.config.autoencoder
         self.vae_ = train_autoencoder(
             train.images,
-            replace(autoencoder, training=training_for(autoencoder.training, self.settings)),
+            replace(autoencoder, training=self.training(autoencoder.training)),
             seed=self.settings.seed,
             device=self.settings.device,
-            out_dir=None if work_dir is None else work_dir / self.name,
-            resume=self.settings.resume,
+            **self.checkpointing(),
             pixel_size=self._pixel_size(),
         )
         clean = self._encode(train.images)

@@ -26,8 +26,7 @@ import torch
 from diffusers import ControlNetModel
 
 from fmri_data.dataset import PairedDataset
-from fmri_data.methods import MethodSettings, ReconstructionMethod
-from fmri_diffusion.methods.conditional import posterior_rows, sample_generators, sampling_progress
+from fmri_diffusion.methods.base import DiffusionMethod
 from fmri_diffusion.models.conditioner import FmriConditioner
 from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.pipelines.pixels import to_pixels
@@ -43,9 +42,7 @@ from fmri_diffusion.schedulers import Sampler, sampling_scheduler
 from fmri_diffusion.training.denoising import Adapter, ConditionedUNet, FinetuneConfig, finetune, prepare_unet
 from fmri_diffusion.training.lora import save_lora
 from fmri_encoders.out_of_fold import out_of_fold_ridge
-from fmri_encoders.runtime import resolve_device
-from fmri_encoders.training import loss_curves
-from fmri_encoders.training.loop import TrainingConfig, training_for
+from fmri_encoders.training import TrainingConfig
 
 FINETUNED_FILE = "finetuned.json"
 
@@ -85,22 +82,18 @@ class StableConfig:
         )
 
 
-class StableDiffusionMethod(ReconstructionMethod):
+class StableDiffusionMethod(DiffusionMethod):
     """fit: base model -> training-image latents -> conditioner (+ adapter) fine-tune; predict: sample."""
 
+    config_class = StableConfig
     adapter: ClassVar[Adapter] = "none"
     uses_control: ClassVar[bool] = False
-
-    def __init__(self, settings: MethodSettings | None = None, config: StableConfig | None = None) -> None:
-        super().__init__(settings)
-        self.config = self.settings.configure(config or StableConfig())
 
     # ---------------------------------------------------------------- fitting
     def fit(self, train: PairedDataset) -> StableDiffusionMethod:
         config, settings = self.config, self.settings
         self.image_size_ = train.image_shape[0]
         base = base_model_for(self.settings, self.config.base, self.image_size_)
-        device = resolve_device(settings.device)
         self.resolution_, channels = base.resolution, base.vae.config.in_channels
         pixels = to_pixels(torch.from_numpy(train.images), base.resolution, channels=channels, fit="resize")
         clean = encode_latents(base.vae, pixels, device=settings.device)
@@ -113,9 +106,7 @@ class StableDiffusionMethod(ReconstructionMethod):
 
         torch.manual_seed(settings.seed)
         finetune_config = replace(
-            config.finetune,
-            adapter=self.adapter,
-            training=training_for(config.finetune.training, settings),
+            config.finetune, adapter=self.adapter, training=self.training(config.finetune.training)
         )
         unet = prepare_unet(base.unet, finetune_config)
         conditioner = self._conditioner(base, tensors["condition"].shape[1])
@@ -126,17 +117,15 @@ class StableDiffusionMethod(ReconstructionMethod):
                 train.fmri, train.images, train.stimulus_id, per_target=False, seed=settings.seed
             )
             tensors["control"] = self._control_pixels(control_train, channels)
-        work_dir = None if settings.work_dir is None else settings.work_dir / self.name
         self.training_ = finetune(
             ConditionedUNet(unet, conditioner, controlnet),
             tensors,
             base.scheduler,
             finetune_config,
-            out_dir=work_dir,
-            resume="latest" if settings.resume and work_dir is not None else None,
+            **self.checkpointing(),
             description=self.name,
         )
-        self.pipeline_ = FmriImagePipeline(
+        self.pipeline_ = self.make_pipeline(
             unet=unet,
             scheduler=sampling_scheduler(config.sampler, base.scheduler),
             conditioner=conditioner,
@@ -144,11 +133,9 @@ class StableDiffusionMethod(ReconstructionMethod):
             controlnet=controlnet,
             image_fit="resize",
         )
-        self.pipeline_.set_progress_bar_config(**sampling_progress(self.settings, self.name))
-        self.pipeline_.to(device)
-        if work_dir is not None:
+        if settings.work_dir is not None:
             save_finetuned(
-                self.pipeline_, work_dir / "finetuned", base_source=base.source, adapter=self.adapter
+                self.pipeline_, self.stage_dir("finetuned"), base_source=base.source, adapter=self.adapter
             )
         return self
 
@@ -172,49 +159,20 @@ class StableDiffusionMethod(ReconstructionMethod):
         return (to_pixels(clipped, self.resolution_, channels=channels, fit="resize") + 1) / 2
 
     # ------------------------------------------------------------- predicting
-    def predict(self, fmri: np.ndarray) -> np.ndarray:
-        return self.predict_named(fmri)[self.name]
-
-    def artefacts(self) -> dict[str, Path]:
-        return loss_curves(loss_curve=getattr(self, "training_", None))
-
-    def predict_named(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
-        return posterior_rows(self.name, self.sample(fmri, self.config.n_samples))
-
-    def sample(self, fmri: np.ndarray, n_samples: int) -> np.ndarray:
-        """[n_samples, n, H, W], sample k of trial i seeded by (seed, k, i), generated in batches."""
+    def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
+        """The conditioner's input (ridge's latents or the fMRI), the img2img start below strength 1, and
+        sd-control's ridge image."""
         config, n = self.config, len(fmri)
         latents = self.ridge_.predict(fmri).astype(np.float32)
         condition = latents if config.condition == "ridge" else np.asarray(fmri, dtype=np.float32)
-        inputs = {"condition": torch.from_numpy(condition).repeat(n_samples, 1)}
+        inputs = {"condition": torch.from_numpy(condition)}
         if config.strength < 1:
-            inputs["init_latents"] = (
-                torch.from_numpy(latents).view(n, *self.latent_shape_).repeat(n_samples, 1, 1, 1)
-            )
+            inputs["init_latents"] = torch.from_numpy(latents).view(n, *self.latent_shape_)
         if self.uses_control:
             size = self.image_size_
             ridge_images = np.clip(self.pixel_ridge_.predict(fmri), 0, 1).reshape(n, size, size)
-            inputs["control_image"] = torch.from_numpy(ridge_images.astype(np.float32)).repeat(
-                n_samples, 1, 1
-            )
-        generators = sample_generators(self.settings.seed, n_samples, n)
-        chunks = []
-        for start in range(0, n * n_samples, config.sample_batch_size):
-            part = slice(start, start + config.sample_batch_size)
-            chunks.append(
-                self.pipeline_(
-                    inputs["condition"][part],
-                    image_size=self.image_size_,
-                    num_inference_steps=config.num_inference_steps,
-                    guidance_scale=config.guidance_scale,
-                    init_latents=inputs["init_latents"][part] if "init_latents" in inputs else None,
-                    strength=config.strength,
-                    control_image=inputs["control_image"][part] if "control_image" in inputs else None,
-                    generator=generators[part],
-                )
-            )
-        images = np.concatenate(chunks)
-        return images.reshape(n_samples, n, self.image_size_, self.image_size_).astype(np.float32)
+            inputs["control_image"] = torch.from_numpy(ridge_images.astype(np.float32))
+        return inputs
 
 
 class SDDirect(StableDiffusionMethod):

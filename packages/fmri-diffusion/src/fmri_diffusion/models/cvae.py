@@ -110,10 +110,14 @@ class ConditionalVaeNet(nn.Module):
 
         z is drawn on `generator`'s device (CPU generators give the same draws on any device).
         """
-        features = self.condition_features(conditions)
         latent_shape = (n_samples, len(conditions), self.config.latent_dim)
         z = torch.randn(latent_shape, generator=generator, device=generator.device).to(conditions)
-        return torch.stack([torch.sigmoid(self.decode_logits(z_i, features)) for z_i in z])
+        return torch.stack([self.decode_prior(z_i, conditions) for z_i in z])
+
+    @torch.no_grad()
+    def decode_prior(self, z: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """Images [B, 1, H, W] in (0, 1) decoded from prior draws z [B, latent_dim] under their conditions."""
+        return torch.sigmoid(self.decode_logits(z, self.condition_features(conditions)))
 
 
 def kl_to_standard_normal(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:

@@ -38,14 +38,14 @@ def train_autoencoder(
     seed: int,
     device: str,
     out_dir: Path | None = None,
-    resume: bool = False,
+    resume: str | None = None,
     pixel_size: int | None = None,
 ) -> AutoencoderKL:
     """Fit an AutoencoderKL to [n, H, W] images in [0, 1], zero-padded to pixel_size (default: the least
     size the autoencoder's downsampling allows).
 
     With out_dir: checkpoints go to out_dir/autoencoder, the result to out_dir/vae (save_pretrained);
-    resume=True reloads a finished out_dir/vae, or continues its latest checkpoint.
+    resume="latest" reloads a finished out_dir/vae, or continues its latest checkpoint.
     """
     size = pixel_size or padded_size(images.shape[-1], len(config.block_out_channels) - 1)
     pixels = to_pixels(torch.from_numpy(images), size)
@@ -61,11 +61,11 @@ def train_autoencoder_on_pixels(
     seed: int,
     device: str,
     out_dir: Path | None = None,
-    resume: bool = False,
+    resume: str | None = None,
     description: str = "autoencoder",
 ) -> AutoencoderKL:
     """Fit an AutoencoderKL to model pixels [n, C, S, S] in [-1, 1] (see train_autoencoder for out_dir)."""
-    if resume and out_dir is not None and (out_dir / "vae" / "config.json").is_file():
+    if resume is not None and out_dir is not None and (out_dir / "vae" / "config.json").is_file():
         return AutoencoderKL.from_pretrained(out_dir / "vae", local_files_only=True).eval()
     torch.manual_seed(seed)
     vae = small_autoencoder(
@@ -99,7 +99,7 @@ def train_autoencoder_on_pixels(
         sampler,
         training,
         out_dir=None if out_dir is None else out_dir / "autoencoder",
-        resume="latest" if resume and out_dir is not None else None,
+        resume=resume,
         description=description,
     )
     vae.eval()

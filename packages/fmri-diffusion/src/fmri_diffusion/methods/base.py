@@ -1,0 +1,127 @@
+"""The skeleton every generative method of this package shares, so that each method states only what differs.
+
+A `DiffusionMethod` is configured once (its config's quick budget, then the run's sampling overrides such
+as `--samples` and `--steps`), trains each stage through the one loop (`fmri_encoders.training`) under
+`work_dir/<name>/<stage>` with `--resume` read in one place, and samples in batches with one generator per
+(sample k, trial i). Its own row is the posterior mean of `n_samples` samples and `<name>-1` one sample; no
+sample is ever chosen by comparing it with the truth. A subclass supplies `fit` (first stage, trainable
+parts, pipeline) and `sampling_inputs` (its per-trial conditioning); pipeline-less models override `draw`.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from fmri_data.methods import MethodSettings, ReconstructionMethod
+from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
+from fmri_encoders.runtime import resolve_device
+from fmri_encoders.training import TrainingConfig, loss_curves, training_for
+
+
+class DiffusionMethod(ReconstructionMethod):
+    """fit: subclass; predict: posterior mean and one sample of `config.n_samples` batched draws.
+
+    config_class: the method's config dataclass (with `quick()`, `n_samples` and `sample_batch_size`).
+    curves: artefact name -> attribute holding the TrainingResult whose loss curve the run report carries.
+    """
+
+    config_class: ClassVar[type[Any]]
+    curves: ClassVar[dict[str, str]] = {"loss_curve": "training_"}
+
+    def __init__(self, settings: MethodSettings | None = None, config: Any = None) -> None:
+        super().__init__(settings)
+        self.config = self.settings.configure(config if config is not None else self.config_class())
+
+    # -------------------------------------------------------------- training
+    def stage_dir(self, *stage: str) -> Path | None:
+        """Where a training stage keeps checkpoints and curves: work_dir/<name>/<stage> (None: nowhere)."""
+        work_dir = self.settings.work_dir
+        return None if work_dir is None else work_dir.joinpath(self.name, *stage)
+
+    def checkpointing(self, *stage: str) -> dict[str, Any]:
+        """The loop's `out_dir` and `resume` for a stage: the one place a method reads `--resume`."""
+        out_dir = self.stage_dir(*stage)
+        resume = "latest" if self.settings.resume and out_dir is not None else None
+        return {"out_dir": out_dir, "resume": resume}
+
+    def training(self, config: TrainingConfig) -> TrainingConfig:
+        """A stage's training config under this run: its seed, device, progress and tracker."""
+        return training_for(config, self.settings)
+
+    def make_pipeline(self, **parts: Any) -> FmriImagePipeline:
+        """The sampling pipeline on the run's device, its progress bar shown as the run shows bars."""
+        pipeline = FmriImagePipeline(**parts)
+        pipeline.set_progress_bar_config(
+            disable=None if self.settings.shows_progress() else True,
+            leave=False,
+            desc=f"{self.name} sampling",
+        )
+        return pipeline.to(resolve_device(self.settings.device))
+
+    def artefacts(self) -> dict[str, Path]:
+        return loss_curves(
+            **{name: getattr(self, attribute, None) for name, attribute in self.curves.items()}
+        )
+
+    # -------------------------------------------------------------- sampling
+    def predict(self, fmri: np.ndarray) -> np.ndarray:
+        return self.predict_named(fmri)[self.name]
+
+    def predict_named(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
+        samples = self.sample(fmri, self.config.n_samples)
+        return {self.name: samples.mean(axis=0), f"{self.name}-1": samples[0]}
+
+    def sample(self, fmri: np.ndarray, n_samples: int) -> np.ndarray:
+        """[n_samples, n, H, W] in [0, 1]; sample k of trial i has its own generator (see
+        sample_generators), so neither the batch size nor the device's batching changes a draw."""
+        n = len(fmri)
+        inputs = {
+            key: value.repeat(n_samples, *(1,) * (value.dim() - 1))
+            for key, value in self.sampling_inputs(fmri).items()
+        }
+        generators = sample_generators(self.settings.seed, n_samples, n)
+        batch = self.config.sample_batch_size
+        chunks = [
+            self.draw(
+                {key: value[start : start + batch] for key, value in inputs.items()},
+                generators[start : start + batch],
+            )
+            for start in range(0, n * n_samples, batch)
+        ]
+        size = self.image_size_
+        return np.concatenate(chunks).reshape(n_samples, n, size, size).astype(np.float32)
+
+    @abstractmethod
+    def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
+        """The per-trial conditioning of `fmri` ([n, ...] tensors), by the name `draw` takes it under."""
+
+    def draw(self, inputs: dict[str, torch.Tensor], generators: list[torch.Generator]) -> np.ndarray:
+        """Images [b, H, W] in [0, 1] for one batch of inputs, one generator each: the pipeline's sampler."""
+        config, device = self.config, self.pipeline_.device
+        return self.pipeline_(
+            **{key: value.to(device) for key, value in inputs.items()},
+            **self.sampling_options(),
+            image_size=self.image_size_,
+            num_inference_steps=config.num_inference_steps,
+            guidance_scale=config.guidance_scale,
+            strength=config.strength,
+            generator=generators,
+        )
+
+    def sampling_options(self) -> dict[str, Any]:
+        """Pipeline settings a method adds to every batch (e.g. Brain-Diffuser's caption mixing)."""
+        return {}
+
+
+def sample_generators(seed: int, n_samples: int, n_trials: int) -> list[torch.Generator]:
+    """One generator per (sample k, trial i), k-major, seeded by (seed, k, i): reruns repeat exactly."""
+    return [
+        torch.Generator().manual_seed(hash((seed, k, i)) % 2**63)
+        for k in range(n_samples)
+        for i in range(n_trials)
+    ]

@@ -1,0 +1,112 @@
+"""The report of a model of the fMRI itself (a voxel VAE + latent DDPM, scored by `fmri_metrics`).
+
+Writes into its output folder: metrics.json (a flat mapping of metric name to value), reconstruction.png,
+latent_pca.png and report.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from numpy.typing import ArrayLike
+
+from fmri_eval.figures import embedding_scatter, pattern_comparison
+
+_RECONSTRUCTION_ROWS = (
+    ("voxel-wise r (mean)", "pearson_voxelwise_mean"),
+    ("R²", "r2"),
+    ("MSE", "mse"),
+)
+_DISTRIBUTION_METRICS = (
+    "ks_statistic",
+    "jsd",
+    "correlation_structure_r",
+    "mean_difference",
+    "std_difference",
+)
+
+
+def finite_or_null(metrics: Mapping[str, float]) -> dict[str, float | None]:
+    """The metrics with every NaN or infinity as None (JSON null).
+
+    Null rather than an error: a non-finite value is a property of the data, not a failed run (R² is NaN
+    when the held-out patterns do not vary, a PSNR infinite when a reconstruction is exact), and refusing it
+    would throw away a trained model's whole evaluation. Null rather than NaN: metrics.json stays JSON that
+    every parser reads, as every other report of the project does (allow_nan=False).
+    """
+    return {name: value if math.isfinite(value) else None for name, value in metrics.items()}
+
+
+def render_fmri_report(metrics: Mapping[str, float], description: str) -> str:
+    """report.md: the VAE against PCA on held-out patterns, the DDPM against a Gaussian in distribution."""
+    return "\n".join(
+        [
+            "# fMRI latent diffusion",
+            "",
+            description,
+            "",
+            "## Reconstruction of held-out patterns",
+            "",
+            "| metric | VAE | PCA (same latent size) |",
+            "| --- | --- | --- |",
+            *(
+                f"| {label} | {metrics['vae_reconstruction/' + name]:.4f} | "
+                f"{metrics['pca_reconstruction/' + name]:.4f} |"
+                for label, name in _RECONSTRUCTION_ROWS
+            ),
+            "",
+            "## Generated patterns vs held-out patterns",
+            "",
+            "| metric | latent DDPM | Gaussian (training mean, covariance) |",
+            "| --- | --- | --- |",
+            *(
+                f"| {name} | {metrics['generated/' + name]:.4f} | {metrics['gaussian/' + name]:.4f} |"
+                for name in _DISTRIBUTION_METRICS
+            ),
+            "",
+            "Figures: reconstruction.png, latent_pca.png; "
+            "training curves in vae-training/ and ddpm-training/.",
+            "",
+        ]
+    )
+
+
+def write_fmri_report(
+    out_dir: str | Path,
+    metrics: Mapping[str, float],
+    description: str,
+    *,
+    held_out: ArrayLike,
+    reconstruction: ArrayLike,
+    latents: Mapping[str, ArrayLike],
+) -> Path:
+    """Write metrics.json, the two figures and report.md into `out_dir` (made if needed); returns report.md.
+
+    held_out / reconstruction: [n, voxels] patterns and the model's reconstruction of them; latents: named
+    groups of latent codes [n, latent] drawn together on their first two principal axes.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_whole(
+        out_dir / "metrics.json", json.dumps(finite_or_null(metrics), indent=2, allow_nan=False) + "\n"
+    )
+    pattern_comparison(out_dir / "reconstruction.png", held_out, reconstruction)
+    embedding_scatter(out_dir / "latent_pca.png", latents)
+    report = out_dir / "report.md"
+    _write_whole(report, render_fmri_report(metrics, description))
+    return report
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write beside `path` and rename over it, so a reader never sees half a file.
+
+    These files sit in a folder that also holds the model they score (`--out` may be the checkpoint's
+    folder), so `atomic.atomic_output_dir`, which swaps a whole folder, cannot write them.
+    """
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)

@@ -1,0 +1,43 @@
+"""The fMRI-space report: its files, its tables, and metrics.json kept strict JSON when a metric is NaN."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from fmri_eval.fmri_report import write_fmri_report
+
+PREFIXES = ("vae_reconstruction", "pca_reconstruction", "generated", "gaussian")
+NAMES = ("pearson_voxelwise_mean", "r2", "mse", "ks_statistic", "jsd", "correlation_structure_r")
+NAMES += ("mean_difference", "std_difference")
+
+
+def test_the_report_is_written_and_a_nan_metric_is_null(tmp_path):
+    metrics = {f"{prefix}/{name}": 0.5 for prefix in PREFIXES for name in NAMES}
+    metrics["vae_reconstruction/r2"] = float("nan")
+    metrics["pca_reconstruction/psnr_db"] = float("inf")
+    rng = np.random.default_rng(0)
+    held_out = rng.normal(size=(6, 10))
+    report = write_fmri_report(
+        tmp_path / "out",
+        metrics,
+        "three subjects",
+        held_out=held_out,
+        reconstruction=held_out + 0.1,
+        latents={"training": rng.normal(size=(8, 3)), "held out": rng.normal(size=(6, 3))},
+    )
+    written = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert written["vae_reconstruction/r2"] is None
+    assert written["pca_reconstruction/psnr_db"] is None
+    assert written["generated/jsd"] == 0.5
+    text = report.read_text()
+    assert "three subjects" in text
+    assert "| R² | nan | 0.5000 |" in text
+    assert "| jsd | 0.5000 | 0.5000 |" in text
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "latent_pca.png",
+        "metrics.json",
+        "reconstruction.png",
+        "report.md",
+    ]
