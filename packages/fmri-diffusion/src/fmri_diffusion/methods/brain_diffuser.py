@@ -37,17 +37,13 @@ from fmri_data.dataset import PairedDataset
 from fmri_data.methods import MethodSettings
 from fmri_diffusion.methods.base import DiffusionMethod
 from fmri_diffusion.models.conditioner import GivenTokens
+from fmri_diffusion.pipelines.latents import encode_latents
 from fmri_diffusion.pipelines.pixels import to_pixels
+from fmri_diffusion.priors import base_model_for
+from fmri_diffusion.priors.cache import BaseModelCache
 from fmri_diffusion.priors.captions import CaptionEncoder
-from fmri_diffusion.priors.loading import (
-    BaseModel,
-    BaseModelError,
-    SmallBaseConfig,
-    base_model_for,
-    encode_latents,
-    load_base_model,
-    noisy_embedding_input,
-)
+from fmri_diffusion.priors.loading import BaseModel, BaseModelError, load_base_model
+from fmri_diffusion.priors.small import SmallBaseConfig, noisy_embedding_input
 from fmri_diffusion.schedulers import Sampler, sampling_scheduler
 from fmri_diffusion.training.denoising import ConditionedUNet, FinetuneConfig, finetune, prepare_unet
 from fmri_diffusion.training.lora import save_lora
@@ -211,7 +207,9 @@ class BrainDiffuserMethod(DiffusionMethod):
     def _fit_stage1(self, train: PairedDataset) -> torch.Tensor:
         """Base model, stage 1 and a pipeline on the base UNet; returns the training images' latents."""
         self.image_size_ = train.image_shape[0]
-        self.base_ = base_model_for(self.settings, self.config.base, self.image_size_)
+        self.base_ = base_model_for(
+            self.settings, self.config.base, self.image_size_, BaseModelCache(self.settings.cache_dir)
+        )
         self.stage1_, latents = LatentDecoding.fit(train, self.base_, self.settings.device)
         self._build_pipeline(self.base_.unet)
         return latents

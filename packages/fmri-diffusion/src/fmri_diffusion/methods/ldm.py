@@ -16,8 +16,8 @@ from diffusers import AutoencoderKL
 from fmri_data.dataset import PairedDataset
 from fmri_diffusion.methods.conditional import ConditionalDiffusion, DiffusionConfig
 from fmri_diffusion.models.builders import padded_size
+from fmri_diffusion.pipelines.latents import encode_latents
 from fmri_diffusion.pipelines.pixels import to_pixels
-from fmri_diffusion.priors.loading import encode_latents
 from fmri_diffusion.training.autoencoder import AutoencoderConfig, train_autoencoder
 from fmri_encoders.out_of_fold import out_of_fold_ridge
 

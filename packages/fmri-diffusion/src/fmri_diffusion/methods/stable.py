@@ -29,15 +29,12 @@ from fmri_data.dataset import PairedDataset
 from fmri_diffusion.methods.base import DiffusionMethod
 from fmri_diffusion.models.conditioner import FmriConditioner
 from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
+from fmri_diffusion.pipelines.latents import encode_latents
 from fmri_diffusion.pipelines.pixels import to_pixels
-from fmri_diffusion.priors.loading import (
-    BaseModel,
-    BaseModelError,
-    SmallBaseConfig,
-    base_model_for,
-    encode_latents,
-    load_base_model,
-)
+from fmri_diffusion.priors import base_model_for
+from fmri_diffusion.priors.cache import BaseModelCache
+from fmri_diffusion.priors.loading import BaseModel, BaseModelError, load_base_model
+from fmri_diffusion.priors.small import SmallBaseConfig
 from fmri_diffusion.schedulers import Sampler, sampling_scheduler
 from fmri_diffusion.training.denoising import Adapter, ConditionedUNet, FinetuneConfig, finetune, prepare_unet
 from fmri_diffusion.training.lora import save_lora
@@ -93,7 +90,9 @@ class StableDiffusionMethod(DiffusionMethod):
     def fit(self, train: PairedDataset) -> StableDiffusionMethod:
         config, settings = self.config, self.settings
         self.image_size_ = train.image_shape[0]
-        base = base_model_for(self.settings, self.config.base, self.image_size_)
+        base = base_model_for(
+            self.settings, self.config.base, self.image_size_, BaseModelCache(self.settings.cache_dir)
+        )
         self.resolution_, channels = base.resolution, base.vae.config.in_channels
         pixels = to_pixels(torch.from_numpy(train.images), base.resolution, channels=channels, fit="resize")
         clean = encode_latents(base.vae, pixels, device=settings.device)

@@ -26,6 +26,7 @@ from diffusers.loaders import StableDiffusionLoraLoaderMixin
 from diffusers.utils.torch_utils import randn_tensor
 
 from fmri_diffusion.models.conditioner import FmriConditioner
+from fmri_diffusion.pipelines.latents import scaled_latents
 from fmri_diffusion.pipelines.pixels import ImageFit, from_pixels, to_pixels
 
 Generators = torch.Generator | list[torch.Generator] | None
@@ -79,10 +80,7 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
     def to_model_space(self, images: torch.Tensor) -> torch.Tensor:
         """[B, H, W] or [B, 1, H, W] images in [0, 1] -> what the UNet denoises."""
         x = self.to_pixels(images).to(self.unet.dtype)
-        if self.vae is None:
-            return x
-        latents = self.vae.encode(x.to(self.vae.dtype)).latent_dist.mean
-        return latents * self.vae.config.scaling_factor
+        return x if self.vae is None else scaled_latents(self.vae, x)
 
     def from_model_space(self, x: torch.Tensor, image_size: int) -> torch.Tensor:
         """The inverse: model-space samples -> [B, H, W] images in [0, 1] at image_size."""

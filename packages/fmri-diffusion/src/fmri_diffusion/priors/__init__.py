@@ -1,1 +1,25 @@
-"""Base models (priors): a user's Stable Diffusion folder or cache id, or the small one pre-trained here."""
+"""Base models (priors): a user's Stable Diffusion folder or cached id, or the small one pre-trained here."""
+
+from __future__ import annotations
+
+from fmri_data.methods import MethodSettings
+from fmri_diffusion.priors.cache import BaseModelCache
+from fmri_diffusion.priors.loading import BaseModel, load_base_model
+from fmri_diffusion.priors.small import SmallBaseConfig, pretrain_small_base
+
+
+def base_model_for(
+    settings: MethodSettings, config: SmallBaseConfig, image_size: int, cache: BaseModelCache
+) -> BaseModel:
+    """A method's base model: the user's `settings.pretrained`, else the small one for `image_size` px
+    stimuli from `cache`, pre-trained (and cached) first where the cache lacks it."""
+    if settings.pretrained:
+        return load_base_model(settings.pretrained, allow_download=settings.allow_download)
+    key = config.key(image_size, settings.seed)
+    cached = cache.load(key)
+    if cached is not None:
+        return cached
+    model = pretrain_small_base(
+        config, image_size, seed=settings.seed, device=settings.device, progress=settings.shows_progress()
+    )
+    return cache.save(key, model)
