@@ -30,7 +30,7 @@ def test_quick_run_reports_both_stages_beside_the_baselines(load_app, tmp_path):
     assert any("no local weights" in note for note in metrics["literature"]["notes"])  # none here
     assert "NSD literature metrics" in (out / "report.md").read_text()
     assert (out / "reconstructions.npz").is_file()
-    assert (tmp_path / "w" / "fold-000" / "brain-diffuser" / "stages" / "brain_diffuser.json").is_file()
+    assert (tmp_path / "w" / "fold-000" / "brain-diffuser" / "stages" / "method.json").is_file()
     assert (out / "prior_loss_curve-brain-diffuser.png").is_file()  # the method names its curve's path
 
 

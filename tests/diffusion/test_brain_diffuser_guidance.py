@@ -33,7 +33,7 @@ def test_an_image_variation_model_guides_stage2_with_clip_tokens(linear_dataset,
     assert method.adapter_ == "lora"  # a pretrained base adapts through LoRA
     rows = method.predict_named(test.fmri)
     assert rows["brain-diffuser"].shape == test.images.shape
-    manifest = json.loads((tmp_path / "w" / "brain-diffuser" / "stages" / "brain_diffuser.json").read_text())
+    manifest = json.loads((tmp_path / "w" / "brain-diffuser" / "stages" / "method.json").read_text())
     assert manifest["mixing"] == 0.0
 
 
@@ -48,7 +48,7 @@ def test_captions_add_text_guidance_that_is_saved_and_reloaded(linear_dataset, v
     rows = method.predict_named(test.fmri)
     stages = tmp_path / "w" / "brain-diffuser" / "stages"
     assert (stages / "text_ridge").is_dir()
-    reloaded = BrainDiffuser.load_stages(stages, settings)
+    reloaded = BrainDiffuser.load(stages, settings)
     np.testing.assert_allclose(
         reloaded.predict_named(test.fmri)["brain-diffuser"], rows["brain-diffuser"], atol=1e-5
     )

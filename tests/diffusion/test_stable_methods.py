@@ -10,8 +10,9 @@ import torch
 
 from fmri_data.methods import MethodSettings, create_method
 from fmri_data.simulator import figure_patterns, image_corpus
+from fmri_diffusion.methods.base import load_method
 from fmri_diffusion.methods.brain_diffuser import BrainDiffuser, BrainDiffuserStage1
-from fmri_diffusion.methods.stable import SDLora, StableConfig, load_finetuned
+from fmri_diffusion.methods.stable import SDLora, StableConfig
 from fmri_diffusion.priors.loading import BaseModelError, load_base_model
 
 
@@ -55,7 +56,7 @@ def test_a_users_pretrained_folder_and_reloading_the_fine_tune(linear_dataset, t
     )
     method = create_method("sd-lora", settings).fit(train)
     assert method.resolution_ == 16
-    reloaded = load_finetuned(tmp_path / "w" / "sd-lora" / "finetuned")
+    reloaded = load_method(tmp_path / "w" / "sd-lora" / "finetuned").pipeline_
     reloaded.set_progress_bar_config(disable=True)
     condition = method.ridge_.predict(test.fmri).astype(np.float32)
 
@@ -76,7 +77,7 @@ def test_a_fine_tune_refuses_a_base_with_another_token_width(linear_dataset, tin
     create_method("sd-direct", settings).fit(train)
     tiny_sd().save(tmp_path / "other")  # cross_attention_dim 16; the quick small base has 8
     with pytest.raises(BaseModelError, match="cross_attention_dim is 16"):
-        load_finetuned(tmp_path / "w" / "sd-direct" / "finetuned", base=tmp_path / "other")
+        load_method(tmp_path / "w" / "sd-direct" / "finetuned", base=tmp_path / "other")
 
 
 def test_the_pretraining_corpus_never_holds_a_test_figure():
@@ -136,21 +137,21 @@ def test_brain_diffuser_stages_are_saved_and_reload_to_the_same_images(linear_da
     )
     fitted = BrainDiffuser(settings).fit(train)
     stages = tmp_path / "w" / "brain-diffuser" / "stages"
-    assert {p.name for p in stages.iterdir()} == {"brain_diffuser.json", "latent_ridge", "token_ridge"} | (
+    assert {p.name for p in stages.iterdir()} == {"method.json", "latent_ridge", "token_ridge"} | (
         {"full": {"prior_unet"}, "lora": {"prior_lora"}, "none": set()}[adapter]
     )
-    reloaded = BrainDiffuser.load_stages(stages, replace(settings, sampling={}))
+    reloaded = BrainDiffuser.load(stages, replace(settings, sampling={}))
     assert reloaded.config.strength == 0.5  # the run's sampling settings, not the defaults
     reloaded.config = replace(reloaded.config, sample_batch_size=3)  # batching changes nothing
     for name, images in fitted.predict_named(test.fmri).items():
         np.testing.assert_allclose(reloaded.predict_named(test.fmri)[name], images, atol=1e-5)
     if adapter != "none":  # the adapted prior is not the base's UNet
-        base = BrainDiffuser.load_stages(stages, settings)
+        base = BrainDiffuser.load(stages, settings)
         base.base_ = load_base_model(base.base_.source)
         base._build_pipeline(base.base_.unet)
         assert np.abs(base.predict(test.fmri) - fitted.predict(test.fmri)).max() > 0
     with pytest.raises(BaseModelError, match="brain-diffuser stages"):
-        BrainDiffuserStage1.load_stages(stages, settings)
+        BrainDiffuserStage1.load(stages, settings)
 
 
 def test_sampling_overrides_reach_the_configs_that_have_them():

@@ -1,11 +1,12 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
 
-from fmri_encoders.contrastive import ContrastiveEncoder, TrainingConfig, load_clip_image_encoder
+from fmri_encoders.contrastive import DEFAULT_TRAINING, ContrastiveEncoder, load_clip_image_encoder
 from fmri_encoders.contrastive.clip_image import CLIP_MEAN
 
 
@@ -34,8 +35,8 @@ def test_the_fmri_side_trains_against_frozen_clip_and_saves_only_the_path(clip_f
     rng = np.random.default_rng(0)
     images = rng.random((12, 8, 8)).astype(np.float32)
     fmri = (images.reshape(12, -1) @ rng.normal(size=(64, 40))).astype(np.float32)
-    training = TrainingConfig(epochs=10, batch_size=6, device="cpu", progress=False)
-    model = ContrastiveEncoder(hidden=32, n_tokens=2, clip_model=clip_folder, training=training)
+    training = replace(DEFAULT_TRAINING, batch_size=6, device="cpu", progress=False)
+    model = ContrastiveEncoder(hidden=32, n_tokens=2, clip_model=clip_folder, epochs=10, training=training)
     model.fit(fmri, images)
     assert model.loss_history_[-1] < model.loss_history_[0]
     frozen = load_clip_image_encoder(clip_folder)

@@ -1,7 +1,9 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from fmri_encoders.contrastive import ContrastiveEncoder, TrainingConfig
+from fmri_encoders.contrastive import DEFAULT_TRAINING, Augmentation, ContrastiveEncoder
 
 
 def _toy(n_stimuli=40, repeats=2, n_voxels=100, size=8, noise=0.3, seed=0):
@@ -14,9 +16,16 @@ def _toy(n_stimuli=40, repeats=2, n_voxels=100, size=8, noise=0.3, seed=0):
     return fmri.astype(np.float32), stimuli[ids], ids
 
 
-def _small(epochs=30, **training) -> ContrastiveEncoder:
-    config = TrainingConfig(epochs=epochs, batch_size=16, device="cpu", progress=False, **training)
-    return ContrastiveEncoder(hidden=256, embed_dim=64, n_tokens=3, training=config)
+def _small(epochs=30, seed=0, **augmentation) -> ContrastiveEncoder:
+    config = replace(DEFAULT_TRAINING, batch_size=16, device="cpu", progress=False, seed=seed)
+    return ContrastiveEncoder(
+        hidden=256,
+        embed_dim=64,
+        n_tokens=3,
+        epochs=epochs,
+        augmentation=Augmentation(**augmentation),
+        training=config,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -4,23 +4,35 @@ A `DiffusionMethod` is configured once (its config's quick budget, then the run'
 as `--samples` and `--steps`), trains each stage through the one loop (`fmri_encoders.training`) under
 `work_dir/<name>/<stage>` with `--resume` read in one place, and samples in batches with one generator per
 (sample k, trial i). Its own row is the posterior mean of `n_samples` samples and `<name>-1` one sample; no
-sample is ever chosen by comparing it with the truth. A subclass supplies `fit` (first stage, trainable
-parts, pipeline) and `sampling_inputs` (its per-trial conditioning); pipeline-less models override `draw`.
+sample is ever chosen by comparing it with the truth. A fitted method saves itself to
+`work_dir/<name>/<saved_as>` in one schema (MANIFEST_FILE: method, image size, sampling settings, and what
+its parts add) that `load_method` reads back. A subclass supplies `fit` (first stage, trainable parts,
+pipeline), `sampling_inputs` (its per-trial conditioning) and its parts' save/load; pipeline-less models
+override `draw`.
 """
 
 from __future__ import annotations
 
+import json
 from abc import abstractmethod
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
 
 from fmri_data.methods import MethodSettings, ReconstructionMethod
+from fmri_data.methods.registry import method_class
 from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
+from fmri_diffusion.priors.loading import BaseModelError
 from fmri_encoders.runtime import resolve_device
 from fmri_encoders.training import TrainingConfig, loss_curves, training_for
+from fmri_eval.atomic import atomic_output_dir
+
+MANIFEST_FILE = "method.json"
+SAVED_SAMPLING = ("strength", "num_inference_steps", "guidance_scale", "n_samples", "sampler")
+"""The sampling settings a saved method keeps (those its config has): it samples as it was run."""
 
 
 class DiffusionMethod(ReconstructionMethod):
@@ -28,10 +40,12 @@ class DiffusionMethod(ReconstructionMethod):
 
     config_class: the method's config dataclass (with `quick()`, `n_samples` and `sample_batch_size`).
     curves: artefact name -> attribute holding the TrainingResult whose loss curve the run report carries.
+    saved_as: the folder under work_dir/<name> that `fit` saves the fitted method to.
     """
 
     config_class: ClassVar[type[Any]]
     curves: ClassVar[dict[str, str]] = {"loss_curve": "training_"}
+    saved_as: ClassVar[str] = "model"
 
     def __init__(self, settings: MethodSettings | None = None, config: Any = None) -> None:
         super().__init__(settings)
@@ -67,6 +81,49 @@ class DiffusionMethod(ReconstructionMethod):
         return loss_curves(
             **{name: getattr(self, attribute, None) for name, attribute in self.curves.items()}
         )
+
+    # ------------------------------------------------------------ persistence
+    def save_fitted(self) -> None:
+        """Save the fitted method under work_dir (staged, then renamed: never half-written)."""
+        if self.settings.work_dir is not None:
+            with atomic_output_dir(self.stage_dir(self.saved_as)) as staging:
+                self.save(staging)
+
+    def save(self, folder: Path) -> None:
+        """Everything `predict` needs in `folder`, and the manifest that `load` reads first."""
+        names = {f.name for f in fields(self.config)}
+        manifest = {
+            "method": self.name,
+            "image_size": self.image_size_,
+            "sampling": {name: getattr(self.config, name) for name in SAVED_SAMPLING if name in names},
+            **self.save_parts(folder),
+        }
+        (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+
+    @classmethod
+    def load(
+        cls, folder: str | Path, settings: MethodSettings | None = None, *, base: str | Path | None = None
+    ) -> Self:
+        """A fitted method from a folder `save` wrote. It samples with the saved run's settings unless
+        `settings.sampling` overrides them; `base` replaces the base model the manifest names."""
+        folder = Path(folder)
+        manifest = read_manifest(folder)
+        if manifest["method"] != cls.name:
+            raise BaseModelError(
+                f"{folder} holds {manifest['method']} {cls.saved_as}; load them with that method"
+            )
+        method = cls(settings, replace(cls.config_class(), **manifest["sampling"]))
+        method.image_size_ = manifest["image_size"]
+        method.load_parts(folder, manifest, base)
+        return method
+
+    @abstractmethod
+    def save_parts(self, folder: Path) -> dict[str, Any]:
+        """Write the fitted parts into `folder`; return what the manifest should record about them."""
+
+    @abstractmethod
+    def load_parts(self, folder: Path, manifest: dict[str, Any], base: str | Path | None) -> None:
+        """Read back what save_parts wrote."""
 
     # -------------------------------------------------------------- sampling
     def predict(self, fmri: np.ndarray) -> np.ndarray:
@@ -125,3 +182,17 @@ def sample_generators(seed: int, n_samples: int, n_trials: int) -> list[torch.Ge
         for k in range(n_samples)
         for i in range(n_trials)
     ]
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    if not (folder / MANIFEST_FILE).is_file():
+        raise BaseModelError(f"{folder}: no {MANIFEST_FILE}; pass a folder a fitted method was saved to")
+    return json.loads((folder / MANIFEST_FILE).read_text())
+
+
+def load_method(
+    folder: str | Path, settings: MethodSettings | None = None, *, base: str | Path | None = None
+) -> DiffusionMethod:
+    """Any saved method, its class found by the name in its manifest (see DiffusionMethod.load)."""
+    name = read_manifest(Path(folder))["method"]
+    return method_class(name).load(folder, settings, base=base)

@@ -22,11 +22,10 @@ skip. Every ridge is fitted on training trials only; the reported `brain-diffuse
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -34,7 +33,6 @@ from diffusers import UNet2DConditionModel
 from safetensors.torch import load_file, save_file
 
 from fmri_data.dataset import PairedDataset
-from fmri_data.methods import MethodSettings
 from fmri_diffusion.methods.base import DiffusionMethod
 from fmri_diffusion.models.conditioner import GivenTokens
 from fmri_diffusion.pipelines.latents import encode_latents
@@ -51,12 +49,9 @@ from fmri_encoders.contrastive import load_clip_image_encoder
 from fmri_encoders.ridge import RidgeEncoder
 from fmri_encoders.runtime import resolve_device
 from fmri_encoders.training import TrainingConfig, TrainingResult
-from fmri_eval.atomic import atomic_output_dir
 
 PriorAdapter = Literal["auto", "full", "lora", "none"]
 ImageRoute = Literal["embedder", "clip"]
-STAGES_FILE = "brain_diffuser.json"
-SAVED_SAMPLING = ("strength", "num_inference_steps", "guidance_scale", "n_samples", "sampler")
 DEFAULT_MIXING = 0.4
 """Text guidance weight where captions exist (the published run mixed 0.6 image with 0.4 text)."""
 
@@ -199,10 +194,11 @@ class GuideRidges:
 
 class BrainDiffuserMethod(DiffusionMethod):
     """What both Brain-Diffuser methods share: the base model, stage 1, the pipeline and the saved stages
-    (`work_dir/<name>/stages`: the fitted parts and one manifest naming the base model they belong to)."""
+    (`work_dir/<name>/stages`: the fitted parts, and a manifest naming the base model they belong to)."""
 
     config_class = BrainDiffuserConfig
     curves: ClassVar[dict[str, str]] = {}
+    saved_as: ClassVar[str] = "stages"
 
     def _fit_stage1(self, train: PairedDataset) -> torch.Tensor:
         """Base model, stage 1 and a pipeline on the base UNet; returns the training images' latents."""
@@ -227,46 +223,19 @@ class BrainDiffuserMethod(DiffusionMethod):
         return self.stage1_.predict(fmri)
 
     # ------------------------------------------------------------ saved stages
-    def _save_stages(self) -> None:
-        if self.settings.work_dir is not None:
-            with atomic_output_dir(self.stage_dir("stages")) as staging:
-                self.save_stages(staging)
+    def save_parts(self, folder: Path) -> dict[str, Any]:
+        """Stage 1 (and stage 2's parts) plus the base model they belong to, which is read again on load."""
+        return {"base": self.base_.source, **self.stage1_.save(folder), **self._save_stage2(folder)}
 
-    def save_stages(self, folder: Path) -> None:
-        """The fitted parts plus a manifest naming the method, its base model and its sampling settings."""
-        manifest = {
-            "method": self.name,
-            "base": self.base_.source,
-            "image_size": self.image_size_,
-            "sampling": {name: getattr(self.config, name) for name in SAVED_SAMPLING},
-            **self.stage1_.save(folder),
-            **self._save_parts(folder),
-        }
-        (folder / STAGES_FILE).write_text(json.dumps(manifest, indent=2))
-
-    def _save_parts(self, folder: Path) -> dict[str, object]:
+    def _save_stage2(self, folder: Path) -> dict[str, Any]:
         return {}
 
-    @classmethod
-    def load_stages(
-        cls, folder: str | Path, settings: MethodSettings | None = None, *, base: str | Path | None = None
-    ) -> BrainDiffuserMethod:
-        """A fitted method from a folder written by save_stages (the base model is read again). Its sampling
-        settings are the saved run's, unless `settings.sampling` overrides them."""
-        folder = Path(folder)
-        if not (folder / STAGES_FILE).is_file():
-            raise BaseModelError(f"{folder}: no {STAGES_FILE}; pass a folder written by a brain-diffuser run")
-        manifest = json.loads((folder / STAGES_FILE).read_text())
-        if manifest["method"] != cls.name:
-            raise BaseModelError(f"{folder} holds {manifest['method']} stages; load them with that method")
-        method = cls(settings, replace(cls.config_class(), **manifest["sampling"]))
-        method.base_ = load_base_model(base or manifest["base"])
-        method.image_size_ = manifest["image_size"]
-        method.stage1_ = LatentDecoding.load(folder, manifest)
-        method._load_parts(folder, manifest)
-        return method
+    def load_parts(self, folder: Path, manifest: dict[str, Any], base: str | Path | None) -> None:
+        self.base_ = load_base_model(base or manifest["base"])
+        self.stage1_ = LatentDecoding.load(folder, manifest)
+        self._load_stage2(folder, manifest)
 
-    def _load_parts(self, folder: Path, manifest: dict[str, object]) -> None:
+    def _load_stage2(self, folder: Path, manifest: dict[str, Any]) -> None:
         self._build_pipeline(self.base_.unet)
 
 
@@ -277,7 +246,7 @@ class BrainDiffuserStage1(BrainDiffuserMethod):
 
     def fit(self, train: PairedDataset) -> BrainDiffuserStage1:
         self._fit_stage1(train)
-        self._save_stages()
+        self.save_fitted()
         return self
 
     @torch.no_grad()
@@ -307,7 +276,7 @@ class BrainDiffuser(BrainDiffuserMethod):
         if self.adapter_ != "none":
             unet, self.prior_training_ = self._adapt_prior(latents, tokens)
             self._build_pipeline(unet.eval())
-        self._save_stages()
+        self.save_fitted()
         return self
 
     def _prior_adapter(self) -> Literal["full", "lora", "none"]:
@@ -353,14 +322,14 @@ class BrainDiffuser(BrainDiffuserMethod):
         return {"mixing": self.guides_.mixing}
 
     # ------------------------------------------------------------ saved stages
-    def _save_parts(self, folder: Path) -> dict[str, object]:
+    def _save_stage2(self, folder: Path) -> dict[str, Any]:
         if self.adapter_ == "lora":
             save_lora(self.pipeline_.unet, folder / "prior_lora")
         elif self.adapter_ == "full":
             self.pipeline_.unet.save_pretrained(folder / "prior_unet")
         return {**self.guides_.save(folder), "prior_adapter": self.adapter_}
 
-    def _load_parts(self, folder: Path, manifest: dict[str, object]) -> None:
+    def _load_stage2(self, folder: Path, manifest: dict[str, Any]) -> None:
         self.guides_ = GuideRidges.load(folder, manifest)
         self.adapter_ = manifest["prior_adapter"]
         unet = self.base_.unet

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -22,9 +24,11 @@ from fmri_data.dataset import PairedDataset
 from fmri_diffusion.methods.base import DiffusionMethod
 from fmri_diffusion.models.builders import small_unet
 from fmri_diffusion.models.conditioner import FmriConditioner
+from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.schedulers import Prediction, Sampler, Schedule, sampling_scheduler, training_scheduler
 from fmri_diffusion.training.denoising import ConditionedUNet, DenoisingStep
 from fmri_diffusion.training.objectives import ObjectiveConfig
+from fmri_encoders.ridge import RidgeEncoder
 from fmri_encoders.training import BatchSampler, TrainingConfig
 from fmri_encoders.training import train as train_model
 
@@ -82,7 +86,8 @@ class ConditionalDiffusion(DiffusionMethod):
     """fit: first stage (subclass) -> train the conditional UNet; predict: sample around the first stage."""
 
     config_class: type[DiffusionConfig] = DiffusionConfig
-    pixel_space: bool = False  # pixel models clip predicted clean images to [-1, 1] while sampling
+    saved_as: ClassVar[str] = "pipeline"
+    pixel_space: ClassVar[bool] = False  # pixel models clip predicted clean images to [-1, 1] while sampling
 
     # ------------------------------------------------------- subclass hooks
     @abstractmethod
@@ -94,6 +99,10 @@ class ConditionalDiffusion(DiffusionMethod):
     @abstractmethod
     def _spatial_condition(self, fmri: np.ndarray) -> torch.Tensor:
         """The first stage's decoding of test fMRI, in model space [n, c, h, w]."""
+
+    @abstractmethod
+    def _model_space_from_pipeline(self) -> None:
+        """After loading: what the first stage knows about model space, read off the loaded pipeline."""
 
     # ---------------------------------------------------------------- fitting
     def fit(self, train: PairedDataset) -> ConditionalDiffusion:
@@ -123,8 +132,7 @@ class ConditionalDiffusion(DiffusionMethod):
             conditioner=conditioner,
             vae=vae,
         )
-        if self.settings.work_dir is not None:
-            self.pipeline_.save_pretrained(self.stage_dir("pipeline"))
+        self.save_fitted()
         return self
 
     def _augment(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -136,6 +144,18 @@ class ConditionalDiffusion(DiffusionMethod):
         """The subclass's augmentation, then the conditioner's input: the (shifted) spatial condition."""
         batch = self._augment(batch, generator)
         return {**batch, "condition": batch["spatial"].flatten(1)}
+
+    # ------------------------------------------------------------ persistence
+    def save_parts(self, folder: Path) -> dict[str, Any]:
+        """The pipeline in diffusers' layout (FmriImagePipeline.from_pretrained reads it alone) and ridge."""
+        self.pipeline_.save_pretrained(folder)
+        self.ridge_.save(folder / "ridge")
+        return {}
+
+    def load_parts(self, folder: Path, manifest: dict[str, Any], base: str | Path | None) -> None:
+        self.pipeline_ = self.make_pipeline(**FmriImagePipeline.from_pretrained(folder).components)
+        self.ridge_ = RidgeEncoder.load(folder / "ridge")
+        self._model_space_from_pipeline()
 
     # ------------------------------------------------------------- predicting
     def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,8 +13,10 @@ from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_diffusion.methods.base import DiffusionMethod
 from fmri_diffusion.models.cvae import ConditionalVaeNet, CvaeConfig, negative_elbo
+from fmri_diffusion.models.cvae_io import load_cvae, save_cvae
 from fmri_diffusion.training.augment import random_shift
 from fmri_encoders.out_of_fold import out_of_fold_ridge
+from fmri_encoders.ridge import RidgeEncoder
 from fmri_encoders.runtime import resolve_device
 from fmri_encoders.training import BatchSampler, TrainingConfig
 from fmri_encoders.training import train as train_model
@@ -91,7 +95,17 @@ class ConditionalVAE(DiffusionMethod):
             **self.checkpointing(),
             description=self.name,
         )
+        self.save_fitted()
         return self
+
+    def save_parts(self, folder: Path) -> dict[str, Any]:
+        save_cvae(self.model_, folder / "cvae")
+        self.ridge_.save(folder / "ridge")
+        return {}
+
+    def load_parts(self, folder: Path, manifest: dict[str, Any], base: str | Path | None) -> None:
+        self.model_ = load_cvae(folder / "cvae", resolve_device(self.settings.device))
+        self.ridge_ = RidgeEncoder.load(folder / "ridge")
 
     def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
         size = self.image_size_

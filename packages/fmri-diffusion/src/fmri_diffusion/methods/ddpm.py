@@ -33,6 +33,9 @@ class PixelDDPM(ConditionalDiffusion):
         ridge = self.ridge_.predict(fmri).reshape(len(fmri), self.image_size_, self.image_size_)
         return self._to_model_space(ridge)
 
+    def _model_space_from_pipeline(self) -> None:
+        self.model_size_ = self.pipeline_.unet.config.sample_size
+
     def _to_model_space(self, images: np.ndarray) -> torch.Tensor:
         return to_pixels(torch.from_numpy(np.clip(images, 0, 1).astype(np.float32)), self.model_size_)
 

@@ -69,6 +69,11 @@ class LatentDiffusion(ConditionalDiffusion):
     def _spatial_condition(self, fmri: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(self.ridge_.predict(fmri).reshape(len(fmri), *self.latent_shape_))
 
+    def _model_space_from_pipeline(self) -> None:
+        self.vae_ = self.pipeline_.vae
+        unet = self.pipeline_.unet.config
+        self.latent_shape_ = (unet.out_channels, unet.sample_size, unet.sample_size)
+
     def _pixel_size(self) -> int:
         """Padded so that the latents still halve cleanly through every level of the latent UNet."""
         downsamples = (

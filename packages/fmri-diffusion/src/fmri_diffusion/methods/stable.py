@@ -15,10 +15,9 @@ chosen by looking at the truth.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import diffusers
 import numpy as np
@@ -28,7 +27,6 @@ from diffusers import ControlNetModel
 from fmri_data.dataset import PairedDataset
 from fmri_diffusion.methods.base import DiffusionMethod
 from fmri_diffusion.models.conditioner import FmriConditioner
-from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.pipelines.latents import encode_latents
 from fmri_diffusion.pipelines.pixels import to_pixels
 from fmri_diffusion.priors import base_model_for
@@ -39,9 +37,8 @@ from fmri_diffusion.schedulers import Sampler, sampling_scheduler
 from fmri_diffusion.training.denoising import Adapter, ConditionedUNet, FinetuneConfig, finetune, prepare_unet
 from fmri_diffusion.training.lora import save_lora
 from fmri_encoders.out_of_fold import out_of_fold_ridge
+from fmri_encoders.ridge import RidgeEncoder
 from fmri_encoders.training import TrainingConfig
-
-FINETUNED_FILE = "finetuned.json"
 
 
 @dataclass(frozen=True)
@@ -83,6 +80,7 @@ class StableDiffusionMethod(DiffusionMethod):
     """fit: base model -> training-image latents -> conditioner (+ adapter) fine-tune; predict: sample."""
 
     config_class = StableConfig
+    saved_as: ClassVar[str] = "finetuned"
     adapter: ClassVar[Adapter] = "none"
     uses_control: ClassVar[bool] = False
 
@@ -132,10 +130,8 @@ class StableDiffusionMethod(DiffusionMethod):
             controlnet=controlnet,
             image_fit="resize",
         )
-        if settings.work_dir is not None:
-            save_finetuned(
-                self.pipeline_, self.stage_dir("finetuned"), base_source=base.source, adapter=self.adapter
-            )
+        self.base_source_ = base.source
+        self.save_fitted()
         return self
 
     def _conditioner(self, base: BaseModel, in_features: int) -> FmriConditioner:
@@ -156,6 +152,59 @@ class StableDiffusionMethod(DiffusionMethod):
         """Ridge reconstructions [n, H, W] -> ControlNet images [n, C, S, S] in [0, 1]."""
         clipped = torch.from_numpy(np.clip(images, 0, 1).astype(np.float32))
         return (to_pixels(clipped, self.resolution_, channels=channels, fit="resize") + 1) / 2
+
+    # ------------------------------------------------------------ persistence
+    def save_parts(self, folder: Path) -> dict[str, Any]:
+        """What the fine-tune added to the base: conditioner/, lora/ (diffusers' LoRA format) or unet/,
+        controlnet/, scheduler/, and the ridges; the manifest names the base model to read again."""
+        pipeline = self.pipeline_
+        pipeline.conditioner.save_pretrained(folder / "conditioner")
+        if self.adapter == "lora":
+            save_lora(pipeline.unet, folder / "lora")
+        elif self.adapter == "full":
+            pipeline.unet.save_pretrained(folder / "unet")
+        if pipeline.controlnet is not None:
+            pipeline.controlnet.save_pretrained(folder / "controlnet")
+            self.pixel_ridge_.save(folder / "pixel_ridge")
+        pipeline.scheduler.save_pretrained(folder / "scheduler")
+        self.ridge_.save(folder / "ridge")
+        return {
+            "base": self.base_source_,
+            "scheduler": type(pipeline.scheduler).__name__,
+            "latent_shape": list(self.latent_shape_),
+            "resolution": self.resolution_,
+        }
+
+    def load_parts(self, folder: Path, manifest: dict[str, Any], base: str | Path | None) -> None:
+        model = load_base_model(base or manifest["base"])
+        conditioner = FmriConditioner.from_pretrained(folder / "conditioner", local_files_only=True)
+        if conditioner.config.token_dim != model.token_dim:
+            raise BaseModelError(
+                f"{folder}: conditioner makes {conditioner.config.token_dim}-wide tokens but the base unet's "
+                f"cross_attention_dim is {model.token_dim}; load it with the base model it was trained on"
+            )
+        unet = model.unet
+        if self.adapter == "full":
+            unet = type(unet).from_pretrained(folder / "unet", local_files_only=True)
+        controlnet = None
+        if self.uses_control:
+            controlnet = ControlNetModel.from_pretrained(folder / "controlnet", local_files_only=True)
+            self.pixel_ridge_ = RidgeEncoder.load(folder / "pixel_ridge")
+        scheduler_class = getattr(diffusers, manifest["scheduler"])
+        self.pipeline_ = self.make_pipeline(
+            unet=unet,
+            scheduler=scheduler_class.from_pretrained(folder / "scheduler", local_files_only=True),
+            conditioner=conditioner,
+            vae=model.vae,
+            controlnet=controlnet,
+            image_fit="resize",
+        )
+        if self.adapter == "lora":
+            self.pipeline_.load_lora_weights(str(folder / "lora"))
+        self.ridge_ = RidgeEncoder.load(folder / "ridge")
+        self.base_source_ = model.source
+        self.latent_shape_ = tuple(manifest["latent_shape"])
+        self.resolution_ = manifest["resolution"]
 
     # ------------------------------------------------------------- predicting
     def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
@@ -205,55 +254,3 @@ def _controlnet_for(base: BaseModel) -> ControlNetModel:
         conditioning_channels=base.vae.config.in_channels,
         conditioning_embedding_out_channels=widths,
     )
-
-
-def save_finetuned(pipeline: FmriImagePipeline, folder: Path, *, base_source: str, adapter: Adapter) -> None:
-    """What the fine-tune added to the base: conditioner/, lora/ or unet/, controlnet/, and a manifest."""
-    folder.mkdir(parents=True, exist_ok=True)
-    pipeline.conditioner.save_pretrained(folder / "conditioner")
-    if adapter == "lora":
-        save_lora(pipeline.unet, folder / "lora")
-    elif adapter == "full":
-        pipeline.unet.save_pretrained(folder / "unet")
-    if pipeline.controlnet is not None:
-        pipeline.controlnet.save_pretrained(folder / "controlnet")
-    pipeline.scheduler.save_pretrained(folder / "scheduler")
-    manifest = {"base": base_source, "adapter": adapter, "scheduler": type(pipeline.scheduler).__name__}
-    (folder / FINETUNED_FILE).write_text(json.dumps(manifest, indent=2))
-
-
-def load_finetuned(folder: str | Path, *, base: str | Path | None = None) -> FmriImagePipeline:
-    """A pipeline from a folder written by save_finetuned: the base model read again, the fine-tune added."""
-    folder = Path(folder)
-    manifest_path = folder / FINETUNED_FILE
-    if not manifest_path.is_file():
-        raise BaseModelError(f"{folder}: no {FINETUNED_FILE}; pass a folder written by an sd-* method")
-    manifest = json.loads(manifest_path.read_text())
-    model = load_base_model(base or manifest["base"])
-    conditioner = FmriConditioner.from_pretrained(folder / "conditioner", local_files_only=True)
-    if conditioner.config.token_dim != model.token_dim:
-        raise BaseModelError(
-            f"{folder}: conditioner makes {conditioner.config.token_dim}-wide tokens but the base unet's "
-            f"cross_attention_dim is {model.token_dim}; load it with the base model it was trained on"
-        )
-    unet = model.unet
-    if manifest["adapter"] == "full":
-        unet = type(unet).from_pretrained(folder / "unet", local_files_only=True)
-    controlnet = (
-        ControlNetModel.from_pretrained(folder / "controlnet", local_files_only=True)
-        if (folder / "controlnet").is_dir()
-        else None
-    )
-    pipeline = FmriImagePipeline(
-        unet=unet,
-        scheduler=getattr(diffusers, manifest["scheduler"]).from_pretrained(
-            folder / "scheduler", local_files_only=True
-        ),
-        conditioner=conditioner,
-        vae=model.vae,
-        controlnet=controlnet,
-        image_fit="resize",
-    )
-    if manifest["adapter"] == "lora":
-        pipeline.load_lora_weights(str(folder / "lora"))
-    return pipeline

@@ -5,9 +5,11 @@ from fmri_encoders.contrastive.encoder import ContrastiveEncoder
 from fmri_encoders.contrastive.fmri_encoder import FmriEncoder, FmriEncoderConfig, FmriEncoderOutput
 from fmri_encoders.contrastive.image_encoder import ConvImageEncoder, ImageEncoderConfig
 from fmri_encoders.contrastive.losses import LogitScale, group_targets, info_nce, mix_pairs, mixco
-from fmri_encoders.contrastive.training import TrainingConfig
+from fmri_encoders.contrastive.training import DEFAULT_TRAINING, Augmentation
 
 __all__ = [
+    "DEFAULT_TRAINING",
+    "Augmentation",
     "ClipImageEncoder",
     "ContrastiveEncoder",
     "ConvImageEncoder",
@@ -16,7 +18,6 @@ __all__ = [
     "FmriEncoderOutput",
     "ImageEncoderConfig",
     "LogitScale",
-    "TrainingConfig",
     "group_targets",
     "info_nce",
     "load_clip_image_encoder",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,14 @@ from fmri_encoders.contrastive.fmri_encoder import (
     FmriEncoderOutput,
 )
 from fmri_encoders.contrastive.image_encoder import ConvImageEncoder, ImageEncoderConfig
-from fmri_encoders.contrastive.training import SubjectData, TrainingConfig, train_contrastive
+from fmri_encoders.contrastive.training import (
+    DEFAULT_TRAINING,
+    Augmentation,
+    ContrastivePair,
+    train_contrastive,
+)
 from fmri_encoders.runtime import resolve_device
+from fmri_encoders.training import TrainingConfig
 
 ArrayBySubject = np.ndarray | Mapping[str, np.ndarray]
 _CONFIG_FILE = "contrastive_config.json"
@@ -38,7 +44,11 @@ class ContrastiveEncoder:
     cnn_channels: width of the jointly trained CNN image encoder, used when clip_model is None.
     clip_model: a folder or cached Hub id of a CLIP vision model; it becomes the frozen image side, its
         projection size replaces embed_dim, and only its path is saved with this model.
-    training: how to train (TrainingConfig(); its defaults when None).
+    epochs: full passes over the training trials (a fixed budget: ~100 trials leave nothing to spare for a
+        validation split). init_temperature: the learned temperature's start (CLIP's 0.07).
+    augmentation: what each batch gets (Augmentation(): MixCo and voxel noise off when None).
+    training: how the loop optimises (contrastive.DEFAULT_TRAINING when None); its max_steps is set from
+        epochs.
     """
 
     def __init__(
@@ -52,6 +62,9 @@ class ContrastiveEncoder:
         token_dim: int | None = None,
         cnn_channels: int = 32,
         clip_model: str | Path | None = None,
+        epochs: int = 100,
+        init_temperature: float = 0.07,
+        augmentation: Augmentation | None = None,
         training: TrainingConfig | None = None,
     ) -> None:
         self.hidden = hidden
@@ -62,6 +75,9 @@ class ContrastiveEncoder:
         self.token_dim = token_dim
         self.cnn_channels = cnn_channels
         self.clip_model = clip_model
+        self.epochs = epochs
+        self.init_temperature = init_temperature
+        self.augmentation = augmentation
         self.training = training
 
     # ---------------------------------------------------------------- fitting
@@ -77,7 +93,7 @@ class ContrastiveEncoder:
         images: [n, H, W] in [0, 1]. groups: stimulus ids, so that repeats of one image are not treated
         as each other's negatives (each trial its own group when None).
         """
-        config = self.training or TrainingConfig()
+        config = self.training or DEFAULT_TRAINING
         trials = _by_subject(fmri, images, subject, groups)
         set_seed(config.seed)
         device = torch.device(resolve_device(config.device))
@@ -104,17 +120,19 @@ class ContrastiveEncoder:
         self.fmri_encoder_ = FmriEncoder(encoder_config).to(device)
         frozen = isinstance(self.image_encoder_, ClipImageEncoder)
         data = {
-            name: SubjectData(
-                voxels=torch.from_numpy(self._standardise(x, name)),
-                images=torch.from_numpy(self._run(self.image_encoder_, imgs) if frozen else imgs),
-                groups=torch.from_numpy(g),
-            )
+            name: {
+                "voxels": torch.from_numpy(self._standardise(x, name)),
+                "images": torch.from_numpy(self._run(self.image_encoder_, imgs) if frozen else imgs),
+                "groups": torch.from_numpy(g),
+            }
             for name, (x, imgs, g) in trials.items()
         }
-        image_side = None if frozen else self.image_encoder_
-        self.logit_scale_, self.loss_history_ = train_contrastive(
-            self.fmri_encoder_, image_side, data, config
+        pair = ContrastivePair(
+            self.fmri_encoder_, None if frozen else self.image_encoder_, self.init_temperature
         )
+        augmentation = self.augmentation or Augmentation()
+        self.loss_history_ = train_contrastive(pair, data, self.epochs, augmentation, config)
+        self.logit_scale_ = float(pair.scale().item())
         return self
 
     # ------------------------------------------------------------- embedding
@@ -174,8 +192,13 @@ class ContrastiveEncoder:
             tensors[f"voxel_std.{name}"] = torch.from_numpy(self.voxel_std_[name])
         tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         save_file(tensors, str(directory / _WEIGHTS_FILE))
+        training = replace(self.training or DEFAULT_TRAINING, log_with=None)  # a tracker is no model setting
         config = {
-            "params": {**self._params(), "training": asdict(self.training or TrainingConfig())},
+            "params": {
+                **self._params(),
+                "augmentation": asdict(self.augmentation or Augmentation()),
+                "training": asdict(training),
+            },
             "fmri_encoder": asdict(self.fmri_encoder_.config),
             "clip_source_": self.clip_source_,
             "logit_scale_": self.logit_scale_,
@@ -195,7 +218,9 @@ class ContrastiveEncoder:
                 )
         config = json.loads((directory / _CONFIG_FILE).read_text())
         params = config["params"]
-        model = cls(**{**params, "training": TrainingConfig(**params["training"])})
+        augmentation = Augmentation(**params.pop("augmentation"))
+        training = TrainingConfig(**params.pop("training"))
+        model = cls(**params, augmentation=augmentation, training=training)
         device = torch.device(resolve_device(model.training.device))
         tensors = load_file(str(directory / _WEIGHTS_FILE))
         model.fmri_encoder_ = FmriEncoder(FmriEncoderConfig(**config["fmri_encoder"]))
@@ -225,6 +250,8 @@ class ContrastiveEncoder:
             "token_dim": self.token_dim,
             "cnn_channels": self.cnn_channels,
             "clip_model": None if self.clip_model is None else str(self.clip_model),
+            "epochs": self.epochs,
+            "init_temperature": self.init_temperature,
         }
 
     def _check_fitted(self) -> None:

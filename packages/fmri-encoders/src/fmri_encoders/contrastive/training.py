@@ -1,134 +1,104 @@
-"""The contrastive training loop: mini-batches per subject, optional augmentation, AdamW, via accelerate."""
+"""How a ContrastiveEncoder trains through the one loop (fmri_encoders.training): its modules as one model,
+symmetric InfoNCE as the loss, per-subject batches, and MixCo / voxel noise as the batch augmentation."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from fmri_encoders.contrastive.fmri_encoder import FmriEncoder
 from fmri_encoders.contrastive.losses import LogitScale, group_targets, info_nce, mixco
-from fmri_encoders.runtime import make_accelerator
+from fmri_encoders.training import Batch, EpochSampler, LossFn, TrainingConfig, train
+
+# A fixed number of epochs at a constant rate: ~100 trials leave nothing to spare for a validation split.
+# max_steps is set from the encoder's epochs.
+DEFAULT_TRAINING = TrainingConfig(
+    batch_size=32,
+    learning_rate=1e-3,
+    weight_decay=0.05,
+    decay_matrices_only=True,
+    schedule="constant",
+    warmup_steps=0,
+    grad_clip=1.0,
+    ema_decay=None,
+)
 
 
-@dataclass
-class TrainingConfig:
-    """How a ContrastiveEncoder is trained.
+@dataclass(frozen=True)
+class Augmentation:
+    """What each training batch gets: soft targets over its stimulus groups, then, when switched on,
+    Gaussian voxel noise (noise_std in z-scored voxel units) and MixCo (a mixco_prob share of the trials
+    mixed with a partner, weight ~ Beta(mixco_alpha, mixco_alpha))."""
 
-    epochs: full passes over the training trials (a fixed budget: ~100 trials leave nothing to spare for a
-        validation split). mixco / voxel_noise switch the augmentations on; mixco_alpha is the Beta(a, a)
-        of the mixing weight, mixco_prob the share of samples mixed, noise_std in z-scored voxel units.
-    device: "auto", "cpu" or "cuda"; mixed_precision: "no", "fp16" or "bf16" (passed to accelerate).
-    progress: a tqdm bar with the epoch loss, shown when stderr is a terminal.
-    """
-
-    epochs: int = 100
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    init_temperature: float = 0.07
     mixco: bool = False
     mixco_alpha: float = 0.15
     mixco_prob: float = 0.5
     voxel_noise: bool = False
     noise_std: float = 0.1
-    grad_clip: float = 1.0
-    device: str = "auto"
-    mixed_precision: str = "no"
-    seed: int = 0
-    progress: bool = True
+
+    def __call__(self, batch: Batch, generator: torch.Generator) -> Batch:
+        voxels, targets = batch["voxels"], group_targets(batch["groups"])
+        if self.voxel_noise:
+            voxels = voxels + self.noise_std * torch.randn(voxels.shape, generator=generator)
+        if self.mixco:
+            voxels, targets = mixco(voxels, targets, self.mixco_alpha, self.mixco_prob)
+        return batch | {"voxels": voxels, "targets": targets}
 
 
-@dataclass
-class SubjectData:
-    """One subject's training trials: z-scored voxels, image-side inputs and stimulus groups."""
+class ContrastivePair(nn.Module):
+    """Everything that learns, as one module whose forward is the whole step (so that accelerate can wrap
+    it for mixed precision and data parallelism): the fMRI encoder, the learned temperature and, unless it
+    is frozen (then `images` are its embeddings already), the image encoder."""
 
-    voxels: torch.Tensor  # [n, v]
-    images: torch.Tensor  # [n, H, W] pixels, or [n, d] fixed embeddings when the image side is frozen
-    groups: torch.Tensor  # [n]
+    def __init__(
+        self, fmri_encoder: FmriEncoder, image_encoder: nn.Module | None, temperature: float
+    ) -> None:
+        super().__init__()
+        self.fmri_encoder = fmri_encoder
+        self.image_encoder = image_encoder
+        self.scale = LogitScale(temperature)
+
+    def forward(
+        self, voxels: torch.Tensor, images: torch.Tensor, subject: str
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(fMRI embeddings, image embeddings, logit scale)."""
+        brain = self.fmri_encoder(voxels, subject).embedding
+        image = images if self.image_encoder is None else self.image_encoder(images)
+        return brain, image, self.scale()
+
+
+def contrastive_loss(subjects: list[str]) -> LossFn:
+    """InfoNCE of a batch from one subject (`batch["pool"]` indexes `subjects`)."""
+
+    def loss(model: nn.Module, batch: Batch, generator: torch.Generator) -> torch.Tensor:
+        brain, image, scale = model(batch["voxels"], batch["images"], subjects[int(batch["pool"])])
+        return info_nce(brain, image, scale, batch["targets"])
+
+    return loss
 
 
 def train_contrastive(
-    fmri_encoder: FmriEncoder,
-    image_encoder: nn.Module | None,
-    data: Mapping[str, SubjectData],
+    pair: ContrastivePair,
+    trials: Mapping[str, Mapping[str, torch.Tensor]],
+    epochs: int,
+    augmentation: Augmentation,
     config: TrainingConfig,
-) -> tuple[float, list[float]]:
-    """Train in place; returns the final logit scale and the mean loss of every epoch.
+) -> list[float]:
+    """Train in place for `epochs` passes over every subject's trials; returns each epoch's mean loss.
 
-    image_encoder None: `images` already hold the frozen image embeddings, and only the fMRI side learns.
-    The caller seeds torch (accelerate's set_seed) before building the modules, so that one seed fixes
-    initialisation, batch order, dropout and augmentation alike.
+    trials: {subject: {"voxels": [n, v] z-scored, "images": [n, H, W] pixels or [n, d] frozen embeddings,
+    "groups": [n] stimulus groups}}. The caller seeds torch before building the modules, so that one seed
+    fixes initialisation, batch order, dropout and augmentation alike.
     """
-    accelerator = make_accelerator(config.device, config.mixed_precision)
-    scale = LogitScale(config.init_temperature)
-    modules = [fmri_encoder, scale] + ([image_encoder] if image_encoder is not None else [])
-    parameters = [p for module in modules for p in module.parameters()]
-    # decay weight matrices only: shrinking biases, norm gains or the temperature has no regularising use.
-    groups = [
-        {"params": [p for p in parameters if p.ndim >= 2], "weight_decay": config.weight_decay},
-        {"params": [p for p in parameters if p.ndim < 2], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=config.lr)
-    *modules, optimizer = accelerator.prepare(*modules, optimizer)
-    fmri_encoder, scale, *rest = modules
-    image_encoder = rest[0] if rest else None
-    data = {name: _to(subject, accelerator.device) for name, subject in data.items()}
-    rng = np.random.default_rng(config.seed)
-    history: list[float] = []
-    for module in modules:
-        module.train()
-    # disable=None: a bar on a terminal only, never in captured logs
-    bar = tqdm(
-        range(config.epochs), desc="contrastive", disable=None if config.progress else True, leave=False
+    subjects = list(trials)
+    sampler = EpochSampler(
+        [trials[name] for name in subjects], config.batch_size, seed=config.seed, augment=augmentation
     )
-    for _ in bar:
-        losses = []
-        for name, index in _batches(data, config.batch_size, rng):
-            subject = data[name]
-            voxels, targets = subject.voxels[index], group_targets(subject.groups[index])
-            if config.voxel_noise:
-                voxels = voxels + config.noise_std * torch.randn_like(voxels)
-            if config.mixco:
-                voxels, targets = mixco(voxels, targets, config.mixco_alpha, config.mixco_prob)
-            images = subject.images[index]
-            with accelerator.autocast():
-                brain = fmri_encoder(voxels, name).embedding
-                image = images if image_encoder is None else image_encoder(images)
-                loss = info_nce(brain, image, scale(), targets)
-            optimizer.zero_grad()
-            accelerator.backward(loss)
-            if config.grad_clip:
-                accelerator.clip_grad_norm_(parameters, config.grad_clip)
-            optimizer.step()
-            losses.append(loss.item())
-        history.append(float(np.mean(losses)))
-        bar.set_postfix(loss=f"{history[-1]:.3f}")
-    for module in modules:
-        module.eval()
-    return float(scale().item()), history
-
-
-def _batches(
-    data: Mapping[str, SubjectData], batch_size: int, rng: np.random.Generator
-) -> Iterator[tuple[str, torch.Tensor]]:
-    """Shuffled mini-batches, each from one subject (voxel counts differ), in shuffled order.
-
-    Batches are balanced in size (never a lone trailing sample): InfoNCE needs negatives in every batch.
-    """
-    batches = []
-    for name, subject in data.items():
-        n = len(subject.voxels)
-        order = rng.permutation(n)
-        batches += [(name, chunk) for chunk in np.array_split(order, max(1, round(n / batch_size)))]
-    for i in rng.permutation(len(batches)):
-        name, chunk = batches[i]
-        yield name, torch.as_tensor(chunk, device=data[name].voxels.device)
-
-
-def _to(subject: SubjectData, device: torch.device) -> SubjectData:
-    return SubjectData(subject.voxels.to(device), subject.images.to(device), subject.groups.to(device))
+    config = replace(config, max_steps=epochs * sampler.steps_per_epoch)
+    result = train(pair, contrastive_loss(subjects), sampler, config, description="contrastive")
+    per_epoch = np.reshape(result.losses, (epochs, sampler.steps_per_epoch)).mean(axis=1)
+    return [float(loss) for loss in per_epoch]

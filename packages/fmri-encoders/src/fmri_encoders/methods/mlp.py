@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from accelerate.utils import set_seed
 from torch import nn
-from tqdm.auto import tqdm
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.methods import MethodSettings, ReconstructionMethod
-from fmri_encoders.runtime import make_accelerator
+from fmri_encoders.training import Batch, EpochSampler, TrainingConfig, train, training_for
+
+# Epochs at a constant rate, their number chosen by early stopping; no decay on biases, which would pull
+# the output bias (the mean training image) towards grey. max_steps is set from the epochs.
+DEFAULT_TRAINING = TrainingConfig(
+    batch_size=32,
+    learning_rate=1e-3,
+    weight_decay=1e-2,
+    decay_matrices_only=True,
+    schedule="constant",
+    warmup_steps=0,
+    grad_clip=0.0,
+    ema_decay=None,
+)
 
 
 @dataclass
@@ -44,12 +57,14 @@ class PixelMlp(nn.Module):
 
 
 class MlpPixels(ReconstructionMethod):
-    """An MLP from voxels to every pixel, trained with MSE and AdamW weight decay.
+    """An MLP from voxels to every pixel, trained with MSE and AdamW weight decay through the one loop.
 
-    The number of epochs is chosen by early stopping on a stimulus-grouped validation split of the training
-    trials (val_fraction of the stimuli, all their repeats); the model is then retrained on every training
-    trial for that many epochs, so no trial is wasted on validation in the final model. Quick mode caps
-    training at quick_epochs.
+    The number of epochs is chosen by early stopping (after `patience` epochs without a better validation
+    MSE) on a stimulus-grouped validation split of the training trials (val_fraction of the stimuli, all
+    their repeats); the model is then retrained on every training trial for that many epochs, so no trial
+    is wasted on validation in the final model. Quick mode caps training at quick_epochs.
+    training: how the loop optimises (batch size, learning rate, ...); seed, device and progress come from
+    the run's settings, max_steps from the epochs.
     """
 
     name = "mlp"
@@ -61,9 +76,7 @@ class MlpPixels(ReconstructionMethod):
         hidden: int = 512,
         n_layers: int = 1,
         dropout: float = 0.3,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-2,
-        batch_size: int = 32,
+        training: TrainingConfig = DEFAULT_TRAINING,
         max_epochs: int = 500,
         patience: int = 30,
         val_fraction: float = 0.15,
@@ -73,9 +86,7 @@ class MlpPixels(ReconstructionMethod):
         self.hidden = hidden
         self.n_layers = n_layers
         self.dropout = dropout
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
+        self.training = training
         self.max_epochs = max_epochs
         self.patience = patience
         self.val_fraction = val_fraction
@@ -118,40 +129,41 @@ class MlpPixels(ReconstructionMethod):
         Returns the model and the epoch count that gave the best validation loss (`epochs` without val).
         """
         set_seed(self.settings.seed)
-        accelerator = make_accelerator(self.settings.device)
         model = PixelMlp(PixelMlpConfig(x.shape[1], y.shape[1], self.hidden, self.n_layers, self.dropout))
         mean_pixel = np.clip(y.mean(axis=0), 0.01, 0.99)
         with torch.no_grad():  # start from the mean training image rather than from grey
             model.out.bias.copy_(torch.from_numpy(np.log(mean_pixel / (1 - mean_pixel))))
-        optimizer = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        model, optimizer = accelerator.prepare(model, optimizer)
-        xt, yt = (torch.from_numpy(a).to(accelerator.device) for a in (x, y))
-        if val is not None:
-            xv, yv = (torch.from_numpy(a).to(accelerator.device) for a in val)
-        rng = np.random.default_rng(self.settings.seed)
-        best_loss, best_epoch = np.inf, epochs
-        bar = tqdm(
-            range(1, epochs + 1), desc="mlp", leave=False, disable=True if self.settings.quick else None
+        training = training_for(self.training, self.settings)
+        sampler = EpochSampler(
+            {"x": torch.from_numpy(x), "y": torch.from_numpy(y)}, training.batch_size, seed=training.seed
         )
-        for epoch in bar:
-            model.train()
-            for chunk in np.array_split(rng.permutation(len(x)), max(1, round(len(x) / self.batch_size))):
-                index = torch.as_tensor(chunk, device=accelerator.device)
-                loss = nn.functional.mse_loss(model(xt[index]), yt[index])
-                optimizer.zero_grad()
-                accelerator.backward(loss)
-                optimizer.step()
-            if val is None:
-                continue
-            model.eval()
-            with torch.no_grad():
-                val_loss = nn.functional.mse_loss(model(xv), yv).item()
-            if val_loss < best_loss:
-                best_loss, best_epoch = val_loss, epoch
-            elif epoch - best_epoch >= self.patience:
-                break
-        model.eval()
-        return model, best_epoch
+        per_epoch = sampler.steps_per_epoch
+        result = train(
+            model,
+            _mse_loss,
+            sampler,
+            replace(training, max_steps=epochs * per_epoch),
+            description="mlp" if val is None else "mlp (choosing epochs)",
+            validate=None if val is None else _validation_mse(*val),
+            validate_every=per_epoch,
+            patience=None if val is None else self.patience,
+        )
+        return model, epochs if result.best_step is None else result.best_step // per_epoch
+
+
+def _mse_loss(model: nn.Module, batch: Batch, _: torch.Generator) -> torch.Tensor:
+    return nn.functional.mse_loss(model(batch["x"]), batch["y"])
+
+
+def _validation_mse(x: np.ndarray, y: np.ndarray) -> Callable[[nn.Module], float]:
+    """The loop's `validate`: pixel MSE on the held-out stimuli (lower is better)."""
+    xv, yv = torch.from_numpy(x), torch.from_numpy(y)
+
+    def mse(model: nn.Module) -> float:
+        device = next(model.parameters()).device
+        return nn.functional.mse_loss(model(xv.to(device)), yv.to(device)).item()
+
+    return mse
 
 
 def _validation_trials(stimulus_id: np.ndarray, fraction: float, seed: int) -> np.ndarray:

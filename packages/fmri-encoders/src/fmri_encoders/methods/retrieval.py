@@ -8,7 +8,8 @@ import numpy as np
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.methods import MethodSettings, ReconstructionMethod
-from fmri_encoders.contrastive import ContrastiveEncoder, TrainingConfig
+from fmri_encoders.contrastive import DEFAULT_TRAINING, ContrastiveEncoder
+from fmri_encoders.training import TrainingConfig, training_for
 
 
 class NearestTrainingImage(ReconstructionMethod):
@@ -18,6 +19,8 @@ class NearestTrainingImage(ReconstructionMethod):
     It can only ever show images it was trained on, so its pixel scores bound what retrieval alone can do;
     `similarities` scores identification among any candidate images instead.
     clip_model: a CLIP vision folder or cached Hub id for the image side (None: a CNN trained jointly).
+    training: how the encoder is optimised (the loop's TrainingConfig; seed, device and progress come from
+    the run's settings, the step count from epochs, or quick_epochs in quick mode).
     """
 
     name = "retrieval"
@@ -29,20 +32,20 @@ class NearestTrainingImage(ReconstructionMethod):
         clip_model: str | Path | None = None,
         epochs: int = 100,
         quick_epochs: int = 10,
+        training: TrainingConfig = DEFAULT_TRAINING,
     ) -> None:
         super().__init__(settings)
         self.clip_model = clip_model
         self.epochs = epochs
         self.quick_epochs = quick_epochs
+        self.training = training
 
     def fit(self, train: PairedDataset) -> NearestTrainingImage:
-        training = TrainingConfig(
+        self.encoder_ = ContrastiveEncoder(
+            clip_model=self.clip_model,
             epochs=self.quick_epochs if self.settings.quick else self.epochs,
-            device=self.settings.device,
-            seed=self.settings.seed,
-            progress=not self.settings.quick,
+            training=training_for(self.training, self.settings),
         )
-        self.encoder_ = ContrastiveEncoder(clip_model=self.clip_model, training=training)
         self.encoder_.fit(train.fmri, train.images, groups=train.stimulus_id)
         _, first = np.unique(train.stimulus_id, return_index=True)
         self.images_ = train.images[np.sort(first)]

@@ -2,8 +2,6 @@
 
 from fmri_encoders.training.curve import loss_curves
 from fmri_encoders.training.loop import (
-    Batch,
-    BatchSampler,
     LossFn,
     TrainingConfig,
     TrainingDivergedError,
@@ -12,11 +10,14 @@ from fmri_encoders.training.loop import (
     train,
     training_for,
 )
+from fmri_encoders.training.sampling import Batch, BatchSampler, EpochSampler, Sampler
 
 __all__ = [
     "Batch",
     "BatchSampler",
+    "EpochSampler",
     "LossFn",
+    "Sampler",
     "TrainingConfig",
     "TrainingDivergedError",
     "TrainingResult",

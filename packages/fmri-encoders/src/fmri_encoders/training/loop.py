@@ -3,21 +3,21 @@
 accelerate owns devices, mixed precision, gradient accumulation and data parallelism (`accelerate launch
 --num_processes N` runs this loop on N GPUs unchanged); this module adds what a researcher expects around
 it: a progress bar with the loss, checkpoints written atomically every N steps with a total limit,
-`resume="latest"`, an EMA of the weights, a NaN guard that keeps the last good checkpoint, and a loss curve.
+`resume="latest"`, an EMA of the weights, a NaN guard that keeps the last good checkpoint, validation with
+early stopping that keeps the best weights, and a loss curve.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate.utils import set_seed
-from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from torch import nn
 from tqdm.auto import tqdm
@@ -31,8 +31,12 @@ from fmri_encoders.training.checkpoint import (
     set_global_rng_states,
 )
 from fmri_encoders.training.curve import write_loss_curve
+from fmri_encoders.training.optim import SCHEDULES, make_optimizer, make_schedule
+from fmri_encoders.training.sampling import Batch, Sampler
 
-Batch = dict[str, torch.Tensor]
+# re-exported: the diffusion packages import BatchSampler from here
+from fmri_encoders.training.sampling import BatchSampler as BatchSampler
+
 LossFn = Callable[[nn.Module, Batch, torch.Generator], torch.Tensor]
 _STATE_FILE = "trainer_state.json"
 
@@ -49,6 +53,10 @@ class TrainingConfig:
     (0: never); checkpoints_total_limit: how many to keep.
     log_with: an accelerate tracker ("tensorboard", "wandb", ... or a GeneralTracker) that receives the
     loss and learning rate of every step, its logs under out_dir/logs (only when the loop has an out_dir).
+    schedule: "cosine" (linear warmup, then a decay to 0 at max_steps) or "constant" (linear warmup, then
+    the learning rate stays: for a budget counted in epochs, or cut short by early stopping).
+    decay_matrices_only: weight decay on weight matrices and kernels only, not on biases, norm gains or
+    scalars such as a learned temperature.
     """
 
     max_steps: int = 2000
@@ -66,6 +74,12 @@ class TrainingConfig:
     device: str = "auto"
     progress: bool = True
     log_with: Any = None
+    schedule: str = "cosine"
+    decay_matrices_only: bool = False
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
 
 
 def training_for(training: TrainingConfig, settings: MethodSettings) -> TrainingConfig:
@@ -92,42 +106,6 @@ def check_tracker(name: str) -> None:
         raise ValueError(f"--log-with {name}: the {name} package is not installed; {how}")
 
 
-class BatchSampler:
-    """Random mini-batches (with replacement across epochs) from in-memory tensors, checkpointable.
-
-    `augment(batch, generator)` may transform each batch (e.g. joint random shifts of image and condition).
-    Its generator state is saved with the checkpoints, so a resumed run draws the same batches.
-    """
-
-    def __init__(
-        self,
-        tensors: Mapping[str, torch.Tensor],
-        batch_size: int,
-        *,
-        seed: int = 0,
-        augment: Callable[[Batch, torch.Generator], Batch] | None = None,
-    ) -> None:
-        sizes = {len(t) for t in tensors.values()}
-        if len(sizes) != 1:
-            raise ValueError(f"all tensors need the same first dimension, got {sorted(sizes)}")
-        self.tensors = dict(tensors)
-        self.batch_size = batch_size
-        self.augment = augment
-        self.generator = torch.Generator().manual_seed(seed)
-        self.n = sizes.pop()
-
-    def __next__(self) -> Batch:
-        index = torch.randint(0, self.n, (self.batch_size,), generator=self.generator)
-        batch = {name: tensor[index] for name, tensor in self.tensors.items()}
-        return self.augment(batch, self.generator) if self.augment else batch
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-
-
 @dataclass
 class TrainingResult:
     losses: list[float] = field(default_factory=list)
@@ -141,7 +119,7 @@ class TrainingResult:
 def train(
     model: nn.Module,
     loss_fn: LossFn,
-    sampler: BatchSampler,
+    sampler: Sampler,
     config: TrainingConfig,
     *,
     out_dir: str | Path | None = None,
@@ -149,16 +127,21 @@ def train(
     description: str = "train",
     validate: Callable[[nn.Module], float] | None = None,
     validate_every: int = 100,
+    patience: int | None = None,
 ) -> TrainingResult:
     """Optimise `model`'s trainable parameters on `loss_fn(model, batch, generator)`.
 
+    sampler: where batches come from (BatchSampler, EpochSampler); its position is checkpointed.
     out_dir: where checkpoints (`checkpoints/step-NNNNNN`) and `loss_curve.png` go; None keeps nothing.
     resume: "latest" or a checkpoint folder to continue from (same step count, batches and noise).
     validate: a held-out loss of the model (lower is better), run every `validate_every` steps and at the
     end; the best weights are kept (in `out_dir/best/` via accelerate's save_model) and returned.
+    patience: with `validate`, stop early once this many validations in a row found no better loss.
     On return the model holds the best validated weights if `validate` is given, else the EMA weights
     when `config.ema_decay` is set, else the last ones.
     """
+    if patience is not None and (validate is None or patience < 1):
+        raise ValueError(f"patience={patience} needs a validate function and a value of at least 1")
     set_seed(config.seed)
     out_dir = Path(out_dir) if out_dir is not None else None
     log_with = config.log_with if out_dir is not None else None  # a tracker writes under out_dir/logs
@@ -172,8 +155,8 @@ def train(
     if log_with is not None:
         accelerator.init_trackers(description.replace(" ", "-"))
     parameters = [p for p in model.parameters() if p.requires_grad]  # a list: clipping must see them too
-    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
-    schedule = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
+    optimizer = make_optimizer(parameters, config)
+    schedule = make_schedule(optimizer, config)
     model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
     ema = EMAModel(parameters, decay=config.ema_decay) if config.ema_decay else None
     if ema is not None:
@@ -191,9 +174,11 @@ def train(
             shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
         accelerator.wait_for_everyone()
     if start is not None:
-        parts.load(start, noise)
+        result.best_state = parts.load(start, noise)
         state = json.loads((start / _STATE_FILE).read_text())
         step, result.losses = state["step"], state["losses"]
+        result.validation = [(int(at), float(score)) for at, score in state.get("validation", [])]
+        result.best_step = state.get("best_step")
         result.last_checkpoint = start
 
     # disable=None: a bar on a terminal only; a log file gets none of its escape codes
@@ -202,7 +187,7 @@ def train(
     )
     model.train()
     try:
-        while step < config.max_steps:
+        while step < config.max_steps and not _patience_spent(result, patience):
             with accelerator.accumulate(model):
                 batch = {k: v.to(accelerator.device) for k, v in next(sampler).items()}
                 loss = loss_fn(model, batch, noise)
@@ -231,7 +216,7 @@ def train(
             if validate is not None and (step % validate_every == 0 or step == config.max_steps):
                 _validate(accelerator, model, validate, step, result, out_dir)
             if out_dir is not None and config.checkpoint_every and step % config.checkpoint_every == 0:
-                result.last_checkpoint = _save_checkpoint(parts, out_dir, step, result.losses, noise, config)
+                result.last_checkpoint = _save_checkpoint(parts, out_dir, step, result, noise, config)
     finally:  # an interrupted run still closes its bar and tracker
         bar.close()
         if log_with is not None:
@@ -239,7 +224,7 @@ def train(
     if ema is not None:
         ema.copy_to(parameters)
     if validate is not None and result.best_step is not None:
-        accelerator.unwrap_model(model).load_state_dict(result.best_state)
+        accelerator.unwrap_model(model).load_state_dict(result.best_state, strict=False)
     model.eval()
     if out_dir is not None and accelerator.is_main_process and result.losses:
         result.loss_curve = out_dir / "loss_curve.png"
@@ -263,10 +248,17 @@ def _validate(
     unwrapped.train()
     if not result.validation or score < min(s for _, s in result.validation):
         result.best_step = step
-        result.best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
+        result.best_state = {k: v.detach().clone() for k, v in _learned_state(unwrapped).items()}
         if out_dir is not None:
             accelerator.save_model(model, out_dir / "best")
     result.validation.append((step, score))
+
+
+def _patience_spent(result: TrainingResult, patience: int | None) -> bool:
+    """Whether the last `patience` validations all came after the best one (early stopping)."""
+    if patience is None or result.best_step is None or len(result.validation) < patience:
+        return False
+    return result.validation[-patience][0] > result.best_step
 
 
 class _Checkpointed:
@@ -278,7 +270,7 @@ class _Checkpointed:
         model: nn.Module,
         optimizer: Any,
         schedule: Any,
-        sampler: BatchSampler,
+        sampler: Sampler,
         ema: EMAModel | None,
     ) -> None:
         self.accelerator, self.model, self.optimizer, self.schedule = accelerator, model, optimizer, schedule
@@ -287,8 +279,9 @@ class _Checkpointed:
     def _process_file(self) -> str:
         return f"process-{self.accelerator.process_index}"
 
-    def save(self, folder: Path, noise: torch.Generator) -> None:
-        """Every process writes its own generators; the main process writes what all processes share."""
+    def save(self, folder: Path, noise: torch.Generator, best_state: dict[str, torch.Tensor]) -> None:
+        """Every process writes its own generators; the main process writes what all processes share
+        (with the best validated weights so far, so early stopping resumes where it was)."""
         own = {
             "sampler": self.sampler.state_dict(),
             "noise": noise.get_state(),
@@ -305,9 +298,12 @@ class _Checkpointed:
                 shared["ema"] = self.ema.state_dict()
             if self.accelerator.scaler is not None:
                 shared["scaler"] = self.accelerator.scaler.state_dict()
+            if best_state:
+                shared["best"] = best_state
             save_states(folder, "shared", shared)
 
-    def load(self, folder: Path, noise: torch.Generator) -> None:
+    def load(self, folder: Path, noise: torch.Generator) -> dict[str, torch.Tensor]:
+        """Restore everything in place; returns the best validated weights saved with it ({} if none)."""
         shared = load_states(folder, "shared")
         _load_learned_state(self.accelerator.unwrap_model(self.model), shared["model"], folder)
         self.optimizer.load_state_dict(shared["optimizer"])
@@ -321,6 +317,7 @@ class _Checkpointed:
         self.sampler.load_state_dict(own["sampler"])
         noise.set_state(own["noise"])
         set_global_rng_states(own["rng"], self.accelerator.device)
+        return shared.get("best", {})
 
 
 def _frozen_names(model: nn.Module) -> set[str]:
@@ -350,7 +347,7 @@ def _save_checkpoint(
     parts: _Checkpointed,
     out_dir: Path,
     step: int,
-    losses: list[float],
+    result: TrainingResult,
     noise: torch.Generator,
     config: TrainingConfig,
 ) -> Path:
@@ -363,15 +360,21 @@ def _save_checkpoint(
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    parts.save(partial, noise)
+    parts.save(partial, noise, result.best_state)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (partial / _STATE_FILE).write_text(json.dumps({"step": step, "losses": losses}))
+        state = {
+            "step": step,
+            "losses": result.losses,
+            "validation": result.validation,
+            "best_step": result.best_step,
+        }
+        (partial / _STATE_FILE).write_text(json.dumps(state))
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
         for old in sorted(root.glob("step-??????"))[: -config.checkpoints_total_limit or None]:
             shutil.rmtree(old)
-        write_loss_curve(out_dir / "loss_curve.png", losses)
+        write_loss_curve(out_dir / "loss_curve.png", result.losses)
     accelerator.wait_for_everyone()
     return final
 

@@ -7,6 +7,7 @@ import torch
 from accelerate.tracking import GeneralTracker
 from torch import nn
 
+from fmri_encoders.training import EpochSampler
 from fmri_encoders.training.loop import BatchSampler, TrainingConfig, TrainingDivergedError, train
 
 
@@ -287,3 +288,132 @@ def test_checkpoints_hold_the_trained_part_only_and_resume_exactly(tmp_path):
     unfrozen.frozen.requires_grad_(True)  # trained now, yet absent from the checkpoint
     with pytest.raises(ValueError, match="other trainable parts"):
         train(unfrozen, _loss, _sampler(), config, out_dir=tmp_path, resume="latest")
+
+
+class _LearningRates(GeneralTracker):
+    """A tracker that keeps the learning rate of every step."""
+
+    name = "learning-rates"
+    requires_logging_directory = False
+
+    def __init__(self):
+        super().__init__()
+        self.rates = []
+
+    @property
+    def tracker(self):
+        return self
+
+    def log(self, values, step=None, **kwargs):
+        self.rates.append(values["lr"])
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_after_warmup_a_constant_schedule_keeps_the_rate_and_cosine_decays_it(schedule, tmp_path):
+    rates = _LearningRates()
+    config = _config(max_steps=10, warmup_steps=4, schedule=schedule, log_with=rates)
+    train(_Line(), _loss, _sampler(), config, out_dir=tmp_path)
+    assert rates.rates[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])
+    if schedule == "constant":
+        assert rates.rates[4:] == pytest.approx([0.1] * 6)
+    else:
+        assert rates.rates[-1] < 0.01
+
+
+def test_an_unknown_schedule_is_refused():
+    with pytest.raises(ValueError, match="unknown schedule 'linear'"):
+        TrainingConfig(schedule="linear")
+
+
+class _Parts(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.Linear(3, 3)
+        self.scale = nn.Parameter(torch.tensor(2.0))
+
+
+def _no_gradient(model, batch, gen):
+    """Zero gradients everywhere: only weight decay moves the parameters."""
+    return 0.0 * sum(p.sum() for p in model.parameters())
+
+
+@pytest.mark.parametrize("matrices_only", [True, False])
+def test_decay_matrices_only_spares_biases_and_scalars(matrices_only):
+    torch.manual_seed(0)
+    model = _Parts()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    config = _config(max_steps=5, weight_decay=0.5, decay_matrices_only=matrices_only, schedule="constant")
+    train(model, _no_gradient, _sampler(), config)
+    shrunk = 0.95**5
+    torch.testing.assert_close(model.layer.weight, before["layer.weight"] * shrunk)
+    for name in ("layer.bias", "scale"):
+        expected = before[name] if matrices_only else before[name] * shrunk
+        torch.testing.assert_close(dict(model.named_parameters())[name], expected)
+
+
+def _distance_to(target):
+    """A validation loss that is lowest when the line's slope passes `target` on its way to 3; it records
+    the weights it saw, in order."""
+
+    def validate(model):
+        validate.seen.append(model.w.detach().clone())
+        return float((model.w - target).abs())
+
+    validate.seen = []
+    return validate
+
+
+def test_early_stopping_stops_after_patience_and_restores_the_best_weights():
+    torch.manual_seed(0)
+    model, validate = _Line(), _distance_to(1.5)
+    result = train(
+        model, _loss, _sampler(), _config(max_steps=200), validate=validate, validate_every=2, patience=3
+    )
+    steps = [step for step, _ in result.validation]
+    best = steps.index(result.best_step)
+    assert result.validation[best][1] == min(score for _, score in result.validation)
+    assert steps[best + 1 :] == [result.best_step + 2, result.best_step + 4, result.best_step + 6]
+    assert len(result.losses) == result.best_step + 6 < 200
+    assert torch.equal(model.w, validate.seen[best])
+    assert abs(model.w.item() - 1.5) < 0.5
+
+
+def test_patience_needs_a_validation():
+    with pytest.raises(ValueError, match="patience=3 needs a validate function"):
+        train(_Line(), _loss, _sampler(), _config(), patience=3)
+
+
+def test_early_stopping_resumes_where_it_was(tmp_path):
+    def run(loss, **kwargs):
+        torch.manual_seed(0)
+        model = _Line()
+        config = _config(max_steps=200, checkpoint_every=5)
+        options = {"validate": _distance_to(1.5), "validate_every": 2, "patience": 3}
+        return model, train(model, loss, _sampler(), config, **options, **kwargs)
+
+    whole_model, whole = run(_loss)
+    assert len(whole.losses) == whole.best_step + 6
+    with pytest.raises(KeyboardInterrupt):  # the last checkpoint lies after the best step: it holds the best
+        run(killed_after(whole.best_step + 5, _loss), out_dir=tmp_path)
+    model, resumed = run(_loss, out_dir=tmp_path, resume="latest")
+    assert resumed.losses == whole.losses
+    assert resumed.validation == whole.validation
+    assert resumed.best_step == whole.best_step
+    assert torch.equal(model.w, whole_model.w)
+
+
+def _epochs(seed=0):
+    x = torch.linspace(-1, 1, 30)
+    return EpochSampler({"x": x, "y": 3 * x}, batch_size=8, seed=seed)
+
+
+def test_a_killed_run_with_an_epoch_sampler_resumes_bit_exact(tmp_path):
+    config = _config(max_steps=13, checkpoint_every=5)  # 4 batches an epoch: checkpoints mid-epoch
+    torch.manual_seed(0)
+    whole = train(_Line(), _loss, _epochs(), config)
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        train(_Line(), killed_after(12, _loss), _epochs(), config, out_dir=tmp_path)
+    torch.manual_seed(3)
+    resumed = train(_Line(), _loss, _epochs(seed=9), config, out_dir=tmp_path, resume="latest")
+    assert resumed.losses == whole.losses

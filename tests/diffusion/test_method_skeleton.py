@@ -1,0 +1,87 @@
+"""What every diffusion method gets from the one skeleton: --samples, saving and reloading, seeds, the cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fmri_data.methods import MethodSettings, create_method
+from fmri_diffusion.methods.base import DiffusionMethod, load_method, sample_generators
+from fmri_diffusion.priors import base_model_for, small
+from fmri_diffusion.priors.cache import BaseModelCache
+from fmri_diffusion.priors.small import SmallBaseConfig
+
+STOCHASTIC = ["ddpm", "ldm", "cvae", "sd-direct", "sd-lora", "sd-control", "brain-diffuser"]
+
+
+def split(dataset):
+    return dataset.subset(np.flatnonzero(~dataset.given_test)), dataset.subset(
+        np.flatnonzero(dataset.given_test)
+    )
+
+
+@pytest.mark.parametrize("name", STOCHASTIC)
+def test_samples_reach_every_stochastic_method(linear_dataset, tmp_path, monkeypatch, name):
+    train, test = split(linear_dataset)
+    settings = MethodSettings(
+        device="cpu", quick=True, seed=1, cache_dir=tmp_path / "cache", sampling={"n_samples": 3}
+    )
+    method = create_method(name, settings)
+    assert isinstance(method, DiffusionMethod)
+    assert method.config.n_samples == 3
+    drawn = []
+    draw = method.draw
+    monkeypatch.setattr(
+        method, "draw", lambda inputs, generators: drawn.append(len(generators)) or draw(inputs, generators)
+    )
+    rows = method.fit(train).predict_named(test.fmri)
+    assert sum(drawn) == 3 * test.n_trials  # three samples of every trial, each with its own generator
+    assert set(rows) == {name, f"{name}-1"}
+    assert all(images.shape == test.images.shape for images in rows.values())
+
+
+@pytest.mark.parametrize("name", ["ddpm", "ldm", "cvae", "sd-control", "brain-diffuser-stage1"])
+def test_a_fitted_method_reloads_from_its_folder_to_the_same_images(linear_dataset, tmp_path, name):
+    train, test = split(linear_dataset)
+    settings = MethodSettings(
+        device="cpu", quick=True, seed=2, work_dir=tmp_path / "w", cache_dir=tmp_path / "cache"
+    )
+    fitted = create_method(name, settings).fit(train)
+    reloaded = load_method(tmp_path / "w" / name / fitted.saved_as, settings)
+    assert type(reloaded) is type(fitted)
+    expected = fitted.predict_named(test.fmri)
+    for row, images in reloaded.predict_named(test.fmri).items():
+        np.testing.assert_allclose(images, expected[row], atol=1e-5)
+
+
+def test_a_folder_without_a_manifest_is_one_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no method.json"):
+        load_method(tmp_path)
+
+
+def test_sample_generators_differ_per_sample_and_trial_and_repeat():
+    first = [g.initial_seed() for g in sample_generators(0, 2, 3)]
+    assert len(set(first)) == 6
+    assert first == [g.initial_seed() for g in sample_generators(0, 2, 3)]
+    assert first[:3] == [g.initial_seed() for g in sample_generators(0, 1, 3)]  # k-major: more samples add
+    assert not set(first) & {g.initial_seed() for g in sample_generators(1, 2, 3)}
+
+
+def test_the_small_base_pre_trains_once_per_cache_folder(tmp_path, monkeypatch):
+    calls = []
+    pretrain = small.pretrain_small_base
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return pretrain(*args, **kwargs)
+
+    monkeypatch.setattr("fmri_diffusion.priors.pretrain_small_base", counted)
+    settings = MethodSettings(device="cpu", quick=True)
+    config = SmallBaseConfig().quick()
+    first = base_model_for(settings, config, 8, BaseModelCache(tmp_path))
+    again = base_model_for(settings, config, 8, BaseModelCache(tmp_path))
+    assert len(calls) == 1
+    assert first.source == again.source == str(tmp_path / config.key(8, 0))
+    assert first.unet is not again.unet  # each fit gets its own copy to fine-tune
+    base_model_for(settings, config, 8, BaseModelCache(None))
+    assert len(calls) == 2  # without a folder nothing is kept
