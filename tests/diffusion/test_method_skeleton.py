@@ -1,4 +1,4 @@
-"""What every diffusion method gets from the one skeleton: --samples, saving and reloading, seeds, the cache."""
+"""What every diffusion method gets from the one skeleton: --samples, reloading, seeds, the cache."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_a_fitted_method_reloads_from_its_folder_to_the_same_images(linear_datas
 
 
 def test_a_folder_without_a_manifest_is_one_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="no method.json"):
+    with pytest.raises(ValueError, match=r"no method\.json"):
         load_method(tmp_path)
 
 
