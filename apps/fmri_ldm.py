@@ -58,7 +58,14 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.mode != "train":
             model = given or FmriLDM.load(checkpoint)
-            evaluation = evaluate_fmri_ldm(model, patterns.train, patterns.test, seed=config.seed)
+            evaluation = evaluate_fmri_ldm(
+                model,
+                patterns.train,
+                patterns.test,
+                seed=config.seed,
+                sampler=config.model.sampler,
+                steps=config.model.num_inference_steps,
+            )
             report = write_fmri_report(
                 out,
                 evaluation.metrics,

@@ -145,3 +145,19 @@ def test_app_bad_config_is_one_line(run_app, tmp_path):
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "colour" in result.stderr
+
+
+def test_evaluation_samples_with_the_configured_sampler_and_steps(load_app, tmp_path, monkeypatch):
+    seen = []
+    generate = FmriLDM.generate
+    monkeypatch.setattr(
+        FmriLDM,
+        "generate",
+        lambda self, n, **kw: seen.append((kw["sampler"], kw["steps"])) or generate(self, n, **kw),
+    )
+    tiny = {**TINY, "model": {**TINY["model"], "sampler": "dpm++", "num_inference_steps": 3}}
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps(tiny))
+    argv = ["--config", str(config), "--mode", "both", "--out", str(tmp_path / "out"), "--no-progress"]
+    assert load_app("fmri_ldm").main(argv) == 0
+    assert seen == [("dpm++", 3)]

@@ -187,7 +187,14 @@ class FmriLDMEvaluation:
 
 
 def evaluate_fmri_ldm(
-    model: FmriLDM, train: np.ndarray, test: np.ndarray, *, n_generated: int | None = None, seed: int = 0
+    model: FmriLDM,
+    train: np.ndarray,
+    test: np.ndarray,
+    *,
+    n_generated: int | None = None,
+    seed: int = 0,
+    sampler: Sampler = "ddim",
+    steps: int = 50,
 ) -> FmriLDMEvaluation:
     """Metrics as a flat mapping: VAE and PCA (same latent size) reconstruction of held-out patterns, and
     generated patterns and a training-fitted Gaussian each compared with the held-out distribution."""
@@ -197,7 +204,7 @@ def evaluate_fmri_ldm(
     pca = _pca_reconstruction(train, test, model.vae.config.latent_dim)
     metrics |= _prefixed("pca_reconstruction", reconstruction_metrics(test, pca))
     n = n_generated or len(test)
-    generated = model.generate(n, seed=seed)
+    generated = model.generate(n, sampler=sampler, steps=steps, seed=seed)
     metrics |= _prefixed("generated", distribution_metrics(test, generated))
     rng = np.random.default_rng(seed)
     gaussian = rng.multivariate_normal(train.mean(0), np.cov(train, rowvar=False), size=n, method="eigh")

@@ -76,3 +76,12 @@ def check_writable_folder(folder: str | Path, what: str = "output folder", *, sw
         ) from None
     os.close(probe)
     os.unlink(name)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write one file beside `path` and rename it over `path`, so a reader never sees half a file: for files
+    in a folder that also holds other work (a report beside the checkpoint it scores), where swapping the
+    whole folder (atomic_output_dir) would not do."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from numpy.typing import ArrayLike
 
+from fmri_eval.atomic import atomic_write_text
 from fmri_eval.figures import embedding_scatter, pattern_comparison
 
 _RECONSTRUCTION_ROWS = (
@@ -91,22 +91,11 @@ def write_fmri_report(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_whole(
+    atomic_write_text(
         out_dir / "metrics.json", json.dumps(finite_or_null(metrics), indent=2, allow_nan=False) + "\n"
     )
     pattern_comparison(out_dir / "reconstruction.png", held_out, reconstruction)
     embedding_scatter(out_dir / "latent_pca.png", latents)
     report = out_dir / "report.md"
-    _write_whole(report, render_fmri_report(metrics, description))
+    atomic_write_text(report, render_fmri_report(metrics, description))
     return report
-
-
-def _write_whole(path: Path, text: str) -> None:
-    """Write beside `path` and rename over it, so a reader never sees half a file.
-
-    These files sit in a folder that also holds the model they score (`--out` may be the checkpoint's
-    folder), so `atomic.atomic_output_dir`, which swaps a whole folder, cannot write them.
-    """
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
