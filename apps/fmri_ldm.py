@@ -18,8 +18,8 @@ from pathlib import Path
 
 from fmri_data.errors import run_cli
 from fmri_data.patterns import load_patterns
-from fmri_diffusion.voxel_config import load_config
-from fmri_diffusion.voxel_ldm import FmriLDM, evaluate_fmri_ldm, train_fmri_ldm
+from fmri_diffusion.voxel.config import load_config
+from fmri_diffusion.voxel.ldm import FmriLDM, evaluate_fmri_ldm, train_fmri_ldm
 from fmri_eval.atomic import check_writable_folder
 from fmri_eval.fmri_report import write_fmri_report
 

@@ -10,8 +10,8 @@ import torch
 
 from fmri_diffusion.models.voxel_denoiser import LatentDenoiser
 from fmri_diffusion.models.voxel_vae import VoxelVAE, vae_loss
-from fmri_diffusion.voxel_config import config_from_mapping
-from fmri_diffusion.voxel_ldm import FmriLDM, train_fmri_ldm
+from fmri_diffusion.voxel.config import config_from_mapping
+from fmri_diffusion.voxel.ldm import FmriLDM, train_fmri_ldm
 from fmri_encoders import training
 
 TINY = {

@@ -1,7 +1,9 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from fmri_data.dataset import PairedDataset, stimulus_ids_from_images
+from fmri_data.dataset import TRIAL_FIELDS, PairedDataset, stimulus_ids_from_images
 from fmri_data.errors import DataError
 
 
@@ -57,3 +59,14 @@ def test_subset_and_voxel_selection(linear_dataset):
     assert part.roi_masks["V1"].sum() == 5
     with pytest.raises(DataError, match="no trials"):
         linear_dataset.subset(np.zeros(linear_dataset.n_trials, dtype=bool))
+
+
+@pytest.mark.parametrize("name", TRIAL_FIELDS)
+def test_each_declared_per_trial_field_is_checked_subset_and_saved(tmp_path, linear_dataset, name):
+    n = linear_dataset.n_trials
+    with pytest.raises(DataError, match=f"{name} must have one entry per trial"):
+        replace(linear_dataset, **{name: np.zeros(n - 1)})
+    data = replace(linear_dataset, **{name: np.arange(n) % 3})
+    np.testing.assert_array_equal(getattr(data.subset([4, 1]), name), getattr(data, name)[[4, 1]])
+    back = PairedDataset.load_npz(data.save_npz(tmp_path / "d.npz"))
+    np.testing.assert_array_equal(getattr(back, name), getattr(data, name))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fmri_diffusion.voxel_config import config_from_mapping
+from fmri_diffusion.voxel.config import config_from_mapping
 
 
 def test_a_config_typo_is_refused():

@@ -6,7 +6,7 @@ splits = make_splits(data, "kfold:5")   # stimulus-disjoint; leaking splits are 
 """
 
 from fmri_data.dataset import PairedDataset, stimulus_ids_from_images
-from fmri_data.errors import DataError
+from fmri_data.errors import DataError, UserError
 from fmri_data.io import load_dataset
 from fmri_data.preprocessing import Preprocessing, VoxelSelector, VoxelStandardizer, average_repeats
 from fmri_data.simulator import simulate_miyawaki, simulate_subjects
@@ -26,6 +26,7 @@ __all__ = [
     "PairedDataset",
     "Preprocessing",
     "Split",
+    "UserError",
     "VoxelSelector",
     "VoxelStandardizer",
     "average_repeats",

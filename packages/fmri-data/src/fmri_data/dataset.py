@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,18 @@ import numpy as np
 from fmri_data.errors import DataError
 
 _FORMAT_VERSION = 1
+_DTYPE = "per_trial_dtype"  # field metadata: the dtype of an optional per-trial array
+_VARIES_WITH_REPEAT = "varies_with_repeat"  # field metadata: may differ between repeats of one stimulus
+
+
+def _per_trial(dtype: type, *, varies_with_repeat: bool = False) -> dict[str, Any]:
+    """The field metadata that makes an optional PairedDataset array one with an entry per trial, of `dtype`.
+
+    That declaration is all a new per-trial field needs: coercion, validation, subset, save_npz and load_npz
+    read it (TRIAL_FIELDS). varies_with_repeat: the value belongs to one acquisition (a run) rather than to
+    the stimulus, so an average over a stimulus's repeats has none.
+    """
+    return {_DTYPE: dtype, _VARIES_WITH_REPEAT: varies_with_repeat}
 
 
 def stimulus_ids_from_images(images: np.ndarray) -> np.ndarray:
@@ -49,13 +61,13 @@ class PairedDataset:
     fmri: np.ndarray
     images: np.ndarray
     stimulus_id: np.ndarray
-    labels: np.ndarray | None = None
-    run: np.ndarray | None = None
-    subject: np.ndarray | None = None
+    labels: np.ndarray | None = field(default=None, metadata=_per_trial(np.int64))
+    run: np.ndarray | None = field(default=None, metadata=_per_trial(np.int64, varies_with_repeat=True))
+    subject: np.ndarray | None = field(default=None, metadata=_per_trial(str))
     voxel_coords: np.ndarray | None = None
     roi_masks: dict[str, np.ndarray] = field(default_factory=dict)
-    given_test: np.ndarray | None = None
-    captions: np.ndarray | None = None
+    given_test: np.ndarray | None = field(default=None, metadata=_per_trial(bool))
+    captions: np.ndarray | None = field(default=None, metadata=_per_trial(str))
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -70,19 +82,13 @@ class PairedDataset:
         self.fmri = np.asarray(self.fmri, dtype=np.float32)
         self.images = np.asarray(self.images, dtype=np.float32)
         self.stimulus_id = np.asarray(self.stimulus_id, dtype=np.int64)
-        if self.labels is not None:
-            self.labels = np.asarray(self.labels, dtype=np.int64)
-        if self.run is not None:
-            self.run = np.asarray(self.run, dtype=np.int64)
-        if self.subject is not None:
-            self.subject = np.asarray(self.subject, dtype=str)
+        for name, dtype in _TRIAL_DTYPES.items():
+            values = getattr(self, name)
+            if values is not None:
+                setattr(self, name, np.asarray(values, dtype=dtype))
         if self.voxel_coords is not None:
             self.voxel_coords = np.asarray(self.voxel_coords, dtype=np.float32)
         self.roi_masks = {name: np.asarray(mask, dtype=bool) for name, mask in self.roi_masks.items()}
-        if self.given_test is not None:
-            self.given_test = np.asarray(self.given_test, dtype=bool)
-        if self.captions is not None:
-            self.captions = np.asarray(self.captions, dtype=str)
 
     @classmethod
     def from_arrays(
@@ -153,15 +159,8 @@ class PairedDataset:
                 f"{where}: image values span [{low:.4g}, {high:.4g}] but must lie in [0, 1]; "
                 "rescale them (uint8 images are divided by 255 by the loaders)"
             )
-        per_trial = {
-            "stimulus_id": self.stimulus_id,
-            "labels": self.labels,
-            "run": self.run,
-            "subject": self.subject,
-            "given_test": self.given_test,
-            "captions": self.captions,
-        }
-        for key, values in per_trial.items():
+        for key in ("stimulus_id", *TRIAL_FIELDS):
+            values = getattr(self, key)
             if values is not None and values.shape != (n,):
                 raise DataError(
                     f"{where}: {key} must have one entry per trial ({n}), got shape {values.shape}"
@@ -182,19 +181,13 @@ class PairedDataset:
         if index.size == 0:
             raise DataError(f"{self.name}: the selection holds no trials")
 
-        def take(values: np.ndarray | None) -> np.ndarray | None:
-            return None if values is None else values[index]
-
+        per_trial = {name: getattr(self, name) for name in TRIAL_FIELDS}
         return replace(
             self,
             fmri=self.fmri[index],
             images=self.images[index],
             stimulus_id=self.stimulus_id[index],
-            labels=take(self.labels),
-            run=take(self.run),
-            subject=take(self.subject),
-            given_test=take(self.given_test),
-            captions=take(self.captions),
+            **{name: None if values is None else values[index] for name, values in per_trial.items()},
             metadata=dict(self.metadata),
         )
 
@@ -230,15 +223,8 @@ class PairedDataset:
             "stimulus_id": self.stimulus_id,
             "metadata_json": np.array(json.dumps(self.metadata, default=_json_default)),
         }
-        optional = {
-            "labels": self.labels,
-            "run": self.run,
-            "subject": self.subject,
-            "voxel_coords": self.voxel_coords,
-            "given_test": self.given_test,
-            "captions": self.captions,
-        }
-        arrays.update({key: value for key, value in optional.items() if value is not None})
+        optional = {name: getattr(self, name) for name in OPTIONAL_ARRAYS}
+        arrays.update({name: values for name, values in optional.items() if values is not None})
         arrays.update({f"roi/{name}": mask for name, mask in self.roi_masks.items()})
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".partial")
@@ -253,6 +239,19 @@ class PairedDataset:
         from fmri_data.loaders.npz import load_npz
 
         return load_npz(path)
+
+
+_TRIAL_DTYPES: dict[str, type] = {
+    spec.name: spec.metadata[_DTYPE] for spec in fields(PairedDataset) if _DTYPE in spec.metadata
+}
+TRIAL_FIELDS: tuple[str, ...] = tuple(_TRIAL_DTYPES)
+"""PairedDataset's optional arrays with one entry per trial (labels, run, subject, ...), as declared."""
+VARIES_WITH_REPEAT: tuple[str, ...] = tuple(
+    spec.name for spec in fields(PairedDataset) if spec.metadata.get(_VARIES_WITH_REPEAT)
+)
+"""The per-trial fields that may differ between repeats of one stimulus (the run)."""
+OPTIONAL_ARRAYS: tuple[str, ...] = (*TRIAL_FIELDS, "voxel_coords")
+"""The optional arrays save_npz writes when present and load_npz reads back."""
 
 
 def _json_default(value: Any) -> Any:

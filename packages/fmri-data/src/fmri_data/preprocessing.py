@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from fmri_data.dataset import PairedDataset
+from fmri_data.dataset import VARIES_WITH_REPEAT, PairedDataset
 from fmri_data.errors import DataError
 
 RepeatAveraging = Literal["none", "train", "test", "both"]
@@ -112,7 +112,8 @@ def average_repeats(dataset: PairedDataset) -> PairedDataset:
     counts = np.bincount(group, minlength=first.size)
     averaged = dataset.subset(first)
     averaged.fmri = (sums / counts[:, None]).astype(np.float32)
-    averaged.run = None  # an average spans runs
+    for name in VARIES_WITH_REPEAT:  # an average spans the runs its repeats were in
+        setattr(averaged, name, None)
     averaged.metadata["preprocessing"] = [
         *dataset.metadata.get("preprocessing", []),
         f"averaged repeats: {dataset.n_trials} trials -> {first.size}",

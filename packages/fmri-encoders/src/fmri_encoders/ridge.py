@@ -21,6 +21,7 @@ from himalaya.kernel_ridge import KernelRidgeCV
 from himalaya.ridge import RidgeCV
 from safetensors.numpy import load_file, save_file
 
+from fmri_data.errors import DataError
 from fmri_data.splits import group_kfold
 
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(0, 6, 13))
@@ -65,9 +66,9 @@ class RidgeEncoder:
         """Fit [n, features] -> [n, targets]; `groups` (e.g. stimulus ids) keep repeats in one inner fold."""
         X, Y = _as_2d(X, "X"), _as_2d(Y, "Y")
         if len(X) != len(Y):
-            raise ValueError(f"X has {len(X)} samples but Y has {len(Y)}")
+            raise DataError(f"X has {len(X)} samples but Y has {len(Y)}")
         if self.cv < 2:
-            raise ValueError(f"cv must be at least 2 folds, got {self.cv}")
+            raise DataError(f"cv must be at least 2 folds, got {self.cv}")
         self.solver_ = self._resolve_solver(*X.shape)
         folds = _grouped_folds(len(X), self.cv, groups)
         solver_params: dict[str, Any] = {"local_alpha": self.per_target}
@@ -112,7 +113,7 @@ class RidgeEncoder:
         if self.solver == "auto":
             return "kernel" if n_features > n_samples else "primal"
         if self.solver not in ("primal", "kernel"):
-            raise ValueError(f"unknown solver {self.solver!r}; use auto, primal or kernel")
+            raise DataError(f"unknown solver {self.solver!r}; use auto, primal or kernel")
         return self.solver
 
     # ------------------------------------------------------------- predicting
@@ -120,7 +121,7 @@ class RidgeEncoder:
         self._check_fitted()
         X = _as_2d(X, "X")
         if X.shape[1] != self.coef_.shape[0]:
-            raise ValueError(f"X has {X.shape[1]} features but the model was fitted on {self.coef_.shape[0]}")
+            raise DataError(f"X has {X.shape[1]} features but the model was fitted on {self.coef_.shape[0]}")
         prediction = self._linear_predict(X)
         if self.rescale:
             # z-score by the fitted training predictions, then restore the training targets' scale.
@@ -200,9 +201,9 @@ _FITTED = (
 def _as_2d(values: np.ndarray, name: str) -> np.ndarray:
     values = np.asarray(values, dtype=np.float32)
     if values.ndim != 2:
-        raise ValueError(f"{name} must be 2-D [n_samples, n], got shape {values.shape}")
+        raise DataError(f"{name} must be 2-D [n_samples, n], got shape {values.shape}")
     if not np.isfinite(values).all():
-        raise ValueError(f"{name} contains NaN or inf")
+        raise DataError(f"{name} contains NaN or inf")
     return values
 
 
@@ -211,7 +212,7 @@ def _grouped_folds(n: int, k: int, groups: np.ndarray | None) -> list[tuple[np.n
     groups = np.arange(n) if groups is None else np.asarray(groups)
     n_groups = np.unique(groups).size
     if n_groups < k:
-        raise ValueError(f"ridge CV needs at least {k} distinct groups (stimuli), got {n_groups}")
+        raise DataError(f"ridge CV needs at least {k} distinct groups (stimuli), got {n_groups}")
     return group_kfold(groups, k, seed=0)
 
 

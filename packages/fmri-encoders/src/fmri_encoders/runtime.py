@@ -7,7 +7,9 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState, PartialState
+from accelerate.state import AcceleratorState, PartialState, is_initialized
+
+from fmri_data.errors import DataError
 
 
 def resolve_device(device: str) -> str:
@@ -15,9 +17,9 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; use 'cpu' or 'auto'")
+        raise DataError("device 'cuda' was asked for but torch sees no CUDA GPU; use 'cpu' or 'auto'")
     if device not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'")
+        raise DataError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'")
     return device
 
 
@@ -26,15 +28,17 @@ def make_accelerator(device: str = "auto", mixed_precision: str = "no", **option
 
     `options` go to Accelerator as they are (gradient_accumulation_steps, project_config, log_with, ...).
 
-    accelerate keeps one process-wide state and refuses a second Accelerator with another device or
-    precision; the fold runner trains many models in one process, so in a single-process run a
-    conflicting state is reset first (a distributed launch keeps its state and gets accelerate's error).
+    accelerate keeps one process-wide state: a second Accelerator with another precision, or on the CPU
+    after a GPU, is refused, and one on a GPU after the CPU silently stays on the CPU. The fold runner (and a
+    test session) trains many models in one process, so in a single-process run a state that does not match
+    is reset first; accelerate has no public way to do that, and `_reset_state` is the one private call here
+    (it goes once the loop places models and casts precision itself). A distributed launch keeps its state
+    and gets accelerate's error.
     """
     cpu = resolve_device(device) == "cpu"
-    state = AcceleratorState._shared_state
-    if state and PartialState().num_processes == 1:
-        same_device = (AcceleratorState().device.type == "cpu") == cpu
-        if not same_device or AcceleratorState().mixed_precision != mixed_precision:
+    if is_initialized() and PartialState().num_processes == 1:
+        state = AcceleratorState()
+        if (state.device.type == "cpu") != cpu or state.mixed_precision != mixed_precision:
             AcceleratorState._reset_state(reset_partial_state=True)
     return Accelerator(cpu=cpu, mixed_precision=mixed_precision, **options)
 

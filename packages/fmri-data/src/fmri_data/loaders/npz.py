@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from fmri_data.dataset import PairedDataset
+from fmri_data.dataset import OPTIONAL_ARRAYS, PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.loaders.images import to_unit_range
 
 _SUPPORTED_VERSION = 1
-_OPTIONAL = ("stimulus_id", "labels", "run", "subject", "voxel_coords", "given_test", "captions")
+_OPTIONAL = ("stimulus_id", *OPTIONAL_ARRAYS)  # a plain file may leave out stimulus ids: they are derived
 
 
 def load_npz(path: str | Path) -> PairedDataset:

@@ -23,37 +23,27 @@ skip. Every ridge is fitted on training trials only; the reported `brain-diffuse
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from diffusers import UNet2DConditionModel
-from safetensors.torch import load_file, save_file
 
 from fmri_data.dataset import PairedDataset
 from fmri_diffusion.methods.base import DiffusionMethod
-from fmri_diffusion.models.conditioner import GivenTokens
-from fmri_diffusion.pipelines.latents import encode_latents
-from fmri_diffusion.pipelines.pixels import to_pixels
+from fmri_diffusion.methods.brain_diffuser.parts import GuideRidges, LatentDecoding
+from fmri_diffusion.methods.brain_diffuser.prior import adapt_prior
 from fmri_diffusion.priors import base_model_for
 from fmri_diffusion.priors.cache import BaseModelCache
-from fmri_diffusion.priors.captions import CaptionEncoder
-from fmri_diffusion.priors.loading import BaseModel, BaseModelError, load_base_model
-from fmri_diffusion.priors.small import SmallBaseConfig, noisy_embedding_input
+from fmri_diffusion.priors.loading import load_base_model
+from fmri_diffusion.priors.small import SmallBaseConfig
 from fmri_diffusion.schedulers import Sampler, sampling_scheduler
-from fmri_diffusion.training.denoising import ConditionedUNet, FinetuneConfig, finetune, prepare_unet
+from fmri_diffusion.training.denoising import FinetuneConfig
 from fmri_diffusion.training.lora import save_lora
-from fmri_encoders.contrastive import load_clip_image_encoder
-from fmri_encoders.ridge import RidgeEncoder
-from fmri_encoders.runtime import resolve_device
 from fmri_encoders.training import TrainingConfig, TrainingResult
 
 PriorAdapter = Literal["auto", "full", "lora", "none"]
-ImageRoute = Literal["embedder", "clip"]
-DEFAULT_MIXING = 0.4
-"""Text guidance weight where captions exist (the published run mixed 0.6 image with 0.4 text)."""
 
 
 @dataclass(frozen=True)
@@ -84,112 +74,6 @@ class BrainDiffuserConfig:
     def quick(self) -> BrainDiffuserConfig:
         tiny = TrainingConfig(max_steps=3, batch_size=8, warmup_steps=1, progress=False)
         return replace(self, base=self.base.quick(), num_inference_steps=4, n_samples=2, prior_training=tiny)
-
-
-class LatentDecoding:
-    """Stage 1: ridge from fMRI to the base autoencoder's latents, whose decoding is the coarse image."""
-
-    def __init__(self, ridge: RidgeEncoder, latent_shape: tuple[int, ...]) -> None:
-        self.ridge = ridge
-        self.latent_shape = latent_shape
-
-    @classmethod
-    def fit(cls, train: PairedDataset, base: BaseModel, device: str) -> tuple[LatentDecoding, torch.Tensor]:
-        """The fitted stage and the training images' latents (which stage 2 also learns from)."""
-        vae = base.vae
-        pixels = to_pixels(
-            torch.from_numpy(train.images), base.resolution, channels=vae.config.in_channels, fit="resize"
-        )
-        latents = encode_latents(vae, pixels, device=device)
-        return cls(_ridge(train, latents), tuple(latents.shape[1:])), latents
-
-    def predict(self, fmri: np.ndarray) -> torch.Tensor:
-        return _predict(self.ridge, fmri, self.latent_shape)
-
-    def save(self, folder: Path) -> dict[str, object]:
-        self.ridge.save(folder / "latent_ridge")
-        return {"latent_shape": list(self.latent_shape)}
-
-    @classmethod
-    def load(cls, folder: Path, manifest: dict[str, object]) -> LatentDecoding:
-        return cls(RidgeEncoder.load(folder / "latent_ridge"), tuple(manifest["latent_shape"]))
-
-
-class CaptionGuide(NamedTuple):
-    """Ridge from fMRI to caption tokens, their shape, and the empty caption's tokens (the null guide)."""
-
-    ridge: RidgeEncoder
-    shape: tuple[int, ...]
-    null: torch.Tensor
-
-
-class GuideRidges:
-    """Stage 2's guides from fMRI: ridge to the image tokens (the base's embedder or a CLIP image encoder)
-    and, where captions and a text encoder exist, to the caption tokens, mixed in by `mixing`."""
-
-    def __init__(
-        self,
-        token_ridge: RidgeEncoder,
-        token_shape: tuple[int, ...],
-        image_route: ImageRoute,
-        mixing: float = 0.0,
-        text: CaptionGuide | None = None,
-    ) -> None:
-        self.token_ridge, self.token_shape, self.image_route = token_ridge, token_shape, image_route
-        self.mixing = mixing
-        self.text = text  # when mixing > 0
-
-    @classmethod
-    def fit(
-        cls, train: PairedDataset, base: BaseModel, latents: torch.Tensor, mixing: float | None, device: str
-    ) -> tuple[GuideRidges, torch.Tensor]:
-        """The fitted guides and the training images' own tokens (the prior adapts to those)."""
-        tokens, route = _image_tokens(train, base, latents, device)
-        mixing = _mixing(train, base, mixing)
-        text = None
-        if mixing > 0:
-            encoder = CaptionEncoder.from_folder(base.folder, resolve_device(device))
-            if encoder.width != base.token_dim:
-                raise BaseModelError(
-                    f"{base.source}: text_encoder/ makes {encoder.width}-wide tokens but the UNet's "
-                    f"cross_attention_dim is {base.token_dim}; they must belong together"
-                )
-            captions = encoder(list(train.captions))
-            # a Stable Diffusion's unconditional text input is the empty caption's tokens
-            text = CaptionGuide(_ridge(train, captions), tuple(captions.shape[1:]), encoder.encode([""]))
-        return cls(_ridge(train, tokens), tuple(tokens.shape[1:]), route, mixing, text), tokens
-
-    def predict(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
-        """The pipeline's guide inputs for `fmri`, [n, K, D] each."""
-        guides = {"tokens": _predict(self.token_ridge, fmri, self.token_shape)}
-        if self.text is not None:
-            guides["text_tokens"] = _predict(self.text.ridge, fmri, self.text.shape)
-            guides["negative_text_tokens"] = self.text.null.expand(len(fmri), -1, -1)
-        return guides
-
-    def save(self, folder: Path) -> dict[str, object]:
-        self.token_ridge.save(folder / "token_ridge")
-        manifest = {
-            "token_shape": list(self.token_shape),
-            "image_route": self.image_route,
-            "mixing": self.mixing,
-        }
-        if self.text is not None:
-            self.text.ridge.save(folder / "text_ridge")
-            save_file({"null": self.text.null.contiguous()}, str(folder / "text_null.safetensors"))
-            manifest["text_shape"] = list(self.text.shape)
-        return manifest
-
-    @classmethod
-    def load(cls, folder: Path, manifest: dict[str, object]) -> GuideRidges:
-        text = None
-        if manifest["mixing"] > 0:
-            null = load_file(str(folder / "text_null.safetensors"))["null"]
-            text = CaptionGuide(RidgeEncoder.load(folder / "text_ridge"), tuple(manifest["text_shape"]), null)
-        token_ridge = RidgeEncoder.load(folder / "token_ridge")
-        return cls(
-            token_ridge, tuple(manifest["token_shape"]), manifest["image_route"], manifest["mixing"], text
-        )
 
 
 class BrainDiffuserMethod(DiffusionMethod):
@@ -288,7 +172,6 @@ class BrainDiffuser(BrainDiffuserMethod):
     def _adapt_prior(
         self, latents: torch.Tensor, tokens: torch.Tensor
     ) -> tuple[UNet2DConditionModel, TrainingResult]:
-        """Fine-tune the UNet as an image-variation model of the training images (embedder frozen)."""
         config = self.config
         finetune_config = FinetuneConfig(
             adapter=self.adapter_,
@@ -297,23 +180,17 @@ class BrainDiffuser(BrainDiffuserMethod):
             condition_dropout=config.base.condition_dropout,
             training=self.training(config.prior_training),
         )
-        if self.guides_.image_route == "embedder":  # the embedder sees noised latents, as in pre-training
-            conditioner = self.base_.conditioner.requires_grad_(False)
-            condition = latents.flatten(1)
-            augment = partial(noisy_embedding_input, max_noise=config.base.condition_noise)
-        else:
-            conditioner, condition, augment = GivenTokens(*self.guides_.token_shape), tokens.flatten(1), None
-        unet = prepare_unet(self.pipeline_.unet, finetune_config)
-        result = finetune(
-            ConditionedUNet(unet, conditioner),
-            {"clean": latents, "condition": condition},
-            self.base_.scheduler,
+        return adapt_prior(
+            self.pipeline_.unet,
+            self.base_,
+            self.guides_,
+            latents,
+            tokens,
             finetune_config,
-            **self.checkpointing("prior"),
+            condition_noise=config.base.condition_noise,
             description=f"{self.name} prior",
-            augment=augment,
+            **self.checkpointing("prior"),
         )
-        return unet, result
 
     def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
         return {**self.guides_.predict(fmri), "init_latents": self.stage1_latents(fmri)}
@@ -338,56 +215,3 @@ class BrainDiffuser(BrainDiffuserMethod):
         self._build_pipeline(unet.eval())
         if self.adapter_ == "lora":
             self.pipeline_.load_lora_weights(str(folder / "prior_lora"))
-
-
-def _image_tokens(
-    train: PairedDataset, base: BaseModel, latents: torch.Tensor, device: str
-) -> tuple[torch.Tensor, ImageRoute]:
-    """Each training image's condition tokens, from the small base's embedder or a CLIP image encoder."""
-    embedder = base.conditioner
-    if embedder is not None:
-        with torch.no_grad():
-            flat = latents.flatten(1).to(embedder.device, embedder.dtype)
-            return embedder.eval()(flat).float().cpu(), "embedder"
-    folder = Path(base.folder or base.source) / "image_encoder"
-    if not (folder / "config.json").is_file():
-        raise BaseModelError(
-            f"{base.source}: brain-diffuser stage 2 needs an image embedder: conditioner/ (the "
-            "small base model) or image_encoder/ (a diffusers image-variation model); or run "
-            "brain-diffuser-stage1 alone"
-        )
-    encoder = load_clip_image_encoder(folder).to(resolve_device(device))
-    if encoder.embed_dim != base.token_dim:
-        raise BaseModelError(
-            f"{folder}: CLIP embeddings of width {encoder.embed_dim} cannot guide a UNet whose "
-            f"cross_attention_dim is {base.token_dim}; they must belong together"
-        )
-    images = torch.from_numpy(train.images)
-    with torch.no_grad():
-        embeds = torch.cat([encoder(chunk.to(encoder.mean.device)).cpu() for chunk in images.split(64)])
-    return embeds[:, None], "clip"
-
-
-def _mixing(train: PairedDataset, base: BaseModel, mixing: float | None) -> float:
-    """Text guidance weight: as configured, or DEFAULT_MIXING where captions and a text encoder exist."""
-    folder = base.folder
-    available = train.captions is not None and folder is not None and CaptionEncoder.available(folder)
-    if mixing is None:
-        return DEFAULT_MIXING if available else 0.0
-    if mixing > 0 and not available:
-        raise BaseModelError(
-            f"mixing {mixing} needs captions in the data (NSD with nsd_stim_info_merged.csv and COCO's "
-            "caption files) and a base model with text_encoder/ and tokenizer/; use --mixing 0"
-        )
-    return mixing
-
-
-def _ridge(train: PairedDataset, targets: torch.Tensor) -> RidgeEncoder:
-    """One ridge (alpha chosen by stimulus-grouped CV) from the training fMRI to flattened targets."""
-    return RidgeEncoder(per_target=False).fit(
-        train.fmri, targets.flatten(1).numpy(), groups=train.stimulus_id
-    )
-
-
-def _predict(ridge: RidgeEncoder, fmri: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
-    return torch.from_numpy(ridge.predict(fmri).astype(np.float32)).view(len(fmri), *shape)

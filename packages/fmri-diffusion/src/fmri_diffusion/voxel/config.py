@@ -23,7 +23,7 @@ import yaml
 
 from fmri_data.errors import DataError
 from fmri_diffusion.schedulers import Sampler, Schedule
-from fmri_diffusion.voxel_ldm import FmriLDMConfig
+from fmri_diffusion.voxel.ldm import FmriLDMConfig
 
 _COUNT, _NUMBER, _TEXT, _COUNTS = (
     "a whole number >= 1",
