@@ -14,7 +14,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from fmri_data.errors import UserError, run_cli
+from fmri_data.errors import run_cli
 from fmri_data.io import load_dataset
 from fmri_data.methods import MethodSettings, available_methods, reconstruct_over_splits
 from fmri_data.methods.registry import check_methods
@@ -242,23 +242,6 @@ def main_with_defaults(argv: list[str] | None, *, prog: str, doc: str, defaults:
 
 def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/reconstruct.py") -> int:
     """Check what can be checked, then load, split, fit and predict fold by fold, evaluate, write the run."""
-    try:
-        return _run(args, argv, app)
-    except ValueError as error:
-        if not _is_base_model_error(error):
-            raise
-        raise UserError(str(error)) from error
-
-
-def _is_base_model_error(error: ValueError) -> bool:
-    """Interim: fmri_diffusion's BaseModelError (a bad --pretrained or --mixing) is the user's to fix but not
-    yet a UserError; delete this once it is. Its module is loaded whenever one can have been raised, so a run
-    of other methods never imports diffusers here."""
-    loading = sys.modules.get("fmri_diffusion.priors.loading")
-    return loading is not None and isinstance(error, loading.BaseModelError)
-
-
-def _run(args: argparse.Namespace, argv: list[str] | None, app: str) -> int:
     check_methods(args.methods)  # before hours of fitting, as are the folders and the feature networks
     check_writable_folder(args.out, "--out", swapped=True)
     if args.work_dir is not None:
@@ -266,10 +249,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None, app: str) -> int:
     if args.log_with:
         from fmri_encoders.training.loop import check_tracker  # diffusers loads only when it is needed
 
-        try:
-            check_tracker(args.log_with)
-        except ValueError as error:  # interim: until check_tracker raises a UserError itself
-            raise UserError(str(error)) from None
+        check_tracker(args.log_with)
     if args.pretrained:  # resolved once: every fold reads the same local snapshot, and no fold asks the hub
         from fmri_diffusion.priors.loading import base_model_folder
 

@@ -6,6 +6,8 @@ from typing import Literal
 
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, SchedulerMixin
 
+from fmri_data.errors import DataError
+
 Schedule = Literal["linear", "cosine"]
 Sampler = Literal["ddpm", "ddim", "dpm++"]
 Prediction = Literal["epsilon", "v_prediction"]
@@ -26,7 +28,7 @@ def training_scheduler(
     for pixels (which live there), wrong for autoencoder latents (which do not).
     """
     if schedule not in _BETA_SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; use linear or cosine")
+        raise DataError(f"unknown schedule {schedule!r}; use linear or cosine")
     return DDPMScheduler(
         num_train_timesteps=num_train_timesteps,
         beta_schedule=_BETA_SCHEDULES[schedule],
@@ -43,4 +45,4 @@ def sampling_scheduler(kind: Sampler, trained: SchedulerMixin) -> SchedulerMixin
         return DPMSolverMultistepScheduler.from_config(trained.config, algorithm_type="dpmsolver++")
     if kind == "ddpm":
         return DDPMScheduler.from_config(trained.config)
-    raise ValueError(f"unknown sampler {kind!r}; use ddim, dpm++ or ddpm")
+    raise DataError(f"unknown sampler {kind!r}; use ddim, dpm++ or ddpm")

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
+from fmri_data.errors import DataError
+
 
 def padded_size(image_size: int, n_downsamples: int) -> int:
     """The smallest size >= image_size that survives `n_downsamples` halvings (28 -> 32 for 2)."""
@@ -31,7 +33,7 @@ def small_unet(
     """A UNet with skip connections, time embedding and cross-attention in all but the first level."""
     levels = len(block_out_channels)
     if sample_size % 2 ** (levels - 1):
-        raise ValueError(f"sample_size {sample_size} must divide by {2 ** (levels - 1)} for {levels} levels")
+        raise DataError(f"sample_size {sample_size} must divide by {2 ** (levels - 1)} for {levels} levels")
     down = ("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (levels - 1)
     up = ("CrossAttnUpBlock2D",) * (levels - 1) + ("UpBlock2D",)
     return UNet2DConditionModel(

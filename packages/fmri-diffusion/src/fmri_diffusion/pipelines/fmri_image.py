@@ -25,6 +25,7 @@ from diffusers import (
 from diffusers.loaders import StableDiffusionLoraLoaderMixin
 from diffusers.utils.torch_utils import randn_tensor
 
+from fmri_data.errors import DataError
 from fmri_diffusion.models.conditioner import FmriConditioner
 from fmri_diffusion.pipelines.latents import scaled_latents
 from fmri_diffusion.pipelines.pixels import ImageFit, from_pixels, to_pixels
@@ -137,11 +138,11 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         generator: one per image for per-image seeds.
         """
         if not 0 < strength <= 1:
-            raise ValueError(f"strength must be in (0, 1], got {strength}")
+            raise DataError(f"strength must be in (0, 1], got {strength}")
         if (condition is None) == (tokens is None):
             raise ValueError("pass either condition (the conditioner's input) or tokens, not both")
         if not 0 <= mixing <= 1:
-            raise ValueError(f"mixing must be in [0, 1], got {mixing}")
+            raise DataError(f"mixing must be in [0, 1], got {mixing}")
         if tokens is None:
             tokens = self.conditioner(condition.to(self.device, self.conditioner.dtype))
         batch = len(tokens)

@@ -13,6 +13,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from fmri_data.errors import DataError
+
 ImageFit = Literal["pad", "resize"]
 
 
@@ -25,7 +27,7 @@ def to_pixels(images: torch.Tensor, size: int, *, channels: int = 1, fit: ImageF
     elif fit == "resize":
         x = F.interpolate(x, size=(size, size), mode="nearest-exact")
     else:
-        raise ValueError(f"unknown image fit {fit!r}; use pad or resize")
+        raise DataError(f"unknown image fit {fit!r}; use pad or resize")
     return x.expand(-1, channels, -1, -1) if x.shape[1] != channels else x
 
 
@@ -41,7 +43,7 @@ def pad_to(x: torch.Tensor, size: int) -> torch.Tensor:
     """Pad (in [-1, 1] units: -1, the black background) to size x size, centred."""
     extra = size - x.shape[-1]
     if extra < 0:
-        raise ValueError(f"images of {x.shape[-1]} px do not fit the model's {size} px")
+        raise DataError(f"images of {x.shape[-1]} px do not fit the model's {size} px")
     before = extra // 2
     return F.pad(x, (before, extra - before, before, extra - before), value=-1.0)
 

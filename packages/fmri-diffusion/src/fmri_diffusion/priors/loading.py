@@ -14,12 +14,13 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
+from fmri_data.errors import DataError
 from fmri_diffusion.models.conditioner import FmriConditioner
 
 SUBFOLDERS = ("unet", "vae", "scheduler")
 
 
-class BaseModelError(ValueError):
+class BaseModelError(DataError):
     """A pretrained folder that cannot serve as a base model; the message names what is missing."""
 
 

@@ -21,6 +21,7 @@ import torch
 from diffusers import ControlNetModel, DDPMScheduler, UNet2DConditionModel
 from torch import nn
 
+from fmri_data.errors import DataError
 from fmri_diffusion.models.conditioner import FmriConditioner
 from fmri_diffusion.pipelines.fmri_image import denoise
 from fmri_diffusion.training.lora import LoraTargets, add_lora
@@ -135,7 +136,7 @@ def prepare_unet(unet: UNet2DConditionModel, config: FinetuneConfig) -> UNet2DCo
     if config.adapter == "lora":
         return add_lora(unet, rank=config.lora_rank, alpha=config.lora_alpha, targets=config.lora_targets)
     if config.adapter not in ("full", "none"):
-        raise ValueError(f"unknown adapter {config.adapter!r}; use lora, full or none")
+        raise DataError(f"unknown adapter {config.adapter!r}; use lora, full or none")
     unet.requires_grad_(config.adapter == "full")
     return unet
 

@@ -17,6 +17,8 @@ from diffusers.utils import convert_state_dict_to_diffusers
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 
+from fmri_data.errors import DataError
+
 LoraTargets = Literal["cross", "self", "all"]
 
 _ATTENTION = {"cross": ("attn2",), "self": ("attn1",), "all": ("attn1", "attn2")}
@@ -26,7 +28,7 @@ _PROJECTIONS = ("to_q", "to_k", "to_v", "to_out.0")
 def lora_target_modules(targets: LoraTargets) -> list[str]:
     """peft target-module suffixes for the chosen attention layers (q, k, v and output projections)."""
     if targets not in _ATTENTION:
-        raise ValueError(f"unknown LoRA targets {targets!r}; use cross, self or all")
+        raise DataError(f"unknown LoRA targets {targets!r}; use cross, self or all")
     return [f"{attention}.{projection}" for attention in _ATTENTION[targets] for projection in _PROJECTIONS]
 
 
@@ -35,7 +37,7 @@ def add_lora(
 ) -> UNet2DConditionModel:
     """Freeze `unet` and add trainable rank-`rank` adapters (scale alpha/rank; alpha defaults to rank)."""
     if rank < 1:
-        raise ValueError(f"LoRA rank must be at least 1, got {rank}")
+        raise DataError(f"LoRA rank must be at least 1, got {rank}")
     unet.requires_grad_(False)
     config = LoraConfig(
         r=rank,

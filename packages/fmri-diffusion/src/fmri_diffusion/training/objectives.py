@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
+from fmri_data.errors import DataError
+
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
@@ -34,7 +36,7 @@ def sample_timesteps(
 ) -> torch.Tensor:
     low, high = config.timestep_range or (0, scheduler.config.num_train_timesteps)
     if not 0 <= low < high <= scheduler.config.num_train_timesteps:
-        raise ValueError(
+        raise DataError(
             f"timestep_range {config.timestep_range} must lie in [0, {scheduler.config.num_train_timesteps}]"
         )
     return torch.randint(low, high, (batch_size,), generator=generator)
@@ -56,7 +58,7 @@ def denoising_loss(
     elif prediction_type == "v_prediction":
         target = scheduler.get_velocity(clean, noise, timesteps)
     else:
-        raise ValueError(f"unsupported prediction_type {prediction_type!r}")
+        raise DataError(f"unsupported prediction_type {prediction_type!r}")
     per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").flatten(1).mean(1)
     if config.min_snr_gamma is not None:
         snr = signal_to_noise(scheduler, timesteps).to(per_sample.device)

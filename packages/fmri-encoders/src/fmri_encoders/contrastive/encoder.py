@@ -14,6 +14,7 @@ from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from fmri_data.errors import DataError
 from fmri_encoders.contrastive.clip_image import ClipImageEncoder, load_clip_image_encoder
 from fmri_encoders.contrastive.fmri_encoder import (
     DEFAULT_SUBJECT,
@@ -149,7 +150,7 @@ class ContrastiveEncoder:
         self._check_fitted()
         images = np.asarray(images, dtype=np.float32)
         if images.ndim != 3:
-            raise ValueError(f"images must be [n, H, W], got shape {images.shape}")
+            raise DataError(f"images must be [n, H, W], got shape {images.shape}")
         return _normalise(self._run(self.image_encoder_, images))
 
     def _encode(
@@ -163,7 +164,7 @@ class ContrastiveEncoder:
     def _standardise(self, fmri: np.ndarray, name: str) -> np.ndarray:
         mean = self.voxel_mean_[name]
         if fmri.shape[1] != mean.shape[0]:
-            raise ValueError(
+            raise DataError(
                 f"fmri has {fmri.shape[1]} voxels; subject {name!r} was fitted on {mean.shape[0]}"
             )
         return ((fmri - mean) / self.voxel_std_[name]).astype(np.float32)
@@ -265,14 +266,14 @@ def _by_subject(
     """Normalise fit's inputs to {subject: (fmri [n, v], images [n, H, W], groups [n])}."""
     if not isinstance(fmri, Mapping):
         if isinstance(images, Mapping) or isinstance(groups, Mapping):
-            raise ValueError("fmri is one array, so images and groups must be arrays too")
+            raise DataError("fmri is one array, so images and groups must be arrays too")
         return {subject or DEFAULT_SUBJECT: _check_trials(fmri, images, groups)}
     if subject is not None:
-        raise ValueError("fmri is given by subject already; leave subject=None")
+        raise DataError("fmri is given by subject already; leave subject=None")
     if not isinstance(images, Mapping) or set(images) != set(fmri):
-        raise ValueError("with fmri given by subject, images must be a mapping with the same subjects")
+        raise DataError("with fmri given by subject, images must be a mapping with the same subjects")
     if groups is not None and (not isinstance(groups, Mapping) or set(groups) != set(fmri)):
-        raise ValueError("with fmri given by subject, groups must be None or a mapping of the same subjects")
+        raise DataError("with fmri given by subject, groups must be None or a mapping of the same subjects")
     return {
         name: _check_trials(fmri[name], images[name], None if groups is None else groups[name])
         for name in fmri
@@ -285,21 +286,21 @@ def _check_trials(
     fmri = _as_2d(fmri, "fmri")
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 3 or len(images) != len(fmri):
-        raise ValueError(f"images must be [{len(fmri)}, H, W] to match fmri, got shape {images.shape}")
+        raise DataError(f"images must be [{len(fmri)}, H, W] to match fmri, got shape {images.shape}")
     groups = np.arange(len(fmri)) if groups is None else np.asarray(groups)
     if groups.shape != (len(fmri),):
-        raise ValueError(f"groups must hold one id per trial ({len(fmri)}), got shape {groups.shape}")
+        raise DataError(f"groups must hold one id per trial ({len(fmri)}), got shape {groups.shape}")
     if len(fmri) < 2:
-        raise ValueError("contrastive training needs at least 2 trials")
+        raise DataError("contrastive training needs at least 2 trials")
     return fmri, images, np.unique(groups, return_inverse=True)[1].astype(np.int64)
 
 
 def _as_2d(values: np.ndarray, name: str) -> np.ndarray:
     values = np.asarray(values, dtype=np.float32)
     if values.ndim != 2:
-        raise ValueError(f"{name} must be 2-D [n_trials, n_voxels], got shape {values.shape}")
+        raise DataError(f"{name} must be 2-D [n_trials, n_voxels], got shape {values.shape}")
     if not np.isfinite(values).all():
-        raise ValueError(f"{name} contains NaN or inf")
+        raise DataError(f"{name} contains NaN or inf")
     return values
 
 

@@ -8,6 +8,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from fmri_data.errors import DataError
+
 DEFAULT_SUBJECT = "default"
 
 
@@ -60,10 +62,10 @@ class FmriEncoder(nn.Module):
     def __init__(self, config: FmriEncoderConfig) -> None:
         super().__init__()
         if not config.n_voxels:
-            raise ValueError("FmriEncoderConfig.n_voxels needs at least one subject")
+            raise DataError("FmriEncoderConfig.n_voxels needs at least one subject")
         bad = [name for name in config.n_voxels if not name or "." in name]
         if bad:
-            raise ValueError(f"subject names must be non-empty and contain no '.', got {bad}")
+            raise DataError(f"subject names must be non-empty and contain no '.', got {bad}")
         self.config = config
         width, token_dim = config.hidden, config.resolved_token_dim
         self.adapters = nn.ModuleDict({name: nn.Linear(n, width) for name, n in config.n_voxels.items()})
@@ -78,16 +80,16 @@ class FmriEncoder(nn.Module):
         names = list(self.adapters)
         if subject is None:
             if len(names) > 1:
-                raise ValueError(f"this encoder has several subjects ({', '.join(names)}); name one")
+                raise DataError(f"this encoder has several subjects ({', '.join(names)}); name one")
             return names[0]
         if subject not in self.adapters:
-            raise ValueError(f"unknown subject {subject!r}; this encoder knows {', '.join(names)}")
+            raise DataError(f"unknown subject {subject!r}; this encoder knows {', '.join(names)}")
         return subject
 
     def forward(self, voxels: torch.Tensor, subject: str | None = None) -> FmriEncoderOutput:
         adapter = self.adapters[self.subject_name(subject)]
         if voxels.shape[-1] != adapter.in_features:
-            raise ValueError(
+            raise DataError(
                 f"got {voxels.shape[-1]} voxels, the subject's adapter takes {adapter.in_features}"
             )
         h = self.norm(self.blocks(self.stem(adapter(voxels))))

@@ -22,6 +22,7 @@ from diffusers.training_utils import EMAModel
 from torch import nn
 from tqdm.auto import tqdm
 
+from fmri_data.errors import DataError, UserError
 from fmri_data.methods import MethodSettings
 from fmri_encoders.runtime import derived_seed, make_accelerator
 from fmri_encoders.training.checkpoint import (
@@ -42,7 +43,9 @@ _STATE_FILE = "trainer_state.json"
 
 
 class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite; the message names the last good checkpoint."""
+    """The loss became NaN or infinite; the message names the last good checkpoint and what to change."""
+
+    user_error = True  # the settings (learning rate, precision) are the user's to change: run_cli exits 2
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
+            raise DataError(f"unknown schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
 
 
 def training_for(training: TrainingConfig, settings: MethodSettings) -> TrainingConfig:
@@ -100,10 +103,10 @@ def check_tracker(name: str) -> None:
 
     installed = {"tensorboard": is_tensorboard_available, "wandb": is_wandb_available}
     if name not in installed:
-        raise ValueError(f"unknown tracker {name!r}; use one of {sorted(installed)}")
+        raise DataError(f"unknown tracker {name!r}; use one of {sorted(installed)}")
     if not installed[name]():
         how = 'pip install "fmri-diffusion[tensorboard]"' if name == "tensorboard" else "pip install wandb"
-        raise ValueError(f"--log-with {name}: the {name} package is not installed; {how}")
+        raise UserError(f"--log-with {name}: the {name} package is not installed; {how}")
 
 
 @dataclass
@@ -141,7 +144,7 @@ def train(
     when `config.ema_decay` is set, else the last ones.
     """
     if patience is not None and (validate is None or patience < 1):
-        raise ValueError(f"patience={patience} needs a validate function and a value of at least 1")
+        raise DataError(f"patience={patience} needs a validate function and a value of at least 1")
     set_seed(config.seed)
     out_dir = Path(out_dir) if out_dir is not None else None
     log_with = config.log_with if out_dir is not None else None  # a tracker writes under out_dir/logs
@@ -337,7 +340,7 @@ def _learned_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def _load_learned_state(model: nn.Module, state: dict[str, torch.Tensor], folder: Path) -> None:
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or set(missing) != _frozen_names(model):
-        raise ValueError(
+        raise DataError(
             f"{folder} was saved from a model with other trainable parts (missing {sorted(missing)[:3]}, "
             f"unexpected {sorted(unexpected)[:3]}); resume with the same method settings or start afresh"
         )

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import torch
 
+from fmri_data.errors import DataError
+
 Batch = dict[str, torch.Tensor]
 Augment = Callable[[Batch, torch.Generator], Batch]
 
@@ -89,10 +91,10 @@ class EpochSampler:
         self._tags_pool = not isinstance(pools, Mapping)
         self.pools = [dict(pool) for pool in (pools if self._tags_pool else [pools])]
         if not self.pools:
-            raise ValueError("EpochSampler needs at least one pool of tensors")
+            raise DataError("EpochSampler needs at least one pool of tensors")
         self.sizes = [_common_length(pool) for pool in self.pools]
         if min(self.sizes) == 0:
-            raise ValueError("every pool needs at least one trial")
+            raise DataError("every pool needs at least one trial")
         self.batch_size = batch_size
         self.augment = augment
         self.generator = torch.Generator().manual_seed(seed)
