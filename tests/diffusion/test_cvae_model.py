@@ -3,8 +3,14 @@ import pytest
 import torch
 from accelerate.utils import set_seed
 
-from fmri_diffusion.models.cvae import ConditionalVaeNet, CvaeConfig, kl_to_standard_normal, negative_elbo
-from fmri_diffusion.models.cvae_io import load_cvae, save_cvae
+from fmri_diffusion.models.cvae import (
+    ConditionalVaeNet,
+    CvaeConfig,
+    kl_to_standard_normal,
+    load_cvae,
+    negative_elbo,
+    save_cvae,
+)
 from fmri_encoders.training.loop import BatchSampler, TrainingConfig, train
 
 
@@ -79,7 +85,7 @@ def test_save_load_round_trip_gives_identical_decoder_outputs(tmp_path):
 
 
 def test_load_names_a_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"cvae_config\.json"):
+    with pytest.raises(FileNotFoundError, match=r"cvae\.json"):
         load_cvae(tmp_path)
 
 

@@ -54,7 +54,7 @@ def test_the_fmri_side_trains_against_frozen_clip_and_saves_only_the_path(clip_f
 
 
 def _keys(folder):
-    with safe_open(str(folder / "contrastive_weights.safetensors"), framework="pt") as handle:
+    with safe_open(str(folder / "contrastive.safetensors"), framework="pt") as handle:
         return list(handle.keys())
 
 

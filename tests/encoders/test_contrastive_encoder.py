@@ -71,7 +71,7 @@ def test_save_load_round_trip_gives_identical_embeddings(toy, trained, tmp_path)
     np.testing.assert_array_equal(loaded.embed_tokens(fmri), trained.embed_tokens(fmri))
     np.testing.assert_array_equal(loaded.embed_images(images), trained.embed_images(images))
     assert loaded.loss_history_ == trained.loss_history_
-    with pytest.raises(FileNotFoundError, match=r"contrastive_config\.json is missing"):
+    with pytest.raises(FileNotFoundError, match=r"contrastive\.json is missing"):
         ContrastiveEncoder.load(tmp_path)
 
 

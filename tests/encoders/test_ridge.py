@@ -74,7 +74,7 @@ def test_save_load_round_trip(tmp_path):
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
     assert loaded.rescale
     assert loaded.solver_ == model.solver_
-    with pytest.raises(FileNotFoundError, match=r"ridge_config\.json"):
+    with pytest.raises(FileNotFoundError, match=r"ridge\.json"):
         RidgeEncoder.load(tmp_path)
 
 

@@ -9,7 +9,6 @@ rescaling to the training targets' statistics, and pickle-free save/load.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,14 +18,13 @@ import numpy as np
 from himalaya.backend import get_backend, set_backend
 from himalaya.kernel_ridge import KernelRidgeCV
 from himalaya.ridge import RidgeCV
-from safetensors.numpy import load_file, save_file
 
 from fmri_data.errors import DataError
 from fmri_data.splits import group_kfold
+from fmri_encoders.persistence import load_settings_and_tensors, save_settings_and_tensors
 
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(0, 6, 13))
-_SETTINGS_FILE = "ridge_config.json"
-_WEIGHTS_FILE = "ridge_weights.safetensors"
+_SAVED_AS = "ridge"
 
 
 class RidgeEncoder:
@@ -144,12 +142,8 @@ class RidgeEncoder:
 
     # -------------------------------------------------------------------- io
     def save(self, directory: str | Path) -> Path:
-        """Write `ridge_weights.safetensors` and `ridge_config.json` into `directory` (no pickle)."""
+        """Write `ridge.json` (settings) and `ridge.safetensors` (fitted arrays) into `directory`."""
         self._check_fitted()
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        arrays = {name: np.ascontiguousarray(getattr(self, name)) for name in _FITTED}
-        save_file(arrays, str(directory / _WEIGHTS_FILE))
         settings = {
             "alphas": list(self.alphas),
             "cv": self.cv,
@@ -160,26 +154,21 @@ class RidgeEncoder:
             "n_targets_batch": self.n_targets_batch,
             "solver_": self.solver_,
         }
-        (directory / _SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
-        return directory
+        arrays = {name: getattr(self, name) for name in _FITTED}
+        save_settings_and_tensors(directory, _SAVED_AS, settings, arrays)
+        return Path(directory)
 
     @classmethod
     def load(cls, directory: str | Path, *, backend: str | None = None) -> RidgeEncoder:
         """Read a saved model; `backend` overrides the saved one (e.g. "numpy" for a GPU-fitted model)."""
-        directory = Path(directory)
-        for name in (_SETTINGS_FILE, _WEIGHTS_FILE):
-            if not (directory / name).is_file():
-                raise FileNotFoundError(
-                    f"{directory / name} is missing; is {directory} a saved RidgeEncoder?"
-                )
-        settings = json.loads((directory / _SETTINGS_FILE).read_text())
+        settings, arrays = load_settings_and_tensors(directory, _SAVED_AS)
         solver_ = settings.pop("solver_")
         if backend is not None:
             settings["backend"] = backend
         model = cls(**settings)
         model.solver_ = solver_
-        for name, value in load_file(str(directory / _WEIGHTS_FILE)).items():
-            setattr(model, name, value)
+        for name, value in arrays.items():
+            setattr(model, name, value.numpy())
         return model
 
     def _check_fitted(self) -> None:

@@ -1,4 +1,4 @@
-"""Where and in what precision torch training runs: one Accelerator per fit, seeded."""
+"""Where torch training runs: the process's one accelerate state, and each fit's device within it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState, PartialState, is_initialized
 
 from fmri_data.errors import DataError
 
@@ -23,24 +22,38 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def make_accelerator(device: str = "auto", mixed_precision: str = "no", **options: Any) -> Accelerator:
-    """An Accelerator on `device` ("auto", "cpu", "cuda") with `mixed_precision` ("no", "fp16", "bf16").
+def make_accelerator(
+    device: str = "auto", mixed_precision: str = "no", **options: Any
+) -> tuple[Accelerator, torch.device]:
+    """An Accelerator for one fit, and the device the fit trains on; a fit this process cannot run (its
+    device or precision conflicts with the launch's) is one DataError.
 
-    `options` go to Accelerator as they are (gradient_accumulation_steps, project_config, log_with, ...).
-
-    accelerate keeps one process-wide state: a second Accelerator with another precision, or on the CPU
-    after a GPU, is refused, and one on a GPU after the CPU silently stays on the CPU. The fold runner (and a
-    test session) trains many models in one process, so in a single-process run a state that does not match
-    is reset first; accelerate has no public way to do that, and `_reset_state` is the one private call here
-    (it goes once the loop places models and casts precision itself). A distributed launch keeps its state
-    and gets accelerate's error.
+    accelerate keeps one state per process, fixed by its first Accelerator: a later one with other `cpu` or
+    `mixed_precision` arguments is refused, and there is no public reset. So no fit passes them: the state is
+    the launch's (`accelerate launch` flags and config, else accelerate's defaults), and the training loop
+    moves the model to the fit's device and applies the fit's precision itself. In a single process, with
+    nothing to distribute, every fit thus runs on its own device in its own precision. A data-parallel
+    launch trains on its processes' devices in its precision, and a state that holds a precision (a
+    launcher's --mixed_precision) makes accelerate autocast every model it prepares; a fit must match them.
+    `options` go to Accelerator as they are (gradient_accumulation_steps, project_dir, log_with, ...).
     """
-    cpu = resolve_device(device) == "cpu"
-    if is_initialized() and PartialState().num_processes == 1:
-        state = AcceleratorState()
-        if (state.device.type == "cpu") != cpu or state.mixed_precision != mixed_precision:
-            AcceleratorState._reset_state(reset_partial_state=True)
-    return Accelerator(cpu=cpu, mixed_precision=mixed_precision, **options)
+    accelerator = Accelerator(**options)
+    launched = accelerator.num_processes > 1
+    held = accelerator.mixed_precision
+    if held != mixed_precision and (launched or held != "no"):
+        raise DataError(
+            f"this process computes in mixed precision {held!r} (accelerate launch --mixed_precision or "
+            f"ACCELERATE_MIXED_PRECISION) but the model trains in {mixed_precision!r}; "
+            "launch with the model's precision or set the model's mixed_precision to the launch's"
+        )
+    if not launched:
+        return accelerator, torch.device(resolve_device(device))
+    if device not in ("auto", accelerator.device.type):
+        raise DataError(
+            f"device {device!r} was asked for but this launch trains on {accelerator.device.type}; "
+            f"use 'auto' or {accelerator.device.type!r}"
+        )
+    return accelerator, accelerator.device
 
 
 def derived_seed(*keys: int) -> int:

@@ -13,7 +13,6 @@ override `draw`.
 
 from __future__ import annotations
 
-import json
 from abc import abstractmethod
 from dataclasses import fields, replace
 from pathlib import Path
@@ -26,6 +25,7 @@ from fmri_data.methods import MethodSettings, ReconstructionMethod
 from fmri_data.methods.registry import method_class
 from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.priors.loading import BaseModelError
+from fmri_encoders.persistence import load_settings, save_settings
 from fmri_encoders.runtime import resolve_device
 from fmri_encoders.training import TrainingConfig, loss_curves, training_for
 from fmri_eval.atomic import atomic_output_dir
@@ -98,7 +98,7 @@ class DiffusionMethod(ReconstructionMethod):
             "sampling": {name: getattr(self.config, name) for name in SAVED_SAMPLING if name in names},
             **self.save_parts(folder),
         }
-        (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+        save_settings(folder / MANIFEST_FILE, manifest)
 
     @classmethod
     def load(
@@ -187,7 +187,7 @@ def sample_generators(seed: int, n_samples: int, n_trials: int) -> list[torch.Ge
 def read_manifest(folder: Path) -> dict[str, Any]:
     if not (folder / MANIFEST_FILE).is_file():
         raise BaseModelError(f"{folder}: no {MANIFEST_FILE}; pass a folder a fitted method was saved to")
-    return json.loads((folder / MANIFEST_FILE).read_text())
+    return load_settings(folder / MANIFEST_FILE)
 
 
 def load_method(

@@ -12,8 +12,7 @@ import torch
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_diffusion.methods.base import DiffusionMethod
-from fmri_diffusion.models.cvae import ConditionalVaeNet, CvaeConfig, negative_elbo
-from fmri_diffusion.models.cvae_io import load_cvae, save_cvae
+from fmri_diffusion.models.cvae import ConditionalVaeNet, CvaeConfig, load_cvae, negative_elbo, save_cvae
 from fmri_diffusion.training.augment import random_shift
 from fmri_encoders.out_of_fold import out_of_fold_ridge
 from fmri_encoders.ridge import RidgeEncoder

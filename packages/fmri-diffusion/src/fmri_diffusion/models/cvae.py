@@ -3,15 +3,21 @@
 The condition (e.g. a ridge reconstruction) enters twice: as a second input channel of the encoder
 q(z | x, c), and through a condition encoder whose features at three scales are concatenated into the
 decoder p(x | z, c), so the decoder can copy what the condition gets right and spend z on what it misses.
+A trained model saves as its config and weights (fmri_encoders.persistence: JSON + safetensors, no pickle).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
+
+from fmri_encoders.persistence import load_settings_and_tensors, save_settings_and_tensors
+
+_SAVED_AS = "cvae"
 
 
 @dataclass
@@ -24,9 +30,6 @@ class CvaeConfig:
     image_size: int
     latent_dim: int = 16
     width: int = 16
-
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 def _down(c_in: int, c_out: int) -> nn.Sequential:
@@ -118,6 +121,19 @@ class ConditionalVaeNet(nn.Module):
     def decode_prior(self, z: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         """Images [B, 1, H, W] in (0, 1) decoded from prior draws z [B, latent_dim] under their conditions."""
         return torch.sigmoid(self.decode_logits(z, self.condition_features(conditions)))
+
+
+def save_cvae(model: ConditionalVaeNet, directory: str | Path) -> None:
+    """Write cvae.json (the config) and cvae.safetensors (the weights) into `directory`."""
+    save_settings_and_tensors(directory, _SAVED_AS, asdict(model.config), model.state_dict())
+
+
+def load_cvae(directory: str | Path, device: str = "cpu") -> ConditionalVaeNet:
+    """Rebuild a model written by save_cvae, in eval mode on `device`."""
+    config, weights = load_settings_and_tensors(directory, _SAVED_AS)
+    model = ConditionalVaeNet(CvaeConfig(**config))
+    model.load_state_dict(weights)
+    return model.to(device).eval()
 
 
 def kl_to_standard_normal(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:

@@ -28,9 +28,9 @@ from fmri_diffusion.training.lora import LoraTargets, add_lora
 from fmri_diffusion.training.objectives import ObjectiveConfig, denoising_loss, sample_timesteps
 from fmri_encoders.training import loop as trainer
 from fmri_encoders.training.loop import Batch, BatchSampler, TrainingConfig, TrainingResult
+from fmri_encoders.training.precision import half_dtype
 
 Adapter = Literal["lora", "full", "none"]
-_HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class ConditionedUNet(nn.Module):
@@ -143,7 +143,7 @@ def prepare_unet(unet: UNet2DConditionModel, config: FinetuneConfig) -> UNet2DCo
 
 def cast_frozen(model: nn.Module, mixed_precision: str) -> None:
     """Store frozen weights in the half type mixed precision computes in: half the memory and no casts."""
-    dtype = _HALF.get(mixed_precision)
+    dtype = half_dtype(mixed_precision)
     if dtype is None:
         return
     for parameter in model.parameters():

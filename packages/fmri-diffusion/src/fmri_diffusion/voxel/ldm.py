@@ -9,7 +9,6 @@ a Gaussian of the training mean and covariance.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from fmri_diffusion.models.voxel_denoiser import LatentDenoiser, sample_latents
 from fmri_diffusion.models.voxel_vae import VoxelVAE, vae_loss
 from fmri_diffusion.schedulers import Sampler, Schedule, sampling_scheduler, training_scheduler
 from fmri_diffusion.training.denoising import FinetuneConfig, finetune
+from fmri_encoders.persistence import load_settings, save_settings
 from fmri_encoders.runtime import resolve_device
 from fmri_encoders.training import loop as trainer
 from fmri_encoders.training.loop import Batch, BatchSampler, TrainingConfig
@@ -69,7 +69,7 @@ class FmriLDM:
             self.vae.save_pretrained(staging / "vae")
             self.denoiser.save_pretrained(staging / "denoiser")
             self.scheduler.save_pretrained(staging / "scheduler")
-            (staging / LATENT_FILE).write_text(json.dumps({"latent_scale": self.latent_scale}))
+            save_settings(staging / LATENT_FILE, {"latent_scale": self.latent_scale})
 
     @classmethod
     def load(cls, folder: str | Path) -> FmriLDM:
@@ -80,7 +80,7 @@ class FmriLDM:
             vae=VoxelVAE.from_pretrained(folder / "vae", local_files_only=True).eval(),
             denoiser=LatentDenoiser.from_pretrained(folder / "denoiser", local_files_only=True).eval(),
             scheduler=DDPMScheduler.from_pretrained(folder / "scheduler", local_files_only=True),
-            latent_scale=float(json.loads((folder / LATENT_FILE).read_text())["latent_scale"]),
+            latent_scale=float(load_settings(folder / LATENT_FILE)["latent_scale"]),
         )
 
     def to(self, device: str) -> FmriLDM:

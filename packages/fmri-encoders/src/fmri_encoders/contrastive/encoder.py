@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate.utils import set_seed
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from fmri_data.errors import DataError
@@ -29,12 +27,12 @@ from fmri_encoders.contrastive.training import (
     ContrastivePair,
     train_contrastive,
 )
+from fmri_encoders.persistence import load_settings_and_tensors, save_settings_and_tensors
 from fmri_encoders.runtime import resolve_device
 from fmri_encoders.training import TrainingConfig
 
 ArrayBySubject = np.ndarray | Mapping[str, np.ndarray]
-_CONFIG_FILE = "contrastive_config.json"
-_WEIGHTS_FILE = "contrastive_weights.safetensors"
+_SAVED_AS = "contrastive"
 _BATCH = 256
 
 
@@ -181,18 +179,16 @@ class ContrastiveEncoder:
 
     # -------------------------------------------------------------------- io
     def save(self, directory: str | Path) -> Path:
-        """Write contrastive_config.json and contrastive_weights.safetensors (a CLIP model by path only)."""
+        """Write contrastive.json and contrastive.safetensors (a CLIP model by path only)."""
         self._check_fitted()
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tensors = {f"fmri.{k}": v for k, v in self.fmri_encoder_.state_dict().items()}
+        tensors: dict[str, torch.Tensor | np.ndarray] = {
+            f"fmri.{k}": v for k, v in self.fmri_encoder_.state_dict().items()
+        }
         if self.clip_source_ is None:
             tensors |= {f"image.{k}": v for k, v in self.image_encoder_.state_dict().items()}
         for name in self.voxel_mean_:
-            tensors[f"voxel_mean.{name}"] = torch.from_numpy(self.voxel_mean_[name])
-            tensors[f"voxel_std.{name}"] = torch.from_numpy(self.voxel_std_[name])
-        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        save_file(tensors, str(directory / _WEIGHTS_FILE))
+            tensors[f"voxel_mean.{name}"] = self.voxel_mean_[name]
+            tensors[f"voxel_std.{name}"] = self.voxel_std_[name]
         training = replace(self.training or DEFAULT_TRAINING, log_with=None)  # a tracker is no model setting
         config = {
             "params": {
@@ -205,25 +201,18 @@ class ContrastiveEncoder:
             "logit_scale_": self.logit_scale_,
             "loss_history_": self.loss_history_,
         }
-        (directory / _CONFIG_FILE).write_text(json.dumps(config, indent=2))
-        return directory
+        save_settings_and_tensors(directory, _SAVED_AS, config, tensors)
+        return Path(directory)
 
     @classmethod
     def load(cls, directory: str | Path) -> ContrastiveEncoder:
         """Rebuild a saved encoder; a CLIP image side is reloaded from its stored path."""
-        directory = Path(directory)
-        for name in (_CONFIG_FILE, _WEIGHTS_FILE):
-            if not (directory / name).is_file():
-                raise FileNotFoundError(
-                    f"{directory / name} is missing; is {directory} a saved ContrastiveEncoder?"
-                )
-        config = json.loads((directory / _CONFIG_FILE).read_text())
+        config, tensors = load_settings_and_tensors(directory, _SAVED_AS)
         params = config["params"]
         augmentation = Augmentation(**params.pop("augmentation"))
         training = TrainingConfig(**params.pop("training"))
         model = cls(**params, augmentation=augmentation, training=training)
         device = torch.device(resolve_device(model.training.device))
-        tensors = load_file(str(directory / _WEIGHTS_FILE))
         model.fmri_encoder_ = FmriEncoder(FmriEncoderConfig(**config["fmri_encoder"]))
         model.fmri_encoder_.load_state_dict(_with_prefix(tensors, "fmri."))
         model.clip_source_ = config["clip_source_"]

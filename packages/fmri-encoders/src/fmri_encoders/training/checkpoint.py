@@ -2,8 +2,9 @@
 
 accelerate's `save_state` pickles optimizer, sampler and RNG states, and `load_state` unpickles them, so a
 work folder shared with someone could run their code on `--resume`. Here each state dict is split into its
-tensors (one safetensors file) and a JSON tree that says where each tensor goes back; tuples, integer keys
-and numpy arrays (as JSON lists) are marked so the round trip is exact, and loading never calls `torch.load`.
+tensors and a JSON tree that says where each tensor goes back; tuples, integer keys and numpy arrays (as JSON
+lists) are marked so the round trip is exact. The pair is written and read by fmri_encoders.persistence, so
+loading never calls `torch.load`.
 
 Files: `shared.json` + `shared.safetensors` (model, optimizer, LR schedule, EMA, loss scaler: the same on
 every process) and `process-<rank>.json` + `.safetensors` (batch sampler, noise and global RNG states, which
@@ -12,14 +13,14 @@ differ between the processes of `accelerate launch`).
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+
+from fmri_encoders.persistence import load_settings_and_tensors, save_settings_and_tensors
 
 _TENSOR, _ARRAY, _TUPLE, _ITEMS = "__tensor__", "__ndarray__", "__tuple__", "__items__"
 
@@ -69,19 +70,19 @@ def save_states(folder: Path, name: str, states: dict[str, Any]) -> None:
     """Write `states` (component name -> state dict) as `name.json` + `name.safetensors` in `folder`."""
     tensors: dict[str, torch.Tensor] = {}
     tree = {key: split_state(state, tensors, key) for key, state in states.items()}
-    save_file(tensors, str(folder / f"{name}.safetensors"))
-    (folder / f"{name}.json").write_text(json.dumps(tree), encoding="utf-8")
+    save_settings_and_tensors(folder, name, tree, tensors)
 
 
 def load_states(folder: Path, name: str) -> dict[str, Any]:
     """Read what `save_states` wrote; a checkpoint that lacks the files is one clear error."""
-    tree_file, tensor_file = folder / f"{name}.json", folder / f"{name}.safetensors"
-    if not (tree_file.is_file() and tensor_file.is_file()):
+    try:
+        tree, tensors = load_settings_and_tensors(folder, name)
+    except FileNotFoundError as missing:
         raise FileNotFoundError(
-            f"{folder} has no {tree_file.name} / {tensor_file.name}: it was written by an older version "
-            "(pickled state, which is never loaded); start the training afresh"
-        )
-    return join_state(json.loads(tree_file.read_text(encoding="utf-8")), load_file(str(tensor_file)))
+            f"{missing}; a checkpoint written by an older version (pickled state, which is never loaded) "
+            "lacks it: start the training afresh"
+        ) from None
+    return join_state(tree, tensors)
 
 
 def global_rng_states(device: torch.device) -> dict[str, Any]:

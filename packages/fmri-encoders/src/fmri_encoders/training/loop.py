@@ -1,10 +1,11 @@
 """One training loop for every model of this package, built on accelerate.
 
-accelerate owns devices, mixed precision, gradient accumulation and data parallelism (`accelerate launch
---num_processes N` runs this loop on N GPUs unchanged); this module adds what a researcher expects around
-it: a progress bar with the loss, checkpoints written atomically every N steps with a total limit,
-`resume="latest"`, an EMA of the weights, a NaN guard that keeps the last good checkpoint, validation with
-early stopping that keeps the best weights, and a loss curve.
+accelerate owns gradient accumulation, data parallelism (`accelerate launch --num_processes N` runs this
+loop on N GPUs unchanged) and trackers; the loop places the model on the fit's device and applies the fit's
+mixed precision itself (fmri_encoders.runtime, .precision: accelerate's are one per process). Around that it
+adds what a researcher expects: a progress bar with the loss, checkpoints written atomically every N steps
+with a total limit, `resume="latest"`, an EMA of the weights, a NaN guard that keeps the last good
+checkpoint, validation with early stopping that keeps the best weights, and a loss curve.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from fmri_encoders.training.checkpoint import (
 )
 from fmri_encoders.training.curve import write_loss_curve
 from fmri_encoders.training.optim import SCHEDULES, make_optimizer, make_schedule
+from fmri_encoders.training.precision import PRECISIONS, Precision
 from fmri_encoders.training.sampling import Batch, Sampler
 
 # re-exported: the diffusion packages import BatchSampler from here
@@ -60,6 +62,8 @@ class TrainingConfig:
     the learning rate stays: for a budget counted in epochs, or cut short by early stopping).
     decay_matrices_only: weight decay on weight matrices and kernels only, not on biases, norm gains or
     scalars such as a learned temperature.
+    mixed_precision: "no", "bf16" or "fp16" (a GPU's): the forward pass and loss run under autocast; a run
+    under `accelerate launch` must ask for the launcher's (fmri_encoders.runtime.make_accelerator).
     """
 
     max_steps: int = 2000
@@ -83,6 +87,10 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise DataError(f"unknown schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
+        if self.mixed_precision not in PRECISIONS:
+            raise DataError(
+                f"unknown mixed_precision {self.mixed_precision!r}; use one of {', '.join(PRECISIONS)}"
+            )
 
 
 def training_for(training: TrainingConfig, settings: MethodSettings) -> TrainingConfig:
@@ -148,23 +156,25 @@ def train(
     set_seed(config.seed)
     out_dir = Path(out_dir) if out_dir is not None else None
     log_with = config.log_with if out_dir is not None else None  # a tracker writes under out_dir/logs
-    accelerator = make_accelerator(
+    accelerator, device = make_accelerator(
         config.device,
         config.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         log_with=log_with,
         project_dir=None if out_dir is None else str(out_dir / "logs"),
     )
+    precision = Precision(config.mixed_precision, device)
     if log_with is not None:
         accelerator.init_trackers(description.replace(" ", "-"))
     parameters = [p for p in model.parameters() if p.requires_grad]  # a list: clipping must see them too
     optimizer = make_optimizer(parameters, config)
     schedule = make_schedule(optimizer, config)
-    model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
+    # placed here, not by accelerate, whose device is the process's; wrapped for data parallelism if launched
+    model = accelerator.prepare_model(model.to(device), device_placement=False)
     ema = EMAModel(parameters, decay=config.ema_decay) if config.ema_decay else None
     if ema is not None:
-        ema.to(accelerator.device)
-    parts = _Checkpointed(accelerator, model, optimizer, schedule, sampler, ema)
+        ema.to(device)
+    parts = _Checkpointed(accelerator, device, model, optimizer, schedule, sampler, ema, precision.scaler)
     noise = torch.Generator(device="cpu").manual_seed(config.seed + 1)
     if accelerator.num_processes > 1:  # data parallel: each process draws its own batches and noise
         sampler.generator.manual_seed(derived_seed(config.seed, accelerator.process_index))
@@ -192,19 +202,22 @@ def train(
     try:
         while step < config.max_steps and not _patience_spent(result, patience):
             with accelerator.accumulate(model):
-                batch = {k: v.to(accelerator.device) for k, v in next(sampler).items()}
-                loss = loss_fn(model, batch, noise)
+                batch = {k: v.to(device) for k, v in next(sampler).items()}
+                with precision.autocast():
+                    loss = loss_fn(model, batch, noise)
                 if not torch.isfinite(loss):
                     raise TrainingDivergedError(
                         f"loss became {loss.item()} at step {step}; last good checkpoint: "
                         f"{result.last_checkpoint or 'none'}; lower the learning rate or train in fp32"
                     )
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and config.grad_clip:
-                    accelerator.clip_grad_norm_(parameters, config.grad_clip)
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad()
+                precision.backward(loss / accelerator.gradient_accumulation_steps)
+                if accelerator.sync_gradients:  # the last micro-batch of an update
+                    precision.unscale(optimizer)
+                    if config.grad_clip:
+                        accelerator.clip_grad_norm_(parameters, config.grad_clip)
+                    if precision.step(optimizer):
+                        schedule.step()
+                    optimizer.zero_grad()
             if not accelerator.sync_gradients:
                 continue
             step += 1
@@ -217,7 +230,7 @@ def train(
             bar.set_postfix(loss=f"{result.losses[-1]:.4f}", refresh=False)
             bar.update()
             if validate is not None and (step % validate_every == 0 or step == config.max_steps):
-                _validate(accelerator, model, validate, step, result, out_dir)
+                _validate(accelerator, model, validate, precision, step, result, out_dir)
             if out_dir is not None and config.checkpoint_every and step % config.checkpoint_every == 0:
                 result.last_checkpoint = _save_checkpoint(parts, out_dir, step, result, noise, config)
     finally:  # an interrupted run still closes its bar and tracker
@@ -226,8 +239,10 @@ def train(
             accelerator.end_training()
     if ema is not None:
         ema.copy_to(parameters)
+    # the caller's model as it came: no data-parallel wrapper, no autocast of a launcher's precision
+    model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     if validate is not None and result.best_step is not None:
-        accelerator.unwrap_model(model).load_state_dict(result.best_state, strict=False)
+        model.load_state_dict(result.best_state, strict=False)
     model.eval()
     if out_dir is not None and accelerator.is_main_process and result.losses:
         result.loss_curve = out_dir / "loss_curve.png"
@@ -239,14 +254,16 @@ def _validate(
     accelerator: Any,
     model: nn.Module,
     validate: Callable[[nn.Module], float],
+    precision: Precision,
     step: int,
     result: TrainingResult,
     out_dir: Path | None,
 ) -> None:
-    """Score the model; when it is the best so far, remember its weights (and save them under out_dir)."""
+    """Score the model (in the precision it trains in: frozen weights may be stored in it); when it is the
+    best so far, remember its weights (and save them under out_dir)."""
     unwrapped = accelerator.unwrap_model(model)
     unwrapped.eval()
-    with torch.no_grad():
+    with torch.no_grad(), precision.autocast():
         score = float(validate(unwrapped))
     unwrapped.train()
     if not result.validation or score < min(s for _, s in result.validation):
@@ -270,14 +287,17 @@ class _Checkpointed:
     def __init__(
         self,
         accelerator: Any,
+        device: torch.device,
         model: nn.Module,
-        optimizer: Any,
+        optimizer: torch.optim.Optimizer,
         schedule: Any,
         sampler: Sampler,
         ema: EMAModel | None,
+        scaler: torch.amp.GradScaler | None,
     ) -> None:
-        self.accelerator, self.model, self.optimizer, self.schedule = accelerator, model, optimizer, schedule
-        self.sampler, self.ema = sampler, ema
+        self.accelerator, self.device = accelerator, device
+        self.model, self.optimizer, self.schedule = model, optimizer, schedule
+        self.sampler, self.ema, self.scaler = sampler, ema, scaler
 
     def _process_file(self) -> str:
         return f"process-{self.accelerator.process_index}"
@@ -288,7 +308,7 @@ class _Checkpointed:
         own = {
             "sampler": self.sampler.state_dict(),
             "noise": noise.get_state(),
-            "rng": global_rng_states(self.accelerator.device),
+            "rng": global_rng_states(self.device),
         }
         save_states(folder, self._process_file(), own)
         if self.accelerator.is_main_process:
@@ -299,8 +319,8 @@ class _Checkpointed:
             }
             if self.ema is not None:
                 shared["ema"] = self.ema.state_dict()
-            if self.accelerator.scaler is not None:
-                shared["scaler"] = self.accelerator.scaler.state_dict()
+            if self.scaler is not None:
+                shared["scaler"] = self.scaler.state_dict()
             if best_state:
                 shared["best"] = best_state
             save_states(folder, "shared", shared)
@@ -313,13 +333,13 @@ class _Checkpointed:
         self.schedule.load_state_dict(shared["schedule"])
         if self.ema is not None:
             self.ema.load_state_dict(shared["ema"])
-            self.ema.to(self.accelerator.device)
-        if self.accelerator.scaler is not None:
-            self.accelerator.scaler.load_state_dict(shared["scaler"])
+            self.ema.to(self.device)
+        if self.scaler is not None:
+            self.scaler.load_state_dict(shared["scaler"])
         own = load_states(folder, self._process_file())
         self.sampler.load_state_dict(own["sampler"])
         noise.set_state(own["noise"])
-        set_global_rng_states(own["rng"], self.accelerator.device)
+        set_global_rng_states(own["rng"], self.device)
         return shared.get("best", {})
 
 

@@ -10,7 +10,6 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from fmri_data.dataset import PairedDataset
 from fmri_diffusion.pipelines.latents import encode_latents
@@ -18,6 +17,7 @@ from fmri_diffusion.pipelines.pixels import to_pixels
 from fmri_diffusion.priors.captions import CaptionEncoder
 from fmri_diffusion.priors.loading import BaseModel, BaseModelError
 from fmri_encoders.contrastive import load_clip_image_encoder
+from fmri_encoders.persistence import load_settings_and_tensors, save_settings_and_tensors
 from fmri_encoders.ridge import RidgeEncoder
 from fmri_encoders.runtime import resolve_device
 
@@ -116,16 +116,17 @@ class GuideRidges:
         }
         if self.text is not None:
             self.text.ridge.save(folder / "text_ridge")
-            save_file({"null": self.text.null.contiguous()}, str(folder / "text_null.safetensors"))
-            manifest["text_shape"] = list(self.text.shape)
+            shape = {"shape": list(self.text.shape)}
+            save_settings_and_tensors(folder, "text_guide", shape, {"null": self.text.null})
         return manifest
 
     @classmethod
     def load(cls, folder: Path, manifest: dict[str, object]) -> GuideRidges:
         text = None
         if manifest["mixing"] > 0:
-            null = load_file(str(folder / "text_null.safetensors"))["null"]
-            text = CaptionGuide(RidgeEncoder.load(folder / "text_ridge"), tuple(manifest["text_shape"]), null)
+            shape, tensors = load_settings_and_tensors(folder, "text_guide")
+            ridge = RidgeEncoder.load(folder / "text_ridge")
+            text = CaptionGuide(ridge, tuple(shape["shape"]), tensors["null"])
         token_ridge = RidgeEncoder.load(folder / "token_ridge")
         return cls(
             token_ridge, tuple(manifest["token_shape"]), manifest["image_route"], manifest["mixing"], text
