@@ -286,3 +286,24 @@ def test_training_curve(tmp_path):
     assert imread(path).shape[2] in (3, 4)
     with pytest.raises(EvaluationError, match="equal-length"):
         training_curve(tmp_path / "bad.png", [0, 1], [1.0])
+
+
+def test_score_run_is_what_write_run_writes_and_writes_nothing(tmp_path, monkeypatch):
+    from fmri_eval import score_run, write_run
+
+    rng = np.random.default_rng(0)
+    truth = rng.random((6, 12, 12))
+    inputs = {
+        "dataset": "toy",
+        "split": "given",
+        "truth": truth,
+        "stimulus_id": np.arange(6),
+        "reconstructions": {"ridge": truth * 0.5, "mean": np.full_like(truth, 0.5)},
+    }
+    monkeypatch.chdir(tmp_path)
+    scored = score_run(**inputs)
+    assert list(tmp_path.iterdir()) == []
+    written = write_run(tmp_path / "run", **inputs)
+    assert {key: value for key, value in written.items() if key != "software"} == {
+        key: value for key, value in scored.items() if key != "software"
+    }

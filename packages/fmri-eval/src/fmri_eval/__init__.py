@@ -25,7 +25,7 @@ from fmri_eval.io import ReconstructionSet, load_reconstructions, save_reconstru
 from fmri_eval.literature_table import TABLE_COLUMNS, correlation_distance, literature_table
 from fmri_eval.metrics import PSNR_CAP_DB, image_metrics, mse, pcc, psnr, ssim
 from fmri_eval.report import difference_table, markdown_table, render_report, write_report
-from fmri_eval.run import write_run
+from fmri_eval.run import score_run, write_run
 from fmri_eval.settings import EvaluationSettings
 from fmri_eval.terminal import terminal_table
 
@@ -62,6 +62,7 @@ __all__ = [
     "resampling_unit",
     "retrieval_topk",
     "save_reconstructions",
+    "score_run",
     "ssim",
     "stimulus_retrieval",
     "terminal_table",

@@ -37,40 +37,26 @@ def software_versions() -> dict[str, str]:
     }
 
 
-def write_run(
-    out_dir: str | Path,
+def score_run(
     *,
     dataset: str,
     split: str,
     truth: ArrayLike,
     stimulus_id: ArrayLike,
     reconstructions: Mapping[str, ArrayLike],
-    trial_index: ArrayLike | None = None,
     settings: EvaluationSettings | None = None,
     notes: Sequence[str] = (),
-    command: str | None = None,
     extra: Mapping[str, Any] | None = None,
     similarities: Mapping[str, ArrayLike] | None = None,
     candidate_stimulus: ArrayLike | None = None,
-    attachments: Mapping[str, str | Path] | None = None,
     literature: bool = False,
     extract_features: FeatureFn | None = None,
     progress: Progress = silent,
 ) -> dict[str, Any]:
-    """Evaluate and write metrics.json, reconstructions.npz, reconstructions.png and report.md.
-
-    `settings` (bootstrap count, seed and level, baseline, repeat averaging) are saved in the npz, so
-    `python -m fmri_eval DIR/reconstructions.npz` reproduces this metrics.json's SCORED_KEYS exactly.
-    `progress` wraps the per-method scoring loops (see fmri_eval.evaluate.Progress).
-    `attachments` (file name -> existing file, e.g. training curves) are copied in beside them.
-    `literature` adds the NSD literature's table under "literature" (see fmri_eval.literature_table), its
-    feature columns from `extract_features` (e.g. fmri_eval.feature_models.FeatureExtractor).
-
-    `similarities` (method -> [n_test, n_candidates] brain-to-image scores against the stimuli
-    `candidate_stimulus`) add brain<->image retrieval under the key "retrieval".
-    Metrics are computed before any file is written, and files go through `atomic_output_dir`,
-    so `out_dir` holds either the previous complete run or the new one. Returns the metrics dict.
-    """
+    """Everything metrics.json holds, computed and nothing written: the scores with their intervals and
+    paired differences (evaluate_run), the run's context, retrieval where `similarities` are given (method ->
+    [n_test, n_candidates] brain-to-image scores against the stimuli `candidate_stimulus`) and the NSD
+    literature's table where `literature` (its feature columns from `extract_features`)."""
     settings = settings or EvaluationSettings()
     clashes = sorted(set(extra or {}) & set(RUN_KEYS))
     if clashes:
@@ -103,6 +89,53 @@ def write_run(
             progress=progress,
         )
         run["literature"] = {"methods": table, "notes": table_notes}
+    return run
+
+
+def write_run(
+    out_dir: str | Path,
+    *,
+    dataset: str,
+    split: str,
+    truth: ArrayLike,
+    stimulus_id: ArrayLike,
+    reconstructions: Mapping[str, ArrayLike],
+    trial_index: ArrayLike | None = None,
+    settings: EvaluationSettings | None = None,
+    notes: Sequence[str] = (),
+    command: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    similarities: Mapping[str, ArrayLike] | None = None,
+    candidate_stimulus: ArrayLike | None = None,
+    attachments: Mapping[str, str | Path] | None = None,
+    literature: bool = False,
+    extract_features: FeatureFn | None = None,
+    progress: Progress = silent,
+) -> dict[str, Any]:
+    """score_run, then write metrics.json, reconstructions.npz, reconstructions.png and report.md.
+
+    `settings` (bootstrap count, seed and level, baseline, repeat averaging) are saved in the npz, so
+    `python -m fmri_eval DIR/reconstructions.npz` reproduces this metrics.json's SCORED_KEYS exactly.
+    `attachments` (file name -> existing file, e.g. training curves) are copied in beside them.
+    Metrics are computed before any file is written, and files go through `atomic_output_dir`,
+    so `out_dir` holds either the previous complete run or the new one. Returns the metrics dict.
+    """
+    settings = settings or EvaluationSettings()
+    run = score_run(
+        dataset=dataset,
+        split=split,
+        truth=truth,
+        stimulus_id=stimulus_id,
+        reconstructions=reconstructions,
+        settings=settings,
+        notes=notes,
+        extra=extra,
+        similarities=similarities,
+        candidate_stimulus=candidate_stimulus,
+        literature=literature,
+        extract_features=extract_features,
+        progress=progress,
+    )
     try:
         metrics_text = json.dumps(run, indent=2, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -119,7 +152,7 @@ def write_run(
             staging / "report.md",
             dataset=dataset,
             split=split,
-            scored=scored,
+            scored={key: run[key] for key in SCORED_KEYS},
             figure="reconstructions.png",
             notes=notes,
             command=command,
