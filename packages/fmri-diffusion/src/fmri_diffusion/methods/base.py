@@ -26,7 +26,7 @@ from fmri_data.methods.registry import method_class
 from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.priors.loading import BaseModelError
 from fmri_encoders.persistence import load_settings, save_settings
-from fmri_encoders.runtime import resolve_device
+from fmri_encoders.runtime import derived_seed, resolve_device
 from fmri_encoders.training import TrainingConfig, loss_curves, training_for
 from fmri_eval.atomic import atomic_output_dir
 
@@ -176,9 +176,10 @@ class DiffusionMethod(ReconstructionMethod):
 
 
 def sample_generators(seed: int, n_samples: int, n_trials: int) -> list[torch.Generator]:
-    """One generator per (sample k, trial i), k-major, seeded by (seed, k, i): reruns repeat exactly."""
+    """One generator per (sample k, trial i), k-major, seeded from (seed, k, i) through SeedSequence: reruns
+    repeat exactly, on any platform and Python version."""
     return [
-        torch.Generator().manual_seed(hash((seed, k, i)) % 2**63)
+        torch.Generator().manual_seed(derived_seed(seed, k, i))
         for k in range(n_samples)
         for i in range(n_trials)
     ]
