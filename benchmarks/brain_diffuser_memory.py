@@ -27,7 +27,7 @@ from fmri_data.methods import MethodSettings
 from fmri_data.simulator import simulate_miyawaki
 from fmri_diffusion.methods.brain_diffuser import BrainDiffuser, BrainDiffuserConfig
 from fmri_diffusion.models.conditioner import FmriConditioner
-from fmri_encoders.training.loop import TrainingConfig
+from fmri_encoders.training import TrainingConfig
 
 
 def base_with_embedder(folder: Path, *, small: bool) -> Path:

@@ -22,7 +22,7 @@ from fmri_data.io import load_dataset
 from fmri_data.methods import MethodSettings
 from fmri_data.splits import make_splits
 from fmri_diffusion.methods.brain_diffuser import BrainDiffuser, BrainDiffuserConfig, BrainDiffuserStage1
-from fmri_encoders.training.loop import TrainingConfig
+from fmri_encoders.training import TrainingConfig
 from fmri_eval.evaluate import evaluate_reconstructions
 
 ADAPTATIONS = ((0, 0.0), (400, 5e-4), (1500, 1e-3))  # (steps, learning rate); 0 = no adaptation

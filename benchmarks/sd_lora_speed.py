@@ -32,7 +32,7 @@ from fmri_diffusion.priors.loading import BaseModel, load_base_model
 from fmri_diffusion.schedulers import sampling_scheduler
 from fmri_diffusion.training.denoising import ConditionedUNet, FinetuneConfig, finetune, prepare_unet
 from fmri_diffusion.training.lora import count_trainable
-from fmri_encoders.training.loop import TrainingConfig
+from fmri_encoders.training import TrainingConfig
 
 N_VOXELS = 4096
 

@@ -3,7 +3,7 @@ import numpy as np
 from fmri_data.dataset import PairedDataset
 from fmri_data.methods import MethodSettings, create_method
 from fmri_diffusion.methods.cvae import ConditionalVAE, ConditionalVAEConfig
-from fmri_encoders.training.loop import TrainingConfig
+from fmri_encoders.training import TrainingConfig
 
 
 def _blob_toy(n_stimuli: int = 24, repeats: int = 2, size: int = 16, n_voxels: int = 80) -> PairedDataset:

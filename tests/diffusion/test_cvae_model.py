@@ -11,7 +11,7 @@ from fmri_diffusion.models.cvae import (
     negative_elbo,
     save_cvae,
 )
-from fmri_encoders.training.loop import BatchSampler, TrainingConfig, train
+from fmri_encoders.training import BatchSampler, TrainingConfig, train
 
 
 def _train(model, images, conditions, steps, seed=0):
@@ -44,8 +44,8 @@ def test_shapes(size):
     logits, mean, log_var = model(x, c)
     assert logits.shape == (3, 1, size, size)
     assert mean.shape == log_var.shape == (3, 5)
-    samples = model.sample(c, 4, torch.Generator().manual_seed(0))
-    assert samples.shape == (4, 3, 1, size, size)
+    samples = model.decode_prior(torch.randn(3, 5, generator=torch.Generator().manual_seed(0)), c)
+    assert samples.shape == (3, 1, size, size)
     assert 0.0 <= samples.min() <= samples.max() <= 1.0
 
 

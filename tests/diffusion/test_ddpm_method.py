@@ -7,7 +7,7 @@ from fmri_diffusion.methods.conditional import DiffusionConfig
 from fmri_diffusion.methods.ddpm import PixelDDPM
 from fmri_diffusion.methods.ldm import LatentDiffusion, LDMConfig
 from fmri_diffusion.training.autoencoder import AutoencoderConfig
-from fmri_encoders.training.loop import TrainingConfig
+from fmri_encoders.training import TrainingConfig
 
 
 def _toy(n_stimuli=20, repeats=2, size=12, n_voxels=40, seed=0):

@@ -24,7 +24,7 @@ from fmri_diffusion.training.denoising import (
 )
 from fmri_diffusion.training.lora import add_lora, count_trainable, lora_target_modules, save_lora
 from fmri_diffusion.training.objectives import ObjectiveConfig
-from fmri_encoders.training.loop import TrainingConfig
+from fmri_encoders.training import TrainingConfig
 
 N_IN, RANK, TOKEN_DIM = 6, 2, 16
 

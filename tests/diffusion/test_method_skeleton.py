@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from fmri_data.methods import MethodSettings, create_method
 from fmri_diffusion.methods.base import DiffusionMethod, load_method, sample_generators
+from fmri_diffusion.methods.stable import SDDirect, StableConfig
 from fmri_diffusion.priors import base_model_for, small
 from fmri_diffusion.priors.cache import BaseModelCache
 from fmri_diffusion.priors.small import SmallBaseConfig
@@ -93,3 +96,22 @@ def test_derived_seeds_are_pinned_so_that_published_samples_repeat():
     assert derived_seed(0, 0, 0) == 7896617691693857887
     assert derived_seed(0, 1) == 2918264622725855778
     assert sample_generators(5, 1, 1)[0].initial_seed() == derived_seed(5, 0, 0)
+
+
+def test_a_reloaded_method_samples_as_it_was_run_even_under_quick(linear_dataset, tmp_path):
+    train, _ = split(linear_dataset)
+    settings = MethodSettings(device="cpu", quick=True, work_dir=tmp_path, sampling={"n_samples": 3})
+    create_method("cvae", settings).fit(train)
+    quick = MethodSettings(device="cpu", quick=True)  # whose budget alone would sample twice
+    assert load_method(tmp_path / "cvae" / "model", quick).config.n_samples == 3
+    told = MethodSettings(device="cpu", quick=True, sampling={"n_samples": 5})
+    assert load_method(tmp_path / "cvae" / "model", told).config.n_samples == 5
+
+
+def test_an_fmri_conditioned_fine_tune_reloads_as_one(linear_dataset, tmp_path):
+    train, test = split(linear_dataset)
+    settings = MethodSettings(device="cpu", quick=True, work_dir=tmp_path / "w", cache_dir=tmp_path / "cache")
+    fitted = SDDirect(settings, replace(StableConfig(), condition="fmri")).fit(train)
+    reloaded = load_method(tmp_path / "w" / "sd-direct" / "finetuned", settings)
+    assert reloaded.config.condition == "fmri"
+    np.testing.assert_allclose(reloaded.predict(test.fmri), fitted.predict(test.fmri), atol=1e-5)

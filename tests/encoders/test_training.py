@@ -7,8 +7,7 @@ import torch
 from accelerate.tracking import GeneralTracker
 from torch import nn
 
-from fmri_encoders.training import EpochSampler
-from fmri_encoders.training.loop import BatchSampler, TrainingConfig, TrainingDivergedError, train
+from fmri_encoders.training import BatchSampler, EpochSampler, TrainingConfig, TrainingDivergedError, train
 
 
 class _Line(nn.Module):

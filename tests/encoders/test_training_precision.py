@@ -8,7 +8,7 @@ from torch import nn
 
 from fmri_data.errors import DataError
 from fmri_encoders import runtime
-from fmri_encoders.training.loop import BatchSampler, TrainingConfig, train
+from fmri_encoders.training import BatchSampler, TrainingConfig, train
 
 PACKAGES = Path(__file__).resolve().parents[2] / "packages"
 

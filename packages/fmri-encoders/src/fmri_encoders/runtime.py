@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 
 from fmri_data.errors import DataError
 
@@ -60,3 +61,12 @@ def derived_seed(*keys: int) -> int:
     """A 63-bit seed for one stream (a process, a sample of a trial) from integer keys, via numpy's
     SeedSequence: well mixed, and the same on every platform and Python version (unlike hash())."""
     return int(np.random.SeedSequence(list(keys)).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def on_main_process(write: Callable[[], None]) -> None:
+    """Run `write` on the main process only and let the others wait for it: under `accelerate launch` every
+    process fits the same model, and two of them swapping one folder into place would collide."""
+    state = PartialState()
+    if state.is_main_process:
+        write()
+    state.wait_for_everyone()

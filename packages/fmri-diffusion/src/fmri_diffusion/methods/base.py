@@ -21,12 +21,13 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import torch
 
+from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, ReconstructionMethod
 from fmri_data.methods.registry import method_class
 from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.priors.loading import BaseModelError
 from fmri_encoders.persistence import load_settings, save_settings
-from fmri_encoders.runtime import derived_seed, resolve_device
+from fmri_encoders.runtime import derived_seed, on_main_process, resolve_device
 from fmri_encoders.training import TrainingConfig, loss_curves, training_for
 from fmri_eval.atomic import atomic_output_dir
 
@@ -84,10 +85,16 @@ class DiffusionMethod(ReconstructionMethod):
 
     # ------------------------------------------------------------ persistence
     def save_fitted(self) -> None:
-        """Save the fitted method under work_dir (staged, then renamed: never half-written)."""
-        if self.settings.work_dir is not None:
+        """Save the fitted method under work_dir (staged, then renamed: never half-written; by the main
+        process alone under `accelerate launch`)."""
+        if self.settings.work_dir is None:
+            return
+
+        def write() -> None:
             with atomic_output_dir(self.stage_dir(self.saved_as)) as staging:
                 self.save(staging)
+
+        on_main_process(write)
 
     def save(self, folder: Path) -> None:
         """Everything `predict` needs in `folder`, and the manifest that `load` reads first."""
@@ -112,7 +119,9 @@ class DiffusionMethod(ReconstructionMethod):
             raise BaseModelError(
                 f"{folder} holds {manifest['method']} {cls.saved_as}; load them with that method"
             )
-        method = cls(settings, replace(cls.config_class(), **manifest["sampling"]))
+        method = cls(settings)
+        overrides = {k: v for k, v in method.settings.sampling.items() if k in manifest["sampling"]}
+        method.config = replace(method.config, **(manifest["sampling"] | overrides))  # as run, unless told
         method.image_size_ = manifest["image_size"]
         method.load_parts(folder, manifest, base)
         return method
@@ -187,7 +196,7 @@ def sample_generators(seed: int, n_samples: int, n_trials: int) -> list[torch.Ge
 
 def read_manifest(folder: Path) -> dict[str, Any]:
     if not (folder / MANIFEST_FILE).is_file():
-        raise BaseModelError(f"{folder}: no {MANIFEST_FILE}; pass a folder a fitted method was saved to")
+        raise DataError(f"{folder}: no {MANIFEST_FILE}; pass a folder a fitted method was saved to")
     return load_settings(folder / MANIFEST_FILE)
 
 

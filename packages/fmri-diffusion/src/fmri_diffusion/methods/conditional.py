@@ -153,7 +153,9 @@ class ConditionalDiffusion(DiffusionMethod):
         return {}
 
     def load_parts(self, folder: Path, manifest: dict[str, Any], base: str | Path | None) -> None:
-        self.pipeline_ = self.make_pipeline(**FmriImagePipeline.from_pretrained(folder).components)
+        saved = FmriImagePipeline.from_pretrained(folder).components
+        saved["scheduler"] = sampling_scheduler(self.config.sampler, saved["scheduler"])
+        self.pipeline_ = self.make_pipeline(**saved)
         self.ridge_ = RidgeEncoder.load(folder / "ridge")
         self._model_space_from_pipeline()
 

@@ -114,6 +114,6 @@ class ConditionalVAE(DiffusionMethod):
     def draw(self, inputs: dict[str, torch.Tensor], generators: list[torch.Generator]) -> np.ndarray:
         """Decode one prior draw z ~ N(0, I) per image, each from its own generator."""
         device = next(self.model_.parameters()).device
-        z = torch.stack([torch.randn(self.config.latent_dim, generator=g) for g in generators])
+        z = torch.stack([torch.randn(self.model_.config.latent_dim, generator=g) for g in generators])
         images = self.model_.decode_prior(z.to(device), inputs["conditions"].to(device))
         return images[:, 0].float().cpu().numpy()

@@ -27,10 +27,8 @@ from diffusers import ControlNetModel
 from fmri_data.dataset import PairedDataset
 from fmri_diffusion.methods.base import DiffusionMethod
 from fmri_diffusion.models.conditioner import FmriConditioner
-from fmri_diffusion.pipelines.latents import encode_latents
 from fmri_diffusion.pipelines.pixels import to_pixels
 from fmri_diffusion.priors import base_model_for
-from fmri_diffusion.priors.cache import BaseModelCache
 from fmri_diffusion.priors.loading import BaseModel, BaseModelError, load_base_model
 from fmri_diffusion.priors.small import SmallBaseConfig
 from fmri_diffusion.schedulers import Sampler, sampling_scheduler
@@ -88,12 +86,9 @@ class StableDiffusionMethod(DiffusionMethod):
     def fit(self, train: PairedDataset) -> StableDiffusionMethod:
         config, settings = self.config, self.settings
         self.image_size_ = train.image_shape[0]
-        base = base_model_for(
-            self.settings, self.config.base, self.image_size_, BaseModelCache(self.settings.cache_dir)
-        )
+        base = base_model_for(self.settings, self.config.base, self.image_size_)
         self.resolution_, channels = base.resolution, base.vae.config.in_channels
-        pixels = to_pixels(torch.from_numpy(train.images), base.resolution, channels=channels, fit="resize")
-        clean = encode_latents(base.vae, pixels, device=settings.device)
+        clean = base.encode_images(train.images, settings.device)
         self.latent_shape_ = tuple(clean.shape[1:])
         ridge_train, self.ridge_ = out_of_fold_ridge(
             train.fmri, clean.flatten(1).numpy(), train.stimulus_id, per_target=False, seed=settings.seed
@@ -170,6 +165,7 @@ class StableDiffusionMethod(DiffusionMethod):
         self.ridge_.save(folder / "ridge")
         return {
             "base": self.base_source_,
+            "condition": self.config.condition,
             "scheduler": type(pipeline.scheduler).__name__,
             "latent_shape": list(self.latent_shape_),
             "resolution": self.resolution_,
@@ -190,10 +186,13 @@ class StableDiffusionMethod(DiffusionMethod):
         if self.uses_control:
             controlnet = ControlNetModel.from_pretrained(folder / "controlnet", local_files_only=True)
             self.pixel_ridge_ = RidgeEncoder.load(folder / "pixel_ridge")
-        scheduler_class = getattr(diffusers, manifest["scheduler"])
+        saved = getattr(diffusers, manifest["scheduler"]).from_pretrained(
+            folder / "scheduler", local_files_only=True
+        )
+        self.config = replace(self.config, condition=manifest["condition"])
         self.pipeline_ = self.make_pipeline(
             unet=unet,
-            scheduler=scheduler_class.from_pretrained(folder / "scheduler", local_files_only=True),
+            scheduler=sampling_scheduler(self.config.sampler, saved),
             conditioner=conditioner,
             vae=model.vae,
             controlnet=controlnet,

@@ -108,16 +108,6 @@ class ConditionalVaeNet(nn.Module):
         return self.decode_logits(z, self.condition_features(conditions)), mean, log_var
 
     @torch.no_grad()
-    def sample(self, conditions: torch.Tensor, n_samples: int, generator: torch.Generator) -> torch.Tensor:
-        """n_samples images per condition from the prior, [n_samples, B, 1, H, W] in (0, 1).
-
-        z is drawn on `generator`'s device (CPU generators give the same draws on any device).
-        """
-        latent_shape = (n_samples, len(conditions), self.config.latent_dim)
-        z = torch.randn(latent_shape, generator=generator, device=generator.device).to(conditions)
-        return torch.stack([self.decode_prior(z_i, conditions) for z_i in z])
-
-    @torch.no_grad()
     def decode_prior(self, z: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         """Images [B, 1, H, W] in (0, 1) decoded from prior draws z [B, latent_dim] under their conditions."""
         return torch.sigmoid(self.decode_logits(z, self.condition_features(conditions)))

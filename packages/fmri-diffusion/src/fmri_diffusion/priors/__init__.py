@@ -9,12 +9,16 @@ from fmri_diffusion.priors.small import SmallBaseConfig, pretrain_small_base
 
 
 def base_model_for(
-    settings: MethodSettings, config: SmallBaseConfig, image_size: int, cache: BaseModelCache
+    settings: MethodSettings, config: SmallBaseConfig, image_size: int, cache: BaseModelCache | None = None
 ) -> BaseModel:
     """A method's base model: the user's `settings.pretrained`, else the small one for `image_size` px
-    stimuli from `cache`, pre-trained (and cached) first where the cache lacks it."""
+    stimuli from `cache`, pre-trained (and cached) first where the cache lacks it.
+
+    The default cache is the run's cache_dir, else its work_dir: the small base then lies where a saved
+    fine-tune's manifest can name it, so that load_method finds it again."""
     if settings.pretrained:
         return load_base_model(settings.pretrained, allow_download=settings.allow_download)
+    cache = cache or BaseModelCache(settings.cache_dir or settings.work_dir)
     key = config.key(image_size, settings.seed)
     cached = cache.load(key)
     if cached is not None:

@@ -5,18 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from fmri_diffusion.priors.loading import BaseModel, load_base_model
+from fmri_encoders.runtime import on_main_process
 from fmri_eval.atomic import atomic_output_dir
 
 
 class BaseModelCache:
     """Base models by key (fmri_diffusion.priors.small.SmallBaseConfig.key) in `folder/<key>/`.
 
-    A method holds one for its run's cache_dir, so the small base pre-trains once for every fold and
-    every later run with the same recipe; with no folder nothing is kept and each fit pre-trains again.
+    A run's cache_dir holds one, so the small base pre-trains once for every fold and every later run with
+    the same recipe; with no folder nothing is kept and each fit pre-trains again.
     """
 
     def __init__(self, folder: Path | None) -> None:
-        self.folder = None if folder is None else Path(folder)
+        self.folder = None if folder is None else Path(folder).resolve()  # manifests name it from anywhere
 
     def load(self, key: str) -> BaseModel | None:
         """The saved model of `key` (its source and folder set to where it lies), or None."""
@@ -30,7 +31,11 @@ class BaseModelCache:
         if self.folder is None:
             return model
         folder = self.folder / key
-        with atomic_output_dir(folder) as staging:
-            model.save(staging)
+
+        def write() -> None:
+            with atomic_output_dir(folder) as staging:
+                model.save(staging)
+
+        on_main_process(write)
         model.source, model.folder = str(folder), folder
         return model

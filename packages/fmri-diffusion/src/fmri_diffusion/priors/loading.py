@@ -11,11 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
 from fmri_data.errors import DataError
 from fmri_diffusion.models.conditioner import FmriConditioner
+from fmri_diffusion.pipelines.latents import encode_latents
+from fmri_diffusion.pipelines.pixels import to_pixels
 
 SUBFOLDERS = ("unet", "vae", "scheduler")
 
@@ -43,6 +46,14 @@ class BaseModel:
     def resolution(self) -> int:
         """The pixel size the model generates at (latent size x the VAE's downsampling)."""
         return self.unet.config.sample_size * 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    def encode_images(self, images: np.ndarray, device: str) -> torch.Tensor:
+        """Stimuli [n, H, W] in [0, 1] as the latents this model's UNet denoises (resized to its
+        resolution, repeated to its VAE's channels), float32 on the CPU."""
+        pixels = to_pixels(
+            torch.from_numpy(images), self.resolution, channels=self.vae.config.in_channels, fit="resize"
+        )
+        return encode_latents(self.vae, pixels, device=device)
 
     def save(self, folder: Path) -> None:
         for name in SUBFOLDERS:

@@ -14,8 +14,8 @@ from torch import nn
 from fmri_diffusion.models.builders import padded_size, small_autoencoder
 from fmri_diffusion.pipelines.pixels import to_pixels
 from fmri_diffusion.training.augment import random_shift
-from fmri_encoders.training import loop as trainer
-from fmri_encoders.training.loop import BatchSampler, TrainingConfig
+from fmri_encoders.training import BatchSampler, TrainingConfig
+from fmri_encoders.training import train as train_model
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def train_autoencoder_on_pixels(
         )
 
     training = replace(config.training, seed=seed, device=device)
-    trainer.train(
+    train_model(
         vae,
         loss_fn,
         sampler,

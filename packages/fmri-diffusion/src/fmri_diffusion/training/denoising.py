@@ -26,8 +26,8 @@ from fmri_diffusion.models.conditioner import FmriConditioner
 from fmri_diffusion.pipelines.fmri_image import denoise
 from fmri_diffusion.training.lora import LoraTargets, add_lora
 from fmri_diffusion.training.objectives import ObjectiveConfig, denoising_loss, sample_timesteps
-from fmri_encoders.training import loop as trainer
-from fmri_encoders.training.loop import Batch, BatchSampler, TrainingConfig, TrainingResult
+from fmri_encoders.training import Batch, BatchSampler, TrainingConfig, TrainingResult
+from fmri_encoders.training import train as train_model
 from fmri_encoders.training.precision import half_dtype
 
 Adapter = Literal["lora", "full", "none"]
@@ -169,6 +169,6 @@ def finetune(
     cast_frozen(model, config.training.mixed_precision)
     sampler = BatchSampler(tensors, config.training.batch_size, seed=config.training.seed, augment=augment)
     step = DenoisingStep(scheduler, config.objective, config.condition_dropout)
-    return trainer.train(
+    return train_model(
         model, step, sampler, config.training, out_dir=out_dir, resume=resume, description=description
     )

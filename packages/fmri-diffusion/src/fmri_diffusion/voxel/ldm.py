@@ -22,8 +22,8 @@ from fmri_diffusion.schedulers import Sampler, Schedule, sampling_scheduler, tra
 from fmri_diffusion.training.denoising import FinetuneConfig, finetune
 from fmri_encoders.persistence import load_settings, save_settings
 from fmri_encoders.runtime import resolve_device
-from fmri_encoders.training import loop as trainer
-from fmri_encoders.training.loop import Batch, BatchSampler, TrainingConfig
+from fmri_encoders.training import Batch, BatchSampler, TrainingConfig, TrainingResult
+from fmri_encoders.training import train as train_model
 from fmri_eval.atomic import atomic_output_dir
 from fmri_eval.fmri_metrics import distribution_metrics, reconstruction_metrics
 
@@ -122,7 +122,7 @@ def train_fmri_ldm(
     device: str = "auto",
     out_dir: Path | None = None,
     progress: bool = True,
-) -> tuple[FmriLDM, dict[str, trainer.TrainingResult]]:
+) -> tuple[FmriLDM, dict[str, TrainingResult]]:
     """Stage 1 (VAE, best by validation loss), then stage 2 (latent DDPM); saved to out_dir/model."""
     torch.manual_seed(seed)
     x_train = torch.from_numpy(np.asarray(train, np.float32))
@@ -142,7 +142,7 @@ def train_fmri_ldm(
 
     vae_training = replace(config.vae_training, seed=seed, device=device, progress=progress)
     results = {
-        "vae": trainer.train(
+        "vae": train_model(
             vae,
             vae_step,
             BatchSampler({"x": x_train}, vae_training.batch_size, seed=seed),

@@ -37,9 +37,6 @@ from fmri_encoders.training.optim import SCHEDULES, make_optimizer, make_schedul
 from fmri_encoders.training.precision import PRECISIONS, Precision
 from fmri_encoders.training.sampling import Batch, Sampler
 
-# re-exported: the diffusion packages import BatchSampler from here
-from fmri_encoders.training.sampling import BatchSampler as BatchSampler
-
 LossFn = Callable[[nn.Module, Batch, torch.Generator], torch.Tensor]
 _STATE_FILE = "trainer_state.json"
 
@@ -395,7 +392,7 @@ def _save_checkpoint(
         (partial / _STATE_FILE).write_text(json.dumps(state))
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
-        for old in sorted(root.glob("step-??????"))[: -config.checkpoints_total_limit or None]:
+        for old in sorted(root.glob("step-??????"))[: -max(config.checkpoints_total_limit, 1)]:
             shutil.rmtree(old)
         write_loss_curve(out_dir / "loss_curve.png", result.losses)
     accelerator.wait_for_everyone()

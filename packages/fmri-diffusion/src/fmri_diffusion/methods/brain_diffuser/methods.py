@@ -35,8 +35,7 @@ from fmri_diffusion.methods.base import DiffusionMethod
 from fmri_diffusion.methods.brain_diffuser.parts import GuideRidges, LatentDecoding
 from fmri_diffusion.methods.brain_diffuser.prior import adapt_prior
 from fmri_diffusion.priors import base_model_for
-from fmri_diffusion.priors.cache import BaseModelCache
-from fmri_diffusion.priors.loading import load_base_model
+from fmri_diffusion.priors.loading import BaseModelError, load_base_model
 from fmri_diffusion.priors.small import SmallBaseConfig
 from fmri_diffusion.schedulers import Sampler, sampling_scheduler
 from fmri_diffusion.training.denoising import FinetuneConfig
@@ -87,9 +86,7 @@ class BrainDiffuserMethod(DiffusionMethod):
     def _fit_stage1(self, train: PairedDataset) -> torch.Tensor:
         """Base model, stage 1 and a pipeline on the base UNet; returns the training images' latents."""
         self.image_size_ = train.image_shape[0]
-        self.base_ = base_model_for(
-            self.settings, self.config.base, self.image_size_, BaseModelCache(self.settings.cache_dir)
-        )
+        self.base_ = base_model_for(self.settings, self.config.base, self.image_size_)
         self.stage1_, latents = LatentDecoding.fit(train, self.base_, self.settings.device)
         self._build_pipeline(self.base_.unet)
         return latents
@@ -196,7 +193,9 @@ class BrainDiffuser(BrainDiffuserMethod):
         return {**self.guides_.predict(fmri), "init_latents": self.stage1_latents(fmri)}
 
     def sampling_options(self) -> dict[str, float]:
-        return {"mixing": self.guides_.mixing}
+        """Caption mixing as fitted, or as `--mixing` sets it for reloaded stages with a caption guide."""
+        mixing = self.config.mixing
+        return {"mixing": self.guides_.mixing if mixing is None else mixing}
 
     # ------------------------------------------------------------ saved stages
     def _save_stage2(self, folder: Path) -> dict[str, Any]:
@@ -208,6 +207,10 @@ class BrainDiffuser(BrainDiffuserMethod):
 
     def _load_stage2(self, folder: Path, manifest: dict[str, Any]) -> None:
         self.guides_ = GuideRidges.load(folder, manifest)
+        if self.config.mixing and self.guides_.text is None:
+            raise BaseModelError(
+                f"{folder} holds no caption guide (fitted without captions); load it with --mixing 0"
+            )
         self.adapter_ = manifest["prior_adapter"]
         unet = self.base_.unet
         if self.adapter_ == "full":

@@ -12,8 +12,6 @@ import numpy as np
 import torch
 
 from fmri_data.dataset import PairedDataset
-from fmri_diffusion.pipelines.latents import encode_latents
-from fmri_diffusion.pipelines.pixels import to_pixels
 from fmri_diffusion.priors.captions import CaptionEncoder
 from fmri_diffusion.priors.loading import BaseModel, BaseModelError
 from fmri_encoders.contrastive import load_clip_image_encoder
@@ -36,11 +34,7 @@ class LatentDecoding:
     @classmethod
     def fit(cls, train: PairedDataset, base: BaseModel, device: str) -> tuple[LatentDecoding, torch.Tensor]:
         """The fitted stage and the training images' latents (which stage 2 also learns from)."""
-        vae = base.vae
-        pixels = to_pixels(
-            torch.from_numpy(train.images), base.resolution, channels=vae.config.in_channels, fit="resize"
-        )
-        latents = encode_latents(vae, pixels, device=device)
+        latents = base.encode_images(train.images, device)
         return cls(_ridge(train, latents), tuple(latents.shape[1:])), latents
 
     def predict(self, fmri: np.ndarray) -> torch.Tensor:
