@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from fmri_data.errors import DataError
+from fmri_eval.atomic import atomic_write, atomic_write_text
 
 Tensors = Mapping[str, torch.Tensor | np.ndarray]
 
@@ -42,8 +41,8 @@ def save_settings_and_tensors(
     text = _settings_text(settings, f"{name}.json")  # refused before anything is written
     on_cpu = {key: _cpu_tensor(value, key) for key, value in tensors.items()}
     folder.mkdir(parents=True, exist_ok=True)
-    _write_then_rename(folder / f"{name}.safetensors", lambda path: save_file(on_cpu, str(path)))
-    _write_then_rename(folder / f"{name}.json", lambda path: path.write_text(text, encoding="utf-8"))
+    atomic_write(folder / f"{name}.safetensors", lambda path: save_file(on_cpu, str(path)))
+    atomic_write_text(folder / f"{name}.json", text)
 
 
 def load_settings_and_tensors(
@@ -72,7 +71,7 @@ def save_settings(path: str | Path, settings: dict[str, Any]) -> None:
     """Write `settings` alone as JSON (renamed into place), refused if JSON would not give them back."""
     path = Path(path)
     text = _settings_text(settings, path.name)
-    _write_then_rename(path, lambda partial: partial.write_text(text, encoding="utf-8"))
+    atomic_write_text(path, text)
 
 
 def load_settings(path: str | Path) -> dict[str, Any]:
@@ -122,13 +121,3 @@ def _cpu_tensor(value: torch.Tensor | np.ndarray, key: str) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu").contiguous()
     raise TypeError(f"tensor {key!r} is a {type(value).__name__}; save torch tensors or numpy arrays")
-
-
-def _write_then_rename(path: Path, write: Callable[[Path], object]) -> None:
-    """Let `write` fill a unique temporary file beside `path`, then rename it over `path` (atomic)."""
-    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
-    try:
-        write(partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)

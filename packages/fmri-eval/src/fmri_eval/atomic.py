@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from fmri_eval.errors import EvaluationError
@@ -78,10 +78,18 @@ def check_writable_folder(folder: str | Path, what: str = "output folder", *, sw
     os.unlink(name)
 
 
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Let `write` fill a unique temporary file beside `path`, then rename it over `path`, so a reader never
+    sees half a file: for files in a folder that also holds other work (a report beside the checkpoint it
+    scores, one saved pair among several), where swapping the whole folder (atomic_output_dir) cannot."""
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+    try:
+        write(partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write one file beside `path` and rename it over `path`, so a reader never sees half a file: for files
-    in a folder that also holds other work (a report beside the checkpoint it scores), where swapping the
-    whole folder (atomic_output_dir) would not do."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
+    """atomic_write of a UTF-8 text file."""
+    atomic_write(path, lambda partial: partial.write_text(text, encoding="utf-8"))
