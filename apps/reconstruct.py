@@ -14,9 +14,16 @@ import shlex
 import sys
 from pathlib import Path
 
+from fmri_data.corpora import BUILT_IN_CORPORA, load_corpus
 from fmri_data.errors import run_cli
 from fmri_data.io import load_dataset
-from fmri_data.methods import MethodSettings, available_methods, reconstruct_over_splits
+from fmri_data.methods import (
+    MethodSettings,
+    available_methods,
+    reconstruct_over_splits,
+    run_records,
+    validation_notes,
+)
 from fmri_data.methods.registry import check_methods
 from fmri_data.preprocessing import Preprocessing
 from fmri_data.progress import terminal_progress
@@ -33,7 +40,15 @@ DESCRIPTION = (
     "Reconstruct seen images from fMRI with one or more methods and evaluate them on held-out stimuli."
 )
 DEFAULT_METHODS = ["mean", "ridge"]
-SAMPLING = ("strength", "guidance_scale", "num_inference_steps", "n_samples", "mixing", "prior_adapter")
+SAMPLING = (
+    "strength",
+    "guidance_scale",
+    "num_inference_steps",
+    "n_samples",
+    "mixing",
+    "prior_adapter",
+    "likelihood_weight",
+)
 
 
 def parse_args(
@@ -153,6 +168,21 @@ def parse_args(
     sampling.add_argument("--steps", type=_positive, dest="num_inference_steps", help="denoising steps")
     sampling.add_argument("--samples", type=_positive, dest="n_samples", help="samples averaged per trial")
     sampling.add_argument(
+        "--likelihood-weight",
+        type=_non_negative_float,
+        help="encoding-model guidance: each denoising step moves towards images whose predicted fMRI "
+        "matches the measured one (0 = off)",
+    )
+    sampling.add_argument(
+        "--choose",
+        action="append",
+        type=_choice,
+        default=[],
+        metavar="NAME=V1,V2,...",
+        help="choose a sampling setting (strength, likelihood_weight, guidance_scale, num_inference_steps) "
+        "among these values on validation stimuli held out of each fold's training trials; repeat for a grid",
+    )
+    sampling.add_argument(
         "--mixing",
         type=_unit_interval,
         help="brain-diffuser: weight of caption guidance against image guidance (default 0.4 where captions "
@@ -162,6 +192,19 @@ def parse_args(
         "--prior-adapter",
         choices=["auto", "full", "lora", "none"],
         help="brain-diffuser: how the stage-2 prior adapts to the training images",
+    )
+    priors = parser.add_argument_group("the prior (base model) the sd-* and brain-diffuser methods pre-train")
+    priors.add_argument(
+        "--prior-corpus",
+        metavar="NAME|PATH",
+        help=f"unpaired images to pre-train it on: {', '.join(BUILT_IN_CORPORA)} (binary-patterns:K for "
+        "a K x K grid), a folder of images, an .npz or an HDF5 file (default: simulator). Images that "
+        "nearly duplicate a test stimulus are dropped first, and counted in the report",
+    )
+    priors.add_argument(
+        "--allow-corpus-leaks",
+        action="store_true",
+        help="use a prior corpus even if more than 1%% of it duplicates test stimuli (the report says so)",
     )
     evaluation = parser.add_argument_group("the NSD literature's 8-metric table (at 425x425)")
     evaluation.add_argument(
@@ -222,6 +265,29 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _choice(text: str) -> tuple[str, tuple[float, ...]]:
+    """NAME=V1,V2,... -> (name, values); the config field name, with dashes as underscores."""
+    name, sep, values = text.partition("=")
+    try:
+        numbers = tuple(float(v) for v in values.split(","))
+    except ValueError:
+        numbers = ()
+    if not sep or not name or not numbers:
+        raise argparse.ArgumentTypeError(f"expected NAME=V1,V2,... with numbers, got {text!r}")
+    name = name.replace("-", "_")
+    return name, tuple(int(v) if name in _INTEGER_SETTINGS else v for v in numbers)
+
+
+_INTEGER_SETTINGS = ("num_inference_steps", "n_samples", "encoding_voxels")
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -259,6 +325,11 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
     extract_features = _feature_extractor(args)
     dataset = load_dataset(args.data, nsd_root=args.nsd_root, subject=args.subject)
     splits = make_splits(dataset, args.split, seed=args.seed, allow_overlap=args.allow_overlap)
+    corpus = None
+    if args.prior_corpus:
+        corpus = load_corpus(
+            args.prior_corpus, dataset.image_shape[0], seed=args.seed, stimuli=dataset.images
+        )
     result = reconstruct_over_splits(
         dataset,
         splits,
@@ -275,11 +346,14 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
             progress=not args.no_progress,
             log_with=args.log_with,
             sampling={name: getattr(args, name) for name in SAMPLING if getattr(args, name) is not None},
+            choices=dict(args.choose),
+            prior_corpus=corpus,
         ),
         preprocessing=Preprocessing(
             n_voxels=args.n_voxels, voxel_score=args.voxel_score, average_repeats=args.average_repeats
         ),
         progress=not args.no_progress,
+        allow_corpus_leaks=args.allow_corpus_leaks,
     )
     metrics = write_run(
         args.out,
@@ -289,7 +363,10 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
         stimulus_id=result.stimulus_id,
         trial_index=result.trial_index,
         reconstructions=result.reconstructions,
-        notes=result.notes + (["--quick budgets: smoke test, not a result"] if args.quick else []),
+        notes=result.notes
+        + validation_notes(result.records)
+        + (["--quick budgets: smoke test, not a result"] if args.quick else []),
+        extra=run_records(result),
         command=shlex.join(["uv", "run", app, *(sys.argv[1:] if argv is None else argv)]),
         similarities=result.similarities,
         candidate_stimulus=result.candidate_stimulus,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, SchedulerMixin
 
 from fmri_data.errors import DataError
@@ -46,3 +47,15 @@ def sampling_scheduler(kind: Sampler, trained: SchedulerMixin) -> SchedulerMixin
     if kind == "ddpm":
         return DDPMScheduler.from_config(trained.config)
     raise DataError(f"unknown sampler {kind!r}; use ddim, dpm++ or ddpm")
+
+
+def predicted_clean(
+    prediction: torch.Tensor, noisy: torch.Tensor, timesteps: torch.Tensor | int, scheduler: SchedulerMixin
+) -> torch.Tensor:
+    """x0_hat from the model output at x_t (epsilon: (x_t - s eps)/a; v: a x_t - s v), differentiable in
+    x_t: the training objectives' image-space terms and likelihood guidance while sampling both score it."""
+    alpha_bar = scheduler.alphas_cumprod.to(noisy.device, noisy.dtype)[timesteps].reshape(-1, 1, 1, 1)
+    a, s = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
+    if scheduler.config.prediction_type == "v_prediction":
+        return a * noisy - s * prediction
+    return (noisy - s * prediction) / a

@@ -1,6 +1,7 @@
 """Reconstruction methods: one interface, found by name through entry points."""
 
 from fmri_data.methods.base import IdentifiesStimuli, MethodSettings, ReconstructionMethod
+from fmri_data.methods.records import run_records, validation_notes
 from fmri_data.methods.registry import available_methods, create_method, register_method
 from fmri_data.methods.runner import CrossValidatedReconstructions, reconstruct_over_splits
 
@@ -13,4 +14,6 @@ __all__ = [
     "create_method",
     "reconstruct_over_splits",
     "register_method",
+    "run_records",
+    "validation_notes",
 ]

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
+from fmri_data.corpora import PriorCorpus
 from fmri_data.dataset import PairedDataset
 
 ConfigT = TypeVar("ConfigT")
@@ -35,6 +36,10 @@ class MethodSettings:
         and learning rate to, under its folder in work_dir (<stage>/logs); None logs nothing.
     sampling: overrides of a generative method's sampling settings by config field name (strength,
         guidance_scale, num_inference_steps, ...); methods whose config lacks a field ignore it.
+    choices: config field name -> candidate values; a generative method picks the best combination on
+        validation stimuli held out of its training trials (never on test trials) before it fits.
+    prior_corpus: unpaired images a base model (prior) pre-trains on, screened against every test stimulus
+        of the run (fmri_data.corpora); None: the simulator's built-in corpus.
     """
 
     seed: int = 0
@@ -48,6 +53,8 @@ class MethodSettings:
     progress: bool = True
     log_with: str | None = None
     sampling: Mapping[str, Any] = field(default_factory=dict)
+    choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    prior_corpus: PriorCorpus | None = None
 
     def configure(self, config: ConfigT) -> ConfigT:
         """A method's config (a dataclass with `quick()`): its smoke-test budget under `quick`, then the
@@ -85,6 +92,11 @@ class ReconstructionMethod(ABC):
     def predict_named(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
         """All outputs this method reports, by row name in the results table."""
         return {self.name: self.predict(fmri)}
+
+    def records(self) -> dict[str, Any]:
+        """JSON-ready facts of this fit for metrics.json (e.g. settings chosen on validation); none by
+        default."""
+        return {}
 
     def artefacts(self) -> dict[str, Path]:
         """Files a run's report should carry after `fit` (e.g. {"loss_curve": path}); none by default.

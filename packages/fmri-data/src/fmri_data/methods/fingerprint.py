@@ -2,7 +2,8 @@
 
 Each fold's method folder (`WORK/fold-NNN/<method>/`) gets a `fingerprint.json`: the data set's name and a
 hash of its contents, the fold and the hashes of its train and test trials, the preprocessing, the method
-and the settings that change what it learns (seed, quick, pretrained base, prior adapter). On resume a
+and the settings that change what it learns (seed, quick, pretrained base, prior corpus (its content hash),
+the grid of settings chosen on validation, prior adapter). On resume a
 folder whose fingerprint differs is refused before any training, in one line that says what differs. Package
 versions and the sampling options are recorded too, but not compared: a bug-fix release should not strand a
 run, and a resumed run may sample with more steps or samples.
@@ -81,6 +82,8 @@ def fold_fingerprints(
         "seed": settings.seed,
         "quick": settings.quick,
         "pretrained": settings.pretrained,
+        "prior_corpus": None if settings.prior_corpus is None else settings.prior_corpus.digest,
+        "choices": {key: list(values) for key, values in settings.choices.items()} or None,
         **{key: value for key, value in settings.sampling.items() if key in SHAPES_TRAINING},
     }
     sampling = {key: value for key, value in settings.sampling.items() if key not in SHAPES_TRAINING}

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from fmri_data.corpora import CorpusScreening
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.methods.base import IdentifiesStimuli, MethodSettings
@@ -33,7 +35,9 @@ class CrossValidatedReconstructions:
     averaged group). similarities: for methods that can score fMRI against images (`IdentifiesStimuli`),
     [n_test, n_candidates] scores against every stimulus tested in any fold (`candidate_stimulus`), for
     brain <-> image identification. artefacts: the files the first fold's methods named (file name in the
-    run folder -> path), such as `loss_curve-sd-lora.png`.
+    run folder -> path), such as `loss_curve-sd-lora.png`. records: method -> what each fold's fit reported
+    (ReconstructionMethod.records, e.g. settings chosen on validation), one dict per fold. prior_corpus:
+    the screening of the run's prior corpus against its test stimuli (None without one).
     """
 
     truth: np.ndarray
@@ -45,6 +49,8 @@ class CrossValidatedReconstructions:
     similarities: dict[str, np.ndarray] = field(default_factory=dict)
     candidate_stimulus: np.ndarray | None = None
     artefacts: dict[str, Path] = field(default_factory=dict)
+    records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    prior_corpus: CorpusScreening | None = None
 
     @property
     def n_test(self) -> int:
@@ -59,19 +65,28 @@ def reconstruct_over_splits(
     settings: MethodSettings | None = None,
     preprocessing: Preprocessing | None = None,
     progress: bool = True,
+    allow_corpus_leaks: bool = False,
 ) -> CrossValidatedReconstructions:
-    """Fit every method on each fold's training trials and predict its test trials."""
+    """Fit every method on each fold's training trials and predict its test trials.
+
+    A prior corpus in `settings` is first screened against every stimulus any fold tests: near duplicates
+    are dropped, and a corpus with more than 1% of them is refused unless `allow_corpus_leaks`.
+    """
     if not methods:
         raise DataError("no method given; name at least one, e.g. --method ridge")
     settings = settings or MethodSettings()
     preprocessing = preprocessing or Preprocessing()
     check_methods(methods)
     _check_each_trial_tested_once(dataset, splits)
-    _stamp_work_folders(dataset, splits, methods, settings, preprocessing)
     candidate_stimulus, candidate_images = _tested_stimuli(dataset, splits)
+    if settings.prior_corpus is not None:  # before any training, and before any folder is stamped
+        corpus = settings.prior_corpus.screened(candidate_images, allow_leaks=allow_corpus_leaks)
+        settings = replace(settings, prior_corpus=corpus)
+    _stamp_work_folders(dataset, splits, methods, settings, preprocessing)
 
     parts: list[dict[str, np.ndarray]] = []
     artefacts: dict[str, Path] = {}
+    records: dict[str, list[dict[str, Any]]] = {}
     bar = tqdm(
         total=len(splits) * len(methods),
         desc="fit+predict",
@@ -92,6 +107,8 @@ def reconstruct_over_splits(
         for name in methods:
             bar.set_postfix_str(f"{name}, fold {split.fold + 1}/{len(splits)}")
             method = create_method(name, fold_settings).fit(train)
+            if method.records():
+                records.setdefault(name, []).append({"fold": split.fold, **method.records()})
             if split is splits[0]:  # the first fold's files stand for the run (e.g. its loss curves)
                 for key, path in method.artefacts().items():
                     artefacts[f"{key}-{name}{Path(path).suffix}"] = Path(path)
@@ -108,6 +125,8 @@ def reconstruct_over_splits(
     merged = {key: value[order] for key, value in merged.items()}
     fixed = ("truth", "stimulus_id", "trial_index", "fold")
     notes = preprocessing.describe()
+    if settings.prior_corpus is not None:
+        notes.append(settings.prior_corpus.screening.describe())
     shared = {int(s) for split in splits for s in split.overlap(dataset.stimulus_id)}
     if shared:
         notes.append(
@@ -125,6 +144,8 @@ def reconstruct_over_splits(
         similarities=similarities,
         candidate_stimulus=candidate_stimulus if similarities else None,
         artefacts=artefacts,
+        records=records,
+        prior_corpus=None if settings.prior_corpus is None else settings.prior_corpus.screening,
     )
 
 

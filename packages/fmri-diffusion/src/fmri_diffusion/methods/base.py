@@ -21,18 +21,28 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import torch
 
+from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, ReconstructionMethod
 from fmri_data.methods.registry import method_class
+from fmri_diffusion.methods.validation import choose_on_validation
 from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.priors.loading import BaseModelError
+from fmri_encoders.encoding import EncodingModel
 from fmri_encoders.persistence import load_settings, save_settings
 from fmri_encoders.runtime import derived_seed, on_main_process, resolve_device
 from fmri_encoders.training import TrainingConfig, loss_curves, training_for
 from fmri_eval.atomic import atomic_output_dir
 
 MANIFEST_FILE = "method.json"
-SAVED_SAMPLING = ("strength", "num_inference_steps", "guidance_scale", "n_samples", "sampler")
+SAVED_SAMPLING = (
+    "strength",
+    "num_inference_steps",
+    "guidance_scale",
+    "n_samples",
+    "sampler",
+    "likelihood_weight",
+)
 """The sampling settings a saved method keeps (those its config has): it samples as it was run."""
 
 
@@ -47,12 +57,42 @@ class DiffusionMethod(ReconstructionMethod):
     config_class: ClassVar[type[Any]]
     curves: ClassVar[dict[str, str]] = {"loss_curve": "training_"}
     saved_as: ClassVar[str] = "model"
+    samples_with_pipeline: ClassVar[bool] = True
+    """Whether predictions come from the diffusion pipeline, so that likelihood guidance can steer them."""
 
     def __init__(self, settings: MethodSettings | None = None, config: Any = None) -> None:
         super().__init__(settings)
         self.config = self.settings.configure(config if config is not None else self.config_class())
+        self.encoding_: EncodingModel | None = None
+        self.validation_: dict[str, Any] | None = None
 
-    # -------------------------------------------------------------- training
+    # ---------------------------------------------------------------- fitting
+    def fit(self, train: PairedDataset) -> Self:
+        """Choose sampling settings on validation stimuli (with `settings.choices`), fit the encoding model
+        (with likelihood guidance), fit the method's own parts, save it all."""
+        self.image_size_ = train.image_shape[0]
+        if self.settings.choices:
+            self.validation_ = choose_on_validation(self, train)
+            self.config = replace(self.config, **self.validation_["chosen"])
+        if self.steers():
+            self.encoding_ = EncodingModel(self.config.encoding_voxels).fit(
+                train.images, train.fmri, train.stimulus_id, seed=self.settings.seed
+            )
+        self.fit_parts(train)
+        self.save_fitted()
+        return self
+
+    @abstractmethod
+    def fit_parts(self, train: PairedDataset) -> None:
+        """The method's own training (first stage, trainable parts, pipeline) on the training trials."""
+
+    def steers(self) -> bool:
+        """Whether sampling follows the encoding model's likelihood (config.likelihood_weight > 0)."""
+        return self.samples_with_pipeline and getattr(self.config, "likelihood_weight", 0.0) > 0
+
+    def records(self) -> dict[str, Any]:
+        return {} if self.validation_ is None else {"validation": self.validation_}
+
     def stage_dir(self, *stage: str) -> Path | None:
         """Where a training stage keeps checkpoints and curves: work_dir/<name>/<stage> (None: nowhere)."""
         work_dir = self.settings.work_dir
@@ -103,8 +143,11 @@ class DiffusionMethod(ReconstructionMethod):
             "method": self.name,
             "image_size": self.image_size_,
             "sampling": {name: getattr(self.config, name) for name in SAVED_SAMPLING if name in names},
+            "encoding": self.encoding_ is not None,
             **self.save_parts(folder),
         }
+        if self.encoding_ is not None:
+            self.encoding_.save(folder / "encoding")
         save_settings(folder / MANIFEST_FILE, manifest)
 
     @classmethod
@@ -123,6 +166,13 @@ class DiffusionMethod(ReconstructionMethod):
         overrides = {k: v for k, v in method.settings.sampling.items() if k in manifest["sampling"]}
         method.config = replace(method.config, **(manifest["sampling"] | overrides))  # as run, unless told
         method.image_size_ = manifest["image_size"]
+        if manifest.get("encoding"):
+            method.encoding_ = EncodingModel.load(folder / "encoding")
+        elif method.steers():
+            raise DataError(
+                f"{folder} was fitted without an encoding model, so it cannot sample with likelihood "
+                "guidance; load it with --likelihood-weight 0, or refit it with a weight above 0"
+            )
         method.load_parts(folder, manifest, base)
         return method
 
@@ -146,10 +196,10 @@ class DiffusionMethod(ReconstructionMethod):
         """[n_samples, n, H, W] in [0, 1]; sample k of trial i has its own generator (see
         sample_generators), so neither the batch size nor the device's batching changes a draw."""
         n = len(fmri)
-        inputs = {
-            key: value.repeat(n_samples, *(1,) * (value.dim() - 1))
-            for key, value in self.sampling_inputs(fmri).items()
-        }
+        per_trial = self.sampling_inputs(fmri)
+        if self.steers():
+            per_trial["measured"] = torch.from_numpy(self.encoding_.measured(fmri))
+        inputs = {key: value.repeat(n_samples, *(1,) * (value.dim() - 1)) for key, value in per_trial.items()}
         generators = sample_generators(self.settings.seed, n_samples, n)
         batch = self.config.sample_batch_size
         chunks = [
@@ -172,6 +222,7 @@ class DiffusionMethod(ReconstructionMethod):
         return self.pipeline_(
             **{key: value.to(device) for key, value in inputs.items()},
             **self.sampling_options(),
+            **self._likelihood_options(),
             image_size=self.image_size_,
             num_inference_steps=config.num_inference_steps,
             guidance_scale=config.guidance_scale,
@@ -182,6 +233,11 @@ class DiffusionMethod(ReconstructionMethod):
     def sampling_options(self) -> dict[str, Any]:
         """Pipeline settings a method adds to every batch (e.g. Brain-Diffuser's caption mixing)."""
         return {}
+
+    def _likelihood_options(self) -> dict[str, Any]:
+        if not self.steers():
+            return {}
+        return {"likelihood": self.encoding_.likelihood(), "likelihood_weight": self.config.likelihood_weight}
 
 
 def sample_generators(seed: int, n_samples: int, n_trials: int) -> list[torch.Generator]:

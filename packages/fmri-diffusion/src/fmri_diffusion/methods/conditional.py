@@ -53,6 +53,8 @@ class DiffusionConfig:
     sample_batch_size: int = 256
     guidance_scale: float = 1.0
     strength: float = 1.0
+    likelihood_weight: float = 0.0
+    encoding_voxels: int = 500
 
     def quick(self) -> DiffusionConfig:
         """A smoke-test budget: a narrow UNet and a few steps of everything."""
@@ -105,10 +107,9 @@ class ConditionalDiffusion(DiffusionMethod):
         """After loading: what the first stage knows about model space, read off the loaded pipeline."""
 
     # ---------------------------------------------------------------- fitting
-    def fit(self, train: PairedDataset) -> ConditionalDiffusion:
+    def fit_parts(self, train: PairedDataset) -> None:
         config = self.config
         torch.manual_seed(self.settings.seed)
-        self.image_size_ = train.image_shape[0]
         vae, clean, spatial = self._fit_first_stage(train)
         unet, conditioner = build_denoiser(config, channels=clean.shape[1], size=clean.shape[-1])
         scheduler = training_scheduler(config.schedule, config.prediction_type, clip_sample=self.pixel_space)
@@ -132,8 +133,6 @@ class ConditionalDiffusion(DiffusionMethod):
             conditioner=conditioner,
             vae=vae,
         )
-        self.save_fitted()
-        return self
 
     def _augment(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         return batch

@@ -58,8 +58,9 @@ class ConditionalVAE(DiffusionMethod):
 
     name = "cvae"
     config_class = ConditionalVAEConfig
+    samples_with_pipeline = False
 
-    def fit(self, train: PairedDataset) -> ConditionalVAE:
+    def fit_parts(self, train: PairedDataset) -> None:
         if train.n_stimuli < 2:
             raise DataError(f"cvae needs at least 2 distinct training stimuli, got {train.n_stimuli}")
         config = self.config
@@ -73,7 +74,6 @@ class ConditionalVAE(DiffusionMethod):
             backend="torch_cuda" if device == "cuda" else "numpy",
             per_target=False,
         )
-        self.image_size_ = train.image_shape[0]
         torch.manual_seed(self.settings.seed)
         self.model_ = ConditionalVaeNet(CvaeConfig(self.image_size_, config.latent_dim, config.width))
         pairs = {
@@ -94,8 +94,6 @@ class ConditionalVAE(DiffusionMethod):
             **self.checkpointing(),
             description=self.name,
         )
-        self.save_fitted()
-        return self
 
     def save_parts(self, folder: Path) -> dict[str, Any]:
         save_cvae(self.model_, folder / "cvae")

@@ -47,6 +47,8 @@ class StableConfig:
     Brain-Diffuser), 1 = from pure noise. 0.2 was the best of 1.0/0.5/0.35/0.2 for sd-lora on a simulated
     data set with another seed (simulate_miyawaki(seed=7)), never on a data set reported here; cross-
     attention tokens alone carry too little layout for pixel metrics (pcc 0.30 at strength 1 there).
+    likelihood_weight: encoding-model guidance while sampling (fmri_encoders.encoding, over the
+    `encoding_voxels` best-predicted voxels), 0 = off.
     """
 
     base: SmallBaseConfig = field(default_factory=SmallBaseConfig)
@@ -60,6 +62,8 @@ class StableConfig:
     n_samples: int = 8
     strength: float = 0.2
     sample_batch_size: int = 64
+    likelihood_weight: float = 0.0
+    encoding_voxels: int = 500
 
     def quick(self) -> StableConfig:
         tiny = TrainingConfig(max_steps=5, batch_size=8, warmup_steps=1, progress=False)
@@ -83,9 +87,8 @@ class StableDiffusionMethod(DiffusionMethod):
     uses_control: ClassVar[bool] = False
 
     # ---------------------------------------------------------------- fitting
-    def fit(self, train: PairedDataset) -> StableDiffusionMethod:
+    def fit_parts(self, train: PairedDataset) -> None:
         config, settings = self.config, self.settings
-        self.image_size_ = train.image_shape[0]
         base = base_model_for(self.settings, self.config.base, self.image_size_)
         self.resolution_, channels = base.resolution, base.vae.config.in_channels
         clean = base.encode_images(train.images, settings.device)
@@ -126,8 +129,6 @@ class StableDiffusionMethod(DiffusionMethod):
             image_fit="resize",
         )
         self.base_source_ = base.source
-        self.save_fitted()
-        return self
 
     def _conditioner(self, base: BaseModel, in_features: int) -> FmriConditioner:
         """The base's image embedder when ridge feeds it the latents it was trained on, else a new one."""

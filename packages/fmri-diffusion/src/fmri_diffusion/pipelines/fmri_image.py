@@ -11,6 +11,7 @@ the model's size (padded, or resized for a pretrained model's native resolution)
 from __future__ import annotations
 
 import inspect
+from contextlib import nullcontext
 from typing import ClassVar, NamedTuple
 
 import numpy as np
@@ -24,11 +25,13 @@ from diffusers import (
 )
 from diffusers.loaders import StableDiffusionLoraLoaderMixin
 from diffusers.utils.torch_utils import randn_tensor
+from torch import nn
 
 from fmri_data.errors import DataError
 from fmri_diffusion.models.conditioner import FmriConditioner
 from fmri_diffusion.pipelines.latents import scaled_latents
 from fmri_diffusion.pipelines.pixels import ImageFit, from_pixels, to_pixels
+from fmri_diffusion.schedulers import predicted_clean
 
 Generators = torch.Generator | list[torch.Generator] | None
 
@@ -83,11 +86,12 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         x = self.to_pixels(images).to(self.unet.dtype)
         return x if self.vae is None else scaled_latents(self.vae, x)
 
-    def from_model_space(self, x: torch.Tensor, image_size: int) -> torch.Tensor:
-        """The inverse: model-space samples -> [B, H, W] images in [0, 1] at image_size."""
+    def from_model_space(self, x: torch.Tensor, image_size: int, *, clip: bool = True) -> torch.Tensor:
+        """The inverse: model-space samples -> [B, H, W] images in [0, 1] at image_size (clip=False: not
+        clipped, for gradients)."""
         if self.vae is not None:
             x = self.vae.decode(x.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
-        return from_pixels(x, image_size, fit=self.config.image_fit)
+        return from_pixels(x, image_size, fit=self.config.image_fit, clip=clip)
 
     @property
     def pixel_size(self) -> int:
@@ -117,6 +121,9 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         init_latents: torch.Tensor | None = None,
         strength: float = 1.0,
         control_image: torch.Tensor | None = None,
+        likelihood: nn.Module | None = None,
+        measured: torch.Tensor | None = None,
+        likelihood_weight: float = 0.0,
         generator: Generators = None,
         output_type: str = "np",
     ) -> np.ndarray | torch.Tensor:
@@ -135,6 +142,10 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         init_image: [B, H, W] in [0, 1] to start from, noised to `strength` (1 = pure noise, i.e. no init);
         init_latents: the same start given in model space instead.
         control_image: [B, H, W] in [0, 1] for the controlnet (needed exactly when the pipeline has one).
+        likelihood, measured, likelihood_weight: encoding-model guidance (DPS-style). `likelihood(images,
+        measured)` is the negative log-likelihood [B] of the measured voxels [B, V] given images [B, H, W] in
+        [0, 1] (fmri_encoders.encoding.GaussianLikelihood); after each step the sample moves against its
+        gradient through the predicted clean image, by likelihood_weight / sqrt(NLL). 0 turns it off.
         generator: one per image for per-image seeds.
         """
         if not 0 < strength <= 1:
@@ -146,6 +157,9 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         if tokens is None:
             tokens = self.conditioner(condition.to(self.device, self.conditioner.dtype))
         batch = len(tokens)
+        steering = likelihood_weight > 0
+        if steering and (likelihood is None or measured is None):
+            raise ValueError("likelihood_weight > 0 needs a likelihood and the measured voxels")
         if text_tokens is None and mixing > 0:
             raise ValueError(f"mixing={mixing} needs text_tokens to mix with the image tokens")
         use_cfg = guidance_scale != 1.0
@@ -176,12 +190,37 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         else:
             x = noise * self.scheduler.init_noise_sigma
         step_kwargs = self._step_kwargs(generator)
+        if steering:
+            likelihood, measured = likelihood.to(self.device), measured.to(self.device)
         for t in self.progress_bar(timesteps):
-            model_in = self.scheduler.scale_model_input(x, t)
-            out = self._guided_prediction(model_in, t, guides, guidance_scale, spatial_condition, control)
-            x = self.scheduler.step(out, t, x, **step_kwargs).prev_sample
+            with torch.enable_grad() if steering else nullcontext():
+                x_in = x.detach().requires_grad_(steering)
+                model_in = self.scheduler.scale_model_input(x_in, t)
+                out = self._guided_prediction(model_in, t, guides, guidance_scale, spatial_condition, control)
+                if steering:
+                    pull = self._likelihood_gradient(likelihood, measured, out, x_in, t, image_size)
+            x = self.scheduler.step(out.detach(), t, x.detach(), **step_kwargs).prev_sample
+            if steering:
+                x = x - likelihood_weight * pull
         images = self.from_model_space(x, image_size)
         return images.cpu().numpy() if output_type == "np" else images
+
+    def _likelihood_gradient(
+        self,
+        likelihood: nn.Module,
+        measured: torch.Tensor,
+        out: torch.Tensor,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        image_size: int,
+    ) -> torch.Tensor:
+        """d/dx of NLL / sqrt(NLL) (each sample's own scale, as DPS normalises by the residual norm), the
+        NLL taken at the clean image that x and the UNet's output imply, unclipped: a pixel estimated beyond
+        [0, 1] early in sampling must still feel the pull."""
+        clean = self.from_model_space(predicted_clean(out, x, t, self.scheduler), image_size, clip=False)
+        nll = likelihood(clean, measured)
+        (gradient,) = torch.autograd.grad((nll / nll.detach().clamp_min(1e-8).sqrt()).sum(), x)
+        return gradient.detach()
 
     def _negative_tokens(self, negative: torch.Tensor | None, tokens: torch.Tensor) -> torch.Tensor:
         if negative is not None:

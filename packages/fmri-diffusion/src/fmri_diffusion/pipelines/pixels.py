@@ -31,9 +31,13 @@ def to_pixels(images: torch.Tensor, size: int, *, channels: int = 1, fit: ImageF
     return x.expand(-1, channels, -1, -1) if x.shape[1] != channels else x
 
 
-def from_pixels(x: torch.Tensor, image_size: int, *, fit: ImageFit = "pad") -> torch.Tensor:
-    """The inverse: [n, C, S, S] in about [-1, 1] -> [n, image_size, image_size] in [0, 1]."""
-    images = ((x.float().mean(1, keepdim=True) + 1) / 2).clamp(0, 1)
+def from_pixels(
+    x: torch.Tensor, image_size: int, *, fit: ImageFit = "pad", clip: bool = True
+) -> torch.Tensor:
+    """The inverse: [n, C, S, S] in about [-1, 1] -> [n, image_size, image_size] in [0, 1] (not clipped to it
+    with clip=False, so that a gradient reaches pixels beyond the range too)."""
+    images = (x.float().mean(1, keepdim=True) + 1) / 2
+    images = images.clamp(0, 1) if clip else images
     if fit == "pad":
         return crop_to(images, image_size)[:, 0]
     return F.interpolate(images, size=(image_size, image_size), mode="area")[:, 0]

@@ -1,7 +1,9 @@
 """The small base model pre-trained here: a prior a CPU can train, of the same classes as Stable Diffusion.
 
-It learns the simulator's image corpus (random patterns, blobs and strokes; never a test figure) at a
-laptop-sized resolution: the "pretrained model -> domain fine-tune" story at a size a CPU can run.
+It learns an unpaired image corpus at a laptop-sized resolution: the "pretrained model -> domain fine-tune"
+story at a size a CPU can run. The corpus is the run's `--prior-corpus` (fmri_data.corpora: screened against
+every test stimulus before this runs), else the simulator's (random patterns, blobs and strokes; never a
+test figure).
 
 Stable Diffusion learned to listen to its cross-attention from text; the small model learns it from an
 image embedding, as image-variation models do (unCLIP, Versatile Diffusion): its `conditioner/` maps an
@@ -70,17 +72,30 @@ class SmallBaseConfig:
             unet_training=tiny,
         )
 
-    def key(self, image_size: int, seed: int) -> str:
-        """A cache key: changing any setting, the stimulus size or the seed gives a new base model."""
-        text = json.dumps([asdict(self), image_size, seed], sort_keys=True, default=str)
+    def key(self, image_size: int, seed: int, corpus_digest: str | None = None) -> str:
+        """A cache key: changing any setting, the stimulus size, the seed or the corpus's content gives a new
+        base model (None: the simulator's corpus, which the settings and seed determine)."""
+        recipe = [asdict(self), image_size, seed] + ([] if corpus_digest is None else [corpus_digest])
+        text = json.dumps(recipe, sort_keys=True, default=str)
         return f"small-base-{image_size}px-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 def pretrain_small_base(
-    config: SmallBaseConfig, image_size: int, *, seed: int, device: str, progress: bool
+    config: SmallBaseConfig,
+    image_size: int,
+    *,
+    seed: int,
+    device: str,
+    progress: bool,
+    corpus: np.ndarray | None = None,
 ) -> BaseModel:
-    """Autoencoder first, then the latent UNet with its image embedder, both on the image corpus."""
-    images = image_corpus(config.corpus_size, image_size, np.random.default_rng(seed))
+    """Autoencoder first, then the latent UNet with its image embedder, both on `corpus` ([n, H, W] in
+    [0, 1]; None: `config.corpus_size` images of the simulator's corpus at `image_size`)."""
+    images = (
+        image_corpus(config.corpus_size, image_size, np.random.default_rng(seed))
+        if corpus is None
+        else corpus
+    )
     pixels = to_pixels(torch.from_numpy(images), config.resolution, channels=config.channels, fit="resize")
     vae_config = replace(
         config.autoencoder,

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
 from fmri_data.errors import DataError
+from fmri_diffusion.schedulers import predicted_clean
 
 
 @dataclass(frozen=True)
@@ -80,17 +81,6 @@ def denoising_loss(
 def signal_to_noise(scheduler: DDPMScheduler, timesteps: torch.Tensor) -> torch.Tensor:
     alphas = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]
     return alphas / (1 - alphas)
-
-
-def predicted_clean(
-    prediction: torch.Tensor, noisy: torch.Tensor, timesteps: torch.Tensor, scheduler: DDPMScheduler
-) -> torch.Tensor:
-    """x0_hat from the model output at x_t (epsilon: (x_t - s eps)/a; v: a x_t - s v)."""
-    alpha_bar = scheduler.alphas_cumprod.to(noisy.device, noisy.dtype)[timesteps].view(-1, 1, 1, 1)
-    a, s = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
-    if scheduler.config.prediction_type == "v_prediction":
-        return a * noisy - s * prediction
-    return (noisy - s * prediction) / a
 
 
 def sobel_magnitude(images: torch.Tensor) -> torch.Tensor:

@@ -62,6 +62,8 @@ class BrainDiffuserConfig:
     n_samples: int = 8
     sample_batch_size: int = 64
     mixing: float | None = None
+    likelihood_weight: float = 0.0
+    encoding_voxels: int = 500
     prior_adapter: PriorAdapter = "auto"
     prior_lora_rank: int = 16
     prior_training: TrainingConfig = field(
@@ -85,7 +87,6 @@ class BrainDiffuserMethod(DiffusionMethod):
 
     def _fit_stage1(self, train: PairedDataset) -> torch.Tensor:
         """Base model, stage 1 and a pipeline on the base UNet; returns the training images' latents."""
-        self.image_size_ = train.image_shape[0]
         self.base_ = base_model_for(self.settings, self.config.base, self.image_size_)
         self.stage1_, latents = LatentDecoding.fit(train, self.base_, self.settings.device)
         self._build_pipeline(self.base_.unet)
@@ -124,11 +125,10 @@ class BrainDiffuserStage1(BrainDiffuserMethod):
     """fMRI -> autoencoder latents (ridge) -> decoded image; deterministic, so one row."""
 
     name = "brain-diffuser-stage1"
+    samples_with_pipeline = False
 
-    def fit(self, train: PairedDataset) -> BrainDiffuserStage1:
+    def fit_parts(self, train: PairedDataset) -> None:
         self._fit_stage1(train)
-        self.save_fitted()
-        return self
 
     @torch.no_grad()
     def predict(self, fmri: np.ndarray) -> np.ndarray:
@@ -148,7 +148,7 @@ class BrainDiffuser(BrainDiffuserMethod):
     name = "brain-diffuser"
     curves: ClassVar[dict[str, str]] = {"prior_loss_curve": "prior_training_"}
 
-    def fit(self, train: PairedDataset) -> BrainDiffuser:
+    def fit_parts(self, train: PairedDataset) -> None:
         latents = self._fit_stage1(train)
         self.guides_, tokens = GuideRidges.fit(
             train, self.base_, latents, self.config.mixing, self.settings.device
@@ -157,8 +157,6 @@ class BrainDiffuser(BrainDiffuserMethod):
         if self.adapter_ != "none":
             unet, self.prior_training_ = self._adapt_prior(latents, tokens)
             self._build_pipeline(unet.eval())
-        self.save_fitted()
-        return self
 
     def _prior_adapter(self) -> Literal["full", "lora", "none"]:
         adapter = self.config.prior_adapter

@@ -1,0 +1,87 @@
+"""The corpora that need no file: the simulator's images, random binary patch patterns and sklearn's digits.
+
+Each comes at the stimulus size, in [0, 1], as float32 [n, size, size]; none is screened here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from fmri_data.corpora.resize import area_weights, bilinear_weights, resize_images
+from fmri_data.errors import DataError
+from fmri_data.simulator import image_corpus
+
+MIYAWAKI_GRID = 10
+"""Miyawaki et al. 2008 showed 10x10 patch patterns; the default grid when none is given or detected."""
+
+_DETECTION_ERROR = 0.02
+_DIGIT_BOX, _DIGIT_FRAME = 20, 28  # MNIST's layout: the digit fills 20x20 inside a 28x28 black frame
+
+
+def simulator_corpus(n: int, image_size: int, seed: int) -> np.ndarray:
+    """The simulator's pattern, blob and stroke images, which never draw its test figures."""
+    return image_corpus(n, image_size, np.random.default_rng(seed))
+
+
+def binary_patterns(n: int, image_size: int, grid: int, seed: int) -> np.ndarray:
+    """`n` random binary grid x grid patterns, each with its own fill probability in [0.2, 0.8] so that
+    sparse and dense stimuli are both covered, rendered bilinearly as the Miyawaki file renders its own."""
+    if not 2 <= grid <= image_size:
+        raise DataError(
+            f"binary-patterns: the grid must lie between 2 and the image size ({image_size}), got {grid}; "
+            "write binary-patterns:K with a smaller K"
+        )
+    rng = np.random.default_rng(seed)
+    fill = rng.uniform(0.2, 0.8, size=(n, 1, 1))
+    patterns = rng.random((n, grid, grid)) < fill
+    empty = ~patterns.any(axis=(1, 2))
+    while empty.any():
+        patterns[empty] = rng.random((int(empty.sum()), grid, grid)) < fill[empty]
+        empty = ~patterns.any(axis=(1, 2))
+    return render_bilinear(patterns, image_size)
+
+
+def digits(image_size: int) -> np.ndarray:
+    """scikit-learn's 1,797 bundled 8x8 handwritten digits (UCI's, not MNIST), laid out like MNIST.
+
+    Each is upsampled bilinearly to 20x20 and centred in a 28x28 black frame, then resized to `image_size`
+    (area averaging to shrink, bilinear to enlarge).
+    """
+    from sklearn.datasets import load_digits  # slow to import, so only when asked for
+
+    small = load_digits().images / 16.0
+    framed = np.zeros((len(small), _DIGIT_FRAME, _DIGIT_FRAME))
+    margin = (_DIGIT_FRAME - _DIGIT_BOX) // 2
+    framed[:, margin : margin + _DIGIT_BOX, margin : margin + _DIGIT_BOX] = resize_images(small, _DIGIT_BOX)
+    if image_size != _DIGIT_FRAME:
+        framed = resize_images(framed, image_size)
+    return np.clip(framed, 0.0, 1.0).astype(np.float32)
+
+
+def render_bilinear(patterns: np.ndarray, image_size: int) -> np.ndarray:
+    """[n, K, K] patterns -> [n, image_size, image_size] float32, as skimage.transform.resize(order=1)."""
+    weights = bilinear_weights(image_size, np.shape(patterns)[-1])
+    images = weights @ np.asarray(patterns, dtype=np.float64) @ weights.T
+    return np.clip(images, 0.0, 1.0).astype(np.float32)
+
+
+def detect_patch_grid(images: np.ndarray, candidates: Iterable[int] = range(4, 17)) -> int | None:
+    """The K of the K x K binary-patch design the images were rendered from (bilinearly), or None.
+
+    Each candidate K is tried by area-averaging the images down to K x K, thresholding at 0.5 and rendering
+    again; the K that reproduces the images best wins if its mean absolute error is below 0.02.
+    """
+    images = np.asarray(images, dtype=np.float64)
+    if images.ndim != 3 or images.shape[1] != images.shape[2] or len(images) == 0:
+        raise DataError(f"detect_patch_grid: images must be a non-empty [n, H, H] stack, got {images.shape}")
+    size = images.shape[1]
+    errors = {}
+    for grid in candidates:
+        if 2 <= grid <= size:
+            down = area_weights(grid, size)
+            patterns = (down @ images @ down.T) >= 0.5
+            errors[grid] = float(np.abs(render_bilinear(patterns, size) - images).mean())
+    best = min(errors, key=errors.__getitem__, default=None)
+    return best if best is not None and errors[best] < _DETECTION_ERROR else None

@@ -1,0 +1,43 @@
+"""What a run's fits reported besides images, turned into metrics.json entries and report lines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fmri_data.methods.runner import CrossValidatedReconstructions
+
+
+def run_records(result: CrossValidatedReconstructions) -> dict[str, Any]:
+    """metrics.json's extra entries: "validation" (per method, per fold: the grid, its validation scores
+    and the choice) and "prior_corpus" (the leak screening of the prior corpus), where the run has them."""
+    extra: dict[str, Any] = {}
+    validation = {
+        name: [{"fold": fold["fold"], **fold["validation"]} for fold in folds if "validation" in fold]
+        for name, folds in result.records.items()
+    }
+    if any(validation.values()):
+        extra["validation"] = {name: folds for name, folds in validation.items() if folds}
+    if result.prior_corpus is not None:
+        extra["prior_corpus"] = result.prior_corpus.as_dict()
+    return extra
+
+
+def validation_notes(records: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """One report line per method and fold: what it chose, on how many validation stimuli, from which
+    scores."""
+    lines = []
+    for name, folds in records.items():
+        for fold in folds:
+            record = fold.get("validation")
+            if not record or not record["grid"]:
+                continue
+            chosen = ", ".join(f"{key}={value}" for key, value in record["chosen"].items())
+            tried = "; ".join(
+                f"{', '.join(f'{k}={v}' for k, v in point.items())}: {score:.3f}"
+                for point, score in zip(record["grid"], record["scores"], strict=True)
+            )
+            lines.append(
+                f"{name}, fold {fold['fold']}: chose {chosen} on {record['validation_stimuli']} validation "
+                f"stimuli held out of its training trials ({record['criterion']}: {tried})"
+            )
+    return lines

@@ -1,0 +1,130 @@
+"""A voxel-wise encoding model, image -> fMRI, and the Gaussian likelihood of measured voxels it defines.
+
+Decoding asks which image best explains a measured pattern; Bayesian reconstruction (Naselaris et al. 2009)
+answers it as prior x likelihood, the likelihood coming from an encoding model. Here the encoding model is
+ridge from an image's pixels to each voxel (himalaya, alpha chosen per voxel), fitted on training trials.
+Its stimulus-grouped out-of-fold predictions give each voxel's noise variance (mean squared residual) and its
+encoding accuracy r; only the `n_voxels` best-predicted voxels enter the likelihood, because most voxels of a
+small data set are not predictable from the image at all and would only add noise.
+
+`likelihood()` returns a torch module, so a diffusion sampler can differentiate the negative log-likelihood
+with respect to its predicted clean image (fmri_diffusion's likelihood guidance).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from fmri_data.errors import DataError
+from fmri_encoders.out_of_fold import out_of_fold_ridge
+from fmri_encoders.persistence import load_settings_and_tensors, save_settings_and_tensors
+
+_SAVED_AS = "encoding"
+_MIN_VARIANCE = 1e-6
+
+
+class EncodingModel:
+    """fit(images [n, H, W], fmri [n, V], groups) -> predict(images) for the `n_voxels` best voxels."""
+
+    def __init__(self, n_voxels: int = 500) -> None:
+        if n_voxels < 1:
+            raise DataError(f"n_voxels must be at least 1, got {n_voxels}")
+        self.n_voxels = n_voxels
+
+    def fit(
+        self, images: np.ndarray, fmri: np.ndarray, groups: np.ndarray, *, seed: int = 0
+    ) -> EncodingModel:
+        """Ridge pixels -> voxels; out-of-fold residuals give r and the noise variance of every voxel."""
+        images, fmri = np.asarray(images, np.float32), np.asarray(fmri, np.float32)
+        if len(images) != len(fmri):
+            raise DataError(f"{len(images)} images but {len(fmri)} fMRI patterns")
+        pixels = images.reshape(len(images), -1)
+        held_out, ridge = out_of_fold_ridge(pixels, fmri, np.asarray(groups), per_target=True, seed=seed)
+        accuracy = _columnwise_correlation(held_out, fmri)
+        keep = np.sort(np.argsort(-np.nan_to_num(accuracy, nan=-1.0), kind="stable")[: self.n_voxels])
+        residual = fmri[:, keep] - held_out[:, keep]
+        self.image_shape_ = tuple(int(s) for s in images.shape[1:])
+        self.voxels_ = keep.astype(np.int64)
+        self.coef_ = ridge.coef_[:, keep].astype(np.float32)
+        self.intercept_ = ridge.intercept_[keep].astype(np.float32)
+        self.noise_variance_ = np.maximum((residual**2).mean(axis=0), _MIN_VARIANCE).astype(np.float32)
+        self.accuracy_ = accuracy[keep].astype(np.float32)
+        return self
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """[n, n_voxels] predicted responses of the kept voxels."""
+        self._check_fitted()
+        pixels = np.asarray(images, np.float32).reshape(len(images), -1)
+        if pixels.shape[1] != self.coef_.shape[0]:
+            raise DataError(
+                f"images have {pixels.shape[1]} pixels; the model was fitted on {self.coef_.shape[0]}"
+            )
+        return pixels @ self.coef_ + self.intercept_
+
+    def measured(self, fmri: np.ndarray) -> np.ndarray:
+        """The kept voxels of measured patterns [n, V] -> [n, n_voxels], what the likelihood compares with."""
+        self._check_fitted()
+        return np.asarray(fmri, np.float32)[:, self.voxels_]
+
+    def likelihood(self) -> GaussianLikelihood:
+        self._check_fitted()
+        return GaussianLikelihood(self.coef_, self.intercept_, self.noise_variance_)
+
+    def describe(self) -> str:
+        self._check_fitted()
+        return (
+            f"encoding model: ridge pixels -> {len(self.voxels_)} voxels (best out-of-fold r, "
+            f"mean {float(self.accuracy_.mean()):.2f})"
+        )
+
+    # -------------------------------------------------------------------- io
+    def save(self, folder: str | Path) -> None:
+        self._check_fitted()
+        settings = {"n_voxels": self.n_voxels, "image_shape": list(self.image_shape_)}
+        arrays = {name: getattr(self, name) for name in _FITTED}
+        save_settings_and_tensors(folder, _SAVED_AS, settings, arrays)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> EncodingModel:
+        settings, arrays = load_settings_and_tensors(folder, _SAVED_AS)
+        model = cls(settings["n_voxels"])
+        model.image_shape_ = tuple(settings["image_shape"])
+        for name, value in arrays.items():
+            setattr(model, name, value.numpy())
+        return model
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "coef_"):
+            raise RuntimeError("this EncodingModel is not fitted yet; call fit(images, fmri, groups) first")
+
+
+_FITTED = ("voxels_", "coef_", "intercept_", "noise_variance_", "accuracy_")
+
+
+class GaussianLikelihood(nn.Module):
+    """Negative log-likelihood (up to a constant) of measured voxels given images, differentiable in the
+    images: 0.5 * sum_v (y_v - f_v(image))^2 / sigma_v^2, one value per image."""
+
+    def __init__(self, coef: np.ndarray, intercept: np.ndarray, noise_variance: np.ndarray) -> None:
+        super().__init__()
+        self.register_buffer("coef", torch.as_tensor(coef, dtype=torch.float32))
+        self.register_buffer("intercept", torch.as_tensor(intercept, dtype=torch.float32))
+        self.register_buffer("precision", 1.0 / torch.as_tensor(noise_variance, dtype=torch.float32))
+
+    def forward(self, images: torch.Tensor, measured: torch.Tensor) -> torch.Tensor:
+        """images [B, H, W] in [0, 1], measured [B, n_voxels] -> [B]."""
+        dtype = self.coef.dtype
+        predicted = images.flatten(1).to(dtype) @ self.coef + self.intercept
+        return 0.5 * ((measured.to(dtype) - predicted) ** 2 * self.precision).sum(dim=1)
+
+
+def _columnwise_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a - a.mean(axis=0)
+    b = b - b.mean(axis=0)
+    denominator = np.sqrt((a**2).sum(axis=0) * (b**2).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, (a * b).sum(axis=0) / denominator, np.nan)

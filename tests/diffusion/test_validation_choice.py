@@ -1,0 +1,70 @@
+"""Sampling settings chosen on validation stimuli inside the training trials, never on test trials."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from fmri_data.methods import MethodSettings, create_method, reconstruct_over_splits
+from fmri_data.methods.records import run_records, validation_notes
+from fmri_data.splits import make_splits
+from fmri_diffusion.methods.validation import choice_grid
+
+CHOICES = {"strength": (0.5, 1.0), "likelihood_weight": (0.0, 0.5)}
+
+
+@pytest.fixture
+def dataset(make_linear):
+    return make_linear(size=12)  # SSIM, half of the validation score, needs 11 px
+
+
+def _run(dataset, tmp_path):
+    settings = MethodSettings(device="cpu", quick=True, cache_dir=tmp_path / "cache", choices=CHOICES)
+    return reconstruct_over_splits(
+        dataset, make_splits(dataset, "given"), ["ddpm"], settings=settings, progress=False
+    )
+
+
+def test_poisoned_test_images_change_no_choice_and_no_reconstruction(dataset, tmp_path):
+    clean = _run(dataset, tmp_path)
+    images = dataset.images.copy()
+    test = dataset.given_test
+    images[test] = np.random.default_rng(9).random(images[test].shape).astype(np.float32)
+    poisoned = _run(replace(dataset, images=images), tmp_path)
+
+    record = clean.records["ddpm"][0]["validation"]
+    assert len(record["grid"]) == 4
+    assert len(record["scores"]) == 4
+    assert record["chosen"] == record["grid"][int(np.argmax(record["scores"]))]
+    assert poisoned.records == clean.records
+    for row in ("ddpm", "ddpm-1"):
+        np.testing.assert_array_equal(poisoned.reconstructions[row], clean.reconstructions[row])
+
+
+def test_the_choice_goes_to_metrics_and_the_report(dataset, tmp_path):
+    result = _run(dataset, tmp_path)
+    extra = run_records(result)
+    (fold,) = extra["validation"]["ddpm"]
+    assert fold["fold"] == 0
+    assert set(fold["chosen"]) == set(CHOICES)
+    (line,) = validation_notes(result.records)
+    assert line.startswith("ddpm, fold 0: chose ")
+    assert "validation stimuli" in line
+
+
+def test_the_grid_keeps_only_what_the_method_has():
+    settings = MethodSettings(quick=True, choices={"strength": (0.2, 0.5), "mixing": (0.0, 0.4)})
+    assert choice_grid(create_method("ddpm", settings)) == [{"strength": 0.2}, {"strength": 0.5}]
+    assert choice_grid(create_method("ddpm", MethodSettings(quick=True, choices={"mixing": (1.0,)}))) == []
+
+
+def test_the_chosen_settings_are_the_ones_the_method_samples_with(dataset, tmp_path):
+    train = dataset.subset(np.flatnonzero(~dataset.given_test))
+    settings = MethodSettings(device="cpu", quick=True, cache_dir=tmp_path / "c", choices=CHOICES)
+    method = create_method("ddpm", settings).fit(train)
+    for name, value in method.validation_["chosen"].items():
+        assert getattr(method.config, name) == value
+    assert method.steers() == (method.config.likelihood_weight > 0)
+    assert method.validation_["validation_stimuli"] == pytest.approx(train.n_stimuli / 5, abs=1)
