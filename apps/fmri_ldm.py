@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.mode != "evaluate":
             train_fmri_ldm(
                 patterns.train,
-                patterns.test,
+                None,  # the VAE's weights are chosen on patterns held out of train, never on the test ones
                 config.model,
                 seed=config.seed,
                 device=config.device,

@@ -48,6 +48,7 @@ SAMPLING = (
     "mixing",
     "prior_adapter",
     "likelihood_weight",
+    "condition",
 )
 
 
@@ -136,6 +137,12 @@ def parse_args(
         ),
     )
     parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="keep base models pre-trained here in this folder, shared by every run that names it "
+        "(default: --work-dir/cache)",
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="continue training from the latest checkpoints in --work-dir; refused where its "
@@ -183,6 +190,12 @@ def parse_args(
         "among these values on validation stimuli held out of each fold's training trials; repeat for a grid",
     )
     sampling.add_argument(
+        "--condition",
+        choices=["ridge", "fmri", "contrastive"],
+        help="sd-*: what feeds the fMRI conditioner: ridge's predicted latents, the voxels, or a contrastive "
+        "encoder's fMRI embedding",
+    )
+    sampling.add_argument(
         "--mixing",
         type=_unit_interval,
         help="brain-diffuser: weight of caption guidance against image guidance (default 0.4 where captions "
@@ -226,9 +239,11 @@ def parse_args(
     args.methods = args.methods or list(methods)
     run_name = _run_name(args)
     args.out = args.out or runs / run_name
-    args.cache_dir = None if args.work_dir is None else args.work_dir / "cache"
     if args.work_dir is None and keeps_work:
-        args.work_dir, args.cache_dir = runs / f"{run_name}-work", runs / "cache"
+        args.work_dir = runs / f"{run_name}-work"
+        args.cache_dir = args.cache_dir or runs / "cache"
+    if args.cache_dir is None and args.work_dir is not None:
+        args.cache_dir = args.work_dir / "cache"
     if args.resume and args.work_dir is None:
         parser.error("--resume needs --work-dir, the folder that holds the checkpoints")
     if args.log_with and args.work_dir is None:

@@ -15,7 +15,7 @@ from fmri_diffusion.priors.cache import BaseModelCache
 from fmri_diffusion.priors.small import SmallBaseConfig
 from fmri_encoders.runtime import derived_seed
 
-STOCHASTIC = ["ddpm", "ldm", "cvae", "sd-direct", "sd-lora", "sd-control", "brain-diffuser"]
+STOCHASTIC = ["ddpm", "ldm", "cvae", "sd-direct", "sd-lora", "sd-full", "sd-control", "brain-diffuser"]
 
 
 def split(dataset):

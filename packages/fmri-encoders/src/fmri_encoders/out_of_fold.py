@@ -7,9 +7,12 @@ ridge fitted without its stimulus gives inputs with test-time noise.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from fmri_data.splits import group_kfold
+from fmri_encoders.contrastive.encoder import ContrastiveEncoder
 from fmri_encoders.ridge import RidgeEncoder
 
 
@@ -38,3 +41,28 @@ def out_of_fold_ridge(
     full = RidgeEncoder(cv=min(5, np.unique(groups).size), backend=backend, **ridge_options)
     full.fit(fmri, flat, groups=groups)
     return predictions.reshape(targets.shape), full
+
+
+def out_of_fold_embeddings(
+    fmri: np.ndarray,
+    images: np.ndarray,
+    groups: np.ndarray,
+    *,
+    k: int = 5,
+    seed: int = 0,
+    **encoder_options: Any,
+) -> tuple[np.ndarray, ContrastiveEncoder]:
+    """Contrastive fMRI embeddings [n, d] of training trials, each from an encoder trained without its
+    stimulus (stimulus-grouped folds), and an encoder trained on all trials for test time: what a
+    conditioner fed by contrastive embeddings must learn from, for the same reason as out_of_fold_ridge."""
+    groups = np.asarray(groups)
+    k = min(k, np.unique(groups).size)
+    embeddings: np.ndarray | None = None
+    for train, held_out in group_kfold(groups, k, seed=seed):
+        encoder = ContrastiveEncoder(**encoder_options).fit(fmri[train], images[train], groups=groups[train])
+        fold = encoder.embed_fmri(fmri[held_out])
+        if embeddings is None:
+            embeddings = np.empty((len(fmri), fold.shape[1]), dtype=np.float32)
+        embeddings[held_out] = fold
+    full = ContrastiveEncoder(**encoder_options).fit(fmri, images, groups=groups)
+    return embeddings, full

@@ -141,3 +141,52 @@ def embedding_scatter(path: str | Path, groups: Mapping[str, ArrayLike], *, dpi:
     ax.legend()
     figure.tight_layout()
     return _save(figure, path, dpi)
+
+
+def method_columns(
+    path: str | Path,
+    panels: Mapping[str, tuple[ArrayLike, Mapping[str, ArrayLike]]],
+    *,
+    n_images: int = 6,
+    cell_inches: float = 0.8,
+    dpi: int = 100,
+) -> Path:
+    """Side-by-side comparison: one block of rows per data set (its first `n_images` test images), one column
+    per method after the seen image. `panels`: data set -> (truth [n, H, W], method -> images [n, H, W]); a
+    method a data set lacks leaves its cells blank."""
+    if n_images < 1:
+        raise EvaluationError(f"n_images must be at least 1, got {n_images}; pass a positive count")
+    if not panels:
+        raise EvaluationError("method_columns needs at least one data set panel")
+    methods = list(dict.fromkeys(name for _, rows in panels.values() for name in rows))
+    columns = ["truth", *methods]
+    shown = {name: min(n_images, len(check_images(truth, "truth"))) for name, (truth, _) in panels.items()}
+    n_rows = sum(shown.values())
+    label_inches = 1.4
+    figure = _new_figure(figsize=(label_inches + len(columns) * cell_inches, n_rows * cell_inches + 0.8))
+    axes = figure.subplots(n_rows, len(columns), squeeze=False)
+    row = 0
+    for name, (truth, reconstructions) in panels.items():
+        truth_arr = check_images(truth, "truth")
+        images = {"truth": truth_arr} | {
+            method: check_image_pair(truth_arr, recon, recon_name=f"{name}: {method}")[1]
+            for method, recon in reconstructions.items()
+        }
+        for i in range(shown[name]):
+            for col, method in enumerate(columns):
+                ax = axes[row, col]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if method in images:
+                    ax.imshow(images[method][i], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+                else:
+                    ax.set_axis_off()
+            if i == 0:
+                axes[row, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+            row += 1
+    for col, method in enumerate(columns):
+        axes[0, col].set_title(method, fontsize=7, rotation=45, ha="left")
+    figure.subplots_adjust(
+        left=label_inches / figure.get_figwidth(), right=0.99, bottom=0.01, top=0.9, wspace=0.05, hspace=0.05
+    )
+    return _save(figure, path, dpi)

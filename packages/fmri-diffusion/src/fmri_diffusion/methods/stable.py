@@ -1,13 +1,17 @@
-"""The Stable-Diffusion routes: `sd-direct`, `sd-lora` and `sd-control`.
+"""The Stable-Diffusion routes: `sd-direct`, `sd-lora`, `sd-full` and `sd-control`.
 
 All three start from a base model (`--pretrained` Stable Diffusion folder, or the small one pre-trained here;
 see fmri_diffusion.priors.loading) and replace its text encoder by an fMRI conditioner that emits K tokens of
 the UNet's cross_attention_dim. They differ in what else learns:
 - `sd-direct`: the UNet stays frozen; only the conditioner learns to steer it.
 - `sd-lora`: LoRA adapters on the UNet's cross-attention projections learn with the conditioner.
+- `sd-full`: the whole UNet learns with the conditioner (the Miyawaki project's fine-tune), with gradient
+  checkpointing when the base is a pretrained (Stable-Diffusion-sized) one.
 - `sd-control`: a ControlNet copied from the UNet learns to add the ridge reconstruction's layout.
 The conditioner's input is, by default, ridge's prediction of the image's latents (out-of-fold for the
-training trials; see tiny-data lesson 1), or the fMRI itself (`condition="fmri"`). With the small base
+training trials; see tiny-data lesson 1), the fMRI itself (`condition="fmri"`), or the fMRI's embedding by a
+contrastive (CLIP-style) encoder trained on the training trials (`condition="contrastive"`, the digit69
+project's design; out-of-fold for the training trials too). With the small base
 model the conditioner starts as the base's own image embedder, whose input is exactly such latents.
 The reported row is the posterior mean of `n_samples` samples and `<name>-1` one sample; no sample is
 chosen by looking at the truth.
@@ -25,6 +29,7 @@ import torch
 from diffusers import ControlNetModel
 
 from fmri_data.dataset import PairedDataset
+from fmri_data.errors import DataError
 from fmri_diffusion.methods.base import DiffusionMethod
 from fmri_diffusion.models.conditioner import FmriConditioner
 from fmri_diffusion.pipelines.pixels import to_pixels
@@ -34,7 +39,9 @@ from fmri_diffusion.priors.small import SmallBaseConfig
 from fmri_diffusion.schedulers import Sampler, sampling_scheduler
 from fmri_diffusion.training.denoising import Adapter, ConditionedUNet, FinetuneConfig, finetune, prepare_unet
 from fmri_diffusion.training.lora import save_lora
-from fmri_encoders.out_of_fold import out_of_fold_ridge
+from fmri_encoders.contrastive import ContrastiveEncoder
+from fmri_encoders.contrastive.training import DEFAULT_TRAINING as CONTRASTIVE_TRAINING
+from fmri_encoders.out_of_fold import out_of_fold_embeddings, out_of_fold_ridge
 from fmri_encoders.ridge import RidgeEncoder
 from fmri_encoders.training import TrainingConfig
 
@@ -53,7 +60,8 @@ class StableConfig:
 
     base: SmallBaseConfig = field(default_factory=SmallBaseConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    condition: Literal["ridge", "fmri"] = "ridge"
+    condition: Literal["ridge", "fmri", "contrastive"] = "ridge"
+    contrastive_epochs: int = 100
     n_tokens: int = 8
     conditioner_hidden: int = 1024
     sampler: Sampler = "ddim"
@@ -73,6 +81,7 @@ class StableConfig:
             finetune=replace(self.finetune, lora_rank=2, training=tiny),
             n_tokens=2,
             conditioner_hidden=32,
+            contrastive_epochs=2,
             num_inference_steps=3,
             n_samples=2,
         )
@@ -96,12 +105,27 @@ class StableDiffusionMethod(DiffusionMethod):
         ridge_train, self.ridge_ = out_of_fold_ridge(
             train.fmri, clean.flatten(1).numpy(), train.stimulus_id, per_target=False, seed=settings.seed
         )
-        condition = ridge_train if config.condition == "ridge" else train.fmri
+        condition = {"ridge": ridge_train, "fmri": train.fmri}.get(config.condition)
+        if config.condition == "contrastive":
+            condition, self.contrastive_ = out_of_fold_embeddings(
+                train.fmri,
+                train.images,
+                train.stimulus_id,
+                seed=settings.seed,
+                epochs=config.contrastive_epochs,
+                training=self.training(CONTRASTIVE_TRAINING),
+            )
+        elif condition is None:
+            raise DataError(f"unknown condition {config.condition!r}; use ridge, fmri or contrastive")
         tensors = {"clean": clean, "condition": torch.from_numpy(np.asarray(condition, dtype=np.float32))}
 
         torch.manual_seed(settings.seed)
         finetune_config = replace(
-            config.finetune, adapter=self.adapter, training=self.training(config.finetune.training)
+            config.finetune,
+            adapter=self.adapter,
+            gradient_checkpointing=config.finetune.gradient_checkpointing
+            or (self.adapter == "full" and bool(settings.pretrained)),
+            training=self.training(config.finetune.training),
         )
         unet = prepare_unet(base.unet, finetune_config)
         conditioner = self._conditioner(base, tensors["condition"].shape[1])
@@ -164,6 +188,8 @@ class StableDiffusionMethod(DiffusionMethod):
             self.pixel_ridge_.save(folder / "pixel_ridge")
         pipeline.scheduler.save_pretrained(folder / "scheduler")
         self.ridge_.save(folder / "ridge")
+        if self.config.condition == "contrastive":
+            self.contrastive_.save(folder / "contrastive")
         return {
             "base": self.base_source_,
             "condition": self.config.condition,
@@ -191,6 +217,8 @@ class StableDiffusionMethod(DiffusionMethod):
             folder / "scheduler", local_files_only=True
         )
         self.config = replace(self.config, condition=manifest["condition"])
+        if self.config.condition == "contrastive":
+            self.contrastive_ = ContrastiveEncoder.load(folder / "contrastive")
         self.pipeline_ = self.make_pipeline(
             unet=unet,
             scheduler=sampling_scheduler(self.config.sampler, saved),
@@ -208,11 +236,15 @@ class StableDiffusionMethod(DiffusionMethod):
 
     # ------------------------------------------------------------- predicting
     def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
-        """The conditioner's input (ridge's latents or the fMRI), the img2img start below strength 1, and
-        sd-control's ridge image."""
+        """The conditioner's input (ridge's latents, the fMRI or its contrastive embedding), the img2img
+        start below strength 1, and sd-control's ridge image."""
         config, n = self.config, len(fmri)
         latents = self.ridge_.predict(fmri).astype(np.float32)
-        condition = latents if config.condition == "ridge" else np.asarray(fmri, dtype=np.float32)
+        condition = {
+            "ridge": lambda: latents,
+            "fmri": lambda: np.asarray(fmri, dtype=np.float32),
+            "contrastive": lambda: self.contrastive_.embed_fmri(fmri),
+        }[config.condition]()
         inputs = {"condition": torch.from_numpy(condition)}
         if config.strength < 1:
             inputs["init_latents"] = torch.from_numpy(latents).view(n, *self.latent_shape_)
@@ -235,6 +267,25 @@ class SDLora(StableDiffusionMethod):
 
     name = "sd-lora"
     adapter = "lora"
+
+
+@dataclass(frozen=True)
+class FullFinetuneConfig(StableConfig):
+    """StableConfig with a learning rate for every UNet weight (a LoRA's 1e-3 would wreck the prior)."""
+
+    finetune: FinetuneConfig = field(
+        default_factory=lambda: FinetuneConfig(
+            training=TrainingConfig(max_steps=600, batch_size=32, learning_rate=2e-4, warmup_steps=50)
+        )
+    )
+
+
+class SDFull(StableDiffusionMethod):
+    """The whole UNet fine-tuned with the conditioner."""
+
+    name = "sd-full"
+    adapter = "full"
+    config_class = FullFinetuneConfig
 
 
 class SDControl(StableDiffusionMethod):

@@ -116,13 +116,18 @@ class DenoisingStep:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """How the UNet adapts, what the loss holds, and the optimisation budget."""
+    """How the UNet adapts, what the loss holds, and the optimisation budget.
+
+    gradient_checkpointing: recompute the UNet's activations in the backward pass instead of keeping them
+    (about a third slower, far less memory: what a whole Stable Diffusion UNet needs to fine-tune on one GPU).
+    """
 
     adapter: Adapter = "lora"
     lora_rank: int = 8
     lora_alpha: float | None = None
     lora_targets: LoraTargets = "cross"
     condition_dropout: float = 0.1
+    gradient_checkpointing: bool = False
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     training: TrainingConfig = field(
         default_factory=lambda: TrainingConfig(
@@ -133,6 +138,8 @@ class FinetuneConfig:
 
 def prepare_unet(unet: UNet2DConditionModel, config: FinetuneConfig) -> UNet2DConditionModel:
     """Make the UNet's trainable part the one `config.adapter` asks for."""
+    if config.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
     if config.adapter == "lora":
         return add_lora(unet, rank=config.lora_rank, alpha=config.lora_alpha, targets=config.lora_targets)
     if config.adapter not in ("full", "none"):

@@ -1,23 +1,29 @@
 """Staged training of the fMRI-space latent diffusion model, and its evaluation against simple baselines.
 
-Stage 1 fits the voxel VAE (best weights by held-out reconstruction loss); stage 2 fits the latent DDPM on
-the VAE's posterior means of the training patterns. Both stages run through the package's one training
-loop (accelerate: devices, mixed precision, checkpoints) and save with save_pretrained, so either can be
-reloaded alone. Evaluation compares the VAE with a PCA of the same latent size, and generated patterns with
-a Gaussian of the training mean and covariance.
+Stage 1 fits the voxel VAE, which starts as the PCA of the training patterns; the weights kept are those
+with the lowest reconstruction error on validation patterns, step 0 (that PCA) included, so the VAE is
+never worse than PCA there. Stage 2 fits the latent DDPM on the VAE's posterior means of the training
+patterns. Both stages run through the package's one training loop (accelerate: devices, mixed precision,
+checkpoints) and save with save_pretrained, so either can be reloaded alone. Evaluation compares the VAE
+with a PCA of the same latent size, and generated patterns with a Gaussian of the training mean and
+covariance.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from diffusers import DDPMScheduler
+from safetensors.torch import save_model
 
+from fmri_data.errors import DataError
 from fmri_diffusion.models.voxel_denoiser import LatentDenoiser, sample_latents
-from fmri_diffusion.models.voxel_vae import VoxelVAE, vae_loss
+from fmri_diffusion.models.voxel_vae import VoxelVAE, principal_axes, vae_loss
 from fmri_diffusion.schedulers import Sampler, Schedule, sampling_scheduler, training_scheduler
 from fmri_diffusion.training.denoising import FinetuneConfig, finetune
 from fmri_encoders.persistence import load_settings, save_settings
@@ -38,6 +44,7 @@ class FmriLDMConfig:
     hidden: tuple[int, ...] = (512, 256)
     dropout: float = 0.1
     beta: float = 1e-3
+    validation_fraction: float = 0.1
     vae_training: TrainingConfig = field(
         default_factory=lambda: TrainingConfig(
             max_steps=2000, batch_size=64, learning_rate=1e-3, ema_decay=None
@@ -115,7 +122,7 @@ class FmriLDM:
 
 def train_fmri_ldm(
     train: np.ndarray,
-    validation: np.ndarray,
+    validation: np.ndarray | None,
     config: FmriLDMConfig,
     *,
     seed: int = 0,
@@ -123,11 +130,21 @@ def train_fmri_ldm(
     out_dir: Path | None = None,
     progress: bool = True,
 ) -> tuple[FmriLDM, dict[str, TrainingResult]]:
-    """Stage 1 (VAE, best by validation loss), then stage 2 (latent DDPM); saved to out_dir/model."""
+    """Stage 1 (VAE from the PCA of `train`, best by validation reconstruction error, step 0 included), then
+    stage 2 (latent DDPM on all of `train`); saved to out_dir/model.
+
+    validation: patterns that choose the VAE's weights, never those the evaluation scores; None holds out
+    `config.validation_fraction` of `train` (seeded) from the VAE's gradient steps.
+    """
     torch.manual_seed(seed)
-    x_train = torch.from_numpy(np.asarray(train, np.float32))
-    x_valid = torch.from_numpy(np.asarray(validation, np.float32))
-    vae = VoxelVAE(x_train.shape[1], config.latent_dim, config.hidden, config.dropout)
+    train = np.asarray(train, np.float32)
+    if validation is None:
+        fit, validation = _validation_split(train, config.validation_fraction, seed)
+    else:
+        fit, validation = train, np.asarray(validation, np.float32)
+    x_train, x_fit, x_valid = (torch.from_numpy(a) for a in (train, fit, validation))
+    # the PCA of all of `train`: the baseline evaluate_fmri_ldm compares with, which keeping step 0 gives
+    vae = VoxelVAE(x_train.shape[1], config.latent_dim, config.hidden, config.dropout).init_from_pca(train)
 
     def vae_step(model: VoxelVAE, batch: Batch, generator: torch.Generator) -> torch.Tensor:
         x = batch["x"]
@@ -136,24 +153,29 @@ def train_fmri_ldm(
         return vae_loss(reconstruction, x, mu, logvar, config.beta)
 
     def held_out_loss(model: VoxelVAE) -> float:
+        """Reconstruction MSE of the posterior means: what the PCA baseline is compared on."""
         x = x_valid.to(model.device)
-        reconstruction, mu, logvar = model(x)
-        return float(vae_loss(reconstruction, x, mu, logvar, config.beta))
+        return float(F.mse_loss(model(x)[0], x))
 
+    vae.eval()
+    with torch.no_grad():
+        start_loss = held_out_loss(vae)
+    start_state = {name: value.clone() for name, value in vae.state_dict().items()}
     vae_training = replace(config.vae_training, seed=seed, device=device, progress=progress)
+    vae_out = None if out_dir is None else out_dir / "vae-training"
     results = {
         "vae": train_model(
             vae,
             vae_step,
-            BatchSampler({"x": x_train}, vae_training.batch_size, seed=seed),
+            BatchSampler({"x": x_fit}, vae_training.batch_size, seed=seed),
             vae_training,
-            out_dir=None if out_dir is None else out_dir / "vae-training",
+            out_dir=vae_out,
             description="voxel vae",
             validate=held_out_loss,
             validate_every=config.validate_every,
         )
     }
-    vae.eval()
+    _keep_start_unless_beaten(vae, results["vae"], held_out_loss, start_loss, start_state, vae_out)
     with torch.no_grad():
         latents = vae.encode(x_train.to(vae.device))[0].cpu()
     latent_scale = 1.0 / max(float(latents.std()), 1e-6)  # unit-variance latents for the DDPM
@@ -217,11 +239,43 @@ def evaluate_fmri_ldm(
     return FmriLDMEvaluation(metrics, reconstruction, latents)
 
 
+def _validation_split(patterns: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, validation): a seeded `fraction` of the rows (at least one) held out, the rest to fit."""
+    if not 0 < fraction < 1 or len(patterns) < 2:
+        raise DataError(
+            f"a validation split needs 0 < validation_fraction < 1 and 2 or more training patterns, got "
+            f"{fraction} and {len(patterns)}"
+        )
+    order = np.random.default_rng(seed).permutation(len(patterns))
+    n_valid = min(max(1, round(fraction * len(patterns))), len(patterns) - 1)
+    return patterns[np.sort(order[n_valid:])], patterns[np.sort(order[:n_valid])]
+
+
+@torch.no_grad()
+def _keep_start_unless_beaten(
+    vae: VoxelVAE,
+    result: TrainingResult,
+    held_out_loss: Callable[[VoxelVAE], float],
+    start_loss: float,
+    start_state: dict[str, torch.Tensor],
+    out_dir: Path | None,
+) -> None:
+    """The loop validates from its first interval on; step 0 (the PCA start) competes here, both scored in
+    full precision, and wins ties. The result's record then says so, and out_dir/best holds it."""
+    result.validation.insert(0, (0, start_loss))
+    if result.best_step is not None and held_out_loss(vae) < start_loss:
+        return
+    vae.load_state_dict(start_state)
+    result.best_step = 0
+    result.best_state = {name: value.detach().clone() for name, value in vae.state_dict().items()}
+    if out_dir is not None:
+        (out_dir / "best").mkdir(parents=True, exist_ok=True)
+        save_model(vae, str(out_dir / "best" / "model.safetensors"))
+
+
 def _pca_reconstruction(train: np.ndarray, test: np.ndarray, k: int) -> np.ndarray:
-    mean = train.mean(0)
-    _, _, vt = np.linalg.svd(train - mean, full_matrices=False)
-    basis = vt[:k].T
-    return (test - mean) @ basis @ basis.T + mean
+    mean, axes = principal_axes(train, k)
+    return (test - mean) @ axes.T @ axes + mean
 
 
 def _prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:

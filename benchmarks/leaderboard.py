@@ -1,0 +1,192 @@
+"""Every method on every real data set and the simulator, one cell at a time, in one table and one figure.
+
+    uv run benchmarks/leaderboard.py                      # all cells on this machine's CPU
+    uv run benchmarks/leaderboard.py --device cuda        # on a GPU
+    uv run benchmarks/leaderboard.py --data miyawaki-kfold5 --method ridge --method sd-lora
+
+A cell is one data set and split with one method, run through apps/reconstruct.py beside the mean image and
+ridge of the same run (so its paired differences from ridge are in its own metrics.json). Cells are
+resumable: a cell whose run folder is complete is read, not run again; a killed cell starts afresh (its
+training resumes from its checkpoints). Each method samples with the settings its RECIPES give, and chooses
+what `--choose` lists on validation stimuli of each fold's training trials. Writes
+benchmarks/results/leaderboard-<device>.json and .md (numbers, paired differences from ridge, wall time per
+cell) and leaderboard-<device>.png (one column of reconstructions per method). Needs FMRI_DATA_DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from result_file import RESULTS
+
+from fmri_eval.figures import method_columns
+from fmri_eval.io import load_reconstructions
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = {  # cell name -> (data, split, prior corpus)
+    "digit69-given": ("digit69", "given", "digits"),
+    "digit69-kfold5": ("digit69", "kfold:5", "digits"),
+    "miyawaki-kfold5": ("miyawaki", "kfold:5", "binary-patterns"),
+    "sim-given": ("sim", "given", "simulator"),
+}
+METHODS = (
+    "mean",
+    "ridge",
+    "mlp",
+    "retrieval",
+    "cvae",
+    "ddpm",
+    "ldm",
+    "sd-direct",
+    "sd-lora",
+    "sd-full",
+    "sd-control",
+    "brain-diffuser-stage1",
+    "brain-diffuser",
+)
+GUIDED = ["--choose", "likelihood_weight=0,0.5,1"]
+RECIPES: dict[str, list[str]] = {
+    "ddpm": GUIDED,
+    "ldm": GUIDED,
+    "sd-direct": GUIDED,
+    "sd-lora": GUIDED,
+    "sd-full": GUIDED,
+    "sd-control": GUIDED,
+    "brain-diffuser": GUIDED,
+}
+"""Options each method runs with (beyond the data set's prior corpus): what the method chooses on
+validation stimuli inside each fold."""
+METRICS = ("pcc", "ssim", "twoway")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--data", action="append", choices=list(DATA), help="cells to run (default: all)")
+    parser.add_argument("--method", action="append", choices=METHODS, help="methods to run (default: all)")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "leaderboard", help="cell run folders")
+    parser.add_argument("--quick", action="store_true", help="smoke-test budgets (not for reporting)")
+    args = parser.parse_args(argv)
+    tag = f"{args.device}{os.cpu_count()}" if args.device == "cpu" else args.device
+    tag += "-quick" if args.quick else ""
+    runs = args.runs / tag
+    cells = {}
+    for data in args.data or list(DATA):
+        for method in args.method or list(METHODS):
+            cells.setdefault(data, {})[method] = run_cell(runs, data, method, args)
+    table = summarise(cells)
+    out = RESULTS / f"leaderboard-{tag}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"device": tag, "cells": table}, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(table, tag))
+    figure(cells, out.with_suffix(".png"))
+    print(out.with_suffix(".md").read_text())
+    return 0
+
+
+def run_cell(runs: Path, data: str, method: str, args: argparse.Namespace) -> Path:
+    """Run one cell unless its folder is complete; returns the folder (metrics.json, cell.json, npz)."""
+    folder = runs / data / method
+    if (folder / "cell.json").is_file():
+        return folder
+    source, split, corpus = DATA[data]
+    baselines = [m for m in ("mean", "ridge") if m != method]
+    command = [
+        sys.executable,
+        str(ROOT / "apps" / "reconstruct.py"),
+        "--data",
+        source,
+        "--split",
+        split,
+        *[option for name in [*baselines, method] for option in ("--method", name)],
+        "--out",
+        str(folder),
+        "--work-dir",
+        str(runs / "work" / data / method),
+        "--cache-dir",
+        str(runs / "cache"),
+        "--resume",
+        "--device",
+        args.device,
+        "--no-progress",
+        *(["--prior-corpus", corpus] if corpus != "simulator" else []),
+        *RECIPES.get(method, []),
+        *(["--quick"] if args.quick else []),
+    ]
+    print(f"[{data} / {method}] {' '.join(command[1:])}", flush=True)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, cwd=ROOT)
+    record = {"wall_s": round(time.perf_counter() - start, 1), "command": command[1:]}
+    (folder / "cell.json").write_text(json.dumps(record, indent=2) + "\n")
+    return folder
+
+
+def summarise(cells: dict[str, dict[str, Path]]) -> dict[str, dict[str, dict]]:
+    """Per cell: every reported row's scores, intervals and paired difference from ridge, and wall time."""
+    table: dict[str, dict[str, dict]] = {}
+    for data, methods in cells.items():
+        for method, folder in methods.items():
+            metrics = json.loads((folder / "metrics.json").read_text())
+            cell = json.loads((folder / "cell.json").read_text())
+            rows = [name for name in metrics["methods"] if name == method or name.startswith(f"{method}-")]
+            for name in rows or [method]:
+                scores = metrics["methods"][name]
+                entry = {key: scores[key] for key in METRICS} | {
+                    f"{k}_ci": scores[f"{k}_ci"] for k in METRICS
+                }
+                entry["vs_ridge"] = {
+                    key: value for key, value in scores.get("vs_baseline", {}).items() if key in METRICS
+                }
+                entry |= {"wall_s": cell["wall_s"], "validation": metrics.get("validation", {}).get(method)}
+                entry["prior_corpus"] = metrics.get("prior_corpus")
+                table.setdefault(data, {})[name] = entry
+    return table
+
+
+def markdown(table: dict[str, dict[str, dict]], tag: str) -> str:
+    lines = [
+        f"# Leaderboard ({tag})",
+        "",
+        "pcc / SSIM / 2-way on held-out stimuli; − ridge: the paired difference over the same trials, with "
+        "✓ where its 95% interval (stimuli resampled) is above 0; wall time of the whole cell.",
+        "",
+    ]
+    for data, rows in table.items():
+        lines += [f"## {data}", "", "| method | pcc | SSIM | 2-way | − ridge (pcc / SSIM / 2-way) | wall |"]
+        lines.append("| --- | --- | --- | --- | --- | --- |")
+        for name, entry in rows.items():
+            deltas = " / ".join(_delta(entry["vs_ridge"].get(key)) for key in METRICS)
+            scores = " | ".join(f"{entry[key]:.3f}" for key in METRICS)
+            lines.append(f"| {name} | {scores} | {deltas or '—'} | {entry['wall_s'] / 60:.1f} min |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _delta(record: dict | None) -> str:
+    if not record:
+        return "—"
+    mark = " ✓" if record["ci"][0] > 0 else ""
+    return f"{record['delta']:+.3f}{mark}"
+
+
+def figure(cells: dict[str, dict[str, Path]], path: Path) -> None:
+    panels = {}
+    for data, methods in cells.items():
+        truth, rows = None, {}
+        for method, folder in methods.items():
+            saved = load_reconstructions(folder / "reconstructions.npz")
+            truth = saved.truth
+            if method in saved.reconstructions:
+                rows[method] = saved.reconstructions[method]
+        panels[data] = (truth, rows)
+    method_columns(path, panels)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
