@@ -49,6 +49,7 @@ SAMPLING = (
     "prior_adapter",
     "likelihood_weight",
     "condition",
+    "start",
 )
 
 
@@ -194,6 +195,11 @@ def parse_args(
         choices=["ridge", "fmri", "contrastive"],
         help="sd-*: what feeds the fMRI conditioner: ridge's predicted latents, the voxels, or a contrastive "
         "encoder's fMRI embedding",
+    )
+    sampling.add_argument(
+        "--start",
+        choices=["ridge-latents", "ridge-pixels"],
+        help="sd-*: img2img starts from ridge's predicted latents or from the encoded pixel ridge image",
     )
     sampling.add_argument(
         "--mixing",

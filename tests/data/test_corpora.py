@@ -23,9 +23,9 @@ from fmri_data.corpora import (
     load_corpus,
     screen_corpus,
 )
-from fmri_data.corpora.resize import area_weights
 from fmri_data.errors import DataError
 from fmri_data.io import load_dataset
+from fmri_data.simulator.stimuli import area_overlap
 
 SIZE = 28
 
@@ -164,7 +164,7 @@ def test_digits_load_all_1797_images_at_the_asked_size() -> None:
 def test_binary_patterns_render_as_scikit_image_resize_order_1() -> None:
     corpus = load_corpus("binary-patterns:10", SIZE, n=40, seed=3)
     assert corpus.images.shape == (40, SIZE, SIZE)
-    down = area_weights(10, SIZE)
+    down = area_overlap(10, SIZE)
     patterns = (down @ corpus.images.astype(np.float64) @ down.T) >= 0.5
     reference = np.stack([resize(p.astype(float), (SIZE, SIZE), order=1) for p in patterns])
     np.testing.assert_allclose(corpus.images, reference, atol=1e-6)
@@ -197,7 +197,7 @@ def test_binary_patterns_reproduce_the_miyawaki_stimuli() -> None:
         pytest.skip("FMRI_DATA_DIR does not hold the Miyawaki file; point it there to run this")
     stimuli = load_dataset("miyawaki").images
     assert detect_patch_grid(stimuli) == 10
-    down = area_weights(10, SIZE)
+    down = area_overlap(10, SIZE)
     patterns = (down @ stimuli.astype(np.float64) @ down.T) >= 0.5
     rendered = np.stack([resize(p.astype(float), (SIZE, SIZE), order=1) for p in patterns])
     np.testing.assert_allclose(rendered, stimuli, atol=1e-6)

@@ -11,6 +11,13 @@ from fmri_diffusion.priors.loading import load_base_model
 from fmri_encoders.out_of_fold import out_of_fold_embeddings
 
 
+def settings_in(tmp_path, **sampling):
+    """A quick CPU run keeping its work and base cache under tmp_path, with these sampling overrides."""
+    return MethodSettings(
+        device="cpu", quick=True, work_dir=tmp_path / "w", cache_dir=tmp_path / "c", sampling=sampling
+    )
+
+
 def split(dataset):
     test = dataset.given_test
     return dataset.subset(np.flatnonzero(~test)), dataset.subset(np.flatnonzero(test))
@@ -18,7 +25,7 @@ def split(dataset):
 
 def test_sd_full_trains_every_unet_weight_and_reloads(linear_dataset, tmp_path):
     train, test = split(linear_dataset)
-    settings = MethodSettings(device="cpu", quick=True, work_dir=tmp_path / "w", cache_dir=tmp_path / "c")
+    settings = settings_in(tmp_path)
     method = create_method("sd-full", settings).fit(train)
     base = load_base_model(next((tmp_path / "c").glob("small-base-*")))
     tuned = dict(method.pipeline_.unet.named_parameters())
@@ -39,13 +46,7 @@ def test_sd_full_checkpoints_gradients_on_a_pretrained_base(linear_dataset, tiny
 
 def test_the_contrastive_condition_feeds_held_out_embeddings_and_reloads(linear_dataset, tmp_path):
     train, test = split(linear_dataset)
-    settings = MethodSettings(
-        device="cpu",
-        quick=True,
-        work_dir=tmp_path / "w",
-        cache_dir=tmp_path / "c",
-        sampling={"condition": "contrastive"},
-    )
+    settings = settings_in(tmp_path, condition="contrastive")
     method = create_method("sd-lora", settings)
     assert method.config.condition == "contrastive"
     method.fit(train)
@@ -63,3 +64,16 @@ def test_out_of_fold_embeddings_come_from_encoders_that_never_saw_the_stimulus(l
     assert held_out.shape == in_sample.shape
     assert np.allclose(np.linalg.norm(held_out, axis=1), 1.0, atol=1e-5)
     assert not np.allclose(held_out, in_sample, atol=1e-3)
+
+
+def test_img2img_can_start_from_the_pixel_ridge_image_and_reloads_so(linear_dataset, tmp_path):
+    train, test = split(linear_dataset)
+    settings = settings_in(tmp_path, start="ridge-pixels", strength=0.5)
+    method = create_method("sd-lora", settings).fit(train)
+    inputs = method.sampling_inputs(test.fmri)
+    assert "init_latents" not in inputs
+    expected = np.clip(method.pixel_ridge_.predict(test.fmri), 0, 1).reshape(test.images.shape)
+    np.testing.assert_allclose(inputs["init_image"].numpy(), expected, atol=1e-6)
+    reloaded = load_method(tmp_path / "w" / "sd-lora" / "finetuned", settings)
+    assert reloaded.config.start == "ridge-pixels"
+    np.testing.assert_allclose(reloaded.predict(test.fmri), method.predict(test.fmri), atol=1e-5)

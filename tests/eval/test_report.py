@@ -281,6 +281,25 @@ def test_reconstruction_grid_has_a_row_per_method(tmp_path, run_inputs):
         reconstruction_grid(tmp_path / "bad.png", truth, {"ridge": truth[:2]})
 
 
+def test_method_columns_has_a_column_per_method_and_rows_per_data_set(tmp_path, run_inputs):
+    from fmri_eval.figures import method_columns
+
+    truth, methods, _ = run_inputs
+    one = imread(method_columns(tmp_path / "one.png", {"a": (truth, {"ridge": methods["ridge"]})}))
+    wide = imread(method_columns(tmp_path / "wide.png", {"a": (truth, methods)}))
+    tall = imread(
+        method_columns(
+            tmp_path / "tall.png", {"a": (truth, methods), "b": (truth, {"ridge": methods["ridge"]})}
+        )
+    )
+    assert wide.shape[1] > one.shape[1]
+    assert tall.shape[0] > wide.shape[0]
+    with pytest.raises(EvaluationError, match="a: ridge"):
+        method_columns(tmp_path / "bad.png", {"a": (truth, {"ridge": truth[:2]})})
+    with pytest.raises(EvaluationError, match="n_images"):
+        method_columns(tmp_path / "bad.png", {"a": (truth, methods)}, n_images=0)
+
+
 def test_training_curve(tmp_path):
     path = training_curve(tmp_path / "curve.png", [0, 10, 20], [1.0, 0.5, np.nan], log_y=True)
     assert imread(path).shape[2] in (3, 4)

@@ -9,9 +9,10 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from fmri_data.corpora.resize import area_weights, bilinear_weights, resize_images
+from fmri_data.corpora.resize import bilinear_weights, resize_images
 from fmri_data.errors import DataError
 from fmri_data.simulator import image_corpus
+from fmri_data.simulator.stimuli import area_overlap
 
 MIYAWAKI_GRID = 10
 """Miyawaki et al. 2008 showed 10x10 patch patterns; the default grid when none is given or detected."""
@@ -80,7 +81,7 @@ def detect_patch_grid(images: np.ndarray, candidates: Iterable[int] = range(4, 1
     errors = {}
     for grid in candidates:
         if 2 <= grid <= size:
-            down = area_weights(grid, size)
+            down = area_overlap(grid, size)
             patterns = (down @ images @ down.T) >= 0.5
             errors[grid] = float(np.abs(render_bilinear(patterns, size) - images).mean())
     best = min(errors, key=errors.__getitem__, default=None)

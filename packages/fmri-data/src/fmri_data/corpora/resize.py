@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fmri_data.simulator.stimuli import area_overlap
+
 
 def bilinear_weights(n_out: int, n_in: int) -> np.ndarray:
     """[n_out, n_in]: linear interpolation weights with pixel centres at (i + 0.5) * n_in / n_out - 0.5.
@@ -26,15 +28,6 @@ def bilinear_weights(n_out: int, n_in: int) -> np.ndarray:
     return weights
 
 
-def area_weights(n_out: int, n_in: int) -> np.ndarray:
-    """[n_out, n_in]: the fraction of each output pixel (row) covered by each input pixel; rows sum to 1."""
-    edges_out = np.arange(n_out + 1) / n_out
-    edges_in = np.arange(n_in + 1) / n_in
-    low = np.maximum(edges_out[:-1, None], edges_in[None, :-1])
-    high = np.minimum(edges_out[1:, None], edges_in[None, 1:])
-    return np.clip(high - low, 0.0, None) * n_out
-
-
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     """[n, H, W] -> [n, size, size] float64, each axis bilinear when enlarged and area-averaged when shrunk.
 
@@ -47,7 +40,7 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def _weights(n_out: int, n_in: int) -> np.ndarray:
-    return bilinear_weights(n_out, n_in) if n_out >= n_in else area_weights(n_out, n_in)
+    return bilinear_weights(n_out, n_in) if n_out >= n_in else area_overlap(n_out, n_in)
 
 
 def _mirror(index: np.ndarray, n: int) -> np.ndarray:

@@ -176,12 +176,12 @@ def render_patterns(patterns: np.ndarray, image_size: int) -> np.ndarray:
     grid = patterns.shape[-1]
     if image_size < grid:
         raise DataError(f"simulator: image_size ({image_size}) must be at least the grid ({grid})")
-    cover = _area_overlap(image_size, grid)
+    cover = area_overlap(image_size, grid)
     images = np.einsum("pi,nij,qj->npq", cover, patterns, cover)
     return np.clip(images, 0.0, 1.0).astype(np.float32)
 
 
-def _area_overlap(size: int, grid: int) -> np.ndarray:
+def area_overlap(size: int, grid: int) -> np.ndarray:
     """[size, grid]: fraction of each pixel (row) covered by each patch (column); rows sum to 1."""
     pixel = np.arange(size + 1) / size
     patch = np.arange(grid + 1) / grid

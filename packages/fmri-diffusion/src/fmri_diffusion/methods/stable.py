@@ -54,6 +54,8 @@ class StableConfig:
     Brain-Diffuser), 1 = from pure noise. 0.2 was the best of 1.0/0.5/0.35/0.2 for sd-lora on a simulated
     data set with another seed (simulate_miyawaki(seed=7)), never on a data set reported here; cross-
     attention tokens alone carry too little layout for pixel metrics (pcc 0.30 at strength 1 there).
+    start: what img2img starts from, ridge's prediction of the latents or the autoencoder's encoding of the
+    pixel ridge reconstruction (ridge to pixels decodes better than ridge to latents then the decoder).
     likelihood_weight: encoding-model guidance while sampling (fmri_encoders.encoding, over the
     `encoding_voxels` best-predicted voxels), 0 = off.
     """
@@ -61,6 +63,7 @@ class StableConfig:
     base: SmallBaseConfig = field(default_factory=SmallBaseConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     condition: Literal["ridge", "fmri", "contrastive"] = "ridge"
+    start: Literal["ridge-latents", "ridge-pixels"] = "ridge-latents"
     contrastive_epochs: int = 100
     n_tokens: int = 8
     conditioner_hidden: int = 1024
@@ -130,12 +133,13 @@ class StableDiffusionMethod(DiffusionMethod):
         unet = prepare_unet(base.unet, finetune_config)
         conditioner = self._conditioner(base, tensors["condition"].shape[1])
         controlnet = None
-        if self.uses_control:
-            controlnet = _controlnet_for(base)
-            control_train, self.pixel_ridge_ = out_of_fold_ridge(
+        if self.uses_pixel_ridge():
+            pixel_train, self.pixel_ridge_ = out_of_fold_ridge(
                 train.fmri, train.images, train.stimulus_id, per_target=False, seed=settings.seed
             )
-            tensors["control"] = self._control_pixels(control_train, channels)
+        if self.uses_control:
+            controlnet = _controlnet_for(base)
+            tensors["control"] = self._control_pixels(pixel_train, channels)
         self.training_ = finetune(
             ConditionedUNet(unet, conditioner, controlnet),
             tensors,
@@ -153,6 +157,10 @@ class StableDiffusionMethod(DiffusionMethod):
             image_fit="resize",
         )
         self.base_source_ = base.source
+
+    def uses_pixel_ridge(self) -> bool:
+        """Whether a ridge to pixels is fitted: for sd-control's control image, or for the img2img start."""
+        return self.uses_control or self.config.start == "ridge-pixels"
 
     def _conditioner(self, base: BaseModel, in_features: int) -> FmriConditioner:
         """The base's image embedder when ridge feeds it the latents it was trained on, else a new one."""
@@ -185,6 +193,7 @@ class StableDiffusionMethod(DiffusionMethod):
             pipeline.unet.save_pretrained(folder / "unet")
         if pipeline.controlnet is not None:
             pipeline.controlnet.save_pretrained(folder / "controlnet")
+        if self.uses_pixel_ridge():
             self.pixel_ridge_.save(folder / "pixel_ridge")
         pipeline.scheduler.save_pretrained(folder / "scheduler")
         self.ridge_.save(folder / "ridge")
@@ -193,6 +202,7 @@ class StableDiffusionMethod(DiffusionMethod):
         return {
             "base": self.base_source_,
             "condition": self.config.condition,
+            "start": self.config.start,
             "scheduler": type(pipeline.scheduler).__name__,
             "latent_shape": list(self.latent_shape_),
             "resolution": self.resolution_,
@@ -212,11 +222,14 @@ class StableDiffusionMethod(DiffusionMethod):
         controlnet = None
         if self.uses_control:
             controlnet = ControlNetModel.from_pretrained(folder / "controlnet", local_files_only=True)
-            self.pixel_ridge_ = RidgeEncoder.load(folder / "pixel_ridge")
         saved = getattr(diffusers, manifest["scheduler"]).from_pretrained(
             folder / "scheduler", local_files_only=True
         )
-        self.config = replace(self.config, condition=manifest["condition"])
+        self.config = replace(
+            self.config, condition=manifest["condition"], start=manifest.get("start", "ridge-latents")
+        )
+        if self.uses_pixel_ridge():
+            self.pixel_ridge_ = RidgeEncoder.load(folder / "pixel_ridge")
         if self.config.condition == "contrastive":
             self.contrastive_ = ContrastiveEncoder.load(folder / "contrastive")
         self.pipeline_ = self.make_pipeline(
@@ -246,12 +259,16 @@ class StableDiffusionMethod(DiffusionMethod):
             "contrastive": lambda: self.contrastive_.embed_fmri(fmri),
         }[config.condition]()
         inputs = {"condition": torch.from_numpy(condition)}
-        if config.strength < 1:
+        size = self.image_size_
+        if self.uses_pixel_ridge():
+            ridge_images = np.clip(self.pixel_ridge_.predict(fmri), 0, 1).reshape(n, size, size)
+            ridge_images = torch.from_numpy(ridge_images.astype(np.float32))
+        if config.strength < 1 and config.start == "ridge-pixels":
+            inputs["init_image"] = ridge_images
+        elif config.strength < 1:
             inputs["init_latents"] = torch.from_numpy(latents).view(n, *self.latent_shape_)
         if self.uses_control:
-            size = self.image_size_
-            ridge_images = np.clip(self.pixel_ridge_.predict(fmri), 0, 1).reshape(n, size, size)
-            inputs["control_image"] = torch.from_numpy(ridge_images.astype(np.float32))
+            inputs["control_image"] = ridge_images
         return inputs
 
 
