@@ -6,9 +6,11 @@ as `--samples` and `--steps`), trains each stage through the one loop (`fmri_enc
 (sample k, trial i). Its own row is the posterior mean of `n_samples` samples and `<name>-1` one sample; no
 sample is ever chosen by comparing it with the truth. A fitted method saves itself to
 `work_dir/<name>/<saved_as>` in one schema (MANIFEST_FILE: method, image size, sampling settings, and what
-its parts add) that `load_method` reads back. A subclass supplies `fit` (first stage, trainable parts,
-pipeline), `sampling_inputs` (its per-trial conditioning) and its parts' save/load; pipeline-less models
-override `draw`.
+its parts add) that `load_method` reads back. Before the method's own fitting, `fit` chooses the run's
+`--choose` grid on validation stimuli held out of the training trials (methods.validation) and, under
+likelihood guidance, fits the encoding model whose likelihood steers every sampling step. A subclass
+supplies `fit_parts` (first stage, trainable parts, pipeline), `sampling_inputs` (its per-trial
+conditioning) and its parts' save/load; pipeline-less models override `draw`.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ SAVED_SAMPLING = (
 
 
 class DiffusionMethod(ReconstructionMethod):
-    """fit: subclass; predict: posterior mean and one sample of `config.n_samples` batched draws.
+    """fit: choices, encoding model, then the subclass's fit_parts; predict: posterior mean and one sample of
+    `config.n_samples` batched draws.
 
     config_class: the method's config dataclass (with `quick()`, `n_samples` and `sample_batch_size`).
     curves: artefact name -> attribute holding the TrainingResult whose loss curve the run report carries.
