@@ -7,7 +7,8 @@
 A cell is one data set and split with one method, run through apps/reconstruct.py beside the mean image and
 ridge of the same run (so its paired differences from ridge are in its own metrics.json). Cells are
 resumable: a cell whose run folder is complete is read, not run again; a killed cell starts afresh (its
-training resumes from its checkpoints). Each method samples with the settings its RECIPES give, and chooses
+training resumes from its checkpoints). The table and figure hold every complete cell on record, so cells
+can be run a few at a time. Each method samples with the settings its RECIPES give, and chooses
 what `--choose` lists on validation stimuli of each fold's training trials. Writes
 benchmarks/results/leaderboard-<device>.json and .md (numbers, paired differences from ridge, wall time per
 cell) and leaderboard-<device>.png (one column of reconstructions per method). Needs FMRI_DATA_DIR.
@@ -76,25 +77,32 @@ def main(argv: list[str] | None = None) -> int:
     tag = f"{args.device}{os.cpu_count()}" if args.device == "cpu" else args.device
     tag += "-quick" if args.quick else ""
     runs = args.runs / tag
-    cells = {}
     for data in args.data or list(DATA):
         for method in args.method or list(METHODS):
-            cells.setdefault(data, {})[method] = run_cell(runs, data, method, args)
-    table = summarise(cells)
+            run_cell(runs, data, method, args)
+    cells = {  # every complete cell on record, also those of earlier invocations
+        data: {
+            method: runs / data / method
+            for method in METHODS
+            if (runs / data / method / "cell.json").is_file()
+        }
+        for data in DATA
+    }
+    table = summarise({data: methods for data, methods in cells.items() if methods})
     out = (runs if args.quick else RESULTS) / f"leaderboard-{tag}"  # smoke tests stay out of results/
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"device": tag, "cells": table}, indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown(table, tag))
-    figure(cells, out.with_suffix(".png"))
+    figure({data: methods for data, methods in cells.items() if methods}, out.with_suffix(".png"))
     print(out.with_suffix(".md").read_text())
     return 0
 
 
-def run_cell(runs: Path, data: str, method: str, args: argparse.Namespace) -> Path:
-    """Run one cell unless its folder is complete; returns the folder (metrics.json, cell.json, npz)."""
+def run_cell(runs: Path, data: str, method: str, args: argparse.Namespace) -> None:
+    """Run one cell unless its folder is complete (metrics.json, reconstructions.npz, cell.json)."""
     folder = runs / data / method
     if (folder / "cell.json").is_file():
-        return folder
+        return
     source, split, corpus = DATA[data]
     baselines = [m for m in ("mean", "ridge") if m != method]
     command = [
@@ -124,7 +132,6 @@ def run_cell(runs: Path, data: str, method: str, args: argparse.Namespace) -> Pa
     subprocess.run(command, check=True, cwd=ROOT)
     record = {"wall_s": round(time.perf_counter() - start, 1), "command": command[1:]}
     (folder / "cell.json").write_text(json.dumps(record, indent=2) + "\n")
-    return folder
 
 
 def summarise(cells: dict[str, dict[str, Path]]) -> dict[str, dict[str, dict]]:
