@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from fmri_data.corpora.builtin import (
 )
 from fmri_data.corpora.files import read_corpus_path
 from fmri_data.corpora.screening import LEAK_THRESHOLD, MAX_LEAK_FRACTION, CorpusScreening, screen_corpus
+from fmri_data.digest import array_digest
 from fmri_data.errors import DataError
 
 BUILT_IN_CORPORA = ("simulator", "binary-patterns", "digits")
@@ -44,10 +44,7 @@ class PriorCorpus:
     @property
     def digest(self) -> str:
         """A cache key for what was trained on: the images' dtype, shape and bytes, whatever the name."""
-        images = np.ascontiguousarray(self.images)
-        content = hashlib.sha256(f"{images.dtype.str}{images.shape}".encode())
-        content.update(images.tobytes())
-        return content.hexdigest()[:16]
+        return array_digest(self.images)[:16]
 
     def screened(
         self,

@@ -11,7 +11,6 @@ run, and a resumed run may sample with more steps or samples.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from fmri_data.dataset import PairedDataset
+from fmri_data.digest import array_digest
 from fmri_data.errors import DataError
 from fmri_data.methods.base import MethodSettings
 from fmri_data.preprocessing import Preprocessing
@@ -35,23 +35,11 @@ SHAPES_TRAINING = ("prior_adapter", "condition")
 """The sampling options (--prior-adapter, --condition) that change what is trained, so --resume compares
 them."""
 _PACKAGES = ("fmri-data", "fmri-encoders", "fmri-diffusion", "fmri-eval", "torch", "diffusers", "numpy")
-_BLOCK_BYTES = 2**26
-
-
-def _sha256(*arrays: np.ndarray) -> str:
-    digest = hashlib.sha256()
-    for array in arrays:
-        digest.update(f"{array.dtype.str}{array.shape}".encode())
-        row_bytes = max(1, array[:1].nbytes)
-        rows = max(1, _BLOCK_BYTES // row_bytes)  # NSD-sized arrays: a bounded block at a time, no full copy
-        for start in range(0, max(len(array), 1), rows):
-            digest.update(np.ascontiguousarray(array[start : start + rows]).data)
-    return digest.hexdigest()
 
 
 def dataset_digest(dataset: PairedDataset) -> str:
     """SHA-256 of the fMRI, the images and the stimulus ids: two files with the same contents match."""
-    return _sha256(dataset.fmri, dataset.images, np.asarray(dataset.stimulus_id))
+    return array_digest(dataset.fmri, dataset.images, np.asarray(dataset.stimulus_id))
 
 
 def _versions() -> dict[str, str]:
@@ -76,7 +64,10 @@ def fold_fingerprints(
     shared = {
         "data": {"name": dataset.name, "sha256": data_digest},
         "fold": split.fold,
-        "trials": {"train": _sha256(np.asarray(split.train)), "test": _sha256(np.asarray(split.test))},
+        "trials": {
+            "train": array_digest(np.asarray(split.train)),
+            "test": array_digest(np.asarray(split.test)),
+        },
         "preprocessing": asdict(preprocessing),
     }
     learning = {

@@ -107,8 +107,9 @@ def reconstruct_over_splits(
         for name in methods:
             bar.set_postfix_str(f"{name}, fold {split.fold + 1}/{len(splits)}")
             method = create_method(name, fold_settings).fit(train)
-            if method.records():
-                records.setdefault(name, []).append({"fold": split.fold, **method.records()})
+            record = method.records()
+            if record:
+                records.setdefault(name, []).append({"fold": split.fold, **record})
             if split is splits[0]:  # the first fold's files stand for the run (e.g. its loss curves)
                 for key, path in method.artefacts().items():
                     artefacts[f"{key}-{name}{Path(path).suffix}"] = Path(path)

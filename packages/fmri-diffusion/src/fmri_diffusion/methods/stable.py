@@ -108,8 +108,9 @@ class StableDiffusionMethod(DiffusionMethod):
         ridge_train, self.ridge_ = out_of_fold_ridge(
             train.fmri, clean.flatten(1).numpy(), train.stimulus_id, per_target=False, seed=settings.seed
         )
-        condition = {"ridge": ridge_train, "fmri": train.fmri}.get(config.condition)
-        if config.condition == "contrastive":
+        if config.condition in ("ridge", "fmri"):
+            condition = ridge_train if config.condition == "ridge" else train.fmri
+        elif config.condition == "contrastive":
             condition, self.contrastive_ = out_of_fold_embeddings(
                 train.fmri,
                 train.images,
@@ -118,7 +119,7 @@ class StableDiffusionMethod(DiffusionMethod):
                 epochs=config.contrastive_epochs,
                 training=self.training(CONTRASTIVE_TRAINING),
             )
-        elif condition is None:
+        else:
             raise DataError(f"unknown condition {config.condition!r}; use ridge, fmri or contrastive")
         tensors = {"clean": clean, "condition": torch.from_numpy(np.asarray(condition, dtype=np.float32))}
 
@@ -253,11 +254,10 @@ class StableDiffusionMethod(DiffusionMethod):
         start below strength 1, and sd-control's ridge image."""
         config, n = self.config, len(fmri)
         latents = self.ridge_.predict(fmri).astype(np.float32)
-        condition = {
-            "ridge": lambda: latents,
-            "fmri": lambda: np.asarray(fmri, dtype=np.float32),
-            "contrastive": lambda: self.contrastive_.embed_fmri(fmri),
-        }[config.condition]()
+        if config.condition == "contrastive":
+            condition = self.contrastive_.embed_fmri(fmri)
+        else:
+            condition = latents if config.condition == "ridge" else np.asarray(fmri, dtype=np.float32)
         inputs = {"condition": torch.from_numpy(condition)}
         size = self.image_size_
         if self.uses_pixel_ridge():
