@@ -17,9 +17,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from fmri_data.errors import run_cli
-from fmri_data.patterns import load_patterns
-from fmri_diffusion.voxel.config import load_config
+from fmri_data.patterns import VoxelPatterns, load_patterns
+from fmri_diffusion.voxel.config import JobConfig, load_config
 from fmri_diffusion.voxel.ldm import FmriLDM, evaluate_fmri_ldm, train_fmri_ldm
+from fmri_encoders.runtime import on_main_process, start_process
 from fmri_eval.atomic import check_writable_folder
 from fmri_eval.fmri_report import write_fmri_report
 
@@ -41,11 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     def job() -> int:
         config = load_config(args.config)
         config = replace(config, data=args.data) if args.data else config
+        process = start_process(config.device)  # under accelerate launch: one rank of the training
         out = args.out or Path("runs/fmri-ldm") / Path(config.data).stem
         check_writable_folder(out, "--out")
         checkpoint = args.checkpoint or out / "model"
         given = FmriLDM.load(checkpoint) if args.mode == "evaluate" else None  # before the data: fails early
-        patterns = load_patterns(config.data, config.seed, aligned_path=out / "aligned.npz")
+        aligned = out / "aligned.npz" if process.index == 0 else None  # written by the main process
+        patterns = load_patterns(config.data, config.seed, aligned_path=aligned)
+        print(f"fmri_ldm: {process.describe()}", flush=True)  # once the inputs are known to be good
         if args.mode != "evaluate":
             train_fmri_ldm(
                 patterns.train,
@@ -54,31 +58,36 @@ def main(argv: list[str] | None = None) -> int:
                 seed=config.seed,
                 device=config.device,
                 out_dir=out,
-                progress=not args.no_progress,
+                progress=not args.no_progress and process.index == 0,
             )
         if args.mode != "train":
-            model = given or FmriLDM.load(checkpoint)
-            evaluation = evaluate_fmri_ldm(
-                model,
-                patterns.train,
-                patterns.test,
-                seed=config.seed,
-                sampler=config.model.sampler,
-                steps=config.model.num_inference_steps,
-            )
-            report = write_fmri_report(
-                out,
-                evaluation.metrics,
-                patterns.description,
-                held_out=patterns.test,
-                reconstruction=evaluation.reconstruction,
-                latents=evaluation.latents,
-            )
-            print(report.read_text())
-        print(f"Wrote {out}/")
+            on_main_process(lambda: _evaluate(given or FmriLDM.load(checkpoint), patterns, config, out))
+        if process.index == 0:
+            print(f"Wrote {out}/")
         return 0
 
     return run_cli("fmri_ldm", job)
+
+
+def _evaluate(model: FmriLDM, patterns: VoxelPatterns, config: JobConfig, out: Path) -> None:
+    """Sample, compare with the held-out patterns and the baselines, write and print the report."""
+    evaluation = evaluate_fmri_ldm(
+        model,
+        patterns.train,
+        patterns.test,
+        seed=config.seed,
+        sampler=config.model.sampler,
+        steps=config.model.num_inference_steps,
+    )
+    report = write_fmri_report(
+        out,
+        evaluation.metrics,
+        patterns.description,
+        held_out=patterns.test,
+        reconstruction=evaluation.reconstruction,
+        latents=evaluation.latents,
+    )
+    print(report.read_text())
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from fmri_data.corpora import BUILT_IN_CORPORA, load_corpus
 from fmri_data.errors import run_cli
 from fmri_data.io import load_dataset
 from fmri_data.methods import (
+    CrossValidatedReconstructions,
     MethodSettings,
     available_methods,
     reconstruct_over_splits,
@@ -28,7 +29,7 @@ from fmri_data.methods.registry import check_methods
 from fmri_data.preprocessing import Preprocessing
 from fmri_data.progress import terminal_progress
 from fmri_data.splits import make_splits
-from fmri_encoders.runtime import resolve_device
+from fmri_encoders.runtime import DEVICES, on_main_process, resolve_device, start_process
 from fmri_eval.atomic import check_writable_folder
 from fmri_eval.evaluate import DEFAULT_BASELINE, choose_baseline, silent
 from fmri_eval.literature_table import FeatureFn
@@ -97,7 +98,14 @@ def parse_args(
     )
     parser.add_argument("--out", type=Path, help=f"output folder (default: {runs}/<data>-<split>)")
     parser.add_argument("--seed", type=_non_negative, default=0, help="seed for folds and stochastic methods")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument(
+        "--device", default="auto", choices=DEVICES, help="auto: cuda, else mps (Apple Silicon), else cpu"
+    )
+    parser.add_argument(
+        "--threads",
+        type=_positive,
+        help="torch threads per process (default: this machine's cores / its processes of the launch)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke-test budgets (not for reporting)")
     parser.add_argument(
         "--average-repeats",
@@ -328,7 +336,13 @@ def main_with_defaults(argv: list[str] | None, *, prog: str, doc: str, defaults:
 
 
 def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/reconstruct.py") -> int:
-    """Check what can be checked, then load, split, fit and predict fold by fold, evaluate, write the run."""
+    """Check what can be checked, then load, split, fit and predict fold by fold, evaluate, write the run.
+
+    Under `accelerate launch` every process runs this: they train together and share out the sampling,
+    and the main process alone evaluates, writes --out and prints the table while the others wait."""
+    process = start_process(args.device, args.threads)
+    if process.index != 0:  # one set of progress bars, the main process's
+        args.no_progress = True
     check_methods(args.methods)  # before hours of fitting, as are the folders and the feature networks
     check_writable_folder(args.out, "--out", swapped=True)
     if args.work_dir is not None:
@@ -351,6 +365,7 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
         corpus = load_corpus(
             args.prior_corpus, dataset.image_shape[0], seed=args.seed, stimuli=dataset.images
         )
+    print(f"{Path(app).stem}: {process.describe()}", flush=True)  # once the inputs are known to be good
     result = reconstruct_over_splits(
         dataset,
         splits,
@@ -376,9 +391,22 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
         progress=not args.no_progress,
         allow_corpus_leaks=args.allow_corpus_leaks,
     )
+    on_main_process(lambda: _write_run(args, argv, app, dataset.name, result, extract_features))
+    return 0
+
+
+def _write_run(
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    app: str,
+    dataset_name: str,
+    result: CrossValidatedReconstructions,
+    extract_features: FeatureFn | None,
+) -> None:
+    """Evaluate the gathered reconstructions, write --out and print the table (the main process's job)."""
     metrics = write_run(
         args.out,
-        dataset=dataset.name,
+        dataset=dataset_name,
         split=args.split,
         truth=result.truth,
         stimulus_id=result.stimulus_id,
@@ -404,13 +432,12 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
     )
     print(terminal_table(metrics))
     print(
-        f"\n{dataset.name}, split {args.split}, {result.n_test} test trials. "
+        f"\n{dataset_name}, split {args.split}, {result.n_test} test trials. "
         f"Wrote {args.out}/: metrics.json, "
         "reconstructions.npz, reconstructions.png, report.md"
     )
     for name in sorted(result.artefacts):
         print(f"Attached: {args.out / name}")
-    return 0
 
 
 def _feature_extractor(args: argparse.Namespace) -> FeatureFn | None:

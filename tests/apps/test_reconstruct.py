@@ -17,7 +17,8 @@ def _metrics(out):
 def test_default_run_on_the_simulator_writes_every_output(reconstruct, tmp_path, capsys):
     out = tmp_path / "run"
     assert reconstruct.main(["--out", str(out), "--no-progress", "--n-boot", "200"]) == 0
-    table = capsys.readouterr().out.split("\n\n")[0].splitlines()  # the paths after it are the user's
+    opening, *table = capsys.readouterr().out.split("\n\n")[0].splitlines()  # the paths after are the user's
+    assert opening.startswith("reconstruct: device cpu, 1 process, ")
     assert max(len(line) for line in table) <= 100
     assert table[0].split() == ["method", "pcc", "ssim", "2-way"]
     assert sorted(p.name for p in out.iterdir()) == [

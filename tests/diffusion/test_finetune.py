@@ -24,7 +24,7 @@ from fmri_diffusion.training.denoising import (
 )
 from fmri_diffusion.training.lora import add_lora, count_trainable, lora_target_modules, save_lora
 from fmri_diffusion.training.objectives import ObjectiveConfig
-from fmri_encoders.training import TrainingConfig
+from fmri_encoders.training import BatchNoise, TrainingConfig
 
 N_IN, RANK, TOKEN_DIM = 6, 2, 16
 
@@ -178,7 +178,7 @@ def test_denoising_step_drops_the_condition_at_the_asked_rate():
             return torch.zeros_like(noisy, requires_grad=True)
 
     step = DenoisingStep(DDPMScheduler(), ObjectiveConfig(), condition_dropout=0.25)
-    step(Recorder(), {"clean": torch.randn(4000, 1, 2, 2)}, torch.Generator().manual_seed(0))
+    step(Recorder(), {"clean": torch.randn(4000, 1, 2, 2)}, BatchNoise(torch.Generator().manual_seed(0)))
     assert seen[0].float().mean().item() == pytest.approx(0.75, abs=0.03)
 
 

@@ -17,7 +17,7 @@ class _Line(nn.Module):
 
 
 def _loss(model, batch, gen):
-    noise = torch.randn(len(batch["x"]), generator=gen) * 0.01
+    noise = gen.randn((len(batch["x"]),)) * 0.01
     return ((model.w * batch["x"] - batch["y"] + noise) ** 2).mean()
 
 
@@ -110,10 +110,8 @@ def test_resume_reads_no_pickle_and_stays_bit_exact(tmp_path, monkeypatch):
         train(_Dropped(), killed_after(8, _dropped_loss), _sampler(), config, out_dir=tmp_path)
     checkpoint = tmp_path / "checkpoints" / "step-000006"
     assert sorted(p.name for p in checkpoint.iterdir()) == [
-        "process-0.json",
-        "process-0.safetensors",
-        "shared.json",
-        "shared.safetensors",
+        "state.json",
+        "state.safetensors",
         "trainer_state.json",
     ]
     real_load = torch.load
@@ -133,7 +131,7 @@ def test_resume_reads_no_pickle_and_stays_bit_exact(tmp_path, monkeypatch):
 
 def test_a_checkpoint_without_its_state_files_is_one_clear_error(tmp_path):
     train(_Line(), _loss, _sampler(), _config(max_steps=5, checkpoint_every=5), out_dir=tmp_path)
-    (tmp_path / "checkpoints" / "step-000005" / "shared.json").unlink()
+    (tmp_path / "checkpoints" / "step-000005" / "state.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"older version .* never loaded"):
         train(_Line(), _loss, _sampler(), _config(max_steps=10), out_dir=tmp_path, resume="latest")
 
@@ -279,7 +277,7 @@ def test_checkpoints_hold_the_trained_part_only_and_resume_exactly(tmp_path):
     torch.manual_seed(0)
     with pytest.raises(KeyboardInterrupt):
         train(_HalfFrozen(), killed_after(7, _loss), _sampler(), config, out_dir=tmp_path)
-    saved = json.loads((tmp_path / "checkpoints" / "step-000005" / "shared.json").read_text())
+    saved = json.loads((tmp_path / "checkpoints" / "step-000005" / "state.json").read_text())
     assert set(saved["model"]) == {"w"}
     resumed = train(_HalfFrozen(), _loss, _sampler(), config, out_dir=tmp_path, resume="latest")
     assert resumed.losses == whole.losses

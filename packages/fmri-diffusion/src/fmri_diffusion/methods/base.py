@@ -32,7 +32,7 @@ from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.priors.loading import BaseModelError
 from fmri_encoders.encoding import EncodingModel
 from fmri_encoders.persistence import load_settings, save_settings
-from fmri_encoders.runtime import derived_seed, on_main_process, resolve_device
+from fmri_encoders.runtime import derived_seed, on_main_process, resolve_device, shared_out
 from fmri_encoders.training import TrainingConfig, loss_curves, training_for
 from fmri_eval.atomic import atomic_output_dir
 
@@ -197,7 +197,8 @@ class DiffusionMethod(ReconstructionMethod):
 
     def sample(self, fmri: np.ndarray, n_samples: int) -> np.ndarray:
         """[n_samples, n, H, W] in [0, 1]; sample k of trial i has its own generator (see
-        sample_generators), so neither the batch size nor the device's batching changes a draw."""
+        sample_generators), so neither the batch size nor the device's batching changes a draw, and under
+        `accelerate launch` the batches are shared out among the processes."""
         n = len(fmri)
         per_trial = self.sampling_inputs(fmri)
         if self.steers():
@@ -205,13 +206,13 @@ class DiffusionMethod(ReconstructionMethod):
         inputs = {key: value.repeat(n_samples, *(1,) * (value.dim() - 1)) for key, value in per_trial.items()}
         generators = sample_generators(self.settings.seed, n_samples, n)
         batch = self.config.sample_batch_size
-        chunks = [
-            self.draw(
+        chunks = shared_out(
+            range(0, n * n_samples, batch),
+            lambda start: self.draw(
                 {key: value[start : start + batch] for key, value in inputs.items()},
                 generators[start : start + batch],
-            )
-            for start in range(0, n * n_samples, batch)
-        ]
+            ),
+        )
         size = self.image_size_
         return np.concatenate(chunks).reshape(n_samples, n, size, size).astype(np.float32)
 

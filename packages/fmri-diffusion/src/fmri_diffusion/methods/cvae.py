@@ -16,7 +16,7 @@ from fmri_diffusion.models.cvae import ConditionalVaeNet, CvaeConfig, load_cvae,
 from fmri_diffusion.training.augment import random_shift
 from fmri_encoders.out_of_fold import out_of_fold_ridge
 from fmri_encoders.ridge import RidgeEncoder
-from fmri_encoders.runtime import resolve_device
+from fmri_encoders.runtime import resolve_device, ridge_backend
 from fmri_encoders.training import BatchSampler, TrainingConfig
 from fmri_encoders.training import train as train_model
 
@@ -71,7 +71,7 @@ class ConditionalVAE(DiffusionMethod):
             train.stimulus_id,
             k=config.ridge_folds,
             seed=self.settings.seed,
-            backend="torch_cuda" if device == "cuda" else "numpy",
+            backend=ridge_backend(device),
             per_target=False,
         )
         torch.manual_seed(self.settings.seed)

@@ -14,7 +14,7 @@ from torch import nn
 from fmri_diffusion.models.builders import padded_size, small_autoencoder
 from fmri_diffusion.pipelines.pixels import to_pixels
 from fmri_diffusion.training.augment import random_shift
-from fmri_encoders.training import BatchSampler, TrainingConfig
+from fmri_encoders.training import BatchNoise, BatchSampler, TrainingConfig
 from fmri_encoders.training import train as train_model
 
 
@@ -81,11 +81,9 @@ def train_autoencoder_on_pixels(
         augment=lambda batch, gen: random_shift(batch, config.max_shift, gen, fill=-1.0),
     )
 
-    def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor], gen: torch.Generator) -> torch.Tensor:
+    def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor], draws: BatchNoise) -> torch.Tensor:
         posterior = model.encode(batch["x"]).latent_dist
-        latents = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen).to(
-            posterior.mean.device
-        )
+        latents = posterior.mean + posterior.std * draws.randn(posterior.mean.shape).to(posterior.mean.device)
         reconstruction = model.decode(latents).sample
         return (
             F.mse_loss(reconstruction, batch["x"])

@@ -26,7 +26,7 @@ from fmri_diffusion.models.conditioner import FmriConditioner
 from fmri_diffusion.pipelines.fmri_image import denoise
 from fmri_diffusion.training.lora import LoraTargets, add_lora
 from fmri_diffusion.training.objectives import ObjectiveConfig, denoising_loss, sample_timesteps
-from fmri_encoders.training import Batch, BatchSampler, TrainingConfig, TrainingResult
+from fmri_encoders.training import Batch, BatchNoise, BatchSampler, TrainingConfig, TrainingResult
 from fmri_encoders.training import train as train_model
 from fmri_encoders.training.precision import half_dtype
 
@@ -85,9 +85,10 @@ class ConditionedUNet(nn.Module):
 class DenoisingStep:
     """The loss of one batch: noise the clean samples at random timesteps and score the model's prediction.
 
-    Batch keys: `clean` (model-space samples), and optionally `condition`, `spatial`, `control` as in
-    ConditionedUNet.forward. Rows drop their condition with probability `condition_dropout` (for
-    classifier-free guidance). All randomness comes from the generator the training loop checkpoints.
+        Batch keys: `clean` (model-space samples), and optionally `condition`, `spatial`, `control` as in
+        ConditionedUNet.forward. Rows drop their condition with probability `condition_dropout` (for
+        classifier-free guidance). All randomness comes from the draws of the training loop (checkpointed, and
+    cut to this process's rows under data parallelism).
     """
 
     def __init__(
@@ -97,12 +98,12 @@ class DenoisingStep:
         self.objective = objective
         self.condition_dropout = condition_dropout
 
-    def __call__(self, model: nn.Module, batch: Batch, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, model: nn.Module, batch: Batch, draws: BatchNoise) -> torch.Tensor:
         clean = batch["clean"]
-        noise = torch.randn(clean.shape, generator=generator).to(clean.device, clean.dtype)
-        t = sample_timesteps(len(clean), self.scheduler, self.objective, generator).to(clean.device)
+        noise = draws.randn(clean.shape).to(clean.device, clean.dtype)
+        t = sample_timesteps(len(clean), self.scheduler, self.objective, draws).to(clean.device)
         noisy = self.scheduler.add_noise(clean, noise, t)
-        keep = (torch.rand(len(clean), generator=generator) >= self.condition_dropout).to(clean.device)
+        keep = (draws.rand((len(clean),)) >= self.condition_dropout).to(clean.device)
         prediction = model(
             noisy,
             t,

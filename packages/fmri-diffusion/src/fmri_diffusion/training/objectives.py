@@ -14,6 +14,7 @@ from diffusers import DDPMScheduler
 
 from fmri_data.errors import DataError
 from fmri_diffusion.schedulers import predicted_clean
+from fmri_encoders.training import BatchNoise
 
 
 @dataclass(frozen=True)
@@ -33,14 +34,14 @@ class ObjectiveConfig:
 
 
 def sample_timesteps(
-    batch_size: int, scheduler: DDPMScheduler, config: ObjectiveConfig, generator: torch.Generator | None
+    batch_size: int, scheduler: DDPMScheduler, config: ObjectiveConfig, noise: BatchNoise
 ) -> torch.Tensor:
     low, high = config.timestep_range or (0, scheduler.config.num_train_timesteps)
     if not 0 <= low < high <= scheduler.config.num_train_timesteps:
         raise DataError(
             f"timestep_range {config.timestep_range} must lie in [0, {scheduler.config.num_train_timesteps}]"
         )
-    return torch.randint(low, high, (batch_size,), generator=generator)
+    return noise.randint(low, high, (batch_size,))
 
 
 def denoising_loss(

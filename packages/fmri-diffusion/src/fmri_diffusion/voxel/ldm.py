@@ -27,8 +27,8 @@ from fmri_diffusion.models.voxel_vae import VoxelVAE, principal_axes, vae_loss
 from fmri_diffusion.schedulers import Sampler, Schedule, sampling_scheduler, training_scheduler
 from fmri_diffusion.training.denoising import FinetuneConfig, finetune
 from fmri_encoders.persistence import load_settings, save_settings
-from fmri_encoders.runtime import resolve_device
-from fmri_encoders.training import Batch, BatchSampler, TrainingConfig, TrainingResult
+from fmri_encoders.runtime import on_main_process, resolve_device
+from fmri_encoders.training import Batch, BatchNoise, BatchSampler, TrainingConfig, TrainingResult
 from fmri_encoders.training import train as train_model
 from fmri_eval.atomic import atomic_output_dir
 from fmri_eval.fmri_metrics import distribution_metrics, reconstruction_metrics
@@ -146,9 +146,9 @@ def train_fmri_ldm(
     # the PCA of all of `train`: the baseline evaluate_fmri_ldm compares with, which keeping step 0 gives
     vae = VoxelVAE(x_train.shape[1], config.latent_dim, config.hidden, config.dropout).init_from_pca(train)
 
-    def vae_step(model: VoxelVAE, batch: Batch, generator: torch.Generator) -> torch.Tensor:
+    def vae_step(model: VoxelVAE, batch: Batch, draws: BatchNoise) -> torch.Tensor:
         x = batch["x"]
-        noise = torch.randn(len(x), config.latent_dim, generator=generator).to(x.device)
+        noise = draws.randn((len(x), config.latent_dim)).to(x.device)
         reconstruction, mu, logvar = model(x, noise)
         return vae_loss(reconstruction, x, mu, logvar, config.beta)
 
@@ -194,7 +194,7 @@ def train_fmri_ldm(
         vae=vae.cpu(), denoiser=denoiser.eval().cpu(), scheduler=scheduler, latent_scale=latent_scale
     )
     if out_dir is not None:
-        model.save(out_dir / "model")
+        on_main_process(lambda: model.save(out_dir / "model"))
     return model.to(resolve_device(device)), results
 
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from fmri_encoders.contrastive.fmri_encoder import FmriEncoder
 from fmri_encoders.contrastive.losses import LogitScale, group_targets, info_nce, mixco
-from fmri_encoders.training import Batch, EpochSampler, LossFn, TrainingConfig, train
+from fmri_encoders.training import Batch, BatchNoise, EpochSampler, LossFn, TrainingConfig, train
 
 # A fixed number of epochs at a constant rate: ~100 trials leave nothing to spare for a validation split.
 # max_steps is set from the encoder's epochs.
@@ -74,7 +74,7 @@ class ContrastivePair(nn.Module):
 def contrastive_loss(subjects: list[str]) -> LossFn:
     """InfoNCE of a batch from one subject (`batch["pool"]` indexes `subjects`)."""
 
-    def loss(model: nn.Module, batch: Batch, generator: torch.Generator) -> torch.Tensor:
+    def loss(model: nn.Module, batch: Batch, _: BatchNoise) -> torch.Tensor:
         brain, image, scale = model(batch["voxels"], batch["images"], subjects[int(batch["pool"])])
         return info_nce(brain, image, scale, batch["targets"])
 
@@ -99,6 +99,9 @@ def train_contrastive(
         [trials[name] for name in subjects], config.batch_size, seed=config.seed, augment=augmentation
     )
     config = replace(config, max_steps=epochs * sampler.steps_per_epoch)
-    result = train(pair, contrastive_loss(subjects), sampler, config, description="contrastive")
+    # not sharded: InfoNCE's negatives are the whole batch, which every process then computes
+    result = train(
+        pair, contrastive_loss(subjects), sampler, config, description="contrastive", shard_batches=False
+    )
     per_epoch = np.reshape(result.losses, (epochs, sampler.steps_per_epoch)).mean(axis=1)
     return [float(loss) for loss in per_epoch]

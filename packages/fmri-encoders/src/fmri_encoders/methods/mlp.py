@@ -12,7 +12,7 @@ from torch import nn
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.methods import MethodSettings, ReconstructionMethod
-from fmri_encoders.training import Batch, EpochSampler, TrainingConfig, train, training_for
+from fmri_encoders.training import Batch, BatchNoise, EpochSampler, TrainingConfig, train, training_for
 
 # Epochs at a constant rate, their number chosen by early stopping; no decay on biases, which would pull
 # the output bias (the mean training image) towards grey. max_steps is set from the epochs.
@@ -151,7 +151,7 @@ class MlpPixels(ReconstructionMethod):
         return model, epochs if result.best_step is None else result.best_step // per_epoch
 
 
-def _mse_loss(model: nn.Module, batch: Batch, _: torch.Generator) -> torch.Tensor:
+def _mse_loss(model: nn.Module, batch: Batch, _: BatchNoise) -> torch.Tensor:
     return nn.functional.mse_loss(model(batch["x"]), batch["y"])
 
 

@@ -8,7 +8,7 @@ from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.methods import ReconstructionMethod
 from fmri_encoders.ridge import RidgeEncoder
-from fmri_encoders.runtime import resolve_device
+from fmri_encoders.runtime import ridge_backend
 
 INNER_FOLDS = 5
 
@@ -27,7 +27,7 @@ class RidgePixels(ReconstructionMethod):
     def fit(self, train: PairedDataset) -> RidgePixels:
         if train.n_stimuli < 2:
             raise DataError(f"ridge needs at least 2 distinct training stimuli, got {train.n_stimuli}")
-        backend = "torch_cuda" if resolve_device(self.settings.device) == "cuda" else "numpy"
+        backend = ridge_backend(self.settings.device)
         self.image_shape_ = train.image_shape
         self.encoder_ = RidgeEncoder(
             per_target=False, cv=min(INNER_FOLDS, train.n_stimuli), backend=backend

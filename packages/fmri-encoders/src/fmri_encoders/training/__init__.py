@@ -11,13 +11,16 @@ from fmri_encoders.training.loop import (
     training_for,
 )
 from fmri_encoders.training.sampling import Batch, BatchSampler, EpochSampler, Sampler
+from fmri_encoders.training.sharding import BatchNoise, Shard
 
 __all__ = [
     "Batch",
+    "BatchNoise",
     "BatchSampler",
     "EpochSampler",
     "LossFn",
     "Sampler",
+    "Shard",
     "TrainingConfig",
     "TrainingDivergedError",
     "TrainingResult",

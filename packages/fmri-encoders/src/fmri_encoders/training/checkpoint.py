@@ -6,9 +6,9 @@ tensors and a JSON tree that says where each tensor goes back; tuples, integer k
 lists) are marked so the round trip is exact. The pair is written and read by fmri_encoders.persistence, so
 loading never calls `torch.load`.
 
-Files: `shared.json` + `shared.safetensors` (model, optimizer, LR schedule, EMA, loss scaler: the same on
-every process) and `process-<rank>.json` + `.safetensors` (batch sampler, noise and global RNG states, which
-differ between the processes of `accelerate launch`).
+Files: `state.json` + `state.safetensors` (model, optimizer, LR schedule, EMA, loss scaler, batch sampler,
+noise and global RNG states), written by the main process alone: under `accelerate launch` every process
+holds the same of each (fmri_encoders.training.sharding), so any process count can resume them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """One training loop for every model of this package, built on accelerate.
 
 accelerate owns gradient accumulation, data parallelism (`accelerate launch --num_processes N` runs this
-loop on N GPUs unchanged) and trackers; the loop places the model on the fit's device and applies the fit's
+loop on N processes unchanged, each on its share of every batch: fmri_encoders.training.sharding) and
+trackers; the loop places the model on the fit's device and applies the fit's
 mixed precision itself (fmri_encoders.runtime, .precision: accelerate's are one per process). Around that it
 adds what a researcher expects: a progress bar with the loss, checkpoints written atomically every N steps
 with a total limit, `resume="latest"`, an EMA of the weights, a NaN guard that keeps the last good
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 
 from fmri_data.errors import DataError, UserError
 from fmri_data.methods import MethodSettings
-from fmri_encoders.runtime import derived_seed, make_accelerator
+from fmri_encoders.runtime import make_accelerator
 from fmri_encoders.training.checkpoint import (
     global_rng_states,
     load_states,
@@ -36,9 +37,11 @@ from fmri_encoders.training.curve import write_loss_curve
 from fmri_encoders.training.optim import SCHEDULES, make_optimizer, make_schedule
 from fmri_encoders.training.precision import PRECISIONS, Precision
 from fmri_encoders.training.sampling import Batch, Sampler
+from fmri_encoders.training.sharding import BatchNoise, Shard
 
-LossFn = Callable[[nn.Module, Batch, torch.Generator], torch.Tensor]
+LossFn = Callable[[nn.Module, Batch, BatchNoise], torch.Tensor]
 _STATE_FILE = "trainer_state.json"
+_STATE_TENSORS = "state"
 
 
 class TrainingDivergedError(RuntimeError):
@@ -50,6 +53,10 @@ class TrainingDivergedError(RuntimeError):
 @dataclass(frozen=True)
 class TrainingConfig:
     """How long and how to optimise. Steps count optimizer updates (after gradient accumulation).
+
+    batch_size: the batch of one update over all processes; under `accelerate launch` with N processes
+    each computes about batch_size / N of its rows, so the result does not depend on N
+    (fmri_encoders.training.sharding).
 
     checkpoint_every: write a resumable checkpoint every this many steps when the loop has an out_dir
     (0: never); checkpoints_total_limit: how many to keep.
@@ -136,6 +143,7 @@ def train(
     validate: Callable[[nn.Module], float] | None = None,
     validate_every: int = 100,
     patience: int | None = None,
+    shard_batches: bool = True,
 ) -> TrainingResult:
     """Optimise `model`'s trainable parameters on `loss_fn(model, batch, generator)`.
 
@@ -145,6 +153,9 @@ def train(
     validate: a held-out loss of the model (lower is better), run every `validate_every` steps and at the
     end; the best weights are kept (in `out_dir/best/` via accelerate's save_model) and returned.
     patience: with `validate`, stop early once this many validations in a row found no better loss.
+    shard_batches: under N processes each takes its rows of every batch; False for a loss over the batch
+    as a whole (a contrastive loss, whose negatives are the batch), which every process then computes on
+    the whole batch: redundant, but the same result as one process.
     On return the model holds the best validated weights if `validate` is given, else the EMA weights
     when `config.ema_decay` is set, else the last ones.
     """
@@ -160,22 +171,21 @@ def train(
         log_with=log_with,
         project_dir=None if out_dir is None else str(out_dir / "logs"),
     )
+    shard = Shard(accelerator.process_index, accelerator.num_processes) if shard_batches else Shard()
     precision = Precision(config.mixed_precision, device)
     if log_with is not None:
         accelerator.init_trackers(description.replace(" ", "-"))
     parameters = [p for p in model.parameters() if p.requires_grad]  # a list: clipping must see them too
     optimizer = make_optimizer(parameters, config)
     schedule = make_schedule(optimizer, config)
-    # placed here, not by accelerate, whose device is the process's; wrapped for data parallelism if launched
-    model = accelerator.prepare_model(model.to(device), device_placement=False)
+    # placed here, not by accelerate, whose device is the process's; the loss inside the module that
+    # accelerate wraps for data parallelism, so that the loss may call the bare model's own methods
+    objective = accelerator.prepare_model(_Objective(model.to(device), loss_fn), device_placement=False)
     ema = EMAModel(parameters, decay=config.ema_decay) if config.ema_decay else None
     if ema is not None:
         ema.to(device)
     parts = _Checkpointed(accelerator, device, model, optimizer, schedule, sampler, ema, precision.scaler)
-    noise = torch.Generator(device="cpu").manual_seed(config.seed + 1)
-    if accelerator.num_processes > 1:  # data parallel: each process draws its own batches and noise
-        sampler.generator.manual_seed(derived_seed(config.seed, accelerator.process_index))
-        noise.manual_seed(derived_seed(config.seed + 1, accelerator.process_index))
+    noise = torch.Generator(device="cpu").manual_seed(config.seed + 1)  # the same on every process
 
     result, step = TrainingResult(), 0
     start = _find_checkpoint(out_dir, resume)
@@ -198,13 +208,17 @@ def train(
     model.train()
     try:
         while step < config.max_steps and not _patience_spent(result, patience):
-            with accelerator.accumulate(model):
-                batch = {k: v.to(device) for k, v in next(sampler).items()}
+            with accelerator.accumulate(objective):
+                batch, global_size = shard.take(next(sampler))
+                batch = {k: v.to(device) for k, v in batch.items()}
                 with precision.autocast():
-                    loss = loss_fn(model, batch, noise)
-                if not torch.isfinite(loss):
+                    loss = objective(batch, BatchNoise(noise, shard, global_size if shard_batches else None))
+                    loss = loss * shard.loss_weight(global_size)
+                # the global batch's loss, on every process: a NaN on one stops them all, none waits
+                global_loss = accelerator.reduce(loss.detach().float(), "mean")
+                if not torch.isfinite(global_loss):
                     raise TrainingDivergedError(
-                        f"loss became {loss.item()} at step {step}; last good checkpoint: "
+                        f"loss became {global_loss.item()} at step {step}; last good checkpoint: "
                         f"{result.last_checkpoint or 'none'}; lower the learning rate or train in fp32"
                     )
                 precision.backward(loss / accelerator.gradient_accumulation_steps)
@@ -220,14 +234,14 @@ def train(
             step += 1
             if ema is not None:
                 ema.step(parameters)
-            result.losses.append(loss.item())
+            result.losses.append(global_loss.item())
             if log_with is not None:
                 accelerator.log({"loss": result.losses[-1], "lr": schedule.get_last_lr()[0]}, step=step)
             # set before update, which draws it: the bar shows this step's loss, not the last one's
             bar.set_postfix(loss=f"{result.losses[-1]:.4f}", refresh=False)
             bar.update()
             if validate is not None and (step % validate_every == 0 or step == config.max_steps):
-                _validate(accelerator, model, validate, precision, step, result, out_dir)
+                _validate(accelerator, objective, validate, precision, step, result, out_dir)
             if out_dir is not None and config.checkpoint_every and step % config.checkpoint_every == 0:
                 result.last_checkpoint = _save_checkpoint(parts, out_dir, step, result, noise, config)
     finally:  # an interrupted run still closes its bar and tracker
@@ -237,7 +251,7 @@ def train(
     if ema is not None:
         ema.copy_to(parameters)
     # the caller's model as it came: no data-parallel wrapper, no autocast of a launcher's precision
-    model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+    model = accelerator.unwrap_model(objective, keep_fp32_wrapper=False).model
     if validate is not None and result.best_step is not None:
         model.load_state_dict(result.best_state, strict=False)
     model.eval()
@@ -247,9 +261,22 @@ def train(
     return result
 
 
+class _Objective(nn.Module):
+    """The model and its loss as one module: the data-parallel wrapper around it sees the loss's forward
+    pass (so gradients are averaged over processes), while the loss calls the bare model however it needs
+    (a VAE's encode, a UNet with keyword inputs)."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn) -> None:
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self, batch: Batch, noise: BatchNoise) -> torch.Tensor:
+        return self.loss_fn(self.model, batch, noise)
+
+
 def _validate(
     accelerator: Any,
-    model: nn.Module,
+    objective: nn.Module,
     validate: Callable[[nn.Module], float],
     precision: Precision,
     step: int,
@@ -258,7 +285,7 @@ def _validate(
 ) -> None:
     """Score the model (in the precision it trains in: frozen weights may be stored in it); when it is the
     best so far, remember its weights (and save them under out_dir)."""
-    unwrapped = accelerator.unwrap_model(model)
+    unwrapped = accelerator.unwrap_model(objective).model
     unwrapped.eval()
     with torch.no_grad(), precision.autocast():
         score = float(validate(unwrapped))
@@ -267,7 +294,7 @@ def _validate(
         result.best_step = step
         result.best_state = {k: v.detach().clone() for k, v in _learned_state(unwrapped).items()}
         if out_dir is not None:
-            accelerator.save_model(model, out_dir / "best")
+            accelerator.save_model(unwrapped, out_dir / "best")
     result.validation.append((step, score))
 
 
@@ -296,48 +323,43 @@ class _Checkpointed:
         self.model, self.optimizer, self.schedule = model, optimizer, schedule
         self.sampler, self.ema, self.scaler = sampler, ema, scaler
 
-    def _process_file(self) -> str:
-        return f"process-{self.accelerator.process_index}"
-
     def save(self, folder: Path, noise: torch.Generator, best_state: dict[str, torch.Tensor]) -> None:
-        """Every process writes its own generators; the main process writes what all processes share
-        (with the best validated weights so far, so early stopping resumes where it was)."""
-        own = {
+        """The main process writes it all: the streams (sampler, noise, RNG) are the same on every process
+        (fmri_encoders.training.sharding), so the checkpoint resumes under any process count. It holds the
+        best validated weights so far, so early stopping resumes where it was."""
+        if not self.accelerator.is_main_process:
+            return
+        state = {
+            "model": _learned_state(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
             "sampler": self.sampler.state_dict(),
             "noise": noise.get_state(),
             "rng": global_rng_states(self.device),
         }
-        save_states(folder, self._process_file(), own)
-        if self.accelerator.is_main_process:
-            shared = {
-                "model": _learned_state(self.accelerator.unwrap_model(self.model)),
-                "optimizer": self.optimizer.state_dict(),
-                "schedule": self.schedule.state_dict(),
-            }
-            if self.ema is not None:
-                shared["ema"] = self.ema.state_dict()
-            if self.scaler is not None:
-                shared["scaler"] = self.scaler.state_dict()
-            if best_state:
-                shared["best"] = best_state
-            save_states(folder, "shared", shared)
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        if best_state:
+            state["best"] = best_state
+        save_states(folder, _STATE_TENSORS, state)
 
     def load(self, folder: Path, noise: torch.Generator) -> dict[str, torch.Tensor]:
         """Restore everything in place; returns the best validated weights saved with it ({} if none)."""
-        shared = load_states(folder, "shared")
-        _load_learned_state(self.accelerator.unwrap_model(self.model), shared["model"], folder)
-        self.optimizer.load_state_dict(shared["optimizer"])
-        self.schedule.load_state_dict(shared["schedule"])
+        state = load_states(folder, _STATE_TENSORS)
+        _load_learned_state(self.model, state["model"], folder)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
         if self.ema is not None:
-            self.ema.load_state_dict(shared["ema"])
+            self.ema.load_state_dict(state["ema"])
             self.ema.to(self.device)
         if self.scaler is not None:
-            self.scaler.load_state_dict(shared["scaler"])
-        own = load_states(folder, self._process_file())
-        self.sampler.load_state_dict(own["sampler"])
-        noise.set_state(own["noise"])
-        set_global_rng_states(own["rng"], self.device)
-        return shared.get("best", {})
+            self.scaler.load_state_dict(state["scaler"])
+        self.sampler.load_state_dict(state["sampler"])
+        noise.set_state(state["noise"])
+        set_global_rng_states(state["rng"], self.device)
+        return state.get("best", {})
 
 
 def _frozen_names(model: nn.Module) -> set[str]:
