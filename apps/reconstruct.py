@@ -29,7 +29,7 @@ from fmri_data.methods.registry import check_methods
 from fmri_data.preprocessing import Preprocessing
 from fmri_data.progress import terminal_progress
 from fmri_data.splits import make_splits
-from fmri_encoders.runtime import DEVICES, on_main_process, resolve_device, start_process
+from fmri_encoders.runtime import DEVICES, launch_precision, on_main_process, resolve_device, start_process
 from fmri_eval.atomic import check_writable_folder
 from fmri_eval.evaluate import DEFAULT_BASELINE, choose_baseline, silent
 from fmri_eval.literature_table import FeatureFn
@@ -100,6 +100,23 @@ def parse_args(
     parser.add_argument("--seed", type=_non_negative, default=0, help="seed for folds and stochastic methods")
     parser.add_argument(
         "--device", default="auto", choices=DEVICES, help="auto: cuda, else mps (Apple Silicon), else cpu"
+    )
+    parser.add_argument(
+        "--mixed-precision",
+        choices=["no", "bf16", "fp16"],
+        help="every training stage's precision (fp16: a GPU's; default: each model's own, or the "
+        "precision of accelerate launch --mixed_precision)",
+    )
+    parser.add_argument(
+        "--gradient-accumulation",
+        type=_positive,
+        metavar="K",
+        help="K micro-batches per optimizer update in every training stage (for small GPUs)",
+    )
+    parser.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="the sd-* routes recompute UNet activations in the backward pass: far less GPU memory",
     )
     parser.add_argument(
         "--threads",
@@ -384,6 +401,9 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
             sampling={name: getattr(args, name) for name in SAMPLING if getattr(args, name) is not None},
             choices=dict(args.choose),
             prior_corpus=corpus,
+            mixed_precision=args.mixed_precision or launch_precision(),
+            gradient_accumulation_steps=args.gradient_accumulation,
+            gradient_checkpointing=args.gradient_checkpointing,
         ),
         preprocessing=Preprocessing(
             n_voxels=args.n_voxels, voxel_score=args.voxel_score, average_repeats=args.average_repeats

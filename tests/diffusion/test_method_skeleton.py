@@ -14,6 +14,7 @@ from fmri_diffusion.priors import base_model_for, small
 from fmri_diffusion.priors.cache import BaseModelCache
 from fmri_diffusion.priors.small import SmallBaseConfig
 from fmri_encoders.runtime import derived_seed
+from fmri_encoders.training import TrainingConfig, training_for
 
 STOCHASTIC = ["ddpm", "ldm", "cvae", "sd-direct", "sd-lora", "sd-full", "sd-control", "brain-diffuser"]
 
@@ -115,3 +116,15 @@ def test_an_fmri_conditioned_fine_tune_reloads_as_one(linear_dataset, tmp_path):
     reloaded = load_method(tmp_path / "w" / "sd-direct" / "finetuned", settings)
     assert reloaded.config.condition == "fmri"
     np.testing.assert_allclose(reloaded.predict(test.fmri), fitted.predict(test.fmri), atol=1e-5)
+
+
+def test_a_run_s_precision_and_accumulation_reach_every_stage_and_the_base_model_s_cache_key():
+    settings = MethodSettings(mixed_precision="bf16", gradient_accumulation_steps=4)
+    config = SmallBaseConfig()
+    under = config.under(settings)
+    for training in (under.autoencoder.training, under.unet_training):
+        assert (training.mixed_precision, training.gradient_accumulation_steps) == ("bf16", 4)
+    assert under.key(8, 0) != config.key(8, 0)  # a bf16 base is not an fp32 run's
+    assert config.under(MethodSettings()) == config
+    stage = training_for(TrainingConfig(), settings)
+    assert (stage.mixed_precision, stage.gradient_accumulation_steps) == ("bf16", 4)

@@ -84,8 +84,13 @@ def start_process(device: str = "auto", threads: int | None = None) -> ProcessSe
     count = threads or max(1, _available_cores() // local)
     torch.set_num_threads(count)
     rank = int(os.environ.get("RANK", "0"))
+    return ProcessSetup(resolved, processes, rank, local, count, launch_precision() or "no")
+
+
+def launch_precision() -> str | None:
+    """The mixed precision an `accelerate launch --mixed_precision` (or its config file) holds, if any."""
     precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
-    return ProcessSetup(resolved, processes, rank, local, count, precision)
+    return None if precision == "no" else precision
 
 
 def _available_cores() -> int:

@@ -40,6 +40,10 @@ class MethodSettings:
         validation stimuli held out of its training trials (never on test trials) before it fits.
     prior_corpus: unpaired images a base model (prior) pre-trains on, screened against every test stimulus
         of the run (fmri_data.corpora); None: the simulator's built-in corpus.
+    mixed_precision: "bf16" or "fp16" (a GPU's) for every training stage; None: each model's own ("no"),
+        which under `accelerate launch --mixed_precision` must be the launch's.
+    gradient_accumulation_steps: micro-batches per optimizer update for every training stage (None: each
+        model's own); with gradient_checkpointing (the sd-* routes' UNet), what fits a small GPU.
     """
 
     seed: int = 0
@@ -55,6 +59,9 @@ class MethodSettings:
     sampling: Mapping[str, Any] = field(default_factory=dict)
     choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     prior_corpus: PriorCorpus | None = None
+    mixed_precision: str | None = None
+    gradient_accumulation_steps: int | None = None
+    gradient_checkpointing: bool = False
 
     def configure(self, config: ConfigT) -> ConfigT:
         """A method's config (a dataclass with `quick()`): its smoke-test budget under `quick`, then the

@@ -76,6 +76,11 @@ def fold_fingerprints(
         "pretrained": settings.pretrained,
         "prior_corpus": None if settings.prior_corpus is None else settings.prior_corpus.digest,
         "choices": {key: list(values) for key, values in settings.choices.items()} or None,
+        **{  # recorded where set, so that folders of runs before these options still resume
+            key: getattr(settings, key)
+            for key in ("mixed_precision", "gradient_accumulation_steps")
+            if getattr(settings, key) not in (None, "no", 1)
+        },
         **{key: value for key, value in settings.sampling.items() if key in SHAPES_TRAINING},
     }
     sampling = {key: value for key, value in settings.sampling.items() if key not in SHAPES_TRAINING}

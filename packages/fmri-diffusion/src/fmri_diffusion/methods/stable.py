@@ -128,6 +128,7 @@ class StableDiffusionMethod(DiffusionMethod):
             config.finetune,
             adapter=self.adapter,
             gradient_checkpointing=config.finetune.gradient_checkpointing
+            or settings.gradient_checkpointing
             or (self.adapter == "full" and bool(settings.pretrained)),
             training=self.training(config.finetune.training),
         )

@@ -27,6 +27,7 @@ def base_model_for(
             "(PriorCorpus.screened, which reconstruct_over_splits runs)"
         )
     cache = cache or BaseModelCache(settings.cache_dir or settings.work_dir)
+    config = config.under(settings)
     key = config.key(image_size, settings.seed, None if corpus is None else corpus.digest)
     cached = cache.load(key)
     if cached is not None:

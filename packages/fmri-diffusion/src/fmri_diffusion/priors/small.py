@@ -22,6 +22,7 @@ from functools import partial
 import numpy as np
 import torch
 
+from fmri_data.methods import MethodSettings
 from fmri_data.simulator import image_corpus
 from fmri_diffusion.models.builders import small_unet
 from fmri_diffusion.models.conditioner import FmriConditioner
@@ -31,7 +32,7 @@ from fmri_diffusion.priors.loading import BaseModel
 from fmri_diffusion.schedulers import training_scheduler
 from fmri_diffusion.training.autoencoder import AutoencoderConfig, train_autoencoder_on_pixels
 from fmri_diffusion.training.denoising import ConditionedUNet, FinetuneConfig, finetune
-from fmri_encoders.training import Batch, TrainingConfig
+from fmri_encoders.training import Batch, TrainingConfig, numerics_for
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,14 @@ class SmallBaseConfig:
             corpus_size=24,
             autoencoder=replace(self.autoencoder, training=tiny),
             unet_training=tiny,
+        )
+
+    def under(self, settings: MethodSettings) -> SmallBaseConfig:
+        """This recipe in the run's precision and accumulation (fmri_encoders.training.numerics_for)."""
+        return replace(
+            self,
+            autoencoder=replace(self.autoencoder, training=numerics_for(self.autoencoder.training, settings)),
+            unet_training=numerics_for(self.unet_training, settings),
         )
 
     def key(self, image_size: int, seed: int, corpus_digest: str | None = None) -> str:

@@ -7,6 +7,7 @@ from fmri_encoders.training.loop import (
     TrainingDivergedError,
     TrainingResult,
     check_tracker,
+    numerics_for,
     train,
     training_for,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "TrainingResult",
     "check_tracker",
     "loss_curves",
+    "numerics_for",
     "train",
     "training_for",
 ]

@@ -99,13 +99,24 @@ class TrainingConfig:
 
 def training_for(training: TrainingConfig, settings: MethodSettings) -> TrainingConfig:
     """A method's training config under the run's settings: its seed and device, progress bars only where
-    the run shows them, and its tracker (`--log-with`)."""
+    the run shows them, its tracker (`--log-with`), and the run's precision and accumulation where set."""
     return replace(
-        training,
+        numerics_for(training, settings),
         seed=settings.seed,
         device=settings.device,
         progress=settings.shows_progress(training.progress),
         log_with=settings.log_with,
+    )
+
+
+def numerics_for(training: TrainingConfig, settings: MethodSettings) -> TrainingConfig:
+    """The run's mixed precision and gradient accumulation where it sets them: what changes the weights a
+    stage learns (so a cached base model's recipe holds them too), unlike its device or progress bars."""
+    return replace(
+        training,
+        mixed_precision=settings.mixed_precision or training.mixed_precision,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps
+        or training.gradient_accumulation_steps,
     )
 
 
