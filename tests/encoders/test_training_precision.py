@@ -60,9 +60,14 @@ def test_fp16_needs_a_gpu_and_an_unknown_precision_is_refused():
         TrainingConfig(mixed_precision="fp8")
 
 
-def _launch(monkeypatch, num_processes, mixed_precision, device):
+def _launch(monkeypatch, num_processes, mixed_precision, device, distributed_type="MULTI_CPU"):
     """Stand in for accelerate's process state: a real one is fixed for the whole test session."""
-    state = SimpleNamespace(num_processes=num_processes, mixed_precision=mixed_precision, device=device)
+    state = SimpleNamespace(
+        num_processes=num_processes,
+        mixed_precision=mixed_precision,
+        device=device,
+        distributed_type=f"DistributedType.{distributed_type}",
+    )
     monkeypatch.setattr(runtime, "Accelerator", lambda **options: state)
 
 
@@ -95,3 +100,10 @@ def test_no_private_accelerate_state_is_touched():
     assert sources
     offenders = [str(path) for path in sources if private.search(path.read_text(encoding="utf-8"))]
     assert not offenders
+
+
+@pytest.mark.parametrize("sharding", ["FSDP", "DEEPSPEED"])
+def test_a_sharded_launch_is_refused_in_one_line_that_names_the_way_out(monkeypatch, sharding):
+    _launch(monkeypatch, 2, "no", torch.device("cpu"), sharding)
+    with pytest.raises(DataError, match=rf"launched with {sharding}.*ddp\*\.yaml"):
+        runtime.make_accelerator("cpu", "no")

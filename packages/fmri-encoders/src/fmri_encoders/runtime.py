@@ -19,6 +19,7 @@ R = TypeVar("R")
 
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+_SHARDED_LAUNCHES = ("FSDP", "DEEPSPEED", "MEGATRON_LM")
 
 
 def resolve_device(device: str) -> str:
@@ -117,6 +118,14 @@ def make_accelerator(
     `options` go to Accelerator as they are (gradient_accumulation_steps, project_dir, log_with, ...).
     """
     accelerator = Accelerator(**options)
+    sharding = str(accelerator.distributed_type).rsplit(".", 1)[-1]
+    if sharding in _SHARDED_LAUNCHES:
+        raise DataError(
+            f"this process was launched with {sharding}, which the training loop does not support (its "
+            "checkpoints and EMA hold whole weights); launch data parallel "
+            "(apps/configs/accelerate/ddp*.yaml) and save memory with --mixed-precision bf16 and "
+            "--gradient-checkpointing"
+        )
     launched = accelerator.num_processes > 1
     held = accelerator.mixed_precision
     if held != mixed_precision and (launched or held != "no"):
