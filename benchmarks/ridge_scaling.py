@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from peak_memory import peak_rss_mb, reset_peak_rss
+from result_file import describe_machine
 
 SCALES = {  # name: (trials, voxels, targets)
     "digit69": (90, 3092, 784),
@@ -49,7 +50,7 @@ def run_case(scale: str, impl: str, backend: str) -> dict:
     else:
         from sklearn.linear_model import RidgeCV
         from sklearn.model_selection import KFold
-    baseline_mb = _reset_peak_rss()
+    baseline_mb = reset_peak_rss()
     gpu = backend == "torch_cuda"
     if gpu:
         import torch
@@ -72,26 +73,13 @@ def run_case(scale: str, impl: str, backend: str) -> dict:
         "backend": backend,
         "fit_seconds": round(float(np.median(times)), 3),
         "fit_seconds_all": [round(t, 3) for t in times],
-        "peak_rss_mb": round(_status_mb("VmHWM"), 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         "rss_before_fit_mb": round(baseline_mb, 1),
     }
     if gpu:
         result["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     np.save(Path(sys.argv[-1]), prediction.astype(np.float32))
     return result
-
-
-def _status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak_rss() -> float:
-    """Reset the kernel's peak-RSS mark (Linux clear_refs) so VmHWM covers the fit alone; return RSS now."""
-    Path("/proc/self/clear_refs").write_text("5")
-    return _status_mb("VmRSS")
 
 
 def available_backends() -> list[str]:
@@ -104,22 +92,6 @@ def available_backends() -> list[str]:
     except ImportError:
         pass
     return backends
-
-
-def describe_machine() -> dict:
-    info = {
-        "python": platform.python_version(),
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": __import__("os").cpu_count(),
-    }
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
-    return info
 
 
 def main() -> int:

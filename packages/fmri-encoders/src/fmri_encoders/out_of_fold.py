@@ -14,6 +14,7 @@ import numpy as np
 from fmri_data.splits import group_kfold
 from fmri_encoders.contrastive.encoder import ContrastiveEncoder
 from fmri_encoders.ridge import RidgeEncoder
+from fmri_encoders.runtime import shared_out
 
 
 def out_of_fold_ridge(
@@ -28,18 +29,25 @@ def out_of_fold_ridge(
 ) -> tuple[np.ndarray, RidgeEncoder]:
     """Out-of-fold predictions [n, targets] (stimulus-grouped folds) and a ridge refitted on all trials.
 
-    `targets` may be any [n, ...] array (pixels, latents, embeddings); predictions keep its shape.
+    `targets` may be any [n, ...] array (pixels, latents, embeddings); predictions keep its shape. Under
+    `accelerate launch` the k + 1 fits are shared out among the processes and gathered on each.
     """
     flat = targets.reshape(len(targets), -1)
-    k = min(k, np.unique(groups).size)
-    predictions = np.empty_like(flat, dtype=np.float32)
-    for train, held_out in group_kfold(groups, k, seed=seed):
-        inner_k = min(5, np.unique(groups[train]).size)
-        model = RidgeEncoder(cv=inner_k, backend=backend, **ridge_options)
+    folds: list[tuple[np.ndarray, np.ndarray] | None] = list(
+        group_kfold(groups, min(k, np.unique(groups).size), seed=seed)
+    )
+
+    def fit(fold: tuple[np.ndarray, np.ndarray] | None) -> RidgeEncoder | np.ndarray:
+        """A fold's predictions of its held-out trials, or (None) the ridge of all trials."""
+        train = np.arange(len(fmri)) if fold is None else fold[0]
+        model = RidgeEncoder(cv=min(5, np.unique(groups[train]).size), backend=backend, **ridge_options)
         model.fit(fmri[train], flat[train], groups=groups[train])
-        predictions[held_out] = model.predict(fmri[held_out])
-    full = RidgeEncoder(cv=min(5, np.unique(groups).size), backend=backend, **ridge_options)
-    full.fit(fmri, flat, groups=groups)
+        return model if fold is None else model.predict(fmri[fold[1]])
+
+    *held_out, full = shared_out([*folds, None], fit)
+    predictions = np.empty_like(flat, dtype=np.float32)
+    for fold, predicted in zip(folds, held_out, strict=True):
+        predictions[fold[1]] = predicted
     return predictions.reshape(targets.shape), full
 
 
