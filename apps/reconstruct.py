@@ -111,7 +111,8 @@ def parse_args(
         "--gradient-accumulation",
         type=_positive,
         metavar="K",
-        help="K micro-batches per optimizer update in every training stage (for small GPUs)",
+        help="K micro-batches per optimizer update in every training stage counted in steps (for small "
+        "GPUs; mlp and the contrastive encoder train in whole epochs without it)",
     )
     parser.add_argument(
         "--gradient-checkpointing",
@@ -358,8 +359,7 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
     Under `accelerate launch` every process runs this: they train together and share out the sampling,
     and the main process alone evaluates, writes --out and prints the table while the others wait."""
     process = start_process(args.device, args.threads)
-    if process.index != 0:  # one set of progress bars, the main process's
-        args.no_progress = True
+    progress = not args.no_progress and process.index == 0  # one set of bars: the main process's
     check_methods(args.methods)  # before hours of fitting, as are the folders and the feature networks
     check_writable_folder(args.out, "--out", swapped=True)
     if args.work_dir is not None:
@@ -396,7 +396,7 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
             pretrained=args.pretrained,
             allow_download=args.allow_download,
             cache_dir=args.cache_dir,
-            progress=not args.no_progress,
+            progress=progress,
             log_with=args.log_with,
             sampling={name: getattr(args, name) for name in SAMPLING if getattr(args, name) is not None},
             choices=dict(args.choose),
@@ -408,7 +408,7 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
         preprocessing=Preprocessing(
             n_voxels=args.n_voxels, voxel_score=args.voxel_score, average_repeats=args.average_repeats
         ),
-        progress=not args.no_progress,
+        progress=progress,
         allow_corpus_leaks=args.allow_corpus_leaks,
     )
     on_main_process(lambda: _write_run(args, argv, app, dataset.name, result, extract_features))

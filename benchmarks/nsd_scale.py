@@ -5,11 +5,13 @@ allocation where there is a GPU):
   write   the NSD-layout simulation (fmri_data.simulator.nsd_layout; skipped when --root already holds one)
   load    fmri_data.loaders.nsd streams it session by session through the nsdgeneral mask
   ridge   fmri -> 64x64 pixels, alpha per pixel chosen by 5-fold CV on the given training trials, batched
-          over targets (himalaya's torch_cuda backend on a GPU), scored on the shared-1,000 test trials
+          over targets and alphas (himalaya's torch_cuda backend on a GPU), scored on the test trials (the
+          shared images)
   sd-lora, brain-diffuser
           each method's whole fit and sampling through reconstruct_over_splits with --quick training
-          budgets (a few steps: the data path, the ridges and the encodings are full size), on the first
-          --fit-sessions sessions
+          budgets (a few steps: the data path, the ridges and the encodings are full size)
+The ridge and the fits use the first --fit-sessions sessions (default: all). On 2 CPU cores a ridge on all
+24,750 training trials takes hours (a 19,800 x 15,724 SVD per fold): that scale is for the GPU.
 Results go to benchmarks/results/nsd_scale-<device>.json.
 
     uv run benchmarks/nsd_scale.py --root /data/nsd-sim                   # everything at full scale
@@ -91,11 +93,14 @@ def main() -> int:
     dataset = measure("load", lambda: load_nsd(args.root, 1, image_size=64), records)
     print(f"{dataset.n_trials} trials x {dataset.n_voxels} voxels, {dataset.n_stimuli} images", flush=True)
     summary: dict[str, Any] = {"trials": dataset.n_trials, "voxels": dataset.n_voxels}
-    if "ridge" in stages:
-        summary["ridge_test_pcc"] = measure("ridge", lambda: _ridge(dataset, device), records)
     fit_on = dataset
     if args.fit_sessions:
         fit_on = dataset.subset(np.flatnonzero(dataset.run <= args.fit_sessions))
+    summary["fit_trials"] = fit_on.n_trials
+    if "ridge" in stages:
+        summary["ridge_test_pcc"] = measure(
+            f"ridge ({fit_on.n_trials} trials)", lambda: _ridge(fit_on, device), records
+        )
     for method in ("sd-lora", "brain-diffuser"):
         if method in stages:
             settings = MethodSettings(device=device, quick=True, progress=False)

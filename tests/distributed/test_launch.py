@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -84,6 +85,17 @@ def test_a_checkpoint_of_one_process_resumes_under_two(tmp_path):
     assert sorted(p.name for p in (work / "checkpoints").iterdir()) == ["step-000003", "step-000006"]
     resumed = _launched(tmp_path, "resumed", f"--out-dir={work}", "--resume")
     _assert_same_fit(whole, resumed)
+
+
+def test_a_nan_on_one_process_stops_every_process_with_the_same_error(tmp_path):
+    port = f"--main_process_port={_free_port()}"
+    command = [*_launcher(2, "--num_machines=1", port), str(TINY), str(tmp_path / "r.json"), "--nan-at=4"]
+    env = os.environ | {"CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)  # no hang
+    assert done.returncode != 0
+    for rank in (0, 1):
+        assert re.search(rf"\[rank{rank}\]: .*TrainingDivergedError: loss became nan at step 3", done.stderr)
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_two_machines_on_one_host_train_together_and_write_once(tmp_path):

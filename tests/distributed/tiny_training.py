@@ -3,6 +3,7 @@
 its EMA, checkpoints and resume are in play. Writes the loss curve and final weights as JSON.
 
     python tiny_training.py RESULT.json [--batch B] [--steps N] [--out-dir D] [--resume] [--stop-after K]
+        [--nan-at K]   (the K-th loss is NaN on the last process alone)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 from torch import nn
 
 from fmri_encoders.runtime import on_main_process, start_process
@@ -43,6 +45,7 @@ def main() -> int:
     parser.add_argument("--out-dir", type=Path)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--stop-after", type=int)
+    parser.add_argument("--nan-at", type=int)
     args = parser.parse_args()
     start_process("cpu")
 
@@ -56,6 +59,9 @@ def main() -> int:
         calls.append(1)
         if args.stop_after is not None and len(calls) > args.stop_after:
             raise _KilledError
+        state = PartialState()
+        if len(calls) == args.nan_at and state.process_index == state.num_processes - 1:
+            return _loss(model, batch, draws) * float("nan")
         return _loss(model, batch, draws)
 
     config = TrainingConfig(

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from fmri_encoders import ridge
 from fmri_encoders.ridge import RidgeEncoder
 
 
@@ -114,6 +115,18 @@ def test_target_batching_changes_nothing(backend):
     batched = RidgeEncoder(backend=backend, n_targets_batch=4).fit(X, Y)
     np.testing.assert_allclose(whole.best_alphas_, batched.best_alphas_, rtol=1e-5)
     np.testing.assert_allclose(whole.coef_, batched.coef_, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("solver", ["primal", "kernel"])
+def test_alphas_resolved_one_at_a_time_to_bound_memory_change_nothing(monkeypatch, solver):
+    rng = np.random.default_rng(7)
+    X, Y = rng.normal(size=(40, 30)), rng.normal(size=(40, 5))
+    whole = RidgeEncoder(solver=solver).fit(X, Y)
+    monkeypatch.setattr(ridge, "_RESOLUTION_BYTES", 1)  # as if every alpha's matrices were too big
+    assert ridge._alphas_per_batch(32, 30, solver) == 1
+    one_by_one = RidgeEncoder(solver=solver).fit(X, Y)
+    np.testing.assert_array_equal(whole.best_alphas_, one_by_one.best_alphas_)
+    np.testing.assert_allclose(whole.coef_, one_by_one.coef_, rtol=1e-5, atol=1e-7)
 
 
 def test_a_model_saved_from_one_backend_loads_on_another(tmp_path):

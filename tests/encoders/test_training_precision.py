@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from accelerate.utils import DistributedType
 from torch import nn
 
 from fmri_data.errors import DataError
@@ -66,7 +67,7 @@ def _launch(monkeypatch, num_processes, mixed_precision, device, distributed_typ
         num_processes=num_processes,
         mixed_precision=mixed_precision,
         device=device,
-        distributed_type=f"DistributedType.{distributed_type}",
+        distributed_type=DistributedType[distributed_type],
     )
     monkeypatch.setattr(runtime, "Accelerator", lambda **options: state)
 

@@ -24,6 +24,7 @@ from fmri_data.splits import group_kfold
 from fmri_encoders.persistence import load_settings_and_tensors, save_settings_and_tensors
 
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(0, 6, 13))
+_RESOLUTION_BYTES = 2**30
 _SAVED_AS = "ridge"
 
 
@@ -69,7 +70,10 @@ class RidgeEncoder:
             raise DataError(f"cv must be at least 2 folds, got {self.cv}")
         self.solver_ = self._resolve_solver(*X.shape)
         folds = _grouped_folds(len(X), self.cv, groups)
-        solver_params: dict[str, Any] = {"local_alpha": self.per_target}
+        solver_params: dict[str, Any] = {
+            "local_alpha": self.per_target,
+            "n_alphas_batch": _alphas_per_batch(len(X) - len(X) // self.cv, X.shape[1], self.solver_),
+        }
         if self.n_targets_batch:
             solver_params |= {
                 "n_targets_batch": self.n_targets_batch,
@@ -185,6 +189,15 @@ _FITTED = (
     "fitted_mean_",
     "fitted_std_",
 )
+
+
+def _alphas_per_batch(n_train: int, n_features: int, solver: str) -> int:
+    """How many alphas himalaya resolves at once. Its resolution matrices are [alphas, d, n_train] (d: the
+    features in primal form, the trials in kernel form), 16 GB for 13 alphas at NSD's scale; batches of at
+    most _RESOLUTION_BYTES bound the fit's memory, and small problems still take every alpha at once."""
+    width = n_features if solver == "primal" else n_train
+    per_alpha = 2 * 4 * width * n_train  # the weighted factor and the product, float32
+    return max(1, _RESOLUTION_BYTES // per_alpha)
 
 
 def _as_2d(values: np.ndarray, name: str) -> np.ndarray:

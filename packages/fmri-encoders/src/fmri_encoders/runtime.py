@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
-from accelerate.utils import gather_object
+from accelerate.utils import DistributedType, gather_object
 
 from fmri_data.errors import DataError
 
@@ -19,7 +20,9 @@ R = TypeVar("R")
 
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-_SHARDED_LAUNCHES = ("FSDP", "DEEPSPEED", "MEGATRON_LM")
+_SHARDED_LAUNCHES = (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM)
+# how long a process may wait for the others: the main process evaluates and writes alone at the end
+_PROCESS_TIMEOUT = timedelta(hours=6)
 
 
 def resolve_device(device: str) -> str:
@@ -78,7 +81,7 @@ def start_process(device: str = "auto", threads: int | None = None) -> ProcessSe
     resolved = resolve_device(device)
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     if processes > 1:
-        PartialState(cpu=resolved == "cpu")
+        PartialState(cpu=resolved == "cpu", timeout=_PROCESS_TIMEOUT)
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     if threads is not None and threads < 1:
         raise DataError(f"threads={threads}: use at least 1, or leave it unset for cores / local processes")
@@ -118,11 +121,10 @@ def make_accelerator(
     `options` go to Accelerator as they are (gradient_accumulation_steps, project_dir, log_with, ...).
     """
     accelerator = Accelerator(**options)
-    sharding = str(accelerator.distributed_type).rsplit(".", 1)[-1]
-    if sharding in _SHARDED_LAUNCHES:
+    if accelerator.distributed_type in _SHARDED_LAUNCHES:
         raise DataError(
-            f"this process was launched with {sharding}, which the training loop does not support (its "
-            "checkpoints and EMA hold whole weights); launch data parallel "
+            f"this process was launched with {accelerator.distributed_type.value}, which the training "
+            "loop does not support (its checkpoints and EMA hold whole weights); launch data parallel "
             "(apps/configs/accelerate/ddp*.yaml) and save memory with --mixed-precision bf16 and "
             "--gradient-checkpointing"
         )
@@ -145,7 +147,7 @@ def make_accelerator(
 
 
 def derived_seed(*keys: int) -> int:
-    """A 63-bit seed for one stream (a process, a sample of a trial) from integer keys, via numpy's
+    """A 63-bit seed for one stream (e.g. a sample of a trial) from integer keys, via numpy's
     SeedSequence: well mixed, and the same on every platform and Python version (unlike hash())."""
     return int(np.random.SeedSequence(list(keys)).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
@@ -166,6 +168,20 @@ def shared_out(items: Sequence[T], work: Callable[[T], R]) -> list[R]:
     state = PartialState()
     if state.num_processes == 1:
         return [work(item) for item in items]
-    mine = [(i, work(item)) for i, item in enumerate(items) if i % state.num_processes == state.process_index]
+    mine: list[tuple[int, Any, str | None]] = []
+    failure: Exception | None = None
+    for i, item in enumerate(items):
+        if i % state.num_processes != state.process_index or failure is not None:
+            continue
+        try:
+            mine.append((i, work(item), None))
+        except Exception as error:  # gathered, so that the others raise too instead of waiting for it
+            failure = error
+            mine.append((i, None, f"{type(error).__name__}: {error}"))
     gathered = gather_object(mine)  # between this launch's own processes (pickled by torch.distributed)
-    return [result for _, result in sorted(gathered, key=lambda pair: pair[0])]
+    if failure is not None:
+        raise failure
+    failed = [message for _, _, message in gathered if message is not None]
+    if failed:
+        raise RuntimeError(f"another process of this launch failed: {failed[0]}")
+    return [result for _, result, _ in sorted(gathered, key=lambda entry: entry[0])]

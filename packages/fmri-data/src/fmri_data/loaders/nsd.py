@@ -68,22 +68,22 @@ def load_nsd(
         raise DataError(f"NSD: no betas_sessionNN.nii.gz or .hdf5 in {paths['betas']}")
     order = np.asarray(design["masterordering"]).ravel().astype(np.int64) - 1
     images_of_subject = np.asarray(design["subjectim"])[subject - 1].astype(np.int64) - 1
-    blocks, ids, runs = [], [], []
-    for session in sessions:
-        betas = _session_betas(paths["betas"], session, mask)
-        trials = np.arange(
-            (session - 1) * TRIALS_PER_SESSION, (session - 1) * TRIALS_PER_SESSION + len(betas)
-        )
+    lengths = [_session_length(paths["betas"], session) for session in sessions]
+    fmri = np.empty((sum(lengths), int(mask.sum())), dtype=np.float32)  # filled session by session
+    ids, runs, start = [], [], 0
+    for session, length in zip(sessions, lengths, strict=True):
+        trials = np.arange((session - 1) * TRIALS_PER_SESSION, (session - 1) * TRIALS_PER_SESSION + length)
         if trials[-1] >= len(order):
             raise DataError(f"NSD: session {session} has more trials than the experimental design lists")
-        blocks.append(_zscore(betas))
+        fmri[start : start + length] = _zscore(_session_betas(paths["betas"], session, mask))
         ids.append(images_of_subject[order[trials]])
-        runs.append(np.full(len(betas), session))
+        runs.append(np.full(length, session))
+        start += length
     stimulus_id = np.concatenate(ids)
     shared = set((np.asarray(design["sharedix"]).ravel().astype(np.int64) - 1).tolist())
     captions, captions_note = _captions(paths, stimulus_id)
     return PairedDataset(
-        fmri=np.concatenate(blocks).astype(np.float32),
+        fmri=fmri,
         images=_stimuli(paths["stimuli"], stimulus_id, image_size),
         stimulus_id=stimulus_id,
         run=np.concatenate(runs),
@@ -147,9 +147,29 @@ def _sessions_found(folder: Path) -> list[int]:
     return sorted(found)
 
 
+def _session_files(folder: Path, session: int) -> tuple[Path, Path]:
+    return folder / f"betas_session{session:02d}.nii.gz", folder / f"betas_session{session:02d}.hdf5"
+
+
+def _session_length(folder: Path, session: int) -> int:
+    """A session's trial count from its header alone, so that the whole subject is allocated once."""
+    nifti, hdf5 = _session_files(folder, session)
+    try:
+        if hdf5.is_file():
+            with h5py.File(hdf5, "r") as handle:
+                return int(handle["betas"].shape[0])
+        if nifti.is_file():
+            return int(nib.load(nifti).shape[3])
+    except (OSError, EOFError, KeyError, ValueError, IndexError, nib.filebasedimages.ImageFileError) as error:
+        raise DataError(
+            f"NSD: session {session} betas in {folder} are unreadable or truncated ({error})"
+        ) from None
+    raise DataError(f"NSD: no betas for session {session} in {folder}")
+
+
 def _session_betas(folder: Path, session: int, mask: np.ndarray) -> np.ndarray:
     """[trials, voxels] float32 of one session, read in blocks of trials and masked as they arrive."""
-    nifti, hdf5 = folder / f"betas_session{session:02d}.nii.gz", folder / f"betas_session{session:02d}.hdf5"
+    nifti, hdf5 = _session_files(folder, session)
     try:
         if hdf5.is_file():  # stored [trials, z, y, x]: the NIfTI axes reversed
             with h5py.File(hdf5, "r") as handle:

@@ -14,8 +14,10 @@ from torch import nn
 from fmri_diffusion.models.builders import padded_size, small_autoencoder
 from fmri_diffusion.pipelines.pixels import to_pixels
 from fmri_diffusion.training.augment import random_shift
+from fmri_encoders.runtime import on_main_process
 from fmri_encoders.training import BatchNoise, BatchSampler, TrainingConfig
 from fmri_encoders.training import train as train_model
+from fmri_eval.atomic import atomic_output_dir
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,11 @@ def train_autoencoder_on_pixels(
     with torch.no_grad():
         spread = vae.encode(pixels.to(vae.device)).latent_dist.mean.std().item()
     vae.register_to_config(scaling_factor=1.0 / max(spread, 1e-6))
-    if out_dir is not None:
-        vae.save_pretrained(out_dir / "vae")
+    if out_dir is not None:  # whole or not at all, by the main process: `--resume` trusts it once there
+        on_main_process(lambda: _save_whole(vae, out_dir / "vae"))
     return vae
+
+
+def _save_whole(vae: AutoencoderKL, folder: Path) -> None:
+    with atomic_output_dir(folder) as staging:
+        vae.save_pretrained(staging)

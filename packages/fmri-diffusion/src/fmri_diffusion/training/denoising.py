@@ -85,9 +85,9 @@ class ConditionedUNet(nn.Module):
 class DenoisingStep:
     """The loss of one batch: noise the clean samples at random timesteps and score the model's prediction.
 
-        Batch keys: `clean` (model-space samples), and optionally `condition`, `spatial`, `control` as in
-        ConditionedUNet.forward. Rows drop their condition with probability `condition_dropout` (for
-        classifier-free guidance). All randomness comes from the draws of the training loop (checkpointed, and
+    Batch keys: `clean` (model-space samples), and optionally `condition`, `spatial`, `control` as in
+    ConditionedUNet.forward. Rows drop their condition with probability `condition_dropout` (for
+    classifier-free guidance). All randomness comes from the draws of the training loop (checkpointed, and
     cut to this process's rows under data parallelism).
     """
 

@@ -269,8 +269,12 @@ def _keep_start_unless_beaten(
     result.best_step = 0
     result.best_state = {name: value.detach().clone() for name, value in vae.state_dict().items()}
     if out_dir is not None:
-        (out_dir / "best").mkdir(parents=True, exist_ok=True)
-        save_model(vae, str(out_dir / "best" / "model.safetensors"))
+        on_main_process(lambda: _save_best(vae, out_dir / "best"))
+
+
+def _save_best(vae: VoxelVAE, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(vae, str(folder / "model.safetensors"))
 
 
 def _pca_reconstruction(train: np.ndarray, test: np.ndarray, k: int) -> np.ndarray:

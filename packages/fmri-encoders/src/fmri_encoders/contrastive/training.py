@@ -50,9 +50,9 @@ class Augmentation:
 
 
 class ContrastivePair(nn.Module):
-    """Everything that learns, as one module whose forward is the whole step (so that accelerate can wrap
-    it for mixed precision and data parallelism): the fMRI encoder, the learned temperature and, unless it
-    is frozen (then `images` are its embeddings already), the image encoder."""
+    """Everything that learns, as one module whose forward gives both embeddings and the temperature: the
+    fMRI encoder, the learned temperature and, unless it is frozen (then `images` are its embeddings
+    already), the image encoder."""
 
     def __init__(
         self, fmri_encoder: FmriEncoder, image_encoder: nn.Module | None, temperature: float
@@ -98,10 +98,16 @@ def train_contrastive(
     sampler = EpochSampler(
         [trials[name] for name in subjects], config.batch_size, seed=config.seed, augment=augmentation
     )
-    config = replace(config, max_steps=epochs * sampler.steps_per_epoch)
-    # not sharded: InfoNCE's negatives are the whole batch, which every process then computes
+    # an epoch budget counts batches: gradient accumulation (for large models' memory) would multiply it
+    config = replace(config, max_steps=epochs * sampler.steps_per_epoch, gradient_accumulation_steps=1)
     result = train(
-        pair, contrastive_loss(subjects), sampler, config, description="contrastive", shard_batches=False
+        pair,
+        contrastive_loss(subjects),
+        sampler,
+        config,
+        description="contrastive",
+        shard_batches=False,  # InfoNCE's negatives are the whole batch, which every process then computes
+        unused_parameters=len(subjects) > 1,  # a batch is one subject's: the others' adapters rest
     )
     per_epoch = np.reshape(result.losses, (epochs, sampler.steps_per_epoch)).mean(axis=1)
     return [float(loss) for loss in per_epoch]

@@ -133,7 +133,8 @@ class MlpPixels(ReconstructionMethod):
         mean_pixel = np.clip(y.mean(axis=0), 0.01, 0.99)
         with torch.no_grad():  # start from the mean training image rather than from grey
             model.out.bias.copy_(torch.from_numpy(np.log(mean_pixel / (1 - mean_pixel))))
-        training = training_for(self.training, self.settings)
+        # an epoch budget counts batches: gradient accumulation (for large models' memory) would multiply it
+        training = replace(training_for(self.training, self.settings), gradient_accumulation_steps=1)
         sampler = EpochSampler(
             {"x": torch.from_numpy(x), "y": torch.from_numpy(y)}, training.batch_size, seed=training.seed
         )

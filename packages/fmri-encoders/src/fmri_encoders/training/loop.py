@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from diffusers.training_utils import EMAModel
 from torch import nn
 from tqdm.auto import tqdm
@@ -54,9 +54,10 @@ class TrainingDivergedError(RuntimeError):
 class TrainingConfig:
     """How long and how to optimise. Steps count optimizer updates (after gradient accumulation).
 
-    batch_size: the batch of one update over all processes; under `accelerate launch` with N processes
-    each computes about batch_size / N of its rows, so the result does not depend on N
-    (fmri_encoders.training.sharding).
+    batch_size: the batch of one micro-step over all processes (an update takes
+    gradient_accumulation_steps of them); under `accelerate launch` with N processes each computes about
+    batch_size / N of its rows, so the result does not depend on N up to floating-point order and dropout
+    masks (fmri_encoders.training.sharding).
 
     checkpoint_every: write a resumable checkpoint every this many steps when the loop has an out_dir
     (0: never); checkpoints_total_limit: how many to keep.
@@ -155,8 +156,10 @@ def train(
     validate_every: int = 100,
     patience: int | None = None,
     shard_batches: bool = True,
+    unused_parameters: bool = False,
 ) -> TrainingResult:
-    """Optimise `model`'s trainable parameters on `loss_fn(model, batch, generator)`.
+    """Optimise `model`'s trainable parameters on `loss_fn(model, batch, draws)`, `draws` a BatchNoise that
+    every random draw of the loss goes through (fmri_encoders.training.sharding).
 
     sampler: where batches come from (BatchSampler, EpochSampler); its position is checkpointed.
     out_dir: where checkpoints (`checkpoints/step-NNNNNN`) and `loss_curve.png` go; None keeps nothing.
@@ -167,6 +170,8 @@ def train(
     shard_batches: under N processes each takes its rows of every batch; False for a loss over the batch
     as a whole (a contrastive loss, whose negatives are the batch), which every process then computes on
     the whole batch: redundant, but the same result as one process.
+    unused_parameters: some trainable parameters may get no gradient in a step (one subject's adapter of
+    several); data parallelism then has to look for them each step.
     On return the model holds the best validated weights if `validate` is given, else the EMA weights
     when `config.ema_decay` is set, else the last ones.
     """
@@ -181,6 +186,7 @@ def train(
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         log_with=log_with,
         project_dir=None if out_dir is None else str(out_dir / "logs"),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=unused_parameters)],
     )
     shard = Shard(accelerator.process_index, accelerator.num_processes) if shard_batches else Shard()
     precision = Precision(config.mixed_precision, device)
@@ -301,6 +307,8 @@ def _validate(
     with torch.no_grad(), precision.autocast():
         score = float(validate(unwrapped))
     unwrapped.train()
+    # the processes' mean: a last-bit difference between them must not make one stop early alone
+    score = float(accelerator.reduce(torch.tensor(score, device=accelerator.device), "mean"))
     if not result.validation or score < min(s for _, s in result.validation):
         result.best_step = step
         result.best_state = {k: v.detach().clone() for k, v in _learned_state(unwrapped).items()}

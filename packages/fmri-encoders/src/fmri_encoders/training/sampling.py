@@ -19,9 +19,8 @@ Augment = Callable[[Batch, torch.Generator], Batch]
 
 
 class Sampler(Protocol):
-    """What the loop draws from: endless batches, a generator it may reseed per process, and a state."""
-
-    generator: torch.Generator
+    """What the loop draws from: endless batches and a state (under `accelerate launch` every process
+    draws the same, fmri_encoders.training.sharding)."""
 
     def __next__(self) -> Batch: ...
 

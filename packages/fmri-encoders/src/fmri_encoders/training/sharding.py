@@ -1,12 +1,13 @@
 """Data parallelism that does not change the result: every process draws the same global batch and the
 same noise, and computes the loss on its own slice of both.
 
-`TrainingConfig.batch_size` is the batch of one optimizer update over all processes. Each process keeps
-the same sampler and noise generator (same seed), so they all draw the same global batch and the same
-noise for it; process r then trains on rows [start_r, stop_r). With each process's mean loss weighted by
-its share of the rows, the gradient the data-parallel wrapper averages is the gradient of the global
-batch's mean loss: N processes give what one process gives, up to floating-point summation order, and a
-checkpoint resumes under any process count (every stream it holds is the same on every process).
+`TrainingConfig.batch_size` is the batch of one micro-step over all processes. Each process keeps the same
+sampler and noise generator (same seed), so they all draw the same global batch and the same noise for it;
+process r then trains on rows [start_r, stop_r). With each process's mean loss weighted by its share of the
+rows, the gradient the data-parallel wrapper averages is the gradient of the global batch's mean loss: N
+processes give what one process gives, up to floating-point summation order (and the masks of dropout
+layers, which draw from torch's global generator), and a checkpoint resumes under any process count
+(every stream it holds is the same on every process).
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ class Shard:
 
     index: int = 0
     count: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"process {self.index} of {self.count} does not exist")
 
     def bounds(self, global_size: int) -> tuple[int, int]:
         """Near-equal contiguous slices (sizes differ by at most one row)."""
@@ -75,13 +80,18 @@ class BatchNoise:
 
     def _global(self, shape: Sequence[int]) -> tuple[int, ...]:
         shape = tuple(shape)
+        if not shape:
+            raise ValueError("a draw of BatchNoise needs the batch rows as its first dimension")
         return shape if self.global_size is None else (self.global_size, *shape[1:])
 
     def randn(self, shape: Sequence[int]) -> torch.Tensor:
+        """Standard normal draws of `shape` ([rows, ...])."""
         return self._cut(torch.randn(self._global(shape), generator=self.generator), shape[0])
 
     def rand(self, shape: Sequence[int]) -> torch.Tensor:
+        """Uniform [0, 1) draws of `shape` ([rows, ...])."""
         return self._cut(torch.rand(self._global(shape), generator=self.generator), shape[0])
 
     def randint(self, low: int, high: int, shape: Sequence[int]) -> torch.Tensor:
+        """Integers in [low, high) of `shape` ([rows, ...])."""
         return self._cut(torch.randint(low, high, self._global(shape), generator=self.generator), shape[0])
