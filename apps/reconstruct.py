@@ -30,6 +30,7 @@ from fmri_data.preprocessing import Preprocessing
 from fmri_data.progress import terminal_progress
 from fmri_data.splits import make_splits
 from fmri_encoders.runtime import DEVICES, launch_precision, on_main_process, resolve_device, start_process
+from fmri_encoders.training.precision import PRECISIONS
 from fmri_eval.atomic import check_writable_folder
 from fmri_eval.evaluate import DEFAULT_BASELINE, choose_baseline, silent
 from fmri_eval.literature_table import FeatureFn
@@ -103,7 +104,7 @@ def parse_args(
     )
     parser.add_argument(
         "--mixed-precision",
-        choices=["no", "bf16", "fp16"],
+        choices=PRECISIONS,
         help="every training stage's precision (fp16: a GPU's; default: each model's own, or the "
         "precision of accelerate launch --mixed_precision)",
     )
