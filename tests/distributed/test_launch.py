@@ -65,6 +65,8 @@ def _alone(tmp_path: Path, name: str, *args: str) -> dict:
 
 def _assert_same_fit(a: dict, b: dict) -> None:
     np.testing.assert_allclose(a["losses"], b["losses"], rtol=1e-5, atol=1e-7)
+    assert a.get("best_step") == b.get("best_step")
+    np.testing.assert_allclose(a.get("validation", []), b.get("validation", []), rtol=1e-5, atol=1e-7)
     for wa, wb in zip(a["weights"], b["weights"], strict=True):
         np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-6)
 
@@ -75,6 +77,17 @@ def test_two_processes_train_as_one_on_the_same_global_batch(tmp_path):
     _assert_same_fit(alone, launched)
     other_batch = _alone(tmp_path, "other", "--batch=8")  # the comparison can fail: a real difference shows
     assert not np.allclose(other_batch["losses"], alone["losses"], rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "variant", [["--accumulate=2"], ["--epochs"], ["--validate", "--steps=40"]], ids=lambda v: v[0][2:]
+)
+def test_accumulation_epochs_and_early_stopping_train_as_one_too(tmp_path, variant):
+    alone = _alone(tmp_path, "alone", *variant)
+    launched = _launched(tmp_path, "launched", *variant)
+    _assert_same_fit(alone, launched)
+    if "--validate" in variant:
+        assert len(alone["losses"]) < 40  # early stopping did stop, on both at the same step
 
 
 def test_a_checkpoint_of_one_process_resumes_under_two(tmp_path):

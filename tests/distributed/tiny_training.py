@@ -4,6 +4,7 @@ its EMA, checkpoints and resume are in play. Writes the loss curve and final wei
 
     python tiny_training.py RESULT.json [--batch B] [--steps N] [--out-dir D] [--resume] [--stop-after K]
         [--nan-at K]   (the K-th loss is NaN on the last process alone)
+        [--accumulate K] [--validate] (every 3 steps, patience 2) [--epochs] (an EpochSampler)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from accelerate import PartialState
 from torch import nn
 
 from fmri_encoders.runtime import on_main_process, start_process
-from fmri_encoders.training import BatchSampler, TrainingConfig, train
+from fmri_encoders.training import BatchSampler, EpochSampler, TrainingConfig, train
 
 
 def _jitter(batch, generator):
@@ -46,6 +47,9 @@ def main() -> int:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--stop-after", type=int)
     parser.add_argument("--nan-at", type=int)
+    parser.add_argument("--accumulate", type=int, default=1)
+    parser.add_argument("--validate", action="store_true")
+    parser.add_argument("--epochs", action="store_true")
     args = parser.parse_args()
     start_process("cpu")
 
@@ -73,16 +77,35 @@ def main() -> int:
         checkpoint_every=3,
         progress=False,
         device="cpu",
+        gradient_accumulation_steps=args.accumulate,
     )
-    sampler = BatchSampler({"x": x, "y": y}, args.batch, seed=3, augment=_jitter)
+    tensors = {"x": x, "y": y}
+    if args.epochs:
+        sampler = EpochSampler(tensors, args.batch, seed=3, augment=_jitter)
+    else:
+        sampler = BatchSampler(tensors, args.batch, seed=3, augment=_jitter)
+    x_val, y_val = x[:16], -y[:16]  # worse as training goes on: early stopping must stop
     try:
         result = train(
-            model, loss, sampler, config, out_dir=args.out_dir, resume="latest" if args.resume else None
+            model,
+            loss,
+            sampler,
+            config,
+            out_dir=args.out_dir,
+            resume="latest" if args.resume else None,
+            validate=(lambda m: float(((m(x_val) - y_val) ** 2).mean())) if args.validate else None,
+            validate_every=3,
+            patience=2 if args.validate else None,
         )
     except _KilledError:
         return 0
-    weights = [p.detach().flatten().tolist() for p in model.parameters()]
-    on_main_process(lambda: args.result.write_text(json.dumps({"losses": result.losses, "weights": weights})))
+    record = {
+        "losses": result.losses,
+        "weights": [p.detach().flatten().tolist() for p in model.parameters()],
+        "validation": result.validation,
+        "best_step": result.best_step,
+    }
+    on_main_process(lambda: args.result.write_text(json.dumps(record)))
     return 0
 
 
