@@ -5,6 +5,8 @@ data = load_dataset("digit69")          # or "sim", "miyawaki", a .mat/.npz path
 splits = make_splits(data, "kfold:5")   # stimulus-disjoint; leaking splits are refused
 """
 
+from importlib.metadata import version
+
 from fmri_data.dataset import PairedDataset, stimulus_ids_from_images
 from fmri_data.errors import DataError, UserError
 from fmri_data.io import load_dataset
@@ -19,7 +21,7 @@ from fmri_data.splits import (
     stimulus_kfold,
 )
 
-__version__ = "0.1.0"
+__version__ = version("fmri-data")  # the one source: the package's pyproject.toml
 
 __all__ = [
     "DataError",

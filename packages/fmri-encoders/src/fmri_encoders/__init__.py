@@ -1,3 +1,5 @@
 """fmri_encoders."""
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+__version__ = version("fmri-encoders")  # the one source: the package's pyproject.toml

@@ -1,6 +1,8 @@
 """fmri_eval: honest evaluation of images reconstructed from fMRI (metrics, identification, CIs, reports)."""
 
-__version__ = "0.2.0"
+from importlib.metadata import version
+
+__version__ = version("fmri-eval")  # the one source: the package's pyproject.toml
 
 from fmri_eval.atomic import atomic_output_dir
 from fmri_eval.bootstrap import PairedComparison, bootstrap_ci, paired_comparison, resampling_unit
