@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         check_writable_folder(out, "--out")
         checkpoint = args.checkpoint or out / "model"
         given = FmriLDM.load(checkpoint) if args.mode == "evaluate" else None  # before the data: fails early
-        aligned = out / "aligned.npz" if process.index == 0 else None  # written by the main process
+        aligned = out / "aligned.npz" if process.is_main else None  # written by the main process
         patterns = load_patterns(config.data, config.seed, aligned_path=aligned)
         print(f"fmri_ldm: {process.describe()}", flush=True)  # once the inputs are known to be good
         if args.mode != "evaluate":
@@ -58,11 +58,11 @@ def main(argv: list[str] | None = None) -> int:
                 seed=config.seed,
                 device=config.device,
                 out_dir=out,
-                progress=not args.no_progress and process.index == 0,
+                progress=not args.no_progress and process.is_main,
             )
         if args.mode != "train":
             on_main_process(lambda: _evaluate(given or FmriLDM.load(checkpoint), patterns, config, out))
-        if process.index == 0:
+        if process.is_main:
             print(f"Wrote {out}/")
         return 0
 

@@ -360,7 +360,7 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
     Under `accelerate launch` every process runs this: they train together and share out the sampling,
     and the main process alone evaluates, writes --out and prints the table while the others wait."""
     process = start_process(args.device, args.threads)
-    progress = not args.no_progress and process.index == 0  # one set of bars: the main process's
+    progress = not args.no_progress and process.is_main  # one set of bars: the main process's
     check_methods(args.methods)  # before hours of fitting, as are the folders and the feature networks
     check_writable_folder(args.out, "--out", swapped=True)
     if args.work_dir is not None:

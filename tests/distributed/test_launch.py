@@ -22,6 +22,7 @@ pytestmark = pytest.mark.slow
 HERE = Path(__file__).resolve().parent
 CHECKOUT = HERE.parents[1]
 TINY = HERE / "tiny_training.py"
+ENV = os.environ | {"CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}  # CPU ranks
 
 
 def _free_port() -> int:
@@ -44,8 +45,7 @@ def _launcher(processes: int, *extra: str) -> list[str]:
 
 
 def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
-    env = os.environ | {"CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, **kwargs)
+    done = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=600, **kwargs)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -103,8 +103,7 @@ def test_a_checkpoint_of_one_process_resumes_under_two(tmp_path):
 def test_a_nan_on_one_process_stops_every_process_with_the_same_error(tmp_path):
     port = f"--main_process_port={_free_port()}"
     command = [*_launcher(2, "--num_machines=1", port), str(TINY), str(tmp_path / "r.json"), "--nan-at=4"]
-    env = os.environ | {"CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)  # no hang
+    done = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=300)  # no hang
     assert done.returncode != 0
     for rank in (0, 1):
         assert re.search(rf"\[rank{rank}\]: .*TrainingDivergedError: loss became nan at step 3", done.stderr)
@@ -131,7 +130,7 @@ def test_two_machines_on_one_host_train_together_and_write_once(tmp_path):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=os.environ | {"CUDA_VISIBLE_DEVICES": ""},
+            env=ENV,
         )
         for rank in (0, 1)
     ]

@@ -57,6 +57,11 @@ class ProcessSetup:
     threads: int
     precision: str
 
+    @property
+    def is_main(self) -> bool:
+        """The process that evaluates, writes and shows progress bars."""
+        return self.index == 0
+
     def describe(self) -> str:
         launch = (
             f"{self.processes} processes (this is {self.index}, {self.local_processes} on this machine)"
