@@ -2,7 +2,9 @@
 
 Speed does not depend on the weights, so the models are built untrained. Sampling: 10 test images of
 28x28 with 25 DDIM steps, one sample each and 8 samples each (the posterior mean the methods report).
-Training: optimizer steps per second at the default batch size. Results go to
+Training: optimizer steps per second at the default batch size, for a bare PyTorch loop and for the
+project's own loop (`fmri_diffusion.training.denoising.finetune`: sampler, noise draws, EMA, clipping, NaN
+check), with and without EMA, so the loop's own cost per step shows. Results go to
 benchmarks/results/diffusion_speed-<device>.json.
 
     uv run benchmarks/diffusion_speed.py
@@ -26,6 +28,8 @@ from fmri_diffusion.methods.ldm import LDMConfig
 from fmri_diffusion.models.builders import small_autoencoder
 from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.schedulers import sampling_scheduler, training_scheduler
+from fmri_diffusion.training.denoising import ConditionedUNet, FinetuneConfig, finetune
+from fmri_encoders.training import TrainingConfig
 
 IMAGE_SIZE, N_TEST, STEPS = 28, 10, 25
 
@@ -86,6 +90,34 @@ def time_training(pipe: FmriImagePipeline, batch_size: int, steps: int = 20) -> 
     return steps / (time.perf_counter() - start)
 
 
+def time_loop_training(pipe: FmriImagePipeline, batch_size: int, *, ema: bool, steps: int = 50) -> float:
+    """Optimizer steps per second of the project's fine-tuning loop on this pipeline's UNet + conditioner."""
+    c = pipe.unet.config
+    spatial = torch.randn(4 * batch_size, c.in_channels // 2, c.sample_size, c.sample_size)
+    tensors = {"clean": torch.randn_like(spatial), "spatial": spatial, "condition": spatial.flatten(1)}
+    model = ConditionedUNet(pipe.unet, pipe.conditioner)
+    seconds = []
+    for max_steps in (10, 10 + steps):  # the first run warms up; their difference is `steps` steps
+        config = FinetuneConfig(
+            adapter="full",
+            training=TrainingConfig(
+                max_steps=max_steps,
+                batch_size=batch_size,
+                device=pipe.device.type,
+                ema_decay=0.999 if ema else None,
+                warmup_steps=1,
+                progress=False,
+            ),
+        )
+        start = time.perf_counter()
+        finetune(model, tensors, training_scheduler(), config)
+        if pipe.device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+    model.eval()
+    return steps / (seconds[1] - seconds[0])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -97,8 +129,11 @@ def main() -> int:
         ("ldm", LDMConfig().training.max_steps),
     ):
         pipe = build(kind, args.device)
-        steps_per_s = time_training(pipe, DiffusionConfig().training.batch_size)
+        batch_size = DiffusionConfig().training.batch_size
+        steps_per_s = time_training(pipe, batch_size)
         results[kind] = {
+            "loop_train_steps_per_s": round(time_loop_training(pipe, batch_size, ema=True), 2),
+            "loop_train_steps_per_s_no_ema": round(time_loop_training(pipe, batch_size, ema=False), 2),
             "sample_10_images_25_steps_s": round(time_sampling(pipe, N_TEST), 3),
             "sample_10x8_images_25_steps_s": round(time_sampling(pipe, N_TEST * 8, repeats=1), 3),
             "train_steps_per_s": round(steps_per_s, 2),

@@ -26,6 +26,7 @@ SCALES = {  # name: (trials, voxels, targets)
     "digit69": (90, 3092, 784),
     "nsd-2k": (2000, 15724, 16384),  # NSD voxels and targets, fewer trials: fits a 2-core CPU's hour
     "nsd": (8859, 15724, 16384),
+    "nsd-full": (27750, 15724, 16384),  # NSD subject 1's every trial: a GPU's scale
 }
 ALPHAS = np.logspace(0, 7, 8)
 FOLDS = 5

@@ -8,6 +8,10 @@ calls `DenoisingStep` through `fmri_encoders.training.train`) twice, for `--warm
 Generation:
 the project's FmriImagePipeline with DDIM, classifier-free guidance, VAE decoding to 512 px.
 
+Each is timed under several layouts (`--variants`): `baseline` (PyTorch's defaults), `cudnn_benchmark` (cuDNN
+times its convolution algorithms once per shape and keeps the fastest) and `channels_last` (that, with the
+UNet's and VAE's convolution weights stored channels-last, the layout Hopper's tensor cores read directly).
+
     uv run benchmarks/sd_lora_speed.py --device cuda            # results/sd_lora_speed-<gpu>.json
     uv run benchmarks/sd_lora_speed.py --small --device cpu     # a tiny stand-in, to check the script
 """
@@ -67,7 +71,18 @@ def sd15_base(folder: Path, *, small: bool) -> BaseModel:
     return load_base_model(folder)
 
 
-def time_training(base: BaseModel, args: argparse.Namespace) -> dict[str, float]:
+VARIANTS = ("baseline", "cudnn_benchmark", "channels_last")
+
+
+def apply_variant(variant: str, *modules: torch.nn.Module) -> None:
+    """Switch cuDNN autotuning and the modules' memory layout to `variant`'s."""
+    torch.backends.cudnn.benchmark = variant != "baseline"
+    layout = torch.channels_last if variant == "channels_last" else torch.contiguous_format
+    for module in modules:
+        module.to(memory_format=layout)
+
+
+def time_training(base: BaseModel, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     config = FinetuneConfig(
         adapter="lora",
         lora_rank=args.rank,
@@ -88,26 +103,32 @@ def time_training(base: BaseModel, args: argparse.Namespace) -> dict[str, float]
     unet = prepare_unet(base.unet, config)
     conditioner = FmriConditioner(N_VOXELS, base.token_dim, n_tokens=8)
     model = ConditionedUNet(unet, conditioner)
-    seconds = []
-    for steps in (args.warmup, args.warmup, args.warmup + args.steps):  # the first run warms up
-        run = replace(config, training=replace(config.training, max_steps=steps))
-        _sync(args.device)
-        start = time.perf_counter()
-        finetune(model, tensors, base.scheduler, run)
-        _sync(args.device)
-        seconds.append(time.perf_counter() - start)
-    per_step = (seconds[2] - seconds[1]) / args.steps
-    return {
-        "lora_parameters": count_trainable(unet),
-        "conditioner_parameters": count_trainable(conditioner),
-        "unet_parameters": sum(p.numel() for p in unet.parameters()),
-        "seconds_per_step": per_step,
-        "images_per_second": args.batch_size / per_step,
-        "peak_memory_gib": _peak_memory(args.device),
-    }
+    results = {}
+    for variant in args.variants:
+        apply_variant(variant, model)
+        _reset_peak_memory(args.device)
+        seconds = []
+        for steps in (args.warmup, args.warmup, args.warmup + args.steps):  # the first run warms up
+            run = replace(config, training=replace(config.training, max_steps=steps))
+            _sync(args.device)
+            start = time.perf_counter()
+            finetune(model, tensors, base.scheduler, run)
+            _sync(args.device)
+            seconds.append(time.perf_counter() - start)
+        per_step = (seconds[2] - seconds[1]) / args.steps
+        results[variant] = {
+            "lora_parameters": count_trainable(unet),
+            "conditioner_parameters": count_trainable(conditioner),
+            "unet_parameters": sum(p.numel() for p in unet.parameters()),
+            "seconds_per_step": per_step,
+            "images_per_second": args.batch_size / per_step,
+            "peak_memory_gib": _peak_memory(args.device),
+        }
+        print(f"training {variant}: {results[variant]['images_per_second']:.1f} img/s", flush=True)
+    return results
 
 
-def time_generation(base: BaseModel, args: argparse.Namespace) -> dict[str, float]:
+def time_generation(base: BaseModel, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     pipe = FmriImagePipeline(
         unet=base.unet.to(dtype),
@@ -119,20 +140,35 @@ def time_generation(base: BaseModel, args: argparse.Namespace) -> dict[str, floa
     pipe.set_progress_bar_config(disable=True)
     condition = torch.randn(args.gen_batch_size, N_VOXELS)
     size = base.resolution
-    times = []
-    for _ in range(args.gen_repeats + 1):  # the first call warms up
-        _sync(args.device)
-        start = time.perf_counter()
-        pipe(condition, image_size=size, num_inference_steps=25, guidance_scale=7.5)
-        _sync(args.device)
-        times.append(time.perf_counter() - start)
-    seconds = sorted(times[1:])[len(times[1:]) // 2]
-    return {"seconds_per_batch": seconds, "images_per_second": args.gen_batch_size / seconds}
+    results = {}
+    for variant in args.variants:
+        apply_variant(variant, pipe.unet, pipe.vae)
+        _reset_peak_memory(args.device)
+        times = []
+        for _ in range(args.gen_repeats + 1):  # the first call warms up
+            _sync(args.device)
+            start = time.perf_counter()
+            pipe(condition, image_size=size, num_inference_steps=25, guidance_scale=7.5)
+            _sync(args.device)
+            times.append(time.perf_counter() - start)
+        seconds = sorted(times[1:])[len(times[1:]) // 2]
+        results[variant] = {
+            "seconds_per_batch": seconds,
+            "images_per_second": args.gen_batch_size / seconds,
+            "peak_memory_gib": _peak_memory(args.device),
+        }
+        print(f"generation {variant}: {results[variant]['images_per_second']:.2f} img/s", flush=True)
+    return results
 
 
 def _sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
+
+
+def _reset_peak_memory(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
 
 
 def _peak_memory(device: str) -> float:
@@ -149,9 +185,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--gen-batch-size", type=int, default=16)
     parser.add_argument("--gen-repeats", type=int, default=3)
+    parser.add_argument(
+        "--variants",
+        type=lambda text: text.split(","),
+        default=list(VARIANTS),
+        help=f"comma-separated, timed in this order (default: {','.join(VARIANTS)})",
+    )
     parser.add_argument("--small", action="store_true", help="a tiny stand-in model (checks the script)")
     parser.add_argument("--out", type=Path, help="result file (default: results/sd_lora_speed-<device>.json)")
     args = parser.parse_args()
+    if unknown := set(args.variants) - set(VARIANTS):
+        parser.error(f"unknown variants {sorted(unknown)}; use {', '.join(VARIANTS)}")
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     with tempfile.TemporaryDirectory() as folder:

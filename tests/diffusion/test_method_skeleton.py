@@ -118,13 +118,18 @@ def test_an_fmri_conditioned_fine_tune_reloads_as_one(linear_dataset, tmp_path):
     np.testing.assert_allclose(reloaded.predict(test.fmri), fitted.predict(test.fmri), atol=1e-5)
 
 
-def test_a_run_s_precision_and_accumulation_reach_every_stage_and_the_base_model_s_cache_key():
-    settings = MethodSettings(mixed_precision="bf16", gradient_accumulation_steps=4)
+def test_a_run_s_numerics_reach_every_stage_and_the_base_model_s_cache_key():
+    settings = MethodSettings(mixed_precision="bf16", gradient_accumulation_steps=4, optimizer="adafactor")
     config = SmallBaseConfig()
     under = config.under(settings)
     for training in (under.autoencoder.training, under.unet_training):
         assert (training.mixed_precision, training.gradient_accumulation_steps) == ("bf16", 4)
+        assert training.optimizer == "adafactor"
     assert under.key(8, 0) != config.key(8, 0)  # a bf16 base is not an fp32 run's
     assert config.under(MethodSettings()) == config
     stage = training_for(TrainingConfig(), settings)
-    assert (stage.mixed_precision, stage.gradient_accumulation_steps) == ("bf16", 4)
+    assert (stage.mixed_precision, stage.gradient_accumulation_steps, stage.optimizer) == (
+        "bf16",
+        4,
+        "adafactor",
+    )

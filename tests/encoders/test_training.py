@@ -317,6 +317,33 @@ def test_after_warmup_a_constant_schedule_keeps_the_rate_and_cosine_decays_it(sc
         assert rates.rates[-1] < 0.01
 
 
+def _square_fit(model, batch, gen):
+    return ((model.layer(batch["x"][:, None].expand(-1, 3)) - batch["y"][:, None]) ** 2).mean()
+
+
+def test_adafactor_trains_keeps_factored_state_and_resumes_bit_exact(tmp_path):
+    config = _config(max_steps=12, checkpoint_every=6, optimizer="adafactor", learning_rate=0.2)
+    torch.manual_seed(0)
+    whole_model = _Parts()
+    whole = train(whole_model, _square_fit, _sampler(), config)
+    assert whole.losses[-1] < 0.5 * whole.losses[0]
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        train(_Parts(), killed_after(8, _square_fit), _sampler(), config, out_dir=tmp_path)
+    torch.manual_seed(7)
+    again = _Parts()
+    resumed = train(again, _square_fit, _sampler(seed=5), config, out_dir=tmp_path, resume="latest")
+    assert resumed.losses == whole.losses
+    assert torch.equal(again.layer.weight, whole_model.layer.weight)
+    saved = json.loads((tmp_path / "checkpoints" / "step-000006" / "state.json").read_text())
+    assert "row_var" in json.dumps(saved)  # a 3x3 matrix keeps a row and a column, not 2 x 9 moments
+
+
+def test_an_unknown_optimizer_is_refused():
+    with pytest.raises(ValueError, match="unknown optimizer 'lion'"):
+        TrainingConfig(optimizer="lion")
+
+
 def test_an_unknown_schedule_is_refused():
     with pytest.raises(ValueError, match="unknown schedule 'linear'"):
         TrainingConfig(schedule="linear")

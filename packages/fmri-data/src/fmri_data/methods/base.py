@@ -44,6 +44,8 @@ class MethodSettings:
         which under `accelerate launch --mixed_precision` must be the launch's.
     gradient_accumulation_steps: micro-batches per optimizer update for every training stage (None: each
         model's own); with gradient_checkpointing (the sd-* routes' UNet), what fits a small GPU.
+    optimizer: "adamw" or "adafactor" for every training stage (None: each model's own, AdamW); Adafactor
+        keeps almost no optimizer state, so a whole SD-sized UNet (sd-full) fine-tunes on a 12 GB card.
     """
 
     seed: int = 0
@@ -62,6 +64,7 @@ class MethodSettings:
     mixed_precision: str | None = None
     gradient_accumulation_steps: int | None = None
     gradient_checkpointing: bool = False
+    optimizer: str | None = None
 
     def configure(self, config: ConfigT) -> ConfigT:
         """A method's config (a dataclass with `quick()`): its smoke-test budget under `quick`, then the

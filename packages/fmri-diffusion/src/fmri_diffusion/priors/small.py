@@ -74,7 +74,7 @@ class SmallBaseConfig:
         )
 
     def under(self, settings: MethodSettings) -> SmallBaseConfig:
-        """This recipe in the run's precision and accumulation (fmri_encoders.training.numerics_for)."""
+        """This recipe under the run's precision, accumulation and optimizer (training.numerics_for)."""
         return replace(
             self,
             autoencoder=replace(self.autoencoder, training=numerics_for(self.autoencoder.training, settings)),

@@ -34,7 +34,7 @@ from fmri_encoders.training.checkpoint import (
     set_global_rng_states,
 )
 from fmri_encoders.training.curve import write_loss_curve
-from fmri_encoders.training.optim import SCHEDULES, make_optimizer, make_schedule
+from fmri_encoders.training.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
 from fmri_encoders.training.precision import PRECISIONS, Precision
 from fmri_encoders.training.sampling import Batch, Sampler
 from fmri_encoders.training.sharding import BatchNoise, Shard
@@ -69,6 +69,8 @@ class TrainingConfig:
     scalars such as a learned temperature.
     mixed_precision: "no", "bf16" or "fp16" (a GPU's): the forward pass and loss run under autocast; a run
     under `accelerate launch` must ask for the launcher's (fmri_encoders.runtime.make_accelerator).
+    optimizer: "adamw", or "adafactor" where AdamW's two moments per weight do not fit the GPU
+    (fmri_encoders.training.optim).
     """
 
     max_steps: int = 2000
@@ -88,8 +90,11 @@ class TrainingConfig:
     log_with: Any = None
     schedule: str = "cosine"
     decay_matrices_only: bool = False
+    optimizer: str = "adamw"
 
     def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise DataError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise DataError(f"unknown schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
         if self.mixed_precision not in PRECISIONS:
@@ -111,10 +116,12 @@ def training_for(training: TrainingConfig, settings: MethodSettings) -> Training
 
 
 def numerics_for(training: TrainingConfig, settings: MethodSettings) -> TrainingConfig:
-    """The run's mixed precision and gradient accumulation where it sets them: what changes the weights a
-    stage learns (so a cached base model's recipe holds them too), unlike its device or progress bars."""
+    """The run's mixed precision, gradient accumulation and optimizer where it sets them: what changes the
+    weights a stage learns (so a cached base model's recipe holds them too), unlike its device or progress
+    bars."""
     return replace(
         training,
+        optimizer=settings.optimizer or training.optimizer,
         mixed_precision=settings.mixed_precision or training.mixed_precision,
         gradient_accumulation_steps=settings.gradient_accumulation_steps
         or training.gradient_accumulation_steps,
@@ -198,7 +205,9 @@ def train(
     # placed here, not by accelerate, whose device is the process's; the loss inside the module that
     # accelerate wraps for data parallelism, so that the loss may call the bare model's own methods
     objective = accelerator.prepare_model(_Objective(model.to(device), loss_fn), device_placement=False)
-    ema = EMAModel(parameters, decay=config.ema_decay) if config.ema_decay else None
+    # foreach: one fused update of every weight, not a Python loop of three kernels per tensor, which on a
+    # GPU costs a small UNet more than its own step
+    ema = EMAModel(parameters, decay=config.ema_decay, foreach=True) if config.ema_decay else None
     if ema is not None:
         ema.to(device)
     parts = _Checkpointed(accelerator, device, model, optimizer, schedule, sampler, ema, precision.scaler)

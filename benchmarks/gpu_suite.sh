@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The GPU measurements of benchmarks/README.md in one run, each under its own time limit, results to $1.
+# Run from the project root on a CUDA machine with the packages installed (`uv sync`, or the wheels of
+# `uv build --all-packages` beside diffusers, himalaya and nibabel):
+#   bash benchmarks/gpu_suite.sh benchmarks/results/gpu
+set -u
+out=${1:?usage: gpu_suite.sh OUTPUT_FOLDER}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+step() {  # step SECONDS NAME COMMAND...: one benchmark; a failure or overrun is logged and the suite goes on
+  local seconds=$1 name=$2
+  shift 2
+  echo "== $name (at most ${seconds}s) $(date +%T)"
+  timeout "$seconds" "$@" || echo "== $name ended with status $?"
+}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+step 180 sd_lora_speed python3 benchmarks/sd_lora_speed.py --device cuda --steps 12 --warmup 3 \
+  --gen-repeats 2 --out "$out/sd_lora_speed.json"
+step 120 sd_small_gpu python3 benchmarks/sd_small_gpu.py --device cuda --out "$out/sd_small_gpu.json"
+step 120 ridge_nsd_2k python3 benchmarks/ridge_scaling.py --scales nsd-2k --timeout 90 \
+  --out "$out/ridge_scaling_nsd_2k.json"
+step 120 ridge_nsd_full python3 benchmarks/ridge_scaling.py --scales nsd-full --backends torch_cuda \
+  --skip-sklearn --timeout 110 --out "$out/ridge_scaling_nsd_full.json"
+step 40 diffusion_speed python3 benchmarks/diffusion_speed.py --device cuda --out "$out/diffusion_speed.json"
+echo "== done $(date +%T)"
