@@ -30,6 +30,7 @@ from fmri_data.preprocessing import Preprocessing
 from fmri_data.progress import terminal_progress
 from fmri_data.splits import make_splits
 from fmri_encoders.runtime import DEVICES, launch_precision, on_main_process, resolve_device, start_process
+from fmri_encoders.training.optim import OPTIMIZERS
 from fmri_encoders.training.precision import PRECISIONS
 from fmri_eval.atomic import check_writable_folder
 from fmri_eval.evaluate import DEFAULT_BASELINE, choose_baseline, silent
@@ -52,6 +53,7 @@ SAMPLING = (
     "likelihood_weight",
     "condition",
     "start",
+    "decode",
 )
 
 
@@ -114,6 +116,12 @@ def parse_args(
         metavar="K",
         help="K micro-batches per optimizer update in every training stage counted in steps (for small "
         "GPUs; mlp and the contrastive encoder train in whole epochs without it)",
+    )
+    parser.add_argument(
+        "--optimizer",
+        choices=tuple(OPTIMIZERS),
+        help="every training stage's optimizer (default: AdamW); adafactor keeps almost no state, which "
+        "lets sd-full fine-tune an SD-sized UNet on a 12 GB GPU",
     )
     parser.add_argument(
         "--gradient-checkpointing",
@@ -227,6 +235,12 @@ def parse_args(
         "--start",
         choices=["ridge-latents", "ridge-pixels"],
         help="sd-*: img2img starts from ridge's predicted latents or from the encoded pixel ridge image",
+    )
+    sampling.add_argument(
+        "--decode",
+        choices=["vae", "residual"],
+        help="sd-*: the decoded sample, or (img2img) ridge's pixel image plus what sampling changed in the "
+        "decoded image, which keeps the autoencoder's error on the start out of the output",
     )
     sampling.add_argument(
         "--mixing",
@@ -405,6 +419,7 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
             mixed_precision=args.mixed_precision or launch_precision(),
             gradient_accumulation_steps=args.gradient_accumulation,
             gradient_checkpointing=args.gradient_checkpointing,
+            optimizer=args.optimizer,
         ),
         preprocessing=Preprocessing(
             n_voxels=args.n_voxels, voxel_score=args.voxel_score, average_repeats=args.average_repeats

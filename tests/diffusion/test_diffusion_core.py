@@ -96,6 +96,20 @@ def test_img2img_at_low_strength_stays_near_the_init(tiny_pipeline):
         _call(tiny_pipeline, init_image=init, strength=0.0)
 
 
+def test_residual_decoding_adds_what_sampling_changed_to_the_residual_image(tiny_pipeline):
+    init = torch.rand(3, 6, 6)
+    grey = torch.full((3, 6, 6), 0.5)
+    low = _call(tiny_pipeline, init_image=init, strength=0.1, residual_image=grey)
+    high = _call(tiny_pipeline, init_image=init, strength=0.1, residual_image=grey + 0.05)
+    unclipped = (low > 1e-4) & (low < 0.95 - 1e-4)
+    assert unclipped.mean() > 0.5
+    np.testing.assert_allclose((high - low)[unclipped], 0.05, atol=1e-5)  # the image passes through as is
+    plain = _call(tiny_pipeline, init_image=init, strength=0.1)
+    assert np.abs(low - 0.5).mean() < np.abs(plain - 0.5).mean()  # near the residual image, not the start
+    with pytest.raises(ValueError, match="residual_image needs an img2img start"):
+        _call(tiny_pipeline, residual_image=grey)
+
+
 def test_pipeline_save_and_load_give_identical_images(tiny_pipeline, tmp_path):
     tiny_pipeline.save_pretrained(tmp_path / "pipe")
     assert (tmp_path / "pipe" / "unet" / "diffusion_pytorch_model.safetensors").is_file()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
+from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, create_method
 from fmri_diffusion.methods.base import load_method
 from fmri_diffusion.priors.loading import load_base_model
@@ -77,3 +79,21 @@ def test_img2img_can_start_from_the_pixel_ridge_image_and_reloads_so(linear_data
     reloaded = load_method(tmp_path / "w" / "sd-lora" / "finetuned", settings)
     assert reloaded.config.start == "ridge-pixels"
     np.testing.assert_allclose(reloaded.predict(test.fmri), method.predict(test.fmri), atol=1e-5)
+
+
+def test_residual_decoding_passes_the_pixel_ridge_image_and_reloads_so(linear_dataset, tmp_path):
+    train, test = split(linear_dataset)
+    settings = settings_in(tmp_path, decode="residual", strength=0.5)
+    method = create_method("sd-lora", settings).fit(train)
+    inputs = method.sampling_inputs(test.fmri)
+    assert "init_latents" in inputs  # the start stays ridge's latents
+    expected = np.clip(method.pixel_ridge_.predict(test.fmri), 0, 1).reshape(test.images.shape)
+    np.testing.assert_allclose(inputs["residual_image"].numpy(), expected, atol=1e-6)
+    reloaded = load_method(tmp_path / "w" / "sd-lora" / "finetuned", settings)
+    assert reloaded.config.decode == "residual"
+    np.testing.assert_allclose(reloaded.predict(test.fmri), method.predict(test.fmri), atol=1e-5)
+
+
+def test_residual_decoding_without_an_img2img_start_is_refused(tmp_path):
+    with pytest.raises(DataError, match=r"decode 'residual' .* strength below 1"):
+        create_method("sd-lora", settings_in(tmp_path, decode="residual", strength=1.0))

@@ -56,6 +56,9 @@ class StableConfig:
     attention tokens alone carry too little layout for pixel metrics (pcc 0.30 at strength 1 there).
     start: what img2img starts from, ridge's prediction of the latents or the autoencoder's encoding of the
     pixel ridge reconstruction (ridge to pixels decodes better than ridge to latents then the decoder).
+    decode: "vae", the decoded sample; or "residual" (img2img only), ridge's pixel image plus what sampling
+    changed in the decoded image (decoded sample − decoded start): the autoencoder's error on the blurry
+    start, which cost sd-lora more pcc on Miyawaki than sampling gained, then never reaches the output.
     likelihood_weight: encoding-model guidance while sampling (fmri_encoders.encoding, over the
     `encoding_voxels` best-predicted voxels), 0 = off.
     """
@@ -64,6 +67,7 @@ class StableConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     condition: Literal["ridge", "fmri", "contrastive"] = "ridge"
     start: Literal["ridge-latents", "ridge-pixels"] = "ridge-latents"
+    decode: Literal["vae", "residual"] = "vae"
     contrastive_epochs: int = 100
     n_tokens: int = 8
     conditioner_hidden: int = 1024
@@ -75,6 +79,13 @@ class StableConfig:
     sample_batch_size: int = 64
     likelihood_weight: float = 0.0
     encoding_voxels: int = 500
+
+    def __post_init__(self) -> None:
+        if self.decode == "residual" and self.strength >= 1:
+            raise DataError(
+                "decode 'residual' adds what sampling changed to ridge's image, so it needs an img2img "
+                "start: set strength below 1 or decode 'vae'"
+            )
 
     def quick(self) -> StableConfig:
         tiny = TrainingConfig(max_steps=5, batch_size=8, warmup_steps=1, progress=False)
@@ -161,8 +172,10 @@ class StableDiffusionMethod(DiffusionMethod):
         self.base_source_ = base.source
 
     def uses_pixel_ridge(self) -> bool:
-        """Whether a ridge to pixels is fitted: for sd-control's control image, or for the img2img start."""
-        return self.uses_control or self.config.start == "ridge-pixels"
+        """Whether a ridge to pixels is fitted: for sd-control's control image, the img2img start or the
+        residual decoding."""
+        config = self.config
+        return self.uses_control or config.start == "ridge-pixels" or config.decode == "residual"
 
     def _conditioner(self, base: BaseModel, in_features: int) -> FmriConditioner:
         """The base's image embedder when ridge feeds it the latents it was trained on, else a new one."""
@@ -205,6 +218,7 @@ class StableDiffusionMethod(DiffusionMethod):
             "base": self.base_source_,
             "condition": self.config.condition,
             "start": self.config.start,
+            "decode": self.config.decode,
             "scheduler": type(pipeline.scheduler).__name__,
             "latent_shape": list(self.latent_shape_),
             "resolution": self.resolution_,
@@ -228,7 +242,10 @@ class StableDiffusionMethod(DiffusionMethod):
             folder / "scheduler", local_files_only=True
         )
         self.config = replace(
-            self.config, condition=manifest["condition"], start=manifest.get("start", "ridge-latents")
+            self.config,
+            condition=manifest["condition"],
+            start=manifest.get("start", "ridge-latents"),
+            decode=manifest.get("decode", "vae"),
         )
         if self.uses_pixel_ridge():
             self.pixel_ridge_ = RidgeEncoder.load(folder / "pixel_ridge")
@@ -252,7 +269,7 @@ class StableDiffusionMethod(DiffusionMethod):
     # ------------------------------------------------------------- predicting
     def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
         """The conditioner's input (ridge's latents, the fMRI or its contrastive embedding), the img2img
-        start below strength 1, and sd-control's ridge image."""
+        start below strength 1, sd-control's ridge image, and the residual decoding's."""
         config, n = self.config, len(fmri)
         latents = self.ridge_.predict(fmri).astype(np.float32)
         if config.condition == "contrastive":
@@ -270,6 +287,8 @@ class StableDiffusionMethod(DiffusionMethod):
             inputs["init_latents"] = torch.from_numpy(latents).view(n, *self.latent_shape_)
         if self.uses_control:
             inputs["control_image"] = ridge_images
+        if config.decode == "residual":
+            inputs["residual_image"] = ridge_images
         return inputs
 
 

@@ -121,6 +121,7 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         init_latents: torch.Tensor | None = None,
         strength: float = 1.0,
         control_image: torch.Tensor | None = None,
+        residual_image: torch.Tensor | None = None,
         likelihood: nn.Module | None = None,
         measured: torch.Tensor | None = None,
         likelihood_weight: float = 0.0,
@@ -142,6 +143,9 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         init_image: [B, H, W] in [0, 1] to start from, noised to `strength` (1 = pure noise, i.e. no init);
         init_latents: the same start given in model space instead.
         control_image: [B, H, W] in [0, 1] for the controlnet (needed exactly when the pipeline has one).
+        residual_image: [B, image_size, image_size] in [0, 1], img2img only: the output is this image plus
+        what sampling changed (decoded sample − decoded start), so an autoencoder's error on the start
+        (blurry ridge images decode worse than they encode) never reaches the output.
         likelihood, measured, likelihood_weight: encoding-model guidance (DPS-style). `likelihood(images,
         measured)` is the negative log-likelihood [B] of the measured voxels [B, V] given images [B, H, W] in
         [0, 1] (fmri_encoders.encoding.GaussianLikelihood); after each step the sample moves against its
@@ -181,7 +185,12 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         noise = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
         if init_image is not None:
             init_latents = self.to_model_space(init_image)
-        if init_latents is not None and strength < 1:
+        img2img = init_latents is not None and strength < 1
+        if residual_image is not None and not img2img:
+            raise ValueError(
+                "residual_image needs an img2img start: init_image or init_latents, strength < 1"
+            )
+        if img2img:
             skip = num_inference_steps - max(1, round(num_inference_steps * strength))
             timesteps = timesteps[skip * self.scheduler.order :]
             if hasattr(self.scheduler, "set_begin_index"):
@@ -202,7 +211,13 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             x = self.scheduler.step(out.detach(), t, x.detach(), **step_kwargs).prev_sample
             if steering:
                 x = x - likelihood_weight * pull
-        images = self.from_model_space(x, image_size)
+        if residual_image is None:
+            images = self.from_model_space(x, image_size)
+        else:
+            change = self.from_model_space(x, image_size, clip=False) - self.from_model_space(
+                init_latents.to(x), image_size, clip=False
+            )
+            images = (residual_image.to(change) + change).clamp(0, 1)
         return images.cpu().numpy() if output_type == "np" else images
 
     def _likelihood_gradient(
