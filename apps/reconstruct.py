@@ -222,8 +222,9 @@ def parse_args(
         type=_choice,
         default=[],
         metavar="NAME=V1,V2,...",
-        help="choose a sampling setting (strength, likelihood_weight, guidance_scale, num_inference_steps) "
-        "among these values on validation stimuli held out of each fold's training trials; repeat for a grid",
+        help="choose a sampling setting (strength, likelihood_weight, guidance_scale, num_inference_steps, "
+        "decode=vae,residual) among these values on validation stimuli held out of each fold's training "
+        "trials; repeat for a grid",
     )
     sampling.add_argument(
         "--condition",
@@ -334,20 +335,28 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def _choice(text: str) -> tuple[str, tuple[float, ...]]:
+def _choice(text: str) -> tuple[str, tuple[float | str, ...]]:
     """NAME=V1,V2,... -> (name, values); the config field name, with dashes as underscores."""
     name, sep, values = text.partition("=")
+    name = name.replace("-", "_")
+    if name in _WORD_SETTINGS:
+        words = tuple(values.split(","))
+        if not set(words) <= set(_WORD_SETTINGS[name]):
+            raise argparse.ArgumentTypeError(
+                f"{name} takes {', '.join(_WORD_SETTINGS[name])}, got {values!r}"
+            )
+        return name, words
     try:
         numbers = tuple(float(v) for v in values.split(","))
     except ValueError:
         numbers = ()
     if not sep or not name or not numbers:
         raise argparse.ArgumentTypeError(f"expected NAME=V1,V2,... with numbers, got {text!r}")
-    name = name.replace("-", "_")
     return name, tuple(int(v) if name in _INTEGER_SETTINGS else v for v in numbers)
 
 
 _INTEGER_SETTINGS = ("num_inference_steps", "n_samples", "encoding_voxels")
+_WORD_SETTINGS = {"decode": ("vae", "residual")}
 
 
 def _positive(text: str) -> int:

@@ -372,3 +372,25 @@ def test_a_typo_after_a_slow_method_fails_before_it_trains(reconstruct, tmp_path
     assert err.startswith("reconstruct: error: unknown method 'ridgee'; available:")
     assert not work.exists()  # sd-lora never started: it would have made its work folder first
     assert not out.exists()
+
+
+def test_choose_takes_numbers_and_the_decoding_s_words(reconstruct, capsys):
+    args = reconstruct.parse_args(
+        [
+            "--choose",
+            "strength=0.2,0.5",
+            "--choose",
+            "num-inference-steps=10,25",
+            "--choose",
+            "decode=vae,residual",
+        ]
+    )
+    assert args.choose == [
+        ("strength", (0.2, 0.5)),
+        ("num_inference_steps", (10, 25)),
+        ("decode", ("vae", "residual")),
+    ]
+    for bad in ("decode=vae,sharp", "strength=low"):
+        with pytest.raises(SystemExit):
+            reconstruct.parse_args(["--choose", bad])
+    assert "decode takes vae, residual, got 'vae,sharp'" in capsys.readouterr().err

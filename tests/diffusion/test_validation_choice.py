@@ -68,3 +68,14 @@ def test_the_chosen_settings_are_the_ones_the_method_samples_with(dataset, tmp_p
         assert getattr(method.config, name) == value
     assert method.steers() == (method.config.likelihood_weight > 0)
     assert method.validation_["validation_stimuli"] == pytest.approx(train.n_stimuli / 5, abs=1)
+
+
+def test_a_grid_over_residual_decoding_fits_its_pixel_ridge_once_and_scores_both(dataset, tmp_path):
+    train = dataset.subset(np.flatnonzero(~dataset.given_test))
+    choices = {"decode": ("vae", "residual")}
+    settings = MethodSettings(device="cpu", quick=True, cache_dir=tmp_path / "c", choices=choices)
+    method = create_method("sd-lora", replace(settings, sampling={"strength": 0.5})).fit(train)
+    record = method.validation_
+    assert record["grid"] == [{"decode": "vae"}, {"decode": "residual"}]
+    assert record["scores"][0] != record["scores"][1]
+    assert method.config.decode == record["chosen"]["decode"]

@@ -78,6 +78,11 @@ def choose_on_validation(method: DiffusionMethod, train: PairedDataset) -> dict[
 
 def _widest(grid: list[dict[str, Any]]) -> dict[str, Any]:
     """The probe is fitted once for the whole grid, so it fits what any point needs: the encoding model
-    whenever some point guides by the likelihood."""
+    whenever some point guides by the likelihood, the pixel ridge whenever some point decodes residually."""
+    widest: dict[str, Any] = {}
     weights = [point["likelihood_weight"] for point in grid if "likelihood_weight" in point]
-    return {"likelihood_weight": max(weights)} if weights else {}
+    if weights:
+        widest["likelihood_weight"] = max(weights)
+    if any(point.get("decode") == "residual" for point in grid):
+        widest["decode"] = "residual"
+    return widest
