@@ -5,10 +5,13 @@
     uv run apps/miyawaki_finetune.py --pretrained ~/models/sd15   # a local Stable Diffusion folder, 512 px
     accelerate launch --num_processes 4 apps/miyawaki_finetune.py --pretrained ~/models/sd15 --device cuda
 
-Without --pretrained a small base model of the same diffusers classes is first pre-trained on the simulator's
-image corpus and cached in runs/miyawaki-finetune/cache, or --work-dir/cache (a few minutes on a laptop CPU,
-once). fMRI then reaches the UNet through the conditioner's cross-attention tokens, and LoRA adapters on the
-cross-attention learn with it.
+Without --pretrained a small base model of the same diffusers classes is first pre-trained on an image corpus
+and cached in runs/miyawaki-finetune/cache, or --work-dir/cache (a few minutes on a laptop CPU, once): on
+Miyawaki's data, random binary patches of its own stimulus grid (its training design, screened against every
+test stimulus); elsewhere, the simulator's corpus. fMRI then reaches the UNet through the conditioner's
+cross-attention tokens, and LoRA adapters on the cross-attention learn with it. Unless the command line
+sets them, the decoding (the VAE's, or residual: ridge's image plus what sampling changed) and the
+likelihood weight are chosen on validation stimuli held out of each fold's training trials.
 All options of apps/reconstruct.py apply (--method sd-direct / sd-control run the other routes); only the
 defaults differ. Writes metrics.json, reconstructions.npz/.png, report.md and the loss curve to --out.
 """
@@ -26,6 +29,8 @@ DEFAULTS = {
     "methods": ["mean", "ridge", "sd-lora"],
     "runs": Path("runs/miyawaki-finetune"),
     "keeps_work": True,
+    "choose": [("decode", ("vae", "residual")), ("likelihood_weight", (0.0, 0.5, 1.0))],
+    "prior_corpus_for": {"miyawaki": "binary-patterns"},
 }
 
 

@@ -66,13 +66,17 @@ def parse_args(
 ) -> argparse.Namespace:
     """The front door's options; other apps reuse them with their own `defaults` (e.g. data, methods).
 
-    Two defaults are not options: "runs", the app's folder under which each data set and split gets its
-    own output folder (and work folder, with "keeps_work"), so that runs on different data never share one.
+    Some defaults are not options: "runs", the app's folder under which each data set and split gets its
+    own output folder (and work folder, with "keeps_work"), so that runs on different data never share one;
+    "choose", the (setting, values) grids chosen on validation stimuli unless the command line sets that
+    setting or gives --choose; "prior_corpus_for", a data set's prior corpus unless --prior-corpus names one.
     """
     defaults = dict(defaults or {})
     methods = defaults.pop("methods", DEFAULT_METHODS)
     runs = Path(defaults.pop("runs", Path("runs") / (prog or "reconstruct")))
     keeps_work = bool(defaults.pop("keeps_work", False))
+    default_choices = defaults.pop("choose", [])
+    corpus_for = defaults.pop("prior_corpus_for", {})
     parser = argparse.ArgumentParser(
         prog=prog,
         description=description,
@@ -285,6 +289,10 @@ def parse_args(
     args = parser.parse_args(argv)
     args.literature_table = args.literature_table or args.feature_weights is not None or bool(args.clip_model)
     args.methods = args.methods or list(methods)
+    args.choose = args.choose or [
+        (name, values) for name, values in default_choices if getattr(args, name) is None
+    ]
+    args.prior_corpus = args.prior_corpus or corpus_for.get(args.data)
     run_name = _run_name(args)
     args.out = args.out or runs / run_name
     if args.work_dir is None and keeps_work:

@@ -19,6 +19,9 @@ def test_quick_run_writes_the_table_grid_and_loss_curve(load_app, tmp_path, caps
         work / "fold-000" / "sd-lora" / "finetuned" / "lora" / "pytorch_lora_weights.safetensors"
     ).is_file()
     assert len(list((work / "cache").glob("small-base-*"))) == 1
+    (fold,) = metrics["validation"]["sd-lora"]
+    assert {tuple(point) for point in fold["grid"]} == {("decode", "likelihood_weight")}
+    assert len(fold["grid"]) == 6
     printed = capsys.readouterr().out
     assert any(line.split()[:1] == ["sd-lora"] for line in printed.splitlines())
     assert "better/worse than ridge" in printed

@@ -324,6 +324,22 @@ def test_default_folders_keep_data_sets_and_splits_apart(load_app, reconstruct, 
     )
 
 
+def test_the_main_job_chooses_its_decoding_and_takes_miyawaki_s_design_as_prior(load_app, reconstruct):
+    defaults = load_app("miyawaki_finetune").DEFAULTS
+
+    def parsed(*argv):
+        return reconstruct.parse_args(list(argv), prog="miyawaki_finetune", defaults=defaults)
+
+    grid = [("decode", ("vae", "residual")), ("likelihood_weight", (0.0, 0.5, 1.0))]
+    assert (parsed().choose, parsed().prior_corpus) == (grid, None)
+    assert parsed("--data", "miyawaki").prior_corpus == "binary-patterns"
+    assert parsed("--data", "miyawaki", "--prior-corpus", "simulator").prior_corpus == "simulator"
+    assert parsed("--decode", "vae").choose == grid[1:]  # a setting the command line gives is not chosen
+    assert parsed("--choose", "strength=0.2,0.4").choose == [("strength", (0.2, 0.4))]
+    assert defaults["choose"] == grid  # parsing leaves the app's defaults as they were
+    assert reconstruct.parse_args([]).choose == []
+
+
 def test_resume_on_another_data_set_is_refused(reconstruct, tmp_path, capsys):
     work = tmp_path / "work"
     common = ["--method", "mean", "--work-dir", str(work), "--no-progress", "--n-boot", "20"]
