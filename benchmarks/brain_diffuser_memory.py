@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-from result_file import device_tag, write_result
+from result_file import torch_run_header, write_torch_result
 from sd_lora_speed import sd15_base
 
 from fmri_data.methods import MethodSettings
@@ -72,14 +71,9 @@ def main() -> None:
         start = time.perf_counter()
         rows = method.predict_named(test.fmri)
         phases["predict"] = {"seconds": time.perf_counter() - start, "peak_memory_gib": _peak(args.device)}
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     peak = max(phase["peak_memory_gib"] or 0 for phase in phases.values())
     result = {
-        "benchmark": "brain_diffuser_memory",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "device": device_name,
-        "torch": torch.__version__,
-        "settings": {k: str(v) for k, v in vars(args).items()},
+        **torch_run_header("brain_diffuser_memory", args),
         "n_train_trials": train.n_trials,
         "n_test_trials": test.n_trials,
         "resolution": method.base_.resolution,
@@ -89,8 +83,7 @@ def main() -> None:
         "within_24_gib": bool(peak <= 24) if args.device == "cuda" else None,
         "output_shape": list(rows["brain-diffuser"].shape),
     }
-    tag = "small" if args.small else device_tag(device_name)
-    write_result(result, "brain_diffuser_memory", tag, args.out)
+    write_torch_result(result, args)
 
 
 def _peak(device: str) -> float | None:

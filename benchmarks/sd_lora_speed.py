@@ -19,16 +19,14 @@ UNet's and VAE's convolution weights stored channels-last, the layout Hopper's t
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-from result_file import device_tag, write_result
+from result_file import comma_separated, torch_run_header, write_torch_result
 
 from fmri_diffusion.models.conditioner import FmriConditioner
 from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
@@ -187,32 +185,24 @@ def main() -> None:
     parser.add_argument("--gen-repeats", type=int, default=3)
     parser.add_argument(
         "--variants",
-        type=lambda text: text.split(","),
+        type=comma_separated(VARIANTS),
         default=list(VARIANTS),
         help=f"comma-separated, timed in this order (default: {','.join(VARIANTS)})",
     )
     parser.add_argument("--small", action="store_true", help="a tiny stand-in model (checks the script)")
     parser.add_argument("--out", type=Path, help="result file (default: results/sd_lora_speed-<device>.json)")
     args = parser.parse_args()
-    if unknown := set(args.variants) - set(VARIANTS):
-        parser.error(f"unknown variants {sorted(unknown)}; use {', '.join(VARIANTS)}")
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     with tempfile.TemporaryDirectory() as folder:
         training = time_training(sd15_base(Path(folder) / "train", small=args.small), args)
         generation = time_generation(sd15_base(Path(folder) / "gen", small=args.small), args)
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu"
     result = {
-        "benchmark": "sd_lora_speed",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "device": device_name,
-        "torch": torch.__version__,
-        "settings": {k: str(v) for k, v in vars(args).items()},
+        **torch_run_header("sd_lora_speed", args),
         "lora_training": training,
         "generation_25_steps_cfg": generation,
     }
-    tag = "small" if args.small else device_tag(device_name)
-    write_result(result, "sd_lora_speed", tag, args.out)
+    write_torch_result(result, args)
 
 
 if __name__ == "__main__":

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import platform
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-from result_file import device_tag, write_result
+from result_file import comma_separated, torch_run_header, write_torch_result
 from sd_lora_speed import N_VOXELS, sd15_base
 
 from fmri_diffusion.models.conditioner import FmriConditioner
@@ -111,15 +109,13 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=2)
     parser.add_argument(
         "--recipes",
-        type=lambda text: text.split(","),
+        type=comma_separated(RECIPES),
         default=list(RECIPES),
         help=f"comma-separated (default: {','.join(RECIPES)})",
     )
     parser.add_argument("--small", action="store_true", help="a tiny stand-in model (checks the script)")
     parser.add_argument("--out", type=Path, help="result file (default: results/sd_small_gpu-<device>.json)")
     args = parser.parse_args()
-    if unknown := set(args.recipes) - set(RECIPES):
-        parser.error(f"unknown recipes {sorted(unknown)}; use {', '.join(RECIPES)}")
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     results = {}
@@ -128,21 +124,15 @@ def main() -> None:
         for name in args.recipes:
             results[name] = measure(Path(folder), RECIPES[name], args)
             print(name, results[name], flush=True)
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu"
     result = {
-        "benchmark": "sd_small_gpu",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "device": device_name,
-        "torch": torch.__version__,
-        "settings": {k: str(v) for k, v in vars(args).items()},
+        **torch_run_header("sd_small_gpu", args),
         "resolution": "512 px (64x64 latents)" if not args.small else "tiny stand-in",
         "gradient_checkpointing": True,
         "card_bytes": CARD_BYTES,
         "cuda_context_bytes_assumed": CUDA_CONTEXT_BYTES,
         "recipes": results,
     }
-    tag = "small" if args.small else device_tag(device_name)
-    write_result(result, "sd_small_gpu", tag, args.out)
+    write_torch_result(result, args)
 
 
 if __name__ == "__main__":
