@@ -89,6 +89,15 @@ def test_resume_with_other_settings_is_refused(first_run, linear_dataset, change
         run(linear_dataset, first_run, resume=True, **change)
 
 
+def test_naming_a_default_numeric_setting_still_resumes_but_another_optimizer_does_not(
+    first_run, linear_dataset
+):
+    run(linear_dataset, first_run, resume=True, optimizer="adamw", mixed_precision="no")
+    assert len(FITTED) == 2
+    with pytest.raises(DataError, match=r"settings\.optimizer differ"):
+        run(linear_dataset, first_run, resume=True, optimizer="adafactor")
+
+
 def test_sampling_options_may_change_on_resume_but_the_prior_adapter_may_not(first_run, linear_dataset):
     run(linear_dataset, first_run, resume=True, sampling={"n_samples": 16, "num_inference_steps": 10})
     assert len(FITTED) == 2

@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, create_method, reconstruct_over_splits
 from fmri_data.methods.records import run_records, validation_notes
 from fmri_data.splits import make_splits
@@ -79,3 +80,15 @@ def test_a_grid_over_residual_decoding_fits_its_pixel_ridge_once_and_scores_both
     assert record["grid"] == [{"decode": "vae"}, {"decode": "residual"}]
     assert record["scores"][0] != record["scores"][1]
     assert method.config.decode == record["chosen"]["decode"]
+
+
+def test_the_grid_leaves_out_residual_decoding_where_nothing_is_img2img():
+    choices = {"strength": (0.3, 1.0), "decode": ("vae", "residual")}
+    method = create_method("sd-lora", MethodSettings(quick=True, choices=choices))
+    assert {"strength": 1.0, "decode": "residual"} not in choice_grid(method)
+    assert len(choice_grid(method)) == 3
+    at_one = MethodSettings(quick=True, sampling={"strength": 1.0}, choices={"decode": ("vae", "residual")})
+    assert choice_grid(create_method("sd-lora", at_one)) == [{"decode": "vae"}]
+    never = MethodSettings(quick=True, sampling={"strength": 1.0}, choices={"decode": ("residual",)})
+    with pytest.raises(DataError, match="no combination of the settings to choose from is valid"):
+        choice_grid(create_method("sd-lora", never))

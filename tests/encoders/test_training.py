@@ -336,7 +336,23 @@ def test_adafactor_trains_keeps_factored_state_and_resumes_bit_exact(tmp_path):
     assert resumed.losses == whole.losses
     assert torch.equal(again.layer.weight, whole_model.layer.weight)
     saved = json.loads((tmp_path / "checkpoints" / "step-000006" / "state.json").read_text())
-    assert "row_var" in json.dumps(saved)  # a 3x3 matrix keeps a row and a column, not 2 x 9 moments
+    assert "exp_avg_sq_row" in json.dumps(saved)  # a 3x3 matrix keeps a row and a column, not 2 x 9 moments
+
+
+class _ZeroMatrix(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(3, 3))  # as LoRA's B and ControlNet's zero convolutions start
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adafactor"])
+def test_a_zero_initialised_weight_moves_by_the_learning_rate_under_either_optimizer(optimizer):
+    config = _config(
+        max_steps=10, learning_rate=0.05, optimizer=optimizer, schedule="constant", weight_decay=0
+    )
+    model = _ZeroMatrix()
+    train(model, lambda m, batch, gen: ((m.w - 1) ** 2).mean(), _sampler(), config)
+    assert model.w.detach().mean() == pytest.approx(0.5, abs=0.1)  # 10 steps of 0.05 towards 1
 
 
 def test_an_unknown_optimizer_is_refused():

@@ -45,7 +45,8 @@ class MethodSettings:
     gradient_accumulation_steps: micro-batches per optimizer update for every training stage (None: each
         model's own); with gradient_checkpointing (the sd-* routes' UNet), what fits a small GPU.
     optimizer: "adamw" or "adafactor" for every training stage (None: each model's own, AdamW); Adafactor
-        keeps almost no optimizer state, so a whole SD-sized UNet (sd-full) fine-tunes on a 12 GB card.
+        keeps factored second moments only, which saves a whole SD-sized UNet (sd-full) 5.6 GiB of GPU
+        memory (benchmarks/sd_small_gpu.py).
     """
 
     seed: int = 0

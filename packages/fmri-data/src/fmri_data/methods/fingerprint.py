@@ -79,7 +79,7 @@ def fold_fingerprints(
         **{  # recorded where set, so that folders of runs before these options still resume
             key: getattr(settings, key)
             for key in ("mixed_precision", "gradient_accumulation_steps", "optimizer")
-            if getattr(settings, key) not in (None, "no", 1)
+            if getattr(settings, key) not in (None, "no", 1, "adamw")  # the defaults
         },
         **{key: value for key, value in settings.sampling.items() if key in SHAPES_TRAINING},
     }

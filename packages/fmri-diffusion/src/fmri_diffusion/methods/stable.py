@@ -59,6 +59,7 @@ class StableConfig:
     decode: "vae", the decoded sample; or "residual" (img2img only), ridge's pixel image plus what sampling
     changed in the decoded image (decoded sample − decoded start): the autoencoder's error on the blurry
     start, which cost sd-lora more pcc on Miyawaki than sampling gained, then never reaches the output.
+    (Likelihood guidance still steers the decoded sample, whose change is what the output keeps.)
     likelihood_weight: encoding-model guidance while sampling (fmri_encoders.encoding, over the
     `encoding_voxels` best-predicted voxels), 0 = off.
     """

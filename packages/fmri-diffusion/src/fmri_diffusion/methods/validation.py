@@ -30,12 +30,25 @@ CRITERION = "mean pcc + mean ssim over the validation trials"
 
 
 def choice_grid(method: DiffusionMethod) -> list[dict[str, Any]]:
-    """Every combination of the run's `choices` that the method's config has fields for."""
+    """Every combination of the run's `choices` that the method's config has fields for and accepts (e.g.
+    residual decoding needs an img2img start: no point pairs it with strength 1)."""
     names = {f.name for f in fields(method.config)}
     options = {name: tuple(values) for name, values in method.settings.choices.items() if name in names}
     if not options:
         return []
-    return [dict(zip(options, values, strict=True)) for values in product(*options.values())]
+    grid = [dict(zip(options, values, strict=True)) for values in product(*options.values())]
+    valid = [point for point in grid if _accepts(method.config, point)]
+    if not valid:
+        raise DataError(f"{method.name}: no combination of the settings to choose from is valid; {grid}")
+    return valid
+
+
+def _accepts(config: Any, point: dict[str, Any]) -> bool:
+    try:
+        replace(config, **point)
+    except DataError:
+        return False
+    return True
 
 
 def choose_on_validation(method: DiffusionMethod, train: PairedDataset) -> dict[str, Any]:
@@ -83,6 +96,7 @@ def _widest(grid: list[dict[str, Any]]) -> dict[str, Any]:
     weights = [point["likelihood_weight"] for point in grid if "likelihood_weight" in point]
     if weights:
         widest["likelihood_weight"] = max(weights)
-    if any(point.get("decode") == "residual" for point in grid):
-        widest["decode"] = "residual"
+    residual = next((point for point in grid if point.get("decode") == "residual"), None)
+    if residual is not None:  # with its strength, should the grid hold one: residual needs img2img
+        widest |= {key: residual[key] for key in ("decode", "strength") if key in residual}
     return widest

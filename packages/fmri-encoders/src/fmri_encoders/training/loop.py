@@ -70,7 +70,7 @@ class TrainingConfig:
     mixed_precision: "no", "bf16" or "fp16" (a GPU's): the forward pass and loss run under autocast; a run
     under `accelerate launch` must ask for the launcher's (fmri_encoders.runtime.make_accelerator).
     optimizer: "adamw", or "adafactor" where AdamW's two moments per weight do not fit the GPU
-    (fmri_encoders.training.optim).
+    (fmri_encoders.training.optim); the learning rate is an absolute step for both.
     """
 
     max_steps: int = 2000

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from diffusers.optimization import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
@@ -13,14 +14,28 @@ if TYPE_CHECKING:
     from fmri_encoders.training.loop import TrainingConfig
 
 SCHEDULES = ("cosine", "constant")
-OPTIMIZERS = {"adamw": torch.optim.AdamW, "adafactor": torch.optim.Adafactor}
+
+
+def _adafactor(parameters: Any, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """transformers' Adafactor with `lr` an absolute step, as AdamW's is. torch's own scales each step by
+    the weight's RMS (at least 1e-3), so zero-initialised weights (LoRA's B, ControlNet's zero convolutions)
+    would barely move at a learning rate tuned for AdamW."""
+    from transformers.optimization import Adafactor
+
+    return Adafactor(parameters, lr=lr, weight_decay=weight_decay, scale_parameter=False, relative_step=False)
+
+
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adamw": torch.optim.AdamW,
+    "adafactor": _adafactor,
+}
 
 
 def make_optimizer(parameters: list[nn.Parameter], config: TrainingConfig) -> torch.optim.Optimizer:
-    """AdamW, or Adafactor (factored second moments, no first moment: a few bytes of state per weight
-    matrix row and column instead of AdamW's 8 bytes per weight, which is what lets a whole SD-sized UNet
-    fine-tune on a 12 GB card). With `decay_matrices_only`, weight decay shrinks weight matrices and kernels
-    alone: shrinking biases, norm gains or a learned temperature regularises nothing."""
+    """AdamW, or Adafactor: factored second moments of each weight matrix (a row and a column of state
+    instead of AdamW's two moments per weight) and no first moment, less than half AdamW's memory for the
+    optimizer and weights together. With `decay_matrices_only`, weight decay shrinks weight matrices and
+    kernels alone: shrinking biases, norm gains or a learned temperature regularises nothing."""
     optimizer = OPTIMIZERS[config.optimizer]
     if not config.decay_matrices_only:
         return optimizer(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
