@@ -243,7 +243,7 @@ def parse_args(
     )
     sampling.add_argument(
         "--decode",
-        choices=["vae", "residual"],
+        choices=_WORD_SETTINGS["decode"],
         help="sd-*: the decoded sample, or (img2img) ridge's pixel image plus what sampling changed in the "
         "decoded image, which keeps the autoencoder's error on the start out of the output",
     )
