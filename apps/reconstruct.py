@@ -50,6 +50,11 @@ SAMPLING = (
     "n_samples",
     "mixing",
     "prior_adapter",
+    "stage1",
+    "stage2",
+    "vdvae",
+    "vdvae_layers",
+    "vdvae_temperature",
     "likelihood_weight",
     "condition",
     "start",
@@ -252,6 +257,35 @@ def parse_args(
         type=_unit_interval,
         help="brain-diffuser: weight of caption guidance against image guidance (default 0.4 where captions "
         "and a text encoder exist, else 0)",
+    )
+    sampling.add_argument(
+        "--stage1",
+        choices=["autoencoder", "vdvae"],
+        help="brain-diffuser: stage 1 predicts the base model's autoencoder latents (default) or, as "
+        "published, VDVAE's first --vdvae-layers latent layers (weights from --vdvae)",
+    )
+    sampling.add_argument(
+        "--stage2",
+        choices=["auto", "small", "image-variation", "versatile"],
+        help="brain-diffuser: the stage-2 model: versatile (as published: a local Versatile Diffusion folder "
+        "as --pretrained, guidance 7.5), image-variation (a diffusers image-variation --pretrained), small "
+        "(the base trained here); auto picks by --pretrained",
+    )
+    sampling.add_argument(
+        "--vdvae",
+        metavar="FILE_OR_DIR",
+        help="--stage1 vdvae: the published imagenet64-iter-1600000-model-ema.th or the folder "
+        "`python -m fmri_diffusion convert-vdvae` made of it (default: vdvae/ inside --pretrained)",
+    )
+    sampling.add_argument(
+        "--vdvae-layers",
+        type=_positive,
+        help="--stage1 vdvae: how many of VDVAE's latent layers ridge predicts (default 31, as published)",
+    )
+    sampling.add_argument(
+        "--vdvae-temperature",
+        type=_non_negative_float,
+        help="--stage1 vdvae: temperature of the deeper layers drawn from the prior (default 1, as published)",
     )
     sampling.add_argument(
         "--prior-adapter",

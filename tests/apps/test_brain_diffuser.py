@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 
 def test_quick_run_reports_both_stages_beside_the_baselines(load_app, tmp_path):
     app = load_app("brain_diffuser")
@@ -100,3 +102,36 @@ def test_a_bad_feature_weights_folder_fails_before_any_fitting(run_app, tmp_path
     assert result.returncode == 2
     assert "feature weights folder" in result.stderr
     assert not out.exists()
+
+
+def test_the_published_models_run_end_to_end_on_a_tiny_nsd(
+    load_app, write_nsd_layout, published_models, tmp_path, monkeypatch
+):
+    """--stage1 vdvae --stage2 versatile --pretrained DIR: VDVAE's latents, then Versatile Diffusion guided by
+    predicted CLIP-vision and caption tokens; the saved stages load back and predict the same stage 1."""
+    from fmri_data.loaders import nsd
+    from fmri_data.io import load_dataset
+    from fmri_diffusion.methods.base import load_method
+
+    write_nsd_layout(tmp_path / "nsd", captions=True)
+    monkeypatch.setattr(nsd, "TRIALS_PER_SESSION", 6)
+    app = load_app("brain_diffuser")
+    out, work = tmp_path / "out", tmp_path / "w"
+    argv = [
+        *("--data", "nsd", "--nsd-root", str(tmp_path / "nsd"), "--quick", "--no-progress"),
+        *("--stage1", "vdvae", "--stage2", "versatile"),
+        *("--pretrained", str(published_models / "versatile-diffusion")),
+        *("--n-boot", "20", "--out", str(out), "--work-dir", str(work)),
+    ]
+    assert app.main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"brain-diffuser-stage1", "brain-diffuser", "brain-diffuser-1"} <= set(metrics["methods"])
+    manifest = json.loads((work / "fold-000" / "brain-diffuser" / "stages" / "method.json").read_text())
+    assert (manifest["stage1"], manifest["stage2"], manifest["mixing"]) == ("vdvae", "versatile", 0.4)
+    assert manifest["vdvae_layers"] == 7  # the tiny VDVAE has 7 latent layers, fewer than the published 31
+    stage1_folder = work / "fold-000" / "brain-diffuser-stage1" / "stages"
+    assert "base" not in json.loads((stage1_folder / "method.json").read_text())  # VDVAE alone
+    saved = np.load(out / "reconstructions.npz")
+    fmri = load_dataset("nsd", nsd_root=tmp_path / "nsd", subject=1).fmri[saved["trial_index"]]
+    again = load_method(stage1_folder).predict(fmri)
+    np.testing.assert_allclose(again, saved["brain-diffuser-stage1"], atol=1e-5)

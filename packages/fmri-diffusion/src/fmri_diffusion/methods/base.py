@@ -223,19 +223,23 @@ class DiffusionMethod(ReconstructionMethod):
     def draw(self, inputs: dict[str, torch.Tensor], generators: list[torch.Generator]) -> np.ndarray:
         """Images [b, H, W] in [0, 1] for one batch of inputs, one generator each: the pipeline's sampler."""
         config, device = self.config, self.pipeline_.device
-        return self.pipeline_(
-            **{key: value.to(device) for key, value in inputs.items()},
+        options = {
+            "num_inference_steps": config.num_inference_steps,
+            "guidance_scale": config.guidance_scale,
+            "strength": config.strength,
             **self.sampling_options(),
             **self._likelihood_options(),
+        }
+        return self.pipeline_(
+            **{key: value.to(device) for key, value in inputs.items()},
+            **options,
             image_size=self.image_size_,
-            num_inference_steps=config.num_inference_steps,
-            guidance_scale=config.guidance_scale,
-            strength=config.strength,
             generator=generators,
         )
 
     def sampling_options(self) -> dict[str, Any]:
-        """Pipeline settings a method adds to every batch (e.g. Brain-Diffuser's caption mixing)."""
+        """Pipeline settings a method adds to every batch, or sets its own way (e.g. Brain-Diffuser's
+        caption mixing, and its route's default guidance)."""
         return {}
 
     def _likelihood_options(self) -> dict[str, Any]:

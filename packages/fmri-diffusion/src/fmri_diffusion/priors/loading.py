@@ -62,12 +62,20 @@ class BaseModel:
             self.conditioner.save_pretrained(folder / "conditioner")
 
 
+def is_versatile_folder(folder: str | Path) -> bool:
+    """Whether `folder` is laid out as Versatile Diffusion (image_unet/ + text_unet/, not unet/)."""
+    return (Path(folder) / "image_unet" / "config.json").is_file()
+
+
 def base_model_folder(name_or_path: str | Path, *, allow_download: bool = False) -> Path:
     """The local folder of a base model (a path, or a Hugging Face id resolved in the cache), checked to
-    hold unet/, vae/ and scheduler/: apps call it before any work, so a wrong --pretrained fails at once."""
+    hold unet/, vae/ and scheduler/ (or to be a Versatile Diffusion folder, which brain-diffuser's stage 2
+    reads): apps call it before any work, so a wrong --pretrained fails at once."""
     folder = Path(name_or_path).expanduser()
     if not folder.exists():
         folder = _cached_snapshot(str(name_or_path), allow_download)
+    if is_versatile_folder(folder):
+        return folder
     missing = [name for name in SUBFOLDERS if not (folder / name / _config_name(name)).is_file()]
     if missing:
         raise BaseModelError(
@@ -87,6 +95,11 @@ def load_base_model(
     """
     source = str(name_or_path)
     folder = base_model_folder(source, allow_download=allow_download)
+    if is_versatile_folder(folder):
+        raise BaseModelError(
+            f"{source} is a Versatile Diffusion folder, which only brain-diffuser's stage 2 reads "
+            "(--stage2 versatile); the other methods need a Stable Diffusion folder (unet/, vae/, scheduler/)"
+        )
     try:
         unet = UNet2DConditionModel.from_pretrained(
             folder, subfolder="unet", torch_dtype=torch_dtype, local_files_only=True

@@ -1,13 +1,15 @@
 """Brain-Diffuser (Ozcelik & VanRullen 2023): two stages on one base model, every stage saved and reusable.
 
-- `brain-diffuser-stage1`: ridge from fMRI to the base autoencoder's latents; decoding them gives a coarse
-  image (the original uses VDVAE latents; here any diffusers AutoencoderKL: the small base model's, or a
-  user's Stable Diffusion VAE with --pretrained).
+- `brain-diffuser-stage1`: ridge from fMRI to latents whose decoding gives a coarse image: `stage1="vdvae"`
+  the published VDVAE's first 31 latent layers (its weights from a local file), or `"autoencoder"` the
+  base model's AutoencoderKL latents (the small base model's, or a user's with --pretrained).
 - `brain-diffuser`: ridge from fMRI to the conditioning model's image tokens (the original: CLIP vision,
   and CLIP text where captions exist), then image-to-image diffusion from the stage-1 latents at
-  `strength` (0.75 with 50 DDIM steps, as published) guided by the predicted tokens. Image tokens come from
-  the small base model's `conditioner/` (an embedder of latents), or from the CLIP `image_encoder/` of a
-  diffusers image-variation model given with --pretrained (one token, its projected image embedding).
+  `strength` (0.75 with 50 DDIM steps, as published) guided by the predicted tokens. `stage2` picks the
+  model: "versatile", the published Versatile Diffusion (a local folder given with --pretrained; 257
+  CLIP-vision and 77 CLIP-text tokens, mixed inside its dual-guided UNet, guidance 7.5); "image-variation",
+  the CLIP `image_encoder/` of a diffusers image-variation model given with --pretrained (one token, its
+  projected image embedding); "small", the small base model's `conditioner/` (an embedder of latents).
   Where the training trials have captions and the base has `text_encoder/` + `tokenizer/`, ridge also
   predicts the caption tokens and the noise prediction mixes text and image guidance by `mixing`.
 
@@ -31,33 +33,49 @@ import torch
 from diffusers import UNet2DConditionModel
 
 from fmri_data.dataset import PairedDataset
+from fmri_data.errors import DataError
 from fmri_diffusion.methods.base import DiffusionMethod
-from fmri_diffusion.methods.brain_diffuser.parts import GuideRidges, LatentDecoding
+from fmri_diffusion.methods.brain_diffuser.parts import GuideRidges, LatentDecoding, VdvaeDecoding
 from fmri_diffusion.methods.brain_diffuser.prior import adapt_prior
+from fmri_diffusion.methods.brain_diffuser.versatile import GUIDANCE_SCALE, VersatileGuides
 from fmri_diffusion.priors import base_model_for
-from fmri_diffusion.priors.loading import BaseModelError, load_base_model
+from fmri_diffusion.priors.loading import BaseModel, BaseModelError, is_versatile_folder, load_base_model
 from fmri_diffusion.priors.small import SmallBaseConfig
+from fmri_diffusion.priors.versatile import load_versatile, set_text_weight
 from fmri_diffusion.schedulers import Sampler, sampling_scheduler
 from fmri_diffusion.training.denoising import FinetuneConfig
 from fmri_diffusion.training.lora import save_lora
+from fmri_encoders.runtime import resolve_device
 from fmri_encoders.training import TrainingConfig, TrainingResult
 
 PriorAdapter = Literal["auto", "full", "lora", "none"]
+Stage1 = Literal["autoencoder", "vdvae"]
+Stage2 = Literal["auto", "small", "image-variation", "versatile"]
 
 
 @dataclass(frozen=True)
 class BrainDiffuserConfig:
-    """Stage-2 sampling and the prior's adaptation to the training images.
+    """The two stages' models, stage-2 sampling and the prior's adaptation to the training images.
 
-    strength and steps are the published ones; guidance_scale 1 (no classifier-free guidance) suits the
-    small base, pass the published 7.5 with a real pretrained model. mixing: weight of caption guidance
-    (None: DEFAULT_MIXING where captions and a text encoder exist, else 0).
+    stage1: "autoencoder" (the base model's latents) or "vdvae" (the published VDVAE from `vdvae`, a
+    checkpoint file or converted folder; default `<pretrained>/vdvae`), predicting its first `vdvae_layers`
+    latent layers (None: 31 as published, or all of a smaller VDVAE) and drawing the rest at
+    `vdvae_temperature`. stage2: "auto" takes "versatile" for a
+    Versatile Diffusion folder given as the pretrained model, "image-variation" for another pretrained
+    model, "small" without one. strength and steps are the published ones; guidance_scale None is the
+    route's own (7.5 for versatile, as published; 1, no classifier-free guidance, for the others). mixing:
+    weight of caption guidance (None: DEFAULT_MIXING where captions and a text encoder exist, else 0).
     """
 
     base: SmallBaseConfig = field(default_factory=SmallBaseConfig)
+    stage1: Stage1 = "autoencoder"
+    stage2: Stage2 = "auto"
+    vdvae: str | None = None
+    vdvae_layers: int | None = None
+    vdvae_temperature: float = 1.0
     strength: float = 0.75
     num_inference_steps: int = 50
-    guidance_scale: float = 1.0
+    guidance_scale: float | None = None
     sampler: Sampler = "ddim"
     n_samples: int = 8
     sample_batch_size: int = 64
@@ -78,19 +96,69 @@ class BrainDiffuserConfig:
 
 
 class BrainDiffuserMethod(DiffusionMethod):
-    """What both Brain-Diffuser methods share: the base model, stage 1, the pipeline and the saved stages
-    (`work_dir/<name>/stages`: the fitted parts, and a manifest naming the base model they belong to)."""
+    """What both Brain-Diffuser methods share: the stage-2 model, stage 1, the pipeline and the saved stages
+    (`work_dir/<name>/stages`: the fitted parts, and a manifest naming the models they belong to)."""
 
     config_class = BrainDiffuserConfig
     curves: ClassVar[dict[str, str]] = {}
     saved_as: ClassVar[str] = "stages"
+    needs_stage2_model: ClassVar[bool] = True
 
-    def _fit_stage1(self, train: PairedDataset) -> torch.Tensor:
-        """Base model, stage 1 and a pipeline on the base UNet; returns the training images' latents."""
-        self.base_ = base_model_for(self.settings, self.config.base, self.image_size_)
-        self.stage1_, latents = LatentDecoding.fit(train, self.base_, self.settings.device)
+    def _fit_stage1(self, train: PairedDataset) -> None:
+        """Stage 1, and the stage-2 model with a pipeline on its UNet where this method or stage 1 needs it."""
+        config, settings = self.config, self.settings
+        self.route_ = self._route()
+        if self.needs_stage2_model or config.stage1 == "autoencoder":
+            self._load_stage2_model(settings.pretrained)
+        if config.stage1 == "vdvae":
+            self.stage1_ = VdvaeDecoding.fit(
+                train,
+                self._vdvae_weights(),
+                config.vdvae_layers,
+                config.vdvae_temperature,
+                settings.device,
+                settings.seed,
+            )
+        else:
+            self.stage1_, self.train_latents_ = LatentDecoding.fit(train, self.base_, settings.device)
+
+    def _route(self) -> Literal["small", "image-variation", "versatile"]:
+        pretrained, stage2 = self.settings.pretrained, self.config.stage2
+        if stage2 == "auto":
+            if not pretrained:
+                return "small"
+            return "versatile" if is_versatile_folder(pretrained) else "image-variation"
+        if (stage2 == "small") == bool(pretrained):
+            need = "no --pretrained model" if stage2 == "small" else "a --pretrained model folder"
+            raise DataError(f"brain-diffuser --stage2 {stage2} needs {need}")
+        if stage2 == "versatile" and not is_versatile_folder(pretrained):
+            raise DataError(
+                f"--stage2 versatile: {pretrained} is not a Versatile Diffusion folder (no image_unet/); pass "
+                "a local copy of shi-labs/versatile-diffusion as --pretrained"
+            )
+        return stage2
+
+    def _load_stage2_model(self, source: str | Path | None) -> None:
+        """The base model (and for Versatile Diffusion its encoders), with a pipeline on its UNet."""
+        if self.route_ == "versatile":
+            self.versatile_ = load_versatile(source, device=resolve_device(self.settings.device))
+            self.base_ = self.versatile_.base
+        else:
+            self.base_ = base_model_for(self.settings, self.config.base, self.image_size_)
         self._build_pipeline(self.base_.unet)
-        return latents
+
+    def _vdvae_weights(self) -> str:
+        weights = self.config.vdvae
+        if weights is None and self.settings.pretrained:
+            inside = Path(self.settings.pretrained) / "vdvae"
+            weights = str(inside) if inside.exists() else None
+        if weights is None:
+            raise DataError(
+                "--stage1 vdvae needs the VDVAE weights: --vdvae FILE_OR_FOLDER (the published "
+                "imagenet64-iter-1600000-model-ema.th, or its converted folder), or a vdvae/ folder inside "
+                "--pretrained"
+            )
+        return str(Path(weights).expanduser().resolve())
 
     def _build_pipeline(self, unet: UNet2DConditionModel) -> None:
         self.pipeline_ = self.make_pipeline(
@@ -101,68 +169,122 @@ class BrainDiffuserMethod(DiffusionMethod):
             image_fit="resize",
         )
 
-    def stage1_latents(self, fmri: np.ndarray) -> torch.Tensor:
-        return self.stage1_.predict(fmri)
+    def stage1_images(self, fmri: np.ndarray) -> np.ndarray:
+        """[n, H, W] in [0, 1]: stage 1's decoded predictions."""
+        if isinstance(self.stage1_, VdvaeDecoding):
+            images = self.stage1_.images(fmri, self.image_size_)
+        else:
+            latents = self.stage1_.predict(fmri).to(self.pipeline_.device)
+            with torch.no_grad():
+                images = self.pipeline_.from_model_space(latents, self.image_size_)
+        return images.cpu().numpy().astype(np.float32)
+
+    def stage1_start(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
+        if isinstance(self.stage1_, VdvaeDecoding):
+            return self.stage1_.start(fmri, self.image_size_)
+        return self.stage1_.start(fmri)
+
+    def sampling_options(self) -> dict[str, Any]:
+        guidance = self.config.guidance_scale
+        default = GUIDANCE_SCALE if getattr(self, "route_", None) == "versatile" else 1.0
+        return {"guidance_scale": default if guidance is None else guidance}
 
     # ------------------------------------------------------------ saved stages
     def save_parts(self, folder: Path) -> dict[str, Any]:
-        """Stage 1 (and stage 2's parts) plus the base model they belong to, which is read again on load."""
-        return {"base": self.base_.source, **self.stage1_.save(folder), **self._save_stage2(folder)}
+        """Stage 1 (and stage 2's parts) plus the models they belong to, which are read again on load."""
+        parts = {"stage1": self.config.stage1, "stage2": self.route_, **self.stage1_.save(folder)}
+        if hasattr(self, "base_"):
+            parts["base"] = self.base_.source
+        return {**parts, **self._save_stage2(folder)}
 
     def _save_stage2(self, folder: Path) -> dict[str, Any]:
         return {}
 
     def load_parts(self, folder: Path, manifest: dict[str, Any], base: str | Path | None) -> None:
-        self.base_ = load_base_model(base or manifest["base"])
-        self.stage1_ = LatentDecoding.load(folder, manifest)
+        self.route_ = manifest.get("stage2", "small")  # stages saved before the routes had names
+        if "base" in manifest:
+            self._load_base(base or manifest["base"])
+        if manifest.get("stage1", "autoencoder") == "vdvae":
+            self.stage1_ = VdvaeDecoding.load(folder, manifest, self.settings.device)
+        else:
+            self.stage1_ = LatentDecoding.load(folder, manifest)
         self._load_stage2(folder, manifest)
 
+    def _load_base(self, source: str | Path) -> None:
+        if self.route_ == "versatile":
+            self._load_stage2_model(source)
+        else:
+            self.base_: BaseModel = load_base_model(source)
+            self._build_pipeline(self.base_.unet)
+
     def _load_stage2(self, folder: Path, manifest: dict[str, Any]) -> None:
-        self._build_pipeline(self.base_.unet)
+        pass
 
 
 class BrainDiffuserStage1(BrainDiffuserMethod):
-    """fMRI -> autoencoder latents (ridge) -> decoded image; deterministic, so one row."""
+    """fMRI -> latents (ridge) -> decoded image; one row (the VDVAE route's decoding draws are seeded)."""
 
     name = "brain-diffuser-stage1"
     samples_with_pipeline = False
+    needs_stage2_model = False
 
     def fit_parts(self, train: PairedDataset) -> None:
         self._fit_stage1(train)
 
-    @torch.no_grad()
     def predict(self, fmri: np.ndarray) -> np.ndarray:
-        latents = self.stage1_latents(fmri).to(self.pipeline_.device)
-        return self.pipeline_.from_model_space(latents, self.image_size_).cpu().numpy().astype(np.float32)
+        return self.stage1_images(fmri)
 
     def predict_named(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
         return {self.name: self.predict(fmri)}
 
     def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
-        return {"init_latents": self.stage1_latents(fmri)}
+        return self.stage1_start(fmri)
 
 
 class BrainDiffuser(BrainDiffuserMethod):
-    """Stage 1, then img2img from its latents guided by image (and caption) tokens predicted from fMRI."""
+    """Stage 1, then img2img from its output guided by image (and caption) tokens predicted from fMRI."""
 
     name = "brain-diffuser"
     curves: ClassVar[dict[str, str]] = {"prior_loss_curve": "prior_training_"}
 
     def fit_parts(self, train: PairedDataset) -> None:
-        latents = self._fit_stage1(train)
+        self._fit_stage1(train)
+        self.adapter_ = self._prior_adapter()
+        if self.route_ == "versatile":
+            self.guides_ = VersatileGuides.fit(train, self.versatile_, self.config.mixing)
+            self._mix_text()
+            return
+        latents = getattr(self, "train_latents_", None)
+        if latents is None:  # stage 1 was VDVAE: the small embedder and the prior still need base latents
+            latents = self.base_.encode_images(train.images, self.settings.device)
         self.guides_, tokens = GuideRidges.fit(
             train, self.base_, latents, self.config.mixing, self.settings.device
         )
-        self.adapter_ = self._prior_adapter()
         if self.adapter_ != "none":
             unet, self.prior_training_ = self._adapt_prior(latents, tokens)
             self._build_pipeline(unet.eval())
 
     def _prior_adapter(self) -> Literal["full", "lora", "none"]:
         adapter = self.config.prior_adapter
+        if self.route_ == "versatile":
+            if adapter not in ("auto", "none"):
+                raise DataError(
+                    f"--prior-adapter {adapter}: the Versatile Diffusion route samples from the published "
+                    "prior as it is; use --prior-adapter none (or leave it out)"
+                )
+            return "none"
         if adapter == "auto":
             return "lora" if self.settings.pretrained else "full"
         return adapter
+
+    def _mix_text(self) -> None:
+        """The dual-guided UNet's caption weight: as fitted, or as `--mixing` sets it on reload."""
+        mixing = self.config.mixing
+        if mixing and self.guides_.text_ridge is None:
+            raise BaseModelError(
+                "these stages hold no caption guide (fitted without captions); use --mixing 0"
+            )
+        set_text_weight(self.pipeline_.unet, self.guides_.mixing if mixing is None else mixing)
 
     def _adapt_prior(
         self, latents: torch.Tensor, tokens: torch.Tensor
@@ -188,12 +310,16 @@ class BrainDiffuser(BrainDiffuserMethod):
         )
 
     def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
-        return {**self.guides_.predict(fmri), "init_latents": self.stage1_latents(fmri)}
+        return {**self.guides_.predict(fmri), **self.stage1_start(fmri)}
 
-    def sampling_options(self) -> dict[str, float]:
-        """Caption mixing as fitted, or as `--mixing` sets it for reloaded stages with a caption guide."""
+    def sampling_options(self) -> dict[str, Any]:
+        """Caption mixing as fitted, or as `--mixing` sets it for reloaded stages with a caption guide (the
+        Versatile route mixes inside its UNet instead: see _mix_text)."""
+        options = super().sampling_options()
+        if self.route_ == "versatile":
+            return options
         mixing = self.config.mixing
-        return {"mixing": self.guides_.mixing if mixing is None else mixing}
+        return {**options, "mixing": self.guides_.mixing if mixing is None else mixing}
 
     # ------------------------------------------------------------ saved stages
     def _save_stage2(self, folder: Path) -> dict[str, Any]:
@@ -204,15 +330,18 @@ class BrainDiffuser(BrainDiffuserMethod):
         return {**self.guides_.save(folder), "prior_adapter": self.adapter_}
 
     def _load_stage2(self, folder: Path, manifest: dict[str, Any]) -> None:
+        self.adapter_ = manifest["prior_adapter"]
+        if self.route_ == "versatile":
+            self.guides_ = VersatileGuides.load(folder, manifest)
+            self._mix_text()
+            return
         self.guides_ = GuideRidges.load(folder, manifest)
         if self.config.mixing and self.guides_.text is None:
             raise BaseModelError(
                 f"{folder} holds no caption guide (fitted without captions); load it with --mixing 0"
             )
-        self.adapter_ = manifest["prior_adapter"]
-        unet = self.base_.unet
         if self.adapter_ == "full":
             unet = UNet2DConditionModel.from_pretrained(folder / "prior_unet", local_files_only=True)
-        self._build_pipeline(unet.eval())
+            self._build_pipeline(unet.eval())
         if self.adapter_ == "lora":
             self.pipeline_.load_lora_weights(str(folder / "prior_lora"))

@@ -1,4 +1,5 @@
-"""Brain-Diffuser's fitted parts: stage 1's latent decoding and stage 2's guides, each with its save/load.
+"""Brain-Diffuser's fitted parts: stage 1's decodings (the base autoencoder's latents, or VDVAE's as
+published) and stage 2's guides, each with its save/load.
 
 Every ridge is fitted on training trials only (alpha chosen by stimulus-grouped CV).
 """
@@ -12,8 +13,11 @@ import numpy as np
 import torch
 
 from fmri_data.dataset import PairedDataset
+from fmri_diffusion.models.vdvae import BRAIN_DIFFUSER_LAYERS
+from fmri_diffusion.pipelines.pixels import from_pixels, to_pixels
 from fmri_diffusion.priors.captions import CaptionEncoder
 from fmri_diffusion.priors.loading import BaseModel, BaseModelError
+from fmri_diffusion.priors.vdvae import load_vdvae
 from fmri_encoders.contrastive import load_clip_image_encoder
 from fmri_encoders.persistence import load_settings_and_tensors, save_settings_and_tensors
 from fmri_encoders.ridge import RidgeEncoder
@@ -35,10 +39,14 @@ class LatentDecoding:
     def fit(cls, train: PairedDataset, base: BaseModel, device: str) -> tuple[LatentDecoding, torch.Tensor]:
         """The fitted stage and the training images' latents (which stage 2 also learns from)."""
         latents = base.encode_images(train.images, device)
-        return cls(_ridge(train, latents), tuple(latents.shape[1:])), latents
+        return cls(fit_ridge(train, latents), tuple(latents.shape[1:])), latents
 
     def predict(self, fmri: np.ndarray) -> torch.Tensor:
-        return _predict(self.ridge, fmri, self.latent_shape)
+        return predict_tokens(self.ridge, fmri, self.latent_shape)
+
+    def start(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
+        """Stage 2's img2img start: the predicted latents."""
+        return {"init_latents": self.predict(fmri)}
 
     def save(self, folder: Path) -> dict[str, object]:
         self.ridge.save(folder / "latent_ridge")
@@ -47,6 +55,85 @@ class LatentDecoding:
     @classmethod
     def load(cls, folder: Path, manifest: dict[str, object]) -> LatentDecoding:
         return cls(RidgeEncoder.load(folder / "latent_ridge"), tuple(manifest["latent_shape"]))
+
+
+class VdvaeDecoding:
+    """Stage 1 as published: ridge from fMRI to the posterior means of VDVAE's first `n_layers` latent
+    layers; decoding them (the deeper layers drawn from the prior at `temperature`) gives the coarse image.
+    Decoding draws are seeded, so a trial's stage-1 image is the same on every call."""
+
+    def __init__(
+        self, ridge: RidgeEncoder, weights: str, n_layers: int, temperature: float, device: str, seed: int
+    ) -> None:
+        self.ridge, self.weights, self.n_layers, self.temperature = ridge, weights, n_layers, temperature
+        self.vdvae = load_vdvae(weights).to(resolve_device(device))
+        self.seed = seed
+
+    @classmethod
+    def fit(
+        cls,
+        train: PairedDataset,
+        weights: str,
+        n_layers: int | None,
+        temperature: float,
+        device: str,
+        seed: int,
+        batch_size: int = 32,
+    ) -> VdvaeDecoding:
+        """n_layers None: the published 31, or every layer of a VDVAE with fewer."""
+        decoding = cls(None, weights, 0, temperature, device, seed)
+        vdvae = decoding.vdvae
+        decoding.n_layers = n_layers = n_layers or min(BRAIN_DIFFUSER_LAYERS, len(vdvae.decoder.dec_blocks))
+        pixels = to_pixels(
+            torch.from_numpy(train.images),
+            vdvae.config.image_size,
+            channels=vdvae.config.image_channels,
+            fit="resize",
+        )
+        latents = torch.cat(
+            [
+                vdvae.encode_latents((chunk + 1) / 2, n_layers).float().cpu()
+                for chunk in pixels.split(batch_size)
+            ]
+        )
+        decoding.ridge = fit_ridge(train, latents)
+        return decoding
+
+    def images(self, fmri: np.ndarray, image_size: int, batch_size: int = 32) -> torch.Tensor:
+        """[n, image_size, image_size] in [0, 1]: the decoded predicted latents."""
+        latents = torch.from_numpy(self.ridge.predict(fmri).astype(np.float32))
+        generator = torch.Generator(self.vdvae.device).manual_seed(self.seed)
+        decoded = [
+            self.vdvae.decode_latents(
+                chunk, self.n_layers, temperature=self.temperature, generator=generator
+            ).float()
+            for chunk in latents.split(batch_size)
+        ]
+        return from_pixels(torch.cat(decoded) * 2 - 1, image_size, fit="resize").cpu()
+
+    def start(self, fmri: np.ndarray, image_size: int) -> dict[str, torch.Tensor]:
+        """Stage 2's img2img start: the decoded image, which the stage-2 model encodes itself."""
+        return {"init_image": self.images(fmri, image_size)}
+
+    def save(self, folder: Path) -> dict[str, object]:
+        self.ridge.save(folder / "vdvae_ridge")
+        return {
+            "vdvae": self.weights,
+            "vdvae_layers": self.n_layers,
+            "vdvae_temperature": self.temperature,
+            "vdvae_seed": self.seed,
+        }
+
+    @classmethod
+    def load(cls, folder: Path, manifest: dict[str, object], device: str) -> VdvaeDecoding:
+        return cls(
+            RidgeEncoder.load(folder / "vdvae_ridge"),
+            manifest["vdvae"],
+            manifest["vdvae_layers"],
+            manifest["vdvae_temperature"],
+            device,
+            manifest["vdvae_seed"],
+        )
 
 
 class CaptionGuide(NamedTuple):
@@ -90,14 +177,14 @@ class GuideRidges:
                 )
             captions = encoder(list(train.captions))
             # a Stable Diffusion's unconditional text input is the empty caption's tokens
-            text = CaptionGuide(_ridge(train, captions), tuple(captions.shape[1:]), encoder.encode([""]))
-        return cls(_ridge(train, tokens), tuple(tokens.shape[1:]), route, mixing, text), tokens
+            text = CaptionGuide(fit_ridge(train, captions), tuple(captions.shape[1:]), encoder.encode([""]))
+        return cls(fit_ridge(train, tokens), tuple(tokens.shape[1:]), route, mixing, text), tokens
 
     def predict(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
         """The pipeline's guide inputs for `fmri`, [n, K, D] each."""
-        guides = {"tokens": _predict(self.token_ridge, fmri, self.token_shape)}
+        guides = {"tokens": predict_tokens(self.token_ridge, fmri, self.token_shape)}
         if self.text is not None:
-            guides["text_tokens"] = _predict(self.text.ridge, fmri, self.text.shape)
+            guides["text_tokens"] = predict_tokens(self.text.ridge, fmri, self.text.shape)
             guides["negative_text_tokens"] = self.text.null.expand(len(fmri), -1, -1)
         return guides
 
@@ -156,9 +243,13 @@ def _image_tokens(
 
 
 def _mixing(train: PairedDataset, base: BaseModel, mixing: float | None) -> float:
-    """Text guidance weight: as configured, or DEFAULT_MIXING where captions and a text encoder exist."""
     folder = base.folder
     available = train.captions is not None and folder is not None and CaptionEncoder.available(folder)
+    return resolve_mixing(mixing, available)
+
+
+def resolve_mixing(mixing: float | None, available: bool) -> float:
+    """Text guidance weight: as configured, or DEFAULT_MIXING where captions and a text encoder exist."""
     if mixing is None:
         return DEFAULT_MIXING if available else 0.0
     if mixing > 0 and not available:
@@ -169,12 +260,12 @@ def _mixing(train: PairedDataset, base: BaseModel, mixing: float | None) -> floa
     return mixing
 
 
-def _ridge(train: PairedDataset, targets: torch.Tensor) -> RidgeEncoder:
+def fit_ridge(train: PairedDataset, targets: torch.Tensor) -> RidgeEncoder:
     """One ridge (alpha chosen by stimulus-grouped CV) from the training fMRI to flattened targets."""
     return RidgeEncoder(per_target=False).fit(
         train.fmri, targets.flatten(1).numpy(), groups=train.stimulus_id
     )
 
 
-def _predict(ridge: RidgeEncoder, fmri: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
+def predict_tokens(ridge: RidgeEncoder, fmri: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.from_numpy(ridge.predict(fmri).astype(np.float32)).view(len(fmri), *shape)
