@@ -285,7 +285,7 @@ def parse_args(
     sampling.add_argument(
         "--vdvae-temperature",
         type=_non_negative_float,
-        help="--stage1 vdvae: temperature of the deeper layers drawn from the prior (default 1, as published)",
+        help="--stage1 vdvae: temperature of the deeper layers drawn from the prior (default 1, published)",
     )
     sampling.add_argument(
         "--prior-adapter",

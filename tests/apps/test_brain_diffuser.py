@@ -109,8 +109,8 @@ def test_the_published_models_run_end_to_end_on_a_tiny_nsd(
 ):
     """--stage1 vdvae --stage2 versatile --pretrained DIR: VDVAE's latents, then Versatile Diffusion guided by
     predicted CLIP-vision and caption tokens; the saved stages load back and predict the same stage 1."""
-    from fmri_data.loaders import nsd
     from fmri_data.io import load_dataset
+    from fmri_data.loaders import nsd
     from fmri_diffusion.methods.base import load_method
 
     write_nsd_layout(tmp_path / "nsd", captions=True)
@@ -135,3 +135,17 @@ def test_the_published_models_run_end_to_end_on_a_tiny_nsd(
     fmri = load_dataset("nsd", nsd_root=tmp_path / "nsd", subject=1).fmri[saved["trial_index"]]
     again = load_method(stage1_folder).predict(fmri)
     np.testing.assert_allclose(again, saved["brain-diffuser-stage1"], atol=1e-5)
+
+
+def test_vdvae_stage1_before_the_small_stage2(load_app, published_models, tmp_path):
+    """Without a pretrained stage-2 model, VDVAE's stage 1 feeds the small base trained here."""
+    app = load_app("brain_diffuser")
+    out, work = tmp_path / "out", tmp_path / "w"
+    vdvae = published_models / "versatile-diffusion" / "vdvae"
+    argv = ["--quick", "--no-progress", "--stage1", "vdvae", "--vdvae", str(vdvae), "--vdvae-layers", "3"]
+    assert app.main([*argv, "--n-boot", "20", "--out", str(out), "--work-dir", str(work)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"brain-diffuser-stage1", "brain-diffuser"} <= set(metrics["methods"])
+    manifest = json.loads((work / "fold-000" / "brain-diffuser" / "stages" / "method.json").read_text())
+    assert (manifest["stage1"], manifest["stage2"], manifest["vdvae_layers"]) == ("vdvae", "small", 3)
+    assert manifest["vdvae"] == str(vdvae.resolve())

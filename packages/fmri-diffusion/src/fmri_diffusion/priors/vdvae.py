@@ -44,13 +44,14 @@ def load_vdvae(path: str | Path, *, config: dict | None = None) -> VDVAE:
         ) from None
     state = {key.removeprefix(_WRAPPER_PREFIX): value for key, value in state.items()}
     model = VDVAE(**(config or {}))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:  # missing, unexpected or differently shaped tensors
+        first = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), "")
         raise BaseModelError(
-            f"{path}: its tensors do not fit this VDVAE config ({len(missing)} missing, e.g. "
-            f"{missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]}); pass the checkpoint's "
-            "own config"
-        )
+            f"{path}: its tensors do not fit this VDVAE config ({first[:160]}); pass the checkpoint's own "
+            "config"
+        ) from None
     return model.eval()
 
 

@@ -35,7 +35,7 @@ from transformers import (
 )
 
 from fmri_diffusion.priors.captions import CaptionEncoder
-from fmri_diffusion.priors.loading import BaseModel, BaseModelError, is_versatile_folder
+from fmri_diffusion.priors.loading import BaseModel, BaseModelError
 
 SUBFOLDERS = (
     "image_unet",

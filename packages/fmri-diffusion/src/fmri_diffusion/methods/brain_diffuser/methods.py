@@ -105,7 +105,7 @@ class BrainDiffuserMethod(DiffusionMethod):
     needs_stage2_model: ClassVar[bool] = True
 
     def _fit_stage1(self, train: PairedDataset) -> None:
-        """Stage 1, and the stage-2 model with a pipeline on its UNet where this method or stage 1 needs it."""
+        """Stage 1, and the stage-2 model with a pipeline on its UNet where this method or stage 1 uses it."""
         config, settings = self.config, self.settings
         self.route_ = self._route()
         if self.needs_stage2_model or config.stage1 == "autoencoder":
@@ -133,8 +133,8 @@ class BrainDiffuserMethod(DiffusionMethod):
             raise DataError(f"brain-diffuser --stage2 {stage2} needs {need}")
         if stage2 == "versatile" and not is_versatile_folder(pretrained):
             raise DataError(
-                f"--stage2 versatile: {pretrained} is not a Versatile Diffusion folder (no image_unet/); pass "
-                "a local copy of shi-labs/versatile-diffusion as --pretrained"
+                f"--stage2 versatile: {pretrained} is not a Versatile Diffusion folder (no image_unet/); "
+                "pass a local copy of shi-labs/versatile-diffusion as --pretrained"
             )
         return stage2
 
@@ -248,8 +248,9 @@ class BrainDiffuser(BrainDiffuserMethod):
     curves: ClassVar[dict[str, str]] = {"prior_loss_curve": "prior_training_"}
 
     def fit_parts(self, train: PairedDataset) -> None:
+        self.route_ = self._route()
+        self.adapter_ = self._prior_adapter()  # refused, if it is, before stage 1 is fitted
         self._fit_stage1(train)
-        self.adapter_ = self._prior_adapter()
         if self.route_ == "versatile":
             self.guides_ = VersatileGuides.fit(train, self.versatile_, self.config.mixing)
             self._mix_text()

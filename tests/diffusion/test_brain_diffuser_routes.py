@@ -1,0 +1,46 @@
+"""Brain-Diffuser's stage models: each route refuses, in one line and before training, what it cannot use."""
+
+from __future__ import annotations
+
+import pytest
+
+from fmri_data.errors import DataError
+from fmri_data.methods import MethodSettings
+from fmri_diffusion.methods.brain_diffuser import BrainDiffuser, BrainDiffuserConfig, BrainDiffuserStage1
+
+
+def _fit(method_class, linear_dataset, tmp_path, pretrained=None, **config):
+    settings = MethodSettings(quick=True, progress=False, work_dir=tmp_path, pretrained=pretrained)
+    method_class(settings, BrainDiffuserConfig(**config)).fit(linear_dataset)
+
+
+def test_vdvae_without_its_weights_says_where_to_put_them(linear_dataset, tmp_path):
+    with pytest.raises(DataError, match="--vdvae FILE_OR_FOLDER"):
+        _fit(BrainDiffuserStage1, linear_dataset, tmp_path, stage1="vdvae")
+    assert not (tmp_path / "brain-diffuser-stage1").exists()
+
+
+@pytest.mark.parametrize(
+    ("stage2", "pretrained", "message"),
+    [
+        ("versatile", None, "needs a --pretrained model folder"),
+        ("image-variation", None, "needs a --pretrained model folder"),
+        ("small", "MODEL", "needs no --pretrained model"),
+        ("versatile", "MODEL", "is not a Versatile Diffusion folder"),
+    ],
+)
+def test_a_stage2_route_without_its_model_is_refused(linear_dataset, tmp_path, stage2, pretrained, message):
+    model = None if pretrained is None else str(tmp_path)
+    with pytest.raises(DataError, match=message):
+        _fit(BrainDiffuser, linear_dataset, tmp_path, model, stage2=stage2)
+
+
+def test_versatile_samples_from_the_published_prior_unadapted(linear_dataset, tmp_path, published_models):
+    with pytest.raises(DataError, match="use --prior-adapter none"):
+        _fit(
+            BrainDiffuser,
+            linear_dataset,
+            tmp_path,
+            str(published_models / "versatile-diffusion"),
+            prior_adapter="full",
+        )
