@@ -34,7 +34,8 @@ def test_each_text_weight_mixes_the_two_guides(versatile, published_models):
     folder = published_models / "versatile-diffusion"
     unet = versatile.base.unet
     sites = [m for m in unet.modules() if isinstance(m, DualCrossAttention)]
-    assert len(sites) == 4 and all(site.text_length == 77 for site in sites)  # 1 down, 1 mid, 2 up
+    assert len(sites) == 4
+    assert all(site.text_length == 77 for site in sites)
     assert any(key.endswith("transformers.1.proj_in.weight") for key in unet.state_dict())  # diffusers' names
     x, t = torch.randn(2, 4, 8, 8), torch.tensor(500)
     text, image = torch.randn(2, 77, 16), torch.randn(2, 257, 16)
@@ -50,7 +51,8 @@ def test_each_text_weight_mixes_the_two_guides(versatile, published_models):
         expected_text = _unet(folder, "text_unet")(x, t, encoder_hidden_states=text).sample
     torch.testing.assert_close(image_only, expected_image, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(text_only, expected_text, rtol=1e-4, atol=1e-5)
-    assert not torch.allclose(mixed, image_only) and not torch.allclose(mixed, text_only)
+    assert not torch.allclose(mixed, image_only)
+    assert not torch.allclose(mixed, text_only)
 
 
 def test_the_tokens_are_versatile_diffusions_normalised_clip_tokens(versatile):
