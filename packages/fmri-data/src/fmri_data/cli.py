@@ -1,4 +1,5 @@
-"""`fmri-data` / `python -m fmri_data`: inspect a data set (`info`) or fetch a catalog file (`download`).
+"""`fmri-data` / `python -m fmri_data`: inspect a data set (`info`) or fetch one (`download`): a catalog file,
+or an NSD subject's files (`download nsd --subject N`).
 
 Data problems end as one line "fmri-data: error: ..." on stderr with exit status 2, never a traceback.
 """
@@ -7,14 +8,16 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
-from fmri_data.catalog import CATALOG
+from fmri_data.catalog import CATALOG, cache_dir
 from fmri_data.dataset import PairedDataset
 from fmri_data.download import download
 from fmri_data.errors import run_cli
 from fmri_data.io import load_dataset
+from fmri_data.nsd_download import NSD_BUCKET, download_nsd, parse_sessions
 from fmri_data.splits import Split
 
 
@@ -25,6 +28,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     def run() -> int:
         if args.command == "info":
             print(describe(load_dataset(args.dataset)))
+        elif args.name == "nsd":
+            root = Path(args.root or cache_dir() / "nsd")
+            sessions = parse_sessions(args.sessions) if args.sessions else None
+            download_nsd(root, args.subject, sessions, base_url=args.base_url)
+            print(f"{root}  (use it as --nsd-root)")
         else:
             print(download(args.name, dest_dir=args.dest, force=args.force))
         return 0
@@ -81,8 +89,15 @@ def _parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="summarise a data set: sizes, repeats, runs, given-split leaks")
     names = ", ".join(CATALOG)
     info.add_argument("dataset", metavar="FILE_OR_NAME", help=f"sim, {names} or a .mat/.npz file")
-    fetch = commands.add_parser("download", help="download a catalog data set, checked by sha256")
-    fetch.add_argument("name", choices=sorted(CATALOG), metavar="NAME", help=names)
+    fetch = commands.add_parser(
+        "download", help="download a catalog data set (checked by sha256), or an NSD subject (resumable)"
+    )
+    fetch.add_argument("name", choices=[*sorted(CATALOG), "nsd"], metavar="NAME", help=f"{names} or nsd")
     fetch.add_argument("--dest", metavar="DIR", help="folder to put it in (default: the user cache)")
     fetch.add_argument("--force", action="store_true", help="download again even if the file is there")
+    nsd = fetch.add_argument_group("nsd: what the NSD loader reads of one subject, in the bucket's layout")
+    nsd.add_argument("--subject", type=int, default=1, help="NSD subject 1-8 (default 1)")
+    nsd.add_argument("--sessions", metavar="1-40", help="sessions to fetch, e.g. 1-10 or 1,3 (default: all)")
+    nsd.add_argument("--root", metavar="DIR", help="the NSD root to fill (default: the user cache's nsd/)")
+    nsd.add_argument("--base-url", default=NSD_BUCKET, help=f"where the files are (default {NSD_BUCKET})")
     return parser
