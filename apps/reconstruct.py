@@ -74,7 +74,8 @@ def parse_args(
     Some defaults are not options: "runs", the app's folder under which each data set and split gets its
     own output folder (and work folder, with "keeps_work"), so that runs on different data never share one;
     "choose", the (setting, values) grids chosen on validation stimuli unless the command line sets that
-    setting or gives --choose; "prior_corpus_for", a data set's prior corpus unless --prior-corpus names one.
+    setting or gives --choose; "prior_corpus_for", a data set's prior corpus unless --prior-corpus names one;
+    "average_repeats_for", a data set's repeat averaging unless --average-repeats sets it.
     """
     defaults = dict(defaults or {})
     methods = defaults.pop("methods", DEFAULT_METHODS)
@@ -82,6 +83,7 @@ def parse_args(
     keeps_work = bool(defaults.pop("keeps_work", False))
     default_choices = defaults.pop("choose", [])
     corpus_for = defaults.pop("prior_corpus_for", {})
+    average_for = defaults.pop("average_repeats_for", {})
     parser = argparse.ArgumentParser(
         prog=prog,
         description=description,
@@ -145,9 +147,10 @@ def parse_args(
     parser.add_argument("--quick", action="store_true", help="smoke-test budgets (not for reporting)")
     parser.add_argument(
         "--average-repeats",
-        default="none",
         choices=["none", "train", "test", "both"],
-        help="average repeated trials of a stimulus (stated in the report)",
+        help="average repeated trials of a stimulus (stated in the report; default none"
+        + "".join(f", {how} on --data {data}" for data, how in average_for.items())
+        + ")",
     )
     parser.add_argument("--n-voxels", type=_positive, help="keep this many voxels, chosen on training trials")
     parser.add_argument(
@@ -328,6 +331,7 @@ def parse_args(
         (name, values) for name, values in default_choices if getattr(args, name, None) is None
     ]
     args.prior_corpus = args.prior_corpus or corpus_for.get(args.data)
+    args.average_repeats = args.average_repeats or average_for.get(args.data, "none")
     run_name = _run_name(args)
     args.out = args.out or runs / run_name
     if args.work_dir is None and keeps_work:

@@ -1,14 +1,18 @@
-"""Peak GPU memory and time of the whole Brain-Diffuser pipeline on an SD-1.5-sized model, on one GPU.
+"""Peak GPU memory and time of the whole Brain-Diffuser pipeline at full size, on one GPU.
 
-The base model has Stable Diffusion 1.5's UNet (859M parameters) and VAE configs with random weights
-(memory does not depend on the values) plus an image embedder, saved and read back through
-`--pretrained` as a user's weights would be. The run is the `brain-diffuser` method itself: stage 1
-(VAE encoding of the training images at 512 px, ridge to latents), the stage-2 ridge to image tokens,
-the prior's LoRA adaptation (bf16) and sampling (strength 0.75, 50 DDIM steps), on simulated data.
+Two routes, each the `brain-diffuser` method itself on simulated data, with random weights of the real
+shapes (memory does not depend on the values) saved and read back through `--pretrained` as a user's
+weights would be:
+- `published` (default): VDVAE stage 1 (the ImageNet-64 model, 125M parameters; ridge to its first 31
+  latent layers, 91,168 numbers per image) and Versatile Diffusion stage 2 (SD-1.x-sized dual-guided UNet,
+  CLIP ViT-L/14 vision and CLIP-L text encoders; ridge to 257 + 77 tokens of 768; strength 0.75, 50 DDIM
+  steps, guidance 7.5, mixing 0.4, one sample per trial, as published), the stage-2 models in bf16.
+- `autoencoder`: an SD-1.5-sized base with an image embedder; stage 1 on its VAE latents, the prior's LoRA
+  adaptation (bf16), then sampling.
 The issue's target is the whole pipeline within 24 GB on one GPU.
 
-    python benchmarks/brain_diffuser_memory.py --device cuda     # results/brain_diffuser_memory-<gpu>.json
-    python benchmarks/brain_diffuser_memory.py --small --device cpu   # a tiny stand-in, checks the script
+    python benchmarks/brain_diffuser_memory.py --device cuda   # writes brain_diffuser_memory-published-<gpu>
+    python benchmarks/brain_diffuser_memory.py --small --device cpu --steps 4   # tiny stand-ins: checks it
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from result_file import torch_run_header, write_torch_result
 from sd_lora_speed import sd15_base
@@ -26,6 +32,7 @@ from fmri_data.methods import MethodSettings
 from fmri_data.simulator import simulate_miyawaki
 from fmri_diffusion.methods.brain_diffuser import BrainDiffuser, BrainDiffuserConfig
 from fmri_diffusion.models.conditioner import FmriConditioner
+from fmri_diffusion.testing import write_vdvae, write_versatile
 from fmri_encoders.training import TrainingConfig
 
 
@@ -38,32 +45,56 @@ def base_with_embedder(folder: Path, *, small: bool) -> Path:
     return folder / "base"
 
 
+def published_models(folder: Path, *, small: bool) -> Path:
+    """A Versatile Diffusion folder with a converted VDVAE in its vdvae/: one --pretrained folder."""
+    write_vdvae(
+        write_versatile(folder / "versatile-diffusion", published=not small) / "vdvae", published=not small
+    )
+    return folder / "versatile-diffusion"
+
+
+def route_config(args: argparse.Namespace) -> BrainDiffuserConfig:
+    if args.route == "published":
+        return BrainDiffuserConfig(stage1="vdvae", stage2="versatile", n_samples=1, sample_batch_size=8)
+    training = TrainingConfig(
+        max_steps=args.prior_steps,
+        batch_size=args.batch_size,
+        mixed_precision="bf16" if args.device == "cuda" else "no",
+        progress=False,
+    )
+    return BrainDiffuserConfig(
+        prior_adapter="lora", n_samples=2, sample_batch_size=16, prior_training=training
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--route", default="published", choices=["published", "autoencoder"])
     parser.add_argument("--device", default="cuda", choices=["cpu", "cuda"])
     parser.add_argument("--n-train", type=int, default=200)
-    parser.add_argument("--prior-steps", type=int, default=50)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--small", action="store_true", help="a tiny stand-in model (checks the script)")
-    parser.add_argument("--out", type=Path, help="default: results/brain_diffuser_memory-<device>.json")
+    parser.add_argument("--steps", type=int, default=50, help="DDIM steps (strength 0.75 runs 3/4 of them)")
+    parser.add_argument(
+        "--prior-steps", type=int, default=50, help="autoencoder route: LoRA adaptation steps"
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="autoencoder route: LoRA batch size")
+    parser.add_argument("--small", action="store_true", help="tiny stand-in models (checks the script)")
+    parser.add_argument(
+        "--out", type=Path, help="default: results/brain_diffuser_memory-<route>-<device>.json"
+    )
     args = parser.parse_args()
     dataset = simulate_miyawaki(n_train=args.n_train, seed=3)
+    captions = np.array([f"a pattern number {i}" for i in dataset.stimulus_id])  # caption guidance runs too
+    dataset = replace(dataset, captions=captions)
     train = dataset.subset(~dataset.given_test)
     test = dataset.subset(dataset.given_test)
-    config = BrainDiffuserConfig(
-        prior_adapter="lora",
-        n_samples=2,
-        sample_batch_size=16,
-        prior_training=TrainingConfig(
-            max_steps=args.prior_steps,
-            batch_size=args.batch_size,
-            mixed_precision="bf16" if args.device == "cuda" else "no",
-            progress=False,
-        ),
-    )
+    config = replace(route_config(args), num_inference_steps=args.steps)
     with tempfile.TemporaryDirectory() as folder:
-        pretrained = base_with_embedder(Path(folder), small=args.small)
-        settings = MethodSettings(device=args.device, pretrained=str(pretrained), progress=False)
+        build = published_models if args.route == "published" else base_with_embedder
+        pretrained = build(Path(folder), small=args.small)
+        precision = "bf16" if args.device == "cuda" else None
+        settings = MethodSettings(
+            device=args.device, pretrained=str(pretrained), progress=False, mixed_precision=precision
+        )
         phases = {}
         start = time.perf_counter()
         method = BrainDiffuser(settings, config).fit(train)
@@ -73,7 +104,8 @@ def main() -> None:
         phases["predict"] = {"seconds": time.perf_counter() - start, "peak_memory_gib": _peak(args.device)}
     peak = max(phase["peak_memory_gib"] or 0 for phase in phases.values())
     result = {
-        **torch_run_header("brain_diffuser_memory", args),
+        **torch_run_header(f"brain_diffuser_memory-{args.route}", args),
+        "route": args.route,
         "n_train_trials": train.n_trials,
         "n_test_trials": test.n_trials,
         "resolution": method.base_.resolution,

@@ -181,115 +181,6 @@ def clip_folder(tmp_path_factory):
     return folder
 
 
-TINY_VDVAE = {
-    "image_size": 16,
-    "width": 16,
-    "zdim": 4,
-    "enc_blocks": "16x1,16d2,8x1,8d2,4x1,4d4,1x1",
-    "dec_blocks": "1x1,4m1,4x1,8m4,8x1,16m8,16x1",
-    "num_mixtures": 2,
-}
-"""The published VDVAE's classes and key names at toy size: 7 latent layers at 1, 4, 8 and 16 px."""
-
-
-def write_tiny_versatile(folder: Path, token_dim: int = 16) -> None:
-    """Versatile Diffusion's parts (the same classes and subfolders as shi-labs/versatile-diffusion, its
-    model_index.json included) at toy size: 77 caption tokens and 257 image tokens, as published."""
-    import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from diffusers.pipelines.deprecated.versatile_diffusion.modeling_text_unet import UNetFlatConditionModel
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPTextConfig,
-        CLIPTextModelWithProjection,
-        CLIPTokenizer,
-        CLIPVisionConfig,
-        CLIPVisionModelWithProjection,
-    )
-
-    torch.manual_seed(0)
-    unet_shape = {
-        "sample_size": 8,
-        "in_channels": 4,
-        "out_channels": 4,
-        "block_out_channels": (8, 16),
-        "cross_attention_dim": token_dim,
-        "attention_head_dim": 4,
-        "layers_per_block": 1,
-        "norm_num_groups": 4,
-    }
-    parts = {
-        "image_unet": UNet2DConditionModel(
-            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-            **unet_shape,
-        ),
-        "text_unet": UNetFlatConditionModel(
-            down_block_types=("CrossAttnDownBlockFlat", "DownBlockFlat"),
-            up_block_types=("UpBlockFlat", "CrossAttnUpBlockFlat"),
-            **unet_shape,
-        ),
-        "vae": AutoencoderKL(
-            sample_size=16,
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 2,
-            up_block_types=("UpDecoderBlock2D",) * 2,
-            block_out_channels=(8, 8),
-            latent_channels=4,
-            norm_num_groups=4,
-            layers_per_block=1,
-        ),
-        "scheduler": DDIMScheduler(beta_schedule="scaled_linear", clip_sample=False),
-        "image_encoder": CLIPVisionModelWithProjection(
-            CLIPVisionConfig(
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=1,
-                num_attention_heads=2,
-                image_size=32,
-                patch_size=2,  # 16 x 16 patches + the class token: 257 tokens, as ViT-L/14 at 224 px
-                projection_dim=token_dim,
-            )
-        ),
-        "image_feature_extractor": CLIPImageProcessor(
-            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-        ),
-    }
-    folder.mkdir(parents=True, exist_ok=True)
-    letters = [*"abcdefghijklmnopqrstuvwxyz0123456789"]
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for token in letters + [f"{c}</w>" for c in letters]:
-        vocab[token] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    parts["tokenizer"] = CLIPTokenizer(
-        str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77
-    )
-    parts["text_encoder"] = CLIPTextModelWithProjection(
-        CLIPTextConfig(
-            vocab_size=len(vocab),
-            hidden_size=token_dim,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            max_position_embeddings=77,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-            projection_dim=token_dim,
-        )
-    )
-    index = {"_class_name": "VersatileDiffusionPipeline", "_diffusers_version": "0.12.0.dev0"}
-    for name, part in parts.items():
-        part.save_pretrained(folder / name)
-        library = "transformers" if type(part).__module__.startswith("transformers") else "diffusers"
-        index[name] = ["versatile_diffusion" if name == "text_unet" else library, type(part).__name__]
-    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
-    (folder / "vocab.json").unlink()
-    (folder / "merges.txt").unlink()
-
-
 @pytest.fixture(scope="session")
 def published_models(tmp_path_factory) -> Path:
     """A tiny Versatile Diffusion folder with the tiny VDVAE converted into its vdvae/ (as a researcher
@@ -297,12 +188,9 @@ def published_models(tmp_path_factory) -> Path:
     file (a plain state dict saved by torch.save) beside it as vdvae.th."""
     import torch
 
-    from fmri_diffusion.models.vdvae import VDVAE
+    from fmri_diffusion.testing import write_vdvae, write_versatile
 
     root = tmp_path_factory.mktemp("published")
-    write_tiny_versatile(root / "versatile-diffusion")
-    torch.manual_seed(0)
-    vdvae = VDVAE(**TINY_VDVAE)
+    vdvae = write_vdvae(write_versatile(root / "versatile-diffusion") / "vdvae")
     torch.save({f"module.{key}": value for key, value in vdvae.state_dict().items()}, root / "vdvae.th")
-    vdvae.save_pretrained(root / "versatile-diffusion" / "vdvae")
     return root

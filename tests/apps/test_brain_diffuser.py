@@ -132,7 +132,12 @@ def test_the_published_models_run_end_to_end_on_a_tiny_nsd(
     stage1_folder = work / "fold-000" / "brain-diffuser-stage1" / "stages"
     assert "base" not in json.loads((stage1_folder / "method.json").read_text())  # VDVAE alone
     saved = np.load(out / "reconstructions.npz")
-    fmri = load_dataset("nsd", nsd_root=tmp_path / "nsd", subject=1).fmri[saved["trial_index"]]
+    data = load_dataset("nsd", nsd_root=tmp_path / "nsd", subject=1)
+    test = data.given_test
+    # as the papers score NSD, each shared image's test trials were averaged (and the report says so)
+    fmri = np.stack([data.fmri[test & (data.stimulus_id == s)].mean(0) for s in saved["stimulus_id"]])
+    assert len(fmri) == len(np.unique(data.stimulus_id[test])) < test.sum()
+    assert "repeats averaged before decoding" in (out / "report.md").read_text()
     again = load_method(stage1_folder).predict(fmri)
     np.testing.assert_allclose(again, saved["brain-diffuser-stage1"], atol=1e-5)
 

@@ -140,8 +140,10 @@ class BrainDiffuserMethod(DiffusionMethod):
 
     def _load_stage2_model(self, source: str | Path | None) -> None:
         """The base model (and for Versatile Diffusion its encoders), with a pipeline on its UNet."""
-        if self.route_ == "versatile":
-            self.versatile_ = load_versatile(source, device=resolve_device(self.settings.device))
+        if self.route_ == "versatile":  # in the run's half precision if it has one: it only samples
+            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.settings.mixed_precision or "")
+            device = resolve_device(self.settings.device)
+            self.versatile_ = load_versatile(source, device=device, torch_dtype=dtype)
             self.base_ = self.versatile_.base
         else:
             self.base_ = base_model_for(self.settings, self.config.base, self.image_size_)
