@@ -8,13 +8,14 @@
     uv run apps/brain_diffuser.py --data nsd --nsd-root DIR --subject 1 --device cuda \
         --stage1 vdvae --stage2 versatile --pretrained ~/models/versatile-diffusion   # as published
 
-On NSD the test trials of each shared image are averaged over their repeats, as the papers score them
-(--average-repeats none scores single trials). Stage 1 decodes ridge-predicted latents of the base model's
-autoencoder, or of VDVAE as published (--stage1 vdvae); stage 2 starts from them at
---strength (0.75, 50 DDIM steps) guided by image-embedding tokens ridge-predicted from fMRI, after the
-prior adapted to the training images (--prior-adapter). The base model is the small one pre-trained here
-(cached in runs/brain-diffuser/cache, or --work-dir/cache), or --pretrained for a user's model. Every stage
-is saved in --work-dir.
+On NSD each image's trials are averaged over their repeats, training and test, as Brain-Diffuser did
+(the papers score each shared test image once; --average-repeats test keeps single training trials).
+Stage 1 decodes ridge-predicted latents of the base model's autoencoder, or of VDVAE as published
+(--stage1 vdvae); stage 2 starts from them at --strength (0.75, 50 DDIM steps) guided by image-embedding
+tokens ridge-predicted from fMRI: on Versatile Diffusion as published (--stage2 versatile), or on a prior
+adapted to the training images first (--prior-adapter). The base model is the small one pre-trained here
+(cached in runs/brain-diffuser/cache, or --work-dir/cache), or --pretrained for a user's model. Every
+stage is saved in --work-dir.
 All options of apps/reconstruct.py apply; the outputs are the same (metrics.json, reconstructions, report).
 """
 
@@ -31,7 +32,7 @@ DEFAULTS = {
     "methods": ["mean", "ridge", "brain-diffuser-stage1", "brain-diffuser"],
     "runs": Path("runs/brain-diffuser"),
     "keeps_work": True,
-    "average_repeats_for": {"nsd": "test"},  # the papers score each shared image once, its 3 trials averaged
+    "average_repeats_for": {"nsd": "both"},  # as Brain-Diffuser: each image once, its trials averaged
 }
 
 

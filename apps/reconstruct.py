@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from fmri_data.corpora import BUILT_IN_CORPORA, load_corpus
-from fmri_data.errors import run_cli
+from fmri_data.errors import DataError, run_cli
 from fmri_data.io import load_dataset
 from fmri_data.methods import (
     CrossValidatedReconstructions,
@@ -445,6 +445,12 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
         args.pretrained = str(
             base_model_folder(args.pretrained, allow_download=args.allow_download).resolve()
         )
+    if args.vdvae:  # one spelling of the path, so that --resume compares like with like
+        args.vdvae = str(Path(args.vdvae).expanduser().resolve())
+        if not Path(args.vdvae).exists():
+            raise DataError(
+                f"--vdvae {args.vdvae} not found; pass the published .th checkpoint or its folder"
+            )
     extract_features = _feature_extractor(args)
     dataset = load_dataset(args.data, nsd_root=args.nsd_root, subject=args.subject)
     splits = make_splits(dataset, args.split, seed=args.seed, allow_overlap=args.allow_overlap)

@@ -25,13 +25,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers import DDPMScheduler
 from result_file import comma_separated, torch_run_header, write_torch_result
 
 from fmri_diffusion.models.conditioner import FmriConditioner
 from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.priors.loading import BaseModel, load_base_model
 from fmri_diffusion.schedulers import sampling_scheduler
+from fmri_diffusion.testing import stable_diffusion_unet, stable_diffusion_vae
 from fmri_diffusion.training.denoising import ConditionedUNet, FinetuneConfig, finetune, prepare_unet
 from fmri_diffusion.training.lora import count_trainable
 from fmri_encoders.training import TrainingConfig
@@ -41,29 +42,8 @@ N_VOXELS = 4096
 
 def sd15_base(folder: Path, *, small: bool) -> BaseModel:
     """SD 1.5's UNet/VAE/scheduler configs (or a tiny stand-in), saved and loaded like real weights."""
-    width = (32, 64) if small else (320, 640, 1280, 1280)
-    unet = UNet2DConditionModel(
-        sample_size=8 if small else 64,
-        block_out_channels=width,
-        down_block_types=("CrossAttnDownBlock2D",) * (len(width) - 1) + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (len(width) - 1),
-        cross_attention_dim=32 if small else 768,
-        attention_head_dim=8,
-        layers_per_block=1 if small else 2,
-        norm_num_groups=8 if small else 32,
-    )
-    vae_width = (8, 16) if small else (128, 256, 512, 512)
-    vae = AutoencoderKL(
-        sample_size=16 if small else 512,
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * len(vae_width),
-        up_block_types=("UpDecoderBlock2D",) * len(vae_width),
-        block_out_channels=vae_width,
-        latent_channels=4,
-        layers_per_block=1 if small else 2,
-        norm_num_groups=8 if small else 32,
-    )
+    unet = stable_diffusion_unet(published=not small)
+    vae = stable_diffusion_vae(published=not small)
     scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
     BaseModel(unet=unet, vae=vae, scheduler=scheduler, source="random").save(folder)
     return load_base_model(folder)

@@ -25,6 +25,8 @@ class _Bucket(BaseHTTPRequestHandler):
         self.root, self.requests, self.cut = root, requests, cut
         super().__init__(*args, **kwargs)
 
+    ranges = True  # False: the server ignores range requests and sends whole files
+
     def do_HEAD(self) -> None:
         self._serve(body=False)
 
@@ -72,6 +74,7 @@ def bucket(tmp_path, write_nsd_layout):
     yield f"http://127.0.0.1:{server.server_address[1]}", requests, cut, served
     server.shutdown()
     server.server_close()
+    _Bucket.ranges = True
 
 
 def _get(url: str, root: Path) -> Path:
@@ -129,8 +132,9 @@ def test_a_session_the_server_lacks_fails_before_any_download(bucket, tmp_path):
 
 def test_sessions_and_subjects_are_checked():
     assert parse_sessions("1-3,7,2") == [1, 2, 3, 7]
-    with pytest.raises(DataError, match="sessions must look like"):
-        parse_sessions("first")
+    for text in ("first", "5-1"):
+        with pytest.raises(DataError, match="sessions must look like"):
+            parse_sessions(text)
     with pytest.raises(DataError, match="sessions 1-30, not"):
         nsd_files(4, [31])
     with pytest.raises(DataError, match="subjects 1-8"):
@@ -143,3 +147,38 @@ def test_the_command_line(bucket, tmp_path, capsys):
     assert cli.main([*argv, "--base-url", url]) == 0
     assert "--nsd-root" in capsys.readouterr().out
     assert (tmp_path / "r" / MANIFEST).is_file()
+
+
+def test_a_server_that_ignores_ranges_sends_the_file_again(bucket, tmp_path):
+    url, _, cut, served = bucket
+    cut.add(STIMULI)
+    with pytest.raises(DataError, match="run the same command again"):
+        _get(url, tmp_path / "nsd")
+    _Bucket.ranges = False
+    _get(url, tmp_path / "nsd")
+    assert (tmp_path / "nsd" / STIMULI.lstrip("/")).read_bytes() == (
+        served / STIMULI.lstrip("/")
+    ).read_bytes()
+
+
+def test_files_it_did_not_download_are_trusted_only_at_the_right_size(bucket, tmp_path):
+    url, requests, _, served = bucket
+    root = tmp_path / "nsd"
+    design, stimuli = nsd_files(1, [1])[0], STIMULI.lstrip("/")
+    for path, size in ((design, None), (stimuli, 100)):  # an earlier copy, and a download cut by another tool
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes((served / path).read_bytes()[:size])
+    _get(url, root)
+    assert ("GET", f"/{stimuli}", "bytes=100-") in requests  # continued, not trusted
+    assert ("GET", f"/{design}", None) not in requests  # the right size: recorded as it is
+    assert (root / stimuli).read_bytes() == (served / stimuli).read_bytes()
+
+
+def test_optional_files_a_mirror_lacks_are_skipped(bucket, tmp_path):
+    url, _, _, served = bucket
+    optional = sorted(nsd_download.OPTIONAL)
+    for path in optional:
+        (served / path).unlink()
+    root = _get(url, tmp_path / "nsd")
+    assert not any((root / path).exists() for path in optional)
+    assert (root / STIMULI.lstrip("/")).is_file()

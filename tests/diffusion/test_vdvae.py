@@ -51,6 +51,10 @@ def test_latents_are_the_posterior_means_and_decoding_is_seeded(published_models
     def decode(z, seed):
         return model.decode_latents(z, 5, generator=torch.Generator().manual_seed(seed))
 
+    one_each = [torch.Generator().manual_seed(seed) for seed in (5, 6, 7)]
+    batched = model.decode_latents(latents, 5, generator=one_each)
+    alone = model.decode_latents(latents[2:], 5, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(batched[2:], alone)  # an image's draws do not depend on its batch
     first = decode(latents, 0)
     assert first.shape == (3, 3, 16, 16)
     assert first.min() >= 0
@@ -90,6 +94,13 @@ def test_a_checkpoint_of_another_shape_or_with_code_in_it_is_refused(published_m
         load_vdvae(tmp_path / "code.th")
     with pytest.raises(BaseModelError, match="not found"):
         load_vdvae(tmp_path / "nowhere.th")
+
+
+def test_conversion_never_replaces_a_folder_that_is_not_a_vdvae(published_models, tmp_path):
+    (tmp_path / "versatile-diffusion" / "unet").mkdir(parents=True)
+    with pytest.raises(BaseModelError, match="is not a VDVAE folder"):
+        convert_vdvae(published_models / "vdvae.th", tmp_path / "versatile-diffusion")
+    assert (tmp_path / "versatile-diffusion" / "unet").is_dir()
 
 
 class _Payload:

@@ -15,7 +15,7 @@ import numpy as np
 from fmri_data.catalog import CATALOG, cache_dir
 from fmri_data.dataset import PairedDataset
 from fmri_data.download import download
-from fmri_data.errors import run_cli
+from fmri_data.errors import DataError, run_cli
 from fmri_data.io import load_dataset
 from fmri_data.nsd_download import NSD_BUCKET, download_nsd, parse_sessions
 from fmri_data.splits import Split
@@ -29,7 +29,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "info":
             print(describe(load_dataset(args.dataset)))
         elif args.name == "nsd":
-            root = Path(args.root or cache_dir() / "nsd")
+            if args.force:
+                raise DataError(
+                    "download nsd has no --force: it continues partial files and verifies the rest"
+                )
+            root = Path(args.root or args.dest or cache_dir() / "nsd")
             sessions = parse_sessions(args.sessions) if args.sessions else None
             download_nsd(root, args.subject, sessions, base_url=args.base_url)
             print(f"{root}  (use it as --nsd-root)")
@@ -98,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     nsd = fetch.add_argument_group("nsd: what the NSD loader reads of one subject, in the bucket's layout")
     nsd.add_argument("--subject", type=int, default=1, help="NSD subject 1-8 (default 1)")
     nsd.add_argument("--sessions", metavar="1-40", help="sessions to fetch, e.g. 1-10 or 1,3 (default: all)")
-    nsd.add_argument("--root", metavar="DIR", help="the NSD root to fill (default: the user cache's nsd/)")
+    nsd.add_argument(
+        "--root", metavar="DIR", help="the NSD root to fill (or --dest; default: the cache's nsd/)"
+    )
     nsd.add_argument("--base-url", default=NSD_BUCKET, help=f"where the files are (default {NSD_BUCKET})")
     return parser

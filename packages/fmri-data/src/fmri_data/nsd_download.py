@@ -30,6 +30,12 @@ from fmri_data.errors import DataError
 
 NSD_BUCKET = "https://natural-scenes-dataset.s3.amazonaws.com"
 MANIFEST = "nsd-checksums.json"
+OPTIONAL = {
+    "nsddata/experiments/nsd/nsd_stim_info_merged.csv",
+    "nsddata_stimuli/stimuli/nsd/annotations/captions_train2017.json",
+    "nsddata_stimuli/stimuli/nsd/annotations/captions_val2017.json",
+}
+"""Files the loader does without (no captions then): absent from a mirror, they are skipped."""
 SESSIONS = {1: 40, 2: 40, 3: 32, 4: 30, 5: 40, 6: 32, 7: 40, 8: 30}
 """The number of scan sessions of each NSD subject."""
 _CHUNK = 1 << 20
@@ -46,6 +52,8 @@ def nsd_files(subject: int, sessions: Sequence[int]) -> list[str]:
     """The bucket paths the NSD loader reads for `subject` and `sessions`."""
     if subject not in SESSIONS:
         raise DataError(f"NSD has subjects 1-8, not {subject}")
+    if not sessions:
+        raise DataError("no sessions asked for; give e.g. --sessions 1-37")
     wrong = [s for s in sessions if not 1 <= s <= SESSIONS[subject]]
     if wrong:
         raise DataError(f"NSD subject {subject} has sessions 1-{SESSIONS[subject]}, not {wrong}")
@@ -71,7 +79,9 @@ def parse_sessions(text: str) -> list[int]:
             first, _, last = part.partition("-")
             sessions += range(int(first), int(last or first) + 1)
     except ValueError:
-        raise DataError(f"sessions must look like 1-40 or 1,3,5-7, got {text!r}") from None
+        sessions = []
+    if not sessions:
+        raise DataError(f"sessions must look like 1-40 or 1,3,5-7, got {text!r}")
     return sorted(set(sessions))
 
 
@@ -86,19 +96,25 @@ def download_nsd(
 ) -> Path:
     """Bring `root` up to date with the subject's files (all its sessions by default); return `root`."""
     root = Path(root).expanduser()
-    paths = nsd_files(subject, sessions or range(1, SESSIONS.get(subject, 0) + 1))
+    paths = nsd_files(subject, range(1, SESSIONS.get(subject, 0) + 1) if sessions is None else sessions)
     manifest_path = root / MANIFEST
     checksums = _read_manifest(manifest_path)
-    missing = []
+    remote = []
     for path in paths:
         target = root / path
-        if not target.is_file():
-            missing.append(path)
-        elif path in checksums:
+        if target.is_file() and path in checksums:
             _verify(target, checksums[path])
-        else:  # complete (it has its real name) but from before the manifest: record it now
-            checksums[path] = sha256_of(target)
-    remote = [RemoteFile(path, _remote_size(f"{base_url}/{path}", timeout)) for path in missing]
+            continue
+        size = _remote_size(f"{base_url}/{path}", timeout, optional=path in OPTIONAL)
+        if size is None:
+            tqdm.write(f"skipped {path}: not on the server (optional: the data then have no captions)")
+        elif target.is_file():  # there, but not downloaded by this command: trusted only at the right size
+            _adopt(target, size, checksums, path)
+            if target.is_file():
+                continue
+            remote.append(RemoteFile(path, size))
+        else:
+            remote.append(RemoteFile(path, size))
     _check_space(root, remote)
     try:
         for file in remote:
@@ -110,16 +126,32 @@ def download_nsd(
     return root
 
 
-def _remote_size(url: str, timeout: float) -> int:
+def _remote_size(url: str, timeout: float, *, optional: bool = False) -> int | None:
+    """The file's size in bytes (HTTP HEAD); None for an optional file the server does not have."""
     request = urllib.request.Request(url, method="HEAD")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            size = response.headers.get("Content-Length")
-    except (urllib.error.URLError, OSError, ValueError) as error:
+            return int(response.headers["Content-Length"])
+    except urllib.error.HTTPError as error:
+        if optional and error.code == 404:
+            return None
+        raise DataError(f"cannot reach {url} ({error}); check the connection and the URL") from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         raise DataError(f"cannot reach {url} ({_reason(error)}); check the connection and the URL") from None
-    if size is None:
-        raise DataError(f"{url} does not say its size; cannot check the download")
-    return int(size)
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{url} does not say its size; cannot check the download") from None
+
+
+def _adopt(target: Path, size: int, checksums: dict[str, str], path: str) -> None:
+    """A file under its real name that this command did not record (an older download, another tool's): at
+    the bucket's size it is recorded; shorter, it becomes the partial file to continue; longer, refused."""
+    have = target.stat().st_size
+    if have == size:
+        checksums[path] = sha256_of(target)
+    elif have < size:
+        target.replace(_partial(target))
+    else:
+        raise DataError(f"{target} is {have} bytes but the bucket's file is {size}: delete it and run again")
 
 
 def _check_space(root: Path, remote: list[RemoteFile]) -> None:
@@ -163,6 +195,9 @@ def _fetch(url: str, target: Path, size: int, timeout: float, progress: bool) ->
                 urllib.request.Request(url, headers=headers), timeout=timeout
             ) as response:
                 resumed = response.status == 206
+                if resumed and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
+                    partial.unlink()
+                    raise DataError(f"{url} answered from another byte than asked; run again to restart it")
                 with open(partial, "ab" if resumed else "wb") as out:
                     if not resumed:
                         bar.reset(total=size)

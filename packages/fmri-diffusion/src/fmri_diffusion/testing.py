@@ -39,8 +39,7 @@ def write_versatile(folder: Path, *, published: bool = False, seed: int = 0) -> 
     """Every part Versatile Diffusion's dual guidance reads, with model_index.json as published.
 
     Either shape keeps 77 caption tokens and 257 image tokens (tiny: a 32 px CLIP with 2 px patches)."""
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from diffusers.pipelines.deprecated.versatile_diffusion.modeling_text_unet import UNetFlatConditionModel
+    from diffusers import DDIMScheduler
     from transformers import (
         CLIPImageProcessor,
         CLIPTextConfig,
@@ -51,20 +50,7 @@ def write_versatile(folder: Path, *, published: bool = False, seed: int = 0) -> 
     )
 
     torch.manual_seed(seed)
-    width = (320, 640, 1280, 1280) if published else (8, 16)
     token_dim = 768 if published else 16
-    unet_shape = {
-        "sample_size": 64 if published else 8,
-        "in_channels": 4,
-        "out_channels": 4,
-        "block_out_channels": width,
-        "cross_attention_dim": token_dim,
-        "attention_head_dim": 8 if published else 4,
-        "layers_per_block": 2 if published else 1,
-        "norm_num_groups": 32 if published else 4,
-    }
-    crossed = len(width) - 1
-    vae_width = (128, 256, 512, 512) if published else (8, 8)
     vision = {
         "hidden_size": 1024,
         "intermediate_size": 4096,
@@ -74,27 +60,9 @@ def write_versatile(folder: Path, *, published: bool = False, seed: int = 0) -> 
     text = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12}
     toy = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
     parts = {
-        "image_unet": UNet2DConditionModel(
-            down_block_types=("CrossAttnDownBlock2D",) * crossed + ("DownBlock2D",),
-            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * crossed,
-            **unet_shape,
-        ),
-        "text_unet": UNetFlatConditionModel(
-            down_block_types=("CrossAttnDownBlockFlat",) * crossed + ("DownBlockFlat",),
-            up_block_types=("UpBlockFlat",) + ("CrossAttnUpBlockFlat",) * crossed,
-            **unet_shape,
-        ),
-        "vae": AutoencoderKL(
-            sample_size=512 if published else 16,
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * len(vae_width),
-            up_block_types=("UpDecoderBlock2D",) * len(vae_width),
-            block_out_channels=vae_width,
-            latent_channels=4,
-            norm_num_groups=32 if published else 4,
-            layers_per_block=2 if published else 1,
-        ),
+        "image_unet": stable_diffusion_unet(published=published),
+        "text_unet": stable_diffusion_unet(published=published, flat=True),
+        "vae": stable_diffusion_vae(published=published),
         "scheduler": DDIMScheduler(
             beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False
         ),
@@ -131,6 +99,47 @@ def write_versatile(folder: Path, *, published: bool = False, seed: int = 0) -> 
         index[name] = ["versatile_diffusion" if name == "text_unet" else library, type(part).__name__]
     (folder / "model_index.json").write_text(json.dumps(index, indent=2))
     return folder
+
+
+def stable_diffusion_unet(*, published: bool, flat: bool = False) -> torch.nn.Module:
+    """Stable Diffusion 1.x's UNet (cross-attention width 768), or a toy one (width 16); `flat`: Versatile
+    Diffusion's text UNet of the same layout (its transformers sit where the image UNet's do)."""
+    from diffusers import UNet2DConditionModel
+    from diffusers.pipelines.deprecated.versatile_diffusion.modeling_text_unet import UNetFlatConditionModel
+
+    width = (320, 640, 1280, 1280) if published else (8, 16)
+    crossed, kind = len(width) - 1, "Flat" if flat else "2D"
+    model_class = UNetFlatConditionModel if flat else UNet2DConditionModel
+    return model_class(
+        sample_size=64 if published else 8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=width,
+        down_block_types=(f"CrossAttnDownBlock{kind}",) * crossed + (f"DownBlock{kind}",),
+        up_block_types=(f"UpBlock{kind}",) + (f"CrossAttnUpBlock{kind}",) * crossed,
+        cross_attention_dim=768 if published else 16,
+        attention_head_dim=8 if published else 4,
+        layers_per_block=2 if published else 1,
+        norm_num_groups=32 if published else 4,
+    )
+
+
+def stable_diffusion_vae(*, published: bool) -> torch.nn.Module:
+    """Stable Diffusion's AutoencoderKL (512 px, 4 latent channels at 1/8), or a toy one (16 px, 1/2)."""
+    from diffusers import AutoencoderKL
+
+    width = (128, 256, 512, 512) if published else (8, 8)
+    return AutoencoderKL(
+        sample_size=512 if published else 16,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * len(width),
+        up_block_types=("UpDecoderBlock2D",) * len(width),
+        block_out_channels=width,
+        latent_channels=4,
+        norm_num_groups=32 if published else 4,
+        layers_per_block=2 if published else 1,
+    )
 
 
 def _letter_tokenizer(folder: Path, tokenizer_class: type) -> object:

@@ -14,6 +14,8 @@ Images in and out are [B, C, S, S] in [0, 1].
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
@@ -24,6 +26,7 @@ from fmri_data.errors import DataError
 
 IMAGENET64_ENCODER = "64x11,64d2,32x20,32d2,16x9,16d2,8x8,8d2,4x7,4d4,1x5"
 IMAGENET64_DECODER = "1x2,4m1,4x3,8m4,8x7,16m8,16x15,32m16,32x31,64m32,64x12"
+Generators = torch.Generator | list[torch.Generator] | None
 BRAIN_DIFFUSER_LAYERS = 31
 """Brain-Diffuser's stage 1 predicts the latents of the decoder's first 31 blocks."""
 
@@ -115,7 +118,7 @@ class DecoderBlock(nn.Module):
         activation: torch.Tensor | None = None,
         z: torch.Tensor | None = None,
         temperature: float = 1.0,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> torch.Tensor:
         """Update `xs` in place; return this layer's z: the posterior mean given the encoder's `activation`,
         else the given `z`, else a draw from the prior at `temperature`."""
@@ -131,7 +134,7 @@ class DecoderBlock(nn.Module):
             z = self.enc(torch.cat([x, activation], 1))[:, : self.zdim]
         elif z is None:
             mean, log_std = features[:, : self.zdim], features[:, self.zdim : 2 * self.zdim]
-            noise = torch.randn(mean.shape, generator=generator, device=x.device, dtype=x.dtype)
+            noise = _draw(torch.randn, mean, generator)
             z = mean + noise * log_std.exp() * temperature
         x = x + features[:, 2 * self.zdim :]
         xs[self.resolution] = self.resnet(x + self.z_proj(z))
@@ -146,7 +149,7 @@ class DiscretizedMixtureHead(nn.Module):
         self.num_mixtures = num_mixtures
         self.out_conv = nn.Conv2d(width, num_mixtures * 10, 1)
 
-    def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, x: torch.Tensor, generator: Generators = None) -> torch.Tensor:
         """[B, 3, S, S] in [-1, 1]: a component per pixel (Gumbel-max), a logistic draw from it, and the
         published autoregressive coupling of green on red and blue on both."""
         params = self.out_conv(x)
@@ -165,9 +168,17 @@ class DiscretizedMixtureHead(nn.Module):
         return torch.stack([red, green, blue], 1)
 
 
-def _uniform(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    u = torch.rand(like.shape, generator=generator, device=like.device, dtype=like.dtype)
-    return u * (1 - 2e-5) + 1e-5
+def _uniform(like: torch.Tensor, generator: Generators) -> torch.Tensor:
+    return _draw(torch.rand, like, generator) * (1 - 2e-5) + 1e-5
+
+
+def _draw(sampler: Callable[..., torch.Tensor], like: torch.Tensor, generator: Generators) -> torch.Tensor:
+    """Random numbers shaped like `like`: from one generator, or one generator per sample (so a sample's
+    draws do not depend on the batch it is in)."""
+    options = {"device": like.device, "dtype": like.dtype}
+    if not isinstance(generator, list):
+        return sampler(like.shape, generator=generator, **options)
+    return torch.stack([sampler(like.shape[1:], generator=g, **options) for g in generator])
 
 
 class Decoder(nn.Module):
@@ -258,10 +269,11 @@ class VDVAE(ModelMixin, ConfigMixin):
         n_layers: int = BRAIN_DIFFUSER_LAYERS,
         *,
         temperature: float = 1.0,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> torch.Tensor:
         """[B, n] flattened latents of the first n_layers -> [B, C, S, S] images in [0, 1]; the deeper
-        layers' latents are drawn from the prior at `temperature` (the published run used 1)."""
+        layers' latents are drawn from the prior at `temperature` (the published run used 1), with one
+        generator or one per image."""
         shapes = self.latent_shapes(n_layers)
         sizes = [c * h * w for c, h, w in shapes]
         if latents.shape[1] != sum(sizes):

@@ -191,7 +191,7 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
                 "residual_image needs an img2img start: init_image or init_latents, strength < 1"
             )
         if img2img:
-            skip = num_inference_steps - max(1, round(num_inference_steps * strength))
+            skip = num_inference_steps - max(1, int(num_inference_steps * strength))  # as diffusers
             timesteps = timesteps[skip * self.scheduler.order :]
             if hasattr(self.scheduler, "set_begin_index"):
                 self.scheduler.set_begin_index(skip * self.scheduler.order)

@@ -61,6 +61,9 @@ class CaptionEncoder:
                 truncation=True,
                 return_tensors="pt",
             ).input_ids
-            hidden = self.text_encoder(ids.to(self.text_encoder.device)).last_hidden_state
-            chunks.append(hidden.float().cpu())
+            chunks.append(self.tokens(ids.to(self.text_encoder.device)).float().cpu())
         return torch.cat(chunks)
+
+    def tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        """[n, max_length, width] tokens of token ids: the text encoder's last hidden state."""
+        return self.text_encoder(ids).last_hidden_state

@@ -56,11 +56,25 @@ def load_vdvae(path: str | Path, *, config: dict | None = None) -> VDVAE:
 
 
 def convert_vdvae(checkpoint: str | Path, out_dir: str | Path, *, config: dict | None = None) -> Path:
-    """Write the published checkpoint as a diffusers folder (safetensors), whole or not at all."""
+    """Write the published checkpoint as a diffusers folder (safetensors), whole or not at all; a folder
+    already there is replaced only if it is an earlier conversion (never, say, the Versatile Diffusion
+    folder it was meant to go into)."""
+    out_dir = Path(out_dir).expanduser()
+    if out_dir.exists() and any(out_dir.iterdir()) and not _is_vdvae_folder(out_dir):
+        raise BaseModelError(
+            f"{out_dir} exists and is not a VDVAE folder; name a new folder (e.g. {out_dir / 'vdvae'})"
+        )
     model = load_vdvae(checkpoint, config=config)
     with atomic_output_dir(out_dir) as staging:
         model.save_pretrained(staging)
     return Path(out_dir)
+
+
+def _is_vdvae_folder(folder: Path) -> bool:
+    try:
+        return json.loads((folder / "config.json").read_text()).get("_class_name") == VDVAE.__name__
+    except (OSError, ValueError):
+        return False
 
 
 def read_config(path: str | Path | None) -> dict | None:

@@ -16,7 +16,6 @@ mid-gray image's, as Versatile Diffusion's pipelines use.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,21 +111,11 @@ def set_text_weight(unet: UNet2DConditionModel, weight: float) -> None:
 class VersatileCaptionEncoder(CaptionEncoder):
     """Captions -> Versatile Diffusion's text tokens [n, 77, D] (newline-separated captions averaged)."""
 
-    @torch.no_grad()
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
-        chunks = []
-        for start in range(0, len(texts), batch_size):
-            ids = self.tokenizer(
-                list(texts[start : start + batch_size]),
-                padding="max_length",
-                max_length=self.tokenizer.model_max_length,
-                truncation=True,
-                return_tensors="pt",
-            ).input_ids
-            out = self.text_encoder(ids.to(self.text_encoder.device))
-            tokens = self.text_encoder.text_projection(out.last_hidden_state)
-            chunks.append((tokens / out.text_embeds.norm(dim=-1, keepdim=True)[:, None]).float().cpu())
-        return torch.cat(chunks)
+    def tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        """Every token projected, then divided by the norm of the pooled (projected end-of-text) embedding."""
+        out = self.text_encoder(ids)
+        tokens = self.text_encoder.text_projection(out.last_hidden_state)
+        return tokens / out.text_embeds.norm(dim=-1, keepdim=True)[:, None]
 
 
 class VersatileImageEncoder:

@@ -39,7 +39,13 @@ from fmri_diffusion.methods.brain_diffuser.parts import GuideRidges, LatentDecod
 from fmri_diffusion.methods.brain_diffuser.prior import adapt_prior
 from fmri_diffusion.methods.brain_diffuser.versatile import GUIDANCE_SCALE, VersatileGuides
 from fmri_diffusion.priors import base_model_for
-from fmri_diffusion.priors.loading import BaseModel, BaseModelError, is_versatile_folder, load_base_model
+from fmri_diffusion.priors.loading import (
+    BaseModel,
+    BaseModelError,
+    base_model_folder,
+    is_versatile_folder,
+    load_base_model,
+)
 from fmri_diffusion.priors.small import SmallBaseConfig
 from fmri_diffusion.priors.versatile import load_versatile, set_text_weight
 from fmri_diffusion.schedulers import Sampler, sampling_scheduler
@@ -60,7 +66,7 @@ class BrainDiffuserConfig:
     stage1: "autoencoder" (the base model's latents) or "vdvae" (the published VDVAE from `vdvae`, a
     checkpoint file or converted folder; default `<pretrained>/vdvae`), predicting its first `vdvae_layers`
     latent layers (None: 31 as published, or all of a smaller VDVAE) and drawing the rest at
-    `vdvae_temperature`. stage2: "auto" takes "versatile" for a
+    `vdvae_temperature` (None: 1 as published, or as saved). stage2: "auto" takes "versatile" for a
     Versatile Diffusion folder given as the pretrained model, "image-variation" for another pretrained
     model, "small" without one. strength and steps are the published ones; guidance_scale None is the
     route's own (7.5 for versatile, as published; 1, no classifier-free guidance, for the others). mixing:
@@ -72,7 +78,7 @@ class BrainDiffuserConfig:
     stage2: Stage2 = "auto"
     vdvae: str | None = None
     vdvae_layers: int | None = None
-    vdvae_temperature: float = 1.0
+    vdvae_temperature: float | None = None
     strength: float = 0.75
     num_inference_steps: int = 50
     guidance_scale: float | None = None
@@ -111,27 +117,24 @@ class BrainDiffuserMethod(DiffusionMethod):
         if self.needs_stage2_model or config.stage1 == "autoencoder":
             self._load_stage2_model(settings.pretrained)
         if config.stage1 == "vdvae":
+            temperature = 1.0 if config.vdvae_temperature is None else config.vdvae_temperature
             self.stage1_ = VdvaeDecoding.fit(
-                train,
-                self._vdvae_weights(),
-                config.vdvae_layers,
-                config.vdvae_temperature,
-                settings.device,
-                settings.seed,
+                train, self._vdvae_weights(), config.vdvae_layers, temperature, settings.device, settings.seed
             )
         else:
             self.stage1_, self.train_latents_ = LatentDecoding.fit(train, self.base_, settings.device)
 
     def _route(self) -> Literal["small", "image-variation", "versatile"]:
         pretrained, stage2 = self.settings.pretrained, self.config.stage2
-        if stage2 == "auto":
-            if not pretrained:
-                return "small"
-            return "versatile" if is_versatile_folder(pretrained) else "image-variation"
-        if (stage2 == "small") == bool(pretrained):
+        if stage2 != "auto" and (stage2 == "small") == bool(pretrained):
             need = "no --pretrained model" if stage2 == "small" else "a --pretrained model folder"
             raise DataError(f"brain-diffuser --stage2 {stage2} needs {need}")
-        if stage2 == "versatile" and not is_versatile_folder(pretrained):
+        if pretrained and not Path(pretrained).exists():  # a Hugging Face id: its cached snapshot's folder
+            pretrained = str(base_model_folder(pretrained, allow_download=self.settings.allow_download))
+        versatile = bool(pretrained) and is_versatile_folder(pretrained)
+        if stage2 == "auto":
+            return "versatile" if versatile else "image-variation" if pretrained else "small"
+        if stage2 == "versatile" and not versatile:
             raise DataError(
                 f"--stage2 versatile: {pretrained} is not a Versatile Diffusion folder (no image_unet/); "
                 "pass a local copy of shi-labs/versatile-diffusion as --pretrained"
@@ -203,11 +206,17 @@ class BrainDiffuserMethod(DiffusionMethod):
         return {}
 
     def load_parts(self, folder: Path, manifest: dict[str, Any], base: str | Path | None) -> None:
-        self.route_ = manifest.get("stage2", "small")  # stages saved before the routes had names
+        # stages saved before the routes had names: a CLIP image guide meant an image-variation model
+        old_route = "image-variation" if manifest.get("image_route") == "clip" else "small"
+        self.route_ = manifest.get("stage2", old_route)
         if "base" in manifest:
             self._load_base(base or manifest["base"])
         if manifest.get("stage1", "autoencoder") == "vdvae":
-            self.stage1_ = VdvaeDecoding.load(folder, manifest, self.settings.device)
+            weights = self.config.vdvae and str(Path(self.config.vdvae).expanduser().resolve())
+            temperature = self.config.vdvae_temperature
+            self.stage1_ = VdvaeDecoding.load(
+                folder, manifest, self.settings.device, weights=weights, temperature=temperature
+            )
         else:
             self.stage1_ = LatentDecoding.load(folder, manifest)
         self._load_stage2(folder, manifest)
@@ -254,8 +263,9 @@ class BrainDiffuser(BrainDiffuserMethod):
         self.adapter_ = self._prior_adapter()  # refused, if it is, before stage 1 is fitted
         self._fit_stage1(train)
         if self.route_ == "versatile":
-            self.guides_ = VersatileGuides.fit(train, self.versatile_, self.config.mixing)
-            self._mix_text()
+            self.guides_ = VersatileGuides.fit(
+                train, self.versatile_, self.config.mixing, self.settings.device
+            )
             return
         latents = getattr(self, "train_latents_", None)
         if latents is None:  # stage 1 was VDVAE: the small embedder and the prior still need base latents
@@ -280,14 +290,23 @@ class BrainDiffuser(BrainDiffuserMethod):
             return "lora" if self.settings.pretrained else "full"
         return adapter
 
-    def _mix_text(self) -> None:
-        """The dual-guided UNet's caption weight: as fitted, or as `--mixing` sets it on reload."""
+    def _text_weight(self) -> float:
+        """The caption guide's weight: as fitted, or as `--mixing` sets it (on reload, or per grid point of a
+        validation choice)."""
         mixing = self.config.mixing
-        if mixing and self.guides_.text_ridge is None:
+        if mixing and self._caption_guide() is None:
             raise BaseModelError(
                 "these stages hold no caption guide (fitted without captions); use --mixing 0"
             )
-        set_text_weight(self.pipeline_.unet, self.guides_.mixing if mixing is None else mixing)
+        return self.guides_.mixing if mixing is None else mixing
+
+    def _caption_guide(self) -> object:
+        return self.guides_.text_ridge if self.route_ == "versatile" else self.guides_.text
+
+    def draw(self, inputs: dict[str, torch.Tensor], generators: list[torch.Generator]) -> np.ndarray:
+        if self.route_ == "versatile":  # the dual-guided UNet mixes the guides inside its attention
+            set_text_weight(self.pipeline_.unet, self._text_weight())
+        return super().draw(inputs, generators)
 
     def _adapt_prior(
         self, latents: torch.Tensor, tokens: torch.Tensor
@@ -316,13 +335,9 @@ class BrainDiffuser(BrainDiffuserMethod):
         return {**self.guides_.predict(fmri), **self.stage1_start(fmri)}
 
     def sampling_options(self) -> dict[str, Any]:
-        """Caption mixing as fitted, or as `--mixing` sets it for reloaded stages with a caption guide (the
-        Versatile route mixes inside its UNet instead: see _mix_text)."""
+        """Caption mixing in the noise prediction (the Versatile route mixes inside its UNet: see draw)."""
         options = super().sampling_options()
-        if self.route_ == "versatile":
-            return options
-        mixing = self.config.mixing
-        return {**options, "mixing": self.guides_.mixing if mixing is None else mixing}
+        return options if self.route_ == "versatile" else {**options, "mixing": self._text_weight()}
 
     # ------------------------------------------------------------ saved stages
     def _save_stage2(self, folder: Path) -> dict[str, Any]:
@@ -334,15 +349,14 @@ class BrainDiffuser(BrainDiffuserMethod):
 
     def _load_stage2(self, folder: Path, manifest: dict[str, Any]) -> None:
         self.adapter_ = manifest["prior_adapter"]
-        if self.route_ == "versatile":
-            self.guides_ = VersatileGuides.load(folder, manifest)
-            self._mix_text()
-            return
-        self.guides_ = GuideRidges.load(folder, manifest)
-        if self.config.mixing and self.guides_.text is None:
+        guides = VersatileGuides if self.route_ == "versatile" else GuideRidges
+        self.guides_ = guides.load(folder, manifest)
+        if self.config.mixing and self._caption_guide() is None:
             raise BaseModelError(
                 f"{folder} holds no caption guide (fitted without captions); load it with --mixing 0"
             )
+        if self.route_ == "versatile":
+            return
         if self.adapter_ == "full":
             unet = UNet2DConditionModel.from_pretrained(folder / "prior_unet", local_files_only=True)
             self._build_pipeline(unet.eval())

@@ -21,9 +21,11 @@ from fmri_diffusion.priors.vdvae import load_vdvae
 from fmri_encoders.contrastive import load_clip_image_encoder
 from fmri_encoders.persistence import load_settings_and_tensors, save_settings_and_tensors
 from fmri_encoders.ridge import RidgeEncoder
-from fmri_encoders.runtime import resolve_device
+from fmri_encoders.runtime import derived_seed, resolve_device, ridge_backend
 
 ImageRoute = Literal["embedder", "clip"]
+RIDGE_TARGET_BATCH = 16_384
+"""Targets solved at once: bounds memory for VDVAE's 91,168 latents and CLIP's 257 x 768 tokens."""
 DEFAULT_MIXING = 0.4
 """Text guidance weight where captions exist (the published run mixed 0.6 image with 0.4 text)."""
 
@@ -39,7 +41,7 @@ class LatentDecoding:
     def fit(cls, train: PairedDataset, base: BaseModel, device: str) -> tuple[LatentDecoding, torch.Tensor]:
         """The fitted stage and the training images' latents (which stage 2 also learns from)."""
         latents = base.encode_images(train.images, device)
-        return cls(fit_ridge(train, latents), tuple(latents.shape[1:])), latents
+        return cls(fit_ridge(train, latents, device), tuple(latents.shape[1:])), latents
 
     def predict(self, fmri: np.ndarray) -> torch.Tensor:
         return predict_tokens(self.ridge, fmri, self.latent_shape)
@@ -59,8 +61,9 @@ class LatentDecoding:
 
 class VdvaeDecoding:
     """Stage 1 as published: ridge from fMRI to the posterior means of VDVAE's first `n_layers` latent
-    layers; decoding them (the deeper layers drawn from the prior at `temperature`) gives the coarse image.
-    Decoding draws are seeded, so a trial's stage-1 image is the same on every call."""
+    layers, its predictions rescaled to the training latents' mean and std; decoding them (the deeper layers
+    drawn from the prior at `temperature`) gives the coarse image. Each trial's draws come from its own
+    generator seeded by (seed, trial), so its stage-1 image does not depend on batching."""
 
     def __init__(
         self, ridge: RidgeEncoder, weights: str, n_layers: int, temperature: float, device: str, seed: int
@@ -96,18 +99,24 @@ class VdvaeDecoding:
                 for chunk in pixels.split(batch_size)
             ]
         )
-        decoding.ridge = fit_ridge(train, latents)
+        decoding.ridge = fit_ridge(train, latents, device, rescale=True)
         return decoding
 
     def images(self, fmri: np.ndarray, image_size: int, batch_size: int = 32) -> torch.Tensor:
         """[n, image_size, image_size] in [0, 1]: the decoded predicted latents."""
         latents = torch.from_numpy(self.ridge.predict(fmri).astype(np.float32))
-        generator = torch.Generator(self.vdvae.device).manual_seed(self.seed)
+        generators = [
+            torch.Generator(self.vdvae.device).manual_seed(derived_seed(self.seed, trial))
+            for trial in range(len(fmri))
+        ]
         decoded = [
             self.vdvae.decode_latents(
-                chunk, self.n_layers, temperature=self.temperature, generator=generator
+                latents[start : start + batch_size],
+                self.n_layers,
+                temperature=self.temperature,
+                generator=generators[start : start + batch_size],
             ).float()
-            for chunk in latents.split(batch_size)
+            for start in range(0, len(latents), batch_size)
         ]
         return from_pixels(torch.cat(decoded) * 2 - 1, image_size, fit="resize").cpu()
 
@@ -125,12 +134,21 @@ class VdvaeDecoding:
         }
 
     @classmethod
-    def load(cls, folder: Path, manifest: dict[str, object], device: str) -> VdvaeDecoding:
+    def load(
+        cls,
+        folder: Path,
+        manifest: dict[str, object],
+        device: str,
+        *,
+        weights: str | None = None,
+        temperature: float | None = None,
+    ) -> VdvaeDecoding:
+        """As saved; `weights` and `temperature` replace the saved ones (moved weights, a new temperature)."""
         return cls(
             RidgeEncoder.load(folder / "vdvae_ridge"),
-            manifest["vdvae"],
+            weights or manifest["vdvae"],
             manifest["vdvae_layers"],
-            manifest["vdvae_temperature"],
+            manifest["vdvae_temperature"] if temperature is None else temperature,
             device,
             manifest["vdvae_seed"],
         )
@@ -177,8 +195,9 @@ class GuideRidges:
                 )
             captions = encoder(list(train.captions))
             # a Stable Diffusion's unconditional text input is the empty caption's tokens
-            text = CaptionGuide(fit_ridge(train, captions), tuple(captions.shape[1:]), encoder.encode([""]))
-        return cls(fit_ridge(train, tokens), tuple(tokens.shape[1:]), route, mixing, text), tokens
+            ridge = fit_ridge(train, captions, device)
+            text = CaptionGuide(ridge, tuple(captions.shape[1:]), encoder.encode([""]))
+        return cls(fit_ridge(train, tokens, device), tuple(tokens.shape[1:]), route, mixing, text), tokens
 
     def predict(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
         """The pipeline's guide inputs for `fmri`, [n, K, D] each."""
@@ -260,11 +279,21 @@ def resolve_mixing(mixing: float | None, available: bool) -> float:
     return mixing
 
 
-def fit_ridge(train: PairedDataset, targets: torch.Tensor) -> RidgeEncoder:
-    """One ridge (alpha chosen by stimulus-grouped CV) from the training fMRI to flattened targets."""
-    return RidgeEncoder(per_target=False).fit(
-        train.fmri, targets.flatten(1).numpy(), groups=train.stimulus_id
+def fit_ridge(
+    train: PairedDataset, targets: torch.Tensor, device: str = "cpu", *, rescale: bool = False
+) -> RidgeEncoder:
+    """One ridge (alpha chosen by stimulus-grouped CV) from the training fMRI to flattened targets, on the
+    run's device (himalaya's torch_cuda on a GPU), RIDGE_TARGET_BATCH targets at a time. rescale: map
+    predictions to the training targets' mean and std, as the published Brain-Diffuser does (ridge shrinks
+    them towards the mean: grey VDVAE images, weak CLIP guidance)."""
+    flat = targets.flatten(1).numpy()
+    ridge = RidgeEncoder(
+        per_target=False,
+        rescale=rescale,
+        backend=ridge_backend(device),
+        n_targets_batch=RIDGE_TARGET_BATCH if flat.shape[1] > RIDGE_TARGET_BATCH else None,
     )
+    return ridge.fit(train.fmri, flat, groups=train.stimulus_id)
 
 
 def predict_tokens(ridge: RidgeEncoder, fmri: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:

@@ -37,14 +37,18 @@ class VersatileGuides:
         self.mixing, self.text_ridge = mixing, text_ridge  # a text ridge when mixing > 0
 
     @classmethod
-    def fit(cls, train: PairedDataset, model: VersatileDiffusion, mixing: float | None) -> VersatileGuides:
+    def fit(
+        cls, train: PairedDataset, model: VersatileDiffusion, mixing: float | None, device: str = "cpu"
+    ) -> VersatileGuides:
+        """The ridges' predictions are rescaled to the training tokens' mean and std, as published."""
         mixing = resolve_mixing(mixing, train.captions is not None)
         images = model.images(train.images)
-        text_ridge = fit_ridge(train, model.captions(list(train.captions))) if mixing > 0 else None
+        text_ridge = None
+        if mixing > 0:
+            text_ridge = fit_ridge(train, model.captions(list(train.captions)), device, rescale=True)
         null_text, null_image = model.captions.encode([""]), model.images.null()
-        return cls(
-            fit_ridge(train, images), tuple(images.shape[1:]), null_text, null_image, mixing, text_ridge
-        )
+        image_ridge = fit_ridge(train, images, device, rescale=True)
+        return cls(image_ridge, tuple(images.shape[1:]), null_text, null_image, mixing, text_ridge)
 
     def predict(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
         """The pipeline's `tokens` and `negative_tokens`, [n, 77 + 257, D] each."""
