@@ -21,5 +21,7 @@ step 120 ridge_nsd_2k python3 benchmarks/ridge_scaling.py --scales nsd-2k --time
   --out "$out/ridge_scaling_nsd_2k.json"
 step 120 ridge_nsd_full python3 benchmarks/ridge_scaling.py --scales nsd-full --backends torch_cuda \
   --skip-sklearn --timeout 110 --out "$out/ridge_scaling_nsd_full.json"
+step 300 brain_diffuser_published python3 benchmarks/brain_diffuser_memory.py --device cuda \
+  --out "$out/brain_diffuser_memory_published.json"
 step 40 diffusion_speed python3 benchmarks/diffusion_speed.py --device cuda --out "$out/diffusion_speed.json"
 echo "== done $(date +%T)"
