@@ -112,6 +112,7 @@ def test_the_published_models_run_end_to_end_on_a_tiny_nsd(
     predicted CLIP-vision and caption tokens; the saved stages load back and predict the same stage 1."""
     from fmri_data.io import load_dataset
     from fmri_data.loaders import nsd
+    from fmri_data.preprocessing import Preprocessing
     from fmri_diffusion.methods.base import load_method
 
     write_nsd_layout(tmp_path / "nsd", captions=True)
@@ -134,11 +135,15 @@ def test_the_published_models_run_end_to_end_on_a_tiny_nsd(
     assert "base" not in json.loads((stage1_folder / "method.json").read_text())  # VDVAE alone
     saved = np.load(out / "reconstructions.npz")
     data = load_dataset("nsd", nsd_root=tmp_path / "nsd", subject=1)
-    test = data.given_test
-    # as the papers score NSD, each shared image's test trials were averaged (and the report says so)
-    fmri = np.stack([data.fmri[test & (data.stimulus_id == s)].mean(0) for s in saved["stimulus_id"]])
-    assert len(fmri) == len(np.unique(data.stimulus_id[test])) < test.sum()
-    assert "repeats averaged before decoding" in (out / "report.md").read_text()
+    # as Brain-Diffuser, each image's trials were averaged, training and test (and the report says so)
+    _, test = Preprocessing(average_repeats="both").apply(
+        data.subset(~data.given_test), data.subset(data.given_test)
+    )
+    assert test.n_trials == len(saved["stimulus_id"]) < data.given_test.sum()
+    report = (out / "report.md").read_text()
+    assert "repeats averaged before decoding" in report
+    assert "averaged (both)" in report
+    fmri = test.fmri[np.argsort(test.stimulus_id)][np.argsort(np.argsort(saved["stimulus_id"]))]
     again = load_method(stage1_folder).predict(fmri)
     np.testing.assert_allclose(
         again, saved["brain-diffuser-stage1"], atol=1e-3

@@ -26,6 +26,7 @@ class _Bucket(BaseHTTPRequestHandler):
         super().__init__(*args, **kwargs)
 
     ranges = True  # False: the server ignores range requests and sends whole files
+    misstated = 0  # added to the first byte a range answer says it starts at
 
     def do_HEAD(self) -> None:
         self._serve(body=False)
@@ -40,12 +41,12 @@ class _Bucket(BaseHTTPRequestHandler):
             self.send_error(404)
             return
         data = path.read_bytes()
-        start = (
-            int(self.headers["Range"].removeprefix("bytes=").split("-")[0]) if self.headers["Range"] else 0
-        )
+        asked = self.headers["Range"] if _Bucket.ranges else None
+        start = int(asked.removeprefix("bytes=").split("-")[0]) if asked else 0
         self.send_response(206 if start else 200)
         if start:
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            said = start + _Bucket.misstated
+            self.send_header("Content-Range", f"bytes {said}-{len(data) - 1}/{len(data)}")
         self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
         if not body:
@@ -74,7 +75,7 @@ def bucket(tmp_path, write_nsd_layout):
     yield f"http://127.0.0.1:{server.server_address[1]}", requests, cut, served
     server.shutdown()
     server.server_close()
-    _Bucket.ranges = True
+    _Bucket.ranges, _Bucket.misstated = True, 0
 
 
 def _get(url: str, root: Path) -> Path:
@@ -132,7 +133,7 @@ def test_a_session_the_server_lacks_fails_before_any_download(bucket, tmp_path):
 
 def test_sessions_and_subjects_are_checked():
     assert parse_sessions("1-3,7,2") == [1, 2, 3, 7]
-    for text in ("first", "5-1"):
+    for text in ("first", "5-1", "1-3,5-1"):
         with pytest.raises(DataError, match="sessions must look like"):
             parse_sessions(text)
     with pytest.raises(DataError, match="sessions 1-30, not"):
@@ -182,3 +183,19 @@ def test_optional_files_a_mirror_lacks_are_skipped(bucket, tmp_path):
     root = _get(url, tmp_path / "nsd")
     assert not any((root / path).exists() for path in optional)
     assert (root / STIMULI.lstrip("/")).is_file()
+
+
+def test_a_range_answer_from_another_byte_restarts_the_file(bucket, tmp_path):
+    url, requests, cut, served = bucket
+    cut.add(STIMULI)
+    root = tmp_path / "nsd"
+    with pytest.raises(DataError, match="run the same command again"):
+        _get(url, root)
+    _Bucket.misstated = 1
+    with pytest.raises(DataError, match="answered from another byte than asked; run again") as error:
+        _get(url, root)
+    assert "continue it" not in str(error.value)  # one message, not two
+    _Bucket.misstated, before = 0, len(requests)
+    _get(url, root)
+    assert ("GET", STIMULI, None) in requests[before:]  # started again from the first byte
+    assert (root / STIMULI.lstrip("/")).read_bytes() == (served / STIMULI.lstrip("/")).read_bytes()

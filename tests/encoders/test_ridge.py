@@ -57,13 +57,21 @@ def test_per_target_alphas_follow_each_targets_noise():
     assert np.unique(shared.best_alphas_).size == 1
 
 
-def test_rescale_restores_training_target_scale():
+def test_rescale_restores_the_target_scale_of_held_out_predictions():
+    """Ridge shrinks predictions of unseen trials towards the mean; rescaling by the out-of-fold spread
+    undoes it (by the in-sample spread it would not: with more voxels than trials that fits nearly all)."""
     rng = np.random.default_rng(3)
-    X, Y = rng.normal(size=(60, 30)), rng.normal(size=(60, 2)) * 4 + 10
-    model = RidgeEncoder(alphas=[1e4], rescale=True).fit(X, Y)
-    prediction = model.predict(X)
-    np.testing.assert_allclose(prediction.std(axis=0), Y.std(axis=0), rtol=1e-3)
-    np.testing.assert_allclose(prediction.mean(axis=0), Y.mean(axis=0), rtol=1e-3)
+    X = rng.normal(size=(240, 300))
+    Y = X @ rng.normal(size=(300, 2)) * 0.1 + rng.normal(size=(240, 2)) + 10
+    train, test = slice(0, 120), slice(120, None)
+    plain = RidgeEncoder(alphas=[300.0]).fit(X[train], Y[train])
+    rescaled = RidgeEncoder(alphas=[300.0], rescale=True).fit(X[train], Y[train])
+    spread = Y[test].std(axis=0)
+    assert np.all(plain.predict(X[test]).std(axis=0) < 0.6 * spread)
+    np.testing.assert_allclose(rescaled.predict(X[test]).std(axis=0), spread, rtol=0.3)
+    np.testing.assert_allclose(rescaled.predict(X[test]).mean(axis=0), Y[test].mean(axis=0), atol=0.5)
+    in_sample = plain.predict(X[train]).std(axis=0)
+    assert np.all(in_sample > 1.5 * plain.predict(X[test]).std(axis=0))  # why out-of-fold, not in-sample
 
 
 def test_save_load_round_trip(tmp_path):

@@ -77,7 +77,10 @@ def parse_sessions(text: str) -> list[int]:
     try:
         for part in text.split(","):
             first, _, last = part.partition("-")
-            sessions += range(int(first), int(last or first) + 1)
+            span = range(int(first), int(last or first) + 1)
+            if not span:
+                raise ValueError(part)
+            sessions += span
     except ValueError:
         sessions = []
     if not sessions:
@@ -106,8 +109,10 @@ def download_nsd(
             _verify(target, checksums[path])
             continue
         size = _remote_size(f"{base_url}/{path}", timeout, optional=path in OPTIONAL)
-        if size is None:
-            tqdm.write(f"skipped {path}: not on the server (optional: the data then have no captions)")
+        if size is None and target.is_file():  # a mirror without it, and a copy here: kept as it is
+            checksums[path] = sha256_of(target)
+        elif size is None:
+            tqdm.write(f"skipped {path}: not on the server (optional: without it the data have no captions)")
         elif target.is_file():  # there, but not downloaded by this command: trusted only at the right size
             _adopt(target, size, checksums, path)
             if target.is_file():
@@ -204,6 +209,8 @@ def _fetch(url: str, target: Path, size: int, timeout: float, progress: bool) ->
                     while chunk := response.read(_CHUNK):
                         out.write(chunk)
                         bar.update(len(chunk))
+    except DataError:
+        raise
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
         raise DataError(
             f"download of {url} stopped ({_reason(error)}); run the same command again to continue it"

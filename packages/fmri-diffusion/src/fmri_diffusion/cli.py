@@ -34,7 +34,10 @@ def _parser() -> argparse.ArgumentParser:
         help="the published VDVAE checkpoint (.th) -> a diffusers folder (config.json + safetensors)",
     )
     convert.add_argument("checkpoint", help="e.g. imagenet64-iter-1600000-model-ema.th")
-    convert.add_argument("out", help="the folder to write (replaced whole if it exists)")
+    convert.add_argument(
+        "out",
+        help="the folder to write (an earlier conversion there is replaced; any other folder is refused)",
+    )
     convert.add_argument(
         "--config", metavar="JSON", help="the checkpoint's config.json (default: the ImageNet-64 model's)"
     )

@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 import numpy as np
 from himalaya.backend import get_backend, set_backend
-from himalaya.kernel_ridge import KernelRidgeCV
-from himalaya.ridge import RidgeCV
+from himalaya.kernel_ridge import KernelRidge, KernelRidgeCV
+from himalaya.ridge import Ridge, RidgeCV
 
 from fmri_data.errors import DataError
 from fmri_data.splits import group_kfold
@@ -35,8 +35,10 @@ class RidgeEncoder:
     per_target: choose the alpha for each target column (True) or one alpha shared by all (False).
     solver: "primal" (X^T X, when samples outnumber features), "kernel" (X X^T, when voxels outnumber
         trials) or "auto" (whichever matrix is smaller).
-    rescale: map predictions to the training targets' per-target mean and std (Brain-Diffuser does this;
-        it undoes ridge's shrinkage towards the mean).
+    rescale: map predictions to the training targets' per-target mean and std, standardised by the mean
+        and std of out-of-fold predictions of the training trials: it undoes ridge's shrinkage towards the
+        mean (Brain-Diffuser does this with the test predictions' own statistics; out-of-fold ones keep
+        each prediction independent of the test set and of its batch).
     backend: a himalaya backend name: "numpy", "torch" or "torch_cuda".
     n_targets_batch: targets solved at once, to bound memory with tens of thousands of targets.
     """
@@ -106,10 +108,27 @@ class RidgeEncoder:
             self.best_alphas_ = np.asarray(backend.to_numpy(model.best_alphas_), np.float32).reshape(-1)
         self.target_mean_ = Y.mean(axis=0).astype(np.float32)
         self.target_std_ = Y.std(axis=0).astype(np.float32)
-        fitted = self._linear_predict(X)
+        fitted = self._out_of_fold_predictions(X, Y, folds) if self.rescale else self._linear_predict(X)
         self.fitted_mean_ = fitted.mean(axis=0)
         self.fitted_std_ = fitted.std(axis=0)
         return self
+
+    def _out_of_fold_predictions(self, X: np.ndarray, Y: np.ndarray, folds: list) -> np.ndarray:
+        """Each trial predicted by a ridge (the chosen alpha) fitted on the other folds: the spread that
+        predictions of unseen trials have, which `rescale` maps back to the targets' (in-sample predictions
+        are barely shrunk where voxels outnumber trials)."""
+        alpha = float(np.median(self.best_alphas_))
+        batch = {"n_targets_batch": self.n_targets_batch} if self.n_targets_batch else {}
+        out = np.empty(Y.shape, np.float32)
+        with _himalaya_backend(self.backend) as backend:
+            for train, held_out in folds:
+                if self.solver_ == "kernel":
+                    model = KernelRidge(alpha=alpha, fit_intercept=True, solver_params=batch, warn=False)
+                else:
+                    model = Ridge(alpha=alpha, fit_intercept=True, solver_params=batch | {"warn": False})
+                model.fit(backend.asarray(X[train]), backend.asarray(Y[train]))
+                out[held_out] = backend.to_numpy(model.predict(backend.asarray(X[held_out])))
+        return out
 
     def _resolve_solver(self, n_samples: int, n_features: int) -> str:
         if self.solver == "auto":

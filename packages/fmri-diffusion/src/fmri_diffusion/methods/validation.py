@@ -91,11 +91,13 @@ def choose_on_validation(method: DiffusionMethod, train: PairedDataset) -> dict[
 
 def _widest(grid: list[dict[str, Any]]) -> dict[str, Any]:
     """The probe is fitted once for the whole grid, so it fits what any point needs: the encoding model
-    whenever some point guides by the likelihood, the pixel ridge whenever some point decodes residually."""
+    whenever some point guides by the likelihood, the caption guide whenever some point mixes captions in,
+    the pixel ridge whenever some point decodes residually."""
     widest: dict[str, Any] = {}
-    weights = [point["likelihood_weight"] for point in grid if "likelihood_weight" in point]
-    if weights:
-        widest["likelihood_weight"] = max(weights)
+    for setting in ("likelihood_weight", "mixing"):  # mixing > 0 fits the caption guide
+        values = [point[setting] for point in grid if point.get(setting) is not None]
+        if values:
+            widest[setting] = max(values)
     residual = next((point for point in grid if point.get("decode") == "residual"), None)
     if residual is not None:  # with its strength, should the grid hold one: residual needs img2img
         widest |= {key: residual[key] for key in ("decode", "strength") if key in residual}

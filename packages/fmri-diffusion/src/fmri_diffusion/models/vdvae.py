@@ -178,6 +178,8 @@ def _draw(sampler: Callable[..., torch.Tensor], like: torch.Tensor, generator: G
     options = {"device": like.device, "dtype": like.dtype}
     if not isinstance(generator, list):
         return sampler(like.shape, generator=generator, **options)
+    if len(generator) != len(like):
+        raise ValueError(f"{len(generator)} generators for a batch of {len(like)}: pass one per image")
     return torch.stack([sampler(like.shape[1:], generator=g, **options) for g in generator])
 
 

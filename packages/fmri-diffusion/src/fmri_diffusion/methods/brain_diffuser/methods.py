@@ -111,11 +111,11 @@ class BrainDiffuserMethod(DiffusionMethod):
     needs_stage2_model: ClassVar[bool] = True
 
     def _fit_stage1(self, train: PairedDataset) -> None:
-        """Stage 1, and the stage-2 model with a pipeline on its UNet where this method or stage 1 uses it."""
+        """Stage 1 (the route chosen first: `_route`), and the stage-2 model with a pipeline on its UNet
+        where this method or stage 1 uses it."""
         config, settings = self.config, self.settings
-        self.route_ = self._route()
         if self.needs_stage2_model or config.stage1 == "autoencoder":
-            self._load_stage2_model(settings.pretrained)
+            self._load_stage2_model(self.pretrained_)
         if config.stage1 == "vdvae":
             temperature = 1.0 if config.vdvae_temperature is None else config.vdvae_temperature
             self.stage1_ = VdvaeDecoding.fit(
@@ -131,6 +131,7 @@ class BrainDiffuserMethod(DiffusionMethod):
             raise DataError(f"brain-diffuser --stage2 {stage2} needs {need}")
         if pretrained and not Path(pretrained).exists():  # a Hugging Face id: its cached snapshot's folder
             pretrained = str(base_model_folder(pretrained, allow_download=self.settings.allow_download))
+        self.pretrained_ = pretrained
         versatile = bool(pretrained) and is_versatile_folder(pretrained)
         if stage2 == "auto":
             return "versatile" if versatile else "image-variation" if pretrained else "small"
@@ -154,8 +155,8 @@ class BrainDiffuserMethod(DiffusionMethod):
 
     def _vdvae_weights(self) -> str:
         weights = self.config.vdvae
-        if weights is None and self.settings.pretrained:
-            inside = Path(self.settings.pretrained) / "vdvae"
+        if weights is None and self.pretrained_:
+            inside = Path(self.pretrained_) / "vdvae"
             weights = str(inside) if inside.exists() else None
         if weights is None:
             raise DataError(
@@ -240,6 +241,7 @@ class BrainDiffuserStage1(BrainDiffuserMethod):
     needs_stage2_model = False
 
     def fit_parts(self, train: PairedDataset) -> None:
+        self.route_ = self._route()
         self._fit_stage1(train)
 
     def predict(self, fmri: np.ndarray) -> np.ndarray:
@@ -263,9 +265,7 @@ class BrainDiffuser(BrainDiffuserMethod):
         self.adapter_ = self._prior_adapter()  # refused, if it is, before stage 1 is fitted
         self._fit_stage1(train)
         if self.route_ == "versatile":
-            self.guides_ = VersatileGuides.fit(
-                train, self.versatile_, self.config.mixing, self.settings.device
-            )
+            self.guides_ = VersatileGuides.fit(train, self.versatile_, self.config.mixing)
             return
         latents = getattr(self, "train_latents_", None)
         if latents is None:  # stage 1 was VDVAE: the small embedder and the prior still need base latents
@@ -351,10 +351,7 @@ class BrainDiffuser(BrainDiffuserMethod):
         self.adapter_ = manifest["prior_adapter"]
         guides = VersatileGuides if self.route_ == "versatile" else GuideRidges
         self.guides_ = guides.load(folder, manifest)
-        if self.config.mixing and self._caption_guide() is None:
-            raise BaseModelError(
-                f"{folder} holds no caption guide (fitted without captions); load it with --mixing 0"
-            )
+        self._text_weight()  # refuses --mixing > 0 for stages fitted without captions, on loading
         if self.route_ == "versatile":
             return
         if self.adapter_ == "full":

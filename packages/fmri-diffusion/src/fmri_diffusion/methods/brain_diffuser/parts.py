@@ -21,11 +21,11 @@ from fmri_diffusion.priors.vdvae import load_vdvae
 from fmri_encoders.contrastive import load_clip_image_encoder
 from fmri_encoders.persistence import load_settings_and_tensors, save_settings_and_tensors
 from fmri_encoders.ridge import RidgeEncoder
-from fmri_encoders.runtime import derived_seed, resolve_device, ridge_backend
+from fmri_encoders.runtime import derived_seed, resolve_device
 
 ImageRoute = Literal["embedder", "clip"]
 RIDGE_TARGET_BATCH = 16_384
-"""Targets solved at once: bounds memory for VDVAE's 91,168 latents and CLIP's 257 x 768 tokens."""
+"""Targets of the CV solve at once (VDVAE's 91,168 latents, CLIP's 257 x 768 tokens)."""
 DEFAULT_MIXING = 0.4
 """Text guidance weight where captions exist (the published run mixed 0.6 image with 0.4 text)."""
 
@@ -41,7 +41,7 @@ class LatentDecoding:
     def fit(cls, train: PairedDataset, base: BaseModel, device: str) -> tuple[LatentDecoding, torch.Tensor]:
         """The fitted stage and the training images' latents (which stage 2 also learns from)."""
         latents = base.encode_images(train.images, device)
-        return cls(fit_ridge(train, latents, device), tuple(latents.shape[1:])), latents
+        return cls(fit_ridge(train, latents), tuple(latents.shape[1:])), latents
 
     def predict(self, fmri: np.ndarray) -> torch.Tensor:
         return predict_tokens(self.ridge, fmri, self.latent_shape)
@@ -99,7 +99,7 @@ class VdvaeDecoding:
                 for chunk in pixels.split(batch_size)
             ]
         )
-        decoding.ridge = fit_ridge(train, latents, device, rescale=True)
+        decoding.ridge = fit_ridge(train, latents, rescale=True)
         return decoding
 
     def images(self, fmri: np.ndarray, image_size: int, batch_size: int = 32) -> torch.Tensor:
@@ -195,9 +195,9 @@ class GuideRidges:
                 )
             captions = encoder(list(train.captions))
             # a Stable Diffusion's unconditional text input is the empty caption's tokens
-            ridge = fit_ridge(train, captions, device)
+            ridge = fit_ridge(train, captions)
             text = CaptionGuide(ridge, tuple(captions.shape[1:]), encoder.encode([""]))
-        return cls(fit_ridge(train, tokens, device), tuple(tokens.shape[1:]), route, mixing, text), tokens
+        return cls(fit_ridge(train, tokens), tuple(tokens.shape[1:]), route, mixing, text), tokens
 
     def predict(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
         """The pipeline's guide inputs for `fmri`, [n, K, D] each."""
@@ -279,20 +279,15 @@ def resolve_mixing(mixing: float | None, available: bool) -> float:
     return mixing
 
 
-def fit_ridge(
-    train: PairedDataset, targets: torch.Tensor, device: str = "cpu", *, rescale: bool = False
-) -> RidgeEncoder:
+def fit_ridge(train: PairedDataset, targets: torch.Tensor, *, rescale: bool = False) -> RidgeEncoder:
     """One ridge (alpha chosen by stimulus-grouped CV) from the training fMRI to flattened targets, on the
-    run's device (himalaya's torch_cuda on a GPU), RIDGE_TARGET_BATCH targets at a time. rescale: map
-    predictions to the training targets' mean and std, as the published Brain-Diffuser does (ridge shrinks
-    them towards the mean: grey VDVAE images, weak CLIP guidance)."""
+    CPU (the GPU keeps its memory for the diffusion models; CLIP's 257 x 768 tokens alone take 7 GB at NSD
+    scale), its CV solved RIDGE_TARGET_BATCH targets at a time. rescale: map predictions to the training
+    targets' mean and std, as the published Brain-Diffuser does (ridge shrinks them towards the mean:
+    grey VDVAE images, weak CLIP guidance), by the spread of out-of-fold predictions (see RidgeEncoder)."""
     flat = targets.flatten(1).numpy()
-    ridge = RidgeEncoder(
-        per_target=False,
-        rescale=rescale,
-        backend=ridge_backend(device),
-        n_targets_batch=RIDGE_TARGET_BATCH if flat.shape[1] > RIDGE_TARGET_BATCH else None,
-    )
+    batch = RIDGE_TARGET_BATCH if flat.shape[1] > RIDGE_TARGET_BATCH else None
+    ridge = RidgeEncoder(per_target=False, rescale=rescale, n_targets_batch=batch)
     return ridge.fit(train.fmri, flat, groups=train.stimulus_id)
 
 

@@ -37,17 +37,15 @@ class VersatileGuides:
         self.mixing, self.text_ridge = mixing, text_ridge  # a text ridge when mixing > 0
 
     @classmethod
-    def fit(
-        cls, train: PairedDataset, model: VersatileDiffusion, mixing: float | None, device: str = "cpu"
-    ) -> VersatileGuides:
+    def fit(cls, train: PairedDataset, model: VersatileDiffusion, mixing: float | None) -> VersatileGuides:
         """The ridges' predictions are rescaled to the training tokens' mean and std, as published."""
         mixing = resolve_mixing(mixing, train.captions is not None)
         images = model.images(train.images)
         text_ridge = None
         if mixing > 0:
-            text_ridge = fit_ridge(train, model.captions(list(train.captions)), device, rescale=True)
+            text_ridge = fit_ridge(train, model.captions(list(train.captions)), rescale=True)
         null_text, null_image = model.captions.encode([""]), model.images.null()
-        image_ridge = fit_ridge(train, images, device, rescale=True)
+        image_ridge = fit_ridge(train, images, rescale=True)
         return cls(image_ridge, tuple(images.shape[1:]), null_text, null_image, mixing, text_ridge)
 
     def predict(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
