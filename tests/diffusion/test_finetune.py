@@ -133,6 +133,18 @@ def test_pixels_round_trip(fit):
     torch.testing.assert_close(back, images)
 
 
+def test_smooth_fitting_interpolates_an_edge_where_resizing_keeps_it_sharp():
+    step = torch.zeros(1, 8, 8)
+    step[..., 4:] = 1.0
+    sharp = to_pixels(step, 64, fit="resize")
+    smooth = to_pixels(step, 64, fit="smooth")
+    assert set(sharp.unique().tolist()) == {-1.0, 1.0}
+    assert smooth.min() >= -1
+    assert smooth.max() <= 1
+    assert ((smooth > -0.9) & (smooth < 0.9)).any()  # values between the two sides, at the edge
+    torch.testing.assert_close(from_pixels(smooth, 8, fit="smooth"), step, atol=0.15, rtol=0)  # edge blurred
+
+
 def finetune_run(base: BaseModel, tmp_path, steps: int, resume=None, checkpoint_every: int = 0):
     config = FinetuneConfig(
         adapter="lora",

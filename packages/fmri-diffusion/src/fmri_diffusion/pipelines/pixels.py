@@ -1,8 +1,10 @@
 """Stimulus images [n, H, W] in [0, 1] <-> the pixels a model works on, [n, C, S, S] in [-1, 1].
 
-Two ways to fit a stimulus to a model's S x S input: "pad" centres it on a black canvas (models trained here
-at nearly the stimulus size), "resize" scales it up (a pretrained model at its native resolution, e.g. 512
-for Stable Diffusion; nearest-neighbour up, area average down, so an integer scale round-trips exactly).
+Three ways to fit a stimulus to a model's S x S input: "pad" centres it on a black canvas (models trained
+here at nearly the stimulus size), "resize" scales it up (a pretrained model at its native resolution, e.g.
+512 for Stable Diffusion; nearest-neighbour up, area average down, so an integer scale round-trips
+exactly), "smooth" scales it up bicubically (as the published Brain-Diffuser feeds its stage-1 image to
+Versatile Diffusion) and down by area average.
 Grayscale stimuli are repeated over the model's C channels and averaged back.
 """
 
@@ -15,7 +17,7 @@ import torch.nn.functional as F
 
 from fmri_data.errors import DataError
 
-ImageFit = Literal["pad", "resize"]
+ImageFit = Literal["pad", "resize", "smooth"]
 
 
 def to_pixels(images: torch.Tensor, size: int, *, channels: int = 1, fit: ImageFit = "pad") -> torch.Tensor:
@@ -26,8 +28,10 @@ def to_pixels(images: torch.Tensor, size: int, *, channels: int = 1, fit: ImageF
         x = pad_to(x, size)
     elif fit == "resize":
         x = F.interpolate(x, size=(size, size), mode="nearest-exact")
+    elif fit == "smooth":
+        x = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True).clamp(-1, 1)
     else:
-        raise DataError(f"unknown image fit {fit!r}; use pad or resize")
+        raise DataError(f"unknown image fit {fit!r}; use pad, resize or smooth")
     return x.expand(-1, channels, -1, -1) if x.shape[1] != channels else x
 
 

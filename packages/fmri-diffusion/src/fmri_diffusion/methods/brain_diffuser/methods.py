@@ -172,7 +172,7 @@ class BrainDiffuserMethod(DiffusionMethod):
             scheduler=sampling_scheduler(self.config.sampler, self.base_.scheduler),
             conditioner=self.base_.conditioner,
             vae=self.base_.vae,
-            image_fit="resize",
+            image_fit="smooth" if self.route_ == "versatile" else "resize",  # bicubic, as published
         )
 
     def stage1_images(self, fmri: np.ndarray) -> np.ndarray:
