@@ -113,12 +113,7 @@ def download_nsd(
             checksums[path] = sha256_of(target)
         elif size is None:
             tqdm.write(f"skipped {path}: not on the server (optional: without it the data have no captions)")
-        elif target.is_file():  # there, but not downloaded by this command: trusted only at the right size
-            _adopt(target, size, checksums, path)
-            if target.is_file():
-                continue
-            remote.append(RemoteFile(path, size))
-        else:
+        elif not (target.is_file() and _adopted(target, size, checksums, path)):
             remote.append(RemoteFile(path, size))
     _check_space(root, remote)
     try:
@@ -147,16 +142,18 @@ def _remote_size(url: str, timeout: float, *, optional: bool = False) -> int | N
         raise DataError(f"{url} does not say its size; cannot check the download") from None
 
 
-def _adopt(target: Path, size: int, checksums: dict[str, str], path: str) -> None:
-    """A file under its real name that this command did not record (an older download, another tool's): at
-    the bucket's size it is recorded; shorter, it becomes the partial file to continue; longer, refused."""
+def _adopted(target: Path, size: int, checksums: dict[str, str], path: str) -> bool:
+    """Whether a file under its real name that this command did not record (an older download, another
+    tool's) is kept: at the bucket's size it is recorded; shorter, it becomes the partial file to continue
+    (False); longer, refused."""
     have = target.stat().st_size
     if have == size:
         checksums[path] = sha256_of(target)
-    elif have < size:
+        return True
+    if have < size:
         target.replace(_partial(target))
-    else:
-        raise DataError(f"{target} is {have} bytes but the bucket's file is {size}: delete it and run again")
+        return False
+    raise DataError(f"{target} is {have} bytes but the bucket's file is {size}: delete it and run again")
 
 
 def _check_space(root: Path, remote: list[RemoteFile]) -> None:

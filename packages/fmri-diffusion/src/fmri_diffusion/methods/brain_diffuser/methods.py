@@ -185,14 +185,9 @@ class BrainDiffuserMethod(DiffusionMethod):
                 images = self.pipeline_.from_model_space(latents, self.image_size_)
         return images.cpu().numpy().astype(np.float32)
 
-    def stage1_start(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
-        if isinstance(self.stage1_, VdvaeDecoding):
-            return self.stage1_.start(fmri, self.image_size_)
-        return self.stage1_.start(fmri)
-
     def sampling_options(self) -> dict[str, Any]:
         guidance = self.config.guidance_scale
-        default = GUIDANCE_SCALE if getattr(self, "route_", None) == "versatile" else 1.0
+        default = GUIDANCE_SCALE if self.route_ == "versatile" else 1.0
         return {"guidance_scale": default if guidance is None else guidance}
 
     # ------------------------------------------------------------ saved stages
@@ -251,7 +246,7 @@ class BrainDiffuserStage1(BrainDiffuserMethod):
         return {self.name: self.predict(fmri)}
 
     def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
-        return self.stage1_start(fmri)
+        return self.stage1_.start(fmri, self.image_size_)
 
 
 class BrainDiffuser(BrainDiffuserMethod):
@@ -332,7 +327,7 @@ class BrainDiffuser(BrainDiffuserMethod):
         )
 
     def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
-        return {**self.guides_.predict(fmri), **self.stage1_start(fmri)}
+        return {**self.guides_.predict(fmri), **self.stage1_.start(fmri, self.image_size_)}
 
     def sampling_options(self) -> dict[str, Any]:
         """Caption mixing in the noise prediction (the Versatile route mixes inside its UNet: see draw)."""

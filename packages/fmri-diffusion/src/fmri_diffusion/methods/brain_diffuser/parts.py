@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from fmri_data.dataset import PairedDataset
-from fmri_diffusion.models.vdvae import BRAIN_DIFFUSER_LAYERS
+from fmri_diffusion.models.vdvae import BRAIN_DIFFUSER_LAYERS, VDVAE
 from fmri_diffusion.pipelines.pixels import from_pixels, to_pixels
 from fmri_diffusion.priors.captions import CaptionEncoder
 from fmri_diffusion.priors.loading import BaseModel, BaseModelError
@@ -46,8 +46,8 @@ class LatentDecoding:
     def predict(self, fmri: np.ndarray) -> torch.Tensor:
         return predict_tokens(self.ridge, fmri, self.latent_shape)
 
-    def start(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
-        """Stage 2's img2img start: the predicted latents."""
+    def start(self, fmri: np.ndarray, image_size: int) -> dict[str, torch.Tensor]:
+        """Stage 2's img2img start: the predicted latents (at the model's size, whatever `image_size`)."""
         return {"init_latents": self.predict(fmri)}
 
     def save(self, folder: Path) -> dict[str, object]:
@@ -66,11 +66,10 @@ class VdvaeDecoding:
     generator seeded by (seed, trial), so its stage-1 image does not depend on batching."""
 
     def __init__(
-        self, ridge: RidgeEncoder, weights: str, n_layers: int, temperature: float, device: str, seed: int
+        self, ridge: RidgeEncoder, vdvae: VDVAE, weights: str, n_layers: int, temperature: float, seed: int
     ) -> None:
-        self.ridge, self.weights, self.n_layers, self.temperature = ridge, weights, n_layers, temperature
-        self.vdvae = load_vdvae(weights).to(resolve_device(device))
-        self.seed = seed
+        self.ridge, self.vdvae, self.weights = ridge, vdvae, weights
+        self.n_layers, self.temperature, self.seed = n_layers, temperature, seed
 
     @classmethod
     def fit(
@@ -84,9 +83,8 @@ class VdvaeDecoding:
         batch_size: int = 32,
     ) -> VdvaeDecoding:
         """n_layers None: the published 31, or every layer of a VDVAE with fewer."""
-        decoding = cls(None, weights, 0, temperature, device, seed)
-        vdvae = decoding.vdvae
-        decoding.n_layers = n_layers = n_layers or min(BRAIN_DIFFUSER_LAYERS, len(vdvae.decoder.dec_blocks))
+        vdvae = load_vdvae(weights).to(resolve_device(device))
+        n_layers = n_layers or min(BRAIN_DIFFUSER_LAYERS, len(vdvae.decoder.dec_blocks))
         pixels = to_pixels(
             torch.from_numpy(train.images),
             vdvae.config.image_size,
@@ -99,8 +97,7 @@ class VdvaeDecoding:
                 for chunk in pixels.split(batch_size)
             ]
         )
-        decoding.ridge = fit_ridge(train, latents, rescale=True)
-        return decoding
+        return cls(fit_ridge(train, latents, rescale=True), vdvae, weights, n_layers, temperature, seed)
 
     def images(self, fmri: np.ndarray, image_size: int, batch_size: int = 32) -> torch.Tensor:
         """[n, image_size, image_size] in [0, 1]: the decoded predicted latents."""
@@ -144,12 +141,13 @@ class VdvaeDecoding:
         temperature: float | None = None,
     ) -> VdvaeDecoding:
         """As saved; `weights` and `temperature` replace the saved ones (moved weights, a new temperature)."""
+        weights = weights or manifest["vdvae"]
         return cls(
             RidgeEncoder.load(folder / "vdvae_ridge"),
-            weights or manifest["vdvae"],
+            load_vdvae(weights).to(resolve_device(device)),
+            weights,
             manifest["vdvae_layers"],
             manifest["vdvae_temperature"] if temperature is None else temperature,
-            device,
             manifest["vdvae_seed"],
         )
 
