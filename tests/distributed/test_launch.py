@@ -31,12 +31,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _launcher(processes: int, *extra: str) -> list[str]:
+FULL_SHARD = ("--use_fsdp", "--fsdp_version=2")  # instead of --multi_gpu: every weight sharded, FSDP2
+
+
+def _launcher(processes: int, *extra: str, sharding: tuple[str, ...] = ("--multi_gpu",)) -> list[str]:
     return [
         sys.executable,
         "-m",
         "accelerate.commands.launch",
-        "--multi_gpu",
+        *sharding,
         f"--num_processes={processes}",
         "--mixed_precision=no",
         "--dynamo_backend=no",
@@ -50,10 +53,12 @@ def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
     return done
 
 
-def _launched(tmp_path: Path, name: str, *args: str, processes: int = 2) -> dict:
+def _launched(
+    tmp_path: Path, name: str, *args: str, processes: int = 2, sharding: tuple[str, ...] = ("--multi_gpu",)
+) -> dict:
     result = tmp_path / f"{name}.json"
     port = f"--main_process_port={_free_port()}"
-    _run([*_launcher(processes, "--num_machines=1", port), str(TINY), str(result), *args])
+    _run([*_launcher(processes, "--num_machines=1", port, sharding=sharding), str(TINY), str(result), *args])
     return json.loads(result.read_text())
 
 
@@ -100,6 +105,32 @@ def test_a_checkpoint_of_one_process_resumes_under_two(tmp_path):
     _assert_same_fit(whole, resumed)
 
 
+def test_fully_sharded_processes_train_as_one(tmp_path):
+    """Each process holds half of every weight (shards == 2), yet the loss curve, validation and final
+    weights are one process's, with gradient accumulation and early stopping, for units (ModuleList
+    members) holding frozen weights and a loss that calls a method other than forward."""
+    variant = ["--blocks", "--validate", "--steps=40", "--accumulate=2"]
+    alone = _alone(tmp_path, "alone", *variant)
+    sharded = _launched(tmp_path, "sharded", *variant, sharding=FULL_SHARD)
+    assert (alone["shards"], sharded["shards"]) == (1, 2)
+    _assert_same_fit(alone, sharded)
+
+
+def test_a_fully_sharded_checkpoint_resumes_whole_under_one_process(tmp_path):
+    whole = _alone(tmp_path, "whole", "--blocks")
+    work = tmp_path / "work"
+    port = f"--main_process_port={_free_port()}"
+    killed = [
+        *_launcher(2, "--num_machines=1", port, sharding=FULL_SHARD),
+        str(TINY),
+        str(tmp_path / "k.json"),
+    ]
+    _run([*killed, "--blocks", f"--out-dir={work}", "--stop-after=7"])
+    assert sorted(p.name for p in (work / "checkpoints").iterdir()) == ["step-000003", "step-000006"]
+    resumed = _alone(tmp_path, "resumed", "--blocks", f"--out-dir={work}", "--resume")
+    _assert_same_fit(whole, resumed)
+
+
 def test_a_nan_on_one_process_stops_every_process_with_the_same_error(tmp_path):
     port = f"--main_process_port={_free_port()}"
     command = [*_launcher(2, "--num_machines=1", port), str(TINY), str(tmp_path / "r.json"), "--nan-at=4"]
@@ -140,12 +171,13 @@ def test_two_machines_on_one_host_train_together_and_write_once(tmp_path):
     _assert_same_fit(_alone(tmp_path, "alone"), json.loads(result.read_text()))
 
 
-def test_the_main_job_under_two_processes_writes_one_run_with_one_process_s_numbers(tmp_path):
+@pytest.mark.parametrize("sharding", [("--multi_gpu",), FULL_SHARD], ids=["data-parallel", "fully-sharded"])
+def test_the_main_job_under_two_processes_writes_one_run_with_one_process_s_numbers(tmp_path, sharding):
     job = [str(CHECKOUT / "apps" / "miyawaki_finetune.py"), "--quick", "--no-progress"]
     one = _run([sys.executable, *job, f"--out={tmp_path / 'one'}", f"--work-dir={tmp_path / 'work1'}"])
     two = _run(
         [
-            *_launcher(2, "--num_machines=1", f"--main_process_port={_free_port()}"),
+            *_launcher(2, "--num_machines=1", f"--main_process_port={_free_port()}", sharding=sharding),
             *job,
             f"--out={tmp_path / 'two'}",
             f"--work-dir={tmp_path / 'work2'}",
@@ -153,6 +185,7 @@ def test_the_main_job_under_two_processes_writes_one_run_with_one_process_s_numb
     )
     assert "2 processes (this is 0" in two.stdout
     assert "2 processes (this is 1" in two.stdout
+    assert ("weights fully sharded (FSDP2)" in two.stdout) == (sharding == FULL_SHARD)
     assert two.stdout.count("method     pcc") == 1 == one.stdout.count("method     pcc")
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(
         p.name for p in (tmp_path / "one").iterdir()

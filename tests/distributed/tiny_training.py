@@ -5,6 +5,7 @@ its EMA, checkpoints and resume are in play. Writes the loss curve and final wei
     python tiny_training.py RESULT.json [--batch B] [--steps N] [--out-dir D] [--resume] [--stop-after K]
         [--nan-at K]   (the K-th loss is NaN on the last process alone)
         [--accumulate K] [--validate] (every 3 steps, patience 2) [--epochs] (an EpochSampler)
+        [--blocks] (a model of blocks, partly frozen, whose loss calls a method other than forward)
 """
 
 from __future__ import annotations
@@ -29,7 +30,29 @@ def _jitter(batch, generator):
 def _loss(model, batch, draws):
     noise = draws.randn(batch["y"].shape)
     level = draws.randint(1, 4, (len(batch["x"]), 1)).float() / 4
-    return ((model(batch["x"]) - batch["y"] - 0.1 * level * noise) ** 2).mean()
+    return ((_predict(model, batch["x"]) - batch["y"] - 0.1 * level * noise) ** 2).mean()
+
+
+class _Blocks(nn.Module):
+    """Blocks in a ModuleList (each its own FSDP unit), frozen weights inside one of them (as a LoRA base's),
+    and a method other than forward that the loss calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp = nn.Linear(6, 16)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(16, 16), nn.Tanh()) for _ in range(2))
+        self.blocks[0][0].weight.requires_grad_(False)
+        self.out = nn.Linear(16, 3)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.tanh(self.inp(x))
+        for block in self.blocks:
+            x = x + block(x)
+        return self.out(x)
+
+
+def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model.predict(x) if isinstance(model, _Blocks) else model(x)
 
 
 class _KilledError(Exception):
@@ -50,13 +73,14 @@ def main() -> int:
     parser.add_argument("--accumulate", type=int, default=1)
     parser.add_argument("--validate", action="store_true")
     parser.add_argument("--epochs", action="store_true")
+    parser.add_argument("--blocks", action="store_true")
     args = parser.parse_args()
     start_process("cpu")
 
     torch.manual_seed(0)
     x = torch.randn(64, 6)
     y = torch.tanh(x @ torch.randn(6, 3))
-    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
+    model = _Blocks() if args.blocks else nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
     calls = []
 
     def loss(model, batch, draws):
@@ -93,7 +117,7 @@ def main() -> int:
             config,
             out_dir=args.out_dir,
             resume="latest" if args.resume else None,
-            validate=(lambda m: float(((m(x_val) - y_val) ** 2).mean())) if args.validate else None,
+            validate=(lambda m: float(((_predict(m, x_val) - y_val) ** 2).mean())) if args.validate else None,
             validate_every=3,
             patience=2 if args.validate else None,
         )
@@ -104,6 +128,7 @@ def main() -> int:
         "weights": [p.detach().flatten().tolist() for p in model.parameters()],
         "validation": result.validation,
         "best_step": result.best_step,
+        "shards": result.shards,
     }
     on_main_process(lambda: args.result.write_text(json.dumps(record)))
     return 0

@@ -103,8 +103,13 @@ def test_no_private_accelerate_state_is_touched():
     assert not offenders
 
 
-@pytest.mark.parametrize("sharding", ["FSDP", "DEEPSPEED"])
-def test_a_sharded_launch_is_refused_in_one_line_that_names_the_way_out(monkeypatch, sharding):
+@pytest.mark.parametrize("sharding", ["DEEPSPEED", "MEGATRON_LM"])
+def test_a_launch_the_loop_cannot_honour_is_refused_in_one_line_that_names_the_way_out(monkeypatch, sharding):
     _launch(monkeypatch, 2, "no", torch.device("cpu"), sharding)
-    with pytest.raises(DataError, match=rf"launched with {sharding}.*ddp\*\.yaml"):
+    with pytest.raises(DataError, match=rf"launched with {sharding}.*ddp\*\.yaml.*fsdp_bf16\.yaml"):
         runtime.make_accelerator("cpu", "no")
+
+
+def test_an_fsdp_launch_is_accepted(monkeypatch):
+    _launch(monkeypatch, 2, "no", torch.device("cpu"), "FSDP")
+    assert runtime.make_accelerator("cpu", "no")[1] == torch.device("cpu")

@@ -20,9 +20,17 @@ R = TypeVar("R")
 
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-_SHARDED_LAUNCHES = (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM)
+# launches the training loop cannot honour (FSDP it honours itself: fmri_encoders.training.placement)
+_REFUSED_LAUNCHES = (DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM)
 # how long a process may wait for the others: the main process evaluates and writes alone at the end
 _PROCESS_TIMEOUT = timedelta(hours=6)
+
+
+def full_shard_requested() -> bool:
+    """Whether this process was started by `accelerate launch --use_fsdp` (or a config file with FSDP)
+    alongside other processes: the training loop then shards every fit (fmri_encoders.training.placement)."""
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return launched and os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true", "yes")
 
 
 def resolve_device(device: str) -> str:
@@ -56,6 +64,7 @@ class ProcessSetup:
     local_processes: int
     threads: int
     precision: str
+    fully_sharded: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -68,6 +77,8 @@ class ProcessSetup:
             if self.processes > 1
             else "1 process"
         )
+        if self.fully_sharded:
+            launch += ", weights fully sharded (FSDP2)"
         return (
             f"device {self.device}, {launch}, {self.threads} torch threads each, "
             f"launch precision {self.precision}"
@@ -93,7 +104,8 @@ def start_process(device: str = "auto", threads: int | None = None) -> ProcessSe
     count = threads or max(1, _available_cores() // local)
     torch.set_num_threads(count)
     rank = int(os.environ.get("RANK", "0"))
-    return ProcessSetup(resolved, processes, rank, local, count, launch_precision() or "no")
+    precision = launch_precision() or "no"
+    return ProcessSetup(resolved, processes, rank, local, count, precision, full_shard_requested())
 
 
 def launch_precision() -> str | None:
@@ -126,12 +138,11 @@ def make_accelerator(
     `options` go to Accelerator as they are (gradient_accumulation_steps, project_dir, log_with, ...).
     """
     accelerator = Accelerator(**options)
-    if accelerator.distributed_type in _SHARDED_LAUNCHES:
+    if accelerator.distributed_type in _REFUSED_LAUNCHES:
         raise DataError(
             f"this process was launched with {accelerator.distributed_type.value}, which the training "
-            "loop does not support (its checkpoints and EMA hold whole weights); launch data parallel "
-            "(apps/configs/accelerate/ddp*.yaml) and save memory with --mixed-precision bf16 and "
-            "--gradient-checkpointing"
+            "loop does not support; launch data parallel (apps/configs/accelerate/ddp*.yaml) or fully "
+            "sharded (apps/configs/accelerate/fsdp_bf16.yaml)"
         )
     launched = accelerator.num_processes > 1
     held = accelerator.mixed_precision

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from diffusers.training_utils import EMAModel
+from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -35,9 +36,16 @@ from fmri_encoders.training.checkpoint import (
 )
 from fmri_encoders.training.curve import write_loss_curve
 from fmri_encoders.training.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
+from fmri_encoders.training.placement import (
+    FullShard,
+    Replicated,
+    check_full_shard_launch,
+    full_shard_requested,
+)
 from fmri_encoders.training.precision import PRECISIONS, Precision
 from fmri_encoders.training.sampling import Batch, Sampler
 from fmri_encoders.training.sharding import BatchNoise, Shard
+from fmri_eval.atomic import atomic_write
 
 LossFn = Callable[[nn.Module, Batch, BatchNoise], torch.Tensor]
 _STATE_FILE = "trainer_state.json"
@@ -148,6 +156,7 @@ class TrainingResult:
     validation: list[tuple[int, float]] = field(default_factory=list)
     best_step: int | None = None
     best_state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    shards: int = 1  # how many processes each weight was divided among while it trained (1: whole on each)
 
 
 def train(
@@ -197,23 +206,29 @@ def train(
     )
     shard = Shard(accelerator.process_index, accelerator.num_processes) if shard_batches else Shard()
     precision = Precision(config.mixed_precision, device)
+    if full_shard_requested():
+        check_full_shard_launch(config.mixed_precision, config.optimizer)
+        placement: Replicated | FullShard = FullShard(model, device)
+    else:
+        placement = Replicated(model, device)
     if log_with is not None:
         accelerator.init_trackers(description.replace(" ", "-"))
-    parameters = [p for p in model.parameters() if p.requires_grad]  # a list: clipping must see them too
+    # the loss inside the module that is wrapped (data parallel) or sharded, so that the loss may call the
+    # bare model's own methods
+    objective = placement.wrap(_Objective(placement.trained, loss_fn), accelerator)
+    trained = placement.trained
+    parameters = [p for p in trained.parameters() if p.requires_grad]  # a list: clipping must see them too
     optimizer = make_optimizer(parameters, config)
     schedule = make_schedule(optimizer, config)
-    # placed here, not by accelerate, whose device is the process's; the loss inside the module that
-    # accelerate wraps for data parallelism, so that the loss may call the bare model's own methods
-    objective = accelerator.prepare_model(_Objective(model.to(device), loss_fn), device_placement=False)
     # foreach: one fused update of every weight, not a Python loop of three kernels per tensor, which on a
     # GPU costs a small UNet more than its own step
     ema = EMAModel(parameters, decay=config.ema_decay, foreach=True) if config.ema_decay else None
     if ema is not None:
         ema.to(device)
-    parts = _Checkpointed(accelerator, device, model, optimizer, schedule, sampler, ema, precision.scaler)
+    parts = _Checkpointed(accelerator, placement, optimizer, schedule, sampler, ema, precision.scaler)
     noise = torch.Generator(device="cpu").manual_seed(config.seed + 1)  # the same on every process
 
-    result, step = TrainingResult(), 0
+    result, step = TrainingResult(shards=placement.shards), 0
     start = _find_checkpoint(out_dir, resume)
     if resume is None and out_dir is not None:  # afresh: another run's checkpoints must not be "latest" later
         if accelerator.is_main_process:
@@ -249,9 +264,10 @@ def train(
                     )
                 precision.backward(loss / accelerator.gradient_accumulation_steps)
                 if accelerator.sync_gradients:  # the last micro-batch of an update
+                    placement.average_unsharded_gradients()
                     precision.unscale(optimizer)
                     if config.grad_clip:
-                        accelerator.clip_grad_norm_(parameters, config.grad_clip)
+                        placement.clip(accelerator, parameters, config.grad_clip)
                     if precision.step(optimizer):
                         schedule.step()
                     optimizer.zero_grad()
@@ -267,7 +283,7 @@ def train(
             bar.set_postfix(loss=f"{result.losses[-1]:.4f}", refresh=False)
             bar.update()
             if validate is not None and (step % validate_every == 0 or step == config.max_steps):
-                _validate(accelerator, objective, validate, precision, step, result, out_dir)
+                _validate(accelerator, placement, validate, precision, step, result, out_dir)
             if out_dir is not None and config.checkpoint_every and step % config.checkpoint_every == 0:
                 result.last_checkpoint = _save_checkpoint(parts, out_dir, step, result, noise, config)
     finally:  # an interrupted run still closes its bar and tracker
@@ -275,9 +291,10 @@ def train(
         if log_with is not None:
             accelerator.end_training()
     if ema is not None:
+        ema.foreach = False  # once, a copy per tensor: sharded tensors have no fused copy
         ema.copy_to(parameters)
-    # the caller's model as it came: no data-parallel wrapper, no autocast of a launcher's precision
-    model = accelerator.unwrap_model(objective, keep_fp32_wrapper=False).model
+    # the caller's model as it came: no data-parallel wrapper or shards, no autocast of a launcher's precision
+    model = placement.finish(_learned_state)
     if validate is not None and result.best_step is not None:
         model.load_state_dict(result.best_state, strict=False)
     model.eval()
@@ -302,7 +319,7 @@ class _Objective(nn.Module):
 
 def _validate(
     accelerator: Any,
-    objective: nn.Module,
+    placement: Replicated | FullShard,
     validate: Callable[[nn.Module], float],
     precision: Precision,
     step: int,
@@ -311,7 +328,7 @@ def _validate(
 ) -> None:
     """Score the model (in the precision it trains in: frozen weights may be stored in it); when it is the
     best so far, remember its weights (and save them under out_dir)."""
-    unwrapped = accelerator.unwrap_model(objective).model
+    unwrapped = placement.whole_model(_learned_state)
     unwrapped.eval()
     with torch.no_grad(), precision.autocast():
         score = float(validate(unwrapped))
@@ -321,8 +338,11 @@ def _validate(
     if not result.validation or score < min(s for _, s in result.validation):
         result.best_step = step
         result.best_state = {k: v.detach().clone() for k, v in _learned_state(unwrapped).items()}
-        if out_dir is not None:
-            accelerator.save_model(unwrapped, out_dir / "best")
+        if out_dir is not None and accelerator.is_main_process:
+            (out_dir / "best").mkdir(parents=True, exist_ok=True)
+            atomic_write(
+                out_dir / "best" / "model.safetensors", lambda path: save_file(result.best_state, path)
+            )
     result.validation.append((step, score))
 
 
@@ -334,39 +354,44 @@ def _patience_spent(result: TrainingResult, patience: int | None) -> bool:
 
 
 class _Checkpointed:
-    """What a checkpoint holds, saved and restored without pickle (fmri_encoders.training.checkpoint)."""
+    """What a checkpoint holds, saved and restored without pickle (fmri_encoders.training.checkpoint), in
+    one layout for every placement: a sharded fit's weights and optimizer and EMA states are gathered
+    whole before they are written, and sharded again as they are read."""
 
     def __init__(
         self,
         accelerator: Any,
-        device: torch.device,
-        model: nn.Module,
+        placement: Replicated | FullShard,
         optimizer: torch.optim.Optimizer,
         schedule: Any,
         sampler: Sampler,
         ema: EMAModel | None,
         scaler: torch.amp.GradScaler | None,
     ) -> None:
-        self.accelerator, self.device = accelerator, device
-        self.model, self.optimizer, self.schedule = model, optimizer, schedule
+        self.accelerator, self.placement, self.device = accelerator, placement, placement.device
+        self.optimizer, self.schedule = optimizer, schedule
         self.sampler, self.ema, self.scaler = sampler, ema, scaler
 
     def save(self, folder: Path, noise: torch.Generator, best_state: dict[str, torch.Tensor]) -> None:
         """The main process writes it all: the streams (sampler, noise, RNG) are the same on every process
         (fmri_encoders.training.sharding), so the checkpoint resumes under any process count. It holds the
         best validated weights so far, so early stopping resumes where it was."""
+        gather = self.placement.gather  # every process takes part in gathering shards
+        model = gather(_learned_state(self.placement.trained))
+        optimizer = gather(self.optimizer.state_dict())
+        ema = None if self.ema is None else gather(self.ema.state_dict())
         if not self.accelerator.is_main_process:
             return
         state = {
-            "model": _learned_state(self.model),
-            "optimizer": self.optimizer.state_dict(),
+            "model": model,
+            "optimizer": optimizer,
             "schedule": self.schedule.state_dict(),
             "sampler": self.sampler.state_dict(),
             "noise": noise.get_state(),
             "rng": global_rng_states(self.device),
         }
-        if self.ema is not None:
-            state["ema"] = self.ema.state_dict()
+        if ema is not None:
+            state["ema"] = ema
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
         if best_state:
@@ -376,11 +401,13 @@ class _Checkpointed:
     def load(self, folder: Path, noise: torch.Generator) -> dict[str, torch.Tensor]:
         """Restore everything in place; returns the best validated weights saved with it ({} if none)."""
         state = load_states(folder, _STATE_TENSORS)
-        _load_learned_state(self.model, state["model"], folder)
-        self.optimizer.load_state_dict(state["optimizer"])
+        trained, scatter_like = self.placement.trained, self.placement.scatter_like
+        _load_learned_state(trained, scatter_like(state["model"], _learned_state(trained)), folder)
+        optimizer = state["optimizer"]
+        self.optimizer.load_state_dict(scatter_like(optimizer, _parameters_of(optimizer, self.optimizer)))
         self.schedule.load_state_dict(state["schedule"])
         if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
+            self.ema.load_state_dict(scatter_like(state["ema"], self.ema.state_dict()))
             self.ema.to(self.device)
         if self.scaler is not None:
             self.scaler.load_state_dict(state["scaler"])
@@ -388,6 +415,22 @@ class _Checkpointed:
         noise.set_state(state["noise"])
         set_global_rng_states(state["rng"], self.device)
         return state.get("best", {})
+
+
+def _parameters_of(saved: dict[str, Any], optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """`saved` optimizer state's layout with each state tensor shaped as its parameter replaced by that
+    parameter: where a sharded fit's whole tensors go back to."""
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    state = {
+        index: {
+            key: parameters[index]
+            if torch.is_tensor(value) and value.shape == parameters[index].shape
+            else None
+            for key, value in entry.items()
+        }
+        for index, entry in saved["state"].items()
+    }
+    return {"state": state}
 
 
 def _frozen_names(model: nn.Module) -> set[str]:
