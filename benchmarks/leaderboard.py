@@ -52,13 +52,15 @@ METHODS = (
     "brain-diffuser",
 )
 GUIDED = ["--choose", "likelihood_weight=0,0.5,1"]
+# the main job's defaults: the sd-* routes may add what sampling changed to ridge's own image
+GUIDED_RESIDUAL = [*GUIDED, "--choose", "decode=vae,residual"]
 RECIPES: dict[str, list[str]] = {
     "ddpm": GUIDED,
     "ldm": GUIDED,
-    "sd-direct": GUIDED,
-    "sd-lora": GUIDED,
-    "sd-full": GUIDED,
-    "sd-control": GUIDED,
+    "sd-direct": GUIDED_RESIDUAL,
+    "sd-lora": GUIDED_RESIDUAL,
+    "sd-full": GUIDED_RESIDUAL,
+    "sd-control": GUIDED_RESIDUAL,
     "brain-diffuser": GUIDED,
 }
 """Options each method runs with (beyond the data set's prior corpus): what the method chooses on

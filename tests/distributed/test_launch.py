@@ -113,22 +113,37 @@ def test_fully_sharded_processes_train_as_one(tmp_path):
     alone = _alone(tmp_path, "alone", *variant)
     sharded = _launched(tmp_path, "sharded", *variant, sharding=FULL_SHARD)
     assert (alone["shards"], sharded["shards"]) == (1, 2)
+    assert alone["train_mode"]  # though the model came in eval mode
+    assert sharded["train_mode"]
     _assert_same_fit(alone, sharded)
 
 
-def test_a_fully_sharded_checkpoint_resumes_whole_under_one_process(tmp_path):
+def test_checkpoints_resume_between_one_process_and_fully_sharded_ones(tmp_path):
+    """Killed sharded, resumed by one process; killed alone, resumed sharded: both end as the uninterrupted
+    run (losses and the final EMA weights gathered whole)."""
     whole = _alone(tmp_path, "whole", "--blocks")
-    work = tmp_path / "work"
-    port = f"--main_process_port={_free_port()}"
-    killed = [
-        *_launcher(2, "--num_machines=1", port, sharding=FULL_SHARD),
-        str(TINY),
-        str(tmp_path / "k.json"),
-    ]
-    _run([*killed, "--blocks", f"--out-dir={work}", "--stop-after=7"])
-    assert sorted(p.name for p in (work / "checkpoints").iterdir()) == ["step-000003", "step-000006"]
-    resumed = _alone(tmp_path, "resumed", "--blocks", f"--out-dir={work}", "--resume")
-    _assert_same_fit(whole, resumed)
+
+    def sharded() -> list[str]:
+        return _launcher(2, "--num_machines=1", f"--main_process_port={_free_port()}", sharding=FULL_SHARD)
+
+    for name, kill, resume in [
+        ("from-sharded", sharded(), [sys.executable]),
+        ("to-sharded", [sys.executable], sharded()),
+    ]:
+        work, result = tmp_path / name, tmp_path / f"{name}.json"
+        _run(
+            [
+                *kill,
+                str(TINY),
+                str(tmp_path / "killed.json"),
+                "--blocks",
+                f"--out-dir={work}",
+                "--stop-after=7",
+            ]
+        )
+        assert sorted(p.name for p in (work / "checkpoints").iterdir()) == ["step-000003", "step-000006"]
+        _run([*resume, str(TINY), str(result), "--blocks", f"--out-dir={work}", "--resume"])
+        _assert_same_fit(whole, json.loads(result.read_text()))
 
 
 def test_a_nan_on_one_process_stops_every_process_with_the_same_error(tmp_path):

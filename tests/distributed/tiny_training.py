@@ -35,7 +35,7 @@ def _loss(model, batch, draws):
 
 class _Blocks(nn.Module):
     """Blocks in a ModuleList (each its own FSDP unit), frozen weights inside one of them (as a LoRA base's),
-    and a method other than forward that the loss calls."""
+    a scalar weight (which FSDP2 cannot shard) and a method other than forward that the loss calls."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -43,12 +43,13 @@ class _Blocks(nn.Module):
         self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(16, 16), nn.Tanh()) for _ in range(2))
         self.blocks[0][0].weight.requires_grad_(False)
         self.out = nn.Linear(16, 3)
+        self.gain = nn.Parameter(torch.tensor(1.0))
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.tanh(self.inp(x))
         for block in self.blocks:
             x = x + block(x)
-        return self.out(x)
+        return self.out(x) * self.gain
 
 
 def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -81,10 +82,13 @@ def main() -> int:
     x = torch.randn(64, 6)
     y = torch.tanh(x @ torch.randn(6, 3))
     model = _Blocks() if args.blocks else nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
-    calls = []
+    if args.blocks:
+        model.eval()  # as a loaded base model comes: training must switch it to training mode
+    calls, modes = [], []
 
     def loss(model, batch, draws):
         calls.append(1)
+        modes.append(model.training)
         if args.stop_after is not None and len(calls) > args.stop_after:
             raise _KilledError
         state = PartialState()
@@ -129,6 +133,7 @@ def main() -> int:
         "validation": result.validation,
         "best_step": result.best_step,
         "shards": result.shards,
+        "train_mode": all(modes),
     }
     on_main_process(lambda: args.result.write_text(json.dumps(record)))
     return 0

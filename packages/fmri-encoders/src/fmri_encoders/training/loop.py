@@ -181,7 +181,8 @@ def train(
     out_dir: where checkpoints (`checkpoints/step-NNNNNN`) and `loss_curve.png` go; None keeps nothing.
     resume: "latest" or a checkpoint folder to continue from (same step count, batches and noise).
     validate: a held-out loss of the model (lower is better), run every `validate_every` steps and at the
-    end; the best weights are kept (in `out_dir/best/` via accelerate's save_model) and returned.
+    end; the best weights (what training changes) are kept, in `out_dir/best/model.safetensors` too, and
+    returned.
     patience: with `validate`, stop early once this many validations in a row found no better loss.
     shard_batches: under N processes each takes its rows of every batch; False for a loss over the batch
     as a whole (a contrastive loss, whose negatives are the batch), which every process then computes on
@@ -246,10 +247,13 @@ def train(
     bar = tqdm(
         total=config.max_steps, initial=step, desc=description, disable=None if config.progress else True
     )
-    model.train()
+    trained.train()  # the copy that trains, under full sharding
+    # accumulating, a data-parallel wrapper skips the gradient all-reduce until the last micro-batch; a
+    # sharded model reduce-scatters each one, so that no process ever holds a whole gradient
+    skips_sync = (objective,) if isinstance(placement, Replicated) else ()
     try:
         while step < config.max_steps and not _patience_spent(result, patience):
-            with accelerator.accumulate(objective):
+            with accelerator.accumulate(*skips_sync):
                 batch, global_size = shard.take(next(sampler))
                 batch = {k: v.to(device) for k, v in batch.items()}
                 with precision.autocast():
@@ -337,12 +341,15 @@ def _validate(
     score = float(accelerator.reduce(torch.tensor(score, device=accelerator.device), "mean"))
     if not result.validation or score < min(s for _, s in result.validation):
         result.best_step = step
-        result.best_state = {k: v.detach().clone() for k, v in _learned_state(unwrapped).items()}
+        # on the CPU: a copy of the weights beside the training state on the device could exhaust it
+        best = _learned_state(unwrapped).items()
+        result.best_state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in best}
         if out_dir is not None and accelerator.is_main_process:
             (out_dir / "best").mkdir(parents=True, exist_ok=True)
             atomic_write(
                 out_dir / "best" / "model.safetensors", lambda path: save_file(result.best_state, path)
             )
+    placement.park_whole_model()
     result.validation.append((step, score))
 
 

@@ -79,6 +79,9 @@ class Replicated:
     def whole_model(self, learned: Callable[[nn.Module], dict[str, torch.Tensor]]) -> nn.Module:
         return self.trained
 
+    def park_whole_model(self) -> None:
+        """Nothing to do: the whole model is the one that trains."""
+
     def finish(self, learned: Callable[[nn.Module], dict[str, torch.Tensor]]) -> nn.Module:
         return self.model
 
@@ -125,17 +128,18 @@ class FullShard:
         of an update's last micro-batch)."""
         import torch.distributed as dist
 
-        for parameter in self._unsharded:
-            if parameter.grad is not None:
-                dist.all_reduce(parameter.grad)  # a sum: gloo has no average
-                parameter.grad /= self.shards
+        for parameter in self._unsharded:  # every process reduces each one, with or without a gradient
+            if parameter.grad is None:
+                parameter.grad = torch.zeros_like(parameter)
+            dist.all_reduce(parameter.grad)  # a sum: gloo has no average
+            parameter.grad /= self.shards
 
     def gather(self, tree: Any) -> Any:
         """Whole tensors for every sharded one in a state tree (a collective: every process calls it)."""
         from torch.distributed.tensor import DTensor
 
-        if isinstance(tree, DTensor):
-            return tree.full_tensor()
+        if isinstance(tree, DTensor):  # one whole tensor at a time on the device, all of them on the CPU
+            return tree.full_tensor().cpu()
         if isinstance(tree, dict):
             return {key: self.gather(value) for key, value in tree.items()}
         if isinstance(tree, list | tuple):
@@ -161,6 +165,10 @@ class FullShard:
         """The caller's model on this process's device, holding the sharded copy's weights."""
         self.model.load_state_dict(self.gather(learned(self.trained)), strict=False)
         return self.model.to(self.device)
+
+    def park_whole_model(self) -> None:
+        """Back to the CPU after validation: the device's memory is the shards'."""
+        self.model.to("cpu")
 
     def finish(self, learned: Callable[[nn.Module], dict[str, torch.Tensor]]) -> nn.Module:
         model = self.whole_model(learned)
