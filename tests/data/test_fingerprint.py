@@ -92,10 +92,12 @@ def test_resume_with_other_settings_is_refused(first_run, linear_dataset, change
 def test_naming_a_default_numeric_setting_still_resumes_but_another_optimizer_does_not(
     first_run, linear_dataset
 ):
-    run(linear_dataset, first_run, resume=True, optimizer="adamw", mixed_precision="no")
+    run(linear_dataset, first_run, resume=True, optimizer="adamw", mixed_precision="no", ema=True)
     assert len(FITTED) == 2
     with pytest.raises(DataError, match=r"settings\.optimizer differ"):
         run(linear_dataset, first_run, resume=True, optimizer="adafactor")
+    with pytest.raises(DataError, match=r"settings\.ema differ"):
+        run(linear_dataset, first_run, resume=True, ema=False)
 
 
 def test_sampling_options_may_change_on_resume_but_the_prior_adapter_may_not(first_run, linear_dataset):

@@ -133,3 +133,13 @@ def test_a_run_s_numerics_reach_every_stage_and_the_base_model_s_cache_key():
         4,
         "adafactor",
     )
+    assert stage.ema_decay == TrainingConfig().ema_decay is not None
+
+
+def test_no_ema_reaches_every_stage_and_the_base_model_s_cache_key():
+    config = SmallBaseConfig()
+    under = config.under(MethodSettings(ema=False))
+    assert under.autoencoder.training.ema_decay is None
+    assert under.unet_training.ema_decay is None
+    assert under.key(8, 0) != config.key(8, 0)
+    assert training_for(TrainingConfig(ema_decay=0.99), MethodSettings(ema=False)).ema_decay is None

@@ -47,6 +47,8 @@ class MethodSettings:
     optimizer: "adamw" or "adafactor" for every training stage (None: each model's own, AdamW); Adafactor
         keeps factored second moments only, which saves a whole SD-sized UNet (sd-full) 5.6 GiB of GPU
         memory (benchmarks/sd_small_gpu.py).
+    ema: False trains every stage without its EMA copy of the weights (the last weights are kept): a whole
+        SD-sized UNet's EMA takes 3.2 GiB of GPU memory (benchmarks/sd_small_gpu.py).
     """
 
     seed: int = 0
@@ -66,6 +68,7 @@ class MethodSettings:
     gradient_accumulation_steps: int | None = None
     gradient_checkpointing: bool = False
     optimizer: str | None = None
+    ema: bool = True
 
     def configure(self, config: ConfigT) -> ConfigT:
         """A method's config (a dataclass with `quick()`): its smoke-test budget under `quick`, then the

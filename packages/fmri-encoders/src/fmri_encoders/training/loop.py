@@ -124,11 +124,12 @@ def training_for(training: TrainingConfig, settings: MethodSettings) -> Training
 
 
 def numerics_for(training: TrainingConfig, settings: MethodSettings) -> TrainingConfig:
-    """The run's mixed precision, gradient accumulation and optimizer where it sets them: what changes the
-    weights a stage learns (so a cached base model's recipe holds them too), unlike its device or progress
-    bars."""
+    """The run's mixed precision, gradient accumulation and optimizer where it sets them, and no EMA where
+    it turns EMA off: what changes the weights a stage learns (so a cached base model's recipe holds them
+    too), unlike its device or progress bars."""
     return replace(
         training,
+        ema_decay=training.ema_decay if settings.ema else None,
         optimizer=settings.optimizer or training.optimizer,
         mixed_precision=settings.mixed_precision or training.mixed_precision,
         gradient_accumulation_steps=settings.gradient_accumulation_steps
