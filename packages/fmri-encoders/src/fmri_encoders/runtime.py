@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,11 +27,15 @@ _REFUSED_LAUNCHES = (DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM)
 _PROCESS_TIMEOUT = timedelta(hours=6)
 
 
+def env_flag(name: str, default: bool = False) -> bool:
+    """A yes/no setting accelerate's launcher passes in the environment ("true", "1", "yes")."""
+    return os.environ.get(name, str(default)).lower() in ("1", "true", "yes")
+
+
 def full_shard_requested() -> bool:
     """Whether this process was started by `accelerate launch --use_fsdp` (or a config file with FSDP)
     alongside other processes: the training loop then shards every fit (fmri_encoders.training.placement)."""
-    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    return launched and os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true", "yes")
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and env_flag("ACCELERATE_USE_FSDP")
 
 
 def resolve_device(device: str) -> str:
@@ -97,7 +102,10 @@ def start_process(device: str = "auto", threads: int | None = None) -> ProcessSe
     resolved = resolve_device(device)
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     if processes > 1:
-        PartialState(cpu=resolved == "cpu", timeout=_PROCESS_TIMEOUT)
+        state = PartialState(cpu=resolved == "cpu", timeout=_PROCESS_TIMEOUT)
+        # leave the process group before the interpreter tears down: gloo's threads (and the extra groups a
+        # sharded fit's device mesh adds) otherwise abort a finished process now and then
+        atexit.register(state.destroy_process_group)
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     if threads is not None and threads < 1:
         raise DataError(f"threads={threads}: use at least 1, or leave it unset for cores / local processes")

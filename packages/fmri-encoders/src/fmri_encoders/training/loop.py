@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from fmri_data.errors import DataError, UserError
 from fmri_data.methods import MethodSettings
-from fmri_encoders.runtime import make_accelerator
+from fmri_encoders.runtime import full_shard_requested, make_accelerator
 from fmri_encoders.training.checkpoint import (
     global_rng_states,
     load_states,
@@ -36,12 +36,7 @@ from fmri_encoders.training.checkpoint import (
 )
 from fmri_encoders.training.curve import write_loss_curve
 from fmri_encoders.training.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
-from fmri_encoders.training.placement import (
-    FullShard,
-    Replicated,
-    check_full_shard_launch,
-    full_shard_requested,
-)
+from fmri_encoders.training.placement import FullShard, Replicated, check_full_shard_launch
 from fmri_encoders.training.precision import PRECISIONS, Precision
 from fmri_encoders.training.sampling import Batch, Sampler
 from fmri_encoders.training.sharding import BatchNoise, Shard

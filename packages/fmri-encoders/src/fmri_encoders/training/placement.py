@@ -21,11 +21,7 @@ import torch
 from torch import nn
 
 from fmri_data.errors import DataError
-from fmri_encoders.runtime import full_shard_requested
-
-__all__ = ["FullShard", "Replicated", "check_full_shard_launch", "full_shard_requested"]
-
-_TRUE = ("1", "true", "yes")
+from fmri_encoders.runtime import env_flag
 
 
 def check_full_shard_launch(mixed_precision: str, optimizer: str) -> None:
@@ -35,9 +31,9 @@ def check_full_shard_launch(mixed_precision: str, optimizer: str) -> None:
             "this launch asks for FSDP version 1; the training loop shards with torch's fully_shard: "
             "launch with --fsdp_version 2 (or fsdp_version: 2 in the config file)"
         )
-    if os.environ.get("FSDP_OFFLOAD_PARAMS", "false").lower() in _TRUE:
+    if env_flag("FSDP_OFFLOAD_PARAMS"):
         raise DataError("FSDP parameter offloading is not supported; launch with --fsdp_offload_params false")
-    if os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "false").lower() in _TRUE:
+    if env_flag("FSDP_ACTIVATION_CHECKPOINTING"):
         raise DataError(
             "FSDP's activation checkpointing is not used; launch without it and pass the app's "
             "--gradient-checkpointing"
@@ -102,7 +98,7 @@ class FullShard:
 
         self.model, self.device = model.to("cpu"), device
         self._fully_shard = fully_shard
-        self._reshard = os.environ.get("FSDP_RESHARD_AFTER_FORWARD", "true").lower() in _TRUE
+        self._reshard = env_flag("FSDP_RESHARD_AFTER_FORWARD", default=True)
         self.shards = dist.get_world_size()
         self._mesh = init_device_mesh(device.type, (self.shards,))
         self.trained = copy.deepcopy(self.model)
