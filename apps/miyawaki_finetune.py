@@ -10,8 +10,9 @@ and cached in runs/miyawaki-finetune/cache, or --work-dir/cache (a few minutes o
 Miyawaki's data, random binary patches of its own stimulus grid (its training design, screened against every
 test stimulus); elsewhere, the simulator's corpus. fMRI then reaches the UNet through the conditioner's
 cross-attention tokens, and LoRA adapters on the cross-attention learn with it. Unless the command line
-sets them, the decoding (the VAE's, or residual: ridge's image plus what sampling changed) and the
-likelihood weight are chosen on validation stimuli held out of each fold's training trials.
+sets them, the decoding (the VAE's, or residual: ridge's image plus what sampling changed), the
+likelihood weight and the readout (pixels, or on binary-patch data such as Miyawaki's the posterior mean of
+each patch) are chosen on validation stimuli held out of each fold's training trials.
 All options of apps/reconstruct.py apply (--method sd-direct / sd-control run the other routes); only the
 defaults differ. Writes metrics.json, reconstructions.npz/.png, report.md and the loss curve to --out.
 """
@@ -29,7 +30,11 @@ DEFAULTS = {
     "methods": ["mean", "ridge", "sd-lora"],
     "runs": Path("runs/miyawaki-finetune"),
     "keeps_work": True,
-    "choose": [("decode", ("vae", "residual")), ("likelihood_weight", (0.0, 0.5, 1.0))],
+    "choose": [
+        ("decode", ("vae", "residual")),
+        ("likelihood_weight", (0.0, 0.5, 1.0)),
+        ("readout", ("pixels", "patches")),
+    ],
     "prior_corpus_for": {"miyawaki": "binary-patterns"},
 }
 

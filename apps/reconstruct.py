@@ -29,6 +29,7 @@ from fmri_data.methods.registry import check_methods
 from fmri_data.preprocessing import Preprocessing
 from fmri_data.progress import terminal_progress
 from fmri_data.splits import make_splits
+from fmri_diffusion.readout import READOUTS
 from fmri_encoders.runtime import DEVICES, launch_precision, on_main_process, resolve_device, start_process
 from fmri_encoders.training.optim import OPTIMIZERS
 from fmri_encoders.training.precision import PRECISIONS
@@ -243,7 +244,9 @@ def parse_args(
         metavar="NAME=V1,V2,...",
         help="choose a sampling setting (strength, likelihood_weight, guidance_scale, num_inference_steps, "
         "decode=vae,residual) among these values on validation stimuli held out of each fold's training "
-        "trials; repeat for a grid",
+        "trials; repeat for a grid. readout=pixels,patches also weighs reading each image out as the "
+        "posterior mean of the stimulus grid's binary patches (where the training images are K x K "
+        "binary patches, as Miyawaki's are)",
     )
     sampling.add_argument(
         "--condition",
@@ -410,7 +413,7 @@ def _choice(text: str) -> tuple[str, tuple[float | str, ...]]:
 
 
 _INTEGER_SETTINGS = ("num_inference_steps", "n_samples", "encoding_voxels")
-_WORD_SETTINGS = {"decode": ("vae", "residual")}
+_WORD_SETTINGS = {"decode": ("vae", "residual"), "readout": READOUTS}
 
 
 def _positive(text: str) -> int:

@@ -51,10 +51,13 @@ METHODS = (
     "brain-diffuser-stage1",
     "brain-diffuser",
 )
-GUIDED = ["--choose", "likelihood_weight=0,0.5,1"]
+# where the stimuli are K x K binary patches (Miyawaki), each may read its images out patch by patch
+READOUT = ["--choose", "readout=pixels,patches"]
+GUIDED = [*READOUT, "--choose", "likelihood_weight=0,0.5,1"]
 # the main job's defaults: the sd-* routes may add what sampling changed to ridge's own image
 GUIDED_RESIDUAL = [*GUIDED, "--choose", "decode=vae,residual"]
 RECIPES: dict[str, list[str]] = {
+    "cvae": READOUT,
     "ddpm": GUIDED,
     "ldm": GUIDED,
     "sd-direct": GUIDED_RESIDUAL,

@@ -330,7 +330,11 @@ def test_the_main_job_chooses_its_decoding_and_takes_miyawaki_s_design_as_prior(
     def parsed(*argv):
         return reconstruct.parse_args(list(argv), prog="miyawaki_finetune", defaults=defaults)
 
-    grid = [("decode", ("vae", "residual")), ("likelihood_weight", (0.0, 0.5, 1.0))]
+    grid = [
+        ("decode", ("vae", "residual")),
+        ("likelihood_weight", (0.0, 0.5, 1.0)),
+        ("readout", ("pixels", "patches")),
+    ]
     assert (parsed().choose, parsed().prior_corpus) == (grid, None)
     assert parsed("--data", "miyawaki").prior_corpus == "binary-patterns"
     assert parsed("--data", "miyawaki", "--prior-corpus", "simulator").prior_corpus == "simulator"
@@ -390,7 +394,7 @@ def test_a_typo_after_a_slow_method_fails_before_it_trains(reconstruct, tmp_path
     assert not out.exists()
 
 
-def test_choose_takes_numbers_and_the_decoding_s_words(reconstruct, capsys):
+def test_choose_takes_numbers_and_the_decoding_and_readout_words(reconstruct, capsys):
     args = reconstruct.parse_args(
         [
             "--choose",
@@ -399,14 +403,17 @@ def test_choose_takes_numbers_and_the_decoding_s_words(reconstruct, capsys):
             "num-inference-steps=10,25",
             "--choose",
             "decode=vae,residual",
+            "--choose",
+            "readout=pixels,patches",
         ]
     )
     assert args.choose == [
         ("strength", (0.2, 0.5)),
         ("num_inference_steps", (10, 25)),
         ("decode", ("vae", "residual")),
+        ("readout", ("pixels", "patches")),
     ]
-    for bad in ("decode=vae,sharp", "strength=low"):
+    for bad in ("decode=vae,sharp", "strength=low", "readout=edges"):
         with pytest.raises(SystemExit):
             reconstruct.parse_args(["--choose", bad])
     assert "decode takes vae, residual, got 'vae,sharp'" in capsys.readouterr().err

@@ -36,8 +36,9 @@ class MethodSettings:
         and learning rate to, under its folder in work_dir (<stage>/logs); None logs nothing.
     sampling: overrides of a generative method's sampling settings by config field name (strength,
         guidance_scale, num_inference_steps, ...); methods whose config lacks a field ignore it.
-    choices: config field name -> candidate values; a generative method picks the best combination on
-        validation stimuli held out of its training trials (never on test trials) before it fits.
+    choices: config field name (or "readout") -> candidate values; a generative method picks the best
+        combination on validation stimuli held out of its training trials (never on test trials) before
+        it fits.
     prior_corpus: unpaired images a base model (prior) pre-trains on, screened against every test stimulus
         of the run (fmri_data.corpora); None: the simulator's built-in corpus.
     mixed_precision: "bf16" or "fp16" (a GPU's) for every training stage; None: each model's own ("no"),

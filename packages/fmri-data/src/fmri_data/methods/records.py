@@ -28,8 +28,11 @@ def validation_notes(records: dict[str, list[dict[str, Any]]]) -> list[str]:
     lines = []
     for name, folds in records.items():
         for fold in folds:
-            record = fold.get("validation")
-            if not record or not record["grid"]:
+            record = fold.get("validation") or {}
+            left_out = "".join(f"; left out readout {note}" for note in record.get("left_out", []))
+            if not record.get("grid"):
+                if left_out:
+                    lines.append(f"{name}, fold {fold['fold']}: nothing left to choose{left_out}")
                 continue
             chosen = ", ".join(f"{key}={value}" for key, value in record["chosen"].items())
             tried = "; ".join(
@@ -38,6 +41,6 @@ def validation_notes(records: dict[str, list[dict[str, Any]]]) -> list[str]:
             )
             lines.append(
                 f"{name}, fold {fold['fold']}: chose {chosen} on {record['validation_stimuli']} validation "
-                f"stimuli held out of its training trials ({record['criterion']}: {tried})"
+                f"stimuli held out of its training trials ({record['criterion']}: {tried}){left_out}"
             )
     return lines

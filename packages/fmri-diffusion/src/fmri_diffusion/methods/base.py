@@ -10,7 +10,9 @@ its parts add) that `load_method` reads back. Before the method's own fitting, `
 `--choose` grid on validation stimuli held out of the training trials (methods.validation) and, under
 likelihood guidance, fits the encoding model whose likelihood steers every sampling step. A subclass
 supplies `fit_parts` (first stage, trainable parts, pipeline), `sampling_inputs` (its per-trial
-conditioning) and its parts' save/load; pipeline-less models override `draw`.
+conditioning) and its parts' save/load; pipeline-less models override `draw`. The method's own row goes
+through the readout chosen on validation (fmri_diffusion.readout; none unless `--choose readout=...` asks);
+`<name>-1` stays one raw sample.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from fmri_data.methods.registry import method_class
 from fmri_diffusion.methods.validation import choose_on_validation
 from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.priors.loading import BaseModelError
+from fmri_diffusion.readout import PatchReadout
 from fmri_encoders.encoding import EncodingModel
 from fmri_encoders.persistence import load_settings, save_settings
 from fmri_encoders.runtime import derived_seed, on_main_process, resolve_device, shared_out
@@ -68,6 +71,7 @@ class DiffusionMethod(ReconstructionMethod):
         self.config = self.settings.configure(config if config is not None else self.config_class())
         self.encoding_: EncodingModel | None = None
         self.validation_: dict[str, Any] | None = None
+        self.readout_: PatchReadout | None = None
 
     # ---------------------------------------------------------------- fitting
     def fit(self, train: PairedDataset) -> Self:
@@ -76,7 +80,10 @@ class DiffusionMethod(ReconstructionMethod):
         self.image_size_ = train.image_shape[0]
         if self.settings.choices:
             self.validation_ = choose_on_validation(self, train)
-            self.config = replace(self.config, **self.validation_["chosen"])
+            chosen = {k: v for k, v in self.validation_["chosen"].items() if k != "readout"}
+            self.config = replace(self.config, **chosen)
+            if self.validation_.get("readout"):
+                self.readout_ = PatchReadout(**self.validation_["readout"])
         if self.steers():
             self.encoding_ = EncodingModel(self.config.encoding_voxels).fit(
                 train.images, train.fmri, train.stimulus_id, seed=self.settings.seed
@@ -147,6 +154,7 @@ class DiffusionMethod(ReconstructionMethod):
             "image_size": self.image_size_,
             "sampling": {name: getattr(self.config, name) for name in SAVED_SAMPLING if name in names},
             "encoding": self.encoding_ is not None,
+            "readout": None if self.readout_ is None else self.readout_.to_dict(),
             **self.save_parts(folder),
         }
         if self.encoding_ is not None:
@@ -169,6 +177,8 @@ class DiffusionMethod(ReconstructionMethod):
         overrides = {k: v for k, v in method.settings.sampling.items() if k in manifest["sampling"]}
         method.config = replace(method.config, **(manifest["sampling"] | overrides))  # as run, unless told
         method.image_size_ = manifest["image_size"]
+        if manifest.get("readout"):
+            method.readout_ = PatchReadout(**manifest["readout"])
         if manifest.get("encoding"):
             method.encoding_ = EncodingModel.load(folder / "encoding")
         elif method.steers():
@@ -192,6 +202,14 @@ class DiffusionMethod(ReconstructionMethod):
         return self.predict_named(fmri)[self.name]
 
     def predict_named(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
+        """named_rows, the method's own row read out as chosen on validation."""
+        rows = self.named_rows(fmri)
+        if self.readout_ is not None:
+            rows[self.name] = self.readout_(rows[self.name])
+        return rows
+
+    def named_rows(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
+        """The rows as sampled: the posterior mean as the method's own row, one sample as <name>-1."""
         samples = self.sample(fmri, self.config.n_samples)
         return {self.name: samples.mean(axis=0), f"{self.name}-1": samples[0]}
 

@@ -3,9 +3,12 @@
 A diffusion method's img2img strength, likelihood weight, guidance or step count changes its output a lot,
 and the test trials must not pick them. So `choose_on_validation` holds out a fifth of the training
 *stimuli* (all their trials), fits a probe copy of the method on the rest, reconstructs the held-out trials
-under every setting of the grid and keeps the one with the best mean pcc + mean SSIM. The method is then
-fitted on all training trials with that setting. The grid, every score and the choice are returned for
-metrics.json and report.md.
+under every setting of the grid and keeps the one with the best mean pcc + mean SSIM. The readout
+(`readout=pixels,patches`, see fmri_diffusion.readout) is chosen with them, without sampling again: each
+validation stimulus is read out by a readout fitted on the other validation stimuli' reconstructions (so the
+score never rewards fitting the images it scores), and the one kept is fitted on all of them. The method is
+then fitted on all training trials with that setting and keeps the chosen readout. The grid, every score and
+the choice are returned for metrics.json and report.md.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fmri_data.corpora import detect_patch_grid
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.splits import group_kfold
+from fmri_diffusion.readout import NO_DESIGN, ONE_VALUE, READOUTS, PatchReadout, patch_values
 from fmri_eval.metrics import pcc, ssim
 
 if TYPE_CHECKING:
@@ -51,11 +56,42 @@ def _accepts(config: Any, point: dict[str, Any]) -> bool:
     return True
 
 
+def requested_readouts(method: DiffusionMethod) -> tuple[str, ...]:
+    """The readouts `choices["readout"]` names, checked."""
+    names = tuple(method.settings.choices.get("readout", ()))
+    if unknown := set(names) - set(READOUTS):
+        raise DataError(f"readout takes {', '.join(READOUTS)}, got {', '.join(sorted(unknown))}")
+    return names
+
+
+def usable_readouts(
+    names: tuple[str, ...], train: PairedDataset, held: PairedDataset
+) -> tuple[tuple[str, ...], list[str]]:
+    """The readouts to weigh (none where only pixels remain) and a note for each one the data rule out:
+    patches need a K x K binary patch design, and on and off patches among the validation stimuli left
+    when any one of them is held out."""
+    reason = None
+    if "patches" in names:
+        grid = detect_patch_grid(train.images)
+        if grid is None:
+            reason = NO_DESIGN
+        else:
+            on = patch_values(held.images, grid) > 0.5
+            rests = [on[held.stimulus_id != stimulus] for stimulus in np.unique(held.stimulus_id)]
+            reason = None if all(rest.any() and not rest.all() for rest in rests) else ONE_VALUE
+    if reason is not None:
+        names = tuple(name for name in names if name != "patches")
+    return (() if names in ((), ("pixels",)) else names), ([] if reason is None else [f"patches: {reason}"])
+
+
 def choose_on_validation(method: DiffusionMethod, train: PairedDataset) -> dict[str, Any]:
-    """Fit a probe on 4/5 of the training stimuli, score every grid point on the rest; return the record
-    {"grid", "scores", "chosen", "criterion", "validation_stimuli", "validation_trials"}."""
+    """Fit a probe on 4/5 of the training stimuli, score every grid point (setting x readout) on the rest;
+    return the record {"grid", "scores", "chosen", "criterion", "validation_stimuli", "validation_trials"},
+    with "readout" (the chosen one's parameters, or None) and "left_out" (readouts the data rule out) when
+    readouts are asked for."""
     grid = choice_grid(method)
-    if not grid:
+    names = requested_readouts(method)
+    if not grid and not names:
         return {"grid": [], "scores": [], "chosen": {}, "criterion": CRITERION}
     if train.n_stimuli < 2:
         raise DataError(f"{method.name}: choosing settings needs at least 2 training stimuli, got 1")
@@ -63,6 +99,9 @@ def choose_on_validation(method: DiffusionMethod, train: PairedDataset) -> dict[
         train.stimulus_id, min(VALIDATION_FOLDS, train.n_stimuli), seed=method.settings.seed
     )[0]
     inner, held = train.subset(inner_idx), train.subset(held_idx)
+    readouts, left_out = usable_readouts(names, inner, held)
+    if not grid and not readouts:  # nothing left to choose: no probe is trained
+        return {"grid": [], "scores": [], "chosen": {}, "criterion": CRITERION, "left_out": left_out}
     settings = method.settings
     probe = type(method)(
         replace(
@@ -74,19 +113,42 @@ def choose_on_validation(method: DiffusionMethod, train: PairedDataset) -> dict[
     )
     probe.config = replace(method.config, **_widest(grid))
     probe.fit(inner)
-    scores = []
-    for point in grid:
-        probe.config = replace(method.config, **point)
-        images = probe.predict(held.fmri)
-        scores.append(float(np.mean(pcc(held.images, images)) + np.mean(ssim(held.images, images))))
-    return {
-        "grid": grid,
+    points, scores, fitted = [], [], []
+    for setting in grid or [{}]:
+        probe.config = replace(method.config, **setting)
+        sampled = probe.predict(held.fmri)
+        for name in readouts or (None,):
+            images, readout = (
+                (sampled, None) if name in (None, "pixels") else validation_patches(sampled, inner, held)
+            )
+            points.append(setting if name is None else setting | {"readout": name})
+            scores.append(float(np.mean(pcc(held.images, images)) + np.mean(ssim(held.images, images))))
+            fitted.append(readout)
+    best = int(np.argmax(scores))
+    record = {
+        "grid": points,
         "scores": scores,
-        "chosen": grid[int(np.argmax(scores))],
+        "chosen": points[best],
         "criterion": CRITERION,
         "validation_stimuli": held.n_stimuli,
         "validation_trials": held.n_trials,
     }
+    if names:
+        record |= {"readout": None if fitted[best] is None else fitted[best].to_dict(), "left_out": left_out}
+    return record
+
+
+def validation_patches(
+    sampled: np.ndarray, inner: PairedDataset, held: PairedDataset
+) -> tuple[np.ndarray, PatchReadout]:
+    """The validation reconstructions read out stimulus by stimulus, each by a readout fitted on the other
+    validation stimuli, and the readout fitted on all of them (the one a chosen point keeps)."""
+    images = np.empty_like(sampled)
+    for stimulus in np.unique(held.stimulus_id):
+        scored = held.stimulus_id == stimulus
+        others = PatchReadout.fit(inner.images, sampled[~scored], held.images[~scored])
+        images[scored] = others(sampled[scored])
+    return images, PatchReadout.fit(inner.images, sampled, held.images)
 
 
 def _widest(grid: list[dict[str, Any]]) -> dict[str, Any]:

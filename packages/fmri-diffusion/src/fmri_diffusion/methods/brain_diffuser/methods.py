@@ -239,11 +239,8 @@ class BrainDiffuserStage1(BrainDiffuserMethod):
         self.route_ = self._route()
         self._fit_stage1(train)
 
-    def predict(self, fmri: np.ndarray) -> np.ndarray:
-        return self.stage1_images(fmri)
-
-    def predict_named(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
-        return {self.name: self.predict(fmri)}
+    def named_rows(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
+        return {self.name: self.stage1_images(fmri)}
 
     def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
         return self.stage1_.start(fmri, self.image_size_)
