@@ -28,8 +28,8 @@ from fmri_data.methods import (
 from fmri_data.methods.registry import check_methods
 from fmri_data.preprocessing import Preprocessing
 from fmri_data.progress import terminal_progress
+from fmri_data.readout import READOUTS
 from fmri_data.splits import make_splits
-from fmri_diffusion.readout import READOUTS
 from fmri_encoders.runtime import DEVICES, launch_precision, on_main_process, resolve_device, start_process
 from fmri_encoders.training.optim import OPTIMIZERS
 from fmri_encoders.training.precision import PRECISIONS

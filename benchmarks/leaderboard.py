@@ -50,7 +50,10 @@ METHODS = (
     "sd-control",
     "brain-diffuser-stage1",
     "brain-diffuser",
+    "inverse-retinotopy",
 )
+ONLY_ON = {"inverse-retinotopy": {"miyawaki-kfold5"}}
+"""Methods that need a stimulus design some cells lack (inverse-retinotopy: K x K binary patches)."""
 # where the stimuli are K x K binary patches (Miyawaki), each may read its images out patch by patch
 READOUT = ["--choose", "readout=pixels,patches"]
 GUIDED = [*READOUT, "--choose", "likelihood_weight=0,0.5,1"]
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_cell(runs: Path, data: str, method: str, args: argparse.Namespace) -> None:
     """Run one cell unless its folder is complete (metrics.json, reconstructions.npz, cell.json)."""
     folder = runs / data / method
-    if (folder / "cell.json").is_file():
+    if (folder / "cell.json").is_file() or data not in ONLY_ON.get(method, {data}):
         return
     source, split, corpus = DATA[data]
     baselines = [m for m in ("mean", "ridge") if m != method]

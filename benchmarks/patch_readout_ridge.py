@@ -1,7 +1,7 @@
 """How much of a route's gain on Miyawaki is the patch readout alone: ridge read out as patches, honestly.
 
 In each fold, ridge is fitted on the training trials as the `ridge` method is, the patch readout
-(fmri_diffusion.readout) is fitted on ridge's stimulus-grouped out-of-fold reconstructions of those
+(fmri_data.readout) is fitted on ridge's stimulus-grouped out-of-fold reconstructions of those
 training trials (never on a test trial) and then reads out ridge's test reconstructions. Scored with
 fmri_eval beside plain ridge and the mean training image; given leaderboard cells (`--cell`), their
 method rows join the table, paired over the same trials (the cells' truth must match trial for trial)
@@ -23,8 +23,8 @@ from result_file import write_result
 from fmri_data.io import load_dataset
 from fmri_data.methods import MethodSettings, create_method
 from fmri_data.preprocessing import Preprocessing
+from fmri_data.readout import PatchReadout
 from fmri_data.splits import make_splits
-from fmri_diffusion.readout import PatchReadout
 from fmri_encoders.out_of_fold import out_of_fold_ridge
 from fmri_eval import load_reconstructions
 from fmri_eval.evaluate import evaluate_reconstructions

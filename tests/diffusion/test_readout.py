@@ -12,10 +12,10 @@ from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, create_method, reconstruct_over_splits
 from fmri_data.methods.records import validation_notes
+from fmri_data.readout import NO_DESIGN, ONE_VALUE, PatchReadout, patch_values
 from fmri_data.splits import make_splits
 from fmri_diffusion.methods.base import load_method
 from fmri_diffusion.methods.validation import usable_readouts, validation_patches
-from fmri_diffusion.readout import NO_DESIGN, ONE_VALUE, PatchReadout, patch_values
 
 GRID, SIZE = 5, 20
 

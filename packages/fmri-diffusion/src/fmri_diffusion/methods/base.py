@@ -11,7 +11,7 @@ its parts add) that `load_method` reads back. Before the method's own fitting, `
 likelihood guidance, fits the encoding model whose likelihood steers every sampling step. A subclass
 supplies `fit_parts` (first stage, trainable parts, pipeline), `sampling_inputs` (its per-trial
 conditioning) and its parts' save/load; pipeline-less models override `draw`. The method's own row goes
-through the readout chosen on validation (fmri_diffusion.readout; none unless `--choose readout=...` asks);
+through the readout chosen on validation (fmri_data.readout; none unless `--choose readout=...` asks);
 `<name>-1` stays one raw sample.
 """
 
@@ -29,10 +29,10 @@ from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, ReconstructionMethod
 from fmri_data.methods.registry import method_class
+from fmri_data.readout import PatchReadout
 from fmri_diffusion.methods.validation import choose_on_validation
 from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.priors.loading import BaseModelError
-from fmri_diffusion.readout import PatchReadout
 from fmri_encoders.encoding import EncodingModel
 from fmri_encoders.persistence import load_settings, save_settings
 from fmri_encoders.runtime import derived_seed, on_main_process, resolve_device, shared_out

@@ -4,7 +4,7 @@ A diffusion method's img2img strength, likelihood weight, guidance or step count
 and the test trials must not pick them. So `choose_on_validation` holds out a fifth of the training
 *stimuli* (all their trials), fits a probe copy of the method on the rest, reconstructs the held-out trials
 under every setting of the grid and keeps the one with the best mean pcc + mean SSIM. The readout
-(`readout=pixels,patches`, see fmri_diffusion.readout) is chosen with them, without sampling again: each
+(`readout=pixels,patches`, see fmri_data.readout) is chosen with them, without sampling again: each
 validation stimulus is read out by a readout fitted on the other validation stimuli' reconstructions (so the
 score never rewards fitting the images it scores), and the one kept is fitted on all of them. The method is
 then fitted on all training trials with that setting and keeps the chosen readout. The grid, every score and
@@ -22,8 +22,8 @@ import numpy as np
 from fmri_data.corpora import detect_patch_grid
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
+from fmri_data.readout import NO_DESIGN, ONE_VALUE, READOUTS, PatchReadout, patch_values
 from fmri_data.splits import group_kfold
-from fmri_diffusion.readout import NO_DESIGN, ONE_VALUE, READOUTS, PatchReadout, patch_values
 from fmri_eval.metrics import pcc, ssim
 
 if TYPE_CHECKING:

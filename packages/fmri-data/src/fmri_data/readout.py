@@ -69,12 +69,16 @@ class PatchReadout:
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """[n, H, H] reconstructions in [0, 1] -> their patch posterior means, rendered at the same size."""
         images = np.asarray(images)
-        values = patch_values(images, self.grid)
-        log_odds = (self.on_mean - self.off_mean) / self.noise * (
-            values - (self.on_mean + self.off_mean) / 2
-        ) + np.log(self.fill / (1 - self.fill))
+        log_odds = self.evidence(images) + np.log(self.fill / (1 - self.fill))
         on_probability = 1 / (1 + np.exp(-np.clip(log_odds, -60, 60)))
         return render_bilinear(on_probability, images.shape[-1])
+
+    def evidence(self, images: np.ndarray) -> np.ndarray:
+        """[n, H, H] -> [n, grid, grid]: each patch's log-likelihood ratio (on vs off) given the
+        reconstruction, without the prior; what another model of the same patches (a posterior sampler) can
+        multiply in."""
+        values = patch_values(images, self.grid)
+        return (self.on_mean - self.off_mean) / self.noise * (values - (self.on_mean + self.off_mean) / 2)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,194 @@
+"""The `inverse-retinotopy` method: Bayesian reconstruction of K x K binary-patch stimuli (Miyawaki's design)
+from a pRF encoding model, an Ising prior and a linear decoder's evidence.
+
+The encoding-model answer of this field (Thirion et al. 2006, "inverse retinotopy"; Naselaris et al. 2009):
+fit what each voxel sees (fmri_encoders.prf), then ask which images would explain the measured voxels
+(fmri_encoders.patch_posterior). It generalises where a linear decoder cannot: ridge's reconstructions lie
+in the span of the ~16 distinct images a Miyawaki fold trains on, while a pRF judges any pattern of patches.
+The linear decoder still knows things the pRFs miss, so its reconstruction, read out as per-patch evidence
+(fmri_data.readout.PatchReadout, fitted on its stimulus-grouped out-of-fold reconstructions of the training
+trials), multiplies into the same posterior. How much each part counts (likelihood weight, decoder
+weight, prior coupling, voxels kept) is chosen by stimulus-grouped cross-validation inside the training
+trials, never on test trials; the grid, scores and choice go to metrics.json and report.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from itertools import product
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from fmri_data.corpora import detect_patch_grid
+from fmri_data.corpora.builtin import render_bilinear
+from fmri_data.dataset import PairedDataset
+from fmri_data.errors import DataError
+from fmri_data.methods import MethodSettings, ReconstructionMethod
+from fmri_data.readout import NO_DESIGN, PatchReadout, patch_values
+from fmri_data.splits import group_kfold
+from fmri_encoders.out_of_fold import out_of_fold_ridge
+from fmri_encoders.patch_posterior import IsingPrior, sample_patches
+from fmri_encoders.prf import ReceptiveFields
+from fmri_encoders.ridge import RidgeEncoder
+from fmri_encoders.runtime import ridge_backend
+from fmri_eval.metrics import pcc, ssim
+
+CRITERION = "mean pcc + mean ssim over the validation trials"
+CHOSEN = ("likelihood_weight", "decoder_weight", "coupling", "voxels")
+"""The config fields that hold candidate values, chosen on validation (each overridable by --choose)."""
+
+
+@dataclass(frozen=True)
+class InverseRetinotopyConfig:
+    """Candidates for the validation choice, and the Gibbs chain's length.
+
+    likelihood_weight: the power of the pRF likelihood (0 leaves it out); decoder_weight: of the ridge
+    decoder's per-patch evidence (0 leaves it out); coupling: the Ising prior's neighbour agreement;
+    voxels: how many of the voxels the pRFs explain best are kept (None: all). sweeps/burn_in: the chain
+    for test trials; validation_sweeps/validation_burn_in: the shorter chain scoring the grid.
+    validation_folds: stimulus-grouped folds of the training trials the grid is scored on.
+    """
+
+    likelihood_weight: tuple[float, ...] = (0.1, 0.3, 1.0)
+    decoder_weight: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
+    coupling: tuple[float, ...] = (0.3, 0.6)
+    voxels: tuple[int | None, ...] = (300, None)
+    sweeps: int = 200
+    burn_in: int = 50
+    validation_sweeps: int = 80
+    validation_burn_in: int = 20
+    validation_folds: int = 4
+
+    def quick(self) -> InverseRetinotopyConfig:
+        return replace(
+            self,
+            likelihood_weight=(0.3,),
+            decoder_weight=(0.0, 1.0),
+            coupling=(0.3,),
+            sweeps=30,
+            burn_in=10,
+            validation_sweeps=20,
+            validation_burn_in=5,
+        )
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """What one fit learned from its training trials: the pRFs, the ridge decoder and its patch readout."""
+
+    fields: ReceptiveFields
+    decoder: RidgeEncoder
+    readout: PatchReadout
+    fill: float
+
+
+class InverseRetinotopy(ReconstructionMethod):
+    """Posterior mean of the binary patches given a trial's voxels; `<name>-1` is one posterior sample."""
+
+    name = "inverse-retinotopy"
+
+    def __init__(
+        self, settings: MethodSettings | None = None, config: InverseRetinotopyConfig | None = None
+    ) -> None:
+        super().__init__(settings)
+        config = self.settings.configure(config or InverseRetinotopyConfig())
+        chosen = {key: tuple(values) for key, values in self.settings.choices.items() if key in CHOSEN}
+        self.config = replace(config, **chosen)
+
+    def fit(self, train: PairedDataset) -> InverseRetinotopy:
+        grid = detect_patch_grid(train.images)
+        if grid is None:
+            raise DataError(f"{self.name}: {NO_DESIGN} (Miyawaki's design); use ridge or a generative method")
+        if train.n_stimuli < 3:
+            raise DataError(f"{self.name} needs at least 3 distinct training stimuli, got {train.n_stimuli}")
+        self.grid_, self.image_size_ = grid, train.image_shape[-1]
+        self.validation_ = self._choose(train)
+        self.setting_ = self.validation_["chosen"]
+        self.parts_ = self._learn(train)
+        return self
+
+    def predict(self, fmri: np.ndarray) -> np.ndarray:
+        return self.predict_named(fmri)[self.name]
+
+    def predict_named(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
+        mean, sample = self._sample(self.parts_, fmri, self.setting_, self.config.sweeps, self.config.burn_in)
+        return {self.name: mean, f"{self.name}-1": sample}
+
+    def records(self) -> dict[str, Any]:
+        return {"validation": self.validation_}
+
+    def _learn(self, train: PairedDataset) -> _Parts:
+        patches = patch_values(train.images, self.grid_)
+        on = (patches > 0.5).astype(np.float64)
+        held_out, decoder = out_of_fold_ridge(
+            train.fmri,
+            train.images,
+            train.stimulus_id,
+            seed=self.settings.seed,
+            backend=ridge_backend(self.settings.device),
+            per_target=False,
+        )
+        readout = PatchReadout.fit(train.images, np.clip(held_out, 0, 1), train.images)
+        return _Parts(ReceptiveFields.fit(on, train.fmri), decoder, readout, float(on.mean()))
+
+    def _sample(
+        self, parts: _Parts, fmri: np.ndarray, setting: dict[str, Any], sweeps: int, burn_in: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rendered posterior mean and one sample, [n, H, H] each."""
+        fields, kept = parts.fields.best(setting["voxels"])
+        decoded = np.clip(parts.decoder.predict(fmri), 0, 1).reshape(len(fmri), *(self.image_size_,) * 2)
+        mean, sample = sample_patches(
+            fmri[:, kept],
+            fields,
+            IsingPrior.from_fill(parts.fill, setting["coupling"]),
+            likelihood_weight=setting["likelihood_weight"],
+            evidence=setting["decoder_weight"] * parts.readout.evidence(decoded),
+            sweeps=sweeps,
+            burn_in=burn_in,
+            seed=self.settings.seed,
+        )
+        return (
+            render_bilinear(mean, self.image_size_).astype(np.float32),
+            render_bilinear(sample, self.image_size_).astype(np.float32),
+        )
+
+    def _choose(self, train: PairedDataset) -> dict[str, Any]:
+        """Score every grid point on each stimulus-grouped fold of the training trials; keep the best mean."""
+        config = self.config
+        grid = [
+            dict(zip(CHOSEN, point, strict=True)) for point in product(*(getattr(config, k) for k in CHOSEN))
+        ]
+        folds = _stimulus_folds(train, config.validation_folds, self.settings.seed)
+        scores = np.zeros((len(folds), len(grid)))
+        with tqdm(
+            total=len(folds) * len(grid), desc=f"{self.name}: validation", disable=not self.settings.progress
+        ) as bar:
+            for row, (inner, held) in enumerate(folds):
+                parts = self._learn(inner)
+                for column, setting in enumerate(grid):
+                    images, _ = self._sample(
+                        parts, held.fmri, setting, config.validation_sweeps, config.validation_burn_in
+                    )
+                    scores[row, column] = np.mean(pcc(held.images, images)) + np.mean(
+                        ssim(held.images, images)
+                    )
+                    bar.update()
+        mean = scores.mean(axis=0)
+        return {
+            "grid": grid,
+            "scores": [float(score) for score in mean],
+            "chosen": grid[int(np.argmax(mean))],
+            "criterion": f"{CRITERION}, averaged over {len(folds)} stimulus-grouped folds",
+            "validation_stimuli": train.n_stimuli,
+            "validation_trials": train.n_trials,
+            "config": {key: value for key, value in asdict(config).items() if key not in CHOSEN},
+        }
+
+
+def _stimulus_folds(train: PairedDataset, k: int, seed: int) -> list[tuple[PairedDataset, PairedDataset]]:
+    return [
+        (train.subset(inner), train.subset(held))
+        for inner, held in group_kfold(train.stimulus_id, min(k, train.n_stimuli), seed=seed)
+    ]

@@ -1,0 +1,200 @@
+"""Inverse retinotopy: pRFs fitted on a patch design, the Gibbs posterior over patches, and the method."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from itertools import product
+
+import numpy as np
+import pytest
+
+from fmri_data.corpora.builtin import render_bilinear
+from fmri_data.dataset import PairedDataset
+from fmri_data.errors import DataError
+from fmri_data.methods import MethodSettings, create_method, reconstruct_over_splits
+from fmri_data.readout import PatchReadout
+from fmri_data.splits import make_splits
+from fmri_encoders.patch_posterior import IsingPrior, grid_neighbours, sample_patches
+from fmri_encoders.prf import NOISE_FLOOR, ReceptiveFields, gaussian_windows
+from fmri_eval.metrics import pcc
+
+GRID, SIZE = 5, 20
+
+
+def _shapes(n: int, seed: int) -> np.ndarray:
+    """[n, GRID, GRID] solid rectangles: figures, not the salt and pepper the prior's coupling penalises."""
+    rng = np.random.default_rng(seed)
+    shapes = np.zeros((n, GRID, GRID))
+    for shape in shapes:
+        top, left = rng.integers(0, GRID - 1, size=2)
+        shape[top : top + rng.integers(2, GRID - top + 1), left : left + rng.integers(2, GRID - left + 1)] = 1
+    return shapes
+
+
+def _true_fields(voxels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each voxel's window (drawn from the fitting bank, so the fit can find it exactly) and gain."""
+    rng = np.random.default_rng(seed)
+    bank = gaussian_windows(GRID)
+    return rng.integers(0, len(bank), size=voxels), rng.choice([-1.0, 1.0], voxels) * rng.uniform(
+        2, 4, voxels
+    )
+
+
+def _voxels(
+    patterns: np.ndarray, windows: np.ndarray, gains: np.ndarray, noise: float, seed: int
+) -> np.ndarray:
+    drive = patterns.reshape(len(patterns), -1) @ gaussian_windows(GRID)[windows].T
+    return gains * drive + np.random.default_rng(seed).normal(0, noise, (len(patterns), len(gains)))
+
+
+def test_windows_are_unit_sum_gaussians_peaking_at_their_centre():
+    bank = gaussian_windows(GRID, step=1.0, sizes=(0.5, 1.0))
+    assert bank.shape == (2 * GRID * GRID, GRID * GRID)
+    np.testing.assert_allclose(bank.sum(axis=1), 1.0)
+    # candidates run over sizes, then centre rows, then centre columns: candidate 7 is size 0.5 at (1, 2)
+    assert np.unravel_index(bank[7].argmax(), (GRID, GRID)) == (1, 2)
+
+
+def test_the_fit_recovers_each_voxels_window_gain_and_noise():
+    windows, gains = _true_fields(40, seed=0)
+    patterns = (np.random.default_rng(1).random((300, GRID, GRID)) < 0.4).astype(np.float64)
+    fields = ReceptiveFields.fit(patterns, _voxels(patterns, windows, gains, noise=0.05, seed=2))
+    np.testing.assert_allclose(fields.windows, gaussian_windows(GRID)[windows], atol=0.02)
+    np.testing.assert_allclose(fields.gains, gains, rtol=0.05)
+    np.testing.assert_allclose(fields.noise, 0.05**2 + NOISE_FLOOR, rtol=0.3)
+    assert fields.explained.min() > 0.9
+
+
+def test_best_keeps_the_best_explained_voxels_in_order():
+    windows, gains = _true_fields(30, seed=3)
+    patterns = (np.random.default_rng(4).random((80, GRID, GRID)) < 0.4).astype(np.float64)
+    noise = np.random.default_rng(5).normal(0, 1, (80, 30)) * np.repeat([0.01, 3.0], 15)
+    fmri = _voxels(patterns, windows, gains, 0, seed=6) + noise  # the first 15 voxels are clean
+    fields = ReceptiveFields.fit(patterns, fmri)
+    kept, index = fields.best(15)
+    assert sorted(index) == list(range(15))
+    assert kept.weights.shape == (15, GRID * GRID)
+    np.testing.assert_allclose(kept.predict(patterns), fields.predict(patterns)[:, index])
+    assert len(fields.best(None)[1]) == 30
+
+
+def test_fitting_mismatched_or_constant_stimuli_is_refused():
+    with pytest.raises(DataError, match="same trials"):
+        ReceptiveFields.fit(np.zeros((3, GRID, GRID)), np.zeros((4, 2)))
+    with pytest.raises(DataError, match="differ"):
+        ReceptiveFields.fit(np.ones((4, GRID, GRID)), np.random.default_rng(0).random((4, 2)))
+
+
+def _exact_marginals(fmri, fields, prior, evidence, weight):
+    """On-probabilities of every patch by summing over all 2^(grid^2) states."""
+    grid = fields.grid
+    states = np.array(list(product([0.0, 1.0], repeat=grid * grid)))
+    residual = fmri[None, :] - states @ fields.weights.T - fields.offsets
+    log_p = -0.5 * weight * np.sum(residual**2 / fields.noise, axis=1)
+    log_p += states @ (evidence.ravel() + prior.field)
+    spins = 2 * states - 1
+    pairs = [(i, j) for i, near in enumerate(grid_neighbours(grid)) for j in near if j > i]
+    log_p += prior.coupling * sum(spins[:, i] * spins[:, j] for i, j in pairs)
+    p = np.exp(log_p - log_p.max())
+    return (p / p.sum()) @ states
+
+
+def test_gibbs_marginals_match_exact_enumeration_on_a_small_grid():
+    rng = np.random.default_rng(7)
+    grid, voxels = 3, 6
+    fields = ReceptiveFields(
+        grid,
+        windows=rng.random((voxels, grid * grid)),
+        gains=rng.normal(0, 1, voxels),
+        offsets=rng.normal(0, 0.1, voxels),
+        explained=np.ones(voxels),
+        noise=rng.uniform(2.0, 4.0, voxels),  # weak enough that prior and evidence count too
+    )
+    fmri = rng.normal(0, 1, (1, voxels))
+    evidence = rng.normal(0, 0.5, (1, grid, grid))
+    prior = IsingPrior.from_fill(0.5, coupling=0.2)
+    mean, sample = sample_patches(
+        fmri, fields, prior, likelihood_weight=0.7, evidence=evidence, sweeps=6000, burn_in=200, seed=1
+    )
+    exact = _exact_marginals(fmri[0], fields, prior, evidence[0], 0.7)
+    assert np.sum((exact > 0.1) & (exact < 0.9)) >= 3  # not decided by the likelihood alone
+    np.testing.assert_allclose(mean.ravel(), exact, atol=0.03)
+    assert set(np.unique(sample)) <= {0.0, 1.0}
+
+
+def test_the_prior_field_is_the_fills_log_odds_and_burn_in_must_leave_sweeps():
+    assert IsingPrior.from_fill(0.25, 0.0).field == pytest.approx(np.log(1 / 3))
+    fields = ReceptiveFields(2, np.ones((1, 4)), np.ones(1), np.zeros(1), np.ones(1), np.ones(1))
+    with pytest.raises(ValueError, match="burn_in"):
+        sample_patches(np.zeros((1, 1)), fields, IsingPrior(0.0, 0.0), sweeps=10, burn_in=10)
+
+
+def test_the_readouts_evidence_is_its_log_odds_without_the_prior():
+    readout = PatchReadout(grid=GRID, off_mean=0.2, on_mean=0.8, noise=0.05, fill=0.25)
+    images = np.clip(render_bilinear(np.random.default_rng(8).random((3, GRID, GRID)), SIZE), 0, 1)
+    log_odds = readout.evidence(images) + np.log(0.25 / 0.75)
+    expected = render_bilinear(1 / (1 + np.exp(-log_odds)), SIZE)
+    np.testing.assert_allclose(readout(images), expected, atol=1e-6)
+
+
+def _figure_dataset(n_stimuli: int, repeats: int, seed: int) -> PairedDataset:
+    patterns = _shapes(n_stimuli, seed)
+    stimulus_id = np.repeat(np.arange(n_stimuli), repeats)
+    windows, gains = _true_fields(60, seed)
+    fmri = _voxels(patterns[stimulus_id], windows, gains, noise=0.3, seed=seed + 1)
+    return PairedDataset(
+        fmri=fmri.astype(np.float32),
+        images=render_bilinear(patterns[stimulus_id], SIZE).astype(np.float32),
+        stimulus_id=stimulus_id,
+    )
+
+
+def test_the_method_reconstructs_unseen_figures_and_reports_its_choice():
+    data = _figure_dataset(n_stimuli=24, repeats=2, seed=9)
+    train, test = data.subset(np.arange(36)), data.subset(np.arange(36, 48))
+    settings = MethodSettings(progress=False, choices={"coupling": (0.0, 0.3)})
+    method = create_method("inverse-retinotopy", settings).fit(train)
+    rows = method.predict_named(test.fmri)
+    assert set(rows) == {"inverse-retinotopy", "inverse-retinotopy-1"}
+    assert rows["inverse-retinotopy"].shape == test.images.shape
+    assert rows["inverse-retinotopy"].min() >= 0
+    assert rows["inverse-retinotopy"].max() <= 1
+    mean_image = np.broadcast_to(train.images.mean(axis=0), test.images.shape)
+    assert np.mean(pcc(test.images, rows["inverse-retinotopy"])) > np.mean(pcc(test.images, mean_image)) + 0.3
+    record = method.records()["validation"]
+    assert {point["coupling"] for point in record["grid"]} == {0.0, 0.3}
+    assert len(record["scores"]) == len(record["grid"])
+    assert record["chosen"] in record["grid"]
+    assert record["validation_stimuli"] == 18
+
+
+def test_poisoned_test_images_change_neither_the_choice_nor_the_reconstruction():
+    data = _figure_dataset(n_stimuli=20, repeats=2, seed=10)
+    data = replace(data, given_test=np.arange(data.n_trials) >= 30)
+
+    def run(dataset: PairedDataset):
+        settings = MethodSettings(quick=True, progress=False)
+        return reconstruct_over_splits(
+            dataset, make_splits(dataset, "given"), ["inverse-retinotopy"], settings=settings, progress=False
+        )
+
+    clean = run(data)
+    images = data.images.copy()
+    images[data.given_test] = np.random.default_rng(12).random(images[data.given_test].shape)
+    poisoned = run(replace(data, images=images))
+    assert clean.records["inverse-retinotopy"][0]["validation"]["grid"]
+    assert poisoned.records == clean.records
+    np.testing.assert_array_equal(
+        poisoned.reconstructions["inverse-retinotopy"], clean.reconstructions["inverse-retinotopy"]
+    )
+
+
+def test_images_without_a_patch_design_are_refused_in_one_line():
+    rng = np.random.default_rng(11)
+    smooth = PairedDataset(
+        fmri=rng.normal(size=(12, 5)).astype(np.float32),
+        images=rng.random((12, SIZE, SIZE)).astype(np.float32),
+        stimulus_id=np.arange(12),
+    )
+    with pytest.raises(DataError, match=r"not K x K binary patches.*use ridge"):
+        create_method("inverse-retinotopy", MethodSettings(progress=False)).fit(smooth)
