@@ -30,6 +30,7 @@ from fmri_data.preprocessing import Preprocessing
 from fmri_data.progress import terminal_progress
 from fmri_data.readout import READOUTS
 from fmri_data.splits import make_splits
+from fmri_encoders.encoding import ENCODINGS
 from fmri_encoders.runtime import DEVICES, launch_precision, on_main_process, resolve_device, start_process
 from fmri_encoders.training.optim import OPTIMIZERS
 from fmri_encoders.training.precision import PRECISIONS
@@ -57,6 +58,7 @@ SAMPLING = (
     "vdvae_layers",
     "vdvae_temperature",
     "likelihood_weight",
+    "encoding_model",
     "condition",
     "start",
     "decode",
@@ -235,6 +237,12 @@ def parse_args(
         type=_non_negative_float,
         help="encoding-model guidance: each denoising step moves towards images whose predicted fMRI "
         "matches the measured one (0 = off)",
+    )
+    sampling.add_argument(
+        "--encoding-model",
+        choices=ENCODINGS,
+        help="the likelihood's encoding model: ridge from pixels, a receptive field per voxel (prf, for "
+        "K x K binary-patch stimuli such as Miyawaki's), or auto (prf where stimuli are patches; default)",
     )
     sampling.add_argument(
         "--choose",

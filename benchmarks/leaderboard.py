@@ -109,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
 def run_cell(runs: Path, data: str, method: str, args: argparse.Namespace) -> None:
     """Run one cell unless its folder is complete (metrics.json, reconstructions.npz, cell.json)."""
     folder = runs / data / method
-    if (folder / "cell.json").is_file() or data not in ONLY_ON.get(method, {data}):
+    if data not in ONLY_ON.get(method, {data}):
+        print(f"[{data} / {method}] skipped: {method} runs only on {', '.join(sorted(ONLY_ON[method]))}")
+        return
+    if (folder / "cell.json").is_file():
         return
     source, split, corpus = DATA[data]
     baselines = [m for m in ("mean", "ridge") if m != method]

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from fmri_data.corpora.builtin import render_bilinear
 from fmri_data.errors import DataError
 from fmri_encoders.encoding import EncodingModel
+from fmri_encoders.prf import gaussian_windows
 
 
 def _encoded(n=100, size=6, voxels=40, informative=10, seed=0):
@@ -81,3 +83,54 @@ def test_bad_inputs_are_refused():
     model = EncodingModel(n_voxels=3).fit(images, fmri, groups)
     with pytest.raises(DataError, match="pixels"):
         model.predict(np.zeros((2, 5, 5), np.float32))
+
+
+def _patch_voxels(patterns: np.ndarray, seed: int = 0) -> np.ndarray:
+    """30 voxels, each a Gaussian window over a 5 x 5 patch grid times a gain, plus a little noise."""
+    rng = np.random.default_rng(seed)
+    windows = gaussian_windows(5)[rng.integers(0, len(gaussian_windows(5)), size=30)]
+    drive = patterns.reshape(len(patterns), -1) @ windows.T
+    return (3 * drive + rng.normal(0, 0.05, drive.shape)).astype(np.float32)
+
+
+def test_on_a_patch_design_receptive_fields_predict_patterns_unlike_the_training_ones():
+    rng = np.random.default_rng(1)
+    distinct = (rng.random((8, 5, 5)) < 0.4).astype(np.float32)  # few distinct training images, repeated
+    groups = np.repeat(np.arange(8), 4)
+    images = render_bilinear(distinct[groups], 20).astype(np.float32)
+    fmri = _patch_voxels(distinct[groups])
+    unseen = (rng.random((20, 5, 5)) < 0.4).astype(np.float32)
+    truth = _patch_voxels(unseen, seed=0)
+
+    def accuracy(kind: str) -> float:
+        model = EncodingModel(n_voxels=30, kind=kind).fit(images, fmri, groups)
+        predicted = model.predict(render_bilinear(unseen, 20))
+        return float(
+            np.mean([np.corrcoef(predicted[:, v], truth[:, model.voxels_[v]])[0, 1] for v in range(30)])
+        )
+
+    auto = EncodingModel(n_voxels=30).fit(images, fmri, groups)
+    assert auto.kind_ == "prf on a 5x5 patch grid"
+    assert "prf on a 5x5 patch grid -> 30 voxels" in auto.describe()
+    prf, ridge = accuracy("prf"), accuracy("ridge")
+    assert prf > 0.95
+    assert prf > ridge + 0.1  # ridge's weights lie in the span of the 8 training images
+
+
+def test_receptive_fields_need_a_patch_design_and_round_trip(tmp_path):
+    images, fmri, groups = _encoded()
+    with pytest.raises(DataError, match="binary-patch stimuli"):
+        EncodingModel(kind="prf").fit(images, fmri, groups)
+    with pytest.raises(DataError, match="unknown encoding model"):
+        EncodingModel(kind="cnn")
+    assert EncodingModel(n_voxels=5).fit(images, fmri, groups).kind_ == "ridge"  # auto, no patches
+    patterns = (np.random.default_rng(2).random((24, 5, 5)) < 0.4).astype(np.float32)
+    model = EncodingModel(n_voxels=6, kind="prf").fit(
+        render_bilinear(patterns, 20).astype(np.float32), _patch_voxels(patterns), np.arange(24)
+    )
+    model.save(tmp_path / "encoding")
+    loaded = EncodingModel.load(tmp_path / "encoding")
+    assert loaded.kind_ == model.kind_
+    np.testing.assert_array_equal(
+        loaded.predict(render_bilinear(patterns, 20)), model.predict(render_bilinear(patterns, 20))
+    )

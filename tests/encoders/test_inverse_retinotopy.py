@@ -14,6 +14,7 @@ from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, create_method, reconstruct_over_splits
 from fmri_data.readout import PatchReadout
 from fmri_data.splits import make_splits
+from fmri_encoders.methods.inverse_retinotopy import InverseRetinotopy, InverseRetinotopyConfig
 from fmri_encoders.patch_posterior import IsingPrior, grid_neighbours, sample_patches
 from fmri_encoders.prf import NOISE_FLOOR, ReceptiveFields, gaussian_windows
 from fmri_eval.metrics import pcc
@@ -58,10 +59,11 @@ def test_windows_are_unit_sum_gaussians_peaking_at_their_centre():
 def test_the_fit_recovers_each_voxels_window_gain_and_noise():
     windows, gains = _true_fields(40, seed=0)
     patterns = (np.random.default_rng(1).random((300, GRID, GRID)) < 0.4).astype(np.float64)
-    fields = ReceptiveFields.fit(patterns, _voxels(patterns, windows, gains, noise=0.05, seed=2))
+    fmri = _voxels(patterns, windows, gains, noise=0.05, seed=2)
+    fields = ReceptiveFields.fit(patterns, fmri)
     np.testing.assert_allclose(fields.windows, gaussian_windows(GRID)[windows], atol=0.02)
     np.testing.assert_allclose(fields.gains, gains, rtol=0.05)
-    np.testing.assert_allclose(fields.noise, 0.05**2 + NOISE_FLOOR, rtol=0.3)
+    np.testing.assert_allclose(fields.noise, 0.05**2 + NOISE_FLOOR * fmri.var(axis=0), rtol=0.2)
     assert fields.explained.min() > 0.9
 
 
@@ -76,6 +78,23 @@ def test_best_keeps_the_best_explained_voxels_in_order():
     assert kept.weights.shape == (15, GRID * GRID)
     np.testing.assert_allclose(kept.predict(patterns), fields.predict(patterns)[:, index])
     assert len(fields.best(None)[1]) == 30
+    assert len(fields.best(0)[1]) == 30  # 0 keeps all, as a voxel count of 0 on the command line does
+    assert len(fields.best(100)[1]) == 30
+
+
+def test_patches_no_training_stimulus_varies_get_no_weight():
+    windows, gains = _true_fields(20, seed=15)
+    patterns = (np.random.default_rng(16).random((120, GRID, GRID)) < 0.4).astype(np.float64)
+    patterns[:, :, -1] = 0.0  # the last column is never on
+    patterns[:, 0, 0] = 1.0  # the corner is always on
+    fields = ReceptiveFields.fit(patterns, _voxels(patterns, windows, gains, noise=0.05, seed=17))
+    untouched = fields.windows.reshape(-1, GRID, GRID)
+    assert not untouched[:, :, -1].any()
+    assert not untouched[:, 0, 0].any()
+    assert untouched[:, :, :-1].any(axis=(1, 2)).all()
+    lit = patterns[:3].copy()
+    lit[:, :, -1] = 1.0
+    np.testing.assert_allclose(fields.predict(lit), fields.predict(patterns[:3]))
 
 
 def test_fitting_mismatched_or_constant_stimuli_is_refused():
@@ -129,12 +148,15 @@ def test_the_prior_field_is_the_fills_log_odds_and_burn_in_must_leave_sweeps():
         sample_patches(np.zeros((1, 1)), fields, IsingPrior(0.0, 0.0), sweeps=10, burn_in=10)
 
 
-def test_the_readouts_evidence_is_its_log_odds_without_the_prior():
+def test_the_readouts_evidence_is_the_two_gaussian_log_likelihood_ratio():
     readout = PatchReadout(grid=GRID, off_mean=0.2, on_mean=0.8, noise=0.05, fill=0.25)
-    images = np.clip(render_bilinear(np.random.default_rng(8).random((3, GRID, GRID)), SIZE), 0, 1)
-    log_odds = readout.evidence(images) + np.log(0.25 / 0.75)
-    expected = render_bilinear(1 / (1 + np.exp(-log_odds)), SIZE)
-    np.testing.assert_allclose(readout(images), expected, atol=1e-6)
+    values = np.random.default_rng(8).random((3, GRID, GRID))
+    evidence = readout.evidence(render_bilinear(values, SIZE))
+
+    def log_density(x, mean):
+        return -((x - mean) ** 2) / (2 * 0.05) - 0.5 * np.log(2 * np.pi * 0.05)
+
+    np.testing.assert_allclose(evidence, log_density(values, 0.8) - log_density(values, 0.2), atol=1e-4)
 
 
 def _figure_dataset(n_stimuli: int, repeats: int, seed: int) -> PairedDataset:
@@ -152,7 +174,7 @@ def _figure_dataset(n_stimuli: int, repeats: int, seed: int) -> PairedDataset:
 def test_the_method_reconstructs_unseen_figures_and_reports_its_choice():
     data = _figure_dataset(n_stimuli=24, repeats=2, seed=9)
     train, test = data.subset(np.arange(36)), data.subset(np.arange(36, 48))
-    settings = MethodSettings(progress=False, choices={"coupling": (0.0, 0.3)})
+    settings = MethodSettings(progress=False, choices={"coupling": (0.0, 0.3), "prf_voxels": (0, 30)})
     method = create_method("inverse-retinotopy", settings).fit(train)
     rows = method.predict_named(test.fmri)
     assert set(rows) == {"inverse-retinotopy", "inverse-retinotopy-1"}
@@ -198,3 +220,41 @@ def test_images_without_a_patch_design_are_refused_in_one_line():
     )
     with pytest.raises(DataError, match=r"not K x K binary patches.*use ridge"):
         create_method("inverse-retinotopy", MethodSettings(progress=False)).fit(smooth)
+
+
+def test_each_inner_fold_is_scored_by_parts_learned_without_its_stimuli(monkeypatch):
+    data = _figure_dataset(n_stimuli=12, repeats=2, seed=13)
+    seen: list[set[int]] = []
+    learn = InverseRetinotopy._learn
+
+    def recording(self, train):
+        seen.append(set(train.stimulus_id.tolist()))
+        return learn(self, train)
+
+    monkeypatch.setattr(InverseRetinotopy, "_learn", recording)
+    create_method("inverse-retinotopy", MethodSettings(quick=True, progress=False)).fit(data)
+    everything = set(range(12))
+    *inner, final = seen
+    assert final == everything
+    held_out = [everything - stimuli for stimuli in inner]
+    assert len(inner) == 4
+    assert all(held_out)
+    assert set().union(*held_out) == everything
+    assert sum(len(stimuli) for stimuli in held_out) == 12  # each stimulus validated exactly once
+
+
+def test_candidates_from_options_are_tuples_with_whole_voxel_counts():
+    settings = MethodSettings(sampling={"prf_weight": 0.5}, choices={"prf_voxels": (0.0, 300.0)})
+    config = create_method("inverse-retinotopy", settings).config
+    assert config.prf_weight == (0.5,)
+    assert config.prf_voxels == (None, 300)
+    with pytest.raises(DataError, match="prf_voxels must be 0"):
+        create_method("inverse-retinotopy", MethodSettings(choices={"prf_voxels": (-1.0,)}))
+    unrelated = MethodSettings(choices={"likelihood_weight": (0.0, 1.0)})  # the diffusion routes' guidance
+    assert create_method("inverse-retinotopy", unrelated).config == InverseRetinotopyConfig()
+
+
+def test_too_few_training_stimuli_are_refused_in_one_line():
+    data = _figure_dataset(n_stimuli=3, repeats=2, seed=14)
+    with pytest.raises(DataError, match="at least 4 distinct training stimuli, got 3"):
+        create_method("inverse-retinotopy", MethodSettings(progress=False)).fit(data)

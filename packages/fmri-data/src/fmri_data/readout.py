@@ -26,8 +26,8 @@ from fmri_data.errors import DataError
 READOUTS = ("pixels", "patches")
 """pixels: the reconstruction as sampled; patches: the posterior mean of the grid's binary patches."""
 NO_DESIGN = "the training images are not K x K binary patches"
-ONE_VALUE = "the validation stimuli hold only one patch value, so the on and off spreads cannot be told apart"
-_FILL_LIMIT = 0.01  # keeps the prior's log-odds finite when the training images are all on or all off
+ONE_VALUE = "the held-out images hold only one patch value, so the on and off spreads cannot be told apart"
+FILL_LIMIT = 0.01  # keeps the prior's log-odds finite when the training images are all on or all off
 
 
 def patch_values(images: np.ndarray, grid: int) -> np.ndarray:
@@ -63,7 +63,7 @@ class PatchReadout:
         values = patch_values(reconstructed, grid)
         off_mean, on_mean = float(values[~on].mean()), float(values[on].mean())
         residuals = np.where(on, values - on_mean, values - off_mean)
-        fill = float(np.clip((patch_values(train_images, grid) > 0.5).mean(), _FILL_LIMIT, 1 - _FILL_LIMIT))
+        fill = float(np.clip((patch_values(train_images, grid) > 0.5).mean(), FILL_LIMIT, 1 - FILL_LIMIT))
         return cls(grid, off_mean, on_mean, max(float(residuals.var()), 1e-6), fill)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:

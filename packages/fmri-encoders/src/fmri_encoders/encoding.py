@@ -2,10 +2,14 @@
 
 Decoding asks which image best explains a measured pattern; Bayesian reconstruction (Naselaris et al. 2009)
 answers it as prior x likelihood, the likelihood coming from an encoding model. Here the encoding model is
-ridge from an image's pixels to each voxel (himalaya, alpha chosen per voxel), fitted on training trials.
-Its stimulus-grouped out-of-fold predictions give each voxel's noise variance (mean squared residual) and its
-encoding accuracy r; only the `n_voxels` best-predicted voxels enter the likelihood, because most voxels of a
-small data set are not predictable from the image at all and would only add noise.
+either ridge from an image's pixels to each voxel (himalaya, alpha chosen per voxel) or, where the stimuli
+are K x K binary patches (Miyawaki's design), a population receptive field per voxel (fmri_encoders.prf):
+ridge weights lie in the span of the few distinct training images, so ridge predicts an unlike image from
+its projection onto them, while a pRF judges any pattern of patches. Both are linear in the pixels (a pRF
+reads the patches' least-squares values), so the likelihood below serves both. Stimulus-grouped out-of-fold
+predictions on the training trials give each voxel's noise variance (mean squared residual) and its encoding
+accuracy r; only the `n_voxels` best-predicted voxels enter the likelihood, because most voxels of a small
+data set are not predictable from the image at all and would only add noise.
 
 `likelihood()` returns a torch module, so a diffusion sampler can differentiate the negative log-likelihood
 with respect to its predicted clean image (fmri_diffusion's likelihood guidance).
@@ -19,38 +23,61 @@ import numpy as np
 import torch
 from torch import nn
 
+from fmri_data.corpora import detect_patch_grid
+from fmri_data.corpora.resize import bilinear_weights
 from fmri_data.errors import DataError
+from fmri_data.readout import patch_values
+from fmri_data.splits import group_kfold
 from fmri_encoders.out_of_fold import out_of_fold_ridge
 from fmri_encoders.persistence import load_settings_and_tensors, save_settings_and_tensors
+from fmri_encoders.prf import ReceptiveFields
 
+ENCODINGS = ("auto", "ridge", "prf")
+"""auto: pRFs where the training images are K x K binary patches, ridge otherwise."""
 _SAVED_AS = "encoding"
 _MIN_VARIANCE = 1e-6
+_FOLDS = 5
 
 
 class EncodingModel:
-    """fit(images [n, H, W], fmri [n, V], groups) -> predict(images) for the `n_voxels` best voxels."""
+    """fit(images [n, H, W], fmri [n, V], groups) -> predict(images) for the `n_voxels` best voxels.
 
-    def __init__(self, n_voxels: int = 500) -> None:
+    kind: one of ENCODINGS; `kind_` says which model the fit used.
+    """
+
+    def __init__(self, n_voxels: int = 500, kind: str = "auto") -> None:
         if n_voxels < 1:
             raise DataError(f"n_voxels must be at least 1, got {n_voxels}")
+        if kind not in ENCODINGS:
+            raise DataError(f"unknown encoding model {kind!r}; choose one of {', '.join(ENCODINGS)}")
         self.n_voxels = n_voxels
+        self.kind = kind
 
     def fit(
         self, images: np.ndarray, fmri: np.ndarray, groups: np.ndarray, *, seed: int = 0
     ) -> EncodingModel:
-        """Ridge pixels -> voxels; out-of-fold residuals give r and the noise variance of every voxel."""
+        """Pixels (or pRFs) -> voxels; out-of-fold residuals give r and the noise variance of every voxel."""
         images, fmri = np.asarray(images, np.float32), np.asarray(fmri, np.float32)
         if len(images) != len(fmri):
             raise DataError(f"{len(images)} images but {len(fmri)} fMRI patterns")
-        pixels = images.reshape(len(images), -1)
-        held_out, ridge = out_of_fold_ridge(pixels, fmri, np.asarray(groups), per_target=True, seed=seed)
+        grid = None if self.kind == "ridge" else detect_patch_grid(images)
+        if self.kind == "prf" and grid is None:
+            raise DataError("encoding model 'prf' needs K x K binary-patch stimuli; use 'ridge' or 'auto'")
+        groups = np.asarray(groups)
+        if grid is None:
+            pixels = images.reshape(len(images), -1)
+            held_out, ridge = out_of_fold_ridge(pixels, fmri, groups, per_target=True, seed=seed)
+            coef, intercept = ridge.coef_, ridge.intercept_
+        else:
+            held_out, coef, intercept = _receptive_fields(images, fmri, groups, grid, seed)
         accuracy = _columnwise_correlation(held_out, fmri)
         keep = np.sort(np.argsort(-np.nan_to_num(accuracy, nan=-1.0), kind="stable")[: self.n_voxels])
         residual = fmri[:, keep] - held_out[:, keep]
+        self.kind_ = "ridge" if grid is None else f"prf on a {grid}x{grid} patch grid"
         self.image_shape_ = tuple(int(s) for s in images.shape[1:])
         self.voxels_ = keep.astype(np.int64)
-        self.coef_ = ridge.coef_[:, keep].astype(np.float32)
-        self.intercept_ = ridge.intercept_[keep].astype(np.float32)
+        self.coef_ = np.asarray(coef)[:, keep].astype(np.float32)
+        self.intercept_ = np.asarray(intercept)[keep].astype(np.float32)
         self.noise_variance_ = np.maximum((residual**2).mean(axis=0), _MIN_VARIANCE).astype(np.float32)
         self.accuracy_ = accuracy[keep].astype(np.float32)
         return self
@@ -77,21 +104,27 @@ class EncodingModel:
     def describe(self) -> str:
         self._check_fitted()
         return (
-            f"encoding model: ridge pixels -> {len(self.voxels_)} voxels (best out-of-fold r, "
+            f"encoding model: {self.kind_} -> {len(self.voxels_)} voxels (best out-of-fold r, "
             f"mean {float(self.accuracy_.mean()):.2f})"
         )
 
     # -------------------------------------------------------------------- io
     def save(self, folder: str | Path) -> None:
         self._check_fitted()
-        settings = {"n_voxels": self.n_voxels, "image_shape": list(self.image_shape_)}
+        settings = {
+            "n_voxels": self.n_voxels,
+            "kind": self.kind,
+            "fitted_kind": self.kind_,
+            "image_shape": list(self.image_shape_),
+        }
         arrays = {name: getattr(self, name) for name in _FITTED}
         save_settings_and_tensors(folder, _SAVED_AS, settings, arrays)
 
     @classmethod
     def load(cls, folder: str | Path) -> EncodingModel:
         settings, arrays = load_settings_and_tensors(folder, _SAVED_AS)
-        model = cls(settings["n_voxels"])
+        model = cls(settings["n_voxels"], settings.get("kind", "ridge"))
+        model.kind_ = settings.get("fitted_kind", "ridge")
         model.image_shape_ = tuple(settings["image_shape"])
         for name, value in arrays.items():
             setattr(model, name, value.numpy())
@@ -120,6 +153,22 @@ class GaussianLikelihood(nn.Module):
         dtype = self.coef.dtype
         predicted = images.flatten(1).to(dtype) @ self.coef + self.intercept
         return 0.5 * ((measured.to(dtype) - predicted) ** 2 * self.precision).sum(dim=1)
+
+
+def _receptive_fields(
+    images: np.ndarray, fmri: np.ndarray, groups: np.ndarray, grid: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Out-of-fold pRF predictions [n, V] (stimulus-grouped folds) and, from the fit on all trials, the
+    pixel-space weights [H * W, V] and intercepts [V]: a pRF sees the patches' least-squares values, a
+    linear function of the pixels, so the weights compose the two."""
+    patches = patch_values(images, grid)
+    held_out = np.empty(fmri.shape, dtype=np.float64)
+    for train, test in group_kfold(groups, min(_FOLDS, np.unique(groups).size), seed=seed):
+        held_out[test] = ReceptiveFields.fit(patches[train], fmri[train]).predict(patches[test])
+    fields = ReceptiveFields.fit(patches, fmri)
+    unrender = np.linalg.pinv(bilinear_weights(images.shape[-1], grid))
+    pixels_to_patches = np.kron(unrender, unrender)  # row-major: patch (i, j) <- pixel (a, b)
+    return held_out, pixels_to_patches.T @ fields.weights.T, fields.offsets
 
 
 def _columnwise_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:

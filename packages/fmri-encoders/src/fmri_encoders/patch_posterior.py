@@ -17,15 +17,15 @@ from typing import Self
 
 import numpy as np
 
+from fmri_data.readout import FILL_LIMIT
 from fmri_encoders.prf import ReceptiveFields
-
-_FILL_LIMIT = 0.01  # keeps the prior's log-odds finite when the training images are all on or all off
 
 
 @dataclass(frozen=True)
 class IsingPrior:
-    """field: log-odds of a patch being on before its neighbours count; coupling: the reward for each pair
-    of 4-neighbours that agree."""
+    """field: log-odds of a patch being on before its neighbours count; coupling: J in the log-prior's
+    J * s_i * s_j over pairs of 4-neighbours (spins s = 2p - 1), so an agreeing pair scores 2J above a
+    disagreeing one."""
 
     field: float
     coupling: float
@@ -33,7 +33,7 @@ class IsingPrior:
     @classmethod
     def from_fill(cls, fill: float, coupling: float) -> Self:
         """The field that makes `fill` the on-probability of a patch without neighbours."""
-        fill = float(np.clip(fill, _FILL_LIMIT, 1 - _FILL_LIMIT))
+        fill = float(np.clip(fill, FILL_LIMIT, 1 - FILL_LIMIT))
         return cls(float(np.log(fill / (1 - fill))), coupling)
 
 

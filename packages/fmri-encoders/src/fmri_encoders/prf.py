@@ -6,6 +6,10 @@ lie in the span of those images, so an image outside it is predicted from its pr
 pRF has four numbers per voxel (centre, size, gain, plus an offset), fitted by a grid search over centres and
 sizes with the gain and offset by least squares, and predicts any pattern of patches: what the inverse
 retinotopy decoder (fmri_encoders.methods.inverse_retinotopy) needs to judge images unlike the training ones.
+Within limits: a patch no training stimulus varies says nothing about how a voxel responds to it, so the
+windows give it no weight, and the model predicts nothing from it instead of extrapolating a Gaussian into
+it. (On Miyawaki one fold holds out the only two figures that reach the grid's second and ninth columns;
+extrapolated windows there made likelihood guidance wreck both figures.)
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ CENTRE_STEP = 0.5
 """Candidate centres every half patch over the grid."""
 SIZES = (0.5, 0.8, 1.2, 2.0, 3.0)
 """Candidate Gaussian widths (standard deviations, in patches): a patch to a third of Miyawaki's grid."""
+VARIED = 0.5
+"""A patch counts as varied by the training stimuli where its value spans half the off-on step or more."""
 NOISE_FLOOR = 1e-3
-"""Keeps a voxel the model fits perfectly (in sample) from claiming infinite precision."""
+"""Keeps a voxel the model fits perfectly (in sample) from claiming infinite precision: the smallest noise
+variance, as a fraction of the voxel's variance."""
 
 
 def gaussian_windows(grid: int, step: float = CENTRE_STEP, sizes: tuple[float, ...] = SIZES) -> np.ndarray:
@@ -56,7 +63,8 @@ class ReceptiveFields:
     @classmethod
     def fit(cls, patches: np.ndarray, fmri: np.ndarray) -> Self:
         """patches [n, grid, grid] (the stimuli's patch values), fmri [n, voxels]: each voxel's best window
-        by variance explained, with its least-squares gain and offset."""
+        by variance explained, with its least-squares gain and offset; windows are cut to the patches the
+        training stimuli vary."""
         patches = np.asarray(patches, dtype=np.float64)
         fmri = np.asarray(fmri, dtype=np.float64)
         if len(patches) != len(fmri) or patches.ndim != 3 or patches.shape[1] != patches.shape[2]:
@@ -65,8 +73,9 @@ class ReceptiveFields:
                 f"{patches.shape} and {fmri.shape}"
             )
         grid = patches.shape[1]
-        bank = gaussian_windows(grid)
-        drives = patches.reshape(len(patches), -1) @ bank.T
+        flat = patches.reshape(len(patches), -1)
+        bank = gaussian_windows(grid) * (np.ptp(flat, axis=0) > VARIED)
+        drives = flat @ bank.T
         drives -= drives.mean(axis=0)
         centred = fmri - fmri.mean(axis=0)
         drive_power = np.sum(drives**2, axis=0)
@@ -79,9 +88,9 @@ class ReceptiveFields:
         best = explained.argmax(axis=0)
         voxels = np.arange(fmri.shape[1])
         gains = covariance[best, voxels] / np.maximum(drive_power[best], 1e-12)
-        drive = patches.reshape(len(patches), -1) @ bank[best].T
+        drive = flat @ bank[best].T
         offsets = fmri.mean(axis=0) - gains * drive.mean(axis=0)
-        noise = (fmri - gains * drive - offsets).var(axis=0) + NOISE_FLOOR
+        noise = (fmri - gains * drive - offsets).var(axis=0) + NOISE_FLOOR * fmri.var(axis=0) + 1e-12
         return cls(grid, bank[best], gains, offsets, explained[best, voxels], noise)
 
     @property

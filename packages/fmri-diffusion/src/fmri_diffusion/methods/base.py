@@ -85,7 +85,7 @@ class DiffusionMethod(ReconstructionMethod):
             if self.validation_.get("readout"):
                 self.readout_ = PatchReadout(**self.validation_["readout"])
         if self.steers():
-            self.encoding_ = EncodingModel(self.config.encoding_voxels).fit(
+            self.encoding_ = EncodingModel(self.config.encoding_voxels, self.config.encoding_model).fit(
                 train.images, train.fmri, train.stimulus_id, seed=self.settings.seed
             )
         self.fit_parts(train)

@@ -55,6 +55,7 @@ class DiffusionConfig:
     strength: float = 1.0
     likelihood_weight: float = 0.0
     encoding_voxels: int = 500
+    encoding_model: str = "auto"
 
     def quick(self) -> DiffusionConfig:
         """A smoke-test budget: a narrow UNet and a few steps of everything."""

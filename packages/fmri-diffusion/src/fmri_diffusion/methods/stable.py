@@ -61,7 +61,8 @@ class StableConfig:
     start, which cost sd-lora more pcc on Miyawaki than sampling gained, then never reaches the output.
     (Likelihood guidance still steers the decoded sample, whose change is what the output keeps.)
     likelihood_weight: encoding-model guidance while sampling (fmri_encoders.encoding, over the
-    `encoding_voxels` best-predicted voxels), 0 = off.
+    `encoding_voxels` best-predicted voxels), 0 = off; encoding_model: "ridge", "prf" (a receptive field
+    per voxel, for K x K binary-patch stimuli) or "auto" (prf where the stimuli are patches).
     """
 
     base: SmallBaseConfig = field(default_factory=SmallBaseConfig)
@@ -80,6 +81,7 @@ class StableConfig:
     sample_batch_size: int = 64
     likelihood_weight: float = 0.0
     encoding_voxels: int = 500
+    encoding_model: str = "auto"
 
     def __post_init__(self) -> None:
         if self.decode == "residual" and self.strength >= 1:

@@ -7,9 +7,10 @@ fit what each voxel sees (fmri_encoders.prf), then ask which images would explai
 in the span of the ~16 distinct images a Miyawaki fold trains on, while a pRF judges any pattern of patches.
 The linear decoder still knows things the pRFs miss, so its reconstruction, read out as per-patch evidence
 (fmri_data.readout.PatchReadout, fitted on its stimulus-grouped out-of-fold reconstructions of the training
-trials), multiplies into the same posterior. How much each part counts (likelihood weight, decoder
-weight, prior coupling, voxels kept) is chosen by stimulus-grouped cross-validation inside the training
-trials, never on test trials; the grid, scores and choice go to metrics.json and report.md.
+trials), multiplies into the same posterior. How much each part counts (the pRF likelihood's weight, the
+decoder's weight, the prior's coupling, the voxels kept) is chosen by stimulus-grouped cross-validation
+inside the training trials, never on test trials; the grid, scores and choice go to metrics.json and
+report.md.
 """
 
 from __future__ import annotations
@@ -36,25 +37,28 @@ from fmri_encoders.runtime import ridge_backend
 from fmri_eval.metrics import pcc, ssim
 
 CRITERION = "mean pcc + mean ssim over the validation trials"
-CHOSEN = ("likelihood_weight", "decoder_weight", "coupling", "voxels")
-"""The config fields that hold candidate values, chosen on validation (each overridable by --choose)."""
+CHOSEN = ("prf_weight", "decoder_weight", "coupling", "prf_voxels")
+"""The config fields that hold candidate values, chosen on validation (each overridable by --choose; named
+apart from the diffusion methods' likelihood_weight, a guidance strength, so one --choose never sets both)."""
+MIN_STIMULI = 4
+"""The inner folds' decoders need 2 training stimuli for their own grouped cross-validation."""
 
 
 @dataclass(frozen=True)
 class InverseRetinotopyConfig:
     """Candidates for the validation choice, and the Gibbs chain's length.
 
-    likelihood_weight: the power of the pRF likelihood (0 leaves it out); decoder_weight: of the ridge
-    decoder's per-patch evidence (0 leaves it out); coupling: the Ising prior's neighbour agreement;
-    voxels: how many of the voxels the pRFs explain best are kept (None: all). sweeps/burn_in: the chain
+    prf_weight: the power of the pRF likelihood (0 leaves it out); decoder_weight: of the ridge decoder's
+    per-patch evidence (0 leaves it out); coupling: the Ising prior's neighbour agreement; prf_voxels: how
+    many of the voxels the pRFs explain best are kept (None or 0: all). sweeps/burn_in: the chain
     for test trials; validation_sweeps/validation_burn_in: the shorter chain scoring the grid.
     validation_folds: stimulus-grouped folds of the training trials the grid is scored on.
     """
 
-    likelihood_weight: tuple[float, ...] = (0.1, 0.3, 1.0)
+    prf_weight: tuple[float, ...] = (0.1, 0.3, 1.0)
     decoder_weight: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
     coupling: tuple[float, ...] = (0.3, 0.6)
-    voxels: tuple[int | None, ...] = (300, None)
+    prf_voxels: tuple[int | None, ...] = (300, None)
     sweeps: int = 200
     burn_in: int = 50
     validation_sweeps: int = 80
@@ -64,9 +68,10 @@ class InverseRetinotopyConfig:
     def quick(self) -> InverseRetinotopyConfig:
         return replace(
             self,
-            likelihood_weight=(0.3,),
+            prf_weight=(0.3,),
             decoder_weight=(0.0, 1.0),
             coupling=(0.3,),
+            prf_voxels=(None,),
             sweeps=30,
             burn_in=10,
             validation_sweeps=20,
@@ -76,7 +81,8 @@ class InverseRetinotopyConfig:
 
 @dataclass(frozen=True)
 class _Parts:
-    """What one fit learned from its training trials: the pRFs, the ridge decoder and its patch readout."""
+    """What one fit learned from its training trials: the pRFs, the ridge decoder, its patch readout and
+    the fraction of patches on in the training images (the prior's fill)."""
 
     fields: ReceptiveFields
     decoder: RidgeEncoder
@@ -94,15 +100,17 @@ class InverseRetinotopy(ReconstructionMethod):
     ) -> None:
         super().__init__(settings)
         config = self.settings.configure(config or InverseRetinotopyConfig())
-        chosen = {key: tuple(values) for key, values in self.settings.choices.items() if key in CHOSEN}
-        self.config = replace(config, **chosen)
+        chosen = {key: values for key, values in self.settings.choices.items() if key in CHOSEN}
+        self.config = _candidates(replace(config, **chosen))
 
     def fit(self, train: PairedDataset) -> InverseRetinotopy:
         grid = detect_patch_grid(train.images)
         if grid is None:
             raise DataError(f"{self.name}: {NO_DESIGN} (Miyawaki's design); use ridge or a generative method")
-        if train.n_stimuli < 3:
-            raise DataError(f"{self.name} needs at least 3 distinct training stimuli, got {train.n_stimuli}")
+        if train.n_stimuli < MIN_STIMULI:
+            raise DataError(
+                f"{self.name} needs at least {MIN_STIMULI} distinct training stimuli, got {train.n_stimuli}"
+            )
         self.grid_, self.image_size_ = grid, train.image_shape[-1]
         self.validation_ = self._choose(train)
         self.setting_ = self.validation_["chosen"]
@@ -137,14 +145,17 @@ class InverseRetinotopy(ReconstructionMethod):
         self, parts: _Parts, fmri: np.ndarray, setting: dict[str, Any], sweeps: int, burn_in: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """Rendered posterior mean and one sample, [n, H, H] each."""
-        fields, kept = parts.fields.best(setting["voxels"])
-        decoded = np.clip(parts.decoder.predict(fmri), 0, 1).reshape(len(fmri), *(self.image_size_,) * 2)
+        fields, kept = parts.fields.best(setting["prf_voxels"])
+        evidence = None
+        if setting["decoder_weight"] > 0:
+            decoded = np.clip(parts.decoder.predict(fmri), 0, 1).reshape(len(fmri), *(self.image_size_,) * 2)
+            evidence = setting["decoder_weight"] * parts.readout.evidence(decoded)
         mean, sample = sample_patches(
             fmri[:, kept],
             fields,
             IsingPrior.from_fill(parts.fill, setting["coupling"]),
-            likelihood_weight=setting["likelihood_weight"],
-            evidence=setting["decoder_weight"] * parts.readout.evidence(decoded),
+            likelihood_weight=setting["prf_weight"],
+            evidence=evidence,
             sweeps=sweeps,
             burn_in=burn_in,
             seed=self.settings.seed,
@@ -185,6 +196,19 @@ class InverseRetinotopy(ReconstructionMethod):
             "validation_trials": train.n_trials,
             "config": {key: value for key, value in asdict(config).items() if key not in CHOSEN},
         }
+
+
+def _candidates(config: InverseRetinotopyConfig) -> InverseRetinotopyConfig:
+    """Every chosen field as a tuple of candidates (a single value set by an option becomes one), voxel
+    counts as ints with 0 meaning all."""
+    fields = {
+        key: tuple(value) if isinstance(value, tuple | list) else (value,)
+        for key, value in ((key, getattr(config, key)) for key in CHOSEN)
+    }
+    if any(count is not None and count < 0 for count in fields["prf_voxels"]):
+        raise DataError(f"prf_voxels must be 0 (all) or more, got {fields['prf_voxels']}")
+    fields["prf_voxels"] = tuple(int(count) if count else None for count in fields["prf_voxels"])
+    return replace(config, **fields)
 
 
 def _stimulus_folds(train: PairedDataset, k: int, seed: int) -> list[tuple[PairedDataset, PairedDataset]]:

@@ -88,6 +88,7 @@ class BrainDiffuserConfig:
     mixing: float | None = None
     likelihood_weight: float = 0.0
     encoding_voxels: int = 500
+    encoding_model: str = "auto"
     prior_adapter: PriorAdapter = "auto"
     prior_lora_rank: int = 16
     prior_training: TrainingConfig = field(
