@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fmri_data.methods import MethodSettings, create_method
 from fmri_data.simulator import simulate_miyawaki
 from fmri_eval.cli import main as fmri_eval_main
 from fmri_eval.io import load_reconstructions
@@ -417,3 +418,15 @@ def test_choose_takes_numbers_and_the_decoding_and_readout_words(reconstruct, ca
         with pytest.raises(SystemExit):
             reconstruct.parse_args(["--choose", bad])
     assert "decode takes vae, residual, got 'vae,sharp'" in capsys.readouterr().err
+
+
+def test_the_encoding_model_is_an_option_that_reaches_the_methods_settings(reconstruct, capsys):
+    assert reconstruct.parse_args([]).encoding_model is None  # each method's own default: auto
+    assert reconstruct.parse_args(["--encoding-model", "prf"]).encoding_model == "prf"
+    assert "encoding_model" in reconstruct.SAMPLING
+    settings = MethodSettings(sampling={"encoding_model": "prf"})  # what the option's value becomes
+    assert create_method("sd-lora", settings).config.encoding_model == "prf"
+    assert create_method("ddpm", settings).config.encoding_model == "prf"
+    with pytest.raises(SystemExit):
+        reconstruct.parse_args(["--encoding-model", "cnn"])
+    assert "invalid choice: 'cnn'" in capsys.readouterr().err

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from fmri_data.corpora.builtin import render_bilinear
 from fmri_data.errors import DataError
+from fmri_data.readout import patch_values
 from fmri_encoders.encoding import EncodingModel
-from fmri_encoders.prf import gaussian_windows
+from fmri_encoders.prf import ReceptiveFields, gaussian_windows
 
 
 def _encoded(n=100, size=6, voxels=40, informative=10, seed=0):
@@ -134,3 +137,27 @@ def test_receptive_fields_need_a_patch_design_and_round_trip(tmp_path):
     np.testing.assert_array_equal(
         loaded.predict(render_bilinear(patterns, 20)), model.predict(render_bilinear(patterns, 20))
     )
+
+
+def test_the_pixel_weights_are_the_receptive_fields_seen_through_the_patch_values(tmp_path):
+    patterns = (np.random.default_rng(3).random((24, 5, 5)) < 0.4).astype(np.float32)
+    images, fmri = render_bilinear(patterns, 20).astype(np.float32), _patch_voxels(patterns)
+    model = EncodingModel(n_voxels=12, kind="prf").fit(images, fmri, np.arange(24))
+    fields = ReceptiveFields.fit(patch_values(images, 5), fmri)
+    any_images = np.random.default_rng(4).random((6, 20, 20)).astype(np.float32)  # not renderings
+    expected = fields.predict(patch_values(any_images, 5))[:, model.voxels_]
+    np.testing.assert_allclose(model.predict(any_images), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_auto_falls_back_to_ridge_on_non_square_images_and_old_folders_load_as_ridge(tmp_path):
+    rng = np.random.default_rng(5)
+    wide, fmri = rng.random((30, 4, 6)).astype(np.float32), rng.normal(size=(30, 5)).astype(np.float32)
+    assert EncodingModel(n_voxels=5).fit(wide, fmri, np.arange(30)).kind_ == "ridge"
+    images, fmri, groups = _encoded()
+    EncodingModel(n_voxels=4).fit(images, fmri, groups).save(tmp_path / "encoding")
+    settings_file = tmp_path / "encoding" / "encoding.json"
+    settings = json.loads(settings_file.read_text())
+    settings.pop("kind"), settings.pop("fitted_kind")  # as saved before pRFs existed
+    settings_file.write_text(json.dumps(settings))
+    loaded = EncodingModel.load(tmp_path / "encoding")
+    assert (loaded.kind, loaded.kind_) == ("ridge", "ridge")

@@ -248,7 +248,7 @@ def test_candidates_from_options_are_tuples_with_whole_voxel_counts():
     config = create_method("inverse-retinotopy", settings).config
     assert config.prf_weight == (0.5,)
     assert config.prf_voxels == (None, 300)
-    with pytest.raises(DataError, match="prf_voxels must be 0"):
+    with pytest.raises(DataError, match="prf_voxels must be whole numbers"):
         create_method("inverse-retinotopy", MethodSettings(choices={"prf_voxels": (-1.0,)}))
     unrelated = MethodSettings(choices={"likelihood_weight": (0.0, 1.0)})  # the diffusion routes' guidance
     assert create_method("inverse-retinotopy", unrelated).config == InverseRetinotopyConfig()

@@ -33,7 +33,8 @@ from fmri_encoders.persistence import load_settings_and_tensors, save_settings_a
 from fmri_encoders.prf import ReceptiveFields
 
 ENCODINGS = ("auto", "ridge", "prf")
-"""auto: pRFs where the training images are K x K binary patches, ridge otherwise."""
+"""ridge: from every pixel; prf: a receptive field per voxel on the stimuli's K x K binary-patch grid (refused
+without one); auto: prf where the training images are such a grid, ridge otherwise."""
 _SAVED_AS = "encoding"
 _MIN_VARIANCE = 1e-6
 _FOLDS = 5
@@ -60,7 +61,8 @@ class EncodingModel:
         images, fmri = np.asarray(images, np.float32), np.asarray(fmri, np.float32)
         if len(images) != len(fmri):
             raise DataError(f"{len(images)} images but {len(fmri)} fMRI patterns")
-        grid = None if self.kind == "ridge" else detect_patch_grid(images)
+        square = images.ndim == 3 and images.shape[1] == images.shape[2]
+        grid = detect_patch_grid(images) if self.kind != "ridge" and square else None
         if self.kind == "prf" and grid is None:
             raise DataError("encoding model 'prf' needs K x K binary-patch stimuli; use 'ridge' or 'auto'")
         groups = np.asarray(groups)

@@ -26,7 +26,8 @@ CENTRE_STEP = 0.5
 SIZES = (0.5, 0.8, 1.2, 2.0, 3.0)
 """Candidate Gaussian widths (standard deviations, in patches): a patch to a third of Miyawaki's grid."""
 VARIED = 0.5
-"""A patch counts as varied by the training stimuli where its value spans half the off-on step or more."""
+"""A patch counts as varied by the training stimuli where its values span at least this fraction of the
+range of all patch values (half the off-on step of a binary design)."""
 NOISE_FLOOR = 1e-3
 """Keeps a voxel the model fits perfectly (in sample) from claiming infinite precision: the smallest noise
 variance, as a fraction of the voxel's variance."""
@@ -50,7 +51,8 @@ class ReceptiveFields:
 
     windows: [voxels, grid * grid] each voxel's chosen window; gains, offsets: its response = gain *
     (window . patches) + offset; explained: in-sample fraction of variance explained (r squared);
-    noise: variance of its residuals on the training trials (the likelihood's per-voxel noise).
+    noise: variance of its residuals on the training trials (the likelihood's per-voxel noise). A window
+    is one of gaussian_windows' cut to the patches the training stimuli vary (no longer unit-sum there).
     """
 
     grid: int
@@ -74,13 +76,15 @@ class ReceptiveFields:
             )
         grid = patches.shape[1]
         flat = patches.reshape(len(patches), -1)
-        bank = gaussian_windows(grid) * (np.ptp(flat, axis=0) > VARIED)
+        bank = gaussian_windows(grid) * (np.ptp(flat, axis=0) > VARIED * np.ptp(flat))
         drives = flat @ bank.T
         drives -= drives.mean(axis=0)
         centred = fmri - fmri.mean(axis=0)
         drive_power = np.sum(drives**2, axis=0)
         if not np.any(drive_power > 0):
-            raise DataError("pRF fit needs training stimuli that differ; every one shows the same patches")
+            raise DataError(
+                "pRF fit needs training stimuli that differ; every patch has one value throughout"
+            )
         covariance = drives.T @ centred
         explained = covariance**2 / (
             np.maximum(drive_power, 1e-12)[:, None] * np.maximum(np.sum(centred**2, axis=0), 1e-12)

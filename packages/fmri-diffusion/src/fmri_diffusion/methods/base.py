@@ -47,6 +47,7 @@ SAVED_SAMPLING = (
     "n_samples",
     "sampler",
     "likelihood_weight",
+    "encoding_model",
 )
 """The sampling settings a saved method keeps (those its config has): it samples as it was run."""
 

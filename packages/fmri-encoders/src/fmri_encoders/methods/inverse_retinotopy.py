@@ -205,8 +205,8 @@ def _candidates(config: InverseRetinotopyConfig) -> InverseRetinotopyConfig:
         key: tuple(value) if isinstance(value, tuple | list) else (value,)
         for key, value in ((key, getattr(config, key)) for key in CHOSEN)
     }
-    if any(count is not None and count < 0 for count in fields["prf_voxels"]):
-        raise DataError(f"prf_voxels must be 0 (all) or more, got {fields['prf_voxels']}")
+    if any(count is not None and (count < 0 or count != int(count)) for count in fields["prf_voxels"]):
+        raise DataError(f"prf_voxels must be whole numbers, 0 (all) or more, got {fields['prf_voxels']}")
     fields["prf_voxels"] = tuple(int(count) if count else None for count in fields["prf_voxels"])
     return replace(config, **fields)
 
