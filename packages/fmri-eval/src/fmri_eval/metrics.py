@@ -83,3 +83,13 @@ def image_metrics(truth: ArrayLike, recon: ArrayLike) -> dict[str, NDArray[np.fl
         "mse": mse(truth_arr, recon_arr),
         "psnr": psnr(truth_arr, recon_arr),
     }
+
+
+SELECTION_CRITERION = "mean pcc + mean ssim over the validation trials"
+"""What `selection_score` measures, in the words a report prints beside a choice made with it."""
+
+
+def selection_score(truth: ArrayLike, recon: ArrayLike) -> float:
+    """One number to choose a method's settings by on validation trials (never test trials): mean pcc +
+    mean SSIM, so neither a blurry mean (good pcc) nor sharp wrong detail (good SSIM alone) wins."""
+    return float(np.mean(pcc(truth, recon)) + np.mean(ssim(truth, recon)))

@@ -24,14 +24,13 @@ from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.readout import NO_DESIGN, ONE_VALUE, READOUTS, PatchReadout, patch_values
 from fmri_data.splits import group_kfold
-from fmri_eval.metrics import pcc, ssim
+from fmri_eval.metrics import SELECTION_CRITERION, selection_score
 
 if TYPE_CHECKING:
     from fmri_diffusion.methods.base import DiffusionMethod
 
 VALIDATION_FOLDS = 5
 """A fifth of the training stimuli is held out for validation."""
-CRITERION = "mean pcc + mean ssim over the validation trials"
 
 
 def choice_grid(method: DiffusionMethod) -> list[dict[str, Any]]:
@@ -92,7 +91,7 @@ def choose_on_validation(method: DiffusionMethod, train: PairedDataset) -> dict[
     grid = choice_grid(method)
     names = requested_readouts(method)
     if not grid and not names:
-        return {"grid": [], "scores": [], "chosen": {}, "criterion": CRITERION}
+        return {"grid": [], "scores": [], "chosen": {}, "criterion": SELECTION_CRITERION}
     if train.n_stimuli < 2:
         raise DataError(f"{method.name}: choosing settings needs at least 2 training stimuli, got 1")
     inner_idx, held_idx = group_kfold(
@@ -101,7 +100,13 @@ def choose_on_validation(method: DiffusionMethod, train: PairedDataset) -> dict[
     inner, held = train.subset(inner_idx), train.subset(held_idx)
     readouts, left_out = usable_readouts(names, inner, held)
     if not grid and not readouts:  # nothing left to choose: no probe is trained
-        return {"grid": [], "scores": [], "chosen": {}, "criterion": CRITERION, "left_out": left_out}
+        return {
+            "grid": [],
+            "scores": [],
+            "chosen": {},
+            "criterion": SELECTION_CRITERION,
+            "left_out": left_out,
+        }
     settings = method.settings
     probe = type(method)(
         replace(
@@ -122,14 +127,14 @@ def choose_on_validation(method: DiffusionMethod, train: PairedDataset) -> dict[
                 (sampled, None) if name in (None, "pixels") else validation_patches(sampled, inner, held)
             )
             points.append(setting if name is None else setting | {"readout": name})
-            scores.append(float(np.mean(pcc(held.images, images)) + np.mean(ssim(held.images, images))))
+            scores.append(selection_score(held.images, images))
             fitted.append(readout)
     best = int(np.argmax(scores))
     record = {
         "grid": points,
         "scores": scores,
         "chosen": points[best],
-        "criterion": CRITERION,
+        "criterion": SELECTION_CRITERION,
         "validation_stimuli": held.n_stimuli,
         "validation_trials": held.n_trials,
     }

@@ -34,9 +34,8 @@ from fmri_encoders.patch_posterior import IsingPrior, sample_patches
 from fmri_encoders.prf import ReceptiveFields
 from fmri_encoders.ridge import RidgeEncoder
 from fmri_encoders.runtime import ridge_backend
-from fmri_eval.metrics import pcc, ssim
+from fmri_eval.metrics import SELECTION_CRITERION, selection_score
 
-CRITERION = "mean pcc + mean ssim over the validation trials"
 CHOSEN = ("prf_weight", "decoder_weight", "coupling", "prf_voxels")
 """The config fields that hold candidate values, chosen on validation (each overridable by --choose; named
 apart from the diffusion methods' likelihood_weight, a guidance strength, so one --choose never sets both)."""
@@ -182,16 +181,14 @@ class InverseRetinotopy(ReconstructionMethod):
                     images, _ = self._sample(
                         parts, held.fmri, setting, config.validation_sweeps, config.validation_burn_in
                     )
-                    scores[row, column] = np.mean(pcc(held.images, images)) + np.mean(
-                        ssim(held.images, images)
-                    )
+                    scores[row, column] = selection_score(held.images, images)
                     bar.update()
         mean = scores.mean(axis=0)
         return {
             "grid": grid,
             "scores": [float(score) for score in mean],
             "chosen": grid[int(np.argmax(mean))],
-            "criterion": f"{CRITERION}, averaged over {len(folds)} stimulus-grouped folds",
+            "criterion": f"{SELECTION_CRITERION}, averaged over {len(folds)} stimulus-grouped folds",
             "validation_stimuli": train.n_stimuli,
             "validation_trials": train.n_trials,
             "config": {key: value for key, value in asdict(config).items() if key not in CHOSEN},
