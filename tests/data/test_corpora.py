@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from skimage.transform import resize
+from sklearn.datasets import load_digits
 
 from fmri_data.catalog import CATALOG
 from fmri_data.corpora import (
@@ -23,6 +24,7 @@ from fmri_data.corpora import (
     load_corpus,
     screen_corpus,
 )
+from fmri_data.corpora.resize import resize_images
 from fmri_data.errors import DataError
 from fmri_data.io import load_dataset
 from fmri_data.simulator.stimuli import area_overlap
@@ -156,9 +158,30 @@ def test_digits_load_all_1797_images_at_the_asked_size() -> None:
     assert digits.images.dtype == np.float32
     assert digits.images.min() == 0.0
     assert digits.images.max() == pytest.approx(1.0)
-    assert not digits.images[:, :4].any()  # the black MNIST-style frame
-    assert not digits.images[:, :, -4:].any()
+    assert not digits.images[:, 0].any()
+    assert not digits.images[:, :, -1].any()
     assert load_corpus("digits", 16).images.shape == (1797, 16, 16)
+
+
+def test_digits_are_drawn_like_mnist_sharp_ink_centred_by_mass() -> None:
+    """Bitmaps, not upsampled 8x8 blobs: ink is near-binary (only anti-aliased edges are grey), the centre of
+    mass sits where MNIST places it, and each is still the digit sklearn counted (it correlates
+    with that digit's plain upsampling)."""
+    images = load_corpus("digits", 28).images.astype(np.float64)
+    ink = images[images > 0.05]
+    assert np.mean((ink > 0.2) & (ink < 0.8)) < 0.35  # MNIST's 0.34; plain upsampling's 0.60
+    rows, cols = np.indices((28, 28))
+    mass = images.sum(axis=(1, 2))
+    centre_row = (images * rows).sum(axis=(1, 2)) / mass
+    centre_col = (images * cols).sum(axis=(1, 2)) / mass
+    assert np.abs(centre_row - 14).max() <= 0.5  # MNIST places it at (14, 14)
+    assert np.abs(centre_col - 14).max() <= 0.5
+    counts = load_digits().images / 16.0
+    blurred = np.pad(resize_images(counts, 20), ((0, 0), (4, 4), (4, 4)))  # plain, in a 20x20 box
+    same = [
+        np.corrcoef(image.ravel(), blur.ravel())[0, 1] for image, blur in zip(images, blurred, strict=True)
+    ]
+    assert np.median(same) > 0.75  # another digit's upsampling: 0.58
 
 
 def test_binary_patterns_render_as_scikit_image_resize_order_1() -> None:

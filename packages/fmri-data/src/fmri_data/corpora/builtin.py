@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
+from scipy import ndimage
 
 from fmri_data.corpora.resize import bilinear_weights, resize_images
 from fmri_data.errors import DataError
@@ -19,6 +20,7 @@ MIYAWAKI_GRID = 10
 
 _DETECTION_ERROR = 0.02
 _DIGIT_BOX, _DIGIT_FRAME = 20, 28  # MNIST's layout: the digit fills 20x20 inside a 28x28 black frame
+_UCI_BLOCK = 4  # UCI's 8x8 digits count the ink of 4x4 blocks of a 32x32 bitmap
 
 
 def simulator_corpus(n: int, image_size: int, seed: int) -> np.ndarray:
@@ -45,20 +47,47 @@ def binary_patterns(n: int, image_size: int, grid: int, seed: int) -> np.ndarray
 
 
 def digits(image_size: int) -> np.ndarray:
-    """scikit-learn's 1,797 bundled 8x8 handwritten digits (UCI's, not MNIST), laid out like MNIST.
+    """scikit-learn's 1,797 bundled handwritten digits (UCI's, not MNIST), drawn as MNIST draws its digits.
 
-    Each is upsampled bilinearly to 20x20 and centred in a 28x28 black frame, then resized to `image_size`
-    (area averaging to shrink, bilinear to enlarge).
+    UCI stored each 32x32 binary bitmap as the ink count of its 4x4 blocks (the 8x8 images). Upsampled as
+    they are, they are blurry blobs, and a prior learned from blobs cannot draw MNIST's sharp strokes (an
+    autoencoder trained on them reconstructed digit69's stimuli at SSIM 0.63; on bitmaps, 0.84). So each is
+    first turned back into a bitmap (cubic upsampling to 32x32, thresholded to keep the ink the counts
+    hold), then laid out by MNIST's recipe: its bounding box scaled to fit 20x20 with the aspect ratio kept
+    (area averaging: anti-aliased edges), placed in a 28x28 black frame with its centre of mass at the
+    centre; last, resized to `image_size` (area averaging to shrink, bilinear to enlarge).
     """
     from sklearn.datasets import load_digits  # slow to import, so only when asked for
 
-    small = load_digits().images / 16.0
-    framed = np.zeros((len(small), _DIGIT_FRAME, _DIGIT_FRAME))
-    margin = (_DIGIT_FRAME - _DIGIT_BOX) // 2
-    framed[:, margin : margin + _DIGIT_BOX, margin : margin + _DIGIT_BOX] = resize_images(small, _DIGIT_BOX)
+    counts = load_digits().images / 16.0
+    framed = np.stack([_mnist_layout(_bitmap(count)) for count in counts])
     if image_size != _DIGIT_FRAME:
         framed = resize_images(framed, image_size)
     return np.clip(framed, 0.0, 1.0).astype(np.float32)
+
+
+def _bitmap(counts: np.ndarray) -> np.ndarray:
+    """An 8x8 image of 4x4-block ink fractions -> the 32x32 binary bitmap with as much ink."""
+    smooth = ndimage.zoom(counts, _UCI_BLOCK, order=3, mode="nearest", grid_mode=True)
+    level = np.quantile(smooth, 1.0 - counts.mean())
+    return (smooth > level).astype(np.float64)
+
+
+def _mnist_layout(bitmap: np.ndarray) -> np.ndarray:
+    """A binary bitmap -> MNIST's 28x28 layout: bounding box into 20x20 (aspect kept), centre of mass at
+    the centre (rounded to whole pixels, as far as the frame allows)."""
+    rows, cols = np.nonzero(bitmap)
+    box = bitmap[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    side = max(box.shape)
+    square = np.zeros((side, side))
+    top, left = (side - box.shape[0]) // 2, (side - box.shape[1]) // 2
+    square[top : top + box.shape[0], left : left + box.shape[1]] = box
+    digit = resize_images(square[None], _DIGIT_BOX)[0]
+    centre = np.array(ndimage.center_of_mass(digit))
+    corner = np.clip(np.round(_DIGIT_FRAME / 2 - centre).astype(int), 0, _DIGIT_FRAME - _DIGIT_BOX)
+    frame = np.zeros((_DIGIT_FRAME, _DIGIT_FRAME))
+    frame[corner[0] : corner[0] + _DIGIT_BOX, corner[1] : corner[1] + _DIGIT_BOX] = digit
+    return frame
 
 
 def render_bilinear(patterns: np.ndarray, image_size: int) -> np.ndarray:
