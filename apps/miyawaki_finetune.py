@@ -8,7 +8,8 @@
 Without --pretrained a small base model of the same diffusers classes is first pre-trained on an image corpus
 and cached in runs/miyawaki-finetune/cache, or --work-dir/cache (a few minutes on a laptop CPU, once): on
 Miyawaki's data, random binary patches of its own stimulus grid (its training design, screened against every
-test stimulus); elsewhere, the simulator's corpus. fMRI then reaches the UNet through the conditioner's
+test stimulus); on digit69's, the handwritten digits drawn as MNIST draws them (`digits`); elsewhere, the
+simulator's corpus. fMRI then reaches the UNet through the conditioner's
 cross-attention tokens, and LoRA adapters on the cross-attention learn with it. Unless the command line
 sets them, the decoding (the VAE's, or residual: ridge's image plus what sampling changed), the
 likelihood weight and the readout (pixels, or on binary-patch data such as Miyawaki's the posterior mean of
@@ -35,7 +36,7 @@ DEFAULTS = {
         ("likelihood_weight", (0.0, 0.5, 1.0)),
         ("readout", ("pixels", "patches")),
     ],
-    "prior_corpus_for": {"miyawaki": "binary-patterns"},
+    "prior_corpus_for": {"miyawaki": "binary-patterns", "digit69": "digits"},
 }
 
 

@@ -325,7 +325,7 @@ def test_default_folders_keep_data_sets_and_splits_apart(load_app, reconstruct, 
     )
 
 
-def test_the_main_job_chooses_its_decoding_and_takes_miyawaki_s_design_as_prior(load_app, reconstruct):
+def test_the_main_job_chooses_its_decoding_and_takes_each_data_set_s_prior(load_app, reconstruct):
     defaults = load_app("miyawaki_finetune").DEFAULTS
 
     def parsed(*argv):
@@ -338,6 +338,7 @@ def test_the_main_job_chooses_its_decoding_and_takes_miyawaki_s_design_as_prior(
     ]
     assert (parsed().choose, parsed().prior_corpus) == (grid, None)
     assert parsed("--data", "miyawaki").prior_corpus == "binary-patterns"
+    assert parsed("--data", "digit69").prior_corpus == "digits"
     assert parsed("--data", "miyawaki", "--prior-corpus", "simulator").prior_corpus == "simulator"
     assert parsed("--decode", "vae").choose == grid[1:]  # a setting the command line gives is not chosen
     assert parsed("--choose", "strength=0.2,0.4").choose == [("strength", (0.2, 0.4))]
