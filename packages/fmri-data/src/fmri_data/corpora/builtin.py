@@ -52,11 +52,11 @@ def digits(image_size: int) -> np.ndarray:
     UCI stored each 32x32 binary bitmap as the ink count of its 4x4 blocks (the 8x8 images). Upsampled as
     they are, they are blurry blobs, and a prior learned from blobs cannot draw MNIST's sharp strokes (the
     small base model's autoencoder drew digit69's stimuli at SSIM 0.58 from blobs, 0.77 from bitmaps;
-    benchmarks/autoencoder_ceiling.py). So each is
-    first turned back into a bitmap (cubic upsampling to 32x32, thresholded to keep the ink the counts
-    hold), then laid out by MNIST's recipe: its bounding box scaled to fit 20x20 with the aspect ratio kept
-    (area averaging: anti-aliased edges), placed in a 28x28 black frame with its centre of mass at the
-    centre; last, resized to `image_size` (area averaging to shrink, bilinear to enlarge).
+    benchmarks/autoencoder_ceiling.py). So each is first turned back into a bitmap (cubic upsampling to
+    32x32, thresholded to keep the ink the counts hold), then laid out by MNIST's recipe: its bounding box
+    scaled to fit 20x20 with the aspect ratio kept (area averaging: anti-aliased edges), placed in a 28x28
+    black frame with its centre of mass at the centre; last, resized to `image_size` (area averaging to
+    shrink, bilinear to enlarge).
     """
     from sklearn.datasets import load_digits  # slow to import, so only when asked for
 
