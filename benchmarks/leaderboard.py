@@ -96,12 +96,23 @@ def main(argv: list[str] | None = None) -> int:
         }
         for data in DATA
     }
-    table = summarise({data: methods for data, methods in cells.items() if methods})
     out = (runs if args.quick else RESULTS) / f"leaderboard-{tag}"  # smoke tests stay out of results/
+    here = {data: methods for data, methods in cells.items() if methods}
+    recorded = (
+        json.loads(out.with_suffix(".json").read_text())["cells"]
+        if out.with_suffix(".json").is_file()
+        else {}
+    )
+    table = merge(recorded, summarise(here))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"device": tag, "cells": table}, indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown(table, tag))
-    figure({data: methods for data, methods in cells.items() if methods}, out.with_suffix(".png"))
+    if missing := missing_here(recorded, here):
+        print(
+            f"{out.with_suffix('.png')} kept as it was: the run folders of {', '.join(missing)} are not here"
+        )
+    else:
+        figure(here, out.with_suffix(".png"))
     print(out.with_suffix(".md").read_text())
     return 0
 
@@ -165,6 +176,39 @@ def summarise(cells: dict[str, dict[str, Path]]) -> dict[str, dict[str, dict]]:
                 entry["prior_corpus"] = metrics.get("prior_corpus")
                 table.setdefault(data, {})[name] = entry
     return table
+
+
+def merge(
+    recorded: dict[str, dict[str, dict]], fresh: dict[str, dict[str, dict]]
+) -> dict[str, dict[str, dict]]:
+    """The results file's cells updated by the cells whose run folders are here, in DATA and METHODS order.
+
+    Run folders live in runs/, which a fresh clone lacks: a cell run there must not erase the cells on
+    record from other machines.
+    """
+    table: dict[str, dict[str, dict]] = {}
+    for data in DATA:
+        rows = recorded.get(data, {}) | fresh.get(data, {})
+        order = {method: i for i, method in enumerate(METHODS)}
+        ranked = sorted(rows, key=lambda name: (order.get(_method_of(name), len(order)), name))
+        if ranked:
+            table[data] = {name: rows[name] for name in ranked}
+    return table
+
+
+def _method_of(row: str) -> str:
+    """The method a row belongs to ("sd-lora-1" -> "sd-lora", "brain-diffuser-stage1" -> itself)."""
+    return row if row in METHODS else row.rsplit("-", 1)[0]
+
+
+def missing_here(recorded: dict[str, dict[str, dict]], here: dict[str, dict[str, Path]]) -> list[str]:
+    """Cells on record whose run folders (with their reconstructions, for the figure) are not here."""
+    return [
+        f"{data}/{_method_of(row)}"
+        for data, rows in recorded.items()
+        for row in rows
+        if _method_of(row) not in here.get(data, {}) and row in METHODS
+    ]
 
 
 def markdown(table: dict[str, dict[str, dict]], tag: str) -> str:
