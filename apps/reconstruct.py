@@ -251,8 +251,9 @@ def parse_args(
         default=[],
         metavar="NAME=V1,V2,...",
         help="choose a sampling setting (strength, likelihood_weight, guidance_scale, num_inference_steps, "
-        "decode=vae,residual) among these values on validation stimuli held out of each fold's training "
-        "trials; repeat for a grid. readout=pixels,patches also weighs reading each image out as the "
+        "decode=vae,residual; cvae: its network's latent_dim and width, one probe fitted per value) among "
+        "these values on validation stimuli held out of each fold's training trials; repeat for a grid. "
+        "readout=pixels,patches also weighs reading each image out as the "
         "posterior mean of the stimulus grid's binary patches (where the training images are K x K "
         "binary patches, as Miyawaki's are)",
     )
@@ -420,7 +421,7 @@ def _choice(text: str) -> tuple[str, tuple[float | str, ...]]:
     return name, tuple(int(v) if name in _INTEGER_SETTINGS else v for v in numbers)
 
 
-_INTEGER_SETTINGS = ("num_inference_steps", "n_samples", "encoding_voxels")
+_INTEGER_SETTINGS = ("num_inference_steps", "n_samples", "encoding_voxels", "latent_dim", "width")
 _WORD_SETTINGS = {"decode": ("vae", "residual"), "readout": READOUTS}
 
 

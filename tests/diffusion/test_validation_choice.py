@@ -92,3 +92,28 @@ def test_the_grid_leaves_out_residual_decoding_where_nothing_is_img2img():
     never = MethodSettings(quick=True, sampling={"strength": 1.0}, choices={"decode": ("residual",)})
     with pytest.raises(DataError, match="no combination of the settings to choose from is valid"):
         choice_grid(create_method("sd-lora", never))
+
+
+def test_a_training_setting_fits_one_probe_per_value_and_the_method_is_fitted_with_the_choice(
+    dataset, tmp_path, monkeypatch
+):
+    from fmri_diffusion.methods.cvae import ConditionalVAE
+
+    widths = []
+    fit_parts = ConditionalVAE.fit_parts
+
+    def recording(self, train):
+        widths.append(self.config.width)
+        fit_parts(self, train)
+
+    monkeypatch.setattr(ConditionalVAE, "fit_parts", recording)
+    train = dataset.subset(np.flatnonzero(~dataset.given_test))
+    settings = MethodSettings(device="cpu", quick=True, work_dir=tmp_path / "w", choices={"width": (8, 16)})
+    method = create_method("cvae", settings).fit(train)
+    record = method.validation_
+    assert record["grid"] == [{"width": 8}, {"width": 16}]
+    assert record["scores"][0] != record["scores"][1]  # two networks, not one probe sampled twice
+    assert widths == [8, 16, method.config.width]
+    assert method.config.width == record["chosen"]["width"]
+    assert method.model_.config.width == method.config.width
+    assert (tmp_path / "w" / "cvae" / "validation" / "width-8").is_dir()

@@ -66,6 +66,9 @@ class DiffusionMethod(ReconstructionMethod):
     saved_as: ClassVar[str] = "model"
     samples_with_pipeline: ClassVar[bool] = True
     """Whether predictions come from the diffusion pipeline, so that likelihood guidance can steer them."""
+    training_settings: ClassVar[frozenset[str]] = frozenset()
+    """Config fields the fit itself depends on (a network's size): choosing among their values on validation
+    fits one probe per value, where sampling settings share one probe."""
 
     def __init__(self, settings: MethodSettings | None = None, config: Any = None) -> None:
         super().__init__(settings)

@@ -2,8 +2,9 @@
 
 A diffusion method's img2img strength, likelihood weight, guidance or step count changes its output a lot,
 and the test trials must not pick them. So `choose_on_validation` holds out a fifth of the training
-*stimuli* (all their trials), fits a probe copy of the method on the rest, reconstructs the held-out trials
-under every setting of the grid and keeps the one with the best mean pcc + mean SSIM. The readout
+*stimuli* (all their trials), fits a probe copy of the method on the rest (one per value of the settings the
+fit itself depends on, such as a network's width), reconstructs the held-out trials under every setting of
+the grid and keeps the one with the best mean pcc + mean SSIM. The readout
 (`readout=pixels,patches`, see fmri_data.readout) is chosen with them, without sampling again: each
 validation stimulus is read out by a readout fitted on the other validation stimuli' reconstructions (so the
 score never rewards fitting the images it scores), and the one kept is fitted on all of them. The method is
@@ -107,28 +108,19 @@ def choose_on_validation(method: DiffusionMethod, train: PairedDataset) -> dict[
             "criterion": SELECTION_CRITERION,
             "left_out": left_out,
         }
-    settings = method.settings
-    probe = type(method)(
-        replace(
-            settings,
-            work_dir=method.stage_dir("validation"),
-            cache_dir=settings.cache_dir or settings.work_dir,  # the base model is shared, not re-trained
-            choices={},
-        )
-    )
-    probe.config = replace(method.config, **_widest(grid))
-    probe.fit(inner)
     points, scores, fitted = [], [], []
-    for setting in grid or [{}]:
-        probe.config = replace(method.config, **setting)
-        sampled = probe.predict(held.fmri)
-        for name in readouts or (None,):
-            images, readout = (
-                (sampled, None) if name in (None, "pixels") else validation_patches(sampled, inner, held)
-            )
-            points.append(setting if name is None else setting | {"readout": name})
-            scores.append(selection_score(held.images, images))
-            fitted.append(readout)
+    for trained, settings in _by_training(method, grid or [{}]):
+        probe = _fitted_probe(method, trained, settings, inner)
+        for setting in settings:
+            probe.config = replace(method.config, **setting)
+            sampled = probe.predict(held.fmri)
+            for name in readouts or (None,):
+                images, readout = (
+                    (sampled, None) if name in (None, "pixels") else validation_patches(sampled, inner, held)
+                )
+                points.append(setting if name is None else setting | {"readout": name})
+                scores.append(selection_score(held.images, images))
+                fitted.append(readout)
     best = int(np.argmax(scores))
     record = {
         "grid": points,
@@ -141,6 +133,38 @@ def choose_on_validation(method: DiffusionMethod, train: PairedDataset) -> dict[
     if names:
         record |= {"readout": None if fitted[best] is None else fitted[best].to_dict(), "left_out": left_out}
     return record
+
+
+def _by_training(
+    method: DiffusionMethod, grid: list[dict[str, Any]]
+) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """The grid's points grouped by the values of the method's training settings, in grid order: one probe
+    is fitted per group and samples every point of it."""
+    groups: dict[tuple, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    for point in grid:
+        trained = {key: value for key, value in point.items() if key in method.training_settings}
+        groups.setdefault(tuple(sorted(trained.items())), (trained, []))[1].append(point)
+    return list(groups.values())
+
+
+def _fitted_probe(
+    method: DiffusionMethod, trained: dict[str, Any], grid: list[dict[str, Any]], inner: PairedDataset
+) -> DiffusionMethod:
+    """A copy of the method with `trained` settings, fitted on the inner stimuli for every point of `grid`,
+    its checkpoints apart from those of any other group's probe."""
+    stage = ("validation", *(f"{key}-{value}" for key, value in sorted(trained.items())))
+    settings = method.settings
+    probe = type(method)(
+        replace(
+            settings,
+            work_dir=method.stage_dir(*stage),
+            cache_dir=settings.cache_dir or settings.work_dir,  # the base model is shared, not re-trained
+            choices={},
+        )
+    )
+    probe.config = replace(method.config, **trained, **_widest(grid))
+    probe.fit(inner)
+    return probe
 
 
 def validation_patches(
