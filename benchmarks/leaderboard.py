@@ -188,10 +188,10 @@ def merge(
     Run folders live in runs/, which a fresh clone lacks: a cell run there must not erase the cells on
     record from other machines.
     """
+    order = {method: i for i, method in enumerate(METHODS)}
     table: dict[str, dict[str, dict]] = {}
     for data in DATA:
         rows = recorded.get(data, {}) | fresh.get(data, {})
-        order = {method: i for i, method in enumerate(METHODS)}
         ranked = sorted(rows, key=lambda name: (order.get(_method_of(name), len(order)), name))
         if ranked:
             table[data] = {name: rows[name] for name in ranked}
@@ -206,10 +206,10 @@ def _method_of(row: str) -> str:
 def missing_here(recorded: dict[str, dict[str, dict]], here: dict[str, dict[str, Path]]) -> list[str]:
     """Cells on record whose run folders (with their reconstructions, for the figure) are not here."""
     return [
-        f"{data}/{_method_of(row)}"
+        f"{data}/{row}"
         for data, rows in recorded.items()
         for row in rows
-        if _method_of(row) not in here.get(data, {}) and row in METHODS
+        if row in METHODS and row not in here.get(data, {})
     ]
 
 

@@ -11,6 +11,7 @@ from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, create_method, reconstruct_over_splits
 from fmri_data.methods.records import run_records, validation_notes
 from fmri_data.splits import make_splits
+from fmri_diffusion.methods.cvae import ConditionalVAE
 from fmri_diffusion.methods.validation import choice_grid
 
 CHOICES = {"strength": (0.5, 1.0), "likelihood_weight": (0.0, 0.5)}
@@ -97,8 +98,6 @@ def test_the_grid_leaves_out_residual_decoding_where_nothing_is_img2img():
 def test_a_training_setting_fits_one_probe_per_value_and_the_method_is_fitted_with_the_choice(
     dataset, tmp_path, monkeypatch
 ):
-    from fmri_diffusion.methods.cvae import ConditionalVAE
-
     widths = []
     fit_parts = ConditionalVAE.fit_parts
 
