@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from types import ModuleType
 
@@ -40,6 +42,26 @@ def run_in_a_temporary_folder(tmp_path, monkeypatch):
 def run_app():
     """Run an app as a user would, in a separate interpreter, capturing its output."""
     return _run_app
+
+
+def _run_app_here(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """main(argv) in this interpreter, its exit code and printed streams as a separate one would give them
+    (argparse's errors included), without the seconds a fresh interpreter takes to import torch."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = load_app(name).main(list(args))
+        except SystemExit as exit_:
+            code = exit_.code
+    return subprocess.CompletedProcess([name, *args], code or 0, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def run_app_here():
+    """Run an app's main in-process for checks of its exit code and messages."""
+    sys.path.insert(0, str(APPS))
+    yield _run_app_here
+    sys.path.remove(str(APPS))
 
 
 @pytest.fixture

@@ -37,8 +37,8 @@ def test_quick_run_reports_both_stages_beside_the_baselines(load_app, tmp_path):
     assert (out / "prior_loss_curve-brain-diffuser.png").is_file()  # the method names its curve's path
 
 
-def test_a_strength_outside_0_1_is_refused(run_app, tmp_path):
-    result = run_app("brain_diffuser", "--strength", "1.5", "--out", str(tmp_path / "o"))
+def test_a_strength_outside_0_1_is_refused(run_app_here, tmp_path):
+    result = run_app_here("brain_diffuser", "--strength", "1.5", "--out", str(tmp_path / "o"))
     assert result.returncode == 2
     assert "must be in (0, 1]" in result.stderr
 
@@ -66,8 +66,8 @@ def test_the_documented_nsd_command_runs_on_a_tiny_nsd(load_app, write_nsd_layou
     assert {"brain-diffuser-stage1", "brain-diffuser"} <= set(metrics["methods"])
 
 
-def test_nsd_without_its_root_is_one_clear_error(run_app, tmp_path):
-    result = run_app("brain_diffuser", "--data", "nsd", "--quick", "--out", str(tmp_path / "o"))
+def test_nsd_without_its_root_is_one_clear_error(run_app_here, tmp_path):
+    result = run_app_here("brain_diffuser", "--data", "nsd", "--quick", "--out", str(tmp_path / "o"))
     assert result.returncode == 2
     assert "--nsd-root" in result.stderr
 
@@ -97,9 +97,9 @@ def test_caption_guidance_on_a_base_without_a_text_encoder_is_one_line(
     assert not (tmp_path / "out").exists()
 
 
-def test_a_bad_feature_weights_folder_fails_before_any_fitting(run_app, tmp_path):
+def test_a_bad_feature_weights_folder_fails_before_any_fitting(run_app_here, tmp_path):
     out = tmp_path / "o"
-    result = run_app("brain_diffuser", "--feature-weights", str(tmp_path / "nowhere"), "--out", str(out))
+    result = run_app_here("brain_diffuser", "--feature-weights", str(tmp_path / "nowhere"), "--out", str(out))
     assert result.returncode == 2
     assert "feature weights folder" in result.stderr
     assert not out.exists()

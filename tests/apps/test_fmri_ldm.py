@@ -138,10 +138,10 @@ def test_app_bad_settings_name_the_key_and_leave_no_output(load_app, tmp_path, c
     assert not out.exists()
 
 
-def test_app_bad_config_is_one_line(run_app, tmp_path):
+def test_app_bad_config_is_one_line(run_app_here, tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text("model: {latent_dim: 4, colour: red}\n")
-    result = run_app("fmri_ldm", "--config", str(config), "--out", str(tmp_path / "o"))
+    result = run_app_here("fmri_ldm", "--config", str(config), "--out", str(tmp_path / "o"))
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "colour" in result.stderr

@@ -28,9 +28,9 @@ def test_quick_run_writes_the_table_grid_and_loss_curve(load_app, tmp_path, caps
     assert f"Attached: {out / 'loss_curve-sd-lora.png'}" in printed
 
 
-def test_a_pretrained_folder_without_a_unet_is_one_clear_error(run_app, tmp_path):
+def test_a_pretrained_folder_without_a_unet_is_one_clear_error(run_app_here, tmp_path):
     (tmp_path / "sd" / "vae").mkdir(parents=True)
-    result = run_app(
+    result = run_app_here(
         "miyawaki_finetune",
         "--quick",
         "--no-progress",

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn.functional import interpolate
-from transformers import CLIPVisionModelWithProjection
+
+if TYPE_CHECKING:  # transformers takes seconds to import: only a run that loads CLIP pays for it
+    from transformers import CLIPVisionModelWithProjection
 
 # CLIP's published normalisation, used when a model folder has no preprocessor_config.json.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -61,6 +64,8 @@ def load_clip_image_encoder(path_or_id: str | Path) -> ClipImageEncoder:
         missing.append(" or ".join(_WEIGHTS))
     if missing:
         raise FileNotFoundError(f"CLIP model folder {folder} is incomplete: missing {', '.join(missing)}")
+    from transformers import CLIPVisionModelWithProjection
+
     model = CLIPVisionModelWithProjection.from_pretrained(
         folder, local_files_only=True, use_safetensors=True, dtype=torch.float32
     )

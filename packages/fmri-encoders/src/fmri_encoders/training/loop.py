@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
-from diffusers.training_utils import EMAModel
 from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
@@ -35,6 +34,7 @@ from fmri_encoders.training.checkpoint import (
     set_global_rng_states,
 )
 from fmri_encoders.training.curve import write_loss_curve
+from fmri_encoders.training.ema import ExponentialMovingAverage
 from fmri_encoders.training.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
 from fmri_encoders.training.placement import FullShard, Replicated, check_full_shard_launch
 from fmri_encoders.training.precision import PRECISIONS, Precision
@@ -217,9 +217,7 @@ def train(
     parameters = [p for p in trained.parameters() if p.requires_grad]  # a list: clipping must see them too
     optimizer = make_optimizer(parameters, config)
     schedule = make_schedule(optimizer, config)
-    # foreach: one fused update of every weight, not a Python loop of three kernels per tensor, which on a
-    # GPU costs a small UNet more than its own step
-    ema = EMAModel(parameters, decay=config.ema_decay, foreach=True) if config.ema_decay else None
+    ema = ExponentialMovingAverage(parameters, config.ema_decay) if config.ema_decay else None
     if ema is not None:
         ema.to(device)
     parts = _Checkpointed(accelerator, placement, optimizer, schedule, sampler, ema, precision.scaler)
@@ -291,7 +289,6 @@ def train(
         if log_with is not None:
             accelerator.end_training()
     if ema is not None:
-        ema.foreach = False  # once, a copy per tensor: sharded tensors have no fused copy
         ema.copy_to(parameters)
     # the caller's model as it came: no data-parallel wrapper or shards, no autocast of a launcher's precision
     model = placement.finish(_learned_state)
@@ -368,7 +365,7 @@ class _Checkpointed:
         optimizer: torch.optim.Optimizer,
         schedule: Any,
         sampler: Sampler,
-        ema: EMAModel | None,
+        ema: ExponentialMovingAverage | None,
         scaler: torch.amp.GradScaler | None,
     ) -> None:
         self.accelerator, self.placement, self.device = accelerator, placement, placement.device

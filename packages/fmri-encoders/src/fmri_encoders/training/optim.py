@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
-from diffusers.optimization import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
@@ -47,7 +47,16 @@ def make_optimizer(parameters: list[nn.Parameter], config: TrainingConfig) -> to
 
 
 def make_schedule(optimizer: torch.optim.Optimizer, config: TrainingConfig) -> LambdaLR:
-    """A linear warmup over `warmup_steps`, then a cosine decay to 0 at max_steps, or a constant rate."""
-    if config.schedule == "cosine":
-        return get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
-    return get_constant_schedule_with_warmup(optimizer, config.warmup_steps)
+    """A linear warmup over `warmup_steps`, then a cosine decay to 0 at max_steps, or a constant rate (the
+    schedules of diffusers and transformers, whose modules take seconds to import)."""
+    warmup, total, cosine = config.warmup_steps, config.max_steps, config.schedule == "cosine"
+
+    def factor(step: int) -> float:  # a plain function: LambdaLR's state then holds no copy of it
+        if step < warmup:
+            return step / max(1, warmup)
+        if not cosine:
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+    return LambdaLR(optimizer, factor)
