@@ -455,7 +455,7 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
     if args.work_dir is not None:
         check_writable_folder(args.work_dir, "--work-dir")
     if args.log_with:
-        from fmri_encoders.training import check_tracker  # torch and diffusers load only when asked for
+        from fmri_encoders.training import check_tracker  # the training stack loads only when asked for
 
         check_tracker(args.log_with)
     if args.pretrained:  # resolved once: every fold reads the same local snapshot, and no fold asks the hub

@@ -6,6 +6,7 @@ import importlib.util
 import io
 import subprocess
 import sys
+import warnings
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from types import ModuleType
@@ -45,23 +46,29 @@ def run_app():
 
 
 def _run_app_here(name: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """main(argv) in this interpreter, its exit code and printed streams as a separate one would give them
-    (argparse's errors included), without the seconds a fresh interpreter takes to import torch."""
+    """main(argv) in this interpreter, its exit code and printed streams (warnings and argparse's errors
+    included) as a separate one would give them, without the seconds a fresh interpreter takes to import
+    torch."""
     out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
+    with redirect_stdout(out), redirect_stderr(err), warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda message, category, *_: print(
+            f"{category.__name__}: {message}", file=err
+        )
         try:
             code = load_app(name).main(list(args))
         except SystemExit as exit_:
             code = exit_.code
+    if not isinstance(code, int | None):  # sys.exit("message"): the interpreter prints it and exits 1
+        err.write(f"{code}\n")
+        code = 1
     return subprocess.CompletedProcess([name, *args], code or 0, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture
-def run_app_here():
-    """Run an app's main in-process for checks of its exit code and messages."""
-    sys.path.insert(0, str(APPS))
-    yield _run_app_here
-    sys.path.remove(str(APPS))
+def run_app_here(load_app):
+    """Run an app's main in-process, for checks of its exit code and messages."""
+    return _run_app_here
 
 
 @pytest.fixture

@@ -36,7 +36,8 @@ def test_the_average_is_diffusers_ema_to_the_last_bit_and_resumes_from_its_state
     assert ours.shadow_params[0].sub(weights[0]).abs().max() > 1e-3  # an average, not the last weights
 
     resumed = ExponentialMovingAverage(weights, 0.5)
-    resumed.load_state_dict(theirs.state_dict())  # a checkpoint written with EMAModel
+    resumed.load_state_dict(theirs.state_dict())  # a checkpoint written with EMAModel, copied as it loads
+    assert not any(a is b for a, b in zip(theirs.shadow_params, resumed.shadow_params, strict=True))
     _nudge(weights)
     theirs.step(weights)
     resumed.step(weights)

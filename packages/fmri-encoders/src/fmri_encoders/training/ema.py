@@ -54,6 +54,7 @@ class ExponentialMovingAverage:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Copies of `state`'s tensors, as torch's modules load theirs."""
         self.decay = float(state.get("decay", self.decay))
         self.optimization_step = int(state["optimization_step"])
-        self.shadow_params = list(state["shadow_params"])
+        self.shadow_params = [p.detach().clone() for p in state["shadow_params"]]
