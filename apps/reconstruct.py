@@ -236,7 +236,7 @@ def parse_args(
         "--likelihood-weight",
         type=_non_negative_float,
         help="encoding-model guidance: each denoising step moves towards images whose predicted fMRI "
-        "matches the measured one (0 = off)",
+        "matches the measured one; cvae weighs its samples by it instead (0 = off)",
     )
     sampling.add_argument(
         "--encoding-model",

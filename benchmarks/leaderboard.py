@@ -61,8 +61,10 @@ GUIDED = [*READOUT, "--choose", "likelihood_weight=0,0.5,1"]
 GUIDED_RESIDUAL = [*GUIDED, "--choose", "decode=vae,residual"]
 # the cvae's size: 16 training figures per fold (Miyawaki) want a smaller network than 80 digits
 CVAE_SIZES = ["--choose", "latent_dim=16,32", "--choose", "width=16,32"]
+# the cvae samples in one pass, so the likelihood weighs its samples: a tempered weight, as voxels share noise
+CVAE_WEIGHTS = ["--choose", "likelihood_weight=0,0.03,0.1,0.3"]
 RECIPES: dict[str, list[str]] = {
-    "cvae": [*READOUT, *CVAE_SIZES],
+    "cvae": [*READOUT, *CVAE_SIZES, *CVAE_WEIGHTS],
     "ddpm": GUIDED,
     "ldm": GUIDED,
     "sd-direct": GUIDED_RESIDUAL,

@@ -116,3 +116,26 @@ def test_a_training_setting_fits_one_probe_per_value_and_the_method_is_fitted_wi
     assert method.config.width == record["chosen"]["width"]
     assert method.model_.config.width == method.config.width
     assert (tmp_path / "w" / "cvae" / "validation" / "width-8").is_dir()
+
+
+def test_the_cvae_s_likelihood_weight_shares_one_probe_that_fits_the_encoding_model(
+    dataset, tmp_path, monkeypatch
+):
+    encodings = []
+    fit_parts = ConditionalVAE.fit_parts
+
+    def recording(self, train):
+        encodings.append(self.encoding_ is not None)
+        fit_parts(self, train)
+
+    monkeypatch.setattr(ConditionalVAE, "fit_parts", recording)
+    train = dataset.subset(np.flatnonzero(~dataset.given_test))
+    choices = {"likelihood_weight": (0.0, 50.0)}
+    settings = MethodSettings(device="cpu", quick=True, work_dir=tmp_path / "w", choices=choices)
+    method = create_method("cvae", settings).fit(train)
+    record = method.validation_
+    assert record["grid"] == [{"likelihood_weight": 0.0}, {"likelihood_weight": 50.0}]
+    assert record["scores"][0] != record["scores"][1]  # the weights changed what was scored
+    assert encodings[0]  # the one probe fits what the heaviest weight needs
+    assert len(encodings) == 2  # the probe, then the method itself
+    assert encodings[1] == method.steers() == (record["chosen"]["likelihood_weight"] > 0)

@@ -8,7 +8,8 @@ sample is ever chosen by comparing it with the truth. A fitted method saves itse
 `work_dir/<name>/<saved_as>` in one schema (MANIFEST_FILE: method, image size, sampling settings, and what
 its parts add) that `load_method` reads back. Before the method's own fitting, `fit` chooses the run's
 `--choose` grid on validation stimuli held out of the training trials (methods.validation) and, under
-likelihood guidance, fits the encoding model whose likelihood steers every sampling step. A subclass
+likelihood guidance, fits the encoding model whose likelihood steers every sampling step (or, for a
+method that samples in one pass, weighs its samples: methods.reweighting). A subclass
 supplies `fit_parts` (first stage, trainable parts, pipeline), `sampling_inputs` (its per-trial
 conditioning) and its parts' save/load; pipeline-less models override `draw`. The method's own row goes
 through the readout chosen on validation (fmri_data.readout; none unless `--choose readout=...` asks);
@@ -30,6 +31,7 @@ from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, ReconstructionMethod
 from fmri_data.methods.registry import method_class
 from fmri_data.readout import PatchReadout
+from fmri_diffusion.methods.reweighting import importance_weights, weighted_rows
 from fmri_diffusion.methods.validation import choose_on_validation
 from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.priors.loading import BaseModelError
@@ -65,7 +67,8 @@ class DiffusionMethod(ReconstructionMethod):
     curves: ClassVar[dict[str, str]] = {"loss_curve": "training_"}
     saved_as: ClassVar[str] = "model"
     samples_with_pipeline: ClassVar[bool] = True
-    """Whether predictions come from the diffusion pipeline, so that likelihood guidance can steer them."""
+    """Whether predictions come from the diffusion pipeline, so that likelihood guidance can steer its
+    steps; a method sampling in one pass is guided by weighing its samples (methods.reweighting)."""
     training_settings: ClassVar[frozenset[str]] = frozenset()
     """Config fields the fit itself depends on (a network's size): choosing among their values on validation
     fits one probe per value, where sampling settings share one probe."""
@@ -101,8 +104,9 @@ class DiffusionMethod(ReconstructionMethod):
         """The method's own training (first stage, trainable parts, pipeline) on the training trials."""
 
     def steers(self) -> bool:
-        """Whether sampling follows the encoding model's likelihood (config.likelihood_weight > 0)."""
-        return self.samples_with_pipeline and getattr(self.config, "likelihood_weight", 0.0) > 0
+        """Whether the encoding model's likelihood guides sampling (config.likelihood_weight > 0): it steers
+        the pipeline's steps, or weighs the samples of a method without a pipeline."""
+        return getattr(self.config, "likelihood_weight", 0.0) > 0
 
     def records(self) -> dict[str, Any]:
         return {} if self.validation_ is None else {"validation": self.validation_}
@@ -213,8 +217,13 @@ class DiffusionMethod(ReconstructionMethod):
         return rows
 
     def named_rows(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
-        """The rows as sampled: the posterior mean as the method's own row, one sample as <name>-1."""
+        """The rows as sampled: the posterior mean as the method's own row, one sample as <name>-1 (under
+        likelihood weights, the weighted mean and one sample drawn by its weight)."""
         samples = self.sample(fmri, self.config.n_samples)
+        if self.steers() and not self.samples_with_pipeline:
+            weights = importance_weights(samples, fmri, self.encoding_, self.config.likelihood_weight)
+            mean, one = weighted_rows(samples, weights, self.settings.seed)
+            return {self.name: mean, f"{self.name}-1": one}
         return {self.name: samples.mean(axis=0), f"{self.name}-1": samples[0]}
 
     def sample(self, fmri: np.ndarray, n_samples: int) -> np.ndarray:
@@ -223,7 +232,7 @@ class DiffusionMethod(ReconstructionMethod):
         `accelerate launch` the batches are shared out among the processes."""
         n = len(fmri)
         per_trial = self.sampling_inputs(fmri)
-        if self.steers():
+        if self.steers() and self.samples_with_pipeline:
             per_trial["measured"] = torch.from_numpy(self.encoding_.measured(fmri))
         inputs = {key: value.repeat(n_samples, *(1,) * (value.dim() - 1)) for key, value in per_trial.items()}
         generators = sample_generators(self.settings.seed, n_samples, n)
@@ -265,7 +274,7 @@ class DiffusionMethod(ReconstructionMethod):
         return {}
 
     def _likelihood_options(self) -> dict[str, Any]:
-        if not self.steers():
+        if not (self.steers() and self.samples_with_pipeline):
             return {}
         return {"likelihood": self.encoding_.likelihood(), "likelihood_weight": self.config.likelihood_weight}
 

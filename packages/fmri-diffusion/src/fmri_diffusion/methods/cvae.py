@@ -26,7 +26,9 @@ class ConditionalVAEConfig:
     """The CVAE's size, loss weight and training, and how many prior samples make its posterior mean.
 
     beta weighs the KL term; max_shift is the joint random shift of image and condition; ridge_folds the
-    folds of the out-of-fold ridge conditions.
+    folds of the out-of-fold ridge conditions. likelihood_weight > 0 weighs the samples by the encoding
+    model's likelihood of the measured voxels (methods.reweighting; `encoding_voxels` best-predicted voxels
+    of an `encoding_model`): the mean of the CVAE's p(image | ridge image) x likelihood^weight.
     """
 
     latent_dim: int = 16
@@ -39,8 +41,11 @@ class ConditionalVAEConfig:
             max_steps=900, batch_size=32, learning_rate=2e-3, warmup_steps=20, ema_decay=None
         )
     )
-    n_samples: int = 16
+    n_samples: int = 64
     sample_batch_size: int = 256
+    likelihood_weight: float = 0.0
+    encoding_voxels: int = 500
+    encoding_model: str = "auto"
 
     def quick(self) -> ConditionalVAEConfig:
         return replace(self, training=replace(self.training, max_steps=10))
@@ -53,7 +58,8 @@ class ConditionalVAE(DiffusionMethod):
     The CVAE trains on out-of-fold ridge reconstructions of the training trials (each predicted by a ridge
     fitted without its stimulus, one alpha shared by all pixels), so the noise of its condition matches
     test time; test trials are conditioned on a ridge fitted on all training trials. Reports "cvae", the
-    mean of n_samples decoded prior samples (a posterior-mean estimate), and "cvae-1", the first of them.
+    mean of n_samples decoded prior samples (a posterior-mean estimate), and "cvae-1", the first of them;
+    under likelihood weights, their weighted mean and one drawn by its weight.
     """
 
     name = "cvae"

@@ -243,6 +243,10 @@ class BrainDiffuserStage1(BrainDiffuserMethod):
     def named_rows(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
         return {self.name: self.stage1_images(fmri)}
 
+    def steers(self) -> bool:
+        """Never: stage 1 is one decoding, with no samples for a likelihood to guide or weigh."""
+        return False
+
     def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
         return self.stage1_.start(fmri, self.image_size_)
 
