@@ -108,6 +108,11 @@ class DiffusionMethod(ReconstructionMethod):
         the pipeline's steps, or weighs the samples of a method without a pipeline."""
         return getattr(self.config, "likelihood_weight", 0.0) > 0
 
+    def steers_steps(self) -> bool:
+        """Whether the likelihood's gradient steers the pipeline's sampling steps (else, under steers(), it
+        weighs the samples)."""
+        return self.steers() and self.samples_with_pipeline
+
     def records(self) -> dict[str, Any]:
         return {} if self.validation_ is None else {"validation": self.validation_}
 
@@ -220,7 +225,7 @@ class DiffusionMethod(ReconstructionMethod):
         """The rows as sampled: the posterior mean as the method's own row, one sample as <name>-1 (under
         likelihood weights, the weighted mean and one sample drawn by its weight)."""
         samples = self.sample(fmri, self.config.n_samples)
-        if self.steers() and not self.samples_with_pipeline:
+        if self.steers() and not self.steers_steps():
             weights = importance_weights(samples, fmri, self.encoding_, self.config.likelihood_weight)
             mean, one = weighted_rows(samples, weights, self.settings.seed)
             return {self.name: mean, f"{self.name}-1": one}
@@ -232,7 +237,7 @@ class DiffusionMethod(ReconstructionMethod):
         `accelerate launch` the batches are shared out among the processes."""
         n = len(fmri)
         per_trial = self.sampling_inputs(fmri)
-        if self.steers() and self.samples_with_pipeline:
+        if self.steers_steps():
             per_trial["measured"] = torch.from_numpy(self.encoding_.measured(fmri))
         inputs = {key: value.repeat(n_samples, *(1,) * (value.dim() - 1)) for key, value in per_trial.items()}
         generators = sample_generators(self.settings.seed, n_samples, n)
@@ -274,7 +279,7 @@ class DiffusionMethod(ReconstructionMethod):
         return {}
 
     def _likelihood_options(self) -> dict[str, Any]:
-        if not (self.steers() and self.samples_with_pipeline):
+        if not self.steers_steps():
             return {}
         return {"likelihood": self.encoding_.likelihood(), "likelihood_weight": self.config.likelihood_weight}
 

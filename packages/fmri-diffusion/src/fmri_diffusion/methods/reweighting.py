@@ -27,9 +27,7 @@ def importance_weights(
     measured = torch.from_numpy(encoding.measured(fmri))
     with torch.no_grad():
         nll = torch.stack([likelihood(torch.from_numpy(images), measured) for images in samples])
-    log_weights = -weight * nll.double().numpy()
-    weights = np.exp(log_weights - log_weights.max(axis=0))
-    return weights / weights.sum(axis=0)
+    return torch.softmax(-weight * nll.double(), dim=0).numpy()
 
 
 def weighted_rows(samples: np.ndarray, weights: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
