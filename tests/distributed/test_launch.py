@@ -22,7 +22,13 @@ pytestmark = pytest.mark.slow
 HERE = Path(__file__).resolve().parent
 CHECKOUT = HERE.parents[1]
 TINY = HERE / "tiny_training.py"
-ENV = os.environ | {"CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}  # CPU ranks
+# CPU ranks; a rank that aborts (a C++ std::terminate) prints every thread's Python stack
+ENV = os.environ | {
+    "CUDA_VISIBLE_DEVICES": "",
+    "HF_HUB_OFFLINE": "1",
+    "MPLBACKEND": "Agg",
+    "PYTHONFAULTHANDLER": "1",
+}
 
 
 def _free_port() -> int:

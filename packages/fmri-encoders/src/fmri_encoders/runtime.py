@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -102,10 +103,8 @@ def start_process(device: str = "auto", threads: int | None = None) -> ProcessSe
     resolved = resolve_device(device)
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     if processes > 1:
-        state = PartialState(cpu=resolved == "cpu", timeout=_PROCESS_TIMEOUT)
-        # leave the process group before the interpreter tears down: gloo's threads (and the extra groups a
-        # sharded fit's device mesh adds) otherwise abort a finished process now and then
-        atexit.register(state.destroy_process_group)
+        PartialState(cpu=resolved == "cpu", timeout=_PROCESS_TIMEOUT)
+        atexit.register(_leave_process_group)
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     if threads is not None and threads < 1:
         raise DataError(f"threads={threads}: use at least 1, or leave it unset for cores / local processes")
@@ -114,6 +113,16 @@ def start_process(device: str = "auto", threads: int | None = None) -> ProcessSe
     rank = int(os.environ.get("RANK", "0"))
     precision = launch_precision() or "no"
     return ProcessSetup(resolved, processes, rank, local, count, precision, full_shard_requested())
+
+
+def _leave_process_group() -> None:
+    """Destroy the process groups and free what still holds them while the interpreter is whole.
+
+    Torn down by the interpreter instead, gloo's threads (and the extra groups a sharded fit's device mesh
+    adds, which its sharded weights keep alive) abort a finished process now and then.
+    """
+    PartialState().destroy_process_group()
+    gc.collect()
 
 
 def launch_precision() -> str | None:
