@@ -231,7 +231,23 @@ def markdown(table: dict[str, dict[str, dict]], tag: str) -> str:
             scores = " | ".join(f"{entry[key]:.3f}" for key in METRICS)
             lines.append(f"| {name} | {scores} | {deltas or '—'} | {entry['wall_s'] / 60:.1f} min |")
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join([*lines, *time_spent(table)])
+
+
+def time_spent(table: dict[str, dict[str, dict]]) -> list[str]:
+    """How much of the whole leaderboard is on record and what it took: the sum of its cells' wall times,
+    and the cells still missing (each data set with each method that can run on it)."""
+    planned = [(data, method) for data in DATA for method in METHODS if data in ONLY_ON.get(method, {data})]
+    done = [(data, method) for data, method in planned if method in table.get(data, {})]
+    minutes = sum(table[data][method]["wall_s"] for data, method in done) / 60
+    lines = [
+        "## Time",
+        "",
+        f"{len(done)} of {len(planned)} cells on record, {minutes:.0f} min of wall time in all.",
+    ]
+    if missing := [f"{data}/{method}" for data, method in planned if (data, method) not in done]:
+        lines += ["", f"Not run: {', '.join(missing)}."]
+    return [*lines, ""]
 
 
 def _delta(record: dict | None) -> str:
