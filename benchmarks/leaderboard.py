@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from result_file import RESULTS
 
 from fmri_eval.figures import method_columns
@@ -176,7 +177,11 @@ def summarise(cells: dict[str, dict[str, Path]]) -> dict[str, dict[str, dict]]:
                 entry["vs_ridge"] = {
                     key: value for key, value in scores.get("vs_baseline", {}).items() if key in METRICS
                 }
-                entry |= {"wall_s": cell["wall_s"], "validation": metrics.get("validation", {}).get(method)}
+                entry |= {
+                    "wall_s": cell["wall_s"],
+                    "seconds": metrics.get("seconds", {}).get(method),
+                    "validation": metrics.get("validation", {}).get(method),
+                }
                 entry["prior_corpus"] = metrics.get("prior_corpus")
                 table.setdefault(data, {})[name] = entry
     return table
@@ -247,7 +252,37 @@ def time_spent(table: dict[str, dict[str, dict]]) -> list[str]:
     ]
     if missing := [f"{data}/{method}" for data, method in planned if (data, method) not in done]:
         lines += ["", f"Not run: {', '.join(missing)}."]
-    return [*lines, ""]
+    return [*lines, "", *stages(table, done)]
+
+
+def stages(table: dict[str, dict[str, dict]], done: list[tuple[str, str]]) -> list[str]:
+    """Where each cell's wall time went, for the cells whose runs recorded it (metrics.json "seconds"):
+    choosing settings on validation, the final fits, sampling the test trials, and the rest (the mean and
+    ridge baselines, loading, evaluation, writing)."""
+    timed = [(data, method) for data, method in done if table[data][method].get("seconds")]
+    if not timed:
+        return []
+    lines = [
+        "| cell | wall | choosing on validation | final fit | sampling the test trials | the rest |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    totals = np.zeros(5)
+    for data, method in timed:
+        entry = table[data][method]
+        seconds = entry["seconds"]
+        spent = np.array(
+            [
+                entry["wall_s"],
+                seconds["validation"],
+                seconds["fit"] - seconds["validation"],
+                seconds["predict"],
+                entry["wall_s"] - seconds["fit"] - seconds["predict"],
+            ]
+        )
+        totals += spent
+        lines.append(f"| {data}/{method} | " + " | ".join(f"{s / 60:.1f} min" for s in spent) + " |")
+    lines.append("| all of these | " + " | ".join(f"{s / 60:.1f} min" for s in totals) + " |")
+    return ["Where the time went, in the cells that record it:", "", *lines, ""]
 
 
 def _delta(record: dict | None) -> str:

@@ -56,6 +56,22 @@ def test_the_choice_goes_to_metrics_and_the_report(dataset, tmp_path):
     assert "validation stimuli" in line
 
 
+def test_metrics_say_where_the_time_went(dataset, tmp_path):
+    settings = MethodSettings(device="cpu", quick=True, cache_dir=tmp_path / "cache", choices=CHOICES)
+    splits = make_splits(dataset, "kfold:2")
+    result = reconstruct_over_splits(dataset, splits, ["ridge", "ddpm"], settings=settings, progress=False)
+
+    seconds = run_records(result)["seconds"]
+    assert set(seconds) == {"ridge", "ddpm"}
+    assert [set(fold) for fold in result.seconds["ddpm"]] == [{"fit", "validation", "predict"}] * 2
+    assert seconds["ridge"]["validation"] == 0.0  # ridge chooses nothing on validation
+    # choosing trains a probe and samples the validation trials: a part of the fit, not all of it
+    assert 0 < seconds["ddpm"]["validation"] < seconds["ddpm"]["fit"]
+    assert seconds["ddpm"]["predict"] > 0
+    folds = result.seconds["ddpm"]
+    assert seconds["ddpm"]["fit"] == pytest.approx(sum(fold["fit"] for fold in folds), abs=0.1)
+
+
 def test_the_grid_keeps_only_what_the_method_has():
     settings = MethodSettings(quick=True, choices={"strength": (0.2, 0.5), "mixing": (0.0, 0.4)})
     assert choice_grid(create_method("ddpm", settings)) == [{"strength": 0.2}, {"strength": 0.5}]

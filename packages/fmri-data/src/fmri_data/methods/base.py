@@ -113,6 +113,11 @@ class ReconstructionMethod(ABC):
         default."""
         return {}
 
+    def timings(self) -> dict[str, float]:
+        """Wall seconds of named parts of the fit (e.g. "validation": choosing settings), apart from
+        records() because they differ from run to run; none by default."""
+        return {}
+
     def artefacts(self) -> dict[str, Path]:
         """Files a run's report should carry after `fit` (e.g. {"loss_curve": path}); none by default.
 

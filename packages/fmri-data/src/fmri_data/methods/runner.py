@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,7 +37,9 @@ class CrossValidatedReconstructions:
     [n_test, n_candidates] scores against every stimulus tested in any fold (`candidate_stimulus`), for
     brain <-> image identification. artefacts: the files the first fold's methods named (file name in the
     run folder -> path), such as `loss_curve-sd-lora.png`. records: method -> what each fold's fit reported
-    (ReconstructionMethod.records, e.g. settings chosen on validation), one dict per fold. prior_corpus:
+    (ReconstructionMethod.records, e.g. settings chosen on validation), one dict per fold. seconds:
+    method -> the wall seconds of each fold's "fit" and "predict" and of the parts the method timed
+    (ReconstructionMethod.timings, e.g. "validation", a part of "fit"), one dict per fold. prior_corpus:
     the screening of the run's prior corpus against its test stimuli (None without one).
     """
 
@@ -50,6 +53,7 @@ class CrossValidatedReconstructions:
     candidate_stimulus: np.ndarray | None = None
     artefacts: dict[str, Path] = field(default_factory=dict)
     records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    seconds: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     prior_corpus: CorpusScreening | None = None
 
     @property
@@ -87,6 +91,7 @@ def reconstruct_over_splits(
     parts: list[dict[str, np.ndarray]] = []
     artefacts: dict[str, Path] = {}
     records: dict[str, list[dict[str, Any]]] = {}
+    seconds: dict[str, list[dict[str, float]]] = {}
     bar = tqdm(
         total=len(splits) * len(methods),
         desc="fit+predict",
@@ -106,7 +111,9 @@ def reconstruct_over_splits(
             fold_settings = replace(settings, work_dir=settings.work_dir / f"fold-{split.fold:03d}")
         for name in methods:
             bar.set_postfix_str(f"{name}, fold {split.fold + 1}/{len(splits)}")
+            started = time.perf_counter()
             method = create_method(name, fold_settings).fit(train)
+            fitted = time.perf_counter()
             record = method.records()
             if record:
                 records.setdefault(name, []).append({"fold": split.fold, **record})
@@ -117,6 +124,9 @@ def reconstruct_over_splits(
                 part[row] = _checked_prediction(row, images, test)
             if isinstance(method, IdentifiesStimuli):
                 part[_SIMILARITY + name] = np.asarray(method.similarities(test.fmri, candidate_images))
+            seconds.setdefault(name, []).append(
+                {"fit": fitted - started, "predict": time.perf_counter() - fitted, **method.timings()}
+            )
             bar.update()
         parts.append(part)
     bar.close()
@@ -146,6 +156,7 @@ def reconstruct_over_splits(
         candidate_stimulus=candidate_stimulus if similarities else None,
         artefacts=artefacts,
         records=records,
+        seconds=seconds,
         prior_corpus=None if settings.prior_corpus is None else settings.prior_corpus.screening,
     )
 

@@ -18,6 +18,7 @@ through the readout chosen on validation (fmri_data.readout; none unless `--choo
 
 from __future__ import annotations
 
+import time
 from abc import abstractmethod
 from dataclasses import fields, replace
 from pathlib import Path
@@ -86,7 +87,9 @@ class DiffusionMethod(ReconstructionMethod):
         (with likelihood guidance), fit the method's own parts, save it all."""
         self.image_size_ = train.image_shape[0]
         if self.settings.choices:
+            started = time.perf_counter()
             self.validation_ = choose_on_validation(self, train)
+            self.validation_seconds_ = time.perf_counter() - started
             chosen = {k: v for k, v in self.validation_["chosen"].items() if k != "readout"}
             self.config = replace(self.config, **chosen)
             if self.validation_.get("readout"):
@@ -115,6 +118,9 @@ class DiffusionMethod(ReconstructionMethod):
 
     def records(self) -> dict[str, Any]:
         return {} if self.validation_ is None else {"validation": self.validation_}
+
+    def timings(self) -> dict[str, float]:
+        return {} if self.validation_ is None else {"validation": self.validation_seconds_}
 
     def stage_dir(self, *stage: str) -> Path | None:
         """Where a training stage keeps checkpoints and curves: work_dir/<name>/<stage> (None: nowhere)."""

@@ -15,6 +15,7 @@ report.md.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, replace
 from itertools import product
 from typing import Any
@@ -111,7 +112,9 @@ class InverseRetinotopy(ReconstructionMethod):
                 f"{self.name} needs at least {MIN_STIMULI} distinct training stimuli, got {train.n_stimuli}"
             )
         self.grid_, self.image_size_ = grid, train.image_shape[-1]
+        started = time.perf_counter()
         self.validation_ = self._choose(train)
+        self.validation_seconds_ = time.perf_counter() - started
         self.setting_ = self.validation_["chosen"]
         self.parts_ = self._learn(train)
         return self
@@ -125,6 +128,9 @@ class InverseRetinotopy(ReconstructionMethod):
 
     def records(self) -> dict[str, Any]:
         return {"validation": self.validation_}
+
+    def timings(self) -> dict[str, float]:
+        return {"validation": self.validation_seconds_}
 
     def _learn(self, train: PairedDataset) -> _Parts:
         patches = patch_values(train.images, self.grid_)
