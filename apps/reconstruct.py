@@ -258,6 +258,15 @@ def parse_args(
         "binary patches, as Miyawaki's are)",
     )
     sampling.add_argument(
+        "--probe-steps",
+        type=_fraction,
+        default=1.0,
+        metavar="FRACTION",
+        help="with --choose: the fraction of each training stage's steps that the probe fitted to choose on "
+        "validation trains for (the final fit trains in full); a shorter probe saves time if it ranks the "
+        "settings as a full one would",
+    )
+    sampling.add_argument(
         "--condition",
         choices=["ridge", "fmri", "contrastive"],
         help="sd-*: what feeds the fMRI conditioner: ridge's predicted latents, the voxels, or a contrastive "
@@ -502,6 +511,7 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
             gradient_checkpointing=args.gradient_checkpointing,
             optimizer=args.optimizer,
             ema=args.ema,
+            probe_steps=args.probe_steps,
         ),
         preprocessing=Preprocessing(
             n_voxels=args.n_voxels, voxel_score=args.voxel_score, average_repeats=args.average_repeats

@@ -92,12 +92,22 @@ def test_resume_with_other_settings_is_refused(first_run, linear_dataset, change
 def test_naming_a_default_numeric_setting_still_resumes_but_another_optimizer_does_not(
     first_run, linear_dataset
 ):
-    run(linear_dataset, first_run, resume=True, optimizer="adamw", mixed_precision="no", ema=True)
+    run(
+        linear_dataset,
+        first_run,
+        resume=True,
+        optimizer="adamw",
+        mixed_precision="no",
+        ema=True,
+        probe_steps=1.0,
+    )
     assert len(FITTED) == 2
     with pytest.raises(DataError, match=r"settings\.optimizer differ"):
         run(linear_dataset, first_run, resume=True, optimizer="adafactor")
     with pytest.raises(DataError, match=r"settings\.ema differ"):
         run(linear_dataset, first_run, resume=True, ema=False)
+    with pytest.raises(DataError, match=r"settings\.probe_steps differ"):  # the probe chooses otherwise
+        run(linear_dataset, first_run, resume=True, probe_steps=0.5)
 
 
 def test_sampling_options_may_change_on_resume_but_the_prior_adapter_may_not(first_run, linear_dataset):

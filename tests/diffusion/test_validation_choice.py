@@ -12,7 +12,7 @@ from fmri_data.methods import MethodSettings, create_method, reconstruct_over_sp
 from fmri_data.methods.records import run_records, validation_notes
 from fmri_data.splits import make_splits
 from fmri_diffusion.methods.cvae import ConditionalVAE
-from fmri_diffusion.methods.validation import choice_grid
+from fmri_diffusion.methods.validation import _fitted_probe, choice_grid
 
 CHOICES = {"strength": (0.5, 1.0), "likelihood_weight": (0.0, 0.5)}
 
@@ -155,3 +155,18 @@ def test_the_cvae_s_likelihood_weight_shares_one_probe_that_fits_the_encoding_mo
     assert encodings[0]  # the one probe fits what the heaviest weight needs
     assert len(encodings) == 2  # the probe, then the method itself
     assert encodings[1] == method.steers() == (record["chosen"]["likelihood_weight"] > 0)
+
+
+def test_a_shorter_probe_trains_its_share_of_the_steps_and_the_final_fit_all_of_them(dataset, tmp_path):
+    settings = MethodSettings(
+        device="cpu", quick=True, choices={"likelihood_weight": (0.0,)}, probe_steps=0.5, work_dir=tmp_path
+    )
+    train = dataset.subset(np.flatnonzero(~dataset.given_test))
+    method = create_method("ddpm", settings)
+    steps = method.config.training.max_steps
+
+    probe = _fitted_probe(method, {}, [{"likelihood_weight": 0.0}], train)
+    assert len(probe.training_.losses) == steps // 2
+    method.fit(train)
+    assert len(method.training_.losses) == steps
+    assert len(method.records()["validation"]["grid"]) == 1

@@ -50,6 +50,9 @@ class MethodSettings:
         memory (benchmarks/sd_small_gpu.py).
     ema: False trains every stage without its EMA copy of the weights (the last weights are kept): a whole
         SD-sized UNet's EMA takes 3.2 GiB of GPU memory (benchmarks/sd_small_gpu.py).
+    probe_steps: the fraction of each per-fold training stage's steps that a probe fitted to choose
+        settings on validation (`choices`) trains for; the final fit trains in full. A probe only ranks
+        settings against each other, so a shorter one may rank them as a full one would, in less time.
     """
 
     seed: int = 0
@@ -70,6 +73,7 @@ class MethodSettings:
     gradient_checkpointing: bool = False
     optimizer: str | None = None
     ema: bool = True
+    probe_steps: float = 1.0
 
     def configure(self, config: ConfigT) -> ConfigT:
         """A method's config (a dataclass with `quick()`): its smoke-test budget under `quick`, then the

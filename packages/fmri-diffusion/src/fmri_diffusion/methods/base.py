@@ -71,6 +71,9 @@ class DiffusionMethod(ReconstructionMethod):
     """Whether predictions come from the diffusion pipeline, so that likelihood guidance can steer its
     steps; a method sampling in one pass is guided by weighing its samples (methods.reweighting)."""
     training_settings: ClassVar[frozenset[str]] = frozenset()
+    step_fraction: float = 1.0
+    """The fraction of each per-fold training stage's steps this fit trains for: below 1 only for a probe
+    that chooses settings on validation (MethodSettings.probe_steps)."""
     """Config fields the fit itself depends on (a network's size): choosing among their values on validation
     fits one probe per value, where sampling settings share one probe."""
 
@@ -134,8 +137,16 @@ class DiffusionMethod(ReconstructionMethod):
         return {"out_dir": out_dir, "resume": resume}
 
     def training(self, config: TrainingConfig) -> TrainingConfig:
-        """A stage's training config under this run: its seed, device, progress and tracker."""
-        return training_for(config, self.settings)
+        """A stage's training config under this run: its seed, device, progress and tracker, and a probe's
+        share of the steps."""
+        config = training_for(config, self.settings)
+        if self.step_fraction == 1:
+            return config
+        return replace(
+            config,
+            max_steps=max(1, round(config.max_steps * self.step_fraction)),
+            warmup_steps=round(config.warmup_steps * self.step_fraction),
+        )
 
     def make_pipeline(self, **parts: Any) -> FmriImagePipeline:
         """The sampling pipeline on the run's device, its progress bar shown as the run shows bars."""

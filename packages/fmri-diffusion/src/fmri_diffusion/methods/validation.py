@@ -163,6 +163,7 @@ def _fitted_probe(
         )
     )
     probe.config = replace(method.config, **trained, **_widest(grid))
+    probe.step_fraction = settings.probe_steps
     probe.fit(inner)
     return probe
 
