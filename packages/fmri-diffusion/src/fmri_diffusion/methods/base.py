@@ -71,11 +71,11 @@ class DiffusionMethod(ReconstructionMethod):
     """Whether predictions come from the diffusion pipeline, so that likelihood guidance can steer its
     steps; a method sampling in one pass is guided by weighing its samples (methods.reweighting)."""
     training_settings: ClassVar[frozenset[str]] = frozenset()
+    """Config fields the fit itself depends on (a network's size): choosing among their values on validation
+    fits one probe per value, where sampling settings share one probe."""
     step_fraction: float = 1.0
     """The fraction of each per-fold training stage's steps this fit trains for: below 1 only for a probe
     that chooses settings on validation (MethodSettings.probe_steps)."""
-    """Config fields the fit itself depends on (a network's size): choosing among their values on validation
-    fits one probe per value, where sampling settings share one probe."""
 
     def __init__(self, settings: MethodSettings | None = None, config: Any = None) -> None:
         super().__init__(settings)
