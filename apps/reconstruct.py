@@ -267,6 +267,14 @@ def parse_args(
         "settings as a full one would",
     )
     sampling.add_argument(
+        "--refit-steps",
+        type=_fraction,
+        default=1.0,
+        metavar="FRACTION",
+        help="with --choose, ddpm and ldm: below 1, the final fit starts from the validation probe's weights "
+        "and trains this fraction of each stage's steps on all training stimuli (1: afresh, in full)",
+    )
+    sampling.add_argument(
         "--condition",
         choices=["ridge", "fmri", "contrastive"],
         help="sd-*: what feeds the fMRI conditioner: ridge's predicted latents, the voxels, or a contrastive "
@@ -512,6 +520,7 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
             optimizer=args.optimizer,
             ema=args.ema,
             probe_steps=args.probe_steps,
+            refit_steps=args.refit_steps,
         ),
         preprocessing=Preprocessing(
             n_voxels=args.n_voxels, voxel_score=args.voxel_score, average_repeats=args.average_repeats

@@ -130,9 +130,23 @@ def run_cell(runs: Path, data: str, method: str, args: argparse.Namespace) -> No
         return
     if (folder / "cell.json").is_file():
         return
+    command = cell_command(runs, data, method, args.device, quick=args.quick)
+    print(f"[{data} / {method}] {' '.join(command[1:])}", flush=True)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, cwd=ROOT)
+    record = {"wall_s": round(time.perf_counter() - start, 1), "command": command[1:]}
+    (folder / "cell.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def cell_command(
+    runs: Path, data: str, method: str, device: str, *, quick: bool = False, cache: Path | None = None
+) -> list[str]:
+    """The apps/reconstruct.py command of one cell: the method beside the mean image and ridge, with the
+    data set's prior corpus and the method's recipe, its folders under `runs` (base models under `cache`,
+    by default runs/cache)."""
     source, split, corpus = DATA[data]
     baselines = [m for m in ("mean", "ridge") if m != method]
-    command = [
+    return [
         sys.executable,
         str(ROOT / "apps" / "reconstruct.py"),
         "--data",
@@ -141,24 +155,19 @@ def run_cell(runs: Path, data: str, method: str, args: argparse.Namespace) -> No
         split,
         *[option for name in [*baselines, method] for option in ("--method", name)],
         "--out",
-        str(folder),
+        str(runs / data / method),
         "--work-dir",
         str(runs / "work" / data / method),
         "--cache-dir",
-        str(runs / "cache"),
+        str(cache or runs / "cache"),
         "--resume",
         "--device",
-        args.device,
+        device,
         "--no-progress",
         *(["--prior-corpus", corpus] if corpus != "simulator" else []),
         *RECIPES.get(method, []),
-        *(["--quick"] if args.quick else []),
+        *(["--quick"] if quick else []),
     ]
-    print(f"[{data} / {method}] {' '.join(command[1:])}", flush=True)
-    start = time.perf_counter()
-    subprocess.run(command, check=True, cwd=ROOT)
-    record = {"wall_s": round(time.perf_counter() - start, 1), "command": command[1:]}
-    (folder / "cell.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 def summarise(cells: dict[str, dict[str, Path]]) -> dict[str, dict[str, dict]]:

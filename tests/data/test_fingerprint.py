@@ -100,6 +100,7 @@ def test_naming_a_default_numeric_setting_still_resumes_but_another_optimizer_do
         mixed_precision="no",
         ema=True,
         probe_steps=1.0,
+        refit_steps=1.0,
     )
     assert len(FITTED) == 2
     with pytest.raises(DataError, match=r"settings\.optimizer differ"):
@@ -108,6 +109,8 @@ def test_naming_a_default_numeric_setting_still_resumes_but_another_optimizer_do
         run(linear_dataset, first_run, resume=True, ema=False)
     with pytest.raises(DataError, match=r"settings\.probe_steps differ"):  # the probe chooses otherwise
         run(linear_dataset, first_run, resume=True, probe_steps=0.5)
+    with pytest.raises(DataError, match=r"settings\.refit_steps differ"):  # the final fit trains otherwise
+        run(linear_dataset, first_run, resume=True, refit_steps=0.5)
 
 
 def test_sampling_options_may_change_on_resume_but_the_prior_adapter_may_not(first_run, linear_dataset):

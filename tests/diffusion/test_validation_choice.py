@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, create_method, reconstruct_over_splits
@@ -13,6 +16,7 @@ from fmri_data.methods.records import run_records, validation_notes
 from fmri_data.splits import make_splits
 from fmri_diffusion.methods.cvae import ConditionalVAE
 from fmri_diffusion.methods.validation import _fitted_probe, choice_grid
+from fmri_encoders.training import train as train_model
 
 CHOICES = {"strength": (0.5, 1.0), "likelihood_weight": (0.0, 0.5)}
 
@@ -170,3 +174,69 @@ def test_a_shorter_probe_trains_its_share_of_the_steps_and_the_final_fit_all_of_
     method.fit(train)
     assert len(method.training_.losses) == steps
     assert len(method.records()["validation"]["grid"]) == 1
+
+
+@pytest.mark.parametrize("name", ["ddpm", "ldm"])
+def test_a_final_fit_under_refit_steps_starts_from_the_probe_and_trains_its_share(
+    name, dataset, tmp_path, monkeypatch
+):
+    """Every per-fold stage of the final fit (ldm: the autoencoder too) starts from the weights the probe
+    ended with, and trains half its steps; the record and the report say so."""
+    fits: dict[str, list[_Fit]] = {}
+    for trains in ("methods.conditional", "training.autoencoder"):
+        monkeypatch.setattr(f"fmri_diffusion.{trains}.train_model", _recorded(fits, train_model))
+    settings = MethodSettings(
+        device="cpu", quick=True, choices={"likelihood_weight": (0.0,)}, refit_steps=0.5, work_dir=tmp_path
+    )
+    train = dataset.subset(np.flatnonzero(~dataset.given_test))
+    method = create_method(name, settings).fit(train)
+
+    stages = ["autoencoder", name] if name == "ldm" else [name]
+    assert sorted(fits) == sorted(stages)
+    for stage in stages:
+        probe, final = fits[stage]
+        assert all(torch.equal(probe.end[key], final.start[key]) for key in probe.end)
+        assert any(not torch.equal(probe.start[key], final.start[key]) for key in probe.start)
+        assert final.max_steps == probe.max_steps // 2
+    assert method.records()["validation"]["final_fit"] == {"start": "probe", "step_fraction": 0.5}
+    (line,) = validation_notes({name: [{"fold": 0, **method.records()}]})
+    assert line.endswith(
+        "the final fit started from the probe's weights and trained 50% of each stage's steps"
+    )
+    assert method.warm_start_ is None  # the probe is not kept once its weights are copied
+
+
+def test_a_method_that_cannot_start_from_its_probe_fits_afresh_and_says_so(dataset, tmp_path):
+    settings = MethodSettings(
+        device="cpu", quick=True, choices={"likelihood_weight": (0.0,)}, refit_steps=0.5, work_dir=tmp_path
+    )
+    train = dataset.subset(np.flatnonzero(~dataset.given_test))
+    method = create_method("cvae", settings).fit(train)
+    assert method.records()["validation"]["final_fit"] == {"start": "afresh"}
+    (line,) = validation_notes({"cvae": [{"fold": 0, **method.records()}]})
+    assert line.endswith("the final fit trained afresh in full (this method cannot start from its probe)")
+    assert len(method.training_.losses) == method.config.training.max_steps
+
+
+@dataclass
+class _Fit:
+    start: dict[str, torch.Tensor]
+    max_steps: int
+    end: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _recorded(fits: dict[str, list[_Fit]], train: Callable[..., Any]) -> Callable[..., Any]:
+    """`train`, recording per stage (its description) the weights each fit starts and ends with."""
+
+    def wrapped(model: torch.nn.Module, loss_fn: Any, sampler: Any, config: Any, **kwargs: Any) -> Any:
+        fit = _Fit(_weights(model), config.max_steps)
+        result = train(model, loss_fn, sampler, config, **kwargs)
+        fit.end = _weights(model)
+        fits.setdefault(kwargs["description"], []).append(fit)
+        return result
+
+    return wrapped
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value.detach().clone() for key, value in model.state_dict().items()}

@@ -53,6 +53,10 @@ class MethodSettings:
     probe_steps: the fraction of each per-fold training stage's steps that a probe fitted to choose
         settings on validation (`choices`) trains for; the final fit trains in full. A probe only ranks
         settings against each other, so a shorter one may rank them as a full one would, in less time.
+    refit_steps: below 1, the final fit after choosing on validation starts from the probe's weights
+        (trained on the other four fifths of the training stimuli) and trains this fraction of each
+        per-fold stage's steps on all of them; 1 fits afresh in full. Methods that cannot start from their
+        probe (all but `ddpm` and `ldm`) fit afresh, and their validation record says so.
     """
 
     seed: int = 0
@@ -74,6 +78,7 @@ class MethodSettings:
     optimizer: str | None = None
     ema: bool = True
     probe_steps: float = 1.0
+    refit_steps: float = 1.0
 
     def configure(self, config: ConfigT) -> ConfigT:
         """A method's config (a dataclass with `quick()`): its smoke-test budget under `quick`, then the

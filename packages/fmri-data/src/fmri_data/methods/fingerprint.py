@@ -78,7 +78,14 @@ def fold_fingerprints(
         "choices": {key: list(values) for key, values in settings.choices.items()} or None,
         **{  # recorded where set, so that folders of runs before these options still resume
             key: getattr(settings, key)
-            for key in ("mixed_precision", "gradient_accumulation_steps", "optimizer", "ema", "probe_steps")
+            for key in (
+                "mixed_precision",
+                "gradient_accumulation_steps",
+                "optimizer",
+                "ema",
+                "probe_steps",
+                "refit_steps",
+            )
             if getattr(settings, key) not in (None, "no", 1, "adamw", True)  # the defaults
         },
         **{key: value for key, value in settings.sampling.items() if key in SHAPES_TRAINING},

@@ -36,7 +36,7 @@ def stage_seconds(seconds: dict[str, list[dict[str, float]]]) -> dict[str, dict[
 
 def validation_notes(records: dict[str, list[dict[str, Any]]]) -> list[str]:
     """One report line per method and fold: what it chose, on how many validation stimuli, from which
-    scores."""
+    scores, and how the final fit trained where `refit_steps` asked for less than a fit afresh."""
     lines = []
     for name, folds in records.items():
         for fold in folds:
@@ -54,5 +54,18 @@ def validation_notes(records: dict[str, list[dict[str, Any]]]) -> list[str]:
             lines.append(
                 f"{name}, fold {fold['fold']}: chose {chosen} on {record['validation_stimuli']} validation "
                 f"stimuli held out of its training trials ({record['criterion']}: {tried}){left_out}"
+                f"{_final_fit(record.get('final_fit'))}"
             )
     return lines
+
+
+def _final_fit(final_fit: dict[str, Any] | None) -> str:
+    """How the fit on all training trials trained after the choice, where refit_steps asked for less."""
+    if final_fit is None:
+        return ""
+    if final_fit["start"] == "probe":
+        share = final_fit["step_fraction"]
+        return (
+            f"; the final fit started from the probe's weights and trained {share:.0%} of each stage's steps"
+        )
+    return "; the final fit trained afresh in full (this method cannot start from its probe)"

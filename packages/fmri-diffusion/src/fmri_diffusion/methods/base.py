@@ -74,8 +74,12 @@ class DiffusionMethod(ReconstructionMethod):
     """Config fields the fit itself depends on (a network's size): choosing among their values on validation
     fits one probe per value, where sampling settings share one probe."""
     step_fraction: float = 1.0
-    """The fraction of each per-fold training stage's steps this fit trains for: below 1 only for a probe
-    that chooses settings on validation (MethodSettings.probe_steps)."""
+    """The fraction of each per-fold training stage's steps this fit trains for: below 1 for a probe that
+    chooses settings on validation (MethodSettings.probe_steps), or for a final fit that starts from the
+    probe's weights (MethodSettings.refit_steps)."""
+    starts_from_probe: ClassVar[bool] = False
+    """Whether fit_parts can start each per-fold stage from the weights of the probe fitted to choose on
+    validation (`warm_start_`), so that `refit_steps` below 1 shortens the final fit."""
 
     def __init__(self, settings: MethodSettings | None = None, config: Any = None) -> None:
         super().__init__(settings)
@@ -83,6 +87,7 @@ class DiffusionMethod(ReconstructionMethod):
         self.encoding_: EncodingModel | None = None
         self.validation_: dict[str, Any] | None = None
         self.readout_: PatchReadout | None = None
+        self.warm_start_: DiffusionMethod | None = None
 
     # ---------------------------------------------------------------- fitting
     def fit(self, train: PairedDataset) -> Self:
@@ -91,19 +96,34 @@ class DiffusionMethod(ReconstructionMethod):
         self.image_size_ = train.image_shape[0]
         if self.settings.choices:
             started = time.perf_counter()
-            self.validation_ = choose_on_validation(self, train)
+            self.validation_, probe = choose_on_validation(self, train)
             self.validation_seconds_ = time.perf_counter() - started
             chosen = {k: v for k, v in self.validation_["chosen"].items() if k != "readout"}
             self.config = replace(self.config, **chosen)
             if self.validation_.get("readout"):
                 self.readout_ = PatchReadout(**self.validation_["readout"])
+            self._start_from(probe)
+            del probe  # kept, where kept, as warm_start_ until its weights are copied
         if self.steers():
             self.encoding_ = EncodingModel(self.config.encoding_voxels, self.config.encoding_model).fit(
                 train.images, train.fmri, train.stimulus_id, seed=self.settings.seed
             )
         self.fit_parts(train)
+        self.warm_start_ = None  # its weights are copied; the probe itself is not kept
         self.save_fitted()
         return self
+
+    def _start_from(self, probe: DiffusionMethod | None) -> None:
+        """Under refit_steps below 1, keep the probe to start the final fit from and train that share of
+        the steps (where the method can, else afresh in full); the validation record says which."""
+        refit = self.settings.refit_steps
+        if refit == 1 or not self.validation_["grid"]:  # nothing was chosen, so no probe was fitted
+            return
+        if probe is None:
+            self.validation_["final_fit"] = {"start": "afresh"}
+            return
+        self.validation_["final_fit"] = {"start": "probe", "step_fraction": refit}
+        self.warm_start_, self.step_fraction = probe, refit
 
     @abstractmethod
     def fit_parts(self, train: PairedDataset) -> None:
@@ -137,8 +157,8 @@ class DiffusionMethod(ReconstructionMethod):
         return {"out_dir": out_dir, "resume": resume}
 
     def training(self, config: TrainingConfig) -> TrainingConfig:
-        """A stage's training config under this run: its seed, device, progress and tracker, and a probe's
-        share of the steps."""
+        """A stage's training config under this run: its seed, device, progress and tracker, and the share
+        of the steps a probe, or a final fit starting from one, trains for (step_fraction)."""
         config = training_for(config, self.settings)
         if self.step_fraction == 1:
             return config

@@ -91,6 +91,7 @@ class ConditionalDiffusion(DiffusionMethod):
     config_class: type[DiffusionConfig] = DiffusionConfig
     saved_as: ClassVar[str] = "pipeline"
     pixel_space: ClassVar[bool] = False  # pixel models clip predicted clean images to [-1, 1] while sampling
+    starts_from_probe: ClassVar[bool] = True
 
     # ------------------------------------------------------- subclass hooks
     @abstractmethod
@@ -113,6 +114,9 @@ class ConditionalDiffusion(DiffusionMethod):
         torch.manual_seed(self.settings.seed)
         vae, clean, spatial = self._fit_first_stage(train)
         unet, conditioner = build_denoiser(config, channels=clean.shape[1], size=clean.shape[-1])
+        if self.warm_start_ is not None:
+            unet.load_state_dict(self.warm_start_.pipeline_.unet.state_dict())
+            conditioner.load_state_dict(self.warm_start_.pipeline_.conditioner.state_dict())
         scheduler = training_scheduler(config.schedule, config.prediction_type, clip_sample=self.pixel_space)
         sampler = BatchSampler(
             {"clean": clean, "spatial": spatial},

@@ -58,6 +58,7 @@ class LatentDiffusion(ConditionalDiffusion):
             device=self.settings.device,
             **self.checkpointing(),
             pixel_size=self._pixel_size(),
+            initial=None if self.warm_start_ is None else self.warm_start_.vae_,
         )
         clean = self._encode(train.images)
         self.latent_shape_ = tuple(clean.shape[1:])

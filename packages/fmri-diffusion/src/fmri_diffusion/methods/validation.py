@@ -9,7 +9,8 @@ the grid and keeps the one with the best mean pcc + mean SSIM. The readout
 validation stimulus is read out by a readout fitted on the other validation stimuli' reconstructions (so the
 score never rewards fitting the images it scores), and the one kept is fitted on all of them. The method is
 then fitted on all training trials with that setting and keeps the chosen readout. The grid, every score and
-the choice are returned for metrics.json and report.md.
+the choice are returned for metrics.json and report.md, with the probe that scored the choice: under
+`refit_steps` below 1 the final fit of `ddpm` and `ldm` starts from its weights (methods.base).
 """
 
 from __future__ import annotations
@@ -84,15 +85,18 @@ def usable_readouts(
     return (() if names in ((), ("pixels",)) else names), ([] if reason is None else [f"patches: {reason}"])
 
 
-def choose_on_validation(method: DiffusionMethod, train: PairedDataset) -> dict[str, Any]:
+def choose_on_validation(
+    method: DiffusionMethod, train: PairedDataset
+) -> tuple[dict[str, Any], DiffusionMethod | None]:
     """Fit a probe on 4/5 of the training stimuli, score every grid point (setting x readout) on the rest;
     return the record {"grid", "scores", "chosen", "criterion", "validation_stimuli", "validation_trials"},
     with "readout" (the chosen one's parameters, or None) and "left_out" (readouts the data rule out) when
-    readouts are asked for."""
+    readouts are asked for, and the probe fitted for the chosen point where the final fit starts from it
+    (`refit_steps` below 1, a method that `starts_from_probe`; else None)."""
     grid = choice_grid(method)
     names = requested_readouts(method)
     if not grid and not names:
-        return {"grid": [], "scores": [], "chosen": {}, "criterion": SELECTION_CRITERION}
+        return {"grid": [], "scores": [], "chosen": {}, "criterion": SELECTION_CRITERION}, None
     if train.n_stimuli < 2:
         raise DataError(f"{method.name}: choosing settings needs at least 2 training stimuli, got 1")
     inner_idx, held_idx = group_kfold(
@@ -107,8 +111,10 @@ def choose_on_validation(method: DiffusionMethod, train: PairedDataset) -> dict[
             "chosen": {},
             "criterion": SELECTION_CRITERION,
             "left_out": left_out,
-        }
-    points, scores, fitted = [], [], []
+        }, None
+    # a probe outlives the choice only where the final fit starts from it: else each is freed in turn
+    keeps = method.starts_from_probe and method.settings.refit_steps < 1
+    points, scores, fitted, probes = [], [], [], []
     for trained, settings in _by_training(method, grid or [{}]):
         probe = _fitted_probe(method, trained, settings, inner)
         for setting in settings:
@@ -121,6 +127,7 @@ def choose_on_validation(method: DiffusionMethod, train: PairedDataset) -> dict[
                 points.append(setting if name is None else setting | {"readout": name})
                 scores.append(selection_score(held.images, images))
                 fitted.append(readout)
+                probes.append(probe if keeps else None)
     best = int(np.argmax(scores))
     record = {
         "grid": points,
@@ -132,7 +139,7 @@ def choose_on_validation(method: DiffusionMethod, train: PairedDataset) -> dict[
     }
     if names:
         record |= {"readout": None if fitted[best] is None else fitted[best].to_dict(), "left_out": left_out}
-    return record
+    return record, probes[best]
 
 
 def _by_training(

@@ -42,9 +42,10 @@ def train_autoencoder(
     out_dir: Path | None = None,
     resume: str | None = None,
     pixel_size: int | None = None,
+    initial: AutoencoderKL | None = None,
 ) -> AutoencoderKL:
     """Fit an AutoencoderKL to [n, H, W] images in [0, 1], zero-padded to pixel_size (default: the least
-    size the autoencoder's downsampling allows).
+    size the autoencoder's downsampling allows), starting from `initial`'s weights where given.
 
     With out_dir: checkpoints go to out_dir/autoencoder, the result to out_dir/vae (save_pretrained);
     resume="latest" reloads a finished out_dir/vae, or continues its latest checkpoint.
@@ -52,7 +53,14 @@ def train_autoencoder(
     size = pixel_size or padded_size(images.shape[-1], len(config.block_out_channels) - 1)
     pixels = to_pixels(torch.from_numpy(images), size)
     return train_autoencoder_on_pixels(
-        pixels, config, seed=seed, device=device, out_dir=out_dir, resume=resume, description="autoencoder"
+        pixels,
+        config,
+        seed=seed,
+        device=device,
+        out_dir=out_dir,
+        resume=resume,
+        description="autoencoder",
+        initial=initial,
     )
 
 
@@ -65,8 +73,10 @@ def train_autoencoder_on_pixels(
     out_dir: Path | None = None,
     resume: str | None = None,
     description: str = "autoencoder",
+    initial: AutoencoderKL | None = None,
 ) -> AutoencoderKL:
-    """Fit an AutoencoderKL to model pixels [n, C, S, S] in [-1, 1] (see train_autoencoder for out_dir)."""
+    """Fit an AutoencoderKL to model pixels [n, C, S, S] in [-1, 1] (see train_autoencoder for out_dir and
+    initial)."""
     if resume is not None and out_dir is not None and (out_dir / "vae" / "config.json").is_file():
         return AutoencoderKL.from_pretrained(out_dir / "vae", local_files_only=True).eval()
     torch.manual_seed(seed)
@@ -76,6 +86,8 @@ def train_autoencoder_on_pixels(
         latent_channels=config.latent_channels,
         block_out_channels=config.block_out_channels,
     )
+    if initial is not None:
+        vae.load_state_dict(initial.state_dict())
     sampler = BatchSampler(
         {"x": pixels},
         config.training.batch_size,
