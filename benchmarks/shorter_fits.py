@@ -60,9 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     variant = f"{name}-{fraction:g}"
     runs = args.runs / "shorter_fits" / tag / variant
     folder = runs / args.data / args.method
-    if (
-        folder / "metrics.json"
-    ).is_file():  # a second run would resume its checkpoints: a wall time of nothing
+    # a second run would resume its checkpoints and record a wall time of nothing
+    if (folder / "metrics.json").is_file():
         parser.error(f"{folder} holds a finished run; delete it (and {runs / 'work'}) to measure again")
     command = [
         *cell_command(runs, args.data, args.method, "cpu", cache=args.runs / "leaderboard" / tag / "cache"),

@@ -96,7 +96,8 @@ class DiffusionMethod(ReconstructionMethod):
         self.image_size_ = train.image_shape[0]
         if self.settings.choices:
             started = time.perf_counter()
-            self.validation_, probe = choose_on_validation(self, train)
+            warm = self.starts_from_probe and self.settings.refit_steps < 1
+            self.validation_, probe = choose_on_validation(self, train, keep_probe=warm)
             self.validation_seconds_ = time.perf_counter() - started
             chosen = {k: v for k, v in self.validation_["chosen"].items() if k != "readout"}
             self.config = replace(self.config, **chosen)
@@ -119,7 +120,7 @@ class DiffusionMethod(ReconstructionMethod):
         refit = self.settings.refit_steps
         if refit == 1 or not self.validation_["grid"]:  # nothing was chosen, so no probe was fitted
             return
-        if probe is None:
+        if not self.starts_from_probe:
             self.validation_["final_fit"] = {"start": "afresh"}
             return
         self.validation_["final_fit"] = {"start": "probe", "step_fraction": refit}

@@ -86,13 +86,13 @@ def usable_readouts(
 
 
 def choose_on_validation(
-    method: DiffusionMethod, train: PairedDataset
+    method: DiffusionMethod, train: PairedDataset, *, keep_probe: bool = False
 ) -> tuple[dict[str, Any], DiffusionMethod | None]:
     """Fit a probe on 4/5 of the training stimuli, score every grid point (setting x readout) on the rest;
     return the record {"grid", "scores", "chosen", "criterion", "validation_stimuli", "validation_trials"},
     with "readout" (the chosen one's parameters, or None) and "left_out" (readouts the data rule out) when
-    readouts are asked for, and the probe fitted for the chosen point where the final fit starts from it
-    (`refit_steps` below 1, a method that `starts_from_probe`; else None)."""
+    readouts are asked for, and, under `keep_probe`, the probe fitted for the chosen point (else None: each
+    probe is freed in turn)."""
     grid = choice_grid(method)
     names = requested_readouts(method)
     if not grid and not names:
@@ -112,8 +112,6 @@ def choose_on_validation(
             "criterion": SELECTION_CRITERION,
             "left_out": left_out,
         }, None
-    # a probe outlives the choice only where the final fit starts from it: else each is freed in turn
-    keeps = method.starts_from_probe and method.settings.refit_steps < 1
     points, scores, fitted, probes = [], [], [], []
     for trained, settings in _by_training(method, grid or [{}]):
         probe = _fitted_probe(method, trained, settings, inner)
@@ -127,7 +125,7 @@ def choose_on_validation(
                 points.append(setting if name is None else setting | {"readout": name})
                 scores.append(selection_score(held.images, images))
                 fitted.append(readout)
-                probes.append(probe if keeps else None)
+                probes.append(probe if keep_probe else None)
     best = int(np.argmax(scores))
     record = {
         "grid": points,
