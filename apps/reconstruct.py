@@ -251,8 +251,9 @@ def parse_args(
         default=[],
         metavar="NAME=V1,V2,...",
         help="choose a sampling setting (strength, likelihood_weight, guidance_scale, num_inference_steps, "
-        "decode=vae,residual; cvae: its network's latent_dim and width, one probe fitted per value) among "
-        "these values on validation stimuli held out of each fold's training trials; repeat for a grid. "
+        "decode=vae,residual: one probe samples them all) or any other numeric setting of the method "
+        "(cvae's latent_dim, width, beta; encoding_voxels: one probe fitted per value) among these values "
+        "on validation stimuli held out of each fold's training trials; repeat for a grid. "
         "readout=pixels,patches also weighs reading each image out as the "
         "posterior mean of the stimulus grid's binary patches (where the training images are K x K "
         "binary patches, as Miyawaki's are)",

@@ -15,7 +15,7 @@ from fmri_data.methods import MethodSettings, create_method, reconstruct_over_sp
 from fmri_data.methods.records import run_records, validation_notes
 from fmri_data.splits import make_splits
 from fmri_diffusion.methods.cvae import ConditionalVAE
-from fmri_diffusion.methods.validation import _fitted_probe, choice_grid
+from fmri_diffusion.methods.validation import _by_training, _fitted_probe, choice_grid
 from fmri_encoders.training import train as train_model
 
 CHOICES = {"strength": (0.5, 1.0), "likelihood_weight": (0.0, 0.5)}
@@ -115,27 +115,43 @@ def test_the_grid_leaves_out_residual_decoding_where_nothing_is_img2img():
         choice_grid(create_method("sd-lora", never))
 
 
+@pytest.mark.parametrize(("name", "values"), [("width", (8, 16)), ("beta", (0.25, 4.0))])
 def test_a_training_setting_fits_one_probe_per_value_and_the_method_is_fitted_with_the_choice(
-    dataset, tmp_path, monkeypatch
+    dataset, tmp_path, monkeypatch, name, values
 ):
-    widths = []
+    fitted_with = []
     fit_parts = ConditionalVAE.fit_parts
 
     def recording(self, train):
-        widths.append(self.config.width)
+        fitted_with.append(getattr(self.config, name))
         fit_parts(self, train)
 
     monkeypatch.setattr(ConditionalVAE, "fit_parts", recording)
     train = dataset.subset(np.flatnonzero(~dataset.given_test))
-    settings = MethodSettings(device="cpu", quick=True, work_dir=tmp_path / "w", choices={"width": (8, 16)})
+    settings = MethodSettings(device="cpu", quick=True, work_dir=tmp_path / "w", choices={name: values})
     method = create_method("cvae", settings).fit(train)
     record = method.validation_
-    assert record["grid"] == [{"width": 8}, {"width": 16}]
+    assert record["grid"] == [{name: values[0]}, {name: values[1]}]
     assert record["scores"][0] != record["scores"][1]  # two networks, not one probe sampled twice
-    assert widths == [8, 16, method.config.width]
-    assert method.config.width == record["chosen"]["width"]
-    assert method.model_.config.width == method.config.width
-    assert (tmp_path / "w" / "cvae" / "validation" / "width-8").is_dir()
+    assert fitted_with == [*values, getattr(method.config, name)]
+    assert getattr(method.config, name) == record["chosen"][name]
+    assert (tmp_path / "w" / "cvae" / "validation" / f"{name}-{values[0]}").is_dir()
+
+
+def test_only_sampling_settings_share_a_probe():
+    grid = [
+        {"strength": 0.5, "max_shift": 0, "encoding_voxels": 100},
+        {"strength": 1.0, "max_shift": 0, "encoding_voxels": 100},
+        {"strength": 0.5, "max_shift": 2, "encoding_voxels": 100},
+        {"strength": 0.5, "max_shift": 0, "encoding_voxels": 300},
+    ]
+    groups = _by_training(create_method("ddpm", MethodSettings(quick=True)), grid)
+    assert [trained for trained, _ in groups] == [
+        {"max_shift": 0, "encoding_voxels": 100},
+        {"max_shift": 2, "encoding_voxels": 100},
+        {"max_shift": 0, "encoding_voxels": 300},
+    ]
+    assert groups[0][1] == grid[:2]  # the strengths share one probe
 
 
 def test_the_cvae_s_likelihood_weight_shares_one_probe_that_fits_the_encoding_model(

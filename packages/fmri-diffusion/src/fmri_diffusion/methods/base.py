@@ -70,9 +70,23 @@ class DiffusionMethod(ReconstructionMethod):
     samples_with_pipeline: ClassVar[bool] = True
     """Whether predictions come from the diffusion pipeline, so that likelihood guidance can steer its
     steps; a method sampling in one pass is guided by weighing its samples (methods.reweighting)."""
-    training_settings: ClassVar[frozenset[str]] = frozenset()
-    """Config fields the fit itself depends on (a network's size): choosing among their values on validation
-    fits one probe per value, where sampling settings share one probe."""
+    sampling_settings: ClassVar[frozenset[str]] = frozenset(
+        {
+            "strength",
+            "num_inference_steps",
+            "guidance_scale",
+            "sampler",
+            "n_samples",
+            "sample_batch_size",
+            "likelihood_weight",
+            "decode",
+            "mixing",
+        }
+    )
+    """Config fields a fitted method can change at predict time, so that choosing among their values on
+    validation samples one probe under each (what a value needs fitted, the probe fits: validation._widest).
+    Every other field the fit depends on (a network's size, a loss weight, the encoding model): one probe is
+    fitted per value, so a setting never declared here cannot be chosen on a probe that ignored it."""
     step_fraction: float = 1.0
     """The fraction of each per-fold training stage's steps this fit trains for: below 1 for a probe that
     chooses settings on validation (MethodSettings.probe_steps), or for a final fit that starts from the

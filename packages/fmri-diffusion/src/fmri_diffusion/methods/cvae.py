@@ -65,7 +65,6 @@ class ConditionalVAE(DiffusionMethod):
     name = "cvae"
     config_class = ConditionalVAEConfig
     samples_with_pipeline = False
-    training_settings = frozenset({"latent_dim", "width"})
 
     def fit_parts(self, train: PairedDataset) -> None:
         if train.n_stimuli < 2:

@@ -143,11 +143,11 @@ def choose_on_validation(
 def _by_training(
     method: DiffusionMethod, grid: list[dict[str, Any]]
 ) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
-    """The grid's points grouped by the values of the method's training settings, in grid order: one probe
-    is fitted per group and samples every point of it."""
+    """The grid's points grouped by the values of every setting the fit depends on (all but the method's
+    sampling settings), in grid order: one probe is fitted per group and samples every point of it."""
     groups: dict[tuple, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
     for point in grid:
-        trained = {key: value for key, value in point.items() if key in method.training_settings}
+        trained = {key: value for key, value in point.items() if key not in method.sampling_settings}
         groups.setdefault(tuple(sorted(trained.items())), (trained, []))[1].append(point)
     return list(groups.values())
 
