@@ -75,7 +75,6 @@ class DiffusionMethod(ReconstructionMethod):
             "strength",
             "num_inference_steps",
             "guidance_scale",
-            "sampler",
             "n_samples",
             "sample_batch_size",
             "likelihood_weight",
@@ -85,8 +84,8 @@ class DiffusionMethod(ReconstructionMethod):
     )
     """Config fields a fitted method can change at predict time, so that choosing among their values on
     validation samples one probe under each (what a value needs fitted, the probe fits: validation._widest).
-    Every other field the fit depends on (a network's size, a loss weight, the encoding model): one probe is
-    fitted per value, so a setting never declared here cannot be chosen on a probe that ignored it."""
+    Every other field (a network's size, a loss weight, the encoding model, the sampler a pipeline is built
+    with): one probe is fitted per value, so no setting is ever chosen on a probe that ignored it."""
     step_fraction: float = 1.0
     """The fraction of each per-fold training stage's steps this fit trains for: below 1 for a probe that
     chooses settings on validation (MethodSettings.probe_steps), or for a final fit that starts from the
