@@ -135,7 +135,18 @@ def test_a_training_setting_fits_one_probe_per_value_and_the_method_is_fitted_wi
     assert record["scores"][0] != record["scores"][1]  # two networks, not one probe sampled twice
     assert fitted_with == [*values, getattr(method.config, name)]
     assert getattr(method.config, name) == record["chosen"][name]
+    if name == "width":  # the final network is built with the chosen width
+        assert method.model_.config.width == method.config.width
     assert (tmp_path / "w" / "cvae" / "validation" / f"{name}-{values[0]}").is_dir()
+
+
+def test_whole_number_settings_read_as_floats_are_chosen_as_whole_numbers():
+    method = create_method("cvae", MethodSettings(quick=True, choices={"max_shift": (0.0, 2.0)}))
+    assert choice_grid(method) == [{"max_shift": 0}, {"max_shift": 2}]
+    assert all(type(point["max_shift"]) is int for point in choice_grid(method))
+    halves = create_method("cvae", MethodSettings(quick=True, choices={"max_shift": (0.5,)}))
+    with pytest.raises(DataError, match="max_shift takes whole numbers"):
+        choice_grid(halves)
 
 
 def test_only_sampling_settings_share_a_probe():

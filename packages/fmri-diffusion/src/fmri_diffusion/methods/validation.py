@@ -39,7 +39,11 @@ def choice_grid(method: DiffusionMethod) -> list[dict[str, Any]]:
     """Every combination of the run's `choices` that the method's config has fields for and accepts (e.g.
     residual decoding needs an img2img start: no point pairs it with strength 1)."""
     names = {f.name for f in fields(method.config)}
-    options = {name: tuple(values) for name, values in method.settings.choices.items() if name in names}
+    options = {
+        name: tuple(_typed(method.config, name, value) for value in values)
+        for name, values in method.settings.choices.items()
+        if name in names
+    }
     if not options:
         return []
     grid = [dict(zip(options, values, strict=True)) for values in product(*options.values())]
@@ -47,6 +51,17 @@ def choice_grid(method: DiffusionMethod) -> list[dict[str, Any]]:
     if not valid:
         raise DataError(f"{method.name}: no combination of the settings to choose from is valid; {grid}")
     return valid
+
+
+def _typed(config: Any, name: str, value: Any) -> Any:
+    """A value as its field's type: the command line reads numbers as floats, where a step count or a
+    network's size must be a whole number."""
+    default = getattr(config, name)
+    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
+        if not value.is_integer():
+            raise DataError(f"{name} takes whole numbers, got {value}; choose among whole numbers")
+        return int(value)
+    return value
 
 
 def _accepts(config: Any, point: dict[str, Any]) -> bool:
@@ -112,7 +127,8 @@ def choose_on_validation(
             "criterion": SELECTION_CRITERION,
             "left_out": left_out,
         }, None
-    points, scores, fitted, probes = [], [], [], []
+    points, scores, fitted = [], [], []
+    kept = None  # under keep_probe, the best point's probe so far: at most two probes alive at a time
     for trained, settings in _by_training(method, grid or [{}]):
         probe = _fitted_probe(method, trained, settings, inner)
         for setting in settings:
@@ -122,10 +138,12 @@ def choose_on_validation(
                 images, readout = (
                     (sampled, None) if name in (None, "pixels") else validation_patches(sampled, inner, held)
                 )
+                score = selection_score(held.images, images)
+                if keep_probe and (not scores or score > max(scores)):
+                    kept = probe
                 points.append(setting if name is None else setting | {"readout": name})
-                scores.append(selection_score(held.images, images))
+                scores.append(score)
                 fitted.append(readout)
-                probes.append(probe if keep_probe else None)
     best = int(np.argmax(scores))
     record = {
         "grid": points,
@@ -137,7 +155,7 @@ def choose_on_validation(
     }
     if names:
         record |= {"readout": None if fitted[best] is None else fitted[best].to_dict(), "left_out": left_out}
-    return record, probes[best]
+    return record, kept
 
 
 def _by_training(
