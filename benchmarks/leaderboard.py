@@ -11,7 +11,9 @@ training resumes from its checkpoints). The table and figure hold every complete
 can be run a few at a time. Each method samples with the settings its RECIPES give, and chooses
 what `--choose` lists on validation stimuli of each fold's training trials. Writes
 benchmarks/results/leaderboard-<device>.json and .md (numbers, paired differences from ridge, wall time per
-cell) and leaderboard-<device>.png (one column of reconstructions per method). Needs FMRI_DATA_DIR.
+cell), leaderboard-<device>.png (one column of reconstructions per method) and the figure's columns on
+record, leaderboard-<device>-columns.npz (the first test trials' indices and 8-bit reconstructions), so the
+figure keeps cells whose run folders are on another machine. Needs FMRI_DATA_DIR.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from result_file import RESULTS
 
+from fmri_data.io import load_dataset
 from fmri_eval.figures import method_columns
 from fmri_eval.io import load_reconstructions
 
@@ -77,6 +80,8 @@ RECIPES: dict[str, list[str]] = {
 """Options each method runs with (beyond the data set's prior corpus): what the method chooses on
 validation stimuli inside each fold."""
 METRICS = ("pcc", "ssim", "twoway")
+FIGURE_ROWS = 6
+"""Test trials per data set in the figure."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,12 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"device": tag, "cells": table}, indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown(table, tag))
-    if missing := missing_here(recorded, here):
-        print(
-            f"{out.with_suffix('.png')} kept as it was: the run folders of {', '.join(missing)} are not here"
-        )
-    else:
-        figure(here, out.with_suffix(".png"))
+    store = out.with_name(f"{out.name}-columns.npz")
+    columns = figure_columns(store, here)
+    write_columns(store, columns)
+    on_record = [f"{data}/{row}" for data, rows in table.items() for row in rows if row in METHODS]
+    if absent := [cell for cell in on_record if cell not in columns]:
+        print(f"not in the figure (run before it kept its columns; run them again): {', '.join(absent)}")
+    if columns:
+        figure(columns, out.with_suffix(".png"))
     print(out.with_suffix(".md").read_text())
     return 0
 
@@ -219,16 +226,6 @@ def _method_of(row: str) -> str:
     return row if row in METHODS else row.rsplit("-", 1)[0]
 
 
-def missing_here(recorded: dict[str, dict[str, dict]], here: dict[str, dict[str, Path]]) -> list[str]:
-    """Cells on record whose run folders (with their reconstructions, for the figure) are not here."""
-    return [
-        f"{data}/{row}"
-        for data, rows in recorded.items()
-        for row in rows
-        if row in METHODS and row not in here.get(data, {})
-    ]
-
-
 def markdown(table: dict[str, dict[str, dict]], tag: str) -> str:
     lines = [
         f"# Leaderboard ({tag})",
@@ -301,16 +298,48 @@ def _delta(record: dict | None) -> str:
     return f"{record['delta']:+.3f}{mark}"
 
 
-def figure(cells: dict[str, dict[str, Path]], path: Path) -> None:
-    panels = {}
+def figure_columns(store: Path, cells: dict[str, dict[str, Path]]) -> dict[str, np.ndarray]:
+    """The figure's columns on record (`store`), updated with the cells whose run folders are here.
+
+    Per data set: the indices of the test trials the figure shows (its first FIGURE_ROWS, in the runs'
+    order) and, per method, their reconstructions as 8-bit images; the mean image and ridge, run beside
+    every cell, come from any of them. Run folders live in runs/, which a fresh clone lacks, so this file
+    (kept beside the results) lets the figure hold every cell on record, as the table does.
+    """
+    columns = dict(np.load(store)) if store.is_file() else {}
     for data, methods in cells.items():
-        truth, rows = None, {}
         for method, folder in methods.items():
             saved = load_reconstructions(folder / "reconstructions.npz")
-            truth = saved.truth
-            if method in saved.reconstructions:
-                rows[method] = saved.reconstructions[method]
-        panels[data] = (truth, rows)
+            if saved.trial_index is None:
+                raise SystemExit(f"{folder} predates trial indices; delete it and run the cell again")
+            shown = saved.trial_index[:FIGURE_ROWS]
+            if not np.array_equal(columns.setdefault(f"{data}/trial_index", shown), shown):
+                raise SystemExit(
+                    f"{folder} shows other test trials than {store} holds for {data} (another split?); "
+                    f"delete {store} and the runs of the old split, then run again"
+                )
+            for name in {method, "mean", "ridge"} & set(saved.reconstructions):
+                images = np.clip(saved.reconstructions[name][:FIGURE_ROWS], 0.0, 1.0)
+                columns[f"{data}/{name}"] = np.round(images * 255).astype(np.uint8)
+    return columns
+
+
+def write_columns(store: Path, columns: dict[str, np.ndarray]) -> None:
+    """Write the figure's columns whole or not at all (a temporary file, then renamed)."""
+    partial = store.with_name(f"{store.name}.partial")
+    with partial.open("wb") as file:
+        np.savez_compressed(file, **columns)
+    partial.replace(store)
+
+
+def figure(columns: dict[str, np.ndarray], path: Path) -> None:
+    """One block of rows per data set (the seen images, read from the data set by trial index), one column
+    per method on record."""
+    panels = {}
+    for data, (source, _, _) in DATA.items():
+        if (trials := columns.get(f"{data}/trial_index")) is not None:
+            rows = {m: columns[f"{data}/{m}"] / 255.0 for m in METHODS if f"{data}/{m}" in columns}
+            panels[data] = (load_dataset(source).images[trials], rows)
     method_columns(path, panels)
 
 
