@@ -7,7 +7,7 @@
 A cell is one data set and split with one method, run through apps/reconstruct.py beside the mean image and
 ridge of the same run (so its paired differences from ridge are in its own metrics.json). Cells are
 resumable: a cell whose run folder is complete is read, not run again; a killed cell starts afresh (its
-training resumes from its checkpoints). The table and figure hold every complete cell on record, so cells
+training resumes from its checkpoints, and its wall time counts every run). The table and figure hold every complete cell on record, so cells
 can be run a few at a time. Each method samples with the settings its RECIPES give, and chooses
 what `--choose` lists on validation stimuli of each fold's training trials. Writes
 benchmarks/results/leaderboard-<device>.json and .md (numbers, paired differences from ridge, wall time per
@@ -139,10 +139,27 @@ def run_cell(runs: Path, data: str, method: str, args: argparse.Namespace) -> No
         return
     command = cell_command(runs, data, method, args.device, quick=args.quick)
     print(f"[{data} / {method}] {' '.join(command[1:])}", flush=True)
-    start = time.perf_counter()
-    subprocess.run(command, check=True, cwd=ROOT)
-    record = {"wall_s": round(time.perf_counter() - start, 1), "command": command[1:]}
+    wall_s, invocations = timed_run(command, runs / "work" / data / method / "stopped.json")
+    record = {"wall_s": wall_s, "invocations": invocations, "command": command[1:]}
     (folder / "cell.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def timed_run(command: list[str], ledger: Path) -> tuple[float, int]:
+    """Run `command`; its wall time and invocations, counting the earlier ones that were stopped or failed.
+
+    A cell resumes from its checkpoints, so the time of a stopped invocation is part of the cell's: `ledger`
+    (in the cell's work folder) keeps it until the cell completes.
+    """
+    earlier = json.loads(ledger.read_text()) if ledger.is_file() else {"wall_s": 0.0, "invocations": 0}
+    start = time.perf_counter()
+    try:
+        subprocess.run(command, check=True, cwd=ROOT)
+    finally:
+        spent = round(earlier["wall_s"] + time.perf_counter() - start, 1)
+        ledger.parent.mkdir(parents=True, exist_ok=True)
+        ledger.write_text(json.dumps({"wall_s": spent, "invocations": earlier["invocations"] + 1}) + "\n")
+    ledger.unlink()
+    return spent, earlier["invocations"] + 1
 
 
 def cell_command(
@@ -195,6 +212,7 @@ def summarise(cells: dict[str, dict[str, Path]]) -> dict[str, dict[str, dict]]:
                 }
                 entry |= {
                     "wall_s": cell["wall_s"],
+                    "invocations": cell.get("invocations", 1),
                     "seconds": metrics.get("seconds", {}).get(method),
                     "validation": metrics.get("validation", {}).get(method),
                 }
@@ -231,7 +249,8 @@ def markdown(table: dict[str, dict[str, dict]], tag: str) -> str:
         f"# Leaderboard ({tag})",
         "",
         "pcc / SSIM / 2-way on held-out stimuli; − ridge: the paired difference over the same trials, with "
-        "✓ where its 95% interval (stimuli resampled) is above 0; wall time of the whole cell.",
+        "✓ where its 95% interval (stimuli resampled) is above 0; wall time of the whole cell (of all its "
+        "runs, where it was stopped and resumed).",
         "",
     ]
     for data, rows in table.items():
@@ -240,7 +259,8 @@ def markdown(table: dict[str, dict[str, dict]], tag: str) -> str:
         for name, entry in rows.items():
             deltas = " / ".join(_delta(entry["vs_ridge"].get(key)) for key in METRICS)
             scores = " | ".join(f"{entry[key]:.3f}" for key in METRICS)
-            lines.append(f"| {name} | {scores} | {deltas or '—'} | {entry['wall_s'] / 60:.1f} min |")
+            runs = f" ({n} runs)" if (n := entry.get("invocations", 1)) > 1 else ""
+            lines.append(f"| {name} | {scores} | {deltas or '—'} | {entry['wall_s'] / 60:.1f} min{runs} |")
         lines.append("")
     return "\n".join([*lines, *time_spent(table)])
 
@@ -264,8 +284,13 @@ def time_spent(table: dict[str, dict[str, dict]]) -> list[str]:
 def stages(table: dict[str, dict[str, dict]], done: list[tuple[str, str]]) -> list[str]:
     """Where each cell's wall time went, for the cells whose runs recorded it (metrics.json "seconds"):
     choosing settings on validation, the final fits, sampling the test trials, and the rest (the mean and
-    ridge baselines, loading, evaluation, writing)."""
-    timed = [(data, method) for data, method in done if table[data][method].get("seconds")]
+    ridge baselines, loading, evaluation, writing). A resumed cell's record splits only its last run, so
+    it is left out."""
+    timed = [
+        (data, method)
+        for data, method in done
+        if table[data][method].get("seconds") and table[data][method].get("invocations", 1) == 1
+    ]
     if not timed:
         return []
     lines = [
