@@ -7,13 +7,14 @@
 A cell is one data set and split with one method, run through apps/reconstruct.py beside the mean image and
 ridge of the same run (so its paired differences from ridge are in its own metrics.json). Cells are
 resumable: a cell whose run folder is complete is read, not run again; a killed cell starts afresh (its
-training resumes from its checkpoints, and its wall time counts every run). The table and figure hold every complete cell on record, so cells
-can be run a few at a time. Each method samples with the settings its RECIPES give, and chooses
-what `--choose` lists on validation stimuli of each fold's training trials. Writes
-benchmarks/results/leaderboard-<device>.json and .md (numbers, paired differences from ridge, wall time per
-cell), leaderboard-<device>.png (one column of reconstructions per method) and the figure's columns on
-record, leaderboard-<device>-columns.npz (the first test trials' indices and 8-bit reconstructions), so the
-figure keeps cells whose run folders are on another machine. Needs FMRI_DATA_DIR.
+training resumes from its checkpoints, and its wall time counts every run stopped by Ctrl-C or kill). The
+table and figure hold every complete cell on record, so cells can be run a few at a time. Each method
+samples with the settings its RECIPES give, and chooses what `--choose` lists on validation stimuli of each
+fold's training trials. Writes benchmarks/results/leaderboard-<device>.json and .md (numbers, paired
+differences from ridge, wall time per cell), leaderboard-<device>.png (one column of reconstructions per
+method) and the figure's columns on record, leaderboard-<device>-columns.npz (the first test trials'
+indices and 8-bit reconstructions), so the figure keeps cells whose run folders are on another machine.
+Needs FMRI_DATA_DIR.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -29,7 +31,9 @@ from pathlib import Path
 import numpy as np
 from result_file import RESULTS
 
+from fmri_data.errors import DataError
 from fmri_data.io import load_dataset
+from fmri_eval.atomic import atomic_write, atomic_write_text
 from fmri_eval.figures import method_columns
 from fmri_eval.io import load_reconstructions
 
@@ -92,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "leaderboard", help="cell run folders")
     parser.add_argument("--quick", action="store_true", help="smoke-test budgets (not for reporting)")
     args = parser.parse_args(argv)
+    for stop in (signal.SIGTERM, signal.SIGHUP):  # a kill ends a cell through its `finally`, as Ctrl-C does
+        signal.signal(stop, lambda number, _: sys.exit(128 + number))
     tag = f"{args.device}{os.cpu_count()}" if args.device == "cpu" else args.device
     tag += "-quick" if args.quick else ""
     runs = args.runs / tag
@@ -116,15 +122,17 @@ def main(argv: list[str] | None = None) -> int:
     table = merge(recorded, summarise(here))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"device": tag, "cells": table}, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(table, tag))
     store = out.with_name(f"{out.name}-columns.npz")
-    columns = figure_columns(store, here)
-    write_columns(store, columns)
-    on_record = [f"{data}/{row}" for data, rows in table.items() for row in rows if row in METHODS]
-    if absent := [cell for cell in on_record if cell not in columns]:
-        print(f"not in the figure (run before it kept its columns; run them again): {', '.join(absent)}")
+    columns = update_columns(store, here)
+    absent = [cell for cell in on_record(table) if cell not in columns]
+    out.with_suffix(".md").write_text(markdown(table, tag, absent))
+    if absent:
+        print(
+            f"not in the figure: {', '.join(absent)}; where their run folders are, run each cell's command "
+            "(it is read, not run again), or run it afresh"
+        )
     if columns:
-        figure(columns, out.with_suffix(".png"))
+        figure(columns, table, out.with_suffix(".png"))
     print(out.with_suffix(".md").read_text())
     return 0
 
@@ -139,8 +147,10 @@ def run_cell(runs: Path, data: str, method: str, args: argparse.Namespace) -> No
         return
     command = cell_command(runs, data, method, args.device, quick=args.quick)
     print(f"[{data} / {method}] {' '.join(command[1:])}", flush=True)
-    wall_s, invocations = timed_run(command, runs / "work" / data / method / "stopped.json")
-    record = {"wall_s": wall_s, "invocations": invocations, "command": command[1:]}
+    work = runs / "work" / data / method
+    resumed = work.exists()
+    wall_s, invocations = timed_run(command, work / "wall_so_far.json")
+    record = {"wall_s": wall_s, "invocations": invocations, "resumed": resumed, "command": command[1:]}
     (folder / "cell.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
@@ -157,7 +167,8 @@ def timed_run(command: list[str], ledger: Path) -> tuple[float, int]:
     finally:
         spent = round(earlier["wall_s"] + time.perf_counter() - start, 1)
         ledger.parent.mkdir(parents=True, exist_ok=True)
-        ledger.write_text(json.dumps({"wall_s": spent, "invocations": earlier["invocations"] + 1}) + "\n")
+        record = {"wall_s": spent, "invocations": earlier["invocations"] + 1}
+        atomic_write_text(ledger, json.dumps(record) + "\n")
     ledger.unlink()
     return spent, earlier["invocations"] + 1
 
@@ -213,6 +224,7 @@ def summarise(cells: dict[str, dict[str, Path]]) -> dict[str, dict[str, dict]]:
                 entry |= {
                     "wall_s": cell["wall_s"],
                     "invocations": cell.get("invocations", 1),
+                    "resumed": cell.get("resumed", False),
                     "seconds": metrics.get("seconds", {}).get(method),
                     "validation": metrics.get("validation", {}).get(method),
                 }
@@ -244,7 +256,8 @@ def _method_of(row: str) -> str:
     return row if row in METHODS else row.rsplit("-", 1)[0]
 
 
-def markdown(table: dict[str, dict[str, dict]], tag: str) -> str:
+def markdown(table: dict[str, dict[str, dict]], tag: str, absent: list[str]) -> str:
+    """The results file's table per data set, then where the time went; `absent`: cells the figure lacks."""
     lines = [
         f"# Leaderboard ({tag})",
         "",
@@ -261,6 +274,9 @@ def markdown(table: dict[str, dict[str, dict]], tag: str) -> str:
             scores = " | ".join(f"{entry[key]:.3f}" for key in METRICS)
             runs = f" ({n} runs)" if (n := entry.get("invocations", 1)) > 1 else ""
             lines.append(f"| {name} | {scores} | {deltas or '—'} | {entry['wall_s'] / 60:.1f} min{runs} |")
+        lines.append("")
+    if absent:
+        lines += [f"Not in the figure (their run folders were not where it was drawn): {', '.join(absent)}."]
         lines.append("")
     return "\n".join([*lines, *time_spent(table)])
 
@@ -289,7 +305,7 @@ def stages(table: dict[str, dict[str, dict]], done: list[tuple[str, str]]) -> li
     timed = [
         (data, method)
         for data, method in done
-        if table[data][method].get("seconds") and table[data][method].get("invocations", 1) == 1
+        if table[data][method].get("seconds") and not table[data][method].get("resumed", False)
     ]
     if not timed:
         return []
@@ -313,7 +329,7 @@ def stages(table: dict[str, dict[str, dict]], done: list[tuple[str, str]]) -> li
         totals += spent
         lines.append(f"| {data}/{method} | " + " | ".join(f"{s / 60:.1f} min" for s in spent) + " |")
     lines.append("| all of these | " + " | ".join(f"{s / 60:.1f} min" for s in totals) + " |")
-    return ["Where the time went, in the cells that record it:", "", *lines, ""]
+    return ["Where the time went, in the cells that record it and ran in one go:", "", *lines, ""]
 
 
 def _delta(record: dict | None) -> str:
@@ -323,15 +339,26 @@ def _delta(record: dict | None) -> str:
     return f"{record['delta']:+.3f}{mark}"
 
 
-def figure_columns(store: Path, cells: dict[str, dict[str, Path]]) -> dict[str, np.ndarray]:
-    """The figure's columns on record (`store`), updated with the cells whose run folders are here.
+def on_record(table: dict[str, dict[str, dict]]) -> list[str]:
+    """The cells of the results file ("data/method"), single-sample rows left out."""
+    return [f"{data}/{row}" for data, rows in table.items() for row in rows if row in METHODS]
+
+
+def update_columns(store: Path, cells: dict[str, dict[str, Path]]) -> dict[str, np.ndarray]:
+    """The figure's columns on record (`store`), updated with the cells whose run folders are here, and
+    written back if that changed them.
 
     Per data set: the indices of the test trials the figure shows (its first FIGURE_ROWS, in the runs'
     order) and, per method, their reconstructions as 8-bit images; the mean image and ridge, run beside
     every cell, come from any of them. Run folders live in runs/, which a fresh clone lacks, so this file
-    (kept beside the results) lets the figure hold every cell on record, as the table does.
+    (kept beside the results) lets the figure hold every cell on record, as the table does. The seen images
+    are not kept: they are the data set's, read from it when the figure is drawn.
     """
-    columns = dict(np.load(store)) if store.is_file() else {}
+    recorded = {}
+    if store.is_file():
+        with np.load(store) as saved:
+            recorded = dict(saved)
+    columns = dict(recorded)
     for data, methods in cells.items():
         for method, folder in methods.items():
             saved = load_reconstructions(folder / "reconstructions.npz")
@@ -346,26 +373,35 @@ def figure_columns(store: Path, cells: dict[str, dict[str, Path]]) -> dict[str, 
             for name in {method, "mean", "ridge"} & set(saved.reconstructions):
                 images = np.clip(saved.reconstructions[name][:FIGURE_ROWS], 0.0, 1.0)
                 columns[f"{data}/{name}"] = np.round(images * 255).astype(np.uint8)
+    unchanged = columns.keys() == recorded.keys() and all(
+        np.array_equal(columns[key], recorded[key]) for key in columns
+    )
+    if columns and not unchanged:  # numpy stamps the time into an archive: rewriting would always differ
+
+        def write(partial: Path) -> None:
+            with partial.open("wb") as file:  # a file, since numpy adds .npz to a path without it
+                np.savez_compressed(file, **columns)
+
+        atomic_write(store, write)
     return columns
 
 
-def write_columns(store: Path, columns: dict[str, np.ndarray]) -> None:
-    """Write the figure's columns whole or not at all (a temporary file, then renamed)."""
-    partial = store.with_name(f"{store.name}.partial")
-    with partial.open("wb") as file:
-        np.savez_compressed(file, **columns)
-    partial.replace(store)
-
-
-def figure(columns: dict[str, np.ndarray], path: Path) -> None:
+def figure(columns: dict[str, np.ndarray], table: dict[str, dict[str, dict]], path: Path) -> None:
     """One block of rows per data set (the seen images, read from the data set by trial index), one column
-    per method on record."""
+    per method of the table; a data set that cannot be read here is left out, and said so."""
     panels = {}
     for data, (source, _, _) in DATA.items():
-        if (trials := columns.get(f"{data}/trial_index")) is not None:
-            rows = {m: columns[f"{data}/{m}"] / 255.0 for m in METHODS if f"{data}/{m}" in columns}
-            panels[data] = (load_dataset(source).images[trials], rows)
-    method_columns(path, panels)
+        if (trials := columns.get(f"{data}/trial_index")) is None:
+            continue
+        try:
+            seen = load_dataset(source).images[trials]
+        except DataError as error:
+            print(f"{data} left out of the figure: {error}")
+            continue
+        methods = [m for m in METHODS if m in table.get(data, {}) and f"{data}/{m}" in columns]
+        panels[data] = (seen, {m: columns[f"{data}/{m}"] / 255.0 for m in methods})
+    if panels:
+        method_columns(path, panels, n_images=FIGURE_ROWS)
 
 
 if __name__ == "__main__":

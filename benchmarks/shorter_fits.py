@@ -115,6 +115,7 @@ def _cell_summary(cell: dict[str, dict], method: str) -> dict:
     entry = cell[method]
     return {
         "wall_s": entry["wall_s"],
+        "invocations": entry.get("invocations", 1),  # more than 1: the cell was stopped and resumed
         "seconds": entry.get("seconds"),
         "validation": entry["validation"],
         "test": {
