@@ -12,14 +12,15 @@ table and figure hold every complete cell on record, so cells can be run a few a
 samples with the settings its RECIPES give, and chooses what `--choose` lists on validation stimuli of each
 fold's training trials. Writes benchmarks/results/leaderboard-<device>.json and .md (numbers, paired
 differences from ridge, wall time per cell), leaderboard-<device>.png (one column of reconstructions per
-method) and the figure's columns on record, leaderboard-<device>-columns.npz (the first test trials'
-indices and 8-bit reconstructions), so the figure keeps cells whose run folders are on another machine.
+method) and the figure's columns on record, leaderboard-<device>-columns/ (the first test trials'
+indices and 8-bit reconstructions as PNG), so the figure keeps cells whose run folders are on another machine.
 Needs FMRI_DATA_DIR.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -29,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from result_file import RESULTS
 
 from fmri_data.errors import DataError
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     table = merge(recorded, summarise(here))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"device": tag, "cells": table}, indent=2) + "\n")
-    store = out.with_name(f"{out.name}-columns.npz")
+    store = out.with_name(f"{out.name}-columns")
     columns = update_columns(store, here)
     absent = [cell for cell in on_record(table) if cell not in columns]
     out.with_suffix(".md").write_text(markdown(table, tag, absent))
@@ -345,44 +347,43 @@ def on_record(table: dict[str, dict[str, dict]]) -> list[str]:
 
 
 def update_columns(store: Path, cells: dict[str, dict[str, Path]]) -> dict[str, np.ndarray]:
-    """The figure's columns on record (`store`), updated with the cells whose run folders are here, and
-    written back if that changed them.
+    """The figure's columns on record (the folder `store`), updated with the cells whose run folders are here.
 
-    Per data set: the indices of the test trials the figure shows (its first FIGURE_ROWS, in the runs'
-    order) and, per method, their reconstructions as 8-bit images; the mean image and ridge, run beside
-    every cell, come from any of them. Run folders live in runs/, which a fresh clone lacks, so this file
-    (kept beside the results) lets the figure hold every cell on record, as the table does. The seen images
-    are not kept: they are the data set's, read from it when the figure is drawn.
+    Per data set (`store/<data>/`): trials.json, the indices of the test trials the figure shows (its first
+    FIGURE_ROWS, in the runs' order), and per method a PNG of their reconstructions stacked (8-bit, lossless);
+    the mean image and ridge, run beside every cell, come from any of them. Run folders live in runs/, which
+    a fresh clone lacks, so these images let the figure hold every cell on record, as the table does. The
+    seen images are not kept: they are the data set's, read from it when the figure is drawn.
     """
-    recorded = {}
-    if store.is_file():
-        with np.load(store) as saved:
-            recorded = dict(saved)
-    columns = dict(recorded)
+    columns: dict[str, np.ndarray] = {}
+    for trials in store.glob("*/trials.json"):
+        data = trials.parent.name
+        columns[f"{data}/trial_index"] = np.array(json.loads(trials.read_text()))
+        for image in trials.parent.glob("*.png"):
+            stacked = np.asarray(Image.open(image))
+            columns[f"{data}/{image.stem}"] = stacked.reshape(FIGURE_ROWS, -1, stacked.shape[1])
     for data, methods in cells.items():
         for method, folder in methods.items():
             saved = load_reconstructions(folder / "reconstructions.npz")
             if saved.trial_index is None:
                 raise SystemExit(f"{folder} predates trial indices; delete it and run the cell again")
             shown = saved.trial_index[:FIGURE_ROWS]
-            if not np.array_equal(columns.setdefault(f"{data}/trial_index", shown), shown):
+            if f"{data}/trial_index" not in columns:
+                columns[f"{data}/trial_index"] = shown
+                (store / data).mkdir(parents=True, exist_ok=True)
+                atomic_write_text(store / data / "trials.json", json.dumps(shown.tolist()) + "\n")
+            if not np.array_equal(columns[f"{data}/trial_index"], shown):
                 raise SystemExit(
-                    f"{folder} shows other test trials than {store} holds for {data} (another split?); "
-                    f"delete {store} and the runs of the old split, then run again"
+                    f"{folder} shows other test trials than {store / data} holds (another split?); "
+                    f"delete {store / data} and the runs of the old split, then run again"
                 )
             for name in {method, "mean", "ridge"} & set(saved.reconstructions):
                 images = np.clip(saved.reconstructions[name][:FIGURE_ROWS], 0.0, 1.0)
-                columns[f"{data}/{name}"] = np.round(images * 255).astype(np.uint8)
-    unchanged = columns.keys() == recorded.keys() and all(
-        np.array_equal(columns[key], recorded[key]) for key in columns
-    )
-    if columns and not unchanged:  # numpy stamps the time into an archive: rewriting would always differ
-
-        def write(partial: Path) -> None:
-            with partial.open("wb") as file:  # a file, since numpy adds .npz to a path without it
-                np.savez_compressed(file, **columns)
-
-        atomic_write(store, write)
+                column = np.round(images * 255).astype(np.uint8)
+                if not np.array_equal(columns.get(f"{data}/{name}"), column):
+                    columns[f"{data}/{name}"] = column
+                    stacked = Image.fromarray(column.reshape(-1, column.shape[2]))
+                    atomic_write(store / data / f"{name}.png", functools.partial(stacked.save, format="PNG"))
     return columns
 
 
