@@ -296,6 +296,9 @@ def test_method_columns_has_a_column_per_method_and_rows_per_data_set(tmp_path, 
     assert tall.shape[0] > wide.shape[0]
     with pytest.raises(EvaluationError, match="a: ridge"):
         method_columns(tmp_path / "bad.png", {"a": (truth, {"ridge": truth[:2]})})
+    long_last = {"ridge": methods["ridge"], "a-method-with-a-long-name": methods["ridge"]}
+    edge = imread(method_columns(tmp_path / "long.png", {"a": (truth, long_last)}))[:, -1, :3]
+    assert edge.min() == edge.max(), "the last column's title is cut at the figure's right edge"
     with pytest.raises(EvaluationError, match="n_images"):
         method_columns(tmp_path / "bad.png", {"a": (truth, methods)}, n_images=0)
 

@@ -26,12 +26,13 @@ def _new_figure(**kwargs: Any) -> Figure:
     return Figure(**kwargs)
 
 
-def _save(figure: Figure, path: str | Path, dpi: int) -> Path:
+def _save(figure: Figure, path: str | Path, dpi: int, *, fit_text: bool = False) -> Path:
+    """`fit_text`: grow or trim the canvas to what is drawn, so that no label is cut at its edge."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     path = Path(path)
     FigureCanvasAgg(figure)
-    figure.savefig(path, format="png", dpi=dpi)
+    figure.savefig(path, format="png", dpi=dpi, bbox_inches="tight" if fit_text else None)
     return path
 
 
@@ -189,4 +190,4 @@ def method_columns(
     figure.subplots_adjust(
         left=label_inches / figure.get_figwidth(), right=0.99, bottom=0.01, top=0.9, wspace=0.05, hspace=0.05
     )
-    return _save(figure, path, dpi)
+    return _save(figure, path, dpi, fit_text=True)  # the last column's slanted title reaches past the grid
