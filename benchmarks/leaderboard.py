@@ -73,6 +73,8 @@ GUIDED_RESIDUAL = [*GUIDED, "--choose", "decode=vae,residual"]
 CVAE_SIZES = ["--choose", "latent_dim=16,32", "--choose", "width=16,32"]
 # the cvae samples in one pass, so the likelihood weighs its samples: a tempered weight, as voxels share noise
 CVAE_WEIGHTS = ["--choose", "likelihood_weight=0,0.03,0.1,0.3"]
+# stage 2 starts from stage 1's image: how far it may move from it (0.75 as published, or further)
+BRAIN_DIFFUSER_STRENGTHS = ["--choose", "strength=0.75,0.9"]
 RECIPES: dict[str, list[str]] = {
     "cvae": [*READOUT, *CVAE_SIZES, *CVAE_WEIGHTS],
     "ddpm": GUIDED,
@@ -81,7 +83,7 @@ RECIPES: dict[str, list[str]] = {
     "sd-lora": GUIDED_RESIDUAL,
     "sd-full": GUIDED_RESIDUAL,
     "sd-control": GUIDED_RESIDUAL,
-    "brain-diffuser": GUIDED,
+    "brain-diffuser": [*GUIDED, *BRAIN_DIFFUSER_STRENGTHS],
 }
 """Options each method runs with (beyond the data set's prior corpus): what the method chooses on
 validation stimuli inside each fold."""
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     store = out.with_name(f"{out.name}-columns")
     columns = update_columns(store, here)
     absent = [cell for cell in on_record(table) if cell not in columns]
-    out.with_suffix(".md").write_text(markdown(table, tag, absent))
+    out.with_suffix(".md").write_text(markdown(table, tag, absent, earlier_recipe(table)))
     if absent:
         print(
             f"not in the figure: {', '.join(absent)}; where their run folders are, run each cell's command "
@@ -258,8 +260,9 @@ def _method_of(row: str) -> str:
     return row if row in METHODS else row.rsplit("-", 1)[0]
 
 
-def markdown(table: dict[str, dict[str, dict]], tag: str, absent: list[str]) -> str:
-    """The results file's table per data set, then where the time went; `absent`: cells the figure lacks."""
+def markdown(table: dict[str, dict[str, dict]], tag: str, absent: list[str], earlier: list[str]) -> str:
+    """The results file's table per data set, then where the time went; `absent`: cells the figure lacks,
+    `earlier`: cells run with an earlier recipe than today's."""
     lines = [
         f"# Leaderboard ({tag})",
         "",
@@ -279,6 +282,12 @@ def markdown(table: dict[str, dict[str, dict]], tag: str, absent: list[str]) -> 
         lines.append("")
     if absent:
         lines += [f"Not in the figure (their run folders were not where it was drawn): {', '.join(absent)}."]
+        lines.append("")
+    if earlier:
+        lines += [
+            "Run with an earlier recipe, which chose fewer settings on validation than leaderboard.py's "
+            f"today (delete the cell's folders to run it again): {', '.join(earlier)}."
+        ]
         lines.append("")
     return "\n".join([*lines, *time_spent(table)])
 
@@ -339,6 +348,23 @@ def _delta(record: dict | None) -> str:
         return "—"
     mark = " ✓" if record["ci"][0] > 0 else ""
     return f"{record['delta']:+.3f}{mark}"
+
+
+def earlier_recipe(table: dict[str, dict[str, dict]]) -> list[str]:
+    """The cells on record whose validation grid lacks a setting today's recipe chooses ("data/method").
+
+    `readout` is chosen only where the stimuli are binary patches, so its absence proves nothing."""
+    stale = []
+    for data, rows in table.items():
+        for method, entry in rows.items():
+            if method not in METHODS or not entry.get("validation"):
+                continue
+            options = RECIPES.get(method, [])
+            wanted = {options[i + 1].split("=")[0] for i, o in enumerate(options) if o == "--choose"}
+            grid = set(entry["validation"][0]["grid"][0])
+            if wanted - grid - {"readout"}:
+                stale.append(f"{data}/{method}")
+    return stale
 
 
 def on_record(table: dict[str, dict[str, dict]]) -> list[str]:
