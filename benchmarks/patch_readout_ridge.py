@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     tag = f"{args.data}-{args.split.replace(':', '')}" + (
         "" if args.baseline == "ridge" else f"-vs-{args.baseline}"
     )
-    command = "uv run python benchmarks/patch_readout_ridge.py " + " ".join(f"--cell {c}" for c in args.cell)
+    command = f"uv run python benchmarks/patch_readout_ridge.py --data {args.data} --split {args.split} "
+    command += " ".join(f"--cell {c}" for c in args.cell)
     command += "" if args.baseline == "ridge" else f" --baseline {args.baseline}"
     write_result(
         {"data": args.data, "split": args.split, "command": command, "rows": table},
