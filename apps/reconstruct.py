@@ -58,6 +58,7 @@ SAMPLING = (
     "vdvae_layers",
     "vdvae_temperature",
     "likelihood_weight",
+    "sample_weight",
     "encoding_model",
     "condition",
     "start",
@@ -239,6 +240,12 @@ def parse_args(
         "matches the measured one; cvae weighs its samples by it instead (0 = off)",
     )
     sampling.add_argument(
+        "--sample-weight",
+        type=_non_negative_float,
+        help="weigh each trial's samples by the encoding model's likelihood of its fMRI, tempered by this "
+        "(after any guidance; 0 = their plain mean)",
+    )
+    sampling.add_argument(
         "--encoding-model",
         choices=ENCODINGS,
         help="the likelihood's encoding model: ridge from pixels, a receptive field per voxel (prf, for "
@@ -251,7 +258,8 @@ def parse_args(
         default=[],
         metavar="NAME=V1,V2,...",
         help="choose a sampling setting (strength, likelihood_weight, guidance_scale, num_inference_steps, "
-        "decode=vae,residual: one probe samples them all) or any other numeric setting of the method "
+        "decode=vae,residual: one probe samples them all; sample_weight: one set of samples weighed each "
+        "way) or any other numeric setting of the method "
         "(cvae's latent_dim, width, beta; encoding_voxels: one probe fitted per value) among these values "
         "on validation stimuli held out of each fold's training trials; repeat for a grid. "
         "readout=pixels,patches also weighs reading each image out as the "

@@ -73,8 +73,9 @@ GUIDED_RESIDUAL = [*GUIDED, "--choose", "decode=vae,residual"]
 CVAE_SIZES = ["--choose", "latent_dim=16,32", "--choose", "width=16,32"]
 # the cvae samples in one pass, so the likelihood weighs its samples: a tempered weight, as voxels share noise
 CVAE_WEIGHTS = ["--choose", "likelihood_weight=0,0.03,0.1,0.3"]
-# stage 2 starts from stage 1's image: how far it may move from it (0.75 as published, or further)
-BRAIN_DIFFUSER_STRENGTHS = ["--choose", "strength=0.75,0.9"]
+# stage 2's samples, already guided, weighed by the encoding model's likelihood too (all weighings score one
+# set of samples); its strength stays the published 0.75, which 0.9 matched on validation in every fold
+STAGE2_WEIGHTS = ["--choose", "sample_weight=0,0.03,0.1,0.3"]
 RECIPES: dict[str, list[str]] = {
     "cvae": [*READOUT, *CVAE_SIZES, *CVAE_WEIGHTS],
     "ddpm": GUIDED,
@@ -83,7 +84,7 @@ RECIPES: dict[str, list[str]] = {
     "sd-lora": GUIDED_RESIDUAL,
     "sd-full": GUIDED_RESIDUAL,
     "sd-control": GUIDED_RESIDUAL,
-    "brain-diffuser": [*GUIDED, *BRAIN_DIFFUSER_STRENGTHS],
+    "brain-diffuser": [*GUIDED, *STAGE2_WEIGHTS],
 }
 """Options each method runs with (beyond the data set's prior corpus): what the method chooses on
 validation stimuli inside each fold."""

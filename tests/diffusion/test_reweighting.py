@@ -111,3 +111,41 @@ def test_brain_diffuser_stage1_has_nothing_to_weigh():
     method = create_method("brain-diffuser-stage1", settings)
     assert method.config.likelihood_weight == 1.0
     assert not method.steers()
+
+
+def test_stage1_weighs_nothing_under_a_sample_weight():
+    settings = MethodSettings(device="cpu", quick=True, sampling={"sample_weight": 1.0})
+    method = create_method("brain-diffuser-stage1", settings)
+    assert method.config.sample_weight == 1.0
+    assert method.importance_temper() == 0.0
+    assert not method.needs_encoding()
+
+
+def test_a_pipeline_weighs_its_samples_and_validation_weighs_one_set_of_samples_each_way(
+    make_linear, tmp_path, monkeypatch
+):
+    dataset = make_linear(size=12)  # SSIM, half of the validation score, needs 11 px
+    train = dataset.subset(np.flatnonzero(~dataset.given_test))
+    test = dataset.subset(np.flatnonzero(dataset.given_test))
+    settings = MethodSettings(device="cpu", quick=True, seed=1, work_dir=tmp_path / "w", progress=False)
+    weighted = create_method("ddpm", replace(settings, sampling={"sample_weight": WEIGHT})).fit(train)
+    assert not weighted.steers()  # no guidance: the encoding model is fitted to weigh the samples alone
+    assert weighted.encoding_ is not None
+    samples = weighted.sample(test.fmri, weighted.config.n_samples)
+    weights = importance_weights(samples, test.fmri, weighted.encoding_, WEIGHT)
+    assert effective_sample_size(weights).min() < weighted.config.n_samples - 0.5
+    np.testing.assert_allclose(
+        weighted.predict(test.fmri), np.einsum("kn,knhw->nhw", weights, samples), atol=1e-6
+    )
+    reloaded = load_method(tmp_path / "w" / "ddpm" / "pipeline", settings)
+    assert reloaded.config.sample_weight == WEIGHT
+    np.testing.assert_allclose(reloaded.predict(test.fmri), weighted.predict(test.fmri), atol=1e-6)
+
+    passes = []
+    sample = type(weighted).sample
+    monkeypatch.setattr(type(weighted), "sample", lambda self, *a: passes.append(1) or sample(self, *a))
+    chooser = replace(settings, work_dir=tmp_path / "c", choices={"sample_weight": (0.0, 1.0, WEIGHT)})
+    record = create_method("ddpm", chooser).fit(train).validation_
+    assert [point["sample_weight"] for point in record["grid"]] == [0.0, 1.0, WEIGHT]
+    assert len(set(record["scores"])) == 3  # each weighing scored on its own
+    assert len(passes) == 1  # validation sampled once; the final fit sampled nothing yet

@@ -9,7 +9,8 @@ sample is ever chosen by comparing it with the truth. A fitted method saves itse
 its parts add) that `load_method` reads back. Before the method's own fitting, `fit` chooses the run's
 `--choose` grid on validation stimuli held out of the training trials (methods.validation) and, under
 likelihood guidance, fits the encoding model whose likelihood steers every sampling step (or, for a
-method that samples in one pass, weighs its samples: methods.reweighting). A subclass
+method that samples in one pass, weighs its samples: methods.reweighting); a pipeline's samples may be
+weighed by it too (`sample_weight`), after guidance. A subclass
 supplies `fit_parts` (first stage, trainable parts, pipeline), `sampling_inputs` (its per-trial
 conditioning) and its parts' save/load; pipeline-less models override `draw`. The method's own row goes
 through the readout chosen on validation (fmri_data.readout; none unless `--choose readout=...` asks);
@@ -50,6 +51,7 @@ SAVED_SAMPLING = (
     "n_samples",
     "sampler",
     "likelihood_weight",
+    "sample_weight",
     "encoding_model",
 )
 """The sampling settings a saved method keeps (those its config has): it samples as it was run."""
@@ -78,6 +80,7 @@ class DiffusionMethod(ReconstructionMethod):
             "n_samples",
             "sample_batch_size",
             "likelihood_weight",
+            "sample_weight",
             "decode",
             "mixing",
         }
@@ -86,6 +89,9 @@ class DiffusionMethod(ReconstructionMethod):
     validation samples one probe under each (what a value needs fitted, the probe fits: validation._widest).
     Every other field (a network's size, a loss weight, the encoding model, the sampler a pipeline is built
     with): one probe is fitted per value, so no setting is ever chosen on a probe that ignored it."""
+    posterior_settings: ClassVar[frozenset[str]] = frozenset({"sample_weight"})
+    """Sampling settings that act on the drawn samples only (how `rows_from` weighs them): validation
+    scores every value of them on one set of samples."""
     step_fraction: float = 1.0
     """The fraction of each per-fold training stage's steps this fit trains for: below 1 for a probe that
     chooses settings on validation (MethodSettings.probe_steps), or for a final fit that starts from the
@@ -118,7 +124,7 @@ class DiffusionMethod(ReconstructionMethod):
                 self.readout_ = PatchReadout(**self.validation_["readout"])
             self._start_from(probe)
             del probe  # kept, where kept, as warm_start_ until its weights are copied
-        if self.steers():
+        if self.needs_encoding():
             self.encoding_ = EncodingModel(self.config.encoding_voxels, self.config.encoding_model).fit(
                 train.images, train.fmri, train.stimulus_id, seed=self.settings.seed
             )
@@ -152,6 +158,19 @@ class DiffusionMethod(ReconstructionMethod):
         """Whether the likelihood's gradient steers the pipeline's sampling steps (else, under steers(), it
         weighs the samples)."""
         return self.steers() and self.samples_with_pipeline
+
+    def importance_temper(self) -> float:
+        """The temper of the likelihood weights on the samples (0: their plain mean): the likelihood weight
+        of a method that samples in one pass; `sample_weight` of a pipeline's samples, which the likelihood
+        may have steered already (guidance moves each sample towards the measured voxels, weighing then
+        favours the samples it moved furthest)."""
+        if self.steers() and not self.steers_steps():
+            return self.config.likelihood_weight
+        return getattr(self.config, "sample_weight", 0.0)
+
+    def needs_encoding(self) -> bool:
+        """Whether sampling uses the encoding model: to steer the steps or to weigh the samples."""
+        return self.steers() or self.importance_temper() > 0
 
     def records(self) -> dict[str, Any]:
         return {} if self.validation_ is None else {"validation": self.validation_}
@@ -245,10 +264,11 @@ class DiffusionMethod(ReconstructionMethod):
             method.readout_ = PatchReadout(**manifest["readout"])
         if manifest.get("encoding"):
             method.encoding_ = EncodingModel.load(folder / "encoding")
-        elif method.steers():
+        elif method.needs_encoding():
             raise DataError(
                 f"{folder} was fitted without an encoding model, so it cannot sample with likelihood "
-                "guidance; load it with --likelihood-weight 0, or refit it with a weight above 0"
+                "guidance or weights; load it with --likelihood-weight 0 and --sample-weight 0, or refit "
+                "it with a weight above 0"
             )
         method.load_parts(folder, manifest, base)
         return method
@@ -273,11 +293,14 @@ class DiffusionMethod(ReconstructionMethod):
         return rows
 
     def named_rows(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
-        """The rows as sampled: the posterior mean as the method's own row, one sample as <name>-1 (under
+        """The rows of `n_samples` samples of each trial (rows_from)."""
+        return self.rows_from(self.sample(fmri, self.config.n_samples), fmri)
+
+    def rows_from(self, samples: np.ndarray, fmri: np.ndarray) -> dict[str, np.ndarray]:
+        """The posterior mean of samples [K, n, H, W] as the method's own row, one sample as <name>-1 (under
         likelihood weights, the weighted mean and one sample drawn by its weight)."""
-        samples = self.sample(fmri, self.config.n_samples)
-        if self.steers() and not self.steers_steps():
-            weights = importance_weights(samples, fmri, self.encoding_, self.config.likelihood_weight)
+        if (temper := self.importance_temper()) > 0:
+            weights = importance_weights(samples, fmri, self.encoding_, temper)
             mean, one = weighted_rows(samples, weights, self.settings.seed)
             return {self.name: mean, f"{self.name}-1": one}
         return {self.name: samples.mean(axis=0), f"{self.name}-1": samples[0]}

@@ -35,7 +35,9 @@ from fmri_encoders.training import train as train_model
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    """UNet, conditioning, training and sampling settings (defaults sized for digit69 on a laptop CPU)."""
+    """UNet, conditioning, training and sampling settings (defaults sized for digit69 on a laptop CPU).
+    sample_weight: temper of the encoding model's likelihood weighing the samples (methods.base), 0 = the
+    plain mean."""
 
     block_out_channels: tuple[int, ...] = (32, 64, 128)
     token_dim: int = 64
@@ -54,6 +56,7 @@ class DiffusionConfig:
     guidance_scale: float = 1.0
     strength: float = 1.0
     likelihood_weight: float = 0.0
+    sample_weight: float = 0.0
     encoding_voxels: int = 500
     encoding_model: str = "auto"
 

@@ -8,6 +8,8 @@ p(image | decoding) x likelihood^weight (self-normalised importance sampling). T
 the decoding already carries the same fMRI, so the full likelihood would count it twice, and neighbouring
 voxels share noise that the likelihood takes as independent; below 1 it also keeps the weights from
 collapsing onto one sample. It is chosen on validation stimuli like the diffusion routes' guidance weight.
+A route with sampling steps may weigh its samples the same way after guidance (`sample_weight`,
+methods.base).
 """
 
 from __future__ import annotations

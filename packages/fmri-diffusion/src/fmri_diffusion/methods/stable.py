@@ -62,7 +62,8 @@ class StableConfig:
     (Likelihood guidance still steers the decoded sample, whose change is what the output keeps.)
     likelihood_weight: encoding-model guidance while sampling (fmri_encoders.encoding, over the
     `encoding_voxels` best-predicted voxels), 0 = off; encoding_model: "ridge", "prf" (a receptive field
-    per voxel, for K x K binary-patch stimuli) or "auto" (prf where the stimuli are patches).
+    per voxel, for K x K binary-patch stimuli) or "auto" (prf where the stimuli are patches);
+    sample_weight: temper of its likelihood weighing the samples (methods.base), 0 = their plain mean.
     """
 
     base: SmallBaseConfig = field(default_factory=SmallBaseConfig)
@@ -80,6 +81,7 @@ class StableConfig:
     strength: float = 0.2
     sample_batch_size: int = 64
     likelihood_weight: float = 0.0
+    sample_weight: float = 0.0
     encoding_voxels: int = 500
     encoding_model: str = "auto"
 

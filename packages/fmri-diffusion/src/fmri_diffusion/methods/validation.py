@@ -7,7 +7,9 @@ fit itself depends on, such as a network's width), reconstructs the held-out tri
 the grid and keeps the one with the best mean pcc + mean SSIM. The readout
 (`readout=pixels,patches`, see fmri_data.readout) is chosen with them, without sampling again: each
 validation stimulus is read out by a readout fitted on the other validation stimuli' reconstructions (so the
-score never rewards fitting the images it scores), and the one kept is fitted on all of them. The method is
+score never rewards fitting the images it scores), and the one kept is fitted on all of them. So is
+`sample_weight` (how the encoding model's likelihood weighs the samples): each of its values weighs the same
+samples. The method is
 then fitted on all training trials with that setting and keeps the chosen readout. The grid, every score and
 the choice are returned for metrics.json and report.md, with the probe that scored the choice: under
 `refit_steps` below 1 the final fit of `ddpm` and `ldm` starts from its weights (methods.base).
@@ -15,6 +17,7 @@ the choice are returned for metrics.json and report.md, with the probe that scor
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import fields, replace
 from itertools import product
 from typing import TYPE_CHECKING, Any
@@ -131,9 +134,7 @@ def choose_on_validation(
     kept = None  # under keep_probe, the best point's probe so far: at most two probes alive at a time
     for trained, settings in _by_training(method, grid or [{}]):
         probe = _fitted_probe(method, trained, settings, inner)
-        for setting in settings:
-            probe.config = replace(method.config, **setting)
-            sampled = probe.predict(held.fmri)
+        for setting, sampled in _validation_rows(probe, method, settings, held.fmri):
             for name in readouts or (None,):
                 images, readout = (
                     (sampled, None) if name in (None, "pixels") else validation_patches(sampled, inner, held)
@@ -168,6 +169,27 @@ def _by_training(
         trained = {key: value for key, value in point.items() if key not in method.sampling_settings}
         groups.setdefault(tuple(sorted(trained.items())), (trained, []))[1].append(point)
     return list(groups.values())
+
+
+def _validation_rows(
+    probe: DiffusionMethod, method: DiffusionMethod, settings: list[dict[str, Any]], fmri: np.ndarray
+) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
+    """Each setting with the probe's reconstructions of `fmri` under it. Settings that differ only in how
+    the samples are weighed (method.posterior_settings) share one set of samples: weighing them again costs
+    nothing, sampling again would cost a whole pass."""
+    shared: dict[tuple, list[dict[str, Any]]] = {}
+    for setting in settings:
+        drawn = {key: value for key, value in setting.items() if key not in method.posterior_settings}
+        shared.setdefault(tuple(sorted(drawn.items())), []).append(setting)
+    for group in shared.values():
+        probe.config = replace(method.config, **group[0])
+        if len(group) == 1:
+            yield group[0], probe.predict(fmri)
+            continue
+        samples = probe.sample(fmri, probe.config.n_samples)
+        for setting in group:
+            probe.config = replace(method.config, **setting)
+            yield setting, probe.rows_from(samples, fmri)[probe.name]
 
 
 def _fitted_probe(
@@ -206,10 +228,10 @@ def validation_patches(
 
 def _widest(grid: list[dict[str, Any]]) -> dict[str, Any]:
     """The probe is fitted once for the whole grid, so it fits what any point needs: the encoding model
-    whenever some point guides by the likelihood, the caption guide whenever some point mixes captions in,
-    the pixel ridge whenever some point decodes residually."""
+    whenever some point guides by the likelihood or weighs by it, the caption guide whenever some point
+    mixes captions in, the pixel ridge whenever some point decodes residually."""
     widest: dict[str, Any] = {}
-    for setting in ("likelihood_weight", "mixing"):  # mixing > 0 fits the caption guide
+    for setting in ("likelihood_weight", "sample_weight", "mixing"):  # mixing > 0 fits the caption guide
         values = [point[setting] for point in grid if point.get(setting) is not None]
         if values:
             widest[setting] = max(values)

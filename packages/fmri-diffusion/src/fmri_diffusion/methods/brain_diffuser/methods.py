@@ -71,6 +71,7 @@ class BrainDiffuserConfig:
     model, "small" without one. strength and steps are the published ones; guidance_scale None is the
     route's own (7.5 for versatile, as published; 1, no classifier-free guidance, for the others). mixing:
     weight of caption guidance (None: DEFAULT_MIXING where captions and a text encoder exist, else 0).
+    sample_weight: temper of the encoding model's likelihood weighing stage 2's samples (methods.base).
     """
 
     base: SmallBaseConfig = field(default_factory=SmallBaseConfig)
@@ -87,6 +88,7 @@ class BrainDiffuserConfig:
     sample_batch_size: int = 64
     mixing: float | None = None
     likelihood_weight: float = 0.0
+    sample_weight: float = 0.0
     encoding_voxels: int = 500
     encoding_model: str = "auto"
     prior_adapter: PriorAdapter = "auto"
@@ -246,6 +248,10 @@ class BrainDiffuserStage1(BrainDiffuserMethod):
     def steers(self) -> bool:
         """Never: stage 1 is one decoding, with no samples for a likelihood to guide or weigh."""
         return False
+
+    def importance_temper(self) -> float:
+        """0 under any `sample_weight`: stage 1 draws no samples to weigh."""
+        return 0.0
 
     def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
         return self.stage1_.start(fmri, self.image_size_)
