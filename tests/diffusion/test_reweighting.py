@@ -106,17 +106,12 @@ def test_the_cvae_weighs_its_samples_and_reloads_to_the_same_rows(linear_dataset
         load_method(tmp_path / "plain" / "cvae" / "model", told)
 
 
-def test_brain_diffuser_stage1_has_nothing_to_weigh():
-    settings = MethodSettings(device="cpu", quick=True, sampling={"likelihood_weight": 1.0})
+@pytest.mark.parametrize("setting", ["likelihood_weight", "sample_weight"])
+def test_brain_diffuser_stage1_has_nothing_to_weigh(setting):
+    settings = MethodSettings(device="cpu", quick=True, sampling={setting: 1.0})
     method = create_method("brain-diffuser-stage1", settings)
-    assert method.config.likelihood_weight == 1.0
+    assert getattr(method.config, setting) == 1.0
     assert not method.steers()
-
-
-def test_stage1_weighs_nothing_under_a_sample_weight():
-    settings = MethodSettings(device="cpu", quick=True, sampling={"sample_weight": 1.0})
-    method = create_method("brain-diffuser-stage1", settings)
-    assert method.config.sample_weight == 1.0
     assert method.importance_temper() == 0.0
     assert not method.needs_encoding()
 
