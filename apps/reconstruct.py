@@ -21,6 +21,7 @@ from fmri_data.methods import (
     CrossValidatedReconstructions,
     MethodSettings,
     available_methods,
+    pre_training_notes,
     reconstruct_over_splits,
     run_records,
     validation_notes,
@@ -59,6 +60,7 @@ SAMPLING = (
     "vdvae_temperature",
     "likelihood_weight",
     "sample_weight",
+    "corpus_finetune",
     "encoding_model",
     "condition",
     "start",
@@ -282,6 +284,14 @@ def parse_args(
         metavar="FRACTION",
         help="with --choose, ddpm and ldm: below 1, the final fit starts from the validation probe's weights "
         "and trains this fraction of each stage's steps on all training stimuli (1: afresh, in full)",
+    )
+    sampling.add_argument(
+        "--corpus-finetune",
+        type=_fraction,
+        metavar="FRACTION",
+        help="ddpm and ldm: pre-train on --prior-corpus first (once per recipe and corpus, cached), then "
+        "train this fraction of each stage's steps on each fold's training stimuli from there (default: no "
+        "pre-training, every fit learns the training stimuli alone, in full)",
     )
     sampling.add_argument(
         "--condition",
@@ -560,6 +570,7 @@ def _write_run(
         reconstructions=result.reconstructions,
         notes=result.notes
         + validation_notes(result.records)
+        + pre_training_notes(result.records)
         + (["--quick budgets: smoke test, not a result"] if args.quick else []),
         extra=run_records(result),
         command=shlex.join(["uv", "run", app, *(sys.argv[1:] if argv is None else argv)]),

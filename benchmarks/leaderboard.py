@@ -76,10 +76,13 @@ CVAE_WEIGHTS = ["--choose", "likelihood_weight=0,0.03,0.1,0.3"]
 # stage 2's samples, already guided, weighed by the encoding model's likelihood too (all weighings score one
 # set of samples); its strength stays the published 0.75, which 0.9 matched on validation in every fold
 STAGE2_WEIGHTS = ["--choose", "sample_weight=0,0.03,0.1,0.3"]
+# ddpm and ldm pre-train once on the data set's prior corpus; each of a kfold cell's ten fits (a probe and
+# the final fit per fold) then trains a quarter of the steps from there instead of all of them from scratch
+PRIMED = ["--corpus-finetune", "0.25"]
 RECIPES: dict[str, list[str]] = {
     "cvae": [*READOUT, *CVAE_SIZES, *CVAE_WEIGHTS],
-    "ddpm": GUIDED,
-    "ldm": GUIDED,
+    "ddpm": [*GUIDED, *PRIMED],
+    "ldm": [*GUIDED, *PRIMED],
     "sd-direct": GUIDED_RESIDUAL,
     "sd-lora": GUIDED_RESIDUAL,
     "sd-full": GUIDED_RESIDUAL,
@@ -234,6 +237,7 @@ def summarise(cells: dict[str, dict[str, Path]]) -> dict[str, dict[str, dict]]:
                     "validation": metrics.get("validation", {}).get(method),
                 }
                 entry["prior_corpus"] = metrics.get("prior_corpus")
+                entry["pre_training"] = metrics.get("pre_training", {}).get(method)
                 table.setdefault(data, {})[name] = entry
     return table
 
@@ -352,7 +356,8 @@ def _delta(record: dict | None) -> str:
 
 
 def earlier_recipe(table: dict[str, dict[str, dict]]) -> list[str]:
-    """The cells on record whose validation grid lacks a setting today's recipe chooses ("data/method").
+    """The cells on record whose validation grid lacks a setting today's recipe chooses, or that did not
+    start from the prior corpus where today's recipe does ("data/method").
 
     `readout` is chosen only where the stimuli are binary patches, so its absence proves nothing."""
     stale = []
@@ -363,7 +368,8 @@ def earlier_recipe(table: dict[str, dict[str, dict]]) -> list[str]:
             options = RECIPES.get(method, [])
             wanted = {options[i + 1].split("=")[0] for i, o in enumerate(options) if o == "--choose"}
             grid = set(entry["validation"][0]["grid"][0])
-            if wanted - grid - {"readout"}:
+            unprimed = "--corpus-finetune" in options and not entry.get("pre_training")
+            if wanted - grid - {"readout"} or unprimed:
                 stale.append(f"{data}/{method}")
     return stale
 

@@ -31,9 +31,17 @@ from fmri_data.splits import Split
 FINGERPRINT_FILE = "fingerprint.json"
 RECORDED_ONLY = ("versions", "sampling")
 """Recorded but not compared: a new release, or more samples or steps at sampling time, may resume a run."""
-SHAPES_TRAINING = ("prior_adapter", "condition", "stage1", "stage2", "vdvae", "vdvae_layers")
-"""The sampling options (--prior-adapter, --condition, Brain-Diffuser's stage models) that change what is
-trained, so --resume compares them."""
+SHAPES_TRAINING = (
+    "prior_adapter",
+    "condition",
+    "stage1",
+    "stage2",
+    "vdvae",
+    "vdvae_layers",
+    "corpus_finetune",
+)
+"""The sampling options (--prior-adapter, --condition, Brain-Diffuser's stage models, --corpus-finetune)
+that change what is trained, so --resume compares them."""
 _PACKAGES = ("fmri-data", "fmri-encoders", "fmri-diffusion", "fmri-eval", "torch", "diffusers", "numpy")
 
 

@@ -11,8 +11,9 @@ STAGES = ("fit", "validation", "predict")
 
 def run_records(result: CrossValidatedReconstructions) -> dict[str, Any]:
     """metrics.json's extra entries: "seconds" (stage_seconds), "validation" (per method, per fold: the
-    grid, its validation scores and the choice) and "prior_corpus" (the leak screening of the prior corpus),
-    where the run has them."""
+    grid, its validation scores and the choice), "pre_training" (per method, per fold: the prior corpus a
+    fit started from, methods' corpus_prior records) and "prior_corpus" (the leak screening of the prior
+    corpus), where the run has them."""
     extra: dict[str, Any] = {"seconds": stage_seconds(result.seconds)}
     validation = {
         name: [{"fold": fold["fold"], **fold["validation"]} for fold in folds if "validation" in fold]
@@ -20,6 +21,12 @@ def run_records(result: CrossValidatedReconstructions) -> dict[str, Any]:
     }
     if any(validation.values()):
         extra["validation"] = {name: folds for name, folds in validation.items() if folds}
+    pre_training = {
+        name: [{"fold": fold["fold"], **fold["corpus_prior"]} for fold in folds if "corpus_prior" in fold]
+        for name, folds in result.records.items()
+    }
+    if any(pre_training.values()):
+        extra["pre_training"] = {name: folds for name, folds in pre_training.items() if folds}
     if result.prior_corpus is not None:
         extra["prior_corpus"] = result.prior_corpus.as_dict()
     return extra
@@ -69,3 +76,19 @@ def _final_fit(final_fit: dict[str, Any] | None) -> str:
             f"; the final fit started from the probe's weights and trained {share:.0%} of each stage's steps"
         )
     return "; the final fit trained afresh in full (this method cannot start from its probe)"
+
+
+def pre_training_notes(records: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """One report line per method whose fits started from a prior pre-trained on the corpus: which corpus,
+    and what share of each stage's steps each fit then trained."""
+    lines = []
+    for name, folds in records.items():
+        primed = [fold["corpus_prior"] for fold in folds if "corpus_prior" in fold]
+        if primed:
+            keys = ", ".join(sorted({prior["key"] for prior in primed}))
+            shares = " or ".join(sorted({f"{prior['step_fraction']:.0%}" for prior in primed}))
+            lines.append(
+                f"{name}: pre-trained on the prior corpus {primed[0]['corpus']} ({keys}); each fold's fit "
+                f"started there and trained {shares} of each stage's steps"
+            )
+    return lines

@@ -21,7 +21,9 @@ from diffusers import AutoencoderKL
 from torch import nn
 
 from fmri_data.dataset import PairedDataset
+from fmri_data.errors import DataError
 from fmri_diffusion.methods.base import DiffusionMethod
+from fmri_diffusion.methods.corpus_prior import corpus_prior, stand_in_condition
 from fmri_diffusion.models.builders import small_unet
 from fmri_diffusion.models.conditioner import FmriConditioner
 from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
@@ -31,13 +33,16 @@ from fmri_diffusion.training.objectives import ObjectiveConfig
 from fmri_encoders.ridge import RidgeEncoder
 from fmri_encoders.training import BatchSampler, TrainingConfig
 from fmri_encoders.training import train as train_model
+from fmri_encoders.training.sampling import Augment
 
 
 @dataclass(frozen=True)
 class DiffusionConfig:
     """UNet, conditioning, training and sampling settings (defaults sized for digit69 on a laptop CPU).
     sample_weight: temper of the encoding model's likelihood weighing the samples (methods.base), 0 = the
-    plain mean."""
+    plain mean. corpus_finetune: above 0, the networks first pre-train on the run's prior corpus
+    (methods.corpus_prior: once per recipe and corpus, cached) and each fit trains this fraction of each
+    stage's steps from there; 0 = they learn from the training images alone."""
 
     block_out_channels: tuple[int, ...] = (32, 64, 128)
     token_dim: int = 64
@@ -59,6 +64,13 @@ class DiffusionConfig:
     sample_weight: float = 0.0
     encoding_voxels: int = 500
     encoding_model: str = "auto"
+    corpus_finetune: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.corpus_finetune <= 1:
+            raise DataError(
+                f"corpus_finetune is a share of each stage's steps, in [0, 1]; got {self.corpus_finetune}"
+            )
 
     def quick(self) -> DiffusionConfig:
         """A smoke-test budget: a narrow UNet and a few steps of everything."""
@@ -95,8 +107,16 @@ class ConditionalDiffusion(DiffusionMethod):
     saved_as: ClassVar[str] = "pipeline"
     pixel_space: ClassVar[bool] = False  # pixel models clip predicted clean images to [-1, 1] while sampling
     starts_from_probe: ClassVar[bool] = True
+    corpus_prior_: dict[str, Any] | None = None
+    """Where a fit under corpus_finetune started: the corpus, the prior's cache key, and whether it was
+    pre-trained in this fit or read from the cache."""
 
     # ------------------------------------------------------- subclass hooks
+    @abstractmethod
+    def _fit_model_space(self, images: np.ndarray) -> tuple[AutoencoderKL | None, torch.Tensor]:
+        """Return (vae or None, the images in model space), fitting what that space needs (ldm: the
+        autoencoder, from `warm_start_`'s where there is one)."""
+
     @abstractmethod
     def _fit_first_stage(
         self, train: PairedDataset
@@ -113,27 +133,57 @@ class ConditionalDiffusion(DiffusionMethod):
 
     # ---------------------------------------------------------------- fitting
     def fit_parts(self, train: PairedDataset) -> None:
-        config = self.config
+        if self.config.corpus_finetune > 0:
+            self._start_from_corpus()
         torch.manual_seed(self.settings.seed)
         vae, clean, spatial = self._fit_first_stage(train)
+        self._fit_denoiser(vae, {"clean": clean, "spatial": spatial}, self._augmented_batch, self.name)
+
+    def _start_from_corpus(self) -> None:
+        """Start from the prior pre-trained on the corpus and train corpus_finetune of each stage's steps;
+        a final fit starting from its validation probe (refit_steps), which started there, trains that
+        share instead."""
+        if self.warm_start_ is not None and self.warm_start_.corpus_prior_ is not None:
+            self.corpus_prior_ = self.warm_start_.corpus_prior_ | {"pre_trained": "via the validation probe"}
+        else:
+            self.warm_start_, self.corpus_prior_ = corpus_prior(self)
+            self.step_fraction *= self.config.corpus_finetune
+        self.corpus_prior_["step_fraction"] = self.step_fraction
+
+    def fit_prior(self, images: np.ndarray) -> None:
+        """Pre-train on unpaired images ([n, H, W] in [0, 1]), each conditioned on a stand-in for ridge's
+        decoding of it (corpus_prior.stand_in_condition)."""
+        torch.manual_seed(self.settings.seed)
+        vae, clean = self._fit_model_space(images)
+        centre_and_spread = (float(clean.mean()), float(clean.std()))
+
+        def augmented(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+            batch = self._augment(batch, generator)
+            spatial = stand_in_condition(batch["clean"], *centre_and_spread, generator)
+            return {**batch, "spatial": spatial, "condition": spatial.flatten(1)}
+
+        self._fit_denoiser(vae, {"clean": clean}, augmented, f"{self.name} prior")
+
+    def _fit_denoiser(
+        self, vae: AutoencoderKL | None, data: dict[str, torch.Tensor], augment: Augment, description: str
+    ) -> None:
+        """Train the conditional UNet and its conditioner (from `warm_start_`'s where there is one) on
+        model-space `data`, then build the sampling pipeline."""
+        config = self.config
+        clean = data["clean"]
         unet, conditioner = build_denoiser(config, channels=clean.shape[1], size=clean.shape[-1])
         if self.warm_start_ is not None:
             unet.load_state_dict(self.warm_start_.pipeline_.unet.state_dict())
             conditioner.load_state_dict(self.warm_start_.pipeline_.conditioner.state_dict())
         scheduler = training_scheduler(config.schedule, config.prediction_type, clip_sample=self.pixel_space)
-        sampler = BatchSampler(
-            {"clean": clean, "spatial": spatial},
-            config.training.batch_size,
-            seed=self.settings.seed,
-            augment=self._augmented_batch,
-        )
+        sampler = BatchSampler(data, config.training.batch_size, seed=self.settings.seed, augment=augment)
         self.training_ = train_model(
             ConditionedUNet(unet, conditioner),
             DenoisingStep(scheduler, config.objective, config.condition_dropout),
             sampler,
             self.training(config.training),
             **self.checkpointing(),
-            description=self.name,
+            description=description,
         )
         self.pipeline_ = self.make_pipeline(
             unet=unet,
@@ -160,11 +210,19 @@ class ConditionalDiffusion(DiffusionMethod):
         return {}
 
     def load_parts(self, folder: Path, manifest: dict[str, Any], base: str | Path | None) -> None:
+        self.load_pipeline(folder)
+        self.ridge_ = RidgeEncoder.load(folder / "ridge")
+
+    def load_pipeline(self, folder: Path) -> None:
+        """The pipeline saved in `folder` (diffusers' layout), sampling with this config's sampler."""
         saved = FmriImagePipeline.from_pretrained(folder).components
         saved["scheduler"] = sampling_scheduler(self.config.sampler, saved["scheduler"])
         self.pipeline_ = self.make_pipeline(**saved)
-        self.ridge_ = RidgeEncoder.load(folder / "ridge")
         self._model_space_from_pipeline()
+
+    def records(self) -> dict[str, Any]:
+        prior = self.corpus_prior_
+        return super().records() | ({} if prior is None else {"corpus_prior": prior})
 
     # ------------------------------------------------------------- predicting
     def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:

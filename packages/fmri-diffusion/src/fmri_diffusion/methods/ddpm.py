@@ -20,14 +20,18 @@ class PixelDDPM(ConditionalDiffusion):
     name = "ddpm"
     pixel_space = True
 
+    def _fit_model_space(self, images: np.ndarray) -> tuple[AutoencoderKL | None, torch.Tensor]:
+        self.model_size_ = padded_size(self.image_size_, len(self.config.block_out_channels) - 1)
+        return None, self._to_model_space(images)
+
     def _fit_first_stage(
         self, train: PairedDataset
     ) -> tuple[AutoencoderKL | None, torch.Tensor, torch.Tensor]:
         ridge_train, self.ridge_ = out_of_fold_ridge(
             train.fmri, train.images, train.stimulus_id, per_target=False, seed=self.settings.seed
         )
-        self.model_size_ = padded_size(self.image_size_, len(self.config.block_out_channels) - 1)
-        return None, self._to_model_space(train.images), self._to_model_space(ridge_train)
+        vae, clean = self._fit_model_space(train.images)
+        return vae, clean, self._to_model_space(ridge_train)
 
     def _spatial_condition(self, fmri: np.ndarray) -> torch.Tensor:
         ridge = self.ridge_.predict(fmri).reshape(len(fmri), self.image_size_, self.image_size_)

@@ -47,12 +47,10 @@ class LatentDiffusion(ConditionalDiffusion):
     name = "ldm"
     config_class = LDMConfig
 
-    def _fit_first_stage(
-        self, train: PairedDataset
-    ) -> tuple[AutoencoderKL | None, torch.Tensor, torch.Tensor]:
+    def _fit_model_space(self, images: np.ndarray) -> tuple[AutoencoderKL | None, torch.Tensor]:
         autoencoder = self.config.autoencoder
         self.vae_ = train_autoencoder(
-            train.images,
+            images,
             replace(autoencoder, training=self.training(autoencoder.training)),
             seed=self.settings.seed,
             device=self.settings.device,
@@ -60,8 +58,14 @@ class LatentDiffusion(ConditionalDiffusion):
             pixel_size=self._pixel_size(),
             initial=None if self.warm_start_ is None else self.warm_start_.vae_,
         )
-        clean = self._encode(train.images)
+        clean = self._encode(images)
         self.latent_shape_ = tuple(clean.shape[1:])
+        return self.vae_, clean
+
+    def _fit_first_stage(
+        self, train: PairedDataset
+    ) -> tuple[AutoencoderKL | None, torch.Tensor, torch.Tensor]:
+        _, clean = self._fit_model_space(train.images)
         ridge_train, self.ridge_ = out_of_fold_ridge(
             train.fmri, clean.numpy(), train.stimulus_id, per_target=False, seed=self.settings.seed
         )

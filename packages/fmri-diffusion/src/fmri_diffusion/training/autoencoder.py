@@ -115,10 +115,12 @@ def train_autoencoder_on_pixels(
         description=description,
     )
     vae.eval()
-    # the latents' spread sets the diffusion scale: SD's convention of scaling them to unit variance
-    with torch.no_grad():
-        spread = vae.encode(pixels.to(vae.device)).latent_dist.mean.std().item()
-    vae.register_to_config(scaling_factor=1.0 / max(spread, 1e-6))
+    if initial is not None:  # a UNet that starts from `initial`'s UNet learned its latents at its scale
+        vae.register_to_config(scaling_factor=initial.config.scaling_factor)
+    else:  # the latents' spread sets the diffusion scale: SD's convention of scaling them to unit variance
+        with torch.no_grad():
+            spread = vae.encode(pixels.to(vae.device)).latent_dist.mean.std().item()
+        vae.register_to_config(scaling_factor=1.0 / max(spread, 1e-6))
     if out_dir is not None:  # whole or not at all, by the main process: `--resume` trusts it once there
         on_main_process(lambda: _save_whole(vae, out_dir / "vae"))
     return vae
