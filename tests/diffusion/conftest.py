@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import torch
@@ -14,6 +16,7 @@ from fmri_diffusion.models.conditioner import FmriConditioner
 from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.priors.loading import BaseModel
 from fmri_diffusion.schedulers import sampling_scheduler, training_scheduler
+from fmri_encoders.training import train as train_model
 
 TOKEN_DIM = 16
 
@@ -114,3 +117,33 @@ def variation_model(tmp_path, clip_folder):
     """A tiny image-variation model folder with a text side (see write_tiny_variation_model)."""
     write_tiny_variation_model(tmp_path / "variation", clip_folder)
     return tmp_path / "variation"
+
+
+@dataclass
+class RecordedFit:
+    """The weights one training run started and ended with, and the steps it was given."""
+
+    start: dict[str, torch.Tensor]
+    max_steps: int
+    end: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@pytest.fixture
+def recorded_fits(monkeypatch) -> dict[str, list[RecordedFit]]:
+    """Every run of ddpm's and ldm's training stages (the UNet's and the autoencoder's), by description."""
+    fits: dict[str, list[RecordedFit]] = {}
+
+    def recording(model: torch.nn.Module, loss_fn: Any, sampler: Any, config: Any, **kwargs: Any) -> Any:
+        fit = RecordedFit(_weights(model), config.max_steps)
+        result = train_model(model, loss_fn, sampler, config, **kwargs)
+        fit.end = _weights(model)
+        fits.setdefault(kwargs["description"], []).append(fit)
+        return result
+
+    for trains in ("methods.conditional", "training.autoencoder"):
+        monkeypatch.setattr(f"fmri_diffusion.{trains}.train_model", recording)
+    return fits
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value.detach().clone() for key, value in model.state_dict().items()}

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -17,7 +16,6 @@ from fmri_data.methods.records import run_records
 from fmri_data.splits import make_splits
 from fmri_diffusion.methods.conditional import DiffusionConfig
 from fmri_diffusion.methods.corpus_prior import _key, stand_in_condition
-from fmri_encoders.training import train as train_model
 
 
 @pytest.fixture
@@ -30,43 +28,28 @@ def _corpus(dataset, n=40, seed=0) -> PriorCorpus:
     return PriorCorpus("toy", images).screened(dataset.images[dataset.given_test])
 
 
-@dataclass
-class _Fit:
-    start: dict[str, torch.Tensor]
-    max_steps: int
-    end: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-def _recorded(fits: dict[str, list[_Fit]], train: Callable[..., Any]) -> Callable[..., Any]:
-    """`train`, recording per stage (its description) the weights each fit starts and ends with."""
-
-    def wrapped(model: torch.nn.Module, loss_fn: Any, sampler: Any, config: Any, **kwargs: Any) -> Any:
-        fit = _Fit({k: v.clone() for k, v in model.state_dict().items()}, config.max_steps)
-        result = train(model, loss_fn, sampler, config, **kwargs)
-        fit.end = {k: v.clone() for k, v in model.state_dict().items()}
-        fits.setdefault(kwargs["description"], []).append(fit)
-        return result
-
-    return wrapped
+def _primed(dataset, tmp_path, corpus: PriorCorpus | None = None, **options: Any) -> MethodSettings:
+    """Quick settings that pre-train on `corpus` (a screened toy one by default) and fine-tune half the
+    steps, the prior cached under tmp_path."""
+    return MethodSettings(
+        device="cpu",
+        quick=True,
+        cache_dir=tmp_path / "cache",
+        prior_corpus=_corpus(dataset) if corpus is None else corpus,
+        sampling={"corpus_finetune": 0.5},
+        **options,
+    )
 
 
 @pytest.mark.parametrize("name", ["ddpm", "ldm"])
 def test_a_fit_starts_from_the_prior_trained_once_per_corpus_and_trains_its_share(
-    name, dataset, tmp_path, monkeypatch
+    name, dataset, tmp_path, recorded_fits
 ):
     """The prior trains every stage in full on the corpus; each fit (ldm: its autoencoder too) starts from
     the prior's weights and trains half the steps; a second fit reads the prior from the cache."""
-    fits: dict[str, list[_Fit]] = {}
-    for trains in ("methods.conditional", "training.autoencoder"):
-        monkeypatch.setattr(f"fmri_diffusion.{trains}.train_model", _recorded(fits, train_model))
+    fits = recorded_fits
     train = dataset.subset(np.flatnonzero(~dataset.given_test))
-    settings = MethodSettings(
-        device="cpu",
-        quick=True,
-        cache_dir=tmp_path / "cache",
-        prior_corpus=_corpus(dataset),
-        sampling={"corpus_finetune": 0.5},
-    )
+    settings = _primed(dataset, tmp_path)
     first = create_method(name, settings).fit(train)
     autoencoders = {"autoencoder": 2} if name == "ldm" else {}  # the prior's, then the fit's
     assert {stage: len(runs) for stage, runs in fits.items()} == {f"{name} prior": 1, name: 1} | autoencoders
@@ -90,21 +73,12 @@ def test_a_fit_starts_from_the_prior_trained_once_per_corpus_and_trains_its_shar
 
 @pytest.mark.parametrize("refit_steps", [1.0, 0.5])
 def test_under_choose_the_probe_pre_trains_and_the_final_fit_starts_from_the_prior_or_the_probe(
-    refit_steps, dataset, tmp_path, monkeypatch
+    refit_steps, dataset, tmp_path, recorded_fits
 ):
     """The probe pre-trains (and caches) the prior and trains its share; the final fit then reads the prior
     from the cache, or (refit_steps below 1) starts from the probe and trains refit_steps of the steps."""
-    fits: dict[str, list[_Fit]] = {}
-    monkeypatch.setattr("fmri_diffusion.methods.conditional.train_model", _recorded(fits, train_model))
-    settings = MethodSettings(
-        device="cpu",
-        quick=True,
-        work_dir=tmp_path / "w",
-        prior_corpus=_corpus(dataset),
-        sampling={"corpus_finetune": 0.5},
-        choices={"likelihood_weight": (0.0,)},
-        refit_steps=refit_steps,
-    )
+    fits = recorded_fits
+    settings = _primed(dataset, tmp_path, choices={"likelihood_weight": (0.0,)}, refit_steps=refit_steps)
     method = create_method("ddpm", settings).fit(dataset.subset(np.flatnonzero(~dataset.given_test)))
     (prior,) = fits["ddpm prior"]
     probe, final = fits["ddpm"]
@@ -135,14 +109,7 @@ def test_the_prior_is_cached_by_corpus_content_and_refuses_an_unscreened_corpus(
     train = dataset.subset(np.flatnonzero(~dataset.given_test))
 
     def fit(corpus: PriorCorpus) -> dict[str, Any]:
-        settings = MethodSettings(
-            device="cpu",
-            quick=True,
-            cache_dir=tmp_path / "cache",
-            prior_corpus=corpus,
-            sampling={"corpus_finetune": 0.5},
-        )
-        return create_method("ddpm", settings).fit(train).records()["corpus_prior"]
+        return create_method("ddpm", _primed(dataset, tmp_path, corpus)).fit(train).records()["corpus_prior"]
 
     one, other = fit(_corpus(dataset, seed=0)), fit(_corpus(dataset, seed=1))
     assert one["key"] != other["key"]
@@ -176,13 +143,7 @@ def test_the_stand_in_condition_runs_from_the_image_itself_to_noise_alone():
 
 
 def test_metrics_and_the_report_say_where_each_fit_started(dataset, tmp_path):
-    settings = MethodSettings(
-        device="cpu",
-        quick=True,
-        cache_dir=tmp_path / "cache",
-        prior_corpus=_corpus(dataset),
-        sampling={"corpus_finetune": 0.5},
-    )
+    settings = _primed(dataset, tmp_path)
     result = reconstruct_over_splits(
         dataset, make_splits(dataset, "given"), ["mean", "ddpm"], settings=settings, progress=False
     )

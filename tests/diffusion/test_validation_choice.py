@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,7 +14,6 @@ from fmri_data.methods.records import run_records, validation_notes
 from fmri_data.splits import make_splits
 from fmri_diffusion.methods.cvae import ConditionalVAE
 from fmri_diffusion.methods.validation import _by_training, _fitted_probe, choice_grid
-from fmri_encoders.training import train as train_model
 
 CHOICES = {"strength": (0.5, 1.0), "likelihood_weight": (0.0, 0.5)}
 
@@ -205,13 +202,11 @@ def test_a_shorter_probe_trains_its_share_of_the_steps_and_the_final_fit_all_of_
 
 @pytest.mark.parametrize("name", ["ddpm", "ldm"])
 def test_a_final_fit_under_refit_steps_starts_from_the_probe_and_trains_its_share(
-    name, dataset, tmp_path, monkeypatch
+    name, dataset, tmp_path, recorded_fits
 ):
     """Every per-fold stage of the final fit (ldm: the autoencoder too) starts from the weights the probe
     ended with, and trains half its steps; the record and the report say so."""
-    fits: dict[str, list[_Fit]] = {}
-    for trains in ("methods.conditional", "training.autoencoder"):
-        monkeypatch.setattr(f"fmri_diffusion.{trains}.train_model", _recorded(fits, train_model))
+    fits = recorded_fits
     settings = MethodSettings(
         device="cpu", quick=True, choices={"likelihood_weight": (0.0,)}, refit_steps=0.5, work_dir=tmp_path
     )
@@ -243,27 +238,3 @@ def test_a_method_that_cannot_start_from_its_probe_fits_afresh_and_says_so(datas
     (line,) = validation_notes({"cvae": [{"fold": 0, **method.records()}]})
     assert line.endswith("the final fit trained afresh in full (this method cannot start from its probe)")
     assert len(method.training_.losses) == method.config.training.max_steps
-
-
-@dataclass
-class _Fit:
-    start: dict[str, torch.Tensor]
-    max_steps: int
-    end: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-def _recorded(fits: dict[str, list[_Fit]], train: Callable[..., Any]) -> Callable[..., Any]:
-    """`train`, recording per stage (its description) the weights each fit starts and ends with."""
-
-    def wrapped(model: torch.nn.Module, loss_fn: Any, sampler: Any, config: Any, **kwargs: Any) -> Any:
-        fit = _Fit(_weights(model), config.max_steps)
-        result = train(model, loss_fn, sampler, config, **kwargs)
-        fit.end = _weights(model)
-        fits.setdefault(kwargs["description"], []).append(fit)
-        return result
-
-    return wrapped
-
-
-def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {key: value.detach().clone() for key, value in model.state_dict().items()}
