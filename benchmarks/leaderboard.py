@@ -290,8 +290,9 @@ def markdown(table: dict[str, dict[str, dict]], tag: str, absent: list[str], ear
         lines.append("")
     if earlier:
         lines += [
-            "Run with an earlier recipe, which chose fewer settings on validation than leaderboard.py's "
-            f"today (delete the cell's folders to run it again): {', '.join(earlier)}."
+            "Run with an earlier recipe than leaderboard.py's today (fewer settings chosen on validation, "
+            "or ddpm/ldm without the corpus prior; delete the cell's folders to run it again): "
+            f"{', '.join(earlier)}."
         ]
         lines.append("")
     return "\n".join([*lines, *time_spent(table)])
