@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings
 from fmri_data.simulator import image_corpus
+from fmri_diffusion.priors import screened_corpus
 from fmri_encoders.runtime import on_main_process
 from fmri_encoders.training import TrainingConfig, numerics_for
 from fmri_eval.atomic import atomic_output_dir
@@ -42,12 +42,7 @@ def corpus_prior(method: ConditionalDiffusion) -> tuple[ConditionalDiffusion, di
     """A copy of `method` whose networks learned the run's prior corpus (the simulator's where it names
     none): from the cache, else pre-trained now and cached; and the record of it for metrics.json."""
     settings = method.settings
-    corpus = settings.prior_corpus
-    if corpus is not None and corpus.screening is None:
-        raise DataError(
-            f"prior corpus {corpus.name} was not screened against the test stimuli; screen it first "
-            "(PriorCorpus.screened, which reconstruct_over_splits runs)"
-        )
+    corpus = screened_corpus(settings)
     key = _key(method)
     root = settings.cache_dir or settings.work_dir
     folder = None if root is None else root / key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fmri_data.corpora import PriorCorpus
 from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings
 from fmri_diffusion.priors.cache import BaseModelCache
@@ -20,12 +21,7 @@ def base_model_for(
     fine-tune's manifest can name it, so that load_method finds it again."""
     if settings.pretrained:
         return load_base_model(settings.pretrained, allow_download=settings.allow_download)
-    corpus = settings.prior_corpus
-    if corpus is not None and corpus.screening is None:
-        raise DataError(
-            f"prior corpus {corpus.name} was not screened against the test stimuli; screen it first "
-            "(PriorCorpus.screened, which reconstruct_over_splits runs)"
-        )
+    corpus = screened_corpus(settings)
     cache = cache or BaseModelCache(settings.cache_dir or settings.work_dir)
     config = config.under(settings)
     key = config.key(image_size, settings.seed, None if corpus is None else corpus.digest)
@@ -41,3 +37,14 @@ def base_model_for(
         corpus=None if corpus is None else corpus.images,
     )
     return cache.save(key, model)
+
+
+def screened_corpus(settings: MethodSettings) -> PriorCorpus | None:
+    """The run's prior corpus, refused unless it was screened against the test stimuli (None: none named)."""
+    corpus = settings.prior_corpus
+    if corpus is not None and corpus.screening is None:
+        raise DataError(
+            f"prior corpus {corpus.name} was not screened against the test stimuli; screen it first "
+            "(PriorCorpus.screened, which reconstruct_over_splits runs)"
+        )
+    return corpus
