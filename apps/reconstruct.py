@@ -289,9 +289,9 @@ def parse_args(
         "--corpus-finetune",
         type=_fraction,
         metavar="FRACTION",
-        help="ddpm and ldm: pre-train on --prior-corpus first (once per recipe and corpus, cached), then "
-        "train this fraction of each stage's steps on each fold's training stimuli from there (default: no "
-        "pre-training, every fit learns the training stimuli alone, in full)",
+        help="cvae, ddpm and ldm: pre-train on --prior-corpus first (once per recipe and corpus, cached), "
+        "then train this fraction of each stage's steps on each fold's training stimuli from there (default: "
+        "no pre-training, every fit learns the training stimuli alone, in full)",
     )
     sampling.add_argument(
         "--condition",

@@ -79,8 +79,10 @@ STAGE2_WEIGHTS = ["--choose", "sample_weight=0,0.03,0.1,0.3"]
 # ddpm and ldm pre-train once on the data set's prior corpus; each of a kfold cell's ten fits (a probe and
 # the final fit per fold) then trains a quarter of the steps from there instead of all of them from scratch
 PRIMED = ["--corpus-finetune", "0.25"]
+# the cvae pre-trains once per size on the corpus too, and each fit trains half its steps from there
+CVAE_PRIMED = ["--corpus-finetune", "0.5"]
 RECIPES: dict[str, list[str]] = {
-    "cvae": [*READOUT, *CVAE_SIZES, *CVAE_WEIGHTS],
+    "cvae": [*READOUT, *CVAE_SIZES, *CVAE_WEIGHTS, *CVAE_PRIMED],
     "ddpm": [*GUIDED, *PRIMED],
     "ldm": [*GUIDED, *PRIMED],
     "sd-direct": GUIDED_RESIDUAL,
@@ -291,7 +293,7 @@ def markdown(table: dict[str, dict[str, dict]], tag: str, absent: list[str], ear
     if earlier:
         lines += [
             "Run with an earlier recipe than leaderboard.py's today (fewer settings chosen on validation, "
-            "or ddpm/ldm without the corpus prior; delete the cell's folders to run it again): "
+            "or cvae/ddpm/ldm without the corpus prior; delete the cell's folders to run it again): "
             f"{', '.join(earlier)}."
         ]
         lines.append("")

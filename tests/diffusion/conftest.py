@@ -130,7 +130,8 @@ class RecordedFit:
 
 @pytest.fixture
 def recorded_fits(monkeypatch) -> dict[str, list[RecordedFit]]:
-    """Every run of ddpm's and ldm's training stages (the UNet's and the autoencoder's), by description."""
+    """Every run of cvae's, ddpm's and ldm's training stages (the CVAE's, the UNet's and the autoencoder's),
+    by description."""
     fits: dict[str, list[RecordedFit]] = {}
 
     def recording(model: torch.nn.Module, loss_fn: Any, sampler: Any, config: Any, **kwargs: Any) -> Any:
@@ -140,7 +141,7 @@ def recorded_fits(monkeypatch) -> dict[str, list[RecordedFit]]:
         fits.setdefault(kwargs["description"], []).append(fit)
         return result
 
-    for trains in ("methods.conditional", "training.autoencoder"):
+    for trains in ("methods.conditional", "methods.cvae", "training.autoencoder"):
         monkeypatch.setattr(f"fmri_diffusion.{trains}.train_model", recording)
     return fits
 

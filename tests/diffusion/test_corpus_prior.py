@@ -1,4 +1,5 @@
-"""`ddpm` and `ldm` under corpus_finetune: pre-trained once on the screened corpus, each fit starts there."""
+"""`cvae`, `ddpm` and `ldm` under corpus_finetune: pre-trained once on the screened corpus, each fit starts
+there."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from fmri_data.methods.records import run_records
 from fmri_data.splits import make_splits
 from fmri_diffusion.methods.conditional import DiffusionConfig
 from fmri_diffusion.methods.corpus_prior import _key, stand_in_condition
+from fmri_diffusion.methods.cvae import ConditionalVAEConfig
 
 
 @pytest.fixture
@@ -41,7 +43,7 @@ def _primed(dataset, tmp_path, corpus: PriorCorpus | None = None, **options: Any
     )
 
 
-@pytest.mark.parametrize("name", ["ddpm", "ldm"])
+@pytest.mark.parametrize("name", ["cvae", "ddpm", "ldm"])
 def test_a_fit_starts_from_the_prior_trained_once_per_corpus_and_trains_its_share(
     name, dataset, tmp_path, recorded_fits
 ):
@@ -105,6 +107,18 @@ def test_the_prior_does_not_depend_on_how_the_method_samples(dataset):
     assert _key(method) not in keys  # no EMA changes the weights a prior learns
 
 
+def test_a_cvae_prior_is_kept_per_network_size_not_per_ridge_folds(dataset):
+    settings = MethodSettings(device="cpu", quick=True, prior_corpus=_corpus(dataset))
+
+    def key(**sampling: Any) -> str:
+        method = create_method("cvae", replace(settings, sampling=sampling))
+        method.image_size_ = 12
+        return _key(method)
+
+    assert key() == key(ridge_folds=3, likelihood_weight=0.1, corpus_finetune=0.5)
+    assert len({key(), key(latent_dim=32), key(width=32)}) == 3
+
+
 def test_the_prior_is_cached_by_corpus_content_and_refuses_an_unscreened_corpus(dataset, tmp_path):
     train = dataset.subset(np.flatnonzero(~dataset.given_test))
 
@@ -130,6 +144,8 @@ def test_without_corpus_finetune_nothing_pre_trains_and_a_bad_fraction_is_refuse
     assert not (tmp_path / "cache").exists()
     with pytest.raises(DataError, match="corpus_finetune"):
         replace(DiffusionConfig(), corpus_finetune=1.5)
+    with pytest.raises(DataError, match="corpus_finetune"):
+        ConditionalVAEConfig(corpus_finetune=-0.25)
 
 
 def test_the_stand_in_condition_runs_from_the_image_itself_to_noise_alone():

@@ -21,9 +21,7 @@ from diffusers import AutoencoderKL
 from torch import nn
 
 from fmri_data.dataset import PairedDataset
-from fmri_data.errors import DataError
-from fmri_diffusion.methods.base import DiffusionMethod
-from fmri_diffusion.methods.corpus_prior import corpus_prior, stand_in_condition
+from fmri_diffusion.methods.corpus_prior import CorpusPrimedMethod, check_corpus_finetune, stand_in_condition
 from fmri_diffusion.models.builders import small_unet
 from fmri_diffusion.models.conditioner import FmriConditioner
 from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
@@ -67,10 +65,7 @@ class DiffusionConfig:
     corpus_finetune: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.corpus_finetune <= 1:
-            raise DataError(
-                f"corpus_finetune is a share of each stage's steps, in [0, 1]; got {self.corpus_finetune}"
-            )
+        check_corpus_finetune(self.corpus_finetune)
 
     def quick(self) -> DiffusionConfig:
         """A smoke-test budget: a narrow UNet and a few steps of everything."""
@@ -100,16 +95,13 @@ def build_denoiser(config: DiffusionConfig, channels: int, size: int) -> tuple[n
     return unet, conditioner
 
 
-class ConditionalDiffusion(DiffusionMethod):
+class ConditionalDiffusion(CorpusPrimedMethod):
     """fit: first stage (subclass) -> train the conditional UNet; predict: sample around the first stage."""
 
     config_class: type[DiffusionConfig] = DiffusionConfig
     saved_as: ClassVar[str] = "pipeline"
     pixel_space: ClassVar[bool] = False  # pixel models clip predicted clean images to [-1, 1] while sampling
     starts_from_probe: ClassVar[bool] = True
-    corpus_prior_: dict[str, Any] | None = None
-    """Where a fit under corpus_finetune started: the corpus, the prior's cache key, and whether it was
-    pre-trained in this fit or read from the cache."""
 
     # ------------------------------------------------------- subclass hooks
     @abstractmethod
@@ -133,26 +125,12 @@ class ConditionalDiffusion(DiffusionMethod):
 
     # ---------------------------------------------------------------- fitting
     def fit_parts(self, train: PairedDataset) -> None:
-        if self.config.corpus_finetune > 0:
-            self._start_from_corpus()
+        self.start_from_corpus()
         torch.manual_seed(self.settings.seed)
         vae, clean, spatial = self._fit_first_stage(train)
         self._fit_denoiser(vae, {"clean": clean, "spatial": spatial}, self._augmented_batch, self.name)
 
-    def _start_from_corpus(self) -> None:
-        """Start from the prior pre-trained on the corpus and train corpus_finetune of each stage's steps;
-        a final fit starting from its validation probe (refit_steps), which started there, trains that
-        share instead."""
-        if self.warm_start_ is not None and self.warm_start_.corpus_prior_ is not None:
-            self.corpus_prior_ = self.warm_start_.corpus_prior_ | {"pre_trained": "via the validation probe"}
-        else:
-            self.warm_start_, self.corpus_prior_ = corpus_prior(self)
-            self.step_fraction *= self.config.corpus_finetune
-        self.corpus_prior_["step_fraction"] = self.step_fraction
-
     def fit_prior(self, images: np.ndarray) -> None:
-        """Pre-train on unpaired images ([n, H, W] in [0, 1]), each conditioned on a stand-in for ridge's
-        decoding of it (corpus_prior.stand_in_condition)."""
         torch.manual_seed(self.settings.seed)
         vae, clean = self._fit_model_space(images)
         centre_and_spread = (float(clean.mean()), float(clean.std()))
@@ -213,16 +191,18 @@ class ConditionalDiffusion(DiffusionMethod):
         self.load_pipeline(folder)
         self.ridge_ = RidgeEncoder.load(folder / "ridge")
 
+    def save_prior(self, folder: Path) -> None:
+        self.pipeline_.save_pretrained(folder)
+
+    def load_prior(self, folder: Path) -> None:
+        self.load_pipeline(folder)
+
     def load_pipeline(self, folder: Path) -> None:
         """The pipeline saved in `folder` (diffusers' layout), sampling with this config's sampler."""
         saved = FmriImagePipeline.from_pretrained(folder).components
         saved["scheduler"] = sampling_scheduler(self.config.sampler, saved["scheduler"])
         self.pipeline_ = self.make_pipeline(**saved)
         self._model_space_from_pipeline()
-
-    def records(self) -> dict[str, Any]:
-        prior = self.corpus_prior_
-        return super().records() | ({} if prior is None else {"corpus_prior": prior})
 
     # ------------------------------------------------------------- predicting
     def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:

@@ -11,7 +11,7 @@ import torch
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
-from fmri_diffusion.methods.base import DiffusionMethod
+from fmri_diffusion.methods.corpus_prior import CorpusPrimedMethod, check_corpus_finetune, stand_in_condition
 from fmri_diffusion.models.cvae import ConditionalVaeNet, CvaeConfig, load_cvae, negative_elbo, save_cvae
 from fmri_diffusion.training.augment import random_shift
 from fmri_encoders.out_of_fold import out_of_fold_ridge
@@ -19,6 +19,7 @@ from fmri_encoders.ridge import RidgeEncoder
 from fmri_encoders.runtime import resolve_device, ridge_backend
 from fmri_encoders.training import BatchSampler, TrainingConfig
 from fmri_encoders.training import train as train_model
+from fmri_encoders.training.sampling import Augment
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class ConditionalVAEConfig:
     folds of the out-of-fold ridge conditions. likelihood_weight > 0 weighs the samples by the encoding
     model's likelihood of the measured voxels (methods.reweighting; `encoding_voxels` best-predicted voxels
     of an `encoding_model`): the mean of the CVAE's p(image | ridge image) x likelihood^weight.
+    corpus_finetune above 0: the CVAE first pre-trains on the run's prior corpus (methods.corpus_prior:
+    once per recipe and corpus, cached) and each fit trains this fraction of the steps from there.
     """
 
     latent_dim: int = 16
@@ -46,12 +49,16 @@ class ConditionalVAEConfig:
     likelihood_weight: float = 0.0
     encoding_voxels: int = 500
     encoding_model: str = "auto"
+    corpus_finetune: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_corpus_finetune(self.corpus_finetune)
 
     def quick(self) -> ConditionalVAEConfig:
         return replace(self, training=replace(self.training, max_steps=10))
 
 
-class ConditionalVAE(DiffusionMethod):
+class ConditionalVAE(CorpusPrimedMethod):
     """Ridge reconstructs pixels from voxels; a CVAE p(x | z, ridge image) with z ~ N(0, I) turns that into
     images.
 
@@ -69,37 +76,56 @@ class ConditionalVAE(DiffusionMethod):
     def fit_parts(self, train: PairedDataset) -> None:
         if train.n_stimuli < 2:
             raise DataError(f"cvae needs at least 2 distinct training stimuli, got {train.n_stimuli}")
+        self.start_from_corpus()
         config = self.config
-        device = resolve_device(self.settings.device)
         conditions, self.ridge_ = out_of_fold_ridge(
             train.fmri,
             train.images,
             train.stimulus_id,
             k=config.ridge_folds,
             seed=self.settings.seed,
-            backend=ridge_backend(device),
+            backend=ridge_backend(resolve_device(self.settings.device)),
             per_target=False,
         )
-        torch.manual_seed(self.settings.seed)
-        self.model_ = ConditionalVaeNet(CvaeConfig(self.image_size_, config.latent_dim, config.width))
         pairs = {
             "x": torch.from_numpy(train.images[:, None]),
             "c": torch.from_numpy(np.ascontiguousarray(conditions, dtype=np.float32)[:, None]),
         }
-        sampler = BatchSampler(
-            pairs,
-            config.training.batch_size,
-            seed=self.settings.seed,
-            augment=lambda batch, gen: random_shift(batch, config.max_shift, gen),
-        )
+        self._fit_network(pairs, lambda batch, gen: random_shift(batch, config.max_shift, gen), self.name)
+
+    def fit_prior(self, images: np.ndarray) -> None:
+        clean = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)[:, None])
+        centre_and_spread = (float(clean.mean()), float(clean.std()))
+
+        def stand_in(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+            shifted = random_shift(batch, self.config.max_shift, generator)["x"]
+            return {"x": shifted, "c": stand_in_condition(shifted, *centre_and_spread, generator)}
+
+        self._fit_network({"x": clean}, stand_in, f"{self.name} prior")
+
+    def _fit_network(self, data: dict[str, torch.Tensor], augment: Augment, description: str) -> None:
+        """Train the CVAE (from `warm_start_`'s weights where there is one) on images `x` and conditions
+        `c` (which `augment` may make)."""
+        config = self.config
+        torch.manual_seed(self.settings.seed)
+        self.model_ = ConditionalVaeNet(CvaeConfig(self.image_size_, config.latent_dim, config.width))
+        if self.warm_start_ is not None:
+            self.model_.load_state_dict(self.warm_start_.model_.state_dict())
+        sampler = BatchSampler(data, config.training.batch_size, seed=self.settings.seed, augment=augment)
         self.training_ = train_model(
             self.model_,
             lambda model, batch, _: negative_elbo(model, batch["x"], batch["c"], config.beta)[0],
             sampler,
             self.training(config.training),
             **self.checkpointing(),
-            description=self.name,
+            description=description,
         )
+
+    def save_prior(self, folder: Path) -> None:
+        save_cvae(self.model_, folder / "cvae")
+
+    def load_prior(self, folder: Path) -> None:
+        self.model_ = load_cvae(folder / "cvae", resolve_device(self.settings.device))
 
     def save_parts(self, folder: Path) -> dict[str, Any]:
         save_cvae(self.model_, folder / "cvae")
