@@ -282,8 +282,8 @@ def parse_args(
         type=_fraction,
         default=1.0,
         metavar="FRACTION",
-        help="with --choose, ddpm and ldm: below 1, the final fit starts from the validation probe's weights "
-        "and trains this fraction of each stage's steps on all training stimuli (1: afresh, in full)",
+        help="with --choose, cvae, ddpm and ldm: below 1, the final fit starts from the validation probe's "
+        "weights and trains this fraction of each stage's steps on all training stimuli (1: afresh, in full)",
     )
     sampling.add_argument(
         "--corpus-finetune",

@@ -73,17 +73,18 @@ def test_a_fit_starts_from_the_prior_trained_once_per_corpus_and_trains_its_shar
     assert all(torch.equal(fits[f"{name} prior"][0].end[k], v) for k, v in fits[name][1].start.items())
 
 
+@pytest.mark.parametrize("name", ["cvae", "ddpm"])
 @pytest.mark.parametrize("refit_steps", [1.0, 0.5])
 def test_under_choose_the_probe_pre_trains_and_the_final_fit_starts_from_the_prior_or_the_probe(
-    refit_steps, dataset, tmp_path, recorded_fits
+    name, refit_steps, dataset, tmp_path, recorded_fits
 ):
     """The probe pre-trains (and caches) the prior and trains its share; the final fit then reads the prior
     from the cache, or (refit_steps below 1) starts from the probe and trains refit_steps of the steps."""
     fits = recorded_fits
     settings = _primed(dataset, tmp_path, choices={"likelihood_weight": (0.0,)}, refit_steps=refit_steps)
-    method = create_method("ddpm", settings).fit(dataset.subset(np.flatnonzero(~dataset.given_test)))
-    (prior,) = fits["ddpm prior"]
-    probe, final = fits["ddpm"]
+    method = create_method(name, settings).fit(dataset.subset(np.flatnonzero(~dataset.given_test)))
+    (prior,) = fits[f"{name} prior"]
+    probe, final = fits[name]
     assert all(torch.equal(prior.end[key], probe.start[key]) for key in prior.end)
     assert probe.max_steps == prior.max_steps // 2
     started = prior if refit_steps == 1 else probe
@@ -92,6 +93,8 @@ def test_under_choose_the_probe_pre_trains_and_the_final_fit_starts_from_the_pri
     record = method.records()["corpus_prior"]
     assert record["pre_trained"] == ("from the cache" if refit_steps == 1 else "via the validation probe")
     assert record["step_fraction"] == 0.5
+    start = {"start": "probe", "step_fraction": 0.5} if refit_steps < 1 else None
+    assert method.validation_.get("final_fit") == start
 
 
 def test_the_prior_does_not_depend_on_how_the_method_samples(dataset):
@@ -117,6 +120,13 @@ def test_a_cvae_prior_is_kept_per_network_size_not_per_ridge_folds(dataset):
 
     assert key() == key(ridge_folds=3, likelihood_weight=0.1, corpus_finetune=0.5)
     assert len({key(), key(latent_dim=32), key(width=32)}) == 3
+
+
+def test_a_cvae_prior_is_cached_as_safetensors(dataset, tmp_path):
+    train = dataset.subset(np.flatnonzero(~dataset.given_test))
+    method = create_method("cvae", _primed(dataset, tmp_path)).fit(train)
+    folder = tmp_path / "cache" / method.records()["corpus_prior"]["key"]
+    assert sorted(path.suffix for path in folder.rglob("*") if path.is_file()) == [".json", ".safetensors"]
 
 
 def test_the_prior_is_cached_by_corpus_content_and_refuses_an_unscreened_corpus(dataset, tmp_path):

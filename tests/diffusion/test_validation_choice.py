@@ -200,7 +200,7 @@ def test_a_shorter_probe_trains_its_share_of_the_steps_and_the_final_fit_all_of_
     assert len(method.records()["validation"]["grid"]) == 1
 
 
-@pytest.mark.parametrize("name", ["ddpm", "ldm"])
+@pytest.mark.parametrize("name", ["cvae", "ddpm", "ldm"])
 def test_a_final_fit_under_refit_steps_starts_from_the_probe_and_trains_its_share(
     name, dataset, tmp_path, recorded_fits
 ):
@@ -230,11 +230,16 @@ def test_a_final_fit_under_refit_steps_starts_from_the_probe_and_trains_its_shar
 
 def test_a_method_that_cannot_start_from_its_probe_fits_afresh_and_says_so(dataset, tmp_path):
     settings = MethodSettings(
-        device="cpu", quick=True, choices={"likelihood_weight": (0.0,)}, refit_steps=0.5, work_dir=tmp_path
+        device="cpu",
+        quick=True,
+        choices={"likelihood_weight": (0.0,)},
+        refit_steps=0.5,
+        work_dir=tmp_path / "work",
+        cache_dir=tmp_path / "cache",
     )
     train = dataset.subset(np.flatnonzero(~dataset.given_test))
-    method = create_method("cvae", settings).fit(train)
+    method = create_method("sd-direct", settings).fit(train)
     assert method.records()["validation"]["final_fit"] == {"start": "afresh"}
-    (line,) = validation_notes({"cvae": [{"fold": 0, **method.records()}]})
+    (line,) = validation_notes({"sd-direct": [{"fold": 0, **method.records()}]})
     assert line.endswith("the final fit trained afresh in full (this method cannot start from its probe)")
-    assert len(method.training_.losses) == method.config.training.max_steps
+    assert method.step_fraction == 1.0

@@ -56,7 +56,7 @@ class MethodSettings:
     refit_steps: below 1, the final fit after choosing on validation starts from the probe's weights
         (trained on the other four fifths of the training stimuli) and trains this fraction of each
         per-fold stage's steps on all of them; 1 fits afresh in full. Methods that cannot start from their
-        probe (all but `ddpm` and `ldm`) fit afresh, and their validation record says so.
+        probe (all but `cvae`, `ddpm` and `ldm`) fit afresh, and their validation record says so.
     """
 
     seed: int = 0

@@ -101,7 +101,6 @@ class ConditionalDiffusion(CorpusPrimedMethod):
     config_class: type[DiffusionConfig] = DiffusionConfig
     saved_as: ClassVar[str] = "pipeline"
     pixel_space: ClassVar[bool] = False  # pixel models clip predicted clean images to [-1, 1] while sampling
-    starts_from_probe: ClassVar[bool] = True
 
     # ------------------------------------------------------- subclass hooks
     @abstractmethod

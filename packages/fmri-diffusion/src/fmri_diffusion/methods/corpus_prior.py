@@ -19,7 +19,7 @@ import shutil
 from abc import abstractmethod
 from dataclasses import asdict, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -50,6 +50,8 @@ class CorpusPrimedMethod(DiffusionMethod):
     its `fit_parts` calls `start_from_corpus` first, then trains from `warm_start_`'s weights where there
     is one. A subclass says how its networks learn unpaired images and how they are kept in the cache."""
 
+    starts_from_probe: ClassVar[bool] = True
+    warm_start_: CorpusPrimedMethod | None
     corpus_prior_: dict[str, Any] | None = None
     """Where a fit under corpus_finetune started: the corpus, the prior's cache key, whether it was
     pre-trained in this fit or read from the cache (or reached through the validation probe), and the

@@ -12,7 +12,7 @@ score never rewards fitting the images it scores), and the one kept is fitted on
 samples. The method is
 then fitted on all training trials with that setting and keeps the chosen readout. The grid, every score and
 the choice are returned for metrics.json and report.md, with the probe that scored the choice: under
-`refit_steps` below 1 the final fit of `ddpm` and `ldm` starts from its weights (methods.base).
+`refit_steps` below 1 the final fit of `cvae`, `ddpm` and `ldm` starts from its weights (methods.base).
 """
 
 from __future__ import annotations
