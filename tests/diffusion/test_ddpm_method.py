@@ -1,5 +1,8 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
+import torch
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.methods import MethodSettings
@@ -67,21 +70,26 @@ def test_ddpm_img2img_from_ridge_and_guidance(tmp_path):
     assert (tmp_path / "ddpm" / "loss_curve.png").is_file()
 
 
+def _ldm_config(**kwargs):
+    autoencoder = AutoencoderConfig(
+        block_out_channels=(8, 8), training=TrainingConfig(max_steps=10, batch_size=8, progress=False)
+    )
+    base = {
+        "block_out_channels": (8, 16),
+        "token_dim": 8,
+        "autoencoder": autoencoder,
+        "num_inference_steps": 3,
+        "n_samples": 2,
+        "training": TrainingConfig(max_steps=10, batch_size=8, warmup_steps=1, progress=False),
+    }
+    return LDMConfig(**(base | kwargs))
+
+
 @pytest.mark.parametrize("size", [16, 28])
 def test_ldm_trains_in_stages_and_saves_each(tmp_path, size):
     data = _toy(size=size)
     train, test = data.subset(np.arange(30)), data.subset(np.arange(30, 40))
-    autoencoder = AutoencoderConfig(
-        block_out_channels=(8, 8), training=TrainingConfig(max_steps=10, batch_size=8, progress=False)
-    )
-    config = LDMConfig(
-        block_out_channels=(8, 16),
-        token_dim=8,
-        autoencoder=autoencoder,
-        num_inference_steps=3,
-        n_samples=2,
-        training=TrainingConfig(max_steps=10, batch_size=8, warmup_steps=1, progress=False),
-    )
+    config = _ldm_config()
     method = LatentDiffusion(MethodSettings(seed=0, device="cpu", work_dir=tmp_path), config).fit(train)
     rows = method.predict_named(test.fmri)
     assert set(rows) == {"ldm", "ldm-1"}
@@ -93,3 +101,20 @@ def test_ldm_trains_in_stages_and_saves_each(tmp_path, size):
     reloaded = FmriImagePipeline.from_pretrained(tmp_path / "ldm" / "pipeline")
     assert reloaded.vae is not None
     assert reloaded.vae.config.scaling_factor == method.vae_.config.scaling_factor
+
+
+def test_ldm_below_strength_1_starts_from_its_latent_ridge_decoding():
+    """The leaderboard lets ldm sample img2img from its first stage: a short walk from the decoded latent
+    ridge must stay near it, where sampling from pure noise need not."""
+    data = _toy()
+    train, test = data.subset(np.arange(30)), data.subset(np.arange(30, 40))
+    method = LatentDiffusion(MethodSettings(seed=0, device="cpu"), _ldm_config(num_inference_steps=25))
+    method.fit(train)
+    with torch.no_grad():
+        start = method.pipeline_.from_model_space(method._spatial_condition(test.fmri), 12).numpy()
+    distance = {}
+    for strength in (0.04, 1.0):
+        method.config = replace(method.config, strength=strength)
+        distance[strength] = np.abs(method.predict(test.fmri) - start).mean()
+    assert distance[0.04] < 0.05
+    assert distance[0.04] < distance[1.0] / 3
