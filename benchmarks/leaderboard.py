@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -363,8 +364,8 @@ def _delta(record: dict | None) -> str:
 
 
 def earlier_recipe(table: dict[str, dict[str, dict]]) -> list[str]:
-    """The cells on record whose validation grid lacks a setting today's recipe chooses, or that did not
-    start from the prior corpus where today's recipe does ("data/method").
+    """The cells on record whose validation grid lacks a setting or a value today's recipe chooses among,
+    or that did not start from the prior corpus where today's recipe does ("data/method").
 
     `readout` is chosen only where the stimuli are binary patches, so its absence proves nothing."""
     stale = []
@@ -373,12 +374,29 @@ def earlier_recipe(table: dict[str, dict[str, dict]]) -> list[str]:
             if method not in METHODS or not entry.get("validation"):
                 continue
             options = RECIPES.get(method, [])
-            wanted = {options[i + 1].split("=")[0] for i, o in enumerate(options) if o == "--choose"}
-            grid = set(entry["validation"][0]["grid"][0])
+            wanted = dict(options[i + 1].split("=") for i, o in enumerate(options) if o == "--choose")
+            grid = entry["validation"][0]["grid"]
+            missing = any(
+                not _as_values(values) <= {_as_value(point.get(name)) for point in grid}
+                for name, values in wanted.items()
+                if name != "readout"
+            )
             unprimed = "--corpus-finetune" in options and not entry.get("pre_training")
-            if wanted - grid - {"readout"} or unprimed:
+            if missing or unprimed:
                 stale.append(f"{data}/{method}")
     return stale
+
+
+def _as_values(listed: str) -> set[Any]:
+    """A `--choose` list's values as a validation grid records them (numbers as floats)."""
+    return {_as_value(value) for value in listed.split(",")}
+
+
+def _as_value(value: Any) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
 
 
 def on_record(table: dict[str, dict[str, dict]]) -> list[str]:

@@ -117,10 +117,7 @@ def choose_on_validation(
         return {"grid": [], "scores": [], "chosen": {}, "criterion": SELECTION_CRITERION}, None
     if train.n_stimuli < 2:
         raise DataError(f"{method.name}: choosing settings needs at least 2 training stimuli, got 1")
-    inner_idx, held_idx = group_kfold(
-        train.stimulus_id, min(VALIDATION_FOLDS, train.n_stimuli), seed=method.settings.seed
-    )[0]
-    inner, held = train.subset(inner_idx), train.subset(held_idx)
+    inner, held = validation_split(train, method.settings.seed)
     readouts, left_out = usable_readouts(names, inner, held)
     if not grid and not readouts:  # nothing left to choose: no probe is trained
         return {
@@ -157,6 +154,12 @@ def choose_on_validation(
     if names:
         record |= {"readout": None if fitted[best] is None else fitted[best].to_dict(), "left_out": left_out}
     return record, kept
+
+
+def validation_split(train: PairedDataset, seed: int) -> tuple[PairedDataset, PairedDataset]:
+    """(inner, held): the training trials the probe fits on and those of the stimuli held out to score it."""
+    inner_idx, held_idx = group_kfold(train.stimulus_id, min(VALIDATION_FOLDS, train.n_stimuli), seed=seed)[0]
+    return train.subset(inner_idx), train.subset(held_idx)
 
 
 def _by_training(
