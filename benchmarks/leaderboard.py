@@ -297,8 +297,9 @@ def markdown(table: dict[str, dict[str, dict]], tag: str, absent: list[str], ear
         lines.append("")
     if earlier:
         lines += [
-            "Run with an earlier recipe than leaderboard.py's today (fewer settings chosen on validation, "
-            "or cvae/ddpm/ldm without the corpus prior; delete the cell's folders to run it again): "
+            "Run with an earlier recipe than leaderboard.py's today (fewer settings or values chosen among "
+            "on validation, or cvae/ddpm/ldm without the corpus prior; delete the cell's folders to run it "
+            "again): "
             f"{', '.join(earlier)}."
         ]
         lines.append("")

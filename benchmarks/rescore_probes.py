@@ -21,7 +21,6 @@ import argparse
 import json
 import sys
 from dataclasses import replace
-from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,8 @@ from fmri_data.methods import MethodSettings
 from fmri_data.preprocessing import Preprocessing
 from fmri_data.splits import make_splits
 from fmri_diffusion.methods.base import DiffusionMethod, load_method
-from fmri_diffusion.methods.validation import validation_patches, validation_split
+from fmri_diffusion.methods.validation import choice_grid, validation_patches, validation_split
+from fmri_encoders.encoding import EncodingModel
 from fmri_eval import load_reconstructions
 from fmri_eval.evaluate import evaluate_reconstructions
 from fmri_eval.metrics import selection_score
@@ -54,17 +54,23 @@ def saved_method(folder: Path, what: str) -> Path:
     return found[0]
 
 
-def new_points(choose: list[str], recorded: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The --choose grid; it must name every setting the cell chose (readout aside), so no point inherits
-    the probe's own value of one."""
-    options = {}
+def parse_choices(choose: list[str], recorded: list[dict[str, Any]], sampling: frozenset[str]) -> dict:
+    """--choose NAME=V1,V2 as MethodSettings.choices. Only sampling settings (nothing is fitted again), and
+    every setting the cell chose (readout aside, which is weighed as the cell weighed it), so that no point
+    inherits the probe's own value of one."""
+    choices: dict[str, tuple[float | str, ...]] = {}
     for item in choose:
         name, _, values = item.partition("=")
-        options[name] = [_number(value) for value in values.split(",")]
+        name = name.replace("-", "_")
+        if name == "readout" or name not in sampling:
+            raise SystemExit(
+                f"--choose {name}: only these sampling settings can be re-scored: {sorted(sampling)}"
+            )
+        choices[name] = tuple(_number(value) for value in values.split(","))
     chosen = {name for point in recorded for name in point} - {"readout"}
-    if missing := chosen - set(options):
+    if missing := chosen - set(choices):
         raise SystemExit(f"the cell also chose {', '.join(sorted(missing))}; name its values with --choose")
-    return [dict(zip(options, values, strict=True)) for values in product(*options.values())]
+    return choices
 
 
 def _number(value: str) -> float | str:
@@ -74,97 +80,60 @@ def _number(value: str) -> float | str:
         return value
 
 
+def with_encoding(method: DiffusionMethod, train: PairedDataset) -> None:
+    """Fit the encoding model on `train` where a point needs one the saved fit did without (it chose no
+    likelihood weight), as DiffusionMethod.fit does: training trials only."""
+    if method.needs_encoding() and method.encoding_ is None:
+        config = method.config
+        method.encoding_ = EncodingModel(config.encoding_voxels, config.encoding_model).fit(
+            train.images, train.fmri, train.stimulus_id, seed=method.settings.seed
+        )
+
+
 def rescore_fold(
     probe: DiffusionMethod,
     final: DiffusionMethod,
-    inner: PairedDataset,
-    held: PairedDataset,
+    train: PairedDataset,
     test_fmri: np.ndarray,
     record: dict[str, Any],
-    points: list[dict[str, Any]],
-    readouts: list[str],
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """Score the new points on the validation trials, choose among them and the cell's own, sample the
-    test trials with the final fit under the choice."""
+    """Score the new points on the fold's validation trials (the readouts its cell weighed), choose among
+    them and the cell's own, sample the test trials with the final fit under the choice."""
+    inner, held = validation_split(train, probe.settings.seed)
+    if held.n_trials != record["validation_trials"]:
+        raise SystemExit(f"fold {record['fold']}: the validation trials are not the cell's")
+    readouts = sorted({point["readout"] for point in record["grid"] if "readout" in point})
     scored = [(score, point) for point, score in zip(record["grid"], record["scores"], strict=True)]
-    fitted = {}
+    fitted: dict[str, Any] = {}
     sampled = probe.config
-    for point in tqdm(points, desc=f"fold {record['fold']}", leave=False):
+    for point in tqdm(choice_grid(probe), desc=f"fold {record['fold']}", leave=False):
         probe.config = replace(sampled, **point)
+        with_encoding(probe, inner)
         images = probe.predict(held.fmri)
         for name in readouts or [None]:
-            images_read, readout = (
-                validation_patches(images, inner, held) if name == "patches" else (images, None)
-            )
+            read, readout = validation_patches(images, inner, held) if name == "patches" else (images, None)
             key = point if name is None else point | {"readout": name}
-            scored.append((selection_score(held.images, images_read), key))
+            scored.append((selection_score(held.images, read), key))
             fitted[json.dumps(key, sort_keys=True)] = readout
     best_score, best = max(scored, key=lambda pair: pair[0])
-    setting = {key: value for key, value in best.items() if key != "readout"}
-    final.config = replace(final.config, **setting)
-    if json.dumps(best, sort_keys=True) in fitted:
-        final.readout_ = fitted[json.dumps(best, sort_keys=True)]
+    final.config = replace(final.config, **{key: value for key, value in best.items() if key != "readout"})
+    if (key := json.dumps(best, sort_keys=True)) in fitted:
+        final.readout_ = fitted[key]
     elif best != record["chosen"]:
-        raise SystemExit(f"fold {record['fold']}: chose a recorded point other than the cell's own; cannot")
+        raise SystemExit(f"fold {record['fold']}: a recorded point other than the cell's own scored best")
+    with_encoding(final, train)
     fold = {"fold": record["fold"], "chosen": best, "score": best_score, "cell_chose": record["chosen"]}
     fold["scores"] = [{"point": point, "score": score} for score, point in scored]
-    return fold, final.predict(test_fmri)
+    return fold, np.clip(final.predict(test_fmri), 0, 1).astype(np.float32)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cell", type=Path, required=True, help="a leaderboard cell's folder")
-    parser.add_argument("--choose", action="append", required=True, help="NAME=V1,V2 (sampling settings)")
-    parser.add_argument("--baseline-cell", type=Path, help="another cell of the same data (its method row)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", type=Path, help="default: results/rescore_probes-<data>-<method>.json")
-    args = parser.parse_args(argv)
-
-    cell = args.cell
-    metrics = json.loads((cell / "metrics.json").read_text())
-    command = json.loads((cell / "cell.json").read_text())["command"]
-    work = Path(command[command.index("--work-dir") + 1])
-    name = cell.name
-    records = {record["fold"]: record for record in metrics["validation"][name]}
-    points = new_points(args.choose, records[0]["grid"])
-    readouts = sorted({point["readout"] for point in records[0]["grid"] if "readout" in point})
-    fingerprint = json.loads((work / "fold-000" / name / "fingerprint.json").read_text())
-    seed = fingerprint["settings"]["seed"]
-    preprocessing = Preprocessing(**fingerprint["preprocessing"])
-
-    dataset = load_dataset(metrics["dataset"])
-    settings = MethodSettings(seed=seed, device=args.device, progress=False)
-    folds, rows, order = [], [], []
-    for split in make_splits(dataset, metrics["split"], seed=seed):
-        train, test = preprocessing.apply(dataset.subset(split.train), dataset.subset(split.test))
-        inner, held = validation_split(train, seed)
-        fold_dir = work / f"fold-{split.fold:03d}" / name
-        probe = load_method(saved_method(fold_dir / "validation" / name, "probe"), settings)
-        final = load_method(saved_method(fold_dir, "final fit"), settings)
-        fold, images = rescore_fold(
-            probe, final, inner, held, test.fmri, records[split.fold], points, readouts
-        )
-        folds.append(fold)
-        rows.append(images)
-        order.append(split.test)
-
-    saved = load_reconstructions(cell / "reconstructions.npz")
-    trials = np.concatenate(order)
-    rescored = np.concatenate(rows)[np.argsort(trials)]
-    if saved.trial_index is not None and not np.array_equal(np.sort(trials), saved.trial_index):
-        raise SystemExit(f"{cell}: its test trials are not this split's")
-    reconstructions = {key: saved.reconstructions[key] for key in ("mean", "ridge", name)}
-    reconstructions[f"{name} (rescored)"] = rescored
-    baselines = ["ridge"]
-    if args.baseline_cell is not None:
-        other = load_reconstructions(args.baseline_cell / "reconstructions.npz")
-        if not np.allclose(other.truth, saved.truth, atol=1e-6):
-            parser.error(f"{args.baseline_cell}: its test trials are not {cell}'s")
-        reconstructions[args.baseline_cell.name] = other.reconstructions[args.baseline_cell.name]
-        baselines.append(args.baseline_cell.name)
-    evaluation = {}
+def evaluate(
+    truth: np.ndarray, rows: dict[str, np.ndarray], stimulus_id: np.ndarray, baselines: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Scores of every row, and each row's paired difference from each baseline (fmri_eval)."""
+    evaluation: dict[str, dict[str, Any]] = {}
     for baseline in baselines:
-        summary = evaluate_reconstructions(saved.truth, reconstructions, saved.stimulus_id, baseline=baseline)
+        summary = evaluate_reconstructions(truth, rows, stimulus_id, baseline=baseline)
         for row, scores in summary.items():
             entry = evaluation.setdefault(row, {score: round(scores[score], 4) for score in SCORES})
             if row != baseline:
@@ -175,13 +144,72 @@ def main(argv: list[str] | None = None) -> int:
                     }
                     for score in SCORES
                 }
+    return evaluation
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cell", type=Path, required=True, help="a leaderboard cell's folder")
+    parser.add_argument("--choose", action="append", required=True, help="NAME=V1,V2 (sampling settings)")
+    parser.add_argument("--baseline-cell", type=Path, help="another cell of the same data (its method row)")
+    parser.add_argument("--device", help="default: the device the cell ran on")
+    parser.add_argument("--out", type=Path, help="default: results/rescore_probes-<data>-<method>.json")
+    args = parser.parse_args(argv)
+
+    cell, name = args.cell, args.cell.name
+    metrics = json.loads((cell / "metrics.json").read_text())
+    command = json.loads((cell / "cell.json").read_text())["command"]
+    work = cell.parents[1] / "work" / cell.parent.name / name  # the leaderboard's layout
+    device = args.device or command[command.index("--device") + 1]
+    records = {record["fold"]: record for record in metrics["validation"][name]}
+    fingerprint = json.loads((work / "fold-000" / name / "fingerprint.json").read_text())
+    preprocessing = Preprocessing(**fingerprint["preprocessing"])
+    if preprocessing.average_repeats != "none":
+        parser.error(f"{cell}: its repeats were averaged; re-scoring such cells is not supported")
+    saved = load_reconstructions(cell / "reconstructions.npz")
+    rows = {key: saved.reconstructions[key] for key in ("mean", "ridge", name)}
+    baselines = ["ridge"]
+    if args.baseline_cell is not None:
+        other = load_reconstructions(args.baseline_cell / "reconstructions.npz")
+        if not np.allclose(other.truth, saved.truth, atol=1e-6):
+            parser.error(f"{args.baseline_cell}: its test trials are not {cell}'s")
+        rows[args.baseline_cell.name] = other.reconstructions[args.baseline_cell.name]
+        baselines.append(args.baseline_cell.name)
+
+    seed = fingerprint["settings"]["seed"]
+    settings = MethodSettings(
+        seed=seed,
+        device=device,
+        progress=False,
+        quick=fingerprint["settings"]["quick"],
+        sampling=fingerprint["sampling"],
+    )
+    dataset = load_dataset(metrics["dataset"])
+    folds, rescored, trials = [], [], []
+    for split in make_splits(dataset, metrics["split"], seed=seed):
+        train, test = preprocessing.apply(dataset.subset(split.train), dataset.subset(split.test))
+        fold_dir = work / f"fold-{split.fold:03d}" / name
+        probe = load_method(saved_method(fold_dir / "validation" / name, "probe"), settings)
+        probe.settings = replace(
+            probe.settings,
+            choices=parse_choices(args.choose, records[split.fold]["grid"], type(probe).sampling_settings),
+        )
+        final = load_method(saved_method(fold_dir, "final fit"), settings)
+        fold, images = rescore_fold(probe, final, train, test.fmri, records[split.fold])
+        folds.append(fold)
+        rescored.append(images)
+        trials.append(split.test)
+    order = np.argsort(np.concatenate(trials))  # runs save their test trials in the data set's order
+    if saved.trial_index is not None and not np.array_equal(np.concatenate(trials)[order], saved.trial_index):
+        raise SystemExit(f"{cell}: its test trials are not this split's")
+    rows[f"{name} (rescored)"] = np.concatenate(rescored)[order]
     result = {
         "what": "saved probes and final fits re-scored under a wider sampling grid; nothing fitted again",
         "cell": str(cell),
-        "grid": points,
-        "readouts": readouts,
+        "device": device,
+        "choose": args.choose,
         "folds": folds,
-        "evaluation": evaluation,
+        "evaluation": evaluate(saved.truth, rows, saved.stimulus_id, baselines),
         "command": " ".join(
             ["uv run benchmarks/rescore_probes.py", *(sys.argv[1:] if argv is None else argv)]
         ),
