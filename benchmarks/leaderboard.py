@@ -378,7 +378,7 @@ def earlier_recipe(table: dict[str, dict[str, dict]]) -> list[str]:
             wanted = dict(options[i + 1].split("=") for i, o in enumerate(options) if o == "--choose")
             grid = entry["validation"][0]["grid"]
             missing = any(
-                not _as_values(values) <= {_as_value(point.get(name)) for point in grid}
+                not _as_values(values) <= {choice_value(point.get(name)) for point in grid}
                 for name, values in wanted.items()
                 if name != "readout"
             )
@@ -390,10 +390,11 @@ def earlier_recipe(table: dict[str, dict[str, dict]]) -> list[str]:
 
 def _as_values(listed: str) -> set[Any]:
     """A `--choose` list's values as a validation grid records them (numbers as floats)."""
-    return {_as_value(value) for value in listed.split(",")}
+    return {choice_value(value) for value in listed.split(",")}
 
 
-def _as_value(value: Any) -> Any:
+def choice_value(value: Any) -> Any:
+    """A `--choose` value or a grid's recorded one, numbers as floats (as the command line reads them)."""
     try:
         return float(value)
     except (TypeError, ValueError):

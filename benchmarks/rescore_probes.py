@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from leaderboard import choice_value
 from result_file import write_result
 from tqdm.auto import tqdm
 
@@ -35,7 +36,6 @@ from fmri_data.preprocessing import Preprocessing
 from fmri_data.splits import make_splits
 from fmri_diffusion.methods.base import DiffusionMethod, load_method
 from fmri_diffusion.methods.validation import choice_grid, validation_patches, validation_split
-from fmri_encoders.encoding import EncodingModel
 from fmri_eval import load_reconstructions
 from fmri_eval.evaluate import evaluate_reconstructions
 from fmri_eval.metrics import selection_score
@@ -66,28 +66,18 @@ def parse_choices(choose: list[str], recorded: list[dict[str, Any]], sampling: f
             raise SystemExit(
                 f"--choose {name}: only these sampling settings can be re-scored: {sorted(sampling)}"
             )
-        choices[name] = tuple(_number(value) for value in values.split(","))
+        choices[name] = tuple(choice_value(value) for value in values.split(","))
     chosen = {name for point in recorded for name in point} - {"readout"}
     if missing := chosen - set(choices):
         raise SystemExit(f"the cell also chose {', '.join(sorted(missing))}; name its values with --choose")
     return choices
 
 
-def _number(value: str) -> float | str:
-    try:
-        return float(value)
-    except ValueError:
-        return value
-
-
 def with_encoding(method: DiffusionMethod, train: PairedDataset) -> None:
     """Fit the encoding model on `train` where a point needs one the saved fit did without (it chose no
     likelihood weight), as DiffusionMethod.fit does: training trials only."""
     if method.needs_encoding() and method.encoding_ is None:
-        config = method.config
-        method.encoding_ = EncodingModel(config.encoding_voxels, config.encoding_model).fit(
-            train.images, train.fmri, train.stimulus_id, seed=method.settings.seed
-        )
+        method.fit_encoding(train)
 
 
 def rescore_fold(

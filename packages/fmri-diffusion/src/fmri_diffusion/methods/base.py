@@ -125,13 +125,17 @@ class DiffusionMethod(ReconstructionMethod):
             self._start_from(probe)
             del probe  # kept, where kept, as warm_start_ until its weights are copied
         if self.needs_encoding():
-            self.encoding_ = EncodingModel(self.config.encoding_voxels, self.config.encoding_model).fit(
-                train.images, train.fmri, train.stimulus_id, seed=self.settings.seed
-            )
+            self.fit_encoding(train)
         self.fit_parts(train)
         self.warm_start_ = None  # its weights are copied; the probe itself is not kept
         self.save_fitted()
         return self
+
+    def fit_encoding(self, train: PairedDataset) -> None:
+        """The encoding model whose likelihood guides or weighs the samples, fitted on training trials."""
+        self.encoding_ = EncodingModel(self.config.encoding_voxels, self.config.encoding_model).fit(
+            train.images, train.fmri, train.stimulus_id, seed=self.settings.seed
+        )
 
     def _start_from(self, probe: DiffusionMethod | None) -> None:
         """Under refit_steps below 1, keep the probe to start the final fit from and train that share of
