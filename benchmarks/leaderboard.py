@@ -77,13 +77,16 @@ CVAE_WEIGHTS = ["--choose", "likelihood_weight=0,0.03,0.1,0.3"]
 # stage 2's samples, already guided, weighed by the encoding model's likelihood too (all weighings score one
 # set of samples); its strength stays the published 0.75, which 0.9 matched on validation in every fold
 STAGE2_WEIGHTS = ["--choose", "sample_weight=0,0.03,0.1,0.3"]
+# guidance up to weight 2 for ldm and brain-diffuser: on Miyawaki, with GUIDED's grid, 4 of ldm's 5 folds and
+# all 5 of brain-diffuser's chose its edge, weight 1 (brain-diffuser's validation pcc + SSIM still rising)
+STRONG_GUIDANCE = ["--choose", "likelihood_weight=0,0.5,1,2"]
 # ddpm and ldm pre-train once on the data set's prior corpus; each of a kfold cell's ten fits (a probe and
 # the final fit per fold) then trains a quarter of the steps from there instead of all of them from scratch
 PRIMED = ["--corpus-finetune", "0.25"]
 # ldm may start sampling from its own first stage (img2img from the latent ridge decoding, which its
 # autoencoder decodes as well as pixel ridge or better): on Miyawaki every fold's probe scored best there,
 # at the likelihood weight 2 in three folds, above the pure-noise start's best at weight 1
-LATENT_START = ["--choose", "strength=0.3,1", "--choose", "likelihood_weight=0,0.5,1,2"]
+LATENT_START = ["--choose", "strength=0.3,1", *STRONG_GUIDANCE]
 # the cvae pre-trains once per size on the corpus too, and each fit trains half its steps from there
 CVAE_PRIMED = ["--corpus-finetune", "0.5"]
 RECIPES: dict[str, list[str]] = {
@@ -94,7 +97,7 @@ RECIPES: dict[str, list[str]] = {
     "sd-lora": GUIDED_RESIDUAL,
     "sd-full": GUIDED_RESIDUAL,
     "sd-control": GUIDED_RESIDUAL,
-    "brain-diffuser": [*GUIDED, *STAGE2_WEIGHTS],
+    "brain-diffuser": [*READOUT, *STRONG_GUIDANCE, *STAGE2_WEIGHTS],
 }
 """Options each method runs with (beyond the data set's prior corpus): what the method chooses on
 validation stimuli inside each fold."""
