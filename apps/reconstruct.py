@@ -26,7 +26,8 @@ from fmri_data.methods import (
     run_records,
     validation_notes,
 )
-from fmri_data.methods.registry import check_methods
+from fmri_data.methods.base import SCOPE
+from fmri_data.methods.registry import JOIN, check_methods
 from fmri_data.preprocessing import Preprocessing
 from fmri_data.progress import terminal_progress
 from fmri_data.readout import READOUTS
@@ -114,7 +115,8 @@ def parse_args(
         action="append",
         dest="methods",
         metavar="NAME",
-        help=f"a method to run; repeat for several (default: {' '.join(methods)})",
+        help=f"a method to run; repeat for several (default: {' '.join(methods)}); names joined by '+' "
+        "(cvae+ldm) average those methods, weighted as validation stimuli choose",
     )
     parser.add_argument("--out", type=Path, help=f"output folder (default: {runs}/<data>-<split>)")
     parser.add_argument("--seed", type=_non_negative, default=0, help="seed for folds and stochastic methods")
@@ -258,7 +260,7 @@ def parse_args(
         action="append",
         type=_choice,
         default=[],
-        metavar="NAME=V1,V2,...",
+        metavar="[METHOD:]NAME=V1,V2,...",
         help="choose a sampling setting (strength, likelihood_weight, guidance_scale, num_inference_steps, "
         "decode=vae,residual: one probe samples them all; sample_weight: one set of samples weighed each "
         "way) or any other numeric setting of the method "
@@ -266,7 +268,8 @@ def parse_args(
         "on validation stimuli held out of each fold's training trials; repeat for a grid. "
         "readout=pixels,patches also weighs reading each image out as the "
         "posterior mean of the stimulus grid's binary patches (where the training images are K x K "
-        "binary patches, as Miyawaki's are)",
+        "binary patches, as Miyawaki's are). METHOD:NAME=... is METHOD's grid alone, in place of NAME's "
+        "(each member of an ensemble such as cvae+ldm keeps its own; a single value sets it)",
     )
     sampling.add_argument(
         "--probe-steps",
@@ -400,6 +403,11 @@ def parse_args(
         parser.error("--log-with needs --work-dir, the folder its logs go to")
     if args.baseline is not None and args.baseline not in args.methods:
         parser.error(f"--baseline {args.baseline} is not among the methods run; add --method {args.baseline}")
+    running = {part for name in args.methods for part in (name, *name.split(JOIN))}
+    if stray := sorted({key for key, _ in args.choose if key.partition(SCOPE)[0] not in running | {key}}):
+        parser.error(
+            f"--choose {stray[0]}=...: no method of this run is called {stray[0].partition(SCOPE)[0]!r}"
+        )
     return args
 
 
@@ -438,23 +446,26 @@ def _non_negative_float(text: str) -> float:
 
 
 def _choice(text: str) -> tuple[str, tuple[float | str, ...]]:
-    """NAME=V1,V2,... -> (name, values); the config field name, with dashes as underscores."""
-    name, sep, values = text.partition("=")
+    """[METHOD:]NAME=V1,V2,... -> (key, values); the config field name, with dashes as underscores,
+    after "METHOD:" where the grid is that method's alone (an ensemble's member, say)."""
+    key, sep, values = text.partition("=")
+    method, scope, name = key.rpartition(SCOPE)
     name = name.replace("-", "_")
+    key = f"{method}{scope}{name}"
     if name in _WORD_SETTINGS:
         words = tuple(dict.fromkeys(values.split(",")))  # each once, in the order given
         if not set(words) <= set(_WORD_SETTINGS[name]):
             raise argparse.ArgumentTypeError(
                 f"{name} takes {', '.join(_WORD_SETTINGS[name])}, got {values!r}"
             )
-        return name, words
+        return key, words
     try:
         numbers = tuple(float(v) for v in values.split(","))
     except ValueError:
         numbers = ()
-    if not sep or not name or not numbers:
-        raise argparse.ArgumentTypeError(f"expected NAME=V1,V2,... with numbers, got {text!r}")
-    return name, tuple(int(v) if name in _INTEGER_SETTINGS else v for v in numbers)
+    if not sep or not name or not numbers or (scope and not method):
+        raise argparse.ArgumentTypeError(f"expected [METHOD:]NAME=V1,V2,... with numbers, got {text!r}")
+    return key, tuple(int(v) if name in _INTEGER_SETTINGS else v for v in numbers)
 
 
 _INTEGER_SETTINGS = ("num_inference_steps", "n_samples", "encoding_voxels", "latent_dim", "width")

@@ -346,6 +346,41 @@ def test_the_main_job_chooses_its_decoding_and_takes_each_data_set_s_prior(load_
     assert reconstruct.parse_args([]).choose == []
 
 
+def test_a_grid_may_belong_to_one_method(reconstruct, capsys):
+    parsed = reconstruct.parse_args(
+        [
+            "--method",
+            "cvae+ldm",
+            "--choose",
+            "cvae:likelihood-weight=0,0.1",
+            "--choose",
+            "ldm:readout=pixels,patches",
+        ]
+    )
+    assert parsed.choose == [("cvae:likelihood_weight", (0.0, 0.1)), ("ldm:readout", ("pixels", "patches"))]
+    argv = ["--method", "cvae", "--choose", "cvae:latent-dim=16"]
+    assert reconstruct.parse_args(argv).choose == [("cvae:latent_dim", (16,))]
+    for bad in (":strength=0.3", "ldm:readout=pixels,voxels"):
+        with pytest.raises(SystemExit):
+            reconstruct.parse_args(["--choose", bad])
+    assert "--choose" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a grid for a method the run lacks (a typo) is refused
+        reconstruct.parse_args(["--method", "cvae+ldm", "--choose", "cvea:width=16"])
+    assert "no method of this run is called 'cvea'" in capsys.readouterr().err
+
+
+def test_an_ensemble_runs_end_to_end_and_reports_its_weights(reconstruct, tmp_path):
+    out = tmp_path / "run"
+    argv = ["--data", "sim", "--method", "mean", "--method", "ridge", "--method", "mean+ridge"]
+    assert reconstruct.main([*argv, "--out", str(out), "--no-progress", "--quick"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "mean+ridge" in metrics["methods"]
+    (fold,) = metrics["validation"]["mean+ridge"]
+    assert set(fold["chosen"]) == {"mean", "ridge"}
+    assert sum(fold["chosen"].values()) == 1
+    assert "mean+ridge, fold 0: chose" in (out / "report.md").read_text()
+
+
 def test_resume_on_another_data_set_is_refused(reconstruct, tmp_path, capsys):
     work = tmp_path / "work"
     common = ["--method", "mean", "--work-dir", str(work), "--no-progress", "--n-boot", "20"]

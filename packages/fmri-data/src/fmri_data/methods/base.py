@@ -39,6 +39,9 @@ class MethodSettings:
     choices: config field name (or "readout") -> candidate values; a generative method picks the best
         combination on validation stimuli held out of its training trials (never on test trials) before
         it fits.
+    In `sampling` and `choices` a key "METHOD:field" holds for that method alone and overrides "field"
+    there (`for_method`): methods run side by side, such as an ensemble's members, each keep their own
+    grid.
     prior_corpus: unpaired images a base model (prior) pre-trains on, screened against every test stimulus
         of the run (fmri_data.corpora); None: the simulator's built-in corpus.
     mixed_precision: "bf16" or "fp16" (a GPU's) for every training stage; None: each model's own ("no"),
@@ -87,9 +90,29 @@ class MethodSettings:
         names = {f.name for f in fields(config)}
         return replace(config, **{k: v for k, v in self.sampling.items() if k in names})
 
+    def for_method(self, name: str) -> MethodSettings:
+        """The settings as the method called `name` sees them: its own "name:field" keys in `sampling` and
+        `choices` in place of the run-wide "field", and every other method's dropped."""
+        return replace(self, sampling=_scoped(self.sampling, name), choices=_scoped(self.choices, name))
+
     def shows_progress(self, wanted: bool = True) -> bool:
         """Whether a method's own progress bars (training steps) show: never under quick or progress=False."""
         return wanted and self.progress and not self.quick
+
+
+SCOPE = ":"
+"""Separates a method's name from a setting's in a key that holds for that method alone."""
+
+
+def _scoped(values: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """Run-wide keys, then `name`'s own "name:key" ones over them; other methods' keys left out."""
+    shared = {key: value for key, value in values.items() if SCOPE not in key}
+    own = {
+        key.partition(SCOPE)[2]: value
+        for key, value in values.items()
+        if key.partition(SCOPE)[0] == name and SCOPE in key
+    }
+    return shared | own
 
 
 class ReconstructionMethod(ABC):

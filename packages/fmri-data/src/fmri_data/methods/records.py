@@ -13,23 +13,35 @@ def run_records(result: CrossValidatedReconstructions) -> dict[str, Any]:
     """metrics.json's extra entries: "seconds" (stage_seconds), "validation" (per method, per fold: the
     grid, its validation scores and the choice), "pre_training" (per method, per fold: the prior corpus a
     fit started from, methods' corpus_prior records) and "prior_corpus" (the leak screening of the prior
-    corpus), where the run has them."""
+    corpus), where the run has them; an ensemble's members' records under "ensemble / member"."""
     extra: dict[str, Any] = {"seconds": stage_seconds(result.seconds)}
+    records = with_members(result.records)
     validation = {
         name: [{"fold": fold["fold"], **fold["validation"]} for fold in folds if "validation" in fold]
-        for name, folds in result.records.items()
+        for name, folds in records.items()
     }
     if any(validation.values()):
         extra["validation"] = {name: folds for name, folds in validation.items() if folds}
     pre_training = {
         name: [{"fold": fold["fold"], **fold["corpus_prior"]} for fold in folds if "corpus_prior" in fold]
-        for name, folds in result.records.items()
+        for name, folds in records.items()
     }
     if any(pre_training.values()):
         extra["pre_training"] = {name: folds for name, folds in pre_training.items() if folds}
     if result.prior_corpus is not None:
         extra["prior_corpus"] = result.prior_corpus.as_dict()
     return extra
+
+
+def with_members(records: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """The records with each ensemble member's (an ensemble's fold record "members": member -> record)
+    as a method's of their own, named "ensemble / member", so its choices are reported as any method's."""
+    members: dict[str, list[dict[str, Any]]] = {}
+    for name, folds in records.items():
+        for fold in folds:
+            for member, record in fold.get("members", {}).items():
+                members.setdefault(f"{name} / {member}", []).append({"fold": fold["fold"], **record})
+    return records | members
 
 
 def stage_seconds(seconds: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
@@ -45,7 +57,7 @@ def validation_notes(records: dict[str, list[dict[str, Any]]]) -> list[str]:
     """One report line per method and fold: what it chose, on how many validation stimuli, from which
     scores, and how the final fit trained where `refit_steps` asked for less than a fit afresh."""
     lines = []
-    for name, folds in records.items():
+    for name, folds in with_members(records).items():
         for fold in folds:
             record = fold.get("validation") or {}
             left_out = "".join(f"; left out readout {note}" for note in record.get("left_out", []))
@@ -82,7 +94,7 @@ def pre_training_notes(records: dict[str, list[dict[str, Any]]]) -> list[str]:
     """One report line per method whose fits started from a prior pre-trained on the corpus: which corpus,
     and what share of each stage's steps each fit then trained."""
     lines = []
-    for name, folds in records.items():
+    for name, folds in with_members(records).items():
         primed = [fold["corpus_prior"] for fold in folds if "corpus_prior" in fold]
         if primed:
             keys = ", ".join(sorted({prior["key"] for prior in primed}))

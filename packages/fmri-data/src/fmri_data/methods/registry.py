@@ -2,18 +2,25 @@
 
 Packages declare their methods as entry points in the group `fmri_recon.methods`
 (`ridge = "fmri_encoders.methods.ridge:RidgePixels"`), so installing a package is all it takes to make its
-methods available to every app; `register_method` adds one in-process (a notebook, a test).
+methods available to every app; `register_method` adds one in-process (a notebook, a test). Names joined
+by "+" (`cvae+ldm`) name the average of those methods, its weights chosen on validation (the `ensemble`
+entry point's class, given the members).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from importlib.metadata import entry_points
 
 from fmri_data.errors import DataError
 from fmri_data.methods.base import MethodSettings, ReconstructionMethod
 
 ENTRY_POINT_GROUP = "fmri_recon.methods"
+JOIN = "+"
+"""Joins the members of an ensemble's name."""
+ENSEMBLE = "ensemble"
+"""The entry point of the class that averages members' reconstructions (its `members` set per name)."""
 
 _registered: dict[str, type[ReconstructionMethod]] = {}
 
@@ -31,6 +38,8 @@ def available_methods() -> list[str]:
 
 
 def method_class(name: str) -> type[ReconstructionMethod]:
+    if JOIN in name:
+        return _ensemble_class(name)
     if name in _registered:
         return _registered[name]
     matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
@@ -45,21 +54,40 @@ def method_class(name: str) -> type[ReconstructionMethod]:
     return cls
 
 
+@cache
+def _ensemble_class(name: str) -> type[ReconstructionMethod]:
+    """The `ensemble` class with `name`'s members, named `name` (one class per name, so results keep it)."""
+    members = tuple(name.split(JOIN))
+    if "" in members or len(set(members)) < len(members):
+        raise DataError(f"{name!r}: an ensemble joins distinct method names with '+', e.g. cvae+ldm")
+    for member in members:
+        method_class(member)
+    base = method_class(ENSEMBLE)
+    namespace = {"name": name, "members": members, "__module__": base.__module__}
+    return type(f"{base.__name__}[{name}]", (base,), namespace)
+
+
 def check_methods(names: Sequence[str]) -> None:
     """Refuse every unknown name at once, before any method trains (a typo after a slow method would
     otherwise surface only when its turn comes)."""
     known = set(available_methods())
-    unknown = [name for name in names if name not in known]
+    unknown = [part for name in names for part in name.split(JOIN) if part and part not in known]
     if unknown:
         listed = ", ".join(repr(name) for name in unknown)
         raise DataError(
             f"unknown method {listed}; available: {', '.join(sorted(known))} "
             "(a method's package must be installed to be found)"
         )
+    if ENSEMBLE in names:
+        raise DataError(
+            f"{ENSEMBLE!r} averages other methods: join their names with '+', e.g. --method cvae+ldm"
+        )
     for name in names:
         method_class(name)  # loads the entry point: a broken one fails now, not after the others trained
 
 
 def create_method(name: str, settings: MethodSettings | None = None) -> ReconstructionMethod:
-    """A fresh, unfitted instance of the method called `name`."""
-    return method_class(name)(settings)
+    """A fresh, unfitted instance of the method called `name`, with the settings it is meant to see
+    (MethodSettings.for_method; an ensemble gets them all and passes each member its own)."""
+    settings = settings or MethodSettings()
+    return method_class(name)(settings if JOIN in name else settings.for_method(name))

@@ -1,0 +1,119 @@
+"""The `a+b` methods: the weighted average of several methods' reconstructions, the weights chosen on
+validation stimuli held out of the training trials (never on test trials).
+
+Decoders of this field err in different ways (a VAE's posterior mean blurs, a diffusion model's sharpens
+what the fMRI leaves open, an encoding model's posterior keeps the stimulus design), so averaging them is
+the cheapest reconstruction better than each (stacking; Breiman 1996). Each member is fitted on four fifths
+of the training stimuli and reconstructs the rest; every weighting on a grid of quarters is scored there
+(mean pcc + mean SSIM, as every choice in this project); the members with a weight are then fitted on all
+training trials. A member keeps its own settings: "member:field" keys of `--choose` (MethodSettings
+.for_method) reach it alone, so `cvae` and `ldm` each choose among their own grids inside their fits.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from itertools import combinations_with_replacement, pairwise
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from fmri_data.dataset import PairedDataset
+from fmri_data.errors import DataError
+from fmri_data.methods import MethodSettings, ReconstructionMethod, create_method
+from fmri_data.splits import group_kfold
+from fmri_eval.metrics import SELECTION_CRITERION, selection_score
+
+WEIGHT_STEPS = 4
+"""Weights are multiples of 1/4: fine enough to mix two or three members, coarse enough for 18 validation
+stimuli to rank."""
+VALIDATION_FOLDS = 5
+"""A fifth of the training stimuli is held out to weigh the members, as methods choose their settings."""
+
+
+def weight_grid(n_members: int, steps: int = WEIGHT_STEPS) -> list[tuple[float, ...]]:
+    """Every way of sharing 1 among `n_members` in multiples of 1/steps (zero weights allowed: the
+    validation stimuli may drop a member)."""
+    grid = [
+        tuple((high - low) / steps for low, high in pairwise((0, *cuts, steps)))
+        for cuts in combinations_with_replacement(range(steps + 1), n_members - 1)
+    ]
+    return sorted(grid, reverse=True)
+
+
+def mix(images: list[np.ndarray], weights: tuple[float, ...]) -> np.ndarray:
+    """The weighted average of members' [n, H, W] reconstructions (weights summing to 1 keep [0, 1])."""
+    return np.clip(sum(w * image for w, image in zip(weights, images, strict=True)), 0.0, 1.0)
+
+
+class Ensemble(ReconstructionMethod):
+    """Members' reconstructions averaged with weights chosen on validation stimuli; see the module."""
+
+    name = "ensemble"
+    members: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, settings: MethodSettings | None = None) -> None:
+        super().__init__(settings)
+        if len(self.members) < 2:
+            raise DataError(
+                "an ensemble averages other methods: join two or more method names with '+', "
+                "e.g. --method cvae+ldm"
+            )
+
+    def fit(self, train: PairedDataset) -> Ensemble:
+        if train.n_stimuli < 2:
+            raise DataError(f"{self.name}: weighing members needs at least 2 training stimuli, got 1")
+        started = time.perf_counter()
+        folds = min(VALIDATION_FOLDS, train.n_stimuli)
+        inner_idx, held_idx = group_kfold(train.stimulus_id, folds, seed=self.settings.seed)[0]
+        inner, held = train.subset(inner_idx), train.subset(held_idx)
+        validation = [self._member(name, "validation").fit(inner).predict(held.fmri) for name in self.members]
+        grid = weight_grid(len(self.members))
+        scores = [selection_score(held.images, mix(validation, weights)) for weights in grid]
+        chosen = grid[int(np.argmax(scores))]
+        self.validation_seconds_ = time.perf_counter() - started
+        self.record_ = {
+            "grid": [dict(zip(self.members, weights, strict=True)) for weights in grid],
+            "scores": scores,
+            "chosen": dict(zip(self.members, chosen, strict=True)),
+            "criterion": SELECTION_CRITERION,
+            "validation_stimuli": held.n_stimuli,
+            "validation_trials": held.n_trials,
+        }
+        self.weights_ = {name: w for name, w in zip(self.members, chosen, strict=True) if w > 0}
+        self.fitted_ = {name: self._member(name, "final").fit(train) for name in self.weights_}
+        return self
+
+    def predict(self, fmri: np.ndarray) -> np.ndarray:
+        images = [self.fitted_[name].predict(fmri) for name in self.weights_]
+        return mix(images, tuple(self.weights_.values()))
+
+    def records(self) -> dict[str, Any]:
+        """The weights' grid, validation scores and choice ("validation", as methods record their choice),
+        and what each member fitted on all training trials recorded."""
+        members = {name: method.records() for name, method in self.fitted_.items()}
+        return {"validation": self.record_, "members": {k: v for k, v in members.items() if v}}
+
+    def timings(self) -> dict[str, float]:
+        return {"validation": self.validation_seconds_}
+
+    def artefacts(self) -> dict[str, Path]:
+        return {
+            f"{key}-{name}": path
+            for name, method in self.fitted_.items()
+            for key, path in method.artefacts().items()
+        }
+
+    def _member(self, name: str, stage: str) -> ReconstructionMethod:
+        """A fresh member with its own settings, its folder in this one's (work_dir/<ensemble>/<stage>/,
+        `stage` validation or final); base models pre-trained once for both, in the run's cache or, without
+        one, the ensemble's folder."""
+        settings = self.settings
+        if settings.work_dir is not None:
+            folder = settings.work_dir / self.name
+            settings = replace(
+                settings, work_dir=folder / stage / name, cache_dir=settings.cache_dir or folder
+            )
+        return create_method(name, settings)
