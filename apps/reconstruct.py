@@ -269,7 +269,7 @@ def parse_args(
         "readout=pixels,patches also weighs reading each image out as the "
         "posterior mean of the stimulus grid's binary patches (where the training images are K x K "
         "binary patches, as Miyawaki's are). METHOD:NAME=... is METHOD's grid alone, in place of NAME's "
-        "(each member of an ensemble such as cvae+ldm keeps its own; a single value sets it)",
+        "(each member of an ensemble such as cvae+ldm keeps its own)",
     )
     sampling.add_argument(
         "--probe-steps",
@@ -403,7 +403,7 @@ def parse_args(
         parser.error("--log-with needs --work-dir, the folder its logs go to")
     if args.baseline is not None and args.baseline not in args.methods:
         parser.error(f"--baseline {args.baseline} is not among the methods run; add --method {args.baseline}")
-    running = {part for name in args.methods for part in (name, *name.split(JOIN))}
+    running = {part for name in args.methods for part in name.split(JOIN)}  # an ensemble passes none on
     if stray := sorted({key for key, _ in args.choose if key.partition(SCOPE)[0] not in running | {key}}):
         parser.error(
             f"--choose {stray[0]}=...: no method of this run is called {stray[0].partition(SCOPE)[0]!r}"
@@ -449,9 +449,11 @@ def _choice(text: str) -> tuple[str, tuple[float | str, ...]]:
     """[METHOD:]NAME=V1,V2,... -> (key, values); the config field name, with dashes as underscores,
     after "METHOD:" where the grid is that method's alone (an ensemble's member, say)."""
     key, sep, values = text.partition("=")
-    method, scope, name = key.rpartition(SCOPE)
+    method, scope, name = key.partition(SCOPE) if SCOPE in key else ("", "", key)
     name = name.replace("-", "_")
     key = f"{method}{scope}{name}"
+    if scope and not method:
+        raise argparse.ArgumentTypeError(f"expected METHOD:NAME=V1,V2,..., got {text!r}")
     if name in _WORD_SETTINGS:
         words = tuple(dict.fromkeys(values.split(",")))  # each once, in the order given
         if not set(words) <= set(_WORD_SETTINGS[name]):
@@ -463,7 +465,7 @@ def _choice(text: str) -> tuple[str, tuple[float | str, ...]]:
         numbers = tuple(float(v) for v in values.split(","))
     except ValueError:
         numbers = ()
-    if not sep or not name or not numbers or (scope and not method):
+    if not sep or not name or not numbers:
         raise argparse.ArgumentTypeError(f"expected [METHOD:]NAME=V1,V2,... with numbers, got {text!r}")
     return key, tuple(int(v) if name in _INTEGER_SETTINGS else v for v in numbers)
 

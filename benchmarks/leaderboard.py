@@ -120,7 +120,9 @@ def member_recipe(member: str) -> list[str]:
     options = RECIPES.get(member, [])
     scoped = []
     for option, value in zip(options[::2], options[1::2], strict=True):
-        setting = value if option == "--choose" else f"{option.removeprefix('--').replace('-', '_')}={value}"
+        if option not in ("--choose", "--corpus-finetune"):
+            raise ValueError(f"{member}'s recipe option {option} has no per-member form; give it as --choose")
+        setting = value if option == "--choose" else f"corpus_finetune={value}"
         scoped += ["--choose", f"{member}:{setting}"]
     return scoped
 
@@ -405,7 +407,7 @@ def earlier_recipe(table: dict[str, dict[str, dict]]) -> list[str]:
     for data, rows in table.items():
         for method, entry in rows.items():
             if method not in METHODS or JOIN in method or not entry.get("validation"):
-                continue  # an ensemble's grid is its weights; its members' grids are not recorded apart
+                continue  # an ensemble's grid is its weights (its members' are under "cvae+ldm / cvae")
             options = RECIPES.get(method, [])
             wanted = dict(options[i + 1].split("=") for i, o in enumerate(options) if o == "--choose")
             grid = entry["validation"][0]["grid"]

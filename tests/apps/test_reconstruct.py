@@ -360,13 +360,14 @@ def test_a_grid_may_belong_to_one_method(reconstruct, capsys):
     assert parsed.choose == [("cvae:likelihood_weight", (0.0, 0.1)), ("ldm:readout", ("pixels", "patches"))]
     argv = ["--method", "cvae", "--choose", "cvae:latent-dim=16"]
     assert reconstruct.parse_args(argv).choose == [("cvae:latent_dim", (16,))]
-    for bad in (":strength=0.3", "ldm:readout=pixels,voxels"):
+    for bad in (":strength=0.3", ":readout=pixels", "ldm:readout=pixels,voxels"):
         with pytest.raises(SystemExit):
             reconstruct.parse_args(["--choose", bad])
     assert "--choose" in capsys.readouterr().err
-    with pytest.raises(SystemExit):  # a grid for a method the run lacks (a typo) is refused
-        reconstruct.parse_args(["--method", "cvae+ldm", "--choose", "cvea:width=16"])
-    assert "no method of this run is called 'cvea'" in capsys.readouterr().err
+    for scope in ("cvea", "cvae+ldm"):  # a typo, or the ensemble itself: no member would see the grid
+        with pytest.raises(SystemExit):
+            reconstruct.parse_args(["--method", "cvae+ldm", "--choose", f"{scope}:width=16"])
+        assert f"no method of this run is called {scope!r}" in capsys.readouterr().err
 
 
 def test_an_ensemble_runs_end_to_end_and_reports_its_weights(reconstruct, tmp_path):

@@ -120,6 +120,15 @@ def test_sampling_options_may_change_on_resume_but_the_prior_adapter_may_not(fir
         run(linear_dataset, first_run, resume=True, sampling={"prior_adapter": "none"})
 
 
+def test_a_grid_for_another_method_leaves_a_folder_resumable_but_its_own_does_not(first_run, linear_dataset):
+    run(linear_dataset, first_run, resume=True, choices={"cvae:likelihood_weight": (0.0, 0.1)})
+    assert len(FITTED) == 2
+    with pytest.raises(DataError, match=r"settings\.choices\.strength differ"):
+        run(linear_dataset, first_run, resume=True, choices={"records-fits:strength": (0.3,)})
+    with pytest.raises(DataError, match=r"settings\.prior_adapter differ"):  # what it trains, scoped too
+        run(linear_dataset, first_run, resume=True, sampling={"records-fits:prior_adapter": "none"})
+
+
 def test_a_fresh_run_restamps_the_folder(first_run, linear_dataset):
     other = other_data(linear_dataset)
     run(other, first_run)

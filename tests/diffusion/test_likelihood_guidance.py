@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -123,3 +124,5 @@ def test_every_pipeline_route_samples_with_guidance_and_reloads_with_it(linear_d
     assert rows[name].shape == test.images.shape
     reloaded = load_method(tmp_path / "w" / name / method.saved_as, settings)
     np.testing.assert_allclose(reloaded.predict(test.fmri), rows[name], atol=1e-5)
+    scoped = replace(settings, sampling={f"{name}:n_samples": 3, "other:n_samples": 5})  # its own key only
+    assert load_method(tmp_path / "w" / name / method.saved_as, scoped).config.n_samples == 3

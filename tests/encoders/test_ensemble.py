@@ -17,6 +17,8 @@ from fmri_encoders.methods.ensemble import mix, weight_grid
 
 SEEN: dict[str, list[MethodSettings]] = {}
 """Settings each recording test double was created with, by name."""
+FITTED_ON: dict[str, list[set[int]]] = {}
+"""The stimuli each recording test double was fitted on, fit by fit, by name."""
 
 
 class _Recording(ReconstructionMethod):
@@ -30,6 +32,7 @@ class _Recording(ReconstructionMethod):
         SEEN.setdefault(self.name, []).append(self.settings)
 
     def fit(self, train):
+        FITTED_ON.setdefault(self.name, []).append(set(train.stimulus_id.tolist()))
         self.shape_ = train.image_shape
         return self
 
@@ -80,6 +83,7 @@ def test_a_joined_name_is_an_ensemble_of_those_methods():
         (["ensemble"], "join their names with '\\+'"),
         (["mean+mean"], "distinct method names"),
         (["mean+"], "distinct method names"),
+        (["mean+ensemble"], "distinct method names"),
     ],
 )
 def test_bad_ensembles_are_refused_before_anything_trains(names, message):
@@ -93,7 +97,18 @@ def test_members_are_weighed_on_validation_stimuli_and_never_see_test_trials(mak
     data = make_linear(n_stimuli=20, size=12)
     data = replace(data, images=0.45 + 0.1 * data.images)
     splits = make_splits(data, "given")
+    FITTED_ON.clear()
     result = reconstruct_over_splits(data, splits, ["dark-test+bright-test"], progress=False)
+    training, tested = (
+        set(data.stimulus_id[splits[0].train].tolist()),
+        set(data.stimulus_id[splits[0].test].tolist()),
+    )
+    for member in ("dark-test", "bright-test"):  # fitted on 4/5 of the training stimuli, then on all of them
+        weighed_on, final = FITTED_ON[member]
+        assert len(weighed_on) == 12
+        assert weighed_on < training
+        assert final == training
+        assert not final & tested
     (record,) = result.records["dark-test+bright-test"]
     assert record["validation"]["chosen"] == {"dark-test": 0.5, "bright-test": 0.5}
     assert record["validation"]["validation_stimuli"] == 3  # a fifth of the 15 training stimuli
@@ -163,3 +178,13 @@ def test_what_members_chose_is_reported_under_the_ensemble_s_name():
     assert notes[0].startswith("a+b, fold 0: chose a=1.0 on 4 validation stimuli")
     assert notes[1].startswith("a+b / a, fold 0: chose x=2 on 3 validation stimuli")
     assert with_members(records)["a+b / a"] == [{"fold": 0, **member}]
+
+
+@pytest.mark.parametrize("name", ["a+b", "a:b"])
+def test_a_method_name_may_not_hold_the_join_or_scope_marks(name):
+    class Marked(_Recording):
+        pass
+
+    Marked.name = name
+    with pytest.raises(DataError, match="joins ensembles"):
+        register_method(Marked)

@@ -80,6 +80,18 @@ def group_kfold(groups: np.ndarray, k: int, *, seed: int = 0) -> list[tuple[np.n
     return folds
 
 
+VALIDATION_FOLDS = 5
+"""Settings chosen inside a training set are scored on a fifth of its stimuli."""
+
+
+def validation_fold(groups: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(inner, held) trial indices of a training set: the fifth of its groups (stimuli) held out to choose
+    settings on, and the rest to fit on; the same fifth for every choice made with `seed` (a method's
+    settings, an ensemble's weights)."""
+    k = min(VALIDATION_FOLDS, np.unique(groups).size)
+    return group_kfold(groups, k, seed=seed)[0]
+
+
 def stimulus_kfold(dataset: PairedDataset, k: int, *, seed: int = 0) -> list[Split]:
     """K folds over distinct stimuli (all trials of a stimulus in one fold), shuffled with `seed`."""
     if not 2 <= k <= dataset.n_stimuli:

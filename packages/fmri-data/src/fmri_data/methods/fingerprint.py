@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,8 @@ import numpy as np
 from fmri_data.dataset import PairedDataset
 from fmri_data.digest import array_digest
 from fmri_data.errors import DataError
-from fmri_data.methods.base import MethodSettings
+from fmri_data.methods.base import SCOPE, MethodSettings
+from fmri_data.methods.registry import JOIN
 from fmri_data.preprocessing import Preprocessing
 from fmri_data.splits import Split
 
@@ -68,7 +69,8 @@ def fold_fingerprints(
     methods: list[str],
     data_digest: str,
 ) -> dict[str, dict[str, Any]]:
-    """Method name -> the fingerprint of its folder in this fold."""
+    """Method name -> the fingerprint of its folder in this fold, from the settings that method sees (an
+    ensemble: those of its members), so a grid given to one method alone leaves the others' folders be."""
     shared = {
         "data": {"name": dataset.name, "sha256": data_digest},
         "fold": split.fold,
@@ -78,7 +80,39 @@ def fold_fingerprints(
         },
         "preprocessing": asdict(preprocessing),
     }
-    learning = {
+    fingerprints = {}
+    for name in methods:
+        seen = _seen_by(settings, name)
+        sampling = {key: value for key, value in seen.sampling.items() if not _shapes_training(key)}
+        fingerprints[name] = {
+            **shared,
+            "method": name,
+            "settings": _learning(seen),
+            "sampling": sampling,
+            "versions": _versions(),
+        }
+    return fingerprints
+
+
+def _seen_by(settings: MethodSettings, name: str) -> MethodSettings:
+    """The settings `name` sees: its own view, or an ensemble's, with the keys scoped to its members."""
+    if JOIN not in name:
+        return settings.for_method(name)
+    members = set(name.split(JOIN))
+
+    def kept(values: Any) -> dict[str, Any]:
+        return {k: v for k, v in values.items() if SCOPE not in k or k.partition(SCOPE)[0] in members}
+
+    return replace(settings, sampling=kept(settings.sampling), choices=kept(settings.choices))
+
+
+def _shapes_training(key: str) -> bool:
+    return key.partition(SCOPE)[2 if SCOPE in key else 0] in SHAPES_TRAINING
+
+
+def _learning(settings: MethodSettings) -> dict[str, Any]:
+    """What changes what a method learns: compared on resume."""
+    return {
         "seed": settings.seed,
         "quick": settings.quick,
         "pretrained": settings.pretrained,
@@ -96,12 +130,7 @@ def fold_fingerprints(
             )
             if getattr(settings, key) not in (None, "no", 1, "adamw", True)  # the defaults
         },
-        **{key: value for key, value in settings.sampling.items() if key in SHAPES_TRAINING},
-    }
-    sampling = {key: value for key, value in settings.sampling.items() if key not in SHAPES_TRAINING}
-    return {
-        name: {**shared, "method": name, "settings": learning, "sampling": sampling, "versions": _versions()}
-        for name in methods
+        **{key: value for key, value in settings.sampling.items() if _shapes_training(key)},
     }
 
 

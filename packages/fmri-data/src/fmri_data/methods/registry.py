@@ -14,7 +14,7 @@ from functools import cache
 from importlib.metadata import entry_points
 
 from fmri_data.errors import DataError
-from fmri_data.methods.base import MethodSettings, ReconstructionMethod
+from fmri_data.methods.base import SCOPE, MethodSettings, ReconstructionMethod
 
 ENTRY_POINT_GROUP = "fmri_recon.methods"
 JOIN = "+"
@@ -27,6 +27,8 @@ _registered: dict[str, type[ReconstructionMethod]] = {}
 
 def register_method(cls: type[ReconstructionMethod]) -> type[ReconstructionMethod]:
     """Make `cls` available under `cls.name` in this process (usable as a class decorator)."""
+    if JOIN in cls.name or SCOPE in cls.name:
+        raise DataError(f"method name {cls.name!r}: '{JOIN}' joins ensembles, '{SCOPE}' scopes settings")
     _registered[cls.name] = cls
     return cls
 
@@ -58,7 +60,7 @@ def method_class(name: str) -> type[ReconstructionMethod]:
 def _ensemble_class(name: str) -> type[ReconstructionMethod]:
     """The `ensemble` class with `name`'s members, named `name` (one class per name, so results keep it)."""
     members = tuple(name.split(JOIN))
-    if "" in members or len(set(members)) < len(members):
+    if "" in members or ENSEMBLE in members or len(set(members)) < len(members):
         raise DataError(f"{name!r}: an ensemble joins distinct method names with '+', e.g. cvae+ldm")
     for member in members:
         method_class(member)

@@ -260,7 +260,7 @@ class DiffusionMethod(ReconstructionMethod):
             raise BaseModelError(
                 f"{folder} holds {manifest['method']} {cls.saved_as}; load them with that method"
             )
-        method = cls(settings)
+        method = cls((settings or MethodSettings()).for_method(cls.name))
         overrides = {k: v for k, v in method.settings.sampling.items() if k in manifest["sampling"]}
         method.config = replace(method.config, **(manifest["sampling"] | overrides))  # as run, unless told
         method.image_size_ = manifest["image_size"]

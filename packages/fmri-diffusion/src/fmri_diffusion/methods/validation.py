@@ -28,14 +28,11 @@ from fmri_data.corpora import detect_patch_grid
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.readout import NO_DESIGN, ONE_VALUE, READOUTS, PatchReadout, patch_values
-from fmri_data.splits import group_kfold
+from fmri_data.splits import validation_fold
 from fmri_eval.metrics import SELECTION_CRITERION, selection_score
 
 if TYPE_CHECKING:
     from fmri_diffusion.methods.base import DiffusionMethod
-
-VALIDATION_FOLDS = 5
-"""A fifth of the training stimuli is held out for validation."""
 
 
 def choice_grid(method: DiffusionMethod) -> list[dict[str, Any]]:
@@ -158,7 +155,7 @@ def choose_on_validation(
 
 def validation_split(train: PairedDataset, seed: int) -> tuple[PairedDataset, PairedDataset]:
     """(inner, held): the training trials the probe fits on and those of the stimuli held out to score it."""
-    inner_idx, held_idx = group_kfold(train.stimulus_id, min(VALIDATION_FOLDS, train.n_stimuli), seed=seed)[0]
+    inner_idx, held_idx = validation_fold(train.stimulus_id, seed=seed)
     return train.subset(inner_idx), train.subset(held_idx)
 
 

@@ -2,12 +2,13 @@
 validation stimuli held out of the training trials (never on test trials).
 
 Decoders of this field err in different ways (a VAE's posterior mean blurs, a diffusion model's sharpens
-what the fMRI leaves open, an encoding model's posterior keeps the stimulus design), so averaging them is
-the cheapest reconstruction better than each (stacking; Breiman 1996). Each member is fitted on four fifths
-of the training stimuli and reconstructs the rest; every weighting on a grid of quarters is scored there
-(mean pcc + mean SSIM, as every choice in this project); the members with a weight are then fitted on all
-training trials. A member keeps its own settings: "member:field" keys of `--choose` (MethodSettings
-.for_method) reach it alone, so `cvae` and `ldm` each choose among their own grids inside their fits.
+what the fMRI leaves open, an encoding model's posterior keeps the stimulus design), so their average is
+often better than each (stacking; Breiman 1996); where they err alike, it is not. Each member is fitted on
+four fifths of the training stimuli and reconstructs the rest; every weighting on a grid of quarters is
+scored there (mean pcc + mean SSIM, as every choice in this project); the members with a weight are then
+fitted on all training trials. A member keeps its own settings: "member:field" keys of `--choose`
+(MethodSettings.for_method) reach it alone, so `cvae` and `ldm` each choose among their own grids inside
+their fits.
 """
 
 from __future__ import annotations
@@ -23,19 +24,17 @@ import numpy as np
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, ReconstructionMethod, create_method
-from fmri_data.splits import group_kfold
+from fmri_data.splits import validation_fold
 from fmri_eval.metrics import SELECTION_CRITERION, selection_score
 
 WEIGHT_STEPS = 4
 """Weights are multiples of 1/4: fine enough to mix two or three members, coarse enough for 18 validation
 stimuli to rank."""
-VALIDATION_FOLDS = 5
-"""A fifth of the training stimuli is held out to weigh the members, as methods choose their settings."""
 
 
 def weight_grid(n_members: int, steps: int = WEIGHT_STEPS) -> list[tuple[float, ...]]:
     """Every way of sharing 1 among `n_members` in multiples of 1/steps (zero weights allowed: the
-    validation stimuli may drop a member)."""
+    validation stimuli may drop a member), the first member's largest share first: ties go to it."""
     grid = [
         tuple((high - low) / steps for low, high in pairwise((0, *cuts, steps)))
         for cuts in combinations_with_replacement(range(steps + 1), n_members - 1)
@@ -64,10 +63,11 @@ class Ensemble(ReconstructionMethod):
 
     def fit(self, train: PairedDataset) -> Ensemble:
         if train.n_stimuli < 2:
-            raise DataError(f"{self.name}: weighing members needs at least 2 training stimuli, got 1")
+            raise DataError(
+                f"{self.name}: weighing members needs at least 2 training stimuli, got {train.n_stimuli}"
+            )
         started = time.perf_counter()
-        folds = min(VALIDATION_FOLDS, train.n_stimuli)
-        inner_idx, held_idx = group_kfold(train.stimulus_id, folds, seed=self.settings.seed)[0]
+        inner_idx, held_idx = validation_fold(train.stimulus_id, seed=self.settings.seed)
         inner, held = train.subset(inner_idx), train.subset(held_idx)
         validation = [self._member(name, "validation").fit(inner).predict(held.fmri) for name in self.members]
         grid = weight_grid(len(self.members))
@@ -97,7 +97,9 @@ class Ensemble(ReconstructionMethod):
         return {"validation": self.record_, "members": {k: v for k, v in members.items() if v}}
 
     def timings(self) -> dict[str, float]:
-        return {"validation": self.validation_seconds_}
+        """ "validation": weighing the members, and the final members' own choices of settings."""
+        chosen = sum(method.timings().get("validation", 0.0) for method in self.fitted_.values())
+        return {"validation": self.validation_seconds_ + chosen}
 
     def artefacts(self) -> dict[str, Path]:
         return {
