@@ -404,7 +404,9 @@ def parse_args(
     if args.baseline is not None and args.baseline not in args.methods:
         parser.error(f"--baseline {args.baseline} is not among the methods run; add --method {args.baseline}")
     running = {part for name in args.methods for part in name.split(JOIN)}  # an ensemble passes none on
-    if stray := sorted({key for key, _ in args.choose if key.partition(SCOPE)[0] not in running | {key}}):
+    if stray := sorted(
+        {key for key, _ in args.choose if SCOPE in key and key.partition(SCOPE)[0] not in running}
+    ):
         parser.error(
             f"--choose {stray[0]}=...: no method of this run is called {stray[0].partition(SCOPE)[0]!r}"
         )

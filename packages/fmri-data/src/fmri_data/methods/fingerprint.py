@@ -107,7 +107,7 @@ def _seen_by(settings: MethodSettings, name: str) -> MethodSettings:
 
 
 def _shapes_training(key: str) -> bool:
-    return key.partition(SCOPE)[2 if SCOPE in key else 0] in SHAPES_TRAINING
+    return key.rpartition(SCOPE)[2] in SHAPES_TRAINING  # the field, scoped or not
 
 
 def _learning(settings: MethodSettings) -> dict[str, Any]:
