@@ -27,7 +27,7 @@ from fmri_data.methods import (
     validation_notes,
 )
 from fmri_data.methods.base import SCOPE
-from fmri_data.methods.registry import JOIN, check_methods
+from fmri_data.methods.registry import check_choices, check_methods
 from fmri_data.preprocessing import Preprocessing
 from fmri_data.progress import terminal_progress
 from fmri_data.readout import READOUTS
@@ -385,6 +385,12 @@ def parse_args(
     args = parser.parse_args(argv)
     args.literature_table = args.literature_table or args.feature_weights is not None or bool(args.clip_model)
     args.methods = args.methods or list(methods)
+    if args.choose:  # the user's grids, checked now; an app's defaults hold for the methods that read them
+        try:
+            check_methods(args.methods)
+            check_choices(args.methods, [key for key, _ in args.choose])
+        except DataError as error:
+            parser.error(str(error))
     args.choose = args.choose or [
         (name, values) for name, values in default_choices if getattr(args, name, None) is None
     ]
@@ -403,13 +409,6 @@ def parse_args(
         parser.error("--log-with needs --work-dir, the folder its logs go to")
     if args.baseline is not None and args.baseline not in args.methods:
         parser.error(f"--baseline {args.baseline} is not among the methods run; add --method {args.baseline}")
-    running = {part for name in args.methods for part in name.split(JOIN)}  # an ensemble passes none on
-    if stray := sorted(
-        {key for key, _ in args.choose if SCOPE in key and key.partition(SCOPE)[0] not in running}
-    ):
-        parser.error(
-            f"--choose {stray[0]}=...: no method of this run is called {stray[0].partition(SCOPE)[0]!r}"
-        )
     return args
 
 

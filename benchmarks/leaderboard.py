@@ -68,7 +68,7 @@ METHODS = (
 )
 ONLY_ON = {
     "inverse-retinotopy": {"miyawaki-kfold5"},
-    "cvae+ldm": {"digit69-given"},
+    "cvae+ldm": {"digit69-given", "digit69-kfold5"},
     "sd-lora+inverse-retinotopy": {"miyawaki-kfold5"},
 }
 """Methods that need a stimulus design some cells lack (inverse-retinotopy: K x K binary patches), and the

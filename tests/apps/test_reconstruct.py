@@ -370,6 +370,20 @@ def test_a_grid_may_belong_to_one_method(reconstruct, capsys):
         assert f"no method of this run is called {scope!r}" in capsys.readouterr().err
 
 
+def test_a_misspelt_setting_to_choose_is_refused_before_anything_loads(reconstruct, capsys):
+    for argv, message in [
+        (["--method", "cvae", "--choose", "latnt-dim=16"], "did you mean 'latent_dim'?"),
+        (["--method", "cvae+ldm", "--choose", "ldm:latent_dim=16"], "not a setting of ldm"),
+        (["--method", "ridge", "--choose", "strength=0.3"], "it chooses no setting on validation"),
+        (["--method", "nope", "--choose", "strength=0.3"], "unknown method 'nope'"),
+    ]:
+        with pytest.raises(SystemExit):
+            reconstruct.parse_args(argv)
+        assert message in capsys.readouterr().err
+    app_defaults = {"methods": ["ridge"], "choose": [("strength", (0.3, 1.0))]}
+    assert reconstruct.parse_args([], defaults=app_defaults).choose == [("strength", (0.3, 1.0))]
+
+
 def test_an_ensemble_runs_end_to_end_and_reports_its_weights(reconstruct, tmp_path):
     out = tmp_path / "run"
     argv = ["--data", "sim", "--method", "mean", "--method", "ridge", "--method", "mean+ridge"]
@@ -435,6 +449,8 @@ def test_a_typo_after_a_slow_method_fails_before_it_trains(reconstruct, tmp_path
 def test_choose_takes_numbers_and_the_decoding_and_readout_words(reconstruct, capsys):
     args = reconstruct.parse_args(
         [
+            "--method",
+            "sd-lora",
             "--choose",
             "strength=0.2,0.5",
             "--choose",

@@ -10,6 +10,7 @@ from fmri_data.methods import (
     reconstruct_over_splits,
     register_method,
 )
+from fmri_data.methods.registry import check_choices
 from fmri_data.preprocessing import Preprocessing
 from fmri_data.splits import leave_one_stimulus_out, make_splits
 
@@ -125,3 +126,30 @@ def test_the_first_fold_s_artefacts_are_named_for_the_run(linear_dataset, tmp_pa
     result = reconstruct_over_splits(linear_dataset, splits, ["mean", "curved"], progress=False)
     assert result.artefacts == {"loss_curve-curved.png": curve}
     assert create_method("mean").artefacts() == {}
+
+
+def test_a_setting_to_choose_must_be_one_a_method_of_the_run_chooses():
+    @register_method
+    class Tunable(ReconstructionMethod):
+        name = "tunable"
+
+        @classmethod
+        def settings_to_choose(cls):
+            return frozenset({"alpha", "width"})
+
+        def fit(self, train):
+            return self
+
+        def predict(self, fmri):
+            return np.zeros((len(fmri), 2, 2), dtype=np.float32)
+
+    check_choices(["mean", "tunable"], ["alpha", "tunable:width"])  # run-wide, or scoped to its reader
+    refused = {
+        "alpah": r"'alpah': not a setting of mean, tunable; did you mean 'alpha'\?",
+        "mean:alpha": r"'mean:alpha': not a setting of mean; it chooses no setting on validation",
+        "tunable:steps": r"'tunable:steps': not a setting of tunable; it chooses among alpha, width",
+        "tunabel:alpha": r"'tunabel:alpha': no method of this run is called 'tunabel'",
+    }
+    for key, message in refused.items():
+        with pytest.raises(DataError, match=message):
+            check_choices(["mean", "tunable"], [key])

@@ -76,6 +76,13 @@ def test_a_joined_name_is_an_ensemble_of_those_methods():
     assert type(create_method("mean+ridge")) is type(method)  # one class per name
 
 
+def test_an_ensemble_chooses_what_its_members_choose():
+    assert create_method("mean+ridge").settings_to_choose() == frozenset()
+    cvae_ldm = type(create_method("cvae+ldm"))
+    assert {"latent_dim", "strength", "readout"} <= cvae_ldm.settings_to_choose()
+    assert "latent_dim" not in type(create_method("ldm")).settings_to_choose()
+
+
 @pytest.mark.parametrize(
     ("names", "message"),
     [

@@ -140,6 +140,12 @@ class ReconstructionMethod(ABC):
         """All outputs this method reports, by row name in the results table."""
         return {self.name: self.predict(fmri)}
 
+    @classmethod
+    def settings_to_choose(cls) -> frozenset[str]:
+        """The `MethodSettings.choices` keys this method chooses among on validation; none by default (it
+        ignores them)."""
+        return frozenset()
+
     def records(self) -> dict[str, Any]:
         """JSON-ready facts of this fit for metrics.json (e.g. settings chosen on validation); none by
         default."""

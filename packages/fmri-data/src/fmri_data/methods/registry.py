@@ -9,7 +9,8 @@ entry point's class, given the members).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from difflib import get_close_matches
 from functools import cache
 from importlib.metadata import entry_points
 
@@ -86,6 +87,30 @@ def check_methods(names: Sequence[str]) -> None:
         )
     for name in names:
         method_class(name)  # loads the entry point: a broken one fails now, not after the others trained
+
+
+def check_choices(names: Sequence[str], keys: Iterable[str]) -> None:
+    """Refuse a setting to choose (a `MethodSettings.choices` key, "field" or "method:field") that no
+    method it reaches chooses among, before any method trains: a misspelt name would be ignored, and the
+    run would end hours later without having chosen it."""
+    readers = {part: method_class(part).settings_to_choose() for name in names for part in name.split(JOIN)}
+    for key in keys:
+        method, scope, field = key.rpartition(SCOPE)
+        if scope and method not in readers:
+            raise DataError(f"setting to choose {key!r}: no method of this run is called {method!r}")
+        reached = [method] if scope else list(readers)
+        known = sorted(set().union(*(readers[name] for name in reached)))
+        if field not in known:
+            close = get_close_matches(field, known, n=1)
+            they = "it chooses" if len(reached) == 1 else "they choose"
+            hint = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else f"{they} among {', '.join(known)}"
+                if known
+                else f"{they} no setting on validation"
+            )
+            raise DataError(f"setting to choose {key!r}: not a setting of {', '.join(reached)}; {hint}")
 
 
 def create_method(name: str, settings: MethodSettings | None = None) -> ReconstructionMethod:

@@ -100,6 +100,11 @@ class DiffusionMethod(ReconstructionMethod):
     """Whether fit_parts can start each per-fold stage from the weights of the probe fitted to choose on
     validation (`warm_start_`), so that `refit_steps` below 1 shortens the final fit."""
 
+    @classmethod
+    def settings_to_choose(cls) -> frozenset[str]:
+        """Every field of the config, and the readout (validation.requested_readouts)."""
+        return frozenset(f.name for f in fields(cls.config_class)) | {"readout"}
+
     def __init__(self, settings: MethodSettings | None = None, config: Any = None) -> None:
         super().__init__(settings)
         self.config = self.settings.configure(config if config is not None else self.config_class())

@@ -24,6 +24,7 @@ import numpy as np
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, ReconstructionMethod, create_method
+from fmri_data.methods.registry import method_class
 from fmri_data.splits import validation_fold
 from fmri_eval.metrics import SELECTION_CRITERION, selection_score
 
@@ -60,6 +61,11 @@ class Ensemble(ReconstructionMethod):
                 "an ensemble averages other methods: join two or more method names with '+', "
                 "e.g. --method cvae+ldm"
             )
+
+    @classmethod
+    def settings_to_choose(cls) -> frozenset[str]:
+        """Its members': it passes each member the run's choices (its weights are no setting)."""
+        return frozenset().union(*(method_class(name).settings_to_choose() for name in cls.members))
 
     def fit(self, train: PairedDataset) -> Ensemble:
         if train.n_stimuli < 2:

@@ -103,6 +103,10 @@ class InverseRetinotopy(ReconstructionMethod):
         chosen = {key: values for key, values in self.settings.choices.items() if key in CHOSEN}
         self.config = _candidates(replace(config, **chosen))
 
+    @classmethod
+    def settings_to_choose(cls) -> frozenset[str]:
+        return frozenset(CHOSEN)
+
     def fit(self, train: PairedDataset) -> InverseRetinotopy:
         grid = detect_patch_grid(train.images)
         if grid is None:
