@@ -1,12 +1,16 @@
-"""Brain-Diffuser's stage models: each route refuses, in one line and before training, what it cannot use."""
+"""Brain-Diffuser's stage models: the published settings by default, and each route refuses, in one line and
+before training, what it cannot use."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 
 from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings
 from fmri_diffusion.methods.brain_diffuser import BrainDiffuser, BrainDiffuserConfig, BrainDiffuserStage1
+from fmri_diffusion.methods.brain_diffuser.parts import DEFAULT_MIXING
 
 
 def _fit(method_class, linear_dataset, tmp_path, pretrained=None, **config):
@@ -44,3 +48,23 @@ def test_versatile_samples_from_the_published_prior_unadapted(linear_dataset, tm
             str(published_models / "versatile-diffusion"),
             prior_adapter="full",
         )
+
+
+@pytest.mark.parametrize(
+    ("route", "options"),
+    [
+        ("versatile", {"guidance_scale": 7.5}),  # it mixes the caption guide inside its dual-guided UNet
+        ("image-variation", {"guidance_scale": 1.0, "mixing": DEFAULT_MIXING}),
+        ("small", {"guidance_scale": 1.0, "mixing": DEFAULT_MIXING}),
+    ],
+)
+def test_stage2_defaults_to_the_published_settings(route, options):
+    config = BrainDiffuserConfig()
+    assert (config.strength, config.num_inference_steps, config.sampler) == (0.75, 50, "ddim")
+    assert (config.guidance_scale, config.mixing, DEFAULT_MIXING) == (None, None, 0.4)  # None: the route's
+    method = BrainDiffuser(MethodSettings())
+    method.route_ = route
+    method._text_weight = lambda: DEFAULT_MIXING  # as fitted where captions and a text encoder exist
+    assert method.sampling_options() == options
+    method.config = replace(config, guidance_scale=3.0)
+    assert method.sampling_options()["guidance_scale"] == 3.0  # every one an option

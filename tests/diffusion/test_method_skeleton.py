@@ -143,3 +143,13 @@ def test_no_ema_reaches_every_stage_and_the_base_model_s_cache_key():
     assert under.unet_training.ema_decay is None
     assert under.key(8, 0) != config.key(8, 0)
     assert training_for(TrainingConfig(ema_decay=0.99), MethodSettings(ema=False)).ema_decay is None
+
+
+@pytest.mark.parametrize("name", ["cvae", "ddpm", "ldm", "sd-lora"])
+def test_first_stage_ridges_fit_on_the_gpu_where_the_run_does(monkeypatch, name):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for device, backend in [("cuda", "torch_cuda"), ("cpu", "numpy")]:
+        method = create_method(name, MethodSettings(device=device, seed=3))
+        assert method.ridge_options() == {"seed": 3, "backend": backend}

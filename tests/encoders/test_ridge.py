@@ -146,6 +146,21 @@ def test_a_model_saved_from_one_backend_loads_on_another(tmp_path):
     np.testing.assert_allclose(loaded.predict(X), model.predict(X), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("cuda", [False, True])
+def test_a_model_fitted_on_a_gpu_loads_on_numpy_where_there_is_none(tmp_path, monkeypatch, cuda):
+    import torch
+
+    rng = np.random.default_rng(7)
+    X, Y = rng.normal(size=(30, 8)), rng.normal(size=(30, 3))
+    model = RidgeEncoder().fit(X, Y)
+    model.backend = "torch_cuda"  # as a fit on a GPU machine saves it
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    loaded = RidgeEncoder.load(model.save(tmp_path / "m"))
+    assert loaded.backend == ("torch_cuda" if cuda else "numpy")
+    if not cuda:
+        np.testing.assert_allclose(loaded.predict(X), RidgeEncoder().fit(X, Y).predict(X), rtol=1e-6)
+
+
 def test_per_target_alphas_recover_the_bayes_optimal_alphas():
     # With weights ~ N(0, 1) and noise ~ N(0, alpha), the best ridge penalty for a target is alpha itself.
     rng = np.random.default_rng(8)

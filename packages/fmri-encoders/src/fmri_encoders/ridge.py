@@ -183,9 +183,12 @@ class RidgeEncoder:
 
     @classmethod
     def load(cls, directory: str | Path, *, backend: str | None = None) -> RidgeEncoder:
-        """Read a saved model; `backend` overrides the saved one (e.g. "numpy" for a GPU-fitted model)."""
+        """Read a saved model; `backend` overrides the saved one. A model fitted on a GPU (torch_cuda) loads
+        on numpy where torch sees none, so a fit from a GPU machine predicts anywhere."""
         settings, arrays = load_settings_and_tensors(directory, _SAVED_AS)
         solver_ = settings.pop("solver_")
+        if backend is None and settings["backend"] == "torch_cuda" and not _cuda_available():
+            backend = "numpy"
         if backend is not None:
             settings["backend"] = backend
         model = cls(**settings)
@@ -235,6 +238,12 @@ def _grouped_folds(n: int, k: int, groups: np.ndarray | None) -> list[tuple[np.n
     if n_groups < k:
         raise DataError(f"ridge CV needs at least {k} distinct groups (stimuli), got {n_groups}")
     return group_kfold(groups, k, seed=0)
+
+
+def _cuda_available() -> bool:
+    import torch  # only asked when a GPU-fitted model is loaded
+
+    return torch.cuda.is_available()
 
 
 @contextmanager

@@ -39,7 +39,7 @@ from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.priors.loading import BaseModelError
 from fmri_encoders.encoding import EncodingModel
 from fmri_encoders.persistence import load_settings, save_settings
-from fmri_encoders.runtime import derived_seed, on_main_process, resolve_device, shared_out
+from fmri_encoders.runtime import derived_seed, on_main_process, resolve_device, ridge_backend, shared_out
 from fmri_encoders.training import TrainingConfig, loss_curves, training_for
 from fmri_eval.atomic import atomic_output_dir
 
@@ -104,6 +104,10 @@ class DiffusionMethod(ReconstructionMethod):
     def settings_to_choose(cls) -> frozenset[str]:
         """Every field of the config, and the readout (validation.requested_readouts)."""
         return frozenset(f.name for f in fields(cls.config_class)) | {"readout"}
+
+    def ridge_options(self) -> dict[str, Any]:
+        """The first-stage ridges' seed and backend: himalaya's torch_cuda on a GPU, numpy elsewhere."""
+        return {"seed": self.settings.seed, "backend": ridge_backend(self.settings.device)}
 
     def __init__(self, settings: MethodSettings | None = None, config: Any = None) -> None:
         super().__init__(settings)

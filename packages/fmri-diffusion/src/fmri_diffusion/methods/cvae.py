@@ -16,7 +16,7 @@ from fmri_diffusion.models.cvae import ConditionalVaeNet, CvaeConfig, load_cvae,
 from fmri_diffusion.training.augment import random_shift
 from fmri_encoders.out_of_fold import out_of_fold_ridge
 from fmri_encoders.ridge import RidgeEncoder
-from fmri_encoders.runtime import resolve_device, ridge_backend
+from fmri_encoders.runtime import resolve_device
 from fmri_encoders.training import BatchSampler, TrainingConfig
 from fmri_encoders.training import train as train_model
 from fmri_encoders.training.sampling import Augment
@@ -83,9 +83,8 @@ class ConditionalVAE(CorpusPrimedMethod):
             train.images,
             train.stimulus_id,
             k=config.ridge_folds,
-            seed=self.settings.seed,
-            backend=ridge_backend(resolve_device(self.settings.device)),
             per_target=False,
+            **self.ridge_options(),
         )
         pairs = {
             "x": torch.from_numpy(train.images[:, None]),

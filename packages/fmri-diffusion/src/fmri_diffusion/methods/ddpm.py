@@ -28,7 +28,7 @@ class PixelDDPM(ConditionalDiffusion):
         self, train: PairedDataset
     ) -> tuple[AutoencoderKL | None, torch.Tensor, torch.Tensor]:
         ridge_train, self.ridge_ = out_of_fold_ridge(
-            train.fmri, train.images, train.stimulus_id, per_target=False, seed=self.settings.seed
+            train.fmri, train.images, train.stimulus_id, per_target=False, **self.ridge_options()
         )
         vae, clean = self._fit_model_space(train.images)
         return vae, clean, self._to_model_space(ridge_train)

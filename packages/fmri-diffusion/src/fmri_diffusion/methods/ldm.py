@@ -67,7 +67,7 @@ class LatentDiffusion(ConditionalDiffusion):
     ) -> tuple[AutoencoderKL | None, torch.Tensor, torch.Tensor]:
         _, clean = self._fit_model_space(train.images)
         ridge_train, self.ridge_ = out_of_fold_ridge(
-            train.fmri, clean.numpy(), train.stimulus_id, per_target=False, seed=self.settings.seed
+            train.fmri, clean.numpy(), train.stimulus_id, per_target=False, **self.ridge_options()
         )
         return self.vae_, clean, torch.from_numpy(ridge_train)
 

@@ -122,7 +122,7 @@ class StableDiffusionMethod(DiffusionMethod):
         clean = base.encode_images(train.images, settings.device)
         self.latent_shape_ = tuple(clean.shape[1:])
         ridge_train, self.ridge_ = out_of_fold_ridge(
-            train.fmri, clean.flatten(1).numpy(), train.stimulus_id, per_target=False, seed=settings.seed
+            train.fmri, clean.flatten(1).numpy(), train.stimulus_id, per_target=False, **self.ridge_options()
         )
         if config.condition in ("ridge", "fmri"):
             condition = ridge_train if config.condition == "ridge" else train.fmri
@@ -153,7 +153,7 @@ class StableDiffusionMethod(DiffusionMethod):
         controlnet = None
         if self.uses_pixel_ridge():
             pixel_train, self.pixel_ridge_ = out_of_fold_ridge(
-                train.fmri, train.images, train.stimulus_id, per_target=False, seed=settings.seed
+                train.fmri, train.images, train.stimulus_id, per_target=False, **self.ridge_options()
             )
         if self.uses_control:
             controlnet = _controlnet_for(base)
