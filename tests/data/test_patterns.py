@@ -42,6 +42,28 @@ def test_ridge_alignment_maps_every_subject_into_the_first_ones_space():
     assert held_out_r > 0.9
 
 
+def test_training_rows_aligned_out_of_fold_carry_the_held_out_rows_error():
+    rng = np.random.default_rng(1)
+    shared = rng.normal(size=(100, 4))
+    responses = {
+        "a": shared @ rng.normal(size=(4, 8)) + rng.normal(size=(100, 8)),
+        "b": shared @ rng.normal(size=(4, 60)) + rng.normal(size=(100, 60)),  # many voxels: ridge overfits
+    }
+    is_train = np.arange(100) < 80
+    stimuli = np.arange(100) // 2  # two trials per stimulus, kept in one fold
+    in_sample = ridge_align_to_first(responses, is_train)
+    out_of_fold = ridge_align_to_first(responses, is_train, folds=5, groups=stimuli)
+    np.testing.assert_array_equal(out_of_fold["a"], in_sample["a"])  # the reference is its own
+    np.testing.assert_array_equal(out_of_fold["b"][~is_train], in_sample["b"][~is_train])
+
+    def error(aligned, rows):
+        return float(((aligned["b"][rows] - aligned["a"][rows]) ** 2).mean())
+
+    held_out = error(in_sample, ~is_train)
+    assert error(in_sample, is_train) < 0.8 * held_out  # a map reproduces the rows it was fitted on
+    assert 0.8 * held_out < error(out_of_fold, is_train) < 1.25 * held_out
+
+
 def test_simulated_subjects_are_aligned_and_saved(tmp_path):
     patterns = load_patterns("sim", aligned_path=tmp_path / "out" / "aligned.npz")
     subjects = load_aligned_npz(tmp_path / "out" / "aligned.npz")

@@ -10,7 +10,8 @@ subject (held-out stimuli included) into the reference space, where one decoder 
   the orthogonal rotation that best maps the subject's components onto the reference's.
 - `hyperalign`: iterative Procrustes of several subjects to a common template (Haxby et al. 2011).
 - `ridge_align_to_first`: several subjects' responses to the same trials, z-scored and ridge-mapped into the
-  first subject's space.
+  first subject's space (the training rows optionally out of fold, so that they carry the held-out rows'
+  alignment error).
 
 Fit on training trials only; every aligner saves to and loads from a pickle-free `.npz`.
 """
@@ -27,6 +28,7 @@ from scipy.linalg import orthogonal_procrustes
 
 from fmri_data.errors import DataError
 from fmri_data.preprocessing import VoxelStandardizer
+from fmri_data.splits import group_kfold
 
 DEFAULT_ALPHAS = tuple(10.0**k for k in range(-2, 8))
 
@@ -152,22 +154,35 @@ def hyperalign(
     return aligners, template
 
 
-def ridge_align_to_first(responses: Mapping[str, np.ndarray], is_train: np.ndarray) -> dict[str, np.ndarray]:
+def ridge_align_to_first(
+    responses: Mapping[str, np.ndarray],
+    is_train: np.ndarray,
+    *,
+    folds: int = 0,
+    groups: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
     """Every subject's responses [n, own voxels] to the same n trials, in the first subject's voxel space.
 
     Each subject is z-scored, and each later one ridge-mapped onto the first, using the `is_train` rows
-    only: the held-out rows are aligned by maps that never saw them.
+    only: the held-out rows are aligned by maps that never saw them. folds: above 1, the training rows are
+    aligned that way too, each by the map of the other folds of the training rows (grouped by `groups`,
+    e.g. stimulus ids; else row by row), so that they carry the alignment error the held-out rows carry: a
+    map fitted on a row reproduces the first subject's response to it, and a model of the aligned patterns
+    would learn from rows unlike those it is tested on.
     """
     scaled = {
         name: VoxelStandardizer().fit(fmri[is_train]).transform(fmri) for name, fmri in responses.items()
     }
     reference_name, reference = next(iter(scaled.items()))
-    return {
-        name: fmri
-        if name == reference_name
-        else RidgeAlignment().fit(fmri[is_train], reference[is_train]).transform(fmri)
-        for name, fmri in scaled.items()
-    }
+    rows = np.flatnonzero(is_train)
+    row_groups = rows if groups is None else np.asarray(groups)[rows]
+    aligned = {reference_name: reference}
+    for name, fmri in list(scaled.items())[1:]:
+        aligned[name] = RidgeAlignment().fit(fmri[rows], reference[rows]).transform(fmri)
+        for fit, held in group_kfold(row_groups, folds) if folds > 1 else []:
+            mapping = RidgeAlignment().fit(fmri[rows[fit]], reference[rows[fit]])
+            aligned[name][rows[held]] = mapping.transform(fmri[rows[held]])
+    return aligned
 
 
 def save_aligned_npz(path: str | Path, responses: Mapping[str, np.ndarray]) -> Path:

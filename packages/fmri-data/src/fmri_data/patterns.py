@@ -1,7 +1,7 @@
 """Voxel patterns for models of the fMRI itself: training and held-out responses, z-scored on training ones.
 
 sim               three simulated subjects with different pRFs and voxel counts, ridge-aligned into the
-                  first one's voxel space on training trials only
+                  first one's voxel space on training trials only (those trials out of fold)
 an aligned .npz   subject -> [n_timepoints, n_voxels] in one space; it has no stimulus ids, so the last
                   fifth of each subject's time points is held out
 anything else     a paired data set (`load_dataset`): its given test trials, else the first of 5 folds
@@ -21,6 +21,10 @@ from fmri_data.io import load_dataset
 from fmri_data.preprocessing import VoxelStandardizer
 from fmri_data.simulator import simulate_subjects
 from fmri_data.splits import make_splits
+
+ALIGNMENT_FOLDS = 5
+"""The simulator's later subjects have their training trials aligned out of this many folds, so that the
+training patterns carry the alignment error of the held-out ones (alignment.ridge_align_to_first)."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,8 @@ def _aligned_simulation(seed: int, aligned_path: Path | None) -> tuple[np.ndarra
     subjects = simulate_subjects(3, seed=seed)
     reference_name, reference = next(iter(subjects.items()))
     is_train = ~reference.given_test
-    aligned = ridge_align_to_first({name: subject.fmri for name, subject in subjects.items()}, is_train)
+    responses = {name: subject.fmri for name, subject in subjects.items()}
+    aligned = ridge_align_to_first(responses, is_train, folds=ALIGNMENT_FOLDS, groups=reference.stimulus_id)
     if aligned_path is not None:
         aligned_path.parent.mkdir(parents=True, exist_ok=True)
         save_aligned_npz(aligned_path, aligned)
@@ -83,8 +88,8 @@ def _aligned_simulation(seed: int, aligned_path: Path | None) -> tuple[np.ndarra
     test = np.concatenate([a[~is_train] for a in aligned.values()])
     description = (
         f"3 simulated subjects ({', '.join(str(s.n_voxels) for s in subjects.values())} voxels) "
-        f"ridge-aligned to {reference_name} on training trials; {len(train)} training and {len(test)} "
-        "held-out patterns"
+        f"ridge-aligned to {reference_name} on training trials (the training trials themselves out of "
+        f"{ALIGNMENT_FOLDS} folds); {len(train)} training and {len(test)} held-out patterns"
     )
     return train, test, description
 
