@@ -104,7 +104,7 @@ def main() -> None:
         rows = method.predict_named(test.fmri)
         phases["predict"] = {"seconds": time.perf_counter() - start, **_peaks(args.device)}
     peak = max(phase["peak_memory_gib"] for phase in phases.values())
-    held = max(phase.get("peak_reserved_gib", phase["peak_memory_gib"]) for phase in phases.values())
+    held = max(phase["peak_reserved_gib"] for phase in phases.values()) if args.device == "cuda" else None
     result = {
         **torch_run_header(f"brain_diffuser_memory-{args.route}", args),
         "route": args.route,
@@ -115,8 +115,8 @@ def main() -> None:
         "phases": phases,
         "peak_memory_gib": peak,
         "peak_memory_is": "GPU allocation" if args.device == "cuda" else "process resident memory (CPU)",
-        "peak_reserved_gib": held if args.device == "cuda" else None,
-        "within_24_gib": bool(held <= 24) if args.device == "cuda" else None,
+        "peak_reserved_gib": held,
+        "within_24_gib": None if held is None else bool(held <= 24),
         "output_shape": list(rows["brain-diffuser"].shape),
     }
     write_torch_result(result, args)

@@ -373,7 +373,11 @@ def test_a_grid_may_belong_to_one_method(reconstruct, capsys):
 def test_a_misspelt_setting_to_choose_is_refused_before_anything_loads(reconstruct, capsys):
     for argv, message in [
         (["--method", "cvae", "--choose", "latnt-dim=16"], "did you mean 'latent_dim'?"),
-        (["--method", "cvae+ldm", "--choose", "ldm:latent_dim=16"], "not a setting of ldm"),
+        (["--method", "cvae+ldm", "--choose", "ldm:latent_dim=16"], "ldm; cvae chooses it: cvae:latent_dim"),
+        (
+            ["--method", "cvae+ldm", "--choose", "size=16"],
+            "not a setting of cvae+ldm; choose among autoencoder",
+        ),
         (["--method", "ridge", "--choose", "strength=0.3"], "it chooses no setting on validation"),
         (["--method", "nope", "--choose", "strength=0.3"], "unknown method 'nope'"),
     ]:

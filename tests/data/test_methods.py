@@ -146,8 +146,9 @@ def test_a_setting_to_choose_must_be_one_a_method_of_the_run_chooses():
     check_choices(["mean", "tunable"], ["alpha", "tunable:width"])  # run-wide, or scoped to its reader
     refused = {
         "alpah": r"'alpah': not a setting of mean, tunable; did you mean 'alpha'\?",
-        "mean:alpha": r"'mean:alpha': not a setting of mean; it chooses no setting on validation",
-        "tunable:steps": r"'tunable:steps': not a setting of tunable; it chooses among alpha, width",
+        "mean:alpha": r"'mean:alpha': not a setting of mean; tunable chooses it: tunable:alpha",
+        "tunable:steps": r"'tunable:steps': not a setting of tunable; choose among alpha, width",
+        "mean:steps": r"'mean:steps': not a setting of mean; it chooses no setting on validation",
         "tunabel:alpha": r"'tunabel:alpha': no method of this run is called 'tunabel'",
     }
     for key, message in refused.items():

@@ -71,3 +71,9 @@ def test_simulated_subjects_are_aligned_and_saved(tmp_path):
     assert {a.shape[1] for a in subjects.values()} == {patterns.train.shape[1]}
     assert len(patterns.train) + len(patterns.test) == sum(len(a) for a in subjects.values())
     assert "ridge-aligned" in patterns.description
+
+
+def test_one_alignment_fold_is_refused():
+    responses = {"a": np.ones((10, 2)), "b": np.ones((10, 3))}
+    with pytest.raises(DataError, match="folds: 0 aligns the training rows in sample"):
+        ridge_align_to_first(responses, np.arange(10) < 8, folds=1)

@@ -54,8 +54,8 @@ def test_versatile_samples_from_the_published_prior_unadapted(linear_dataset, tm
     ("route", "options"),
     [
         ("versatile", {"guidance_scale": 7.5}),  # it mixes the caption guide inside its dual-guided UNet
-        ("image-variation", {"guidance_scale": 1.0, "mixing": DEFAULT_MIXING}),
-        ("small", {"guidance_scale": 1.0, "mixing": DEFAULT_MIXING}),
+        ("image-variation", {"guidance_scale": 1.0, "mixing": 0.25}),
+        ("small", {"guidance_scale": 1.0, "mixing": 0.25}),
     ],
 )
 def test_stage2_defaults_to_the_published_settings(route, options):
@@ -64,7 +64,7 @@ def test_stage2_defaults_to_the_published_settings(route, options):
     assert (config.guidance_scale, config.mixing, DEFAULT_MIXING) == (None, None, 0.4)  # None: the route's
     method = BrainDiffuser(MethodSettings())
     method.route_ = route
-    method._text_weight = lambda: DEFAULT_MIXING  # as fitted where captions and a text encoder exist
+    method._text_weight = lambda: 0.25  # the caption guide's weight as fitted (test_brain_diffuser_guidance)
     assert method.sampling_options() == options
     method.config = replace(config, guidance_scale=3.0)
     assert method.sampling_options()["guidance_scale"] == 3.0  # every one an option

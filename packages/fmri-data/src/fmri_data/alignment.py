@@ -170,6 +170,8 @@ def ridge_align_to_first(
     map fitted on a row reproduces the first subject's response to it, and a model of the aligned patterns
     would learn from rows unlike those it is tested on.
     """
+    if folds == 1:
+        raise DataError("folds: 0 aligns the training rows in sample, 2 or more out of fold; got 1")
     scaled = {
         name: VoxelStandardizer().fit(fmri[is_train]).transform(fmri) for name, fmri in responses.items()
     }
@@ -179,9 +181,10 @@ def ridge_align_to_first(
     aligned = {reference_name: reference}
     for name, fmri in list(scaled.items())[1:]:
         aligned[name] = RidgeAlignment().fit(fmri[rows], reference[rows]).transform(fmri)
-        for fit, held in group_kfold(row_groups, folds) if folds > 1 else []:
-            mapping = RidgeAlignment().fit(fmri[rows[fit]], reference[rows[fit]])
-            aligned[name][rows[held]] = mapping.transform(fmri[rows[held]])
+        if folds > 1:
+            for fit, held in group_kfold(row_groups, folds):
+                mapping = RidgeAlignment().fit(fmri[rows[fit]], reference[rows[fit]])
+                aligned[name][rows[held]] = mapping.transform(fmri[rows[held]])
     return aligned
 
 

@@ -93,24 +93,31 @@ def check_choices(names: Sequence[str], keys: Iterable[str]) -> None:
     """Refuse a setting to choose (a `MethodSettings.choices` key, "field" or "method:field") that no
     method it reaches chooses among, before any method trains: a misspelt name would be ignored, and the
     run would end hours later without having chosen it."""
-    readers = {part: method_class(part).settings_to_choose() for name in names for part in name.split(JOIN)}
+    members = {part: method_class(part).settings_to_choose() for name in names for part in name.split(JOIN)}
     for key in keys:
-        method, scope, field = key.rpartition(SCOPE)
-        if scope and method not in readers:
+        method, scope, field = key.partition(SCOPE) if SCOPE in key else ("", "", key)
+        if scope and method not in members:
             raise DataError(f"setting to choose {key!r}: no method of this run is called {method!r}")
-        reached = [method] if scope else list(readers)
-        known = sorted(set().union(*(readers[name] for name in reached)))
+        reached = [method] if scope else list(names)
+        known = (
+            members[method] if scope else set().union(*(method_class(n).settings_to_choose() for n in names))
+        )
         if field not in known:
-            close = get_close_matches(field, known, n=1)
-            they = "it chooses" if len(reached) == 1 else "they choose"
-            hint = (
-                f"did you mean {close[0]!r}?"
-                if close
-                else f"{they} among {', '.join(known)}"
-                if known
-                else f"{they} no setting on validation"
-            )
+            readers = [name for name, read in members.items() if field in read]
+            hint = _choice_hint(field, sorted(known), readers, alone=len(reached) == 1)
             raise DataError(f"setting to choose {key!r}: not a setting of {', '.join(reached)}; {hint}")
+
+
+def _choice_hint(field: str, known: list[str], readers: list[str], *, alone: bool) -> str:
+    """What to write instead: the method that does read `field` (for a key scoped to another one), else the
+    closest name there is, else every name there is."""
+    if readers:
+        return f"{readers[0]} chooses it: {readers[0]}{SCOPE}{field}"
+    if close := get_close_matches(field, known, n=1, cutoff=0.75):
+        return f"did you mean {close[0]!r}?"
+    if known:
+        return f"choose among {', '.join(known)}"
+    return "it chooses no setting on validation" if alone else "none of them chooses a setting on validation"
 
 
 def create_method(name: str, settings: MethodSettings | None = None) -> ReconstructionMethod:

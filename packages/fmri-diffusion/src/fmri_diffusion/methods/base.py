@@ -100,15 +100,6 @@ class DiffusionMethod(ReconstructionMethod):
     """Whether fit_parts can start each per-fold stage from the weights of the probe fitted to choose on
     validation (`warm_start_`), so that `refit_steps` below 1 shortens the final fit."""
 
-    @classmethod
-    def settings_to_choose(cls) -> frozenset[str]:
-        """Every field of the config, and the readout (validation.requested_readouts)."""
-        return frozenset(f.name for f in fields(cls.config_class)) | {"readout"}
-
-    def ridge_options(self) -> dict[str, Any]:
-        """The first-stage ridges' seed and backend: himalaya's torch_cuda on a GPU, numpy elsewhere."""
-        return {"seed": self.settings.seed, "backend": ridge_backend(self.settings.device)}
-
     def __init__(self, settings: MethodSettings | None = None, config: Any = None) -> None:
         super().__init__(settings)
         self.config = self.settings.configure(config if config is not None else self.config_class())
@@ -116,6 +107,16 @@ class DiffusionMethod(ReconstructionMethod):
         self.validation_: dict[str, Any] | None = None
         self.readout_: PatchReadout | None = None
         self.warm_start_: DiffusionMethod | None = None
+
+    @classmethod
+    def settings_to_choose(cls) -> frozenset[str]:
+        """Every field of the config, and the readout (validation.requested_readouts)."""
+        return frozenset(f.name for f in fields(cls.config_class)) | {"readout"}
+
+    def ridge_options(self) -> dict[str, Any]:
+        """The first-stage ridges' seed and backend (fitted or loaded): himalaya's torch_cuda where the run
+        is on a GPU, numpy elsewhere."""
+        return {"seed": self.settings.seed, "backend": ridge_backend(self.settings.device)}
 
     # ---------------------------------------------------------------- fitting
     def fit(self, train: PairedDataset) -> Self:

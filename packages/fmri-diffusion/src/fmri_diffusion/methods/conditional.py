@@ -188,7 +188,7 @@ class ConditionalDiffusion(CorpusPrimedMethod):
 
     def load_parts(self, folder: Path, manifest: dict[str, Any], base: str | Path | None) -> None:
         self.load_pipeline(folder)
-        self.ridge_ = RidgeEncoder.load(folder / "ridge")
+        self.ridge_ = RidgeEncoder.load(folder / "ridge", backend=self.ridge_options()["backend"])
 
     def save_prior(self, folder: Path) -> None:
         self.pipeline_.save_pretrained(folder)

@@ -133,7 +133,7 @@ class ConditionalVAE(CorpusPrimedMethod):
 
     def load_parts(self, folder: Path, manifest: dict[str, Any], base: str | Path | None) -> None:
         self.model_ = load_cvae(folder / "cvae", resolve_device(self.settings.device))
-        self.ridge_ = RidgeEncoder.load(folder / "ridge")
+        self.ridge_ = RidgeEncoder.load(folder / "ridge", backend=self.ridge_options()["backend"])
 
     def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
         size = self.image_size_

@@ -253,7 +253,9 @@ class StableDiffusionMethod(DiffusionMethod):
             decode=manifest.get("decode", "vae"),
         )
         if self.uses_pixel_ridge():
-            self.pixel_ridge_ = RidgeEncoder.load(folder / "pixel_ridge")
+            self.pixel_ridge_ = RidgeEncoder.load(
+                folder / "pixel_ridge", backend=self.ridge_options()["backend"]
+            )
         if self.config.condition == "contrastive":
             self.contrastive_ = ContrastiveEncoder.load(folder / "contrastive")
         self.pipeline_ = self.make_pipeline(
@@ -266,7 +268,7 @@ class StableDiffusionMethod(DiffusionMethod):
         )
         if self.adapter == "lora":
             self.pipeline_.load_lora_weights(str(folder / "lora"))
-        self.ridge_ = RidgeEncoder.load(folder / "ridge")
+        self.ridge_ = RidgeEncoder.load(folder / "ridge", backend=self.ridge_options()["backend"])
         self.base_source_ = model.source
         self.latent_shape_ = tuple(manifest["latent_shape"])
         self.resolution_ = manifest["resolution"]

@@ -105,6 +105,7 @@ class InverseRetinotopy(ReconstructionMethod):
 
     @classmethod
     def settings_to_choose(cls) -> frozenset[str]:
+        """Its prior's and likelihood's weights and voxel count (CHOSEN), each a grid of its config."""
         return frozenset(CHOSEN)
 
     def fit(self, train: PairedDataset) -> InverseRetinotopy:
