@@ -94,14 +94,13 @@ def check_choices(names: Sequence[str], keys: Iterable[str]) -> None:
     method it reaches chooses among, before any method trains: a misspelt name would be ignored, and the
     run would end hours later without having chosen it."""
     members = {part: method_class(part).settings_to_choose() for name in names for part in name.split(JOIN)}
+    run_wide = set().union(*(method_class(name).settings_to_choose() for name in names))
     for key in keys:
         method, scope, field = key.partition(SCOPE) if SCOPE in key else ("", "", key)
         if scope and method not in members:
             raise DataError(f"setting to choose {key!r}: no method of this run is called {method!r}")
         reached = [method] if scope else list(names)
-        known = (
-            members[method] if scope else set().union(*(method_class(n).settings_to_choose() for n in names))
-        )
+        known = members[method] if scope else run_wide
         if field not in known:
             readers = [name for name, read in members.items() if field in read]
             hint = _choice_hint(field, sorted(known), readers, alone=len(reached) == 1)

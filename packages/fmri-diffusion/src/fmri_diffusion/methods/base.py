@@ -39,6 +39,7 @@ from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.priors.loading import BaseModelError
 from fmri_encoders.encoding import EncodingModel
 from fmri_encoders.persistence import load_settings, save_settings
+from fmri_encoders.ridge import RidgeEncoder
 from fmri_encoders.runtime import derived_seed, on_main_process, resolve_device, ridge_backend, shared_out
 from fmri_encoders.training import TrainingConfig, loss_curves, training_for
 from fmri_eval.atomic import atomic_output_dir
@@ -117,6 +118,10 @@ class DiffusionMethod(ReconstructionMethod):
         """The first-stage ridges' seed and backend (fitted or loaded): himalaya's torch_cuda where the run
         is on a GPU, numpy elsewhere."""
         return {"seed": self.settings.seed, "backend": ridge_backend(self.settings.device)}
+
+    def load_ridge(self, folder: Path) -> RidgeEncoder:
+        """A saved first-stage ridge, on the run's own device (see ridge_options)."""
+        return RidgeEncoder.load(folder, backend=self.ridge_options()["backend"])
 
     # ---------------------------------------------------------------- fitting
     def fit(self, train: PairedDataset) -> Self:

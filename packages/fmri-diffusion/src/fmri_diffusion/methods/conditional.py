@@ -28,7 +28,6 @@ from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.schedulers import Prediction, Sampler, Schedule, sampling_scheduler, training_scheduler
 from fmri_diffusion.training.denoising import ConditionedUNet, DenoisingStep
 from fmri_diffusion.training.objectives import ObjectiveConfig
-from fmri_encoders.ridge import RidgeEncoder
 from fmri_encoders.training import BatchSampler, TrainingConfig
 from fmri_encoders.training import train as train_model
 from fmri_encoders.training.sampling import Augment
@@ -188,7 +187,7 @@ class ConditionalDiffusion(CorpusPrimedMethod):
 
     def load_parts(self, folder: Path, manifest: dict[str, Any], base: str | Path | None) -> None:
         self.load_pipeline(folder)
-        self.ridge_ = RidgeEncoder.load(folder / "ridge", backend=self.ridge_options()["backend"])
+        self.ridge_ = self.load_ridge(folder / "ridge")
 
     def save_prior(self, folder: Path) -> None:
         self.pipeline_.save_pretrained(folder)

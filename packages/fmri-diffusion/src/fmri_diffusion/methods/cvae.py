@@ -15,7 +15,6 @@ from fmri_diffusion.methods.corpus_prior import CorpusPrimedMethod, check_corpus
 from fmri_diffusion.models.cvae import ConditionalVaeNet, CvaeConfig, load_cvae, negative_elbo, save_cvae
 from fmri_diffusion.training.augment import random_shift
 from fmri_encoders.out_of_fold import out_of_fold_ridge
-from fmri_encoders.ridge import RidgeEncoder
 from fmri_encoders.runtime import resolve_device
 from fmri_encoders.training import BatchSampler, TrainingConfig
 from fmri_encoders.training import train as train_model
@@ -133,7 +132,7 @@ class ConditionalVAE(CorpusPrimedMethod):
 
     def load_parts(self, folder: Path, manifest: dict[str, Any], base: str | Path | None) -> None:
         self.model_ = load_cvae(folder / "cvae", resolve_device(self.settings.device))
-        self.ridge_ = RidgeEncoder.load(folder / "ridge", backend=self.ridge_options()["backend"])
+        self.ridge_ = self.load_ridge(folder / "ridge")
 
     def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
         size = self.image_size_

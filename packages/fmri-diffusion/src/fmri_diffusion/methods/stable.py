@@ -42,7 +42,6 @@ from fmri_diffusion.training.lora import save_lora
 from fmri_encoders.contrastive import ContrastiveEncoder
 from fmri_encoders.contrastive.training import DEFAULT_TRAINING as CONTRASTIVE_TRAINING
 from fmri_encoders.out_of_fold import out_of_fold_embeddings, out_of_fold_ridge
-from fmri_encoders.ridge import RidgeEncoder
 from fmri_encoders.training import TrainingConfig
 
 
@@ -253,9 +252,7 @@ class StableDiffusionMethod(DiffusionMethod):
             decode=manifest.get("decode", "vae"),
         )
         if self.uses_pixel_ridge():
-            self.pixel_ridge_ = RidgeEncoder.load(
-                folder / "pixel_ridge", backend=self.ridge_options()["backend"]
-            )
+            self.pixel_ridge_ = self.load_ridge(folder / "pixel_ridge")
         if self.config.condition == "contrastive":
             self.contrastive_ = ContrastiveEncoder.load(folder / "contrastive")
         self.pipeline_ = self.make_pipeline(
@@ -268,7 +265,7 @@ class StableDiffusionMethod(DiffusionMethod):
         )
         if self.adapter == "lora":
             self.pipeline_.load_lora_weights(str(folder / "lora"))
-        self.ridge_ = RidgeEncoder.load(folder / "ridge", backend=self.ridge_options()["backend"])
+        self.ridge_ = self.load_ridge(folder / "ridge")
         self.base_source_ = model.source
         self.latent_shape_ = tuple(manifest["latent_shape"])
         self.resolution_ = manifest["resolution"]
