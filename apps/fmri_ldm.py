@@ -75,6 +75,7 @@ def _evaluate(model: FmriLDM, patterns: VoxelPatterns, config: JobConfig, out: P
         model,
         patterns.train,
         patterns.test,
+        shifted=patterns.shifted,
         seed=config.seed,
         sampler=config.model.sampler,
         steps=config.model.num_inference_steps,

@@ -69,8 +69,18 @@ def test_simulated_subjects_are_aligned_and_saved(tmp_path):
     subjects = load_aligned_npz(tmp_path / "out" / "aligned.npz")
     assert len(subjects) == 3
     assert {a.shape[1] for a in subjects.values()} == {patterns.train.shape[1]}
-    assert len(patterns.train) + len(patterns.test) == sum(len(a) for a in subjects.values())
+    assert len(patterns.train) + len(patterns.test) + len(patterns.shifted) == sum(
+        len(a) for a in subjects.values()
+    )
     assert "ridge-aligned" in patterns.description
+
+
+def test_the_simulator_holds_out_unseen_patches_and_a_shifted_set_of_figures():
+    patterns = load_patterns("sim")
+    assert len(patterns.test) == pytest.approx(len(patterns.train) / 4, rel=0.1)  # a fifth of the patches
+    # z-scored on training patterns: unseen patches of the same design sit near 0, the darker figures do not
+    assert abs(patterns.test.mean()) < 0.2 < 0.5 < -patterns.shifted.mean()
+    assert "shifted" in patterns.description
 
 
 def test_one_alignment_fold_is_refused():

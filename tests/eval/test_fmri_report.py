@@ -8,7 +8,7 @@ import numpy as np
 
 from fmri_eval.fmri_report import write_fmri_report
 
-PREFIXES = ("vae_reconstruction", "pca_reconstruction", "generated", "gaussian")
+PREFIXES = ("vae_reconstruction", "pca_reconstruction", "generated", "generated_raw", "gaussian")
 NAMES = ("pearson_voxelwise_mean", "r2", "mse", "ks_statistic", "jsd", "correlation_structure_r")
 NAMES += ("mean_difference", "std_difference")
 
@@ -34,10 +34,32 @@ def test_the_report_is_written_and_a_nan_metric_is_null(tmp_path):
     text = report.read_text()
     assert "three subjects" in text
     assert "| R² | nan | 0.5000 |" in text
-    assert "| jsd | 0.5000 | 0.5000 |" in text
+    assert "| jsd | 0.5000 | 0.5000 | 0.5000 |" in text
+    assert "shifted" not in text  # no shifted set scored, no section for it
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "latent_pca.png",
         "metrics.json",
         "reconstruction.png",
         "report.md",
     ]
+
+
+def test_a_shifted_set_gets_its_own_table_and_spreads_are_shown(tmp_path):
+    metrics = {f"{prefix}/{name}": 0.5 for prefix in PREFIXES for name in NAMES}
+    generators = ("generated", "generated_raw", "gaussian")
+    metrics |= {f"shifted/{c}/{name}": 0.25 for c in generators for name in NAMES}
+    metrics["shifted/gaussian/ks_statistic"] = 0.75
+    metrics["shifted/generated/ks_statistic_sd"] = 0.01  # repeated draws: mean ± std
+    rng = np.random.default_rng(0)
+    report = write_fmri_report(
+        tmp_path,
+        metrics,
+        "sim",
+        held_out=rng.normal(size=(6, 10)),
+        reconstruction=rng.normal(size=(6, 10)),
+        latents={"training": rng.normal(size=(8, 3))},
+    )
+    text = report.read_text()
+    shifted_section = text[text.index("shifted held-out set") :]
+    assert "| ks_statistic | 0.2500 ± 0.0100 | 0.2500 | 0.7500 |" in shifted_section
+    assert "| ks_statistic | 0.5000 | 0.5000 | 0.5000 |" in text[: text.index("shifted held-out set")]

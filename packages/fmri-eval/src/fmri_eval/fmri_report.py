@@ -59,20 +59,54 @@ def render_fmri_report(metrics: Mapping[str, float], description: str) -> str:
                 for label, name in _RECONSTRUCTION_ROWS
             ),
             "",
-            "## Generated patterns vs held-out patterns",
-            "",
-            "| metric | latent DDPM | Gaussian (training mean, covariance) |",
-            "| --- | --- | --- |",
+            *_distribution_table("Generated patterns vs held-out patterns", metrics, ""),
             *(
-                f"| {name} | {metrics['generated/' + name]:.4f} | {metrics['gaussian/' + name]:.4f} |"
-                for name in _DISTRIBUTION_METRICS
+                _distribution_table(
+                    "Generated patterns vs the shifted held-out set (another distribution than training)",
+                    metrics,
+                    "shifted/",
+                )
+                if "shifted/generated/jsd" in metrics
+                else []
             ),
+            "Calibrated: the draws' mean and covariance matched to the training latents', with the VAE's "
+            "observation noise; raw: the decoded draws as they come. Mean ± std over repeated seeded draws.",
             "",
             "Figures: reconstruction.png, latent_pca.png; "
             "training curves in vae-training/ and ddpm-training/.",
             "",
         ]
     )
+
+
+_GENERATORS = (
+    ("generated", "latent DDPM, calibrated"),
+    ("generated_raw", "latent DDPM, raw"),
+    ("gaussian", "Gaussian (training mean, covariance)"),
+    ("training_resampled", "training patterns resampled (a ceiling)"),
+)
+
+
+def _distribution_table(title: str, metrics: Mapping[str, float], prefix: str) -> list[str]:
+    """Mean ± std over the repeated draws, for the generators the metrics hold."""
+    columns = [(key, label) for key, label in _GENERATORS if f"{prefix}{key}/jsd" in metrics]
+
+    def cell(key: str, name: str) -> str:
+        spread = metrics.get(f"{prefix}{key}/{name}_sd")
+        value = f"{metrics[f'{prefix}{key}/{name}']:.4f}"
+        return value if spread is None else f"{value} ± {spread:.4f}"
+
+    return [
+        f"## {title}",
+        "",
+        "| metric | " + " | ".join(label for _, label in columns) + " |",
+        "| --- |" + " --- |" * len(columns),
+        *(
+            f"| {name} | " + " | ".join(cell(key, name) for key, _ in columns) + " |"
+            for name in _DISTRIBUTION_METRICS
+        ),
+        "",
+    ]
 
 
 def write_fmri_report(

@@ -4,9 +4,10 @@ Stage 1 fits the voxel VAE, which starts as the PCA of the training patterns; th
 with the lowest reconstruction error on validation patterns, step 0 (that PCA) included, so the VAE is
 never worse than PCA there. Stage 2 fits the latent DDPM on the VAE's posterior means of the training
 patterns. Both stages run through the package's one training loop (accelerate: devices, mixed precision,
-checkpoints) and save with save_pretrained, so either can be reloaded alone. Evaluation compares the VAE
-with a PCA of the same latent size, and generated patterns with a Gaussian of the training mean and
-covariance.
+checkpoints) and save with save_pretrained, so either can be reloaded alone. Sampling is calibrated
+(calibration.py): observation noise added, the draws' moments matched to the training latents'. Evaluation
+compares the VAE with a PCA of the same latent size, and generated patterns, calibrated and raw, with a
+Gaussian of the training mean and covariance.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from fmri_diffusion.models.voxel_denoiser import LatentDenoiser, sample_latents
 from fmri_diffusion.models.voxel_vae import VoxelVAE, principal_axes, vae_loss
 from fmri_diffusion.schedulers import Sampler, Schedule, sampling_scheduler, training_scheduler
 from fmri_diffusion.training.denoising import FinetuneConfig, finetune
+from fmri_diffusion.voxel.calibration import CALIBRATION_DRAWS, CALIBRATION_FILE, SampleCalibration
 from fmri_encoders.persistence import load_settings, save_settings
 from fmri_encoders.runtime import on_main_process, resolve_device
 from fmri_encoders.training import Batch, BatchNoise, BatchSampler, TrainingConfig, TrainingResult
@@ -69,25 +71,33 @@ class FmriLDM:
     denoiser: LatentDenoiser
     scheduler: DDPMScheduler
     latent_scale: float
+    calibration: SampleCalibration
 
     def save(self, folder: Path) -> None:
-        """Write vae/, denoiser/, scheduler/ and latent.json; the folder appears only once complete."""
+        """Write vae/, denoiser/, scheduler/, latent.json and the calibration; the folder appears only once
+        complete."""
         with atomic_output_dir(folder) as staging:
             self.vae.save_pretrained(staging / "vae")
             self.denoiser.save_pretrained(staging / "denoiser")
             self.scheduler.save_pretrained(staging / "scheduler")
             save_settings(staging / LATENT_FILE, {"latent_scale": self.latent_scale})
+            self.calibration.save(staging / CALIBRATION_FILE)
 
     @classmethod
     def load(cls, folder: str | Path) -> FmriLDM:
         folder = Path(folder)
         if not (folder / "vae" / "config.json").is_file():
             raise FileNotFoundError(f"{folder}: no vae/ of a trained fMRI LDM; pass the folder `train` wrote")
+        if not (folder / CALIBRATION_FILE).is_file():
+            raise FileNotFoundError(
+                f"{folder}: no {CALIBRATION_FILE} (saved before sampling was calibrated); train it again"
+            )
         return cls(
             vae=VoxelVAE.from_pretrained(folder / "vae", local_files_only=True).eval(),
             denoiser=LatentDenoiser.from_pretrained(folder / "denoiser", local_files_only=True).eval(),
             scheduler=DDPMScheduler.from_pretrained(folder / "scheduler", local_files_only=True),
             latent_scale=float(load_settings(folder / LATENT_FILE)["latent_scale"]),
+            calibration=SampleCalibration.load(folder / CALIBRATION_FILE),
         )
 
     def to(self, device: str) -> FmriLDM:
@@ -107,17 +117,34 @@ class FmriLDM:
         return self.vae.encode(x)[0].cpu().numpy()
 
     @torch.no_grad()
-    def generate(self, n: int, *, sampler: Sampler = "ddim", steps: int = 50, seed: int = 0) -> np.ndarray:
-        """n new patterns [n, voxels]: latents from the DDPM, decoded by the VAE."""
+    def generate(
+        self, n: int, *, sampler: Sampler = "ddim", steps: int = 50, seed: int = 0, calibrated: bool = True
+    ) -> np.ndarray:
+        """n new patterns [n, voxels]: latents from the DDPM, decoded by the VAE.
+
+        calibrated: the draws' mean and covariance matched to the training latents' (estimated on at least
+        CALIBRATION_DRAWS draws, the n returned among them) and the observation noise added; False gives
+        the DDPM's decoded draws as they come.
+        """
         scheduler = sampling_scheduler(sampler, self.scheduler)
         latents = sample_latents(
             self.denoiser,
             scheduler,
-            n,
+            max(n, CALIBRATION_DRAWS) if calibrated else n,
             num_inference_steps=steps,
             generator=torch.Generator().manual_seed(seed),
         )
-        return self.vae.decode(latents.to(self.vae.device) / self.latent_scale).cpu().numpy()
+        latents = latents.double().cpu().numpy() / self.latent_scale
+        if calibrated:
+            latents = self.calibration.match_moments(latents)[:n]
+        patterns = self._decode(latents)
+        if calibrated:
+            patterns += self.calibration.observation_noise(n, np.random.default_rng(seed))
+        return patterns
+
+    def _decode(self, latents: np.ndarray) -> np.ndarray:
+        z = torch.from_numpy(np.asarray(latents, np.float32)).to(self.vae.device)
+        return self.vae.decode(z).cpu().numpy()
 
 
 def train_fmri_ldm(
@@ -178,7 +205,10 @@ def train_fmri_ldm(
     _keep_start_unless_beaten(vae, results["vae"], held_out_loss, start_loss, start_state, vae_out)
     with torch.no_grad():
         latents = vae.encode(x_train.to(vae.device))[0].cpu()
+        x = x_valid.to(vae.device)
+        residuals = (x - vae(x)[0]).cpu().numpy()
     latent_scale = 1.0 / max(float(latents.std()), 1e-6)  # unit-variance latents for the DDPM
+    calibration = SampleCalibration.fit(latents.numpy(), residuals)
     denoiser = LatentDenoiser(config.latent_dim, config.denoiser_width, config.denoiser_blocks)
     scheduler = training_scheduler(config.schedule)
     ddpm_training = replace(config.ddpm_training, seed=seed, device=device, progress=progress)
@@ -191,7 +221,11 @@ def train_fmri_ldm(
         description="latent ddpm",
     )
     model = FmriLDM(
-        vae=vae.cpu(), denoiser=denoiser.eval().cpu(), scheduler=scheduler, latent_scale=latent_scale
+        vae=vae.cpu(),
+        denoiser=denoiser.eval().cpu(),
+        scheduler=scheduler,
+        latent_scale=latent_scale,
+        calibration=calibration,
     )
     if out_dir is not None:
         on_main_process(lambda: model.save(out_dir / "model"))
@@ -208,35 +242,77 @@ class FmriLDMEvaluation:
     latents: dict[str, np.ndarray]
 
 
+GENERATED_PATTERNS = 1000
+"""Patterns each generator draws per repeat, at least: enough that the scores measure the generator's
+distribution rather than its sampling noise (the held-out sets hold 10 to 180 patterns)."""
+
+
 def evaluate_fmri_ldm(
     model: FmriLDM,
     train: np.ndarray,
     test: np.ndarray,
     *,
+    shifted: np.ndarray | None = None,
     n_generated: int | None = None,
+    repeats: int = 5,
     seed: int = 0,
     sampler: Sampler = "ddim",
     steps: int = 50,
 ) -> FmriLDMEvaluation:
-    """Metrics as a flat mapping: VAE and PCA (same latent size) reconstruction of held-out patterns, and
-    generated patterns and a training-fitted Gaussian each compared with the held-out distribution."""
+    """Metrics as a flat mapping: VAE and PCA (same latent size) reconstruction of held-out patterns; and
+    four generators each compared with the held-out distribution, as the mean over `repeats` seeded draws
+    (`<generator>/<metric>`) and its std (`<metric>_sd`): the LDM calibrated and raw, a training-fitted
+    Gaussian, and the training patterns resampled (what a perfect model of the training distribution
+    scores). With `shifted` (held-out patterns of another distribution), the same under "shifted/"."""
     reconstruction = model.reconstruct(test)
     metrics: dict[str, float] = {}
     metrics |= _prefixed("vae_reconstruction", reconstruction_metrics(test, reconstruction))
     pca = _pca_reconstruction(train, test, model.vae.config.latent_dim)
     metrics |= _prefixed("pca_reconstruction", reconstruction_metrics(test, pca))
-    n = n_generated or len(test)
-    generated = model.generate(n, sampler=sampler, steps=steps, seed=seed)
-    metrics |= _prefixed("generated", distribution_metrics(test, generated))
-    rng = np.random.default_rng(seed)
-    gaussian = rng.multivariate_normal(train.mean(0), np.cov(train, rowvar=False), size=n, method="eigh")
-    metrics |= _prefixed("gaussian", distribution_metrics(test, gaussian))
+    n = n_generated or max(len(test), GENERATED_PATTERNS)
+    references = {"": test} if shifted is None else {"": test, "shifted/": shifted}
+    first_draws: dict[str, np.ndarray] = {}
+    for name, draw in _generators(model, train, n, sampler, steps).items():
+        scores: dict[str, list[dict[str, float]]] = {prefix: [] for prefix in references}
+        for repeat in range(repeats):
+            sample = draw(seed + repeat)
+            if repeat == 0:
+                first_draws[name] = sample
+            for prefix, reference in references.items():
+                scores[prefix].append(distribution_metrics(reference, sample))
+        for prefix, runs in scores.items():
+            metrics |= _prefixed(f"{prefix}{name}", _mean_and_sd(runs))
     latents = {
         "training": model.encode(train),
         "held out": model.encode(test),
-        "generated": model.encode(generated),
+        "generated": model.encode(first_draws["generated"]),
     }
     return FmriLDMEvaluation(metrics, reconstruction, latents)
+
+
+def _generators(
+    model: FmriLDM, train: np.ndarray, n: int, sampler: Sampler, steps: int
+) -> dict[str, Callable[[int], np.ndarray]]:
+    """Each generator compared, as seed -> n patterns [n, voxels]."""
+    covariance = np.cov(train, rowvar=False)
+    return {
+        "generated": lambda seed: model.generate(n, sampler=sampler, steps=steps, seed=seed),
+        "generated_raw": lambda seed: model.generate(
+            n, sampler=sampler, steps=steps, seed=seed, calibrated=False
+        ),
+        "gaussian": lambda seed: np.random.default_rng(seed).multivariate_normal(
+            train.mean(0), covariance, size=n, method="eigh"
+        ),
+        "training_resampled": lambda seed: train[np.random.default_rng(seed).integers(0, len(train), n)],
+    }
+
+
+def _mean_and_sd(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The mean of each metric over the runs, and its std across them as `<metric>_sd`."""
+    values = {name: np.array([run[name] for run in runs]) for name in runs[0]}
+    return {name: float(v.mean()) for name, v in values.items()} | {
+        f"{name}_sd": float(v.std()) for name, v in values.items()
+    }
 
 
 def _validation_split(patterns: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
