@@ -33,7 +33,13 @@ from fmri_data.progress import terminal_progress
 from fmri_data.readout import READOUTS
 from fmri_data.splits import make_splits
 from fmri_encoders.encoding import ENCODINGS
-from fmri_encoders.runtime import DEVICES, launch_precision, on_main_process, resolve_device, start_process
+from fmri_encoders.runtime import (
+    device_choice,
+    launch_precision,
+    on_main_process,
+    resolve_device,
+    start_process,
+)
 from fmri_encoders.training.optim import OPTIMIZERS
 from fmri_encoders.training.precision import PRECISIONS
 from fmri_eval.atomic import check_writable_folder
@@ -121,7 +127,10 @@ def parse_args(
     parser.add_argument("--out", type=Path, help=f"output folder (default: {runs}/<data>-<split>)")
     parser.add_argument("--seed", type=_non_negative, default=0, help="seed for folds and stochastic methods")
     parser.add_argument(
-        "--device", default="auto", choices=DEVICES, help="auto: cuda, else mps (Apple Silicon), else cpu"
+        "--device",
+        default="auto",
+        type=_device,
+        help="auto (cuda, else mps on Apple Silicon, else cpu), cpu, cuda, cuda:N (GPU N) or mps",
     )
     parser.add_argument(
         "--mixed-precision",
@@ -416,6 +425,13 @@ def _run_name(args: argparse.Namespace) -> str:
     """<data>-<split> (NSD: with the subject; -quick for smoke tests, which must not replace a real run)."""
     data = Path(args.data).stem + (f"-subj{args.subject:02d}" if args.data == "nsd" else "")
     return f"{data}-{args.split.replace(':', '')}" + ("-quick" if args.quick else "")
+
+
+def _device(text: str) -> str:
+    try:
+        return device_choice(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _non_negative(text: str) -> int:

@@ -101,6 +101,7 @@ def test_test_repeat_averaging_is_reported(reconstruct, tmp_path):
     [
         (["--n-boot", "0"], "--n-boot: must be 1 or more"),
         (["--method", "mean", "--baseline", "ridge"], "--baseline ridge is not among the methods run"),
+        (["--device", "gpu:0"], "--device: unknown device 'gpu:0'; use one of auto, cpu, cuda, cuda:N, mps"),
     ],
 )
 def test_evaluation_options_are_checked_before_any_work(reconstruct, tmp_path, capsys, args, message):

@@ -16,3 +16,10 @@ def test_a_yaml_number_written_as_text_is_read_as_one():
     config = config_from_mapping({"training": {"learning_rate": "1e-3", "vae_steps": 5}})
     assert config.model.vae_training.learning_rate == 0.001
     assert config.model.vae_training.max_steps == 5
+
+
+def test_the_device_takes_a_gpu_index_and_refuses_unknown_names():
+    assert config_from_mapping({"device": "cuda:1"}).device == "cuda:1"
+    assert config_from_mapping({"device": "mps"}).device == "mps"
+    with pytest.raises(ValueError, match=r"device must be one of \['auto', 'cpu', 'cuda', 'cuda:N', 'mps'\]"):
+        config_from_mapping({"device": "gpu"})

@@ -58,3 +58,29 @@ def test_threads_are_the_cores_shared_among_this_machine_s_processes(monkeypatch
 
 def test_work_shared_out_comes_back_in_order():
     assert runtime.shared_out(range(5), lambda i: i * i) == [0, 1, 4, 9, 16]
+
+
+def test_one_gpu_of_several_is_chosen_by_index(hardware, monkeypatch):
+    hardware(True, False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    made_current = []
+    monkeypatch.setattr(torch.cuda, "set_device", made_current.append)
+    assert runtime.resolve_device("cuda:1") == "cuda:1"
+    with pytest.raises(
+        DataError, match=r"'cuda:2' was asked for but torch sees 2 CUDA GPU\(s\), cuda:0 to cuda:1"
+    ):
+        runtime.resolve_device("cuda:2")
+    for text in ("cuda:N", "cuda:", "cuda:one", "gpu:0"):
+        with pytest.raises(DataError, match=f"unknown device '{text}'"):
+            runtime.resolve_device(text)
+    # himalaya's torch_cuda places arrays on the current GPU: the one chosen must be made current
+    assert runtime.ridge_backend("cuda:1") == "torch_cuda"
+    assert made_current == ["cuda:1"]
+
+
+def test_a_gpu_index_under_a_multi_process_launch_is_refused(hardware, monkeypatch):
+    hardware(True, False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(DataError, match="each process takes its own GPU"):
+        runtime.start_process("cuda:0")

@@ -21,7 +21,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+"""What --device accepts: cuda:N is GPU N of several; cuda is the current one (GPU 0 unless set)."""
 # launches the training loop cannot honour (FSDP it honours itself: fmri_encoders.training.placement)
 _REFUSED_LAUNCHES = (DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM)
 # how long a process may wait for the others: the main process evaluates and writes alone at the end
@@ -39,16 +40,28 @@ def full_shard_requested() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and env_flag("ACCELERATE_USE_FSDP")
 
 
+def device_choice(text: str) -> str:
+    """`text` if it names a device DEVICES allows, else a one-line error (an argparse `type=`)."""
+    kind, colon, index = text.partition(":")
+    if (text in DEVICES and text != "cuda:N") or (kind == "cuda" and colon and index.isdigit()):
+        return text
+    raise DataError(f"unknown device {text!r}; use one of {', '.join(DEVICES)}")
+
+
 def resolve_device(device: str) -> str:
     """ "auto" -> "cuda" when a GPU is visible, else "mps" on Apple Silicon, else "cpu"; an unusable
     choice is a one-line error."""
-    if device not in DEVICES:
-        raise DataError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
+    kind, _, index = device_choice(device).partition(":")
     mps = torch.backends.mps.is_available()
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise DataError("device 'cuda' was asked for but torch sees no CUDA GPU; use 'cpu' or 'auto'")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise DataError(f"device {device!r} was asked for but torch sees no CUDA GPU; use 'cpu' or 'auto'")
+    if index and int(index) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise DataError(
+            f"device {device!r} was asked for but torch sees {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}"
+        )
     if device == "mps" and not mps:
         raise DataError("device 'mps' was asked for but torch sees no Apple-Silicon GPU; use 'cpu' or 'auto'")
     return device
@@ -56,8 +69,14 @@ def resolve_device(device: str) -> str:
 
 def ridge_backend(device: str) -> str:
     """himalaya's backend for a device: its torch_cuda on CUDA, numpy elsewhere (himalaya has no MPS
-    backend, and MPS lacks the eigh its solvers need)."""
-    return "torch_cuda" if resolve_device(device) == "cuda" else "numpy"
+    backend, and MPS lacks the eigh its solvers need). torch_cuda places arrays on the current CUDA
+    device, so a cuda:N choice is made current."""
+    resolved = resolve_device(device)
+    if not resolved.startswith("cuda"):
+        return "numpy"
+    if ":" in resolved:
+        torch.cuda.set_device(resolved)
+    return "torch_cuda"
 
 
 @dataclass(frozen=True)
@@ -102,6 +121,11 @@ def start_process(device: str = "auto", threads: int | None = None) -> ProcessSe
     """
     resolved = resolve_device(device)
     processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes > 1 and ":" in resolved:
+        raise DataError(
+            f"device {device!r}: under accelerate launch each process takes its own GPU; use 'cuda' or "
+            "'auto', and choose the GPUs with accelerate launch --gpu_ids or CUDA_VISIBLE_DEVICES"
+        )
     if processes > 1:
         PartialState(cpu=resolved == "cpu", timeout=_PROCESS_TIMEOUT)
         atexit.register(_leave_process_group)

@@ -20,7 +20,7 @@ ConfigT = TypeVar("ConfigT")
 class MethodSettings:
     """Run-wide settings every method receives; method-specific knobs stay in the method's own config.
 
-    device: "auto", "cpu" or "cuda" (methods without torch ignore it).
+    device: "auto", "cpu", "cuda", "cuda:N" or "mps" (methods without torch ignore it).
     quick: a smoke-test budget (few steps) for tests and first tries; numbers from it are not results.
     work_dir: where a method keeps checkpoints, curves and trained models (None: keep nothing). The fold
         runner gives each fold its own sub-folder.

@@ -24,6 +24,7 @@ import yaml
 from fmri_data.errors import DataError
 from fmri_diffusion.schedulers import Sampler, Schedule
 from fmri_diffusion.voxel.ldm import FmriLDMConfig
+from fmri_encoders.runtime import DEVICES, device_choice
 
 _COUNT, _NUMBER, _TEXT, _COUNTS = (
     "a whole number >= 1",
@@ -55,7 +56,6 @@ _CHOICES = {
     "schedule": get_args(Schedule),
     "sampler": get_args(Sampler),
     "mixed_precision": ("no", "fp16", "bf16"),
-    "device": ("auto", "cpu", "cuda"),
 }
 
 
@@ -77,6 +77,11 @@ def _typed(value: Any, expected: str, key: str, where: str) -> Any:
     if expected == _TEXT and isinstance(value, str):
         if key in _CHOICES and value not in _CHOICES[key]:
             raise DataError(f"{where} must be one of {list(_CHOICES[key])}, got {value!r}")
+        if key == "device":
+            try:
+                device_choice(value)
+            except DataError:
+                raise DataError(f"{where} must be one of {list(DEVICES)}, got {value!r}") from None
         return value
     if expected == _NUMBER and not isinstance(value, bool):
         try:
