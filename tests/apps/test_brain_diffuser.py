@@ -155,8 +155,16 @@ def test_the_published_models_run_end_to_end_on_a_tiny_nsd(
     assert not np.allclose(with_captions, stage2.sample(fmri, 1))
 
 
-def test_vdvae_stage1_before_the_small_stage2(load_app, published_models, tmp_path):
-    """Without a pretrained stage-2 model, VDVAE's stage 1 feeds the small base trained here."""
+def test_vdvae_stage1_before_the_small_stage2(load_app, published_models, tmp_path, monkeypatch):
+    """Without a pretrained stage-2 model, VDVAE's stage 1 feeds the small base trained here; both rows use
+    one fit of it per fold."""
+    from fmri_diffusion.methods.brain_diffuser.parts import VdvaeDecoding
+
+    fits = []
+    fit = VdvaeDecoding.fit.__func__
+    monkeypatch.setattr(
+        VdvaeDecoding, "fit", classmethod(lambda cls, *a, **k: fits.append(1) or fit(cls, *a, **k))
+    )
     app = load_app("brain_diffuser")
     out, work = tmp_path / "out", tmp_path / "w"
     vdvae = published_models / "versatile-diffusion" / "vdvae"
@@ -167,3 +175,4 @@ def test_vdvae_stage1_before_the_small_stage2(load_app, published_models, tmp_pa
     manifest = json.loads((work / "fold-000" / "brain-diffuser" / "stages" / "method.json").read_text())
     assert (manifest["stage1"], manifest["stage2"], manifest["vdvae_layers"]) == ("vdvae", "small", 3)
     assert manifest["vdvae"] == str(vdvae.resolve())
+    assert len(fits) == len(list(work.glob("fold-*"))) == 1

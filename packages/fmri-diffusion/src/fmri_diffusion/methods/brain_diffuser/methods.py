@@ -35,6 +35,7 @@ from diffusers import UNet2DConditionModel
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_diffusion.methods.base import DiffusionMethod
+from fmri_diffusion.methods.brain_diffuser.memo import STAGE1_MEMO
 from fmri_diffusion.methods.brain_diffuser.parts import GuideRidges, LatentDecoding, VdvaeDecoding
 from fmri_diffusion.methods.brain_diffuser.prior import adapt_prior
 from fmri_diffusion.methods.brain_diffuser.versatile import GUIDANCE_SCALE, VersatileGuides
@@ -115,17 +116,26 @@ class BrainDiffuserMethod(DiffusionMethod):
 
     def _fit_stage1(self, train: PairedDataset) -> None:
         """Stage 1 (the route chosen first: `_route`), and the stage-2 model with a pipeline on its UNet
-        where this method or stage 1 uses it."""
+        where this method or stage 1 uses it; stage 1 is the other row's where both rows run (memo.py)."""
         config, settings = self.config, self.settings
         if self.needs_stage2_model or config.stage1 == "autoencoder":
             self._load_stage2_model(self.pretrained_)
         if config.stage1 == "vdvae":
             temperature = 1.0 if config.vdvae_temperature is None else config.vdvae_temperature
-            self.stage1_ = VdvaeDecoding.fit(
-                train, self._vdvae_weights(), config.vdvae_layers, temperature, settings.device, settings.seed
+            weights = self._vdvae_weights()
+            key = ("vdvae", weights, config.vdvae_layers, temperature, settings.device, settings.seed)
+            self.stage1_ = STAGE1_MEMO.fitted(
+                train,
+                key,
+                lambda: VdvaeDecoding.fit(
+                    train, weights, config.vdvae_layers, temperature, settings.device, settings.seed
+                ),
             )
         else:
-            self.stage1_, self.train_latents_ = LatentDecoding.fit(train, self.base_, settings.device)
+            key = ("autoencoder", self.base_.source, settings.device)
+            self.stage1_, self.train_latents_ = STAGE1_MEMO.fitted(
+                train, key, lambda: LatentDecoding.fit(train, self.base_, settings.device)
+            )
 
     def _route(self) -> Literal["small", "image-variation", "versatile"]:
         pretrained, stage2 = self.settings.pretrained, self.config.stage2
