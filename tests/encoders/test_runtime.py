@@ -84,3 +84,21 @@ def test_a_gpu_index_under_a_multi_process_launch_is_refused(hardware, monkeypat
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(DataError, match="each process takes its own GPU"):
         runtime.start_process("cuda:0")
+
+
+def test_a_module_held_on_a_device_is_back_on_the_cpu_after_the_block_even_after_an_error(monkeypatch):
+    module, moves, emptied = torch.nn.Linear(2, 2), [], []
+    monkeypatch.setattr(module, "to", lambda device: moves.append(device) or module)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
+    seen_inside = []
+
+    def decode() -> None:
+        with runtime.held_on(module, "cuda:1"):
+            seen_inside.extend(moves)
+            raise RuntimeError("decoding failed")
+
+    with pytest.raises(RuntimeError, match="decoding failed"):
+        decode()
+    assert seen_inside == ["cuda:1"]
+    assert moves == ["cuda:1", "cpu"]
+    assert emptied == [True]  # the GPU memory it held is returned for the next stage

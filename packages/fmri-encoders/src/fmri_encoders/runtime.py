@@ -5,7 +5,8 @@ from __future__ import annotations
 import atexit
 import gc
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -201,6 +202,19 @@ def make_accelerator(
             f"use 'auto' or {accelerator.device.type!r}"
         )
     return accelerator, accelerator.device
+
+
+@contextmanager
+def held_on(module: torch.nn.Module, device: str) -> Iterator[torch.nn.Module]:
+    """`module` on `device` for the block, and back on the CPU after it: models used in turn (a stage 1
+    that decodes before a stage 2 samples) then never share the GPU's memory."""
+    module.to(device)
+    try:
+        yield module
+    finally:
+        module.to("cpu")
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
 
 
 def derived_seed(*keys: int) -> int:

@@ -21,7 +21,7 @@ from fmri_diffusion.priors.vdvae import load_vdvae
 from fmri_encoders.contrastive import load_clip_image_encoder
 from fmri_encoders.persistence import load_settings_and_tensors, save_settings_and_tensors
 from fmri_encoders.ridge import RidgeEncoder
-from fmri_encoders.runtime import derived_seed, resolve_device
+from fmri_encoders.runtime import derived_seed, held_on, resolve_device
 
 ImageRoute = Literal["embedder", "clip"]
 RIDGE_TARGET_BATCH = 16_384
@@ -63,13 +63,22 @@ class VdvaeDecoding:
     """Stage 1 as published: ridge from fMRI to the posterior means of VDVAE's first `n_layers` latent
     layers, its predictions rescaled to the training latents' mean and std; decoding them (the deeper layers
     drawn from the prior at `temperature`) gives the coarse image. Each trial's draws come from its own
-    generator seeded by (seed, trial), so its stage-1 image does not depend on batching."""
+    generator seeded by (seed, trial), so its stage-1 image does not depend on batching. VDVAE waits on the
+    CPU and computes on `device` only while it encodes or decodes: stage 2 samples with the GPU to itself."""
 
     def __init__(
-        self, ridge: RidgeEncoder, vdvae: VDVAE, weights: str, n_layers: int, temperature: float, seed: int
+        self,
+        ridge: RidgeEncoder,
+        vdvae: VDVAE,
+        weights: str,
+        n_layers: int,
+        temperature: float,
+        seed: int,
+        device: str,
     ) -> None:
         self.ridge, self.vdvae, self.weights = ridge, vdvae, weights
         self.n_layers, self.temperature, self.seed = n_layers, temperature, seed
+        self.device = resolve_device(device)
 
     @classmethod
     def fit(
@@ -83,7 +92,7 @@ class VdvaeDecoding:
         batch_size: int = 32,
     ) -> VdvaeDecoding:
         """n_layers None: the published 31, or every layer of a VDVAE with fewer."""
-        vdvae = load_vdvae(weights).to(resolve_device(device))
+        vdvae = load_vdvae(weights)
         n_layers = n_layers or min(BRAIN_DIFFUSER_LAYERS, len(vdvae.decoder.dec_blocks))
         pixels = to_pixels(
             torch.from_numpy(train.images),
@@ -91,31 +100,36 @@ class VdvaeDecoding:
             channels=vdvae.config.image_channels,
             fit="resize",
         )
-        latents = torch.cat(
-            [
-                vdvae.encode_latents((chunk + 1) / 2, n_layers).float().cpu()
-                for chunk in pixels.split(batch_size)
-            ]
-        )
-        return cls(fit_ridge(train, latents, rescale=True), vdvae, weights, n_layers, temperature, seed)
+        with held_on(vdvae, resolve_device(device)):
+            latents = torch.cat(
+                [
+                    vdvae.encode_latents((chunk + 1) / 2, n_layers).float().cpu()
+                    for chunk in pixels.split(batch_size)
+                ]
+            )
+        ridge = fit_ridge(train, latents, rescale=True)
+        return cls(ridge, vdvae, weights, n_layers, temperature, seed, device)
 
     def images(self, fmri: np.ndarray, image_size: int, batch_size: int = 32) -> torch.Tensor:
         """[n, image_size, image_size] in [0, 1]: the decoded predicted latents."""
         latents = torch.from_numpy(self.ridge.predict(fmri).astype(np.float32))
         generators = [
-            torch.Generator(self.vdvae.device).manual_seed(derived_seed(self.seed, trial))
+            torch.Generator(self.device).manual_seed(derived_seed(self.seed, trial))
             for trial in range(len(fmri))
         ]
-        decoded = [
-            self.vdvae.decode_latents(
-                latents[start : start + batch_size],
-                self.n_layers,
-                temperature=self.temperature,
-                generator=generators[start : start + batch_size],
-            ).float()
-            for start in range(0, len(latents), batch_size)
-        ]
-        return from_pixels(torch.cat(decoded) * 2 - 1, image_size, fit="resize").cpu()
+        with held_on(self.vdvae, self.device):
+            decoded = [
+                self.vdvae.decode_latents(
+                    latents[start : start + batch_size],
+                    self.n_layers,
+                    temperature=self.temperature,
+                    generator=generators[start : start + batch_size],
+                )
+                .float()
+                .cpu()
+                for start in range(0, len(latents), batch_size)
+            ]
+        return from_pixels(torch.cat(decoded) * 2 - 1, image_size, fit="resize")
 
     def start(self, fmri: np.ndarray, image_size: int) -> dict[str, torch.Tensor]:
         """Stage 2's img2img start: the decoded image, which the stage-2 model encodes itself."""
@@ -144,11 +158,12 @@ class VdvaeDecoding:
         weights = weights or manifest["vdvae"]
         return cls(
             RidgeEncoder.load(folder / "vdvae_ridge"),
-            load_vdvae(weights).to(resolve_device(device)),
+            load_vdvae(weights),
             weights,
             manifest["vdvae_layers"],
             manifest["vdvae_temperature"] if temperature is None else temperature,
             manifest["vdvae_seed"],
+            device,
         )
 
 
