@@ -6,7 +6,7 @@
     uv run apps/fmri_ldm.py --config my.yaml --mode evaluate --checkpoint runs/mine/model --out runs/mine
 
 Writes to --out: model/ (vae/, denoiser/, scheduler/ via save_pretrained), training curves, metrics.json
-(a flat mapping of metric name to value), reconstruction.png, latent_pca.png and report.md.
+(a flat mapping of metric name to value), reconstruction.png, latent_pca.png, generated.png and report.md.
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ def _evaluate(model: FmriLDM, patterns: VoxelPatterns, config: JobConfig, out: P
         held_out=patterns.test,
         reconstruction=evaluation.reconstruction,
         latents=evaluation.latents,
+        samples=evaluation.samples,
     )
     print(report.read_text())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from fmri_eval.fmri_report import write_fmri_report
 
@@ -26,6 +27,7 @@ def test_the_report_is_written_and_a_nan_metric_is_null(tmp_path):
         held_out=held_out,
         reconstruction=held_out + 0.1,
         latents={"training": rng.normal(size=(8, 3)), "held out": rng.normal(size=(6, 3))},
+        samples={"generated": rng.normal(size=(20, 10)), "gaussian": rng.normal(size=(20, 10))},
     )
     written = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert written["vae_reconstruction/r2"] is None
@@ -37,6 +39,7 @@ def test_the_report_is_written_and_a_nan_metric_is_null(tmp_path):
     assert "| jsd | 0.5000 | 0.5000 | 0.5000 |" in text
     assert "shifted" not in text  # no shifted set scored, no section for it
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "generated.png",
         "latent_pca.png",
         "metrics.json",
         "reconstruction.png",
@@ -58,8 +61,21 @@ def test_a_shifted_set_gets_its_own_table_and_spreads_are_shown(tmp_path):
         held_out=rng.normal(size=(6, 10)),
         reconstruction=rng.normal(size=(6, 10)),
         latents={"training": rng.normal(size=(8, 3))},
+        samples={"generated": rng.normal(size=(20, 10))},
     )
     text = report.read_text()
     shifted_section = text[text.index("shifted held-out set") :]
     assert "| ks_statistic | 0.2500 ± 0.0100 | 0.2500 | 0.7500 |" in shifted_section
     assert "| ks_statistic | 0.5000 | 0.5000 | 0.5000 |" in text[: text.index("shifted held-out set")]
+
+
+def test_the_distribution_figure_refuses_patterns_of_other_widths(tmp_path):
+    from fmri_eval.errors import EvaluationError
+    from fmri_eval.figures import distribution_comparison
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(EvaluationError, match=r"one d, got \[\(6, 10\), \(20, 9\)\]"):
+        distribution_comparison(
+            tmp_path / "g.png", rng.normal(size=(6, 10)), {"ldm": rng.normal(size=(20, 9))}
+        )
+    assert not (tmp_path / "g.png").exists()

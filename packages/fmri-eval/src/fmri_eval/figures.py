@@ -127,6 +127,49 @@ def pattern_comparison(
     return _save(figure, path, dpi)
 
 
+def distribution_comparison(
+    path: str | Path,
+    reference: ArrayLike,
+    samples: Mapping[str, ArrayLike],
+    *,
+    max_pairs: int = 4000,
+    seed: int = 0,
+    dpi: int = 100,
+) -> Path:
+    """Held-out patterns [n, d] against each generator's [m, d]: the distribution of all values (what KS and
+    JSD score), and the voxel-pair correlations of a generator against the held-out ones (what the
+    correlation-structure r scores; `max_pairs` pairs drawn at random, the same for every generator)."""
+    reference = np.asarray(reference, np.float64)
+    arrays = {name: np.asarray(values, np.float64) for name, values in samples.items()}
+    if reference.ndim != 2 or any(a.ndim != 2 or a.shape[1] != reference.shape[1] for a in arrays.values()):
+        shapes = [reference.shape, *(a.shape for a in arrays.values())]
+        raise EvaluationError(f"distribution_comparison needs [n, d] arrays with one d, got {shapes}")
+    if reference.shape[1] < 2:
+        raise EvaluationError("distribution_comparison needs at least 2 voxels for voxel-pair correlations")
+    every_value = np.concatenate([reference.ravel(), *(a.ravel() for a in arrays.values())])
+    edges = np.linspace(*np.quantile(every_value, [0.0005, 0.9995]), 61)  # the central 99.9%
+    upper = np.triu_indices(reference.shape[1], k=1)
+    pairs = np.random.default_rng(seed).permutation(upper[0].size)[:max_pairs]
+    rows, columns = upper[0][pairs], upper[1][pairs]
+    held_out_r = np.corrcoef(reference, rowvar=False)[rows, columns]
+    figure = _new_figure(figsize=(11, 4.5))
+    values_ax, pairs_ax = figure.subplots(1, 2)
+    values_ax.hist(
+        reference.ravel(), edges, density=True, histtype="stepfilled", color="0.8", label="held out"
+    )
+    for name, values in arrays.items():
+        values_ax.hist(values.ravel(), edges, density=True, histtype="step", linewidth=1.3, label=name)
+        generated_r = np.corrcoef(values, rowvar=False)[rows, columns]
+        pairs_ax.scatter(held_out_r, generated_r, s=2, alpha=0.3, label=name)
+    values_ax.set(xlabel="value (z-scored on training patterns)", ylabel="density", title="all values")
+    values_ax.legend(fontsize="small")
+    pairs_ax.axline((0, 0), slope=1, color="0.4", linewidth=0.8)
+    pairs_ax.set(xlabel="held-out correlation", ylabel="generated correlation", title="voxel pairs")
+    pairs_ax.legend(fontsize="small", markerscale=4)
+    figure.tight_layout()
+    return _save(figure, path, dpi)
+
+
 def embedding_scatter(path: str | Path, groups: Mapping[str, ArrayLike], *, dpi: int = 100) -> Path:
     """Groups of [n, d] points projected on the first two principal axes of all of them together."""
     arrays = {name: np.asarray(points, np.float64) for name, points in groups.items()}

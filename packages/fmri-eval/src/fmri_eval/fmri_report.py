@@ -14,7 +14,7 @@ from pathlib import Path
 from numpy.typing import ArrayLike
 
 from fmri_eval.atomic import atomic_write_text
-from fmri_eval.figures import embedding_scatter, pattern_comparison
+from fmri_eval.figures import distribution_comparison, embedding_scatter, pattern_comparison
 
 _RECONSTRUCTION_ROWS = (
     ("voxel-wise r (mean)", "pearson_voxelwise_mean"),
@@ -27,6 +27,13 @@ _DISTRIBUTION_METRICS = (
     "correlation_structure_r",
     "mean_difference",
     "std_difference",
+)
+
+_GENERATORS = (
+    ("generated", "latent DDPM, calibrated"),
+    ("generated_raw", "latent DDPM, raw"),
+    ("gaussian", "Gaussian (training mean, covariance)"),
+    ("training_resampled", "training patterns resampled (a ceiling)"),
 )
 
 
@@ -72,19 +79,12 @@ def render_fmri_report(metrics: Mapping[str, float], description: str) -> str:
             "Calibrated: the draws' mean and covariance matched to the training latents', with the VAE's "
             "observation noise; raw: the decoded draws as they come. Mean ± std over repeated seeded draws.",
             "",
-            "Figures: reconstruction.png, latent_pca.png; "
+            "Figures: reconstruction.png, latent_pca.png, generated.png (value distributions and voxel-pair "
+            "correlations against the held-out patterns); "
             "training curves in vae-training/ and ddpm-training/.",
             "",
         ]
     )
-
-
-_GENERATORS = (
-    ("generated", "latent DDPM, calibrated"),
-    ("generated_raw", "latent DDPM, raw"),
-    ("gaussian", "Gaussian (training mean, covariance)"),
-    ("training_resampled", "training patterns resampled (a ceiling)"),
-)
 
 
 def _distribution_table(title: str, metrics: Mapping[str, float], prefix: str) -> list[str]:
@@ -117,11 +117,14 @@ def write_fmri_report(
     held_out: ArrayLike,
     reconstruction: ArrayLike,
     latents: Mapping[str, ArrayLike],
+    samples: Mapping[str, ArrayLike],
 ) -> Path:
-    """Write metrics.json, the two figures and report.md into `out_dir` (made if needed); returns report.md.
+    """Write metrics.json, the figures and report.md into `out_dir` (made if needed); returns report.md.
 
     held_out / reconstruction: [n, voxels] patterns and the model's reconstruction of them; latents: named
-    groups of latent codes [n, latent] drawn together on their first two principal axes.
+    groups of latent codes [n, latent] drawn together on their first two principal axes; samples: generated
+    patterns [m, voxels] by generator key ("generated", "gaussian", ...), drawn against the held-out ones in
+    generated.png.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -130,6 +133,10 @@ def write_fmri_report(
     )
     pattern_comparison(out_dir / "reconstruction.png", held_out, reconstruction)
     embedding_scatter(out_dir / "latent_pca.png", latents)
+    labels = dict(_GENERATORS)
+    distribution_comparison(
+        out_dir / "generated.png", held_out, {labels.get(key, key): value for key, value in samples.items()}
+    )
     report = out_dir / "report.md"
     atomic_write_text(report, render_fmri_report(metrics, description))
     return report

@@ -234,12 +234,13 @@ def train_fmri_ldm(
 
 @dataclass(frozen=True)
 class FmriLDMEvaluation:
-    """The scores, and what the report draws: the held-out reconstructions and the latent codes of training,
-    held-out and generated patterns (the generated ones being those scored)."""
+    """The scores, and what the report draws: the held-out reconstructions, the latent codes of training,
+    held-out and generated patterns, and each generator's first draw (keyed as in the metrics)."""
 
     metrics: dict[str, float]
     reconstruction: np.ndarray
     latents: dict[str, np.ndarray]
+    samples: dict[str, np.ndarray]
 
 
 GENERATED_PATTERNS = 1000
@@ -287,7 +288,7 @@ def evaluate_fmri_ldm(
         "held out": model.encode(test),
         "generated": model.encode(first_draws["generated"]),
     }
-    return FmriLDMEvaluation(metrics, reconstruction, latents)
+    return FmriLDMEvaluation(metrics, reconstruction, latents, first_draws)
 
 
 def _generators(
