@@ -8,7 +8,14 @@ from dataclasses import replace
 import numpy as np
 
 
-def test_quick_run_reports_both_stages_beside_the_baselines(load_app, tmp_path):
+def test_quick_run_reports_both_stages_beside_the_baselines(load_app, tmp_path, monkeypatch):
+    from fmri_diffusion.methods.brain_diffuser.parts import LatentDecoding
+
+    fits = []
+    fit = LatentDecoding.fit.__func__
+    monkeypatch.setattr(
+        LatentDecoding, "fit", classmethod(lambda cls, *a, **k: fits.append(1) or fit(cls, *a, **k))
+    )
     app = load_app("brain_diffuser")
     out = tmp_path / "out"
     argv = [
@@ -35,6 +42,8 @@ def test_quick_run_reports_both_stages_beside_the_baselines(load_app, tmp_path):
     assert (out / "reconstructions.npz").is_file()
     assert (tmp_path / "w" / "fold-000" / "brain-diffuser" / "stages" / "method.json").is_file()
     assert (out / "prior_loss_curve-brain-diffuser.png").is_file()  # the method names its curve's path
+    # the base is kept in the work folder, so both rows share one stage 1 of it per fold
+    assert len(fits) == len(list((tmp_path / "w").glob("fold-*"))) == 1
 
 
 def test_a_strength_outside_0_1_is_refused(run_app_here, tmp_path):

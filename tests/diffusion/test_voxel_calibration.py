@@ -68,7 +68,7 @@ def test_calibrated_samples_have_the_training_patterns_spread(barely_trained):
     assert spread_error > 3 * np.abs(np.log(calibrated.std(0) / train.std(0))).mean()
 
 
-def test_fewer_samples_are_the_first_of_more(barely_trained):
+def test_fewer_samples_are_the_first_of_more_up_to_the_calibration_draws(barely_trained):
     model, _ = barely_trained
     np.testing.assert_allclose(model.generate(3, steps=5, seed=4), model.generate(7, steps=5, seed=4)[:3])
     assert not np.allclose(model.generate(3, steps=5, seed=4), model.generate(3, steps=5, seed=5))

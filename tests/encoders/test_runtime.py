@@ -70,11 +70,26 @@ def test_one_gpu_of_several_is_chosen_by_index(hardware, monkeypatch):
         DataError, match=r"'cuda:2' was asked for but torch sees 2 CUDA GPU\(s\), cuda:0 to cuda:1"
     ):
         runtime.resolve_device("cuda:2")
-    for text in ("cuda:N", "cuda:", "cuda:one", "gpu:0"):
+    for text in ("cuda:N", "cuda:", "cuda:one", "gpu:0", "cuda:01", "cuda:\u00b2", "cuda:-1"):
         with pytest.raises(DataError, match=f"unknown device '{text}'"):
             runtime.resolve_device(text)
     # himalaya's torch_cuda places arrays on the current GPU: the one chosen must be made current
     assert runtime.ridge_backend("cuda:1") == "torch_cuda"
+    assert made_current == ["cuda:1"]
+
+
+def test_a_gpu_index_is_made_current_for_the_whole_run(hardware, monkeypatch):
+    """accelerate's single-process device is plain "cuda", the current GPU: it must be the one chosen."""
+    hardware(True, False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    made_current = []
+    monkeypatch.setattr(torch.cuda, "set_device", made_current.append)
+    before = torch.get_num_threads()
+    try:
+        assert runtime.start_process("cuda:1").device == "cuda:1"
+        runtime.start_process("cuda")
+    finally:
+        torch.set_num_threads(before)
     assert made_current == ["cuda:1"]
 
 
@@ -102,3 +117,19 @@ def test_a_module_held_on_a_device_is_back_on_the_cpu_after_the_block_even_after
     assert seen_inside == ["cuda:1"]
     assert moves == ["cuda:1", "cpu"]
     assert emptied == [True]  # the GPU memory it held is returned for the next stage
+
+
+def test_a_move_to_the_device_that_fails_halfway_is_undone(monkeypatch):
+    module, moves = torch.nn.Linear(2, 2), []
+
+    def move(device: str) -> torch.nn.Module:
+        moves.append(device)
+        if device != "cpu":
+            raise torch.cuda.OutOfMemoryError("out of memory")
+        return module
+
+    monkeypatch.setattr(module, "to", move)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    with pytest.raises(torch.cuda.OutOfMemoryError), runtime.held_on(module, "cuda:0"):
+        pass
+    assert moves == ["cuda:0", "cpu"]

@@ -79,3 +79,21 @@ def test_the_distribution_figure_refuses_patterns_of_other_widths(tmp_path):
             tmp_path / "g.png", rng.normal(size=(6, 10)), {"ldm": rng.normal(size=(20, 9))}
         )
     assert not (tmp_path / "g.png").exists()
+
+
+def test_voxel_pair_correlations_are_pearson_r_of_the_pairs_asked():
+    from fmri_eval.figures import _pair_correlations
+
+    values = np.random.default_rng(1).normal(size=(50, 6)) @ np.random.default_rng(2).normal(size=(6, 6))
+    rows, columns = np.array([0, 3, 5, 1]), np.array([2, 4, 0, 1])
+    expected = np.corrcoef(values, rowvar=False)[rows, columns]
+    np.testing.assert_allclose(_pair_correlations(values, rows, columns), expected)
+
+
+def test_the_distribution_figure_is_drawn_when_a_generator_diverged(tmp_path):
+    from fmri_eval.figures import distribution_comparison
+
+    rng = np.random.default_rng(0)
+    samples = {"diverged": np.full((20, 10), np.nan), "gaussian": rng.normal(size=(20, 10))}
+    distribution_comparison(tmp_path / "g.png", rng.normal(size=(6, 10)), samples)
+    assert (tmp_path / "g.png").stat().st_size > 0

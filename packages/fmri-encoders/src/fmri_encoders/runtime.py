@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import gc
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,8 +44,7 @@ def full_shard_requested() -> bool:
 
 def device_choice(text: str) -> str:
     """`text` if it names a device DEVICES allows, else a one-line error (an argparse `type=`)."""
-    kind, colon, index = text.partition(":")
-    if (text in DEVICES and text != "cuda:N") or (kind == "cuda" and colon and index.isdigit()):
+    if (text in DEVICES and text != "cuda:N") or re.fullmatch(r"cuda:(0|[1-9][0-9]*)", text, re.ASCII):
         return text
     raise DataError(f"unknown device {text!r}; use one of {', '.join(DEVICES)}")
 
@@ -127,6 +127,8 @@ def start_process(device: str = "auto", threads: int | None = None) -> ProcessSe
             f"device {device!r}: under accelerate launch each process takes its own GPU; use 'cuda' or "
             "'auto', and choose the GPUs with accelerate launch --gpu_ids or CUDA_VISIBLE_DEVICES"
         )
+    if ":" in resolved:  # accelerate's "cuda" (and every tensor made on it) is the current GPU
+        torch.cuda.set_device(resolved)
     if processes > 1:
         PartialState(cpu=resolved == "cpu", timeout=_PROCESS_TIMEOUT)
         atexit.register(_leave_process_group)
@@ -208,8 +210,8 @@ def make_accelerator(
 def held_on(module: torch.nn.Module, device: str) -> Iterator[torch.nn.Module]:
     """`module` on `device` for the block, and back on the CPU after it: models used in turn (a stage 1
     that decodes before a stage 2 samples) then never share the GPU's memory."""
-    module.to(device)
     try:
+        module.to(device)  # inside: a move that runs out of memory halfway is undone too
         yield module
     finally:
         module.to("cpu")

@@ -146,20 +146,23 @@ def distribution_comparison(
         raise EvaluationError(f"distribution_comparison needs [n, d] arrays with one d, got {shapes}")
     if reference.shape[1] < 2:
         raise EvaluationError("distribution_comparison needs at least 2 voxels for voxel-pair correlations")
-    every_value = np.concatenate([reference.ravel(), *(a.ravel() for a in arrays.values())])
-    edges = np.linspace(*np.quantile(every_value, [0.0005, 0.9995]), 61)  # the central 99.9%
-    upper = np.triu_indices(reference.shape[1], k=1)
-    pairs = np.random.default_rng(seed).permutation(upper[0].size)[:max_pairs]
-    rows, columns = upper[0][pairs], upper[1][pairs]
-    held_out_r = np.corrcoef(reference, rowvar=False)[rows, columns]
+    every_value = np.concatenate([_finite(reference), *(_finite(a) for a in arrays.values())])
+    low, high = np.quantile(every_value, [0.0005, 0.9995]) if every_value.size else (-1.0, 1.0)
+    edges = np.linspace(low, max(high, low + 1e-6), 61)  # the central 99.9%
+    # random voxel pairs i != j, drawn without the d x d matrix (d is ~15,000 at NSD scale)
+    rng, voxels = np.random.default_rng(seed), reference.shape[1]
+    rows = rng.integers(0, voxels, max_pairs)
+    columns = rng.integers(0, voxels - 1, max_pairs)
+    columns += columns >= rows
+    held_out_r = _pair_correlations(reference, rows, columns)
     figure = _new_figure(figsize=(11, 4.5))
     values_ax, pairs_ax = figure.subplots(1, 2)
     values_ax.hist(
-        reference.ravel(), edges, density=True, histtype="stepfilled", color="0.8", label="held out"
+        _finite(reference), edges, density=True, histtype="stepfilled", color="0.8", label="held out"
     )
     for name, values in arrays.items():
-        values_ax.hist(values.ravel(), edges, density=True, histtype="step", linewidth=1.3, label=name)
-        generated_r = np.corrcoef(values, rowvar=False)[rows, columns]
+        values_ax.hist(_finite(values), edges, density=True, histtype="step", linewidth=1.3, label=name)
+        generated_r = _pair_correlations(values, rows, columns)
         pairs_ax.scatter(held_out_r, generated_r, s=2, alpha=0.3, label=name)
     values_ax.set(xlabel="value (z-scored on training patterns)", ylabel="density", title="all values")
     values_ax.legend(fontsize="small")
@@ -168,6 +171,20 @@ def distribution_comparison(
     pairs_ax.legend(fontsize="small", markerscale=4)
     figure.tight_layout()
     return _save(figure, path, dpi)
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    """The finite values, flat: a diverged generator's NaNs empty its histogram, not stop the figure."""
+    flat = values.ravel()
+    return flat[np.isfinite(flat)]
+
+
+def _pair_correlations(values: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Pearson r across samples of each voxel pair (rows[k], columns[k]); NaN for a constant voxel."""
+    centred = values - values.mean(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scaled = centred / np.sqrt((centred**2).mean(0))
+    return (scaled[:, rows] * scaled[:, columns]).mean(0)
 
 
 def embedding_scatter(path: str | Path, groups: Mapping[str, ArrayLike], *, dpi: int = 100) -> Path:

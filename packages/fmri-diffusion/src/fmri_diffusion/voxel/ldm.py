@@ -265,6 +265,8 @@ def evaluate_fmri_ldm(
     (`<generator>/<metric>`) and its std (`<metric>_sd`): the LDM calibrated and raw, a training-fitted
     Gaussian, and the training patterns resampled (what a perfect model of the training distribution
     scores). With `shifted` (held-out patterns of another distribution), the same under "shifted/"."""
+    if repeats < 1:
+        raise DataError(f"repeats={repeats}: each generator needs at least one draw to be scored")
     reconstruction = model.reconstruct(test)
     metrics: dict[str, float] = {}
     metrics |= _prefixed("vae_reconstruction", reconstruction_metrics(test, reconstruction))

@@ -131,8 +131,10 @@ class BrainDiffuserMethod(DiffusionMethod):
                     train, weights, config.vdvae_layers, temperature, settings.device, settings.seed
                 ),
             )
+        elif self.base_.folder is None:  # a base kept nowhere: the other row's is another model
+            self.stage1_, self.train_latents_ = LatentDecoding.fit(train, self.base_, settings.device)
         else:
-            key = ("autoencoder", self.base_.source, settings.device)
+            key = ("autoencoder", self.base_.folder.resolve(), settings.device)
             self.stage1_, self.train_latents_ = STAGE1_MEMO.fitted(
                 train, key, lambda: LatentDecoding.fit(train, self.base_, settings.device)
             )
