@@ -70,7 +70,10 @@ def test_calibrated_samples_have_the_training_patterns_spread(barely_trained):
 
 def test_fewer_samples_are_the_first_of_more_up_to_the_calibration_draws(barely_trained):
     model, _ = barely_trained
-    np.testing.assert_allclose(model.generate(3, steps=5, seed=4), model.generate(7, steps=5, seed=4)[:3])
+    # float32 to rounding: a BLAS may sum a batch of 3 and one of 7 in a different order
+    np.testing.assert_allclose(
+        model.generate(3, steps=5, seed=4), model.generate(7, steps=5, seed=4)[:3], rtol=1e-5, atol=1e-6
+    )
     assert not np.allclose(model.generate(3, steps=5, seed=4), model.generate(3, steps=5, seed=5))
 
 
