@@ -90,7 +90,7 @@ STAGE2_WEIGHTS = ["--choose", "sample_weight=0,0.03,0.1,0.3"]
 # stage 2's strength: the published 0.75 (0.9 matched it on validation in every fold) or 0.3, which 4 of
 # digit69 kfold:5's 5 folds chose on their validation stimuli when its probes were scored again
 # (results/rescore_probes-digit69-kfold5-brain-diffuser.json), and which keeps more of stage 1 where the
-# small prior pulls images away from it (the simulator: 0.36 pcc + SSIM on validation without guidance)
+# small prior pulls images away from it (the simulator: 0.37 pcc + SSIM on validation without guidance)
 STAGE2_STRENGTH = ["--choose", "strength=0.3,0.75"]
 # guidance up to weight 2 for ldm and brain-diffuser: on Miyawaki, with GUIDED's grid, 4 of ldm's 5 folds and
 # all 5 of brain-diffuser's chose its edge, weight 1 (brain-diffuser's validation pcc + SSIM still rising)
