@@ -82,6 +82,8 @@ GUIDED = [*READOUT, "--choose", "likelihood_weight=0,0.5,1"]
 GUIDED_RESIDUAL = [*GUIDED, "--choose", "decode=vae,residual"]
 # the cvae's size: 16 training figures per fold (Miyawaki) want a smaller network than 80 digits
 CVAE_SIZES = ["--choose", "latent_dim=16,32", "--choose", "width=16,32"]
+# and Miyawaki's, whose folds chose CVAE_SIZES' edges (latent 32 in 3 of 5, width 16 in 4 of 5), reach further
+CVAE_SIZES_FEW_FIGURES = ["--choose", "latent_dim=16,32,64", "--choose", "width=8,16"]
 # the cvae samples in one pass, so the likelihood weighs its samples: a tempered weight, as voxels share noise
 CVAE_WEIGHTS = ["--choose", "likelihood_weight=0,0.03,0.1,0.3"]
 # stage 2's samples, already guided, weighed by the encoding model's likelihood too (all weighings score one
@@ -117,14 +119,7 @@ RECIPES: dict[str, list[str]] = {
 """Options each method runs with (beyond the data set's prior corpus): what the method chooses on
 validation stimuli inside each fold."""
 CELL_RECIPES: dict[tuple[str, str], list[str]] = {
-    # Miyawaki's cvae folds chose CVAE_SIZES' edges (latent 32 in 3 of 5, width 16 in 4 of 5): its sizes
-    # reach further that way there
-    ("miyawaki-kfold5", "cvae"): [
-        *READOUT,
-        *["--choose", "latent_dim=16,32,64", "--choose", "width=8,16"],
-        *CVAE_WEIGHTS,
-        *CVAE_PRIMED,
-    ],
+    ("miyawaki-kfold5", "cvae"): [*READOUT, *CVAE_SIZES_FEW_FIGURES, *CVAE_WEIGHTS, *CVAE_PRIMED],
 }
 """Recipes of single cells, in place of their method's: where a cell's own validation choices asked for a
 grid that other cells do not need."""
