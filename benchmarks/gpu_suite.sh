@@ -1,27 +1,36 @@
 #!/usr/bin/env bash
-# The GPU measurements of benchmarks/README.md in one run, each under its own time limit, results to $1.
+# The GPU measurements of benchmarks/README.md in one run, each under its own time limit, results to $1;
+# name steps after it to run only those (a lent GPU's minutes rarely cover them all):
+#   bash benchmarks/gpu_suite.sh benchmarks/results/gpu                       # every step
+#   bash benchmarks/gpu_suite.sh benchmarks/results/gpu ridge_nsd_full sd_small_gpu
 # Run from the project root on a CUDA machine with the packages installed (`uv sync`, or the wheels of
-# `uv build --all-packages` beside diffusers, himalaya and nibabel):
-#   bash benchmarks/gpu_suite.sh benchmarks/results/gpu
+# `uv build --all-packages` beside diffusers, himalaya and nibabel).
 set -u
-out=${1:?usage: gpu_suite.sh OUTPUT_FOLDER}
+out=${1:?usage: gpu_suite.sh OUTPUT_FOLDER [STEP...]}
+shift
+chosen=" $* "
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 step() {  # step SECONDS NAME COMMAND...: one benchmark; a failure or overrun is logged and the suite goes on
   local seconds=$1 name=$2
   shift 2
+  [ "$chosen" = "  " ] || [[ "$chosen" == *" $name "* ]] || return 0
   echo "== $name (at most ${seconds}s) $(date +%T)"
   timeout "$seconds" "$@" || echo "== $name ended with status $?"
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+step 200 brain_diffuser_published python3 benchmarks/brain_diffuser_memory.py --device cuda \
+  --out "$out/brain_diffuser_memory_published.json"
+step 210 ridge_nsd_full python3 benchmarks/ridge_scaling.py --scales nsd-full --backends torch_cuda \
+  --sklearn-projected --timeout 100 --out "$out/ridge_scaling_nsd_full.json"
+step 100 sd_small_gpu python3 benchmarks/sd_small_gpu.py --device cuda --out "$out/sd_small_gpu.json"
+# the main job's smoke test under FSDP2 on this one GPU (one process: sharding over a world of one)
+step 60 fsdp_one_gpu python3 -m accelerate.commands.launch --use_fsdp --fsdp_version 2 --num_processes 1 \
+  --num_machines 1 --mixed_precision bf16 --dynamo_backend no apps/miyawaki_finetune.py --quick --device cuda \
+  --no-progress --n-boot 100 --out "$out/fsdp_one_gpu"
 step 180 sd_lora_speed python3 benchmarks/sd_lora_speed.py --device cuda --steps 12 --warmup 3 \
   --gen-repeats 2 --out "$out/sd_lora_speed.json"
-step 120 sd_small_gpu python3 benchmarks/sd_small_gpu.py --device cuda --out "$out/sd_small_gpu.json"
 step 120 ridge_nsd_2k python3 benchmarks/ridge_scaling.py --scales nsd-2k --timeout 90 \
   --out "$out/ridge_scaling_nsd_2k.json"
-step 120 ridge_nsd_full python3 benchmarks/ridge_scaling.py --scales nsd-full --backends torch_cuda \
-  --skip-sklearn --timeout 110 --out "$out/ridge_scaling_nsd_full.json"
-step 300 brain_diffuser_published python3 benchmarks/brain_diffuser_memory.py --device cuda \
-  --out "$out/brain_diffuser_memory_published.json"
 step 40 diffusion_speed python3 benchmarks/diffusion_speed.py --device cuda --out "$out/diffusion_speed.json"
 echo "== done $(date +%T)"

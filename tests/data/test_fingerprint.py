@@ -111,6 +111,8 @@ def test_naming_a_default_numeric_setting_still_resumes_but_another_optimizer_do
         run(linear_dataset, first_run, resume=True, probe_steps=0.5)
     with pytest.raises(DataError, match=r"settings\.refit_steps differ"):  # the final fit trains otherwise
         run(linear_dataset, first_run, resume=True, refit_steps=0.5)
+    with pytest.raises(DataError, match=r"settings\.batch_size differ"):  # 1 is no default for a batch
+        run(linear_dataset, first_run, resume=True, batch_size=1)
 
 
 def test_sampling_options_may_change_on_resume_but_the_prior_adapter_may_not(first_run, linear_dataset):

@@ -2,11 +2,12 @@
 (Sharded training itself starts real processes: tests/distributed/test_launch.py.)"""
 
 import pytest
+import torch
 from torch import nn
 
 from fmri_data.errors import DataError
 from fmri_encoders.runtime import ProcessSetup, full_shard_requested
-from fmri_encoders.training.placement import _units, check_full_shard_launch
+from fmri_encoders.training.placement import Replicated, _units, check_full_shard_launch
 
 FSDP2 = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "WORLD_SIZE": "2"}
 
@@ -73,3 +74,29 @@ def test_units_are_the_outermost_blocks_that_hold_weights():
 
     net = Net()
     assert _units(net) == [net.down[0], net.heads["a"]]  # not the ReLU (no weights), not the nested list
+
+
+class _OneProcessFsdpAccelerator:
+    """What a one-process `accelerate launch --use_fsdp` gives on a GPU: one process, and a
+    prepare_model that refuses a model without its optimizer (accelerate's FSDP2 plugin)."""
+
+    num_processes = 1
+
+    def prepare_model(self, model, device_placement=None):
+        raise ValueError("FSDP2 preparation should be done via `accelerate.prepare()`")
+
+
+class _TwoProcessAccelerator:
+    num_processes = 2
+
+    def prepare_model(self, model, device_placement=None):
+        return nn.Sequential(model)  # stands for the data-parallel wrapper
+
+
+def test_one_process_trains_its_objective_unwrapped_even_under_an_fsdp_launch():
+    objective = nn.Linear(3, 2)
+    placement = Replicated(nn.Linear(3, 2), torch.device("cpu"))
+    assert placement.wrap(objective, _OneProcessFsdpAccelerator()) is objective
+    wrapped = placement.wrap(objective, _TwoProcessAccelerator())
+    assert isinstance(wrapped, nn.Sequential)
+    assert wrapped[0] is objective

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from himalaya.ridge import RidgeCV
 
 from fmri_encoders import ridge
 from fmri_encoders.ridge import RidgeEncoder
@@ -41,7 +42,7 @@ def test_kernel_and_primal_forms_agree():
     X, Y = rng.normal(size=(30, 50)), rng.normal(size=(30, 4))
     primal = RidgeEncoder(solver="primal").fit(X, Y)
     kernel = RidgeEncoder(solver="kernel").fit(X, Y)
-    np.testing.assert_array_equal(primal.best_alphas_, kernel.best_alphas_)
+    np.testing.assert_allclose(primal.best_alphas_, kernel.best_alphas_, rtol=1e-6)  # himalaya: exp(log)
     np.testing.assert_allclose(primal.predict(X[:5]), kernel.predict(X[:5]), rtol=1e-3, atol=1e-4)
 
 
@@ -125,16 +126,46 @@ def test_target_batching_changes_nothing(backend):
     np.testing.assert_allclose(whole.coef_, batched.coef_, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("solver", ["primal", "kernel"])
-def test_alphas_resolved_one_at_a_time_to_bound_memory_change_nothing(monkeypatch, solver):
+def test_alphas_resolved_one_at_a_time_to_bound_memory_change_nothing(monkeypatch):
     rng = np.random.default_rng(7)
-    X, Y = rng.normal(size=(40, 30)), rng.normal(size=(40, 5))
-    whole = RidgeEncoder(solver=solver).fit(X, Y)
+    X, Y = rng.normal(size=(30, 40)), rng.normal(size=(30, 5))
+    whole = RidgeEncoder(solver="kernel").fit(X, Y)
     monkeypatch.setattr(ridge, "_RESOLUTION_BYTES", 1)  # as if every alpha's matrices were too big
-    assert ridge._alphas_per_batch(32, 30, solver) == 1
-    one_by_one = RidgeEncoder(solver=solver).fit(X, Y)
+    assert ridge._alphas_per_batch(32) == 1
+    one_by_one = RidgeEncoder(solver="kernel").fit(X, Y)
     np.testing.assert_array_equal(whole.best_alphas_, one_by_one.best_alphas_)
     np.testing.assert_allclose(whole.coef_, one_by_one.coef_, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("per_target", [True, False])
+def test_the_primal_form_chooses_and_fits_as_himalayas_ridgecv(per_target):
+    """Same folds, same alphas: the eigendecomposition of X^T X gives himalaya's choice and weights."""
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(120, 25)).astype(np.float32)
+    Y = (X @ rng.normal(size=(25, 12)) * np.linspace(0.05, 3, 12) + rng.normal(size=(120, 12)) + 4).astype(
+        np.float32
+    )
+    alphas = np.logspace(-1, 4, 11)
+    mine = RidgeEncoder(alphas=alphas, solver="primal", per_target=per_target).fit(X, Y)
+    folds = ridge._grouped_folds(len(X), 5, None)
+    reference = RidgeCV(
+        alphas=alphas, cv=folds, fit_intercept=True, solver_params={"local_alpha": per_target, "warn": False}
+    )
+    reference.fit(X.astype(np.float64), Y.astype(np.float64))
+    np.testing.assert_allclose(mine.best_alphas_, reference.best_alphas_, rtol=1e-6)  # himalaya: exp(log)
+    assert (len(np.unique(mine.best_alphas_)) > 1) == per_target  # the targets differ in signal
+    np.testing.assert_allclose(mine.coef_, reference.coef_, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(mine.intercept_, reference.intercept_, rtol=1e-3, atol=1e-3)
+
+
+def test_the_primal_form_batched_over_targets_changes_nothing():
+    rng = np.random.default_rng(9)
+    X, Y = rng.normal(size=(60, 20)), rng.normal(size=(60, 7))
+    whole = RidgeEncoder(solver="primal", rescale=True).fit(X, Y)
+    batched = RidgeEncoder(solver="primal", rescale=True, n_targets_batch=3).fit(X, Y)
+    np.testing.assert_array_equal(whole.best_alphas_, batched.best_alphas_)
+    np.testing.assert_allclose(whole.coef_, batched.coef_, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(whole.predict(X), batched.predict(X), rtol=1e-4, atol=1e-5)
 
 
 def test_a_model_saved_from_one_backend_loads_on_another(tmp_path):

@@ -3,8 +3,10 @@
 Built on himalaya (Gallant lab), the field's ridge library: it scores every alpha on every target in one pass
 over an eigendecomposition, picks the best alpha per target (or one shared alpha), batches over targets for
 memory, and runs the same code on numpy or torch/CUDA through its backends. This module adds what a decoding
-pipeline needs around it: the choice of primal or kernel form, stimulus-grouped inner folds, optional
-rescaling to the training targets' statistics, and pickle-free save/load.
+pipeline needs around it: the choice of primal or kernel form (the primal form through X^T X's
+eigendecomposition, `fmri_encoders.primal_ridge`, where himalaya's SVD of every fold bounds a GPU at NSD's
+scale), stimulus-grouped inner folds, optional rescaling to the training targets' statistics, and
+pickle-free save/load.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from typing import Any, Literal
 import numpy as np
 from himalaya.backend import get_backend, set_backend
 from himalaya.kernel_ridge import KernelRidge, KernelRidgeCV
-from himalaya.ridge import Ridge, RidgeCV
 
 from fmri_data.errors import DataError
 from fmri_data.splits import group_kfold
+from fmri_encoders import primal_ridge
 from fmri_encoders.persistence import load_settings_and_tensors, save_settings_and_tensors
 
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(0, 6, 13))
@@ -72,40 +74,13 @@ class RidgeEncoder:
             raise DataError(f"cv must be at least 2 folds, got {self.cv}")
         self.solver_ = self._resolve_solver(*X.shape)
         folds = _grouped_folds(len(X), self.cv, groups)
-        solver_params: dict[str, Any] = {
-            "local_alpha": self.per_target,
-            "n_alphas_batch": _alphas_per_batch(len(X) - len(X) // self.cv, X.shape[1], self.solver_),
-        }
-        if self.n_targets_batch:
-            solver_params |= {
-                "n_targets_batch": self.n_targets_batch,
-                "n_targets_batch_refit": self.n_targets_batch,
-            }
         with _himalaya_backend(self.backend) as backend:
             Xb, Yb = backend.asarray(X), backend.asarray(Y)
-            if self.solver_ == "kernel":
-                model = KernelRidgeCV(
-                    alphas=np.asarray(self.alphas),
-                    kernel="linear",
-                    cv=folds,
-                    fit_intercept=True,
-                    solver_params=solver_params,
-                    warn=False,
-                )
-                model.fit(Xb, Yb)
-                coef = backend.to_numpy(Xb.T @ backend.asarray(model.dual_coef_))
-            else:
-                model = RidgeCV(
-                    alphas=np.asarray(self.alphas),
-                    cv=folds,
-                    fit_intercept=True,
-                    solver_params=solver_params | {"warn": False},
-                )
-                model.fit(Xb, Yb)
-                coef = backend.to_numpy(model.coef_)
-            self.coef_ = np.asarray(coef, dtype=np.float32).reshape(X.shape[1], Y.shape[1])
-            self.intercept_ = np.asarray(backend.to_numpy(model.intercept_), np.float32).reshape(Y.shape[1])
-            self.best_alphas_ = np.asarray(backend.to_numpy(model.best_alphas_), np.float32).reshape(-1)
+            fit = self._fit_kernel if self.solver_ == "kernel" else self._fit_primal
+            coef, intercept, best_alphas = fit(Xb, Yb, folds)
+        self.coef_ = np.asarray(coef, dtype=np.float32).reshape(X.shape[1], Y.shape[1])
+        self.intercept_ = np.asarray(intercept, np.float32).reshape(Y.shape[1])
+        self.best_alphas_ = np.asarray(best_alphas, np.float32).reshape(-1)
         self.target_mean_ = Y.mean(axis=0).astype(np.float32)
         self.target_std_ = Y.std(axis=0).astype(np.float32)
         fitted = self._out_of_fold_predictions(X, Y, folds) if self.rescale else self._linear_predict(X)
@@ -113,19 +88,49 @@ class RidgeEncoder:
         self.fitted_std_ = fitted.std(axis=0)
         return self
 
+    def _fit_kernel(self, X: Any, Y: Any, folds: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """himalaya's KernelRidgeCV on the linear kernel X X^T; primal weights X^T dual."""
+        backend = get_backend()
+        solver_params: dict[str, Any] = {
+            "local_alpha": self.per_target,
+            "n_alphas_batch": _alphas_per_batch(len(X) - len(X) // self.cv),
+        }
+        if self.n_targets_batch:
+            solver_params |= {
+                "n_targets_batch": self.n_targets_batch,
+                "n_targets_batch_refit": self.n_targets_batch,
+            }
+        model = KernelRidgeCV(
+            alphas=np.asarray(self.alphas),
+            kernel="linear",
+            cv=folds,
+            fit_intercept=True,
+            solver_params=solver_params,
+            warn=False,
+        )
+        model.fit(X, Y)
+        coef = backend.to_numpy(X.T @ backend.asarray(model.dual_coef_))
+        return coef, backend.to_numpy(model.intercept_), backend.to_numpy(model.best_alphas_)
+
+    def _fit_primal(self, X: Any, Y: Any, folds: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cross-validation and refit through X^T X's eigendecomposition (`fmri_encoders.primal_ridge`)."""
+        scores = primal_ridge.cross_validated_scores(X, Y, self.alphas, folds, self.n_targets_batch)
+        alphas = primal_ridge.best_alphas(scores, self.alphas, self.per_target)
+        coef, intercept = primal_ridge.refit(X, Y, alphas, self.n_targets_batch)
+        return coef, intercept, alphas
+
     def _out_of_fold_predictions(self, X: np.ndarray, Y: np.ndarray, folds: list) -> np.ndarray:
         """Each trial predicted by a ridge (the chosen alpha) fitted on the other folds: the spread that
         predictions of unseen trials have, which `rescale` maps back to the targets' (in-sample predictions
         are barely shrunk where voxels outnumber trials)."""
         alpha = float(np.median(self.best_alphas_))
-        batch = {"n_targets_batch": self.n_targets_batch} if self.n_targets_batch else {}
-        out = np.empty(Y.shape, np.float32)
         with _himalaya_backend(self.backend) as backend:
+            if self.solver_ == "primal":
+                return primal_ridge.held_out_predictions(backend.asarray(X), backend.asarray(Y), folds, alpha)
+            batch = {"n_targets_batch": self.n_targets_batch} if self.n_targets_batch else {}
+            out = np.empty(Y.shape, np.float32)
             for train, held_out in folds:
-                if self.solver_ == "kernel":
-                    model = KernelRidge(alpha=alpha, fit_intercept=True, solver_params=batch, warn=False)
-                else:
-                    model = Ridge(alpha=alpha, fit_intercept=True, solver_params=batch | {"warn": False})
+                model = KernelRidge(alpha=alpha, fit_intercept=True, solver_params=batch, warn=False)
                 model.fit(backend.asarray(X[train]), backend.asarray(Y[train]))
                 out[held_out] = backend.to_numpy(model.predict(backend.asarray(X[held_out])))
         return out
@@ -213,12 +218,11 @@ _FITTED = (
 )
 
 
-def _alphas_per_batch(n_train: int, n_features: int, solver: str) -> int:
-    """How many alphas himalaya resolves at once. Its resolution matrices are [alphas, d, n_train] (d: the
-    features in primal form, the trials in kernel form), 16 GB for 13 alphas at NSD's scale; batches of at
-    most _RESOLUTION_BYTES bound the fit's memory, and small problems still take every alpha at once."""
-    width = n_features if solver == "primal" else n_train
-    per_alpha = 2 * 4 * width * n_train  # the weighted factor and the product, float32
+def _alphas_per_batch(n_train: int) -> int:
+    """How many alphas himalaya's kernel solver resolves at once. Its resolution matrices are [alphas,
+    n_train, n_train], 16 GB for 13 alphas at NSD's scale; batches of at most _RESOLUTION_BYTES bound the
+    fit's memory, and small problems still take every alpha at once."""
+    per_alpha = 2 * 4 * n_train * n_train  # the weighted factor and the product, float32
     return max(1, _RESOLUTION_BYTES // per_alpha)
 
 

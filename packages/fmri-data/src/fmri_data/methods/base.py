@@ -46,8 +46,12 @@ class MethodSettings:
         of the run (fmri_data.corpora); None: the simulator's built-in corpus.
     mixed_precision: "bf16" or "fp16" (a GPU's) for every training stage; None: each model's own ("no"),
         which under `accelerate launch --mixed_precision` must be the launch's.
+    batch_size: rows per micro-batch for every training stage (None: each model's own; a stage whose batch
+        is part of its loss, the contrastive encoder's InfoNCE, keeps its own); with
+        gradient_accumulation_steps K an update averages batch_size x K rows.
     gradient_accumulation_steps: micro-batches per optimizer update for every training stage (None: each
-        model's own); with gradient_checkpointing (the sd-* routes' UNet), what fits a small GPU.
+        model's own); with batch_size and gradient_checkpointing (the sd-* routes' UNet), what fits a
+        small GPU.
     optimizer: "adamw" or "adafactor" for every training stage (None: each model's own, AdamW); Adafactor
         keeps factored second moments only, which saves a whole SD-sized UNet (sd-full) 5.6 GiB of GPU
         memory (benchmarks/sd_small_gpu.py).
@@ -76,6 +80,7 @@ class MethodSettings:
     choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     prior_corpus: PriorCorpus | None = None
     mixed_precision: str | None = None
+    batch_size: int | None = None
     gradient_accumulation_steps: int | None = None
     gradient_checkpointing: bool = False
     optimizer: str | None = None

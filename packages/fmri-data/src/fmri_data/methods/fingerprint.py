@@ -110,6 +110,18 @@ def _shapes_training(key: str) -> bool:
     return key.rpartition(SCOPE)[2] in SHAPES_TRAINING  # the field, scoped or not
 
 
+# run-wide training options and the values that mean "each model's own"
+_OPTION_DEFAULTS: dict[str, tuple[Any, ...]] = {
+    "mixed_precision": (None, "no"),
+    "batch_size": (None,),
+    "gradient_accumulation_steps": (None, 1),
+    "optimizer": (None, "adamw"),
+    "ema": (True,),
+    "probe_steps": (1,),
+    "refit_steps": (1,),
+}
+
+
 def _learning(settings: MethodSettings) -> dict[str, Any]:
     """What changes what a method learns: compared on resume."""
     return {
@@ -120,15 +132,8 @@ def _learning(settings: MethodSettings) -> dict[str, Any]:
         "choices": {key: list(values) for key, values in settings.choices.items()} or None,
         **{  # recorded where set, so that folders of runs before these options still resume
             key: getattr(settings, key)
-            for key in (
-                "mixed_precision",
-                "gradient_accumulation_steps",
-                "optimizer",
-                "ema",
-                "probe_steps",
-                "refit_steps",
-            )
-            if getattr(settings, key) not in (None, "no", 1, "adamw", True)  # the defaults
+            for key, defaults in _OPTION_DEFAULTS.items()
+            if getattr(settings, key) not in defaults
         },
         **{key: value for key, value in settings.sampling.items() if _shapes_training(key)},
     }

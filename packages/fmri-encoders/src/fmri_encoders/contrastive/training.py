@@ -25,6 +25,7 @@ DEFAULT_TRAINING = TrainingConfig(
     warmup_steps=0,
     grad_clip=1.0,
     ema_decay=None,
+    batch_is_objective=True,  # InfoNCE's negatives: a small GPU's micro-batch setting leaves it
 )
 
 

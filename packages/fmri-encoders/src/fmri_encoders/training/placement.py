@@ -57,6 +57,11 @@ class Replicated:
         self.trained = model.to(device)
 
     def wrap(self, objective: nn.Module, accelerator: Any) -> nn.Module:
+        """Wrapped for data parallelism across the launch's processes; one process has no one to average
+        with and trains `objective` as it is (a one-process `--use_fsdp` launch on a GPU still carries
+        accelerate's FSDP plugin, which refuses a model prepared without its optimizer)."""
+        if accelerator.num_processes == 1:
+            return objective
         # placed here, not by accelerate, whose device is the process's
         return accelerator.prepare_model(objective, device_placement=False)
 
