@@ -142,9 +142,10 @@ def parse_args(
         "--batch-size",
         type=_positive,
         metavar="N",
-        help="rows per micro-batch in every training stage (default: each model's own; the contrastive "
-        "encoder keeps its InfoNCE batch); with --gradient-accumulation K an update averages N x K: "
-        "sd-full's 32 as --batch-size 1 --gradient-accumulation 32 trains in 10.7 GiB (no EMA, adafactor)",
+        help="rows per micro-batch in every training stage counted in steps (default: each model's own; mlp "
+        "and the contrastive encoder, trained in whole epochs, keep theirs); with --gradient-accumulation K "
+        "an update averages N x K: sd-full at --batch-size 1 held 10.7 GiB of an SD-1.5 UNet's training "
+        "(with --no-ema --optimizer adafactor)",
     )
     parser.add_argument(
         "--gradient-accumulation",

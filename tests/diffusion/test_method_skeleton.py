@@ -14,6 +14,7 @@ from fmri_diffusion.priors import base_model_for, small
 from fmri_diffusion.priors.cache import BaseModelCache
 from fmri_diffusion.priors.small import SmallBaseConfig
 from fmri_encoders.contrastive.training import DEFAULT_TRAINING as CONTRASTIVE_TRAINING
+from fmri_encoders.methods.mlp import DEFAULT_TRAINING as MLP_TRAINING
 from fmri_encoders.runtime import derived_seed
 from fmri_encoders.training import TrainingConfig, training_for
 
@@ -137,7 +138,7 @@ def test_a_run_s_numerics_reach_every_stage_and_the_base_model_s_cache_key():
     assert stage.ema_decay == TrainingConfig().ema_decay is not None
 
 
-def test_a_run_s_micro_batch_reaches_every_stage_but_a_batch_that_is_the_loss_s():
+def test_a_run_s_micro_batch_reaches_every_stage_counted_in_steps():
     settings = MethodSettings(batch_size=1, gradient_accumulation_steps=32)
     config = SmallBaseConfig()
     under = config.under(settings)
@@ -145,6 +146,7 @@ def test_a_run_s_micro_batch_reaches_every_stage_but_a_batch_that_is_the_loss_s(
     assert under.key(8, 0) != config.key(8, 0)
     assert training_for(TrainingConfig(batch_size=32), settings).batch_size == 1
     assert training_for(CONTRASTIVE_TRAINING, settings).batch_size == CONTRASTIVE_TRAINING.batch_size > 1
+    assert training_for(MLP_TRAINING, settings).batch_size == MLP_TRAINING.batch_size > 1
 
 
 def test_no_ema_reaches_every_stage_and_the_base_model_s_cache_key():

@@ -139,7 +139,7 @@ def test_alphas_resolved_one_at_a_time_to_bound_memory_change_nothing(monkeypatc
 
 @pytest.mark.parametrize("per_target", [True, False])
 def test_the_primal_form_chooses_and_fits_as_himalayas_ridgecv(per_target):
-    """Same folds, same alphas: the eigendecomposition of X^T X gives himalaya's choice and weights."""
+    """Same folds, same alphas: Cholesky factors of X^T X + alpha I give himalaya's choice and weights."""
     rng = np.random.default_rng(8)
     X = rng.normal(size=(120, 25)).astype(np.float32)
     Y = (X @ rng.normal(size=(25, 12)) * np.linspace(0.05, 3, 12) + rng.normal(size=(120, 12)) + 4).astype(

@@ -5,7 +5,10 @@ a fit at the Natural Scenes Dataset's scale (22,200 x 15,724 per fold; the whole
 H200, and torch's CUDA eigensolvers are no way out: they are slow for large single matrices in the torch
 builds of 2026). The normal equations need only matrix products and one Cholesky factor per fold and alpha,
 the operations a GPU (and LAPACK) runs at full speed; they are formed in float64, so even alpha = 1 against
-NSD's largest eigenvalues stays well conditioned. Scoring and choice follow himalaya's `RidgeCV`: the mean
+NSD's largest eigenvalues stays well conditioned (a data-centre GPU runs float64 at half its float32 rate;
+a consumer card at 1/32 to 1/64, where the CPU or the kernel form may be the faster choice). Memory: X in
+float64, each fold's centred block and Gram matrix, one [held-out rows, p] readout per alpha, and the
+targets a batch at a time (`n_targets_batch`). Scoring and choice follow himalaya's `RidgeCV`: the mean
 squared error of each held-out fold, averaged over folds, the best alpha per target (or the best on
 average), ties to the larger alpha, the intercept from centred data. Callers switch the himalaya backend
 (`fmri_encoders.ridge` does, for one fit); arrays here are that backend's.
@@ -36,9 +39,11 @@ class CentredGram:
         centred = X - x_mean
         return cls(x_mean=x_mean, centred=centred, gram=centred.T @ centred)
 
-    def weights(self, alpha: float, Y: Any) -> Any:
-        """(X^T X + alpha I)^-1 X^T Y for centred X; Y need not be centred (X's columns sum to 0)."""
-        return _ridge_solve(self.gram, alpha, self.centred.T @ Y)
+    def readout(self, X_new: Any, alpha: float) -> Any:
+        """(X_new - mean) (X^T X + alpha I)^-1, [new rows, p]: times X^T Y it predicts the new rows. The p x p
+        system is solved once per alpha against the new rows, not against every batch of targets (NSD has
+        3x more targets than held-out rows per fold)."""
+        return _ridge_solve(self.gram, alpha, (X_new - self.x_mean).T).T
 
 
 def cross_validated_scores(
@@ -46,20 +51,18 @@ def cross_validated_scores(
 ) -> np.ndarray:
     """[alphas, targets]: minus the held-out mean squared error, averaged over `folds`."""
     backend = get_backend()
-    X, Y = _float64(X), _float64(Y)
+    X = _float64(X)
     scores = np.zeros((len(alphas), Y.shape[1]), dtype=np.float64)
     for train, held_out in folds:
         train, held_out = backend.asarray(train), backend.asarray(held_out)
         block = CentredGram.of(X[train])
-        X_val = X[held_out] - block.x_mean
+        readouts = [block.readout(X[held_out], alpha) for alpha in alphas]
         for targets in _batches(Y.shape[1], n_targets_batch):
-            Y_train, Y_val = Y[:, targets][train], Y[:, targets][held_out]
-            projected = block.centred.T @ Y_train
-            y_mean = Y_train.mean(0)
-            for index, alpha in enumerate(alphas):
-                prediction = X_val @ _ridge_solve(block.gram, alpha, projected) + y_mean
-                error = backend.to_numpy(((Y_val - prediction) ** 2).mean(0))
-                scores[index, targets] -= np.asarray(error, dtype=np.float64) / len(folds)
+            Y_train, Y_val = _float64(Y[:, targets][train]), _float64(Y[:, targets][held_out])
+            projected, y_mean = block.centred.T @ Y_train, Y_train.mean(0)
+            for index, readout in enumerate(readouts):
+                error = ((Y_val - (readout @ projected + y_mean)) ** 2).mean(0)
+                scores[index, targets] -= np.asarray(backend.to_numpy(error), dtype=np.float64) / len(folds)
     return scores
 
 
@@ -75,29 +78,37 @@ def best_alphas(scores: np.ndarray, alphas: Sequence[float], per_target: bool) -
 def refit(X: Any, Y: Any, alphas: np.ndarray, n_targets_batch: int | None = None) -> tuple[Any, Any]:
     """Weights [p, targets] and intercept [targets] on all of X, each target with its own alpha."""
     backend = get_backend()
-    X, Y = _float64(X), _float64(Y)
-    block = CentredGram.of(X)
+    block = CentredGram.of(_float64(X))
     coef = np.empty((X.shape[1], Y.shape[1]), dtype=np.float64)
+    intercept = np.empty(Y.shape[1], dtype=np.float64)
     for targets in _batches(Y.shape[1], n_targets_batch):
-        projected = block.centred.T @ Y[:, targets]
+        Y_batch = _float64(Y[:, targets])
+        projected = block.centred.T @ Y_batch
         for alpha in np.unique(alphas[targets]):
             chosen = np.flatnonzero(alphas[targets] == alpha)
             solved = _ridge_solve(block.gram, float(alpha), projected[:, backend.asarray(chosen)])
             coef[:, targets][:, chosen] = backend.to_numpy(solved)
-    intercept = backend.to_numpy(Y.mean(0)) - backend.to_numpy(block.x_mean) @ coef
+        intercept[targets] = (
+            backend.to_numpy(Y_batch.mean(0)) - backend.to_numpy(block.x_mean) @ coef[:, targets]
+        )
     return coef, intercept
 
 
-def held_out_predictions(X: Any, Y: Any, folds: list, alpha: float) -> np.ndarray:
+def held_out_predictions(
+    X: Any, Y: Any, folds: list, alpha: float, n_targets_batch: int | None = None
+) -> np.ndarray:
     """Each fold's trials predicted by the ridge (at `alpha`) fitted on the other folds."""
     backend = get_backend()
-    X, Y = _float64(X), _float64(Y)
+    X = _float64(X)
     out = np.empty(tuple(Y.shape), dtype=np.float32)
     for train, held_out in folds:
         train_b = backend.asarray(train)
         block = CentredGram.of(X[train_b])
-        prediction = (X[backend.asarray(held_out)] - block.x_mean) @ block.weights(alpha, Y[train_b])
-        out[held_out] = backend.to_numpy(prediction + Y[train_b].mean(0))
+        readout = block.readout(X[backend.asarray(held_out)], alpha)
+        for targets in _batches(Y.shape[1], n_targets_batch):
+            Y_train = _float64(Y[:, targets][train_b])
+            prediction = readout @ (block.centred.T @ Y_train) + Y_train.mean(0)
+            out[held_out, targets] = backend.to_numpy(prediction)
     return out
 
 

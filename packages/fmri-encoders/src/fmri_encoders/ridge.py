@@ -1,12 +1,12 @@
 """Ridge regression from voxels to any target space, with the regularisation chosen by cross-validation.
 
-Built on himalaya (Gallant lab), the field's ridge library: it scores every alpha on every target in one pass
-over an eigendecomposition, picks the best alpha per target (or one shared alpha), batches over targets for
-memory, and runs the same code on numpy or torch/CUDA through its backends. This module adds what a decoding
-pipeline needs around it: the choice of primal or kernel form (the primal form through X^T X's
-eigendecomposition, `fmri_encoders.primal_ridge`, where himalaya's SVD of every fold bounds a GPU at NSD's
-scale), stimulus-grouped inner folds, optional rescaling to the training targets' statistics, and
-pickle-free save/load.
+Built on himalaya (Gallant lab), the field's ridge library: its kernel form scores every alpha on every
+target in one pass over an eigendecomposition of X X^T, picks the best alpha per target (or one shared alpha),
+batches over targets for memory, and runs the same code on numpy or torch/CUDA through its backends. This
+module adds what a decoding pipeline needs around it: the choice of primal or kernel form (the primal form
+through Cholesky factors of X^T X + alpha I, `fmri_encoders.primal_ridge`, where himalaya's SVD of every fold
+bounds a GPU at NSD's scale), stimulus-grouped inner folds, optional rescaling to the training targets'
+statistics, and pickle-free save/load.
 """
 
 from __future__ import annotations
@@ -74,10 +74,9 @@ class RidgeEncoder:
             raise DataError(f"cv must be at least 2 folds, got {self.cv}")
         self.solver_ = self._resolve_solver(*X.shape)
         folds = _grouped_folds(len(X), self.cv, groups)
-        with _himalaya_backend(self.backend) as backend:
-            Xb, Yb = backend.asarray(X), backend.asarray(Y)
+        with _himalaya_backend(self.backend):
             fit = self._fit_kernel if self.solver_ == "kernel" else self._fit_primal
-            coef, intercept, best_alphas = fit(Xb, Yb, folds)
+            coef, intercept, best_alphas = fit(X, Y, folds)
         self.coef_ = np.asarray(coef, dtype=np.float32).reshape(X.shape[1], Y.shape[1])
         self.intercept_ = np.asarray(intercept, np.float32).reshape(Y.shape[1])
         self.best_alphas_ = np.asarray(best_alphas, np.float32).reshape(-1)
@@ -88,9 +87,12 @@ class RidgeEncoder:
         self.fitted_std_ = fitted.std(axis=0)
         return self
 
-    def _fit_kernel(self, X: Any, Y: Any, folds: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _fit_kernel(
+        self, X: np.ndarray, Y: np.ndarray, folds: list
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """himalaya's KernelRidgeCV on the linear kernel X X^T; primal weights X^T dual."""
         backend = get_backend()
+        X, Y = backend.asarray(X), backend.asarray(Y)
         solver_params: dict[str, Any] = {
             "local_alpha": self.per_target,
             "n_alphas_batch": _alphas_per_batch(len(X) - len(X) // self.cv),
@@ -112,8 +114,12 @@ class RidgeEncoder:
         coef = backend.to_numpy(X.T @ backend.asarray(model.dual_coef_))
         return coef, backend.to_numpy(model.intercept_), backend.to_numpy(model.best_alphas_)
 
-    def _fit_primal(self, X: Any, Y: Any, folds: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Cross-validation and refit through X^T X's eigendecomposition (`fmri_encoders.primal_ridge`)."""
+    def _fit_primal(
+        self, X: np.ndarray, Y: np.ndarray, folds: list
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cross-validation and refit through Cholesky factors of X^T X + alpha I (`primal_ridge`); X goes
+        to the backend in float64 directly, the targets a batch at a time."""
+        Y = get_backend().asarray(Y)
         scores = primal_ridge.cross_validated_scores(X, Y, self.alphas, folds, self.n_targets_batch)
         alphas = primal_ridge.best_alphas(scores, self.alphas, self.per_target)
         coef, intercept = primal_ridge.refit(X, Y, alphas, self.n_targets_batch)
@@ -126,7 +132,9 @@ class RidgeEncoder:
         alpha = float(np.median(self.best_alphas_))
         with _himalaya_backend(self.backend) as backend:
             if self.solver_ == "primal":
-                return primal_ridge.held_out_predictions(backend.asarray(X), backend.asarray(Y), folds, alpha)
+                return primal_ridge.held_out_predictions(
+                    X, backend.asarray(Y), folds, alpha, self.n_targets_batch
+                )
             batch = {"n_targets_batch": self.n_targets_batch} if self.n_targets_batch else {}
             out = np.empty(Y.shape, np.float32)
             for train, held_out in folds:
@@ -220,8 +228,8 @@ _FITTED = (
 
 def _alphas_per_batch(n_train: int) -> int:
     """How many alphas himalaya's kernel solver resolves at once. Its resolution matrices are [alphas,
-    n_train, n_train], 16 GB for 13 alphas at NSD's scale; batches of at most _RESOLUTION_BYTES bound the
-    fit's memory, and small problems still take every alpha at once."""
+    n_train, n_train], 42 GB for 13 alphas at 20,000 training trials; batches of at most _RESOLUTION_BYTES
+    bound the fit's memory, and small problems still take every alpha at once."""
     per_alpha = 2 * 4 * n_train * n_train  # the weighted factor and the product, float32
     return max(1, _RESOLUTION_BYTES // per_alpha)
 

@@ -46,9 +46,9 @@ class MethodSettings:
         of the run (fmri_data.corpora); None: the simulator's built-in corpus.
     mixed_precision: "bf16" or "fp16" (a GPU's) for every training stage; None: each model's own ("no"),
         which under `accelerate launch --mixed_precision` must be the launch's.
-    batch_size: rows per micro-batch for every training stage (None: each model's own; a stage whose batch
-        is part of its loss, the contrastive encoder's InfoNCE, keeps its own); with
-        gradient_accumulation_steps K an update averages batch_size x K rows.
+    batch_size: rows per micro-batch for every training stage counted in steps (None: each model's own;
+        mlp and the contrastive encoder, trained in whole epochs, keep theirs, the latter's being InfoNCE's
+        negatives too); with gradient_accumulation_steps K an update averages batch_size x K rows.
     gradient_accumulation_steps: micro-batches per optimizer update for every training stage (None: each
         model's own); with batch_size and gradient_checkpointing (the sd-* routes' UNet), what fits a
         small GPU.

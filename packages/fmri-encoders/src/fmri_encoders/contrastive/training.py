@@ -12,11 +12,20 @@ from torch import nn
 
 from fmri_encoders.contrastive.fmri_encoder import FmriEncoder
 from fmri_encoders.contrastive.losses import LogitScale, group_targets, info_nce, mixco
-from fmri_encoders.training import Batch, BatchNoise, EpochSampler, LossFn, TrainingConfig, train
+from fmri_encoders.training import (
+    Batch,
+    BatchNoise,
+    EpochSampler,
+    FixedBatchTraining,
+    LossFn,
+    TrainingConfig,
+    train,
+)
 
 # A fixed number of epochs at a constant rate: ~100 trials leave nothing to spare for a validation split.
-# max_steps is set from the encoder's epochs.
-DEFAULT_TRAINING = TrainingConfig(
+# max_steps is set from the encoder's epochs; the batch is InfoNCE's negatives, so a run's micro-batch
+# setting leaves it.
+DEFAULT_TRAINING = FixedBatchTraining(
     batch_size=32,
     learning_rate=1e-3,
     weight_decay=0.05,
@@ -25,7 +34,6 @@ DEFAULT_TRAINING = TrainingConfig(
     warmup_steps=0,
     grad_clip=1.0,
     ema_decay=None,
-    batch_is_objective=True,  # InfoNCE's negatives: a small GPU's micro-batch setting leaves it
 )
 
 

@@ -12,11 +12,20 @@ from torch import nn
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.methods import MethodSettings, ReconstructionMethod
-from fmri_encoders.training import Batch, BatchNoise, EpochSampler, TrainingConfig, train, training_for
+from fmri_encoders.training import (
+    Batch,
+    BatchNoise,
+    EpochSampler,
+    FixedBatchTraining,
+    TrainingConfig,
+    train,
+    training_for,
+)
 
 # Epochs at a constant rate, their number chosen by early stopping; no decay on biases, which would pull
-# the output bias (the mean training image) towards grey. max_steps is set from the epochs.
-DEFAULT_TRAINING = TrainingConfig(
+# the output bias (the mean training image) towards grey. max_steps is set from the epochs, so a run's
+# micro-batch setting leaves the batch.
+DEFAULT_TRAINING = FixedBatchTraining(
     batch_size=32,
     learning_rate=1e-3,
     weight_decay=1e-2,

@@ -2,6 +2,7 @@
 
 from fmri_encoders.training.curve import loss_curves
 from fmri_encoders.training.loop import (
+    FixedBatchTraining,
     LossFn,
     TrainingConfig,
     TrainingDivergedError,
@@ -19,6 +20,7 @@ __all__ = [
     "BatchNoise",
     "BatchSampler",
     "EpochSampler",
+    "FixedBatchTraining",
     "LossFn",
     "Sampler",
     "Shard",

@@ -61,8 +61,6 @@ class TrainingConfig:
     gradient_accumulation_steps of them); under `accelerate launch` with N processes each computes about
     batch_size / N of its rows, so the result does not depend on N up to floating-point order and dropout
     masks (fmri_encoders.training.sharding).
-    batch_is_objective: the batch is part of what the loss means (InfoNCE's negatives are the rest of the
-    batch), so a run's micro-batch setting (MethodSettings.batch_size) leaves it as it is.
 
     checkpoint_every: write a resumable checkpoint every this many steps when the loop has an out_dir
     (0: never); checkpoints_total_limit: how many to keep.
@@ -96,7 +94,6 @@ class TrainingConfig:
     schedule: str = "cosine"
     decay_matrices_only: bool = False
     optimizer: str = "adamw"
-    batch_is_objective: bool = False
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -107,6 +104,14 @@ class TrainingConfig:
             raise DataError(
                 f"unknown mixed_precision {self.mixed_precision!r}; use one of {', '.join(PRECISIONS)}"
             )
+
+
+@dataclass(frozen=True)
+class FixedBatchTraining(TrainingConfig):
+    """A TrainingConfig whose batch a run's micro-batch setting (MethodSettings.batch_size) leaves alone: a
+    stage whose budget counts epochs (a smaller batch would multiply its steps) or whose loss is the batch
+    (InfoNCE's negatives are the rest of it). A subclass, not a field, so that the recipes hashed into base
+    models' cache keys stay as they were."""
 
 
 def training_for(training: TrainingConfig, settings: MethodSettings) -> TrainingConfig:
@@ -125,7 +130,7 @@ def numerics_for(training: TrainingConfig, settings: MethodSettings) -> Training
     """The run's mixed precision, micro-batch, gradient accumulation and optimizer where it sets them, and
     no EMA where it turns EMA off: what changes the weights a stage learns (so a cached base model's recipe
     holds them too), unlike its device or progress bars."""
-    own_batch = training.batch_is_objective or settings.batch_size is None
+    own_batch = isinstance(training, FixedBatchTraining) or settings.batch_size is None
     return replace(
         training,
         batch_size=training.batch_size if own_batch else settings.batch_size,
