@@ -2,16 +2,17 @@
 
 himalaya's primal solver takes an SVD of every training fold's [n, p] block. On a GPU that SVD is what bounds
 a fit at the Natural Scenes Dataset's scale (22,200 x 15,724 per fold; the whole fit ran past 255 s on an
-H200, and torch's CUDA eigensolvers are no way out: they are slow for large single matrices in the torch
-builds of 2026). The normal equations need only matrix products and one Cholesky factor per fold and alpha,
-the operations a GPU (and LAPACK) runs at full speed; they are formed in float64, so even alpha = 1 against
-NSD's largest eigenvalues stays well conditioned (a data-centre GPU runs float64 at half its float32 rate;
-a consumer card at 1/32 to 1/64, where the CPU or the kernel form may be the faster choice). Memory: X in
-float64, each fold's centred block and Gram matrix, one [held-out rows, p] readout per alpha, and the
-targets a batch at a time (`n_targets_batch`). Scoring and choice follow himalaya's `RidgeCV`: the mean
-squared error of each held-out fold, averaged over folds, the best alpha per target (or the best on
-average), ties to the larger alpha, the intercept from centred data. Callers switch the himalaya backend
-(`fmri_encoders.ridge` does, for one fit); arrays here are that backend's.
+H200), and torch's CUDA eigensolvers, the other way to diagonalise, have open reports of slowness in current
+builds (pytorch issue 183806). The normal equations need only matrix products and one Cholesky factor per
+fold and alpha, the operations a GPU (and LAPACK) runs at full speed: 28.8 s for that fit on the H200. They
+are formed in float64, so even alpha = 1 against NSD's largest eigenvalues stays well conditioned; a
+data-centre GPU runs float64 matrix work at up to its float32 rate, a consumer card at 1/32 to 1/64 of it,
+where the CPU or the kernel form may be the faster choice. Memory: X in float64, each fold's centred block
+and Gram matrix, one [held-out rows, p] readout per alpha, and the targets a batch at a time
+(`n_targets_batch`). Scoring and choice follow himalaya's `RidgeCV`: the mean squared error of each held-out
+fold, averaged over folds, the best alpha per target (or the best on average), ties to the larger alpha,
+the intercept from centred data. Callers switch the himalaya backend (`fmri_encoders.ridge` does, for one
+fit); arrays here are that backend's.
 """
 
 from __future__ import annotations
