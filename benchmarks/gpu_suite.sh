@@ -28,8 +28,10 @@ step 100 sd_small_gpu python3 benchmarks/sd_small_gpu.py --device cuda --out "$o
 step 60 fsdp_one_gpu python3 -m accelerate.commands.launch --use_fsdp --fsdp_version 2 --num_processes 1 \
   --num_machines 1 --mixed_precision bf16 --dynamo_backend no apps/miyawaki_finetune.py --quick --device cuda \
   --no-progress --n-boot 100 --out "$out/fsdp_one_gpu"
-step 180 sd_lora_speed python3 benchmarks/sd_lora_speed.py --device cuda --steps 12 --warmup 3 \
-  --gen-repeats 2 --out "$out/sd_lora_speed.json"
+# torch.compile beside PyTorch's defaults: the next lever on the LoRA (150 img/s) and generation (8 img/s)
+# targets once cuDNN autotuning and channels-last gave nothing (2026-11-30); its warm-up compiles for minutes
+step 300 sd_lora_speed python3 benchmarks/sd_lora_speed.py --device cuda --steps 12 --warmup 3 \
+  --gen-repeats 2 --variants baseline,compiled --out "$out/sd_lora_speed.json"
 step 120 ridge_nsd_2k python3 benchmarks/ridge_scaling.py --scales nsd-2k --timeout 90 \
   --out "$out/ridge_scaling_nsd_2k.json"
 step 40 diffusion_speed python3 benchmarks/diffusion_speed.py --device cuda --out "$out/diffusion_speed.json"

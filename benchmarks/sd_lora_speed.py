@@ -9,8 +9,10 @@ Generation:
 the project's FmriImagePipeline with DDIM, classifier-free guidance, VAE decoding to 512 px.
 
 Each is timed under several layouts (`--variants`): `baseline` (PyTorch's defaults), `cudnn_benchmark` (cuDNN
-times its convolution algorithms once per shape and keeps the fastest) and `channels_last` (that, with the
-UNet's and VAE's convolution weights stored channels-last, the layout Hopper's tensor cores read directly).
+times its convolution algorithms once per shape and keeps the fastest), `channels_last` (that, with the
+UNet's and VAE's convolution weights stored channels-last, the layout Hopper's tensor cores read directly)
+and `compiled` (cuDNN autotuning and the UNet, with its LoRA layers, compiled by `torch.compile`'s default
+inductor mode; the warm-up run compiles; it cannot be undone, so it comes last).
 
     uv run benchmarks/sd_lora_speed.py --device cuda            # results/sd_lora_speed-<gpu>.json
     uv run benchmarks/sd_lora_speed.py --small --device cpu     # a tiny stand-in, to check the script
@@ -49,15 +51,25 @@ def sd15_base(folder: Path, *, small: bool) -> BaseModel:
     return load_base_model(folder)
 
 
-VARIANTS = ("baseline", "cudnn_benchmark", "channels_last")
+VARIANTS = ("baseline", "cudnn_benchmark", "channels_last", "compiled")
 
 
-def apply_variant(variant: str, *modules: torch.nn.Module) -> None:
-    """Switch cuDNN autotuning and the modules' memory layout to `variant`'s."""
+def apply_variant(variant: str, unet: torch.nn.Module, *others: torch.nn.Module) -> None:
+    """Switch cuDNN autotuning and the modules' memory layout to `variant`'s; `compiled` compiles `unet`."""
     torch.backends.cudnn.benchmark = variant != "baseline"
     layout = torch.channels_last if variant == "channels_last" else torch.contiguous_format
-    for module in modules:
+    for module in (unet, *others):
         module.to(memory_format=layout)
+    if variant == "compiled":
+        unet.compile()
+
+
+def compiled_last(text: str) -> list[str]:
+    """--variants: known names, `compiled` (which cannot be undone) only last."""
+    names = comma_separated(VARIANTS)(text)
+    if "compiled" in names[:-1]:
+        raise argparse.ArgumentTypeError("compiled cannot be undone: put it last")
+    return names
 
 
 def time_training(base: BaseModel, args: argparse.Namespace) -> dict[str, dict[str, float]]:
@@ -83,7 +95,7 @@ def time_training(base: BaseModel, args: argparse.Namespace) -> dict[str, dict[s
     model = ConditionedUNet(unet, conditioner)
     results = {}
     for variant in args.variants:
-        apply_variant(variant, model)
+        apply_variant(variant, model.unet, model)
         _reset_peak_memory(args.device)
         seconds = []
         for steps in (args.warmup, args.warmup, args.warmup + args.steps):  # the first run warms up
@@ -165,7 +177,7 @@ def main() -> None:
     parser.add_argument("--gen-repeats", type=int, default=3)
     parser.add_argument(
         "--variants",
-        type=comma_separated(VARIANTS),
+        type=compiled_last,
         default=list(VARIANTS),
         help=f"comma-separated, timed in this order (default: {','.join(VARIANTS)})",
     )
