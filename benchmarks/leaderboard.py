@@ -94,6 +94,9 @@ STAGE2_WEIGHTS = ["--choose", "sample_weight=0,0.03,0.1,0.3"]
 # (results/rescore_probes-digit69-kfold5-brain-diffuser.json), and which keeps more of stage 1 where the
 # small prior pulls images away from it (the simulator: 0.37 pcc + SSIM on validation without guidance)
 STAGE2_STRENGTH = ["--choose", "strength=0.3,0.75"]
+# and the simulator's, whose validation chose the grid's lower edge, 0.3, well ahead of 0.75 (pcc + SSIM 1.004
+# against 0.906), while stage 2 still fell 0.059 pcc below stage 1 on the test trials: it reaches lower
+STAGE2_STRENGTH_LOWER = ["--choose", "strength=0.15,0.3,0.75"]
 # guidance up to weight 2 for ldm and brain-diffuser: on Miyawaki, with GUIDED's grid, 4 of ldm's 5 folds and
 # all 5 of brain-diffuser's chose its edge, weight 1 (brain-diffuser's validation pcc + SSIM still rising)
 STRONG_GUIDANCE = ["--choose", "likelihood_weight=0,0.5,1,2"]
@@ -120,6 +123,7 @@ RECIPES: dict[str, list[str]] = {
 validation stimuli inside each fold."""
 CELL_RECIPES: dict[tuple[str, str], list[str]] = {
     ("miyawaki-kfold5", "cvae"): [*READOUT, *CVAE_SIZES_FEW_FIGURES, *CVAE_WEIGHTS, *CVAE_PRIMED],
+    ("sim-given", "brain-diffuser"): [*READOUT, *STAGE2_STRENGTH_LOWER, *STRONG_GUIDANCE, *STAGE2_WEIGHTS],
 }
 """Recipes of single cells, in place of their method's: where a cell's own validation choices asked for a
 grid that other cells do not need."""
