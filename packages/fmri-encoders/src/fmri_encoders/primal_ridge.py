@@ -52,18 +52,10 @@ def cross_validated_scores(
 ) -> np.ndarray:
     """[alphas, targets]: minus the held-out mean squared error, averaged over `folds`."""
     backend = get_backend()
-    X = _float64(X)
     scores = np.zeros((len(alphas), Y.shape[1]), dtype=np.float64)
-    for train, held_out in folds:
-        train, held_out = backend.asarray(train), backend.asarray(held_out)
-        block = CentredGram.of(X[train])
-        readouts = [block.readout(X[held_out], alpha) for alpha in alphas]
-        for targets in _batches(Y.shape[1], n_targets_batch):
-            Y_train, Y_val = _float64(Y[:, targets][train]), _float64(Y[:, targets][held_out])
-            projected, y_mean = block.centred.T @ Y_train, Y_train.mean(0)
-            for index, readout in enumerate(readouts):
-                error = ((Y_val - (readout @ projected + y_mean)) ** 2).mean(0)
-                scores[index, targets] -= np.asarray(backend.to_numpy(error), dtype=np.float64) / len(folds)
+    for held_out, targets, index, prediction in _held_out(X, Y, alphas, folds, n_targets_batch):
+        error = ((_float64(Y[:, targets][backend.asarray(held_out)]) - prediction) ** 2).mean(0)
+        scores[index, targets] -= np.asarray(backend.to_numpy(error), dtype=np.float64) / len(folds)
     return scores
 
 
@@ -100,17 +92,29 @@ def held_out_predictions(
 ) -> np.ndarray:
     """Each fold's trials predicted by the ridge (at `alpha`) fitted on the other folds."""
     backend = get_backend()
-    X = _float64(X)
     out = np.empty(tuple(Y.shape), dtype=np.float32)
+    for held_out, targets, _, prediction in _held_out(X, Y, [alpha], folds, n_targets_batch):
+        out[held_out, targets] = backend.to_numpy(prediction)
+    return out
+
+
+def _held_out(
+    X: Any, Y: Any, alphas: Sequence[float], folds: list, n_targets_batch: int | None
+) -> Iterator[tuple[np.ndarray, slice, int, Any]]:
+    """(held-out trials, target batch, alpha's index, their prediction by the ridge fitted on the other
+    folds) for every fold, target batch and alpha: each fold's readouts solved once, its targets a batch at
+    a time."""
+    backend = get_backend()
+    X = _float64(X)
     for train, held_out in folds:
         train_b = backend.asarray(train)
         block = CentredGram.of(X[train_b])
-        readout = block.readout(X[backend.asarray(held_out)], alpha)
+        readouts = [block.readout(X[backend.asarray(held_out)], alpha) for alpha in alphas]
         for targets in _batches(Y.shape[1], n_targets_batch):
             Y_train = _float64(Y[:, targets][train_b])
-            prediction = readout @ (block.centred.T @ Y_train) + Y_train.mean(0)
-            out[held_out, targets] = backend.to_numpy(prediction)
-    return out
+            projected, y_mean = block.centred.T @ Y_train, Y_train.mean(0)
+            for index, readout in enumerate(readouts):
+                yield held_out, targets, index, readout @ projected + y_mean
 
 
 def _ridge_solve(gram: Any, alpha: float, rhs: Any) -> Any:
