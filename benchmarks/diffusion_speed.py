@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from result_file import comma_separated
 
 from fmri_diffusion.methods.conditional import DiffusionConfig, build_denoiser
 from fmri_diffusion.methods.ldm import LDMConfig
@@ -91,7 +92,8 @@ def time_training(pipe: FmriImagePipeline, batch_size: int, steps: int = 20) -> 
 
 
 def time_loop_training(pipe: FmriImagePipeline, batch_size: int, *, ema: bool, steps: int = 50) -> float:
-    """Optimizer steps per second of the project's fine-tuning loop on this pipeline's UNet + conditioner."""
+    """Optimizer steps per second of the project's fine-tuning loop on this pipeline's UNet + conditioner
+    (a compiled UNet compiles in the first, warm-up run)."""
     c = pipe.unet.config
     spatial = torch.randn(4 * batch_size, c.in_channels // 2, c.sample_size, c.sample_size)
     tensors = {"clean": torch.randn_like(spatial), "spatial": spatial, "condition": spatial.flatten(1)}
@@ -122,12 +124,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--kinds", type=comma_separated(("ddpm", "ldm")), default=["ddpm", "ldm"])
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time the loop with the UNet through torch.compile (after a warm-up run that compiles)",
+    )
     args = parser.parse_args()
     results = {}
-    for kind, default_steps in (
-        ("ddpm", DiffusionConfig().training.max_steps),
-        ("ldm", LDMConfig().training.max_steps),
-    ):
+    default_steps = {"ddpm": DiffusionConfig().training.max_steps, "ldm": LDMConfig().training.max_steps}
+    for kind in args.kinds:
         pipe = build(kind, args.device)
         batch_size = DiffusionConfig().training.batch_size
         steps_per_s = time_training(pipe, batch_size)
@@ -137,10 +143,17 @@ def main() -> int:
             "sample_10_images_25_steps_s": round(time_sampling(pipe, N_TEST), 3),
             "sample_10x8_images_25_steps_s": round(time_sampling(pipe, N_TEST * 8, repeats=1), 3),
             "train_steps_per_s": round(steps_per_s, 2),
-            "default_training_steps": default_steps,
-            "projected_unet_training_min": round(default_steps / steps_per_s / 60, 1),
+            "default_training_steps": default_steps[kind],
+            "projected_unet_training_min": round(default_steps[kind] / steps_per_s / 60, 1),
         }
-        print(kind, results[kind])
+        if args.compile:
+            pipe.unet.compile()
+            start = time.perf_counter()
+            time_loop_training(pipe, batch_size, ema=True, steps=1)  # compiles
+            results[kind]["compile_warmup_s"] = round(time.perf_counter() - start, 1)
+            compiled = time_loop_training(pipe, batch_size, ema=True)
+            results[kind]["compiled_loop_train_steps_per_s"] = round(compiled, 2)
+        print(kind, results[kind], flush=True)
     device = f"cpu{os.cpu_count()}" if args.device == "cpu" else "gpu"
     out = args.out or Path("benchmarks/results") / f"diffusion_speed-{device}.json"
     machine = {

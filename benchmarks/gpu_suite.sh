@@ -30,7 +30,7 @@ step 60 fsdp_one_gpu python3 -m accelerate.commands.launch --use_fsdp --fsdp_ver
   --no-progress --n-boot 100 --out "$out/fsdp_one_gpu"
 # torch.compile beside PyTorch's defaults: the next lever on the LoRA (150 img/s) and generation (8 img/s)
 # targets once cuDNN autotuning and channels-last gave nothing (2026-11-30); its warm-up compiles for minutes
-step 300 sd_lora_speed python3 benchmarks/sd_lora_speed.py --device cuda --steps 12 --warmup 3 \
+step 420 sd_lora_speed python3 benchmarks/sd_lora_speed.py --device cuda --steps 12 --warmup 3 \
   --gen-repeats 2 --variants baseline,compiled --out "$out/sd_lora_speed.json"
 step 120 ridge_nsd_2k python3 benchmarks/ridge_scaling.py --scales nsd-2k --timeout 90 \
   --out "$out/ridge_scaling_nsd_2k.json"

@@ -64,6 +64,24 @@ def test_adapters_of_prepare_unet(tiny_sd):
         prepare_unet(tiny_sd().unet, FinetuneConfig(adapter="half"))
 
 
+def test_prepare_unet_compiles_in_place_keeping_the_state_dict_keys(tiny_sd, monkeypatch):
+    compiled = []
+    real_compile = torch.compile
+
+    def eager_compile(function, **options):  # dynamo traces, no inductor: the test stays fast
+        compiled.append(function)
+        return real_compile(function, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    unet = prepare_unet(tiny_sd().unet, FinetuneConfig(compile=True))
+    assert len(compiled) == 1
+    assert not any("_orig_mod" in key for key in unet.state_dict())  # saves like an eager UNet
+    size = unet.config.sample_size
+    inputs = (torch.randn(2, 4, size, size), torch.tensor([10, 500]), torch.randn(2, 3, TOKEN_DIM))
+    with torch.no_grad():
+        torch.testing.assert_close(unet(*inputs).sample, unet.forward(*inputs).sample)
+
+
 def make_pipeline(base: BaseModel, conditioner: FmriConditioner, controlnet=None) -> FmriImagePipeline:
     pipe = FmriImagePipeline(
         unet=base.unet,

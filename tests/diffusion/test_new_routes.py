@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -36,6 +38,21 @@ def test_sd_full_trains_every_unet_weight_and_reloads(linear_dataset, tmp_path):
     assert not method.pipeline_.unet.is_gradient_checkpointing  # the small base needs no recomputation
     reloaded = load_method(tmp_path / "w" / "sd-full" / "finetuned", settings)
     np.testing.assert_allclose(reloaded.predict(test.fmri), method.predict(test.fmri), atol=1e-5)
+
+
+def test_under_compile_an_sd_route_trains_samples_and_reloads_its_unet_compiled(
+    linear_dataset, tmp_path, monkeypatch
+):
+    compiled = []  # what torch.compile was given; run as given (compiling is torch's to test)
+    monkeypatch.setattr(torch, "compile", lambda function, **options: compiled.append(function) or function)
+    train, _ = split(linear_dataset)
+    settings = replace(settings_in(tmp_path), compile=True)
+    method = create_method("sd-lora", settings).fit(train)
+    assert compiled == [method.pipeline_.unet._call_impl]  # the UNet that trained is the one that samples
+    load_method(tmp_path / "w" / "sd-lora" / "finetuned", replace(settings, compile=False))
+    assert len(compiled) == 1
+    reloaded = load_method(tmp_path / "w" / "sd-lora" / "finetuned", settings)
+    assert compiled[1:] == [reloaded.pipeline_.unet._call_impl]
 
 
 def test_sd_full_checkpoints_gradients_on_a_pretrained_base(linear_dataset, tiny_sd, tmp_path):

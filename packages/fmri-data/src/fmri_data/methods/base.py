@@ -52,6 +52,10 @@ class MethodSettings:
     gradient_accumulation_steps: micro-batches per optimizer update for every training stage (None: each
         model's own); with batch_size and gradient_checkpointing (the sd-* routes' UNet), what fits a
         small GPU.
+    compile: the sd-* routes' UNet runs through `torch.compile` for training and sampling (on one H200, an
+        SD-1.5-shaped LoRA fine-tune 117 -> 167 img/s, generation 6.1 -> 8.2 img/s, measured by
+        benchmarks/sd_lora_speed.py); the first steps compile for a minute or more, so it pays on long runs
+        of large models.
     optimizer: "adamw" or "adafactor" for every training stage (None: each model's own, AdamW); Adafactor
         keeps factored second moments only, which saves a whole SD-sized UNet (sd-full) 5.6 GiB of GPU
         memory (benchmarks/sd_small_gpu.py).
@@ -83,6 +87,7 @@ class MethodSettings:
     batch_size: int | None = None
     gradient_accumulation_steps: int | None = None
     gradient_checkpointing: bool = False
+    compile: bool = False
     optimizer: str | None = None
     ema: bool = True
     probe_steps: float = 1.0

@@ -145,6 +145,7 @@ class StableDiffusionMethod(DiffusionMethod):
             gradient_checkpointing=config.finetune.gradient_checkpointing
             or settings.gradient_checkpointing
             or (self.adapter == "full" and bool(settings.pretrained)),
+            compile=config.finetune.compile or settings.compile,
             training=self.training(config.finetune.training),
         )
         unet = prepare_unet(base.unet, finetune_config)
@@ -265,6 +266,8 @@ class StableDiffusionMethod(DiffusionMethod):
         )
         if self.adapter == "lora":
             self.pipeline_.load_lora_weights(str(folder / "lora"))
+        if self.settings.compile:
+            self.pipeline_.unet.compile()
         self.ridge_ = self.load_ridge(folder / "ridge")
         self.base_source_ = model.source
         self.latent_shape_ = tuple(manifest["latent_shape"])

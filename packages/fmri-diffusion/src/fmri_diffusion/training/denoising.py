@@ -121,6 +121,8 @@ class FinetuneConfig:
 
     gradient_checkpointing: recompute the UNet's activations in the backward pass instead of keeping them
     (about a third slower, far less memory: what a whole Stable Diffusion UNet needs to fine-tune on one GPU).
+    compile: compile the UNet with `torch.compile` in place, so the sampling pipeline that later holds it runs
+    compiled too (its state-dict keys stay as they are, so it saves like an eager one).
     """
 
     adapter: Adapter = "lora"
@@ -129,6 +131,7 @@ class FinetuneConfig:
     lora_targets: LoraTargets = "cross"
     condition_dropout: float = 0.1
     gradient_checkpointing: bool = False
+    compile: bool = False
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     training: TrainingConfig = field(
         default_factory=lambda: TrainingConfig(
@@ -142,10 +145,13 @@ def prepare_unet(unet: UNet2DConditionModel, config: FinetuneConfig) -> UNet2DCo
     if config.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     if config.adapter == "lora":
-        return add_lora(unet, rank=config.lora_rank, alpha=config.lora_alpha, targets=config.lora_targets)
-    if config.adapter not in ("full", "none"):
+        unet = add_lora(unet, rank=config.lora_rank, alpha=config.lora_alpha, targets=config.lora_targets)
+    elif config.adapter in ("full", "none"):
+        unet.requires_grad_(config.adapter == "full")
+    else:
         raise DataError(f"unknown adapter {config.adapter!r}; use lora, full or none")
-    unet.requires_grad_(config.adapter == "full")
+    if config.compile:
+        unet.compile()
     return unet
 
 
