@@ -145,7 +145,7 @@ class StableDiffusionMethod(DiffusionMethod):
             gradient_checkpointing=config.finetune.gradient_checkpointing
             or settings.gradient_checkpointing
             or (self.adapter == "full" and bool(settings.pretrained)),
-            compile=config.finetune.compile or settings.compile,
+            compile=self._compiles(),
             training=self.training(config.finetune.training),
         )
         unet = prepare_unet(base.unet, finetune_config)
@@ -266,12 +266,16 @@ class StableDiffusionMethod(DiffusionMethod):
         )
         if self.adapter == "lora":
             self.pipeline_.load_lora_weights(str(folder / "lora"))
-        if self.settings.compile:
+        if self._compiles():
             self.pipeline_.unet.compile()
         self.ridge_ = self.load_ridge(folder / "ridge")
         self.base_source_ = model.source
         self.latent_shape_ = tuple(manifest["latent_shape"])
         self.resolution_ = manifest["resolution"]
+
+    def _compiles(self) -> bool:
+        """Whether the UNet goes through torch.compile: the recipe's choice or the run's --compile."""
+        return self.config.finetune.compile or self.settings.compile
 
     # ------------------------------------------------------------- predicting
     def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:
