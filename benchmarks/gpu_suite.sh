@@ -35,4 +35,7 @@ step 420 sd_lora_speed python3 benchmarks/sd_lora_speed.py --device cuda --steps
 step 120 ridge_nsd_2k python3 benchmarks/ridge_scaling.py --scales nsd-2k --timeout 90 \
   --out "$out/ridge_scaling_nsd_2k.json"
 step 40 diffusion_speed python3 benchmarks/diffusion_speed.py --device cuda --out "$out/diffusion_speed.json"
+# the small models are bound by host dispatch (digit69_ldm's 120 s target): CUDA-graph replay against inductor
+step 240 small_unet_compiled python3 benchmarks/diffusion_speed.py --device cuda --kinds ldm \
+  --compiled cudagraphs,inductor --out "$out/diffusion_speed_compiled.json"
 echo "== done $(date +%T)"
