@@ -40,5 +40,5 @@ step 240 small_unet_compiled python3 benchmarks/diffusion_speed.py --device cuda
   --compiled cudagraphs,inductor --out "$out/diffusion_speed_compiled.json"
 # issue 15's whole-run target (<= 120 s); needs FMRI_DATA_DIR (the digit69 file); the next header's clock ends it
 step 200 digit69_ldm python3 apps/digit69_ldm.py --device cuda --no-progress --out "$out/digit69_ldm" \
-  --work-dir "$out/digit69_ldm-work"
+  --work-dir "${TMPDIR:-/tmp}/digit69_ldm-work"
 echo "== done $(date +%T)"
