@@ -124,7 +124,7 @@ COMPILE_BACKENDS = ("inductor", "cudagraphs")
 
 def time_compiled_loop(kind: str, device: str, backend: str, batch_size: int) -> dict[str, float]:
     """The project's loop on a fresh UNet compiled in place by `backend` (fixed shapes): the seconds of a
-    warm-up run that compiles (21 steps besides), then steps per second."""
+    warm-up run that compiles and trains 21 steps, then steps per second."""
     pipe = build(kind, device)
     pipe.unet.compile(backend=backend, dynamic=False)
     start = time.perf_counter()
