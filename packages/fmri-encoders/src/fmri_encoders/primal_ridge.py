@@ -53,9 +53,11 @@ def cross_validated_scores(
     """[alphas, targets]: minus the held-out mean squared error, averaged over `folds`."""
     backend = get_backend()
     scores = np.zeros((len(alphas), Y.shape[1]), dtype=np.float64)
-    for held_out, targets, index, prediction in _held_out(X, Y, alphas, folds, n_targets_batch):
-        error = ((_float64(Y[:, targets][backend.asarray(held_out)]) - prediction) ** 2).mean(0)
-        scores[index, targets] -= np.asarray(backend.to_numpy(error), dtype=np.float64) / len(folds)
+    for held_out, targets, predictions in _held_out(X, Y, alphas, folds, n_targets_batch):
+        Y_val = _float64(Y[:, targets][backend.asarray(held_out)])
+        for index, prediction in enumerate(predictions):
+            error = ((Y_val - prediction) ** 2).mean(0)
+            scores[index, targets] -= np.asarray(backend.to_numpy(error), dtype=np.float64) / len(folds)
     return scores
 
 
@@ -93,17 +95,17 @@ def held_out_predictions(
     """Each fold's trials predicted by the ridge (at `alpha`) fitted on the other folds."""
     backend = get_backend()
     out = np.empty(tuple(Y.shape), dtype=np.float32)
-    for held_out, targets, _, prediction in _held_out(X, Y, [alpha], folds, n_targets_batch):
+    for held_out, targets, (prediction,) in _held_out(X, Y, [alpha], folds, n_targets_batch):
         out[held_out, targets] = backend.to_numpy(prediction)
     return out
 
 
 def _held_out(
     X: Any, Y: Any, alphas: Sequence[float], folds: list, n_targets_batch: int | None
-) -> Iterator[tuple[np.ndarray, slice, int, Any]]:
-    """(held-out trials, target batch, alpha's index, their prediction by the ridge fitted on the other
-    folds) for every fold, target batch and alpha: each fold's readouts solved once, its targets a batch at
-    a time."""
+) -> Iterator[tuple[np.ndarray, slice, Iterator[Any]]]:
+    """(held-out trials, target batch, their predictions by the ridge fitted on the other folds, one per
+    alpha, made as they are read) for every fold and target batch: each fold's readouts solved once, its
+    targets a batch at a time."""
     backend = get_backend()
     X = _float64(X)
     for train, held_out in folds:
@@ -113,8 +115,7 @@ def _held_out(
         for targets in _batches(Y.shape[1], n_targets_batch):
             Y_train = _float64(Y[:, targets][train_b])
             projected, y_mean = block.centred.T @ Y_train, Y_train.mean(0)
-            for index, readout in enumerate(readouts):
-                yield held_out, targets, index, readout @ projected + y_mean
+            yield held_out, targets, (readout @ projected + y_mean for readout in readouts)
 
 
 def _ridge_solve(gram: Any, alpha: float, rhs: Any) -> Any:
