@@ -22,13 +22,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from leaderboard import DATA, RECIPES, ROOT, cell_command
+from leaderboard import DATA, METHODS, ROOT, cell_command, recipe
 from result_file import RESULTS, write_result
 
 from fmri_data.methods.registry import method_class
 
 SHORTER = {"probe_steps": "--probe-steps", "refit_steps": "--refit-steps"}
-CHOOSING = [method for method, recipe in RECIPES.items() if "--choose" in recipe]
+CHOOSING = [method for method in METHODS if any("--choose" in recipe(data, method) for data in DATA)]
 """The methods whose cells choose settings on validation, so that a probe is fitted."""
 
 

@@ -63,10 +63,16 @@ def test_tiny_networks_fill_all_eight_columns(clip_folder):
     assert table["perfect"]["swav"] == pytest.approx(0.0, abs=1e-6)
 
 
-def test_extractor_refuses_colour_images(clip_folder):
+def test_colour_images_feed_the_networks_their_channels(clip_folder):
     extractor = FeatureExtractor({"clip": clip_network(clip_folder)})
-    with pytest.raises(EvaluationError, match="grayscale"):
-        extractor(np.zeros((2, 8, 8, 3)))
+    rng = np.random.default_rng(0)
+    gray = rng.random((2, 8, 8))
+    as_rgb = extractor(np.repeat(gray[..., None], 3, axis=-1))["clip"]
+    np.testing.assert_allclose(extractor(gray)["clip"], as_rgb, rtol=1e-4, atol=1e-5)
+    tinted = np.stack([gray, gray * 0.2, gray * 0.9], axis=-1)
+    assert not np.allclose(extractor(tinted)["clip"], as_rgb, atol=1e-3)
+    with pytest.raises(EvaluationError, match=r"\[n, H, W, 3\]"):
+        extractor(np.zeros((2, 8, 8, 4)))
 
 
 def test_weights_are_read_from_the_folder_and_missing_ones_noted(tmp_path, clip_folder, no_hub_cache):

@@ -181,10 +181,11 @@ def load_feature_networks(
 
 
 class FeatureExtractor:
-    """images [n, H, W] in [0, 1] -> {column: features [n, d]}, as `literature_table` wants them.
+    """images [n, H, W] or [n, H, W, 3] in [0, 1] -> {column: features [n, d]}, as `literature_table` wants
+    them.
 
-    Each image goes to 425x425 first (the literature's size), then to the network's input size, as RGB,
-    normalised with the network's mean and std.
+    Each image goes to 425x425 first (the literature's size), then to the network's input size, as RGB
+    (grayscale repeated over the three channels), normalised with the network's mean and std.
     """
 
     def __init__(
@@ -197,9 +198,14 @@ class FeatureExtractor:
     @torch.no_grad()
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
         pixels = torch.from_numpy(np.asarray(images, dtype=np.float32))
-        if pixels.ndim != 3:
+        if pixels.ndim == 3:
+            pixels = pixels[:, None]  # one channel, repeated to three once resized
+        elif pixels.ndim == 4 and pixels.shape[-1] == 3:
+            pixels = pixels.permute(0, 3, 1, 2)
+        else:
             raise EvaluationError(
-                f"feature extraction takes grayscale images [n, H, W], got {tuple(pixels.shape)}"
+                "feature extraction takes grayscale images [n, H, W] or RGB images [n, H, W, 3], "
+                f"got {tuple(pixels.shape)}"
             )
         outputs: dict[str, list[np.ndarray]] = {}
         for network in self.networks.values():
@@ -210,7 +216,7 @@ class FeatureExtractor:
         return {column: np.concatenate(parts) for column, parts in outputs.items()}
 
     def _prepare(self, images: torch.Tensor, network: FeatureNetwork) -> torch.Tensor:
-        x = images[:, None].to(self.device)
+        x = images.to(self.device)
         for size in (EVAL_SIZE, network.input_size):
             x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         x = x.clamp(0, 1)

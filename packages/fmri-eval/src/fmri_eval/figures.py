@@ -47,7 +47,8 @@ def reconstruction_grid(
 ) -> Path:
     """Save a grid: first row the seen images, then one labelled row per method (first max_images columns).
 
-    Pixels are drawn in grey with a fixed 0..1 scale, so brightness is comparable across rows.
+    Pixels are drawn with a fixed 0..1 scale (grayscale in grey, RGB in colour), so brightness is comparable
+    across rows.
     """
     if max_images < 1:
         raise EvaluationError(f"max_images must be at least 1, got {max_images}; pass a positive count")

@@ -1,8 +1,9 @@
 """Reconstructions file (.npz): the hand-off between decoding runs and evaluation.
 
-Keys: `truth` [n, H, W] in [0, 1], `stimulus_id` [n], optional `trial_index` [n], optional `evaluation`
-(the run's EvaluationSettings as a JSON string, so re-scoring the file reproduces its metrics.json), and one
-[n, H, W] array per method, keyed by the method name (e.g. "ridge", "ddpm-1"). Stored without pickles.
+Keys: `truth` [n, H, W] (or RGB [n, H, W, 3]) in [0, 1], `stimulus_id` [n], optional `trial_index` [n],
+optional `evaluation` (the run's EvaluationSettings as a JSON string, so re-scoring the file reproduces its
+metrics.json), and one array of truth's shape per method, keyed by the method name (e.g. "ridge",
+"ddpm-1"). Stored without pickles.
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ def _checked_set(
     if ids is None:
         raise EvaluationError("stimulus_id is required; pass one stimulus id per test trial")
     if not reconstructions:
-        raise EvaluationError("no method arrays given; pass at least one method name -> [n, H, W] images")
+        raise EvaluationError(
+            "no method arrays given; pass at least one method name -> images of truth's shape"
+        )
     methods = {}
     for name, images in reconstructions.items():
         _check_method_name(name)

@@ -21,7 +21,7 @@ from fmri_eval.correlation import standardize_rows
 from fmri_eval.evaluate import Progress, silent
 from fmri_eval.identification import twoway_identification
 from fmri_eval.metrics import pcc, ssim
-from fmri_eval.validation import check_feature_pair, check_image_pair, check_stimulus_id
+from fmri_eval.validation import check_feature_pair, check_image_pair, check_stimulus_id, is_colour
 
 EVAL_SIZE = 425
 """The literature resizes stimuli and reconstructions to NSD's 425x425 before every metric."""
@@ -35,7 +35,8 @@ FeatureFn = Callable[[NDArray[np.float64]], Features]
 
 
 def resize_for_table(images: ArrayLike, size: int = EVAL_SIZE) -> NDArray[np.float64]:
-    """[n, H, W] images in [0, 1] -> [n, size, size], bilinear with anti-aliasing."""
+    """[n, H, W] (or [n, H, W, 3]) images in [0, 1] -> [n, size, size] (or [n, size, size, 3]), bilinear
+    with anti-aliasing; channels are kept."""
     arr = np.asarray(images, dtype=np.float32)
     return np.stack([resize(image, (size, size), order=1, anti_aliasing=True) for image in arr])
 
@@ -81,9 +82,9 @@ def literature_table(
 ) -> tuple[dict[str, dict[str, float | list[float]]], list[str]]:
     """The 8 columns per method (mean and "<column>_ci"), and notes naming every column left out.
 
-    extract(images [n, H, W] in [0, 1]) -> {column: features [n, ...]} for the feature columns it can
-    compute; None computes the two pixel columns only. Intervals resample stimuli where test stimuli
-    repeat, as fmri_eval.evaluate's do.
+    extract(images [n, H, W] or [n, H, W, 3] in [0, 1]) -> {column: features [n, ...]} for the feature
+    columns it can compute; None computes the two pixel columns only. Intervals resample stimuli where
+    test stimuli repeat, as fmri_eval.evaluate's do.
     """
     truth_arr = np.asarray(truth, dtype=np.float32)
     truth_big = resize_for_table(truth_arr)  # once, not per method: NSD's test set is large at 425 px
@@ -101,18 +102,29 @@ def literature_table(
             row[column], row[f"{column}_ci"] = mean, [low, high]
         table[name] = row
     missing = [column for column in TABLE_COLUMNS[2:] if column not in truth_features]
-    height, width = truth_arr.shape[1:]
-    notes = [
-        f"images: the data set's grayscale stimuli at {height}x{width}, resized to {EVAL_SIZE}x{EVAL_SIZE} "
-        "(published NSD tables use the 425x425 colour stimuli, and average each test image's repeats: "
-        "--average-repeats test)"
-    ]
+    notes = [image_note(truth_arr)]
     if missing:
         notes.append(
             f"left out {', '.join(missing)}: no local weights for their feature models "
             "(pass --feature-weights DIR; see fmri_eval.feature_models)"
         )
     return table, notes
+
+
+def image_note(truth: NDArray) -> str:
+    """What the table's images were, beside what the published NSD tables use."""
+    height, width = truth.shape[1:3]
+    if is_colour(truth):
+        return (
+            f"images: colour stimuli at {height}x{width}, resized to {EVAL_SIZE}x{EVAL_SIZE}; PixCorr over "
+            "the three channels, SSIM on luminance, as the published NSD tables (which also average each "
+            "test image's repeats: --average-repeats test)"
+        )
+    return (
+        f"images: the data set's grayscale stimuli at {height}x{width}, resized to {EVAL_SIZE}x{EVAL_SIZE} "
+        "(published NSD tables use the 425x425 colour stimuli, and average each test image's repeats: "
+        "--average-repeats test)"
+    )
 
 
 def present_columns(table: Mapping[str, Mapping[str, object]]) -> list[str]:

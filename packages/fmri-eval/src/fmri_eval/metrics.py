@@ -1,14 +1,20 @@
-"""Per-image similarity between true and reconstructed images (arrays [n, H, W] in [0, 1])."""
+"""Per-image similarity between true and reconstructed images (arrays [n, H, W], or [n, H, W, 3] in RGB, in
+[0, 1]).
+
+Colour images are scored as the NSD literature scores them (Ozcelik & VanRullen 2023's evaluation): pixel
+correlation and errors over all three channels, SSIM on their luminance (skimage's rgb2gray).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from skimage.color import rgb2gray
 from skimage.metrics import structural_similarity
 
 from fmri_eval.correlation import standardize_rows
 from fmri_eval.errors import EvaluationError
-from fmri_eval.validation import check_image_pair
+from fmri_eval.validation import check_image_pair, is_colour
 
 PSNR_CAP_DB = 100.0
 """PSNR ceiling in dB: identical images (mse == 0) would otherwise give +inf and break means."""
@@ -35,7 +41,7 @@ def pcc(truth: ArrayLike, recon: ArrayLike) -> NDArray[np.float64]:
 def mse(truth: ArrayLike, recon: ArrayLike) -> NDArray[np.float64]:
     """Mean squared pixel error of each image pair, shape [n]."""
     truth_arr, recon_arr = check_image_pair(truth, recon)
-    return np.mean((truth_arr - recon_arr) ** 2, axis=(1, 2))
+    return np.mean((truth_arr - recon_arr) ** 2, axis=tuple(range(1, truth_arr.ndim)))
 
 
 def psnr(truth: ArrayLike, recon: ArrayLike) -> NDArray[np.float64]:
@@ -49,9 +55,12 @@ def ssim(truth: ArrayLike, recon: ArrayLike) -> NDArray[np.float64]:
     """Mean SSIM of each image pair, shape [n], with Wang et al. (2004) settings.
 
     Gaussian window sigma 1.5, population covariance, data range 1; skimage averages the SSIM map
-    after cropping a 5-pixel border, so images need at least SSIM_MIN_SIZE pixels per side.
+    after cropping a 5-pixel border, so images need at least SSIM_MIN_SIZE pixels per side. Colour images
+    are compared by their luminance, as the NSD literature's tables are.
     """
     truth_arr, recon_arr = check_image_pair(truth, recon)
+    if is_colour(truth_arr):
+        truth_arr, recon_arr = rgb2gray(truth_arr), rgb2gray(recon_arr)
     height, width = truth_arr.shape[1:]
     if min(height, width) < SSIM_MIN_SIZE:
         raise EvaluationError(

@@ -8,14 +8,22 @@ from numpy.typing import ArrayLike, NDArray
 from fmri_eval.errors import EvaluationError
 
 
+def is_colour(images: NDArray) -> bool:
+    """Whether a checked image stack is colour ([n, H, W, 3], RGB last) rather than grayscale ([n, H, W])."""
+    return images.ndim == 4
+
+
 def check_images(images: ArrayLike, name: str = "images") -> NDArray[np.float64]:
-    """Return `images` as float64 [n, H, W], refusing anything the [0, 1] image metrics would misread."""
+    """Return `images` as float64 [n, H, W] (grayscale) or [n, H, W, 3] (RGB, as NSD's stimuli), refusing
+    anything the [0, 1] image metrics would misread."""
     array = np.asarray(images)
     if array.dtype == object or not np.issubdtype(array.dtype, np.number):
         raise EvaluationError(f"{name} must be a numeric array, got dtype {array.dtype}; pass float images")
-    if array.ndim != 3 or array.shape[0] == 0:
+    shaped = array.ndim == 3 or (array.ndim == 4 and array.shape[-1] == 3)
+    if not shaped or array.shape[0] == 0:
         raise EvaluationError(
-            f"{name} must have shape [n, H, W] with n >= 1, got {array.shape}; stack grayscale images"
+            f"{name} must have shape [n, H, W] (grayscale) or [n, H, W, 3] (RGB, channels last) with n >= 1, "
+            f"got {array.shape}; stack the images with their channels last"
         )
     array = array.astype(np.float64, copy=False)
     if not np.all(np.isfinite(array)):
