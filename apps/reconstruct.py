@@ -111,6 +111,12 @@ def parse_args(
     parser.add_argument("--nsd-root", type=Path, help="with --data nsd: the folder that holds nsddata/")
     parser.add_argument("--subject", type=_positive, default=1, help="with --data nsd: subject 1-8")
     parser.add_argument(
+        "--colour",
+        action="store_true",
+        help="with --data nsd: keep the stimuli in colour (RGB) and score them as the published NSD tables "
+        "do; the methods that reconstruct colour: mean, ridge, mlp, and brain-diffuser's published route",
+    )
+    parser.add_argument(
         "--split",
         default="given",
         help="given (the file's own split), loso "
@@ -553,7 +559,7 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
                 f"--vdvae {args.vdvae} not found; pass the published .th checkpoint or its folder"
             )
     extract_features = _feature_extractor(args)
-    dataset = load_dataset(args.data, nsd_root=args.nsd_root, subject=args.subject)
+    dataset = load_dataset(args.data, nsd_root=args.nsd_root, subject=args.subject, colour=args.colour)
     splits = make_splits(dataset, args.split, seed=args.seed, allow_overlap=args.allow_overlap)
     corpus = None
     if args.prior_corpus:

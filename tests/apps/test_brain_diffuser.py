@@ -185,3 +185,42 @@ def test_vdvae_stage1_before_the_small_stage2(load_app, published_models, tmp_pa
     assert (manifest["stage1"], manifest["stage2"], manifest["vdvae_layers"]) == ("vdvae", "small", 3)
     assert manifest["vdvae"] == str(vdvae.resolve())
     assert len(fits) == len(list(work.glob("fold-*"))) == 1
+
+
+def test_nsd_in_colour_runs_the_published_route_in_colour_and_refuses_the_grayscale_ones(
+    load_app, run_app_here, write_nsd_layout, published_models, tmp_path, monkeypatch
+):
+    """--colour: VDVAE's and Versatile Diffusion's RGB from RGB stimuli; the small base's route is refused
+    in one line before anything trains."""
+    from fmri_data.loaders import nsd
+    from fmri_diffusion.methods.base import load_method
+
+    write_nsd_layout(tmp_path / "nsd", captions=True)
+    monkeypatch.setattr(nsd, "TRIALS_PER_SESSION", 6)
+    app = load_app("brain_diffuser")
+    data = ("--data", "nsd", "--nsd-root", str(tmp_path / "nsd"), "--colour", "--quick", "--no-progress")
+    out = tmp_path / "out"
+    argv = [
+        *data,
+        *("--stage1", "vdvae", "--stage2", "versatile"),
+        *("--pretrained", str(published_models / "versatile-diffusion")),
+        *("--n-boot", "20", "--out", str(out), "--work-dir", str(tmp_path / "w")),
+    ]
+    assert app.main(argv) == 0
+    saved = np.load(out / "reconstructions.npz")
+    assert saved["truth"].shape[1:] == (64, 64, 3)
+    for row in ("mean", "ridge", "brain-diffuser-stage1", "brain-diffuser", "brain-diffuser-1"):
+        assert saved[row].shape == saved["truth"].shape
+    assert not np.allclose(saved["brain-diffuser"][..., 0], saved["brain-diffuser"][..., 2])
+    stage1 = load_method(tmp_path / "w" / "fold-000" / "brain-diffuser-stage1" / "stages")
+    voxels = stage1.stage1_.ridge.coef_.shape[0]
+    assert stage1.predict(np.zeros((2, voxels), np.float32)).shape == (2, 64, 64, 3)  # colour, reloaded
+    refused = tmp_path / "refused"
+    work = tmp_path / "refused-work"
+    result = run_app_here(
+        "brain_diffuser", *data, "--n-boot", "20", "--out", str(refused), "--work-dir", str(work)
+    )
+    assert result.returncode == 2
+    assert "reconstructs colour as published only: --stage1 vdvae" in result.stderr
+    assert not refused.exists()
+    assert not work.exists()  # refused before any fold trained, or any folder was stamped

@@ -76,3 +76,21 @@ def test_a_missing_caption_file_leaves_the_data_without_captions_and_says_why(
     data = load_nsd(tmp_path, 1, image_size=8)
     assert data.captions is None
     assert "captions_val2017.json is absent" in data.metadata["captions"]
+
+
+def test_colour_keeps_the_stimuli_rgb_whose_luminance_is_the_grayscale_load(
+    write_nsd_layout, tmp_path, monkeypatch
+):
+    write_nsd_layout(tmp_path)
+    monkeypatch.setattr(nsd, "TRIALS_PER_SESSION", 6)
+    gray = load_nsd(tmp_path, 1, image_size=8)
+    colour = load_nsd(tmp_path, 1, image_size=8, colour=True)
+    assert colour.is_colour
+    assert not gray.is_colour
+    assert colour.images.shape == (12, 8, 8, 3)
+    assert colour.image_shape == gray.image_shape == (8, 8)
+    np.testing.assert_array_equal(colour.fmri, gray.fmri)
+    luminance = colour.images @ np.array([0.299, 0.587, 0.114], np.float32)  # resizing is linear
+    np.testing.assert_allclose(luminance, gray.images, atol=1e-5)
+    assert not np.allclose(colour.images[..., 0], colour.images[..., 2])  # the fixture's channels differ
+    assert colour.metadata["images"] == "RGB at 8x8"

@@ -47,7 +47,8 @@ def stimulus_ids_from_images(images: np.ndarray) -> np.ndarray:
 class PairedDataset:
     """fMRI trials paired with the images that were seen.
 
-    fmri: [n_trials, n_voxels] float32. images: [n_trials, H, W] float32 in [0, 1].
+    fmri: [n_trials, n_voxels] float32. images: [n_trials, H, W] float32 in [0, 1] (grayscale), or
+    [n_trials, H, W, 3] (RGB, as NSD's stimuli are loaded with colour=True; only `colour` methods take them).
     stimulus_id: [n_trials] int64; trials that showed the identical image share an id.
     labels / run: optional [n_trials] int64 (class labels; scanning run or session).
     subject: optional [n_trials] str.
@@ -117,6 +118,11 @@ class PairedDataset:
         return (int(self.images.shape[1]), int(self.images.shape[2]))
 
     @property
+    def is_colour(self) -> bool:
+        """Whether the images are RGB [n, H, W, 3] rather than grayscale [n, H, W]."""
+        return self.images.ndim == 4
+
+    @property
     def n_stimuli(self) -> int:
         return int(np.unique(self.stimulus_id).size)
 
@@ -130,8 +136,11 @@ class PairedDataset:
         where = self.metadata.get("source", self.name)
         if self.fmri.ndim != 2:
             raise DataError(f"{where}: fMRI must be [n_trials, n_voxels], got shape {self.fmri.shape}")
-        if self.images.ndim != 3:
-            raise DataError(f"{where}: images must be [n_trials, H, W], got shape {self.images.shape}")
+        if not (self.images.ndim == 3 or (self.images.ndim == 4 and self.images.shape[3] == 3)):
+            raise DataError(
+                f"{where}: images must be [n_trials, H, W] (grayscale) or [n_trials, H, W, 3] (RGB), "
+                f"got shape {self.images.shape}"
+            )
         n = self.fmri.shape[0]
         if n == 0:
             raise DataError(f"{where}: the data set has no trials")

@@ -16,15 +16,22 @@ _NEEDS_PYTHON = {
 }
 
 
-def load_dataset(spec: str | Path, *, nsd_root: str | Path | None = None, subject: int = 1) -> PairedDataset:
+def load_dataset(
+    spec: str | Path, *, nsd_root: str | Path | None = None, subject: int = 1, colour: bool = False
+) -> PairedDataset:
     """Load "sim" (the simulator), a catalog name (digit69, miyawaki), "nsd" (with `nsd_root` and
-    `subject`) or a .mat/.npz file."""
+    `subject`; `colour` keeps its stimuli RGB) or a .mat/.npz file (an .npz may hold RGB images)."""
     if isinstance(spec, str) and spec == "nsd":
         if nsd_root is None:
             raise DataError("data 'nsd' needs the folder that holds nsddata/: pass --nsd-root DIR")
         from fmri_data.loaders.nsd import load_nsd
 
-        return load_nsd(nsd_root, subject)
+        return load_nsd(nsd_root, subject, colour=colour)
+    if colour:
+        raise DataError(
+            f"--colour reads NSD's stimuli in colour; {spec} is not NSD (an .npz holding RGB images "
+            "[n, H, W, 3] is read in colour without it)"
+        )
     if isinstance(spec, str) and spec == "sim":
         from fmri_data.simulator import simulate_miyawaki
 

@@ -45,10 +45,10 @@ def load_npz(path: str | Path) -> PairedDataset:
             f"({_SUPPORTED_VERSION}); upgrade fmri_data"
         )
     images = arrays["images"]
-    if images.ndim != 3:
+    if not (images.ndim == 3 or (images.ndim == 4 and images.shape[3] == 3)):
         raise DataError(
-            f"{path}: images must be stored as [n_trials, H, W], got shape {images.shape}; "
-            "reshape them before saving (flat rows are ambiguous about pixel order)"
+            f"{path}: images must be stored as [n_trials, H, W] or, in colour, [n_trials, H, W, 3], got "
+            f"shape {images.shape}; reshape them before saving (flat rows are ambiguous about pixel order)"
         )
     fields: dict[str, Any] = {key: arrays[key] for key in _OPTIONAL if key in arrays}
     fields["roi_masks"] = {

@@ -51,9 +51,15 @@ def nsd_paths(root: str | Path, subject: int) -> dict[str, Path]:
 
 
 def load_nsd(
-    root: str | Path, subject: int = 1, *, sessions: list[int] | None = None, image_size: int = 64
+    root: str | Path,
+    subject: int = 1,
+    *,
+    sessions: list[int] | None = None,
+    image_size: int = 64,
+    colour: bool = False,
 ) -> PairedDataset:
-    """Single trials of one subject's sessions (default: every session found), nsdgeneral voxels."""
+    """Single trials of one subject's sessions (default: every session found), nsdgeneral voxels; the
+    stimuli at image_size px, in grayscale (luminance) or, with `colour`, RGB [n, S, S, 3] as published."""
     paths = nsd_paths(root, subject)
     for key in ("expdesign", "mask", "stimuli"):
         if not paths[key].is_file():
@@ -84,7 +90,7 @@ def load_nsd(
     captions, captions_note = _captions(paths, stimulus_id)
     return PairedDataset(
         fmri=fmri,
-        images=_stimuli(paths["stimuli"], stimulus_id, image_size),
+        images=_stimuli(paths["stimuli"], stimulus_id, image_size, colour),
         stimulus_id=stimulus_id,
         run=np.concatenate(runs),
         subject=np.full(len(stimulus_id), f"subj{subject:02d}"),
@@ -95,6 +101,7 @@ def load_nsd(
             "name": f"nsd-subj{subject:02d}",
             "source": str(root),
             "preprocessing": "betas / 300 (percent signal change), z-scored per voxel within each session",
+            "images": f"{'RGB' if colour else 'grayscale (luminance)'} at {image_size}x{image_size}",
             "sessions": list(sessions),
             "captions": captions_note,
         },
@@ -214,18 +221,23 @@ def _zscore(betas: np.ndarray) -> np.ndarray:
     return (betas - betas.mean(0)) / np.where(spread > 0, spread, 1.0)
 
 
-def _stimuli(path: Path, stimulus_id: np.ndarray, image_size: int) -> np.ndarray:
-    """Grayscale images [n, image_size, image_size] in [0, 1], each distinct image read once."""
+def _stimuli(path: Path, stimulus_id: np.ndarray, image_size: int, colour: bool) -> np.ndarray:
+    """Images [n, image_size, image_size] (or [..., 3] in colour) in [0, 1], each distinct image read once."""
     unique, inverse = np.unique(stimulus_id, return_inverse=True)
     try:
         with h5py.File(path, "r") as handle:
             brick = handle["imgBrick"]
-            pictures = np.stack([_gray(brick[int(i)], image_size) for i in unique])
+            pictures = np.stack([_picture(brick[int(i)], image_size, colour) for i in unique])
     except (OSError, KeyError, ValueError) as error:
         raise DataError(f"NSD: {path} is not a readable nsd_stimuli.hdf5 ({error})") from None
     return pictures[inverse]
 
 
-def _gray(rgb: np.ndarray, size: int) -> np.ndarray:
-    luminance = np.asarray(rgb, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) / 255.0
-    return np.clip(zoom(luminance, size / luminance.shape[0], order=1), 0.0, 1.0)[:size, :size]
+def _picture(rgb: np.ndarray, size: int, colour: bool) -> np.ndarray:
+    """One uint8 RGB stimulus -> size x size in [0, 1]: its luminance, or with `colour` its three channels."""
+    pixels = np.asarray(rgb, np.float32) / 255.0
+    if not colour:
+        pixels = pixels @ np.array([0.299, 0.587, 0.114], np.float32)
+    scale = size / pixels.shape[0]
+    zoomed = zoom(pixels, (scale, scale, 1) if colour else scale, order=1)
+    return np.clip(zoomed, 0.0, 1.0)[:size, :size]

@@ -12,6 +12,7 @@ import numpy as np
 
 from fmri_data.corpora import PriorCorpus
 from fmri_data.dataset import PairedDataset
+from fmri_data.errors import DataError
 
 ConfigT = TypeVar("ConfigT")
 
@@ -134,6 +135,9 @@ class ReconstructionMethod(ABC):
     """
 
     name: ClassVar[str]
+    colour: ClassVar[bool] = False
+    """Whether the method reconstructs RGB images [n, H, W, 3] from colour data (NSD loaded in colour);
+    the runner refuses colour data for the others before anything trains."""
 
     def __init__(self, settings: MethodSettings | None = None) -> None:
         self.settings = settings or MethodSettings()
@@ -144,7 +148,8 @@ class ReconstructionMethod(ABC):
 
     @abstractmethod
     def predict(self, fmri: np.ndarray) -> np.ndarray:
-        """Reconstruct [n, H, W] images in [0, 1] from [n, n_voxels] fMRI."""
+        """Reconstruct [n, H, W] images (or [n, H, W, 3], RGB, from colour data) in [0, 1] from
+        [n, n_voxels] fMRI."""
 
     def predict_named(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
         """All outputs this method reports, by row name in the results table."""
@@ -155,6 +160,12 @@ class ReconstructionMethod(ABC):
         """The `MethodSettings.choices` keys this method chooses among on validation; none by default (it
         ignores them)."""
         return frozenset()
+
+    def check_colour(self) -> None:
+        """Raise DataError if this method, as configured, cannot reconstruct colour: the runner asks before
+        any fold trains. By default a `colour` method always can; one whose routes differ overrides it."""
+        if not self.colour:
+            raise DataError(f"{self.name} reconstructs grayscale images only; leave out --colour")
 
     def records(self) -> dict[str, Any]:
         """JSON-ready facts of this fit for metrics.json (e.g. settings chosen on validation); none by

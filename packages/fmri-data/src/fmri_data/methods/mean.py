@@ -12,6 +12,7 @@ class MeanImage(ReconstructionMethod):
     """Predict the average training image for every trial."""
 
     name = "mean"
+    colour = True
 
     def fit(self, train: PairedDataset) -> MeanImage:
         self.mean_image_ = train.images.mean(axis=0)

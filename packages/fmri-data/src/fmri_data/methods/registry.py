@@ -89,6 +89,21 @@ def check_methods(names: Sequence[str]) -> None:
         method_class(name)  # loads the entry point: a broken one fails now, not after the others trained
 
 
+def check_colour(names: Sequence[str], settings: MethodSettings) -> None:
+    """Refuse colour data for methods that reconstruct grayscale only (every part of an ensemble must take
+    colour), or that cannot as configured (ReconstructionMethod.check_colour), before any method trains."""
+    parts = sorted({part for name in names for part in name.split(JOIN)})
+    grayscale = [part for part in parts if not method_class(part).colour]
+    if grayscale:
+        colour = sorted(name for name in available_methods() if method_class(name).colour)
+        raise DataError(
+            f"{', '.join(grayscale)} reconstruct grayscale images only, and these stimuli are in colour; "
+            f"run {', '.join(colour)} on them, or load the data in grayscale (leave out --colour)"
+        )
+    for part in parts:
+        create_method(part, settings).check_colour()
+
+
 def check_choices(names: Sequence[str], keys: Iterable[str]) -> None:
     """Refuse a setting to choose (a `MethodSettings.choices` key, "field" or "method:field") that no
     method it reaches chooses among, before any method trains: a misspelt name would be ignored, and the

@@ -21,7 +21,7 @@ from fmri_data.methods.fingerprint import (
     fold_fingerprints,
     record_fingerprint,
 )
-from fmri_data.methods.registry import check_methods, create_method
+from fmri_data.methods.registry import check_colour, check_methods, create_method
 from fmri_data.preprocessing import Preprocessing, repeat_groups
 from fmri_data.splits import Split
 
@@ -81,6 +81,8 @@ def reconstruct_over_splits(
     settings = settings or MethodSettings()
     preprocessing = preprocessing or Preprocessing()
     check_methods(methods)
+    if dataset.is_colour:
+        check_colour(methods, settings)
     _check_each_trial_tested_once(dataset, splits)
     candidate_stimulus, candidate_images = _tested_stimuli(dataset, splits)
     if settings.prior_corpus is not None:  # before any training, and before any folder is stamped
@@ -210,7 +212,7 @@ def _trial_index(dataset: PairedDataset, split: Split, prep: Preprocessing) -> n
 
 def _checked_prediction(name: str, images: np.ndarray, test: PairedDataset) -> np.ndarray:
     images = np.asarray(images, dtype=np.float32)
-    expected = (test.n_trials, *test.image_shape)
+    expected = test.images.shape
     if images.shape != expected:
         raise DataError(f"method {name!r} returned images of shape {images.shape}, expected {expected}")
     if not np.isfinite(images).all():

@@ -108,6 +108,7 @@ class DiffusionMethod(ReconstructionMethod):
         self.validation_: dict[str, Any] | None = None
         self.readout_: PatchReadout | None = None
         self.warm_start_: DiffusionMethod | None = None
+        self.colour_ = False  # RGB [n, H, W, 3] images, where the training images were (fit, load)
 
     @classmethod
     def settings_to_choose(cls) -> frozenset[str]:
@@ -127,7 +128,12 @@ class DiffusionMethod(ReconstructionMethod):
     def fit(self, train: PairedDataset) -> Self:
         """Choose sampling settings on validation stimuli (with `settings.choices`), fit the encoding model
         (with likelihood guidance), fit the method's own parts, save it all."""
-        self.image_size_ = train.image_shape[0]
+        self.image_size_, self.colour_ = train.image_shape[0], train.is_colour
+        if self.colour_ and self.needs_encoding():
+            raise DataError(
+                f"{self.name}: likelihood guidance and weights read grayscale images, and these are in "
+                "colour; use --likelihood-weight 0 and --sample-weight 0, or load the data in grayscale"
+            )
         if self.settings.choices:
             started = time.perf_counter()
             warm = self.starts_from_probe and self.settings.refit_steps < 1
@@ -254,6 +260,7 @@ class DiffusionMethod(ReconstructionMethod):
         manifest = {
             "method": self.name,
             "image_size": self.image_size_,
+            "colour": self.colour_,
             "sampling": {name: getattr(self.config, name) for name in SAVED_SAMPLING if name in names},
             "encoding": self.encoding_ is not None,
             "readout": None if self.readout_ is None else self.readout_.to_dict(),
@@ -278,7 +285,7 @@ class DiffusionMethod(ReconstructionMethod):
         method = cls((settings or MethodSettings()).for_method(cls.name))
         overrides = {k: v for k, v in method.settings.sampling.items() if k in manifest["sampling"]}
         method.config = replace(method.config, **(manifest["sampling"] | overrides))  # as run, unless told
-        method.image_size_ = manifest["image_size"]
+        method.image_size_, method.colour_ = manifest["image_size"], manifest.get("colour", False)
         if manifest.get("readout"):
             method.readout_ = PatchReadout(**manifest["readout"])
         if manifest.get("encoding"):
@@ -343,7 +350,8 @@ class DiffusionMethod(ReconstructionMethod):
             ),
         )
         size = self.image_size_
-        return np.concatenate(chunks).reshape(n_samples, n, size, size).astype(np.float32)
+        shape = (size, size, 3) if self.colour_ else (size, size)
+        return np.concatenate(chunks).reshape(n_samples, n, *shape).astype(np.float32)
 
     @abstractmethod
     def sampling_inputs(self, fmri: np.ndarray) -> dict[str, torch.Tensor]:

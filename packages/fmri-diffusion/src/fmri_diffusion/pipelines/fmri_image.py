@@ -60,12 +60,13 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         vae: AutoencoderKL | None = None,
         controlnet: ControlNetModel | None = None,
         image_fit: ImageFit = "pad",
+        colour: bool = False,
     ) -> None:
         super().__init__()
         self.register_modules(
             unet=unet, scheduler=scheduler, conditioner=conditioner, vae=vae, controlnet=controlnet
         )
-        self.register_to_config(image_fit=image_fit)
+        self.register_to_config(image_fit=image_fit, colour=colour)
 
     @classmethod
     def load_lora_into_text_encoder(cls, *args: object, **kwargs: object) -> None:
@@ -87,11 +88,11 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         return x if self.vae is None else scaled_latents(self.vae, x)
 
     def from_model_space(self, x: torch.Tensor, image_size: int, *, clip: bool = True) -> torch.Tensor:
-        """The inverse: model-space samples -> [B, H, W] images in [0, 1] at image_size (clip=False: not
-        clipped, for gradients)."""
+        """The inverse: model-space samples -> [B, H, W] images (a colour pipeline's: [B, H, W, 3]) in
+        [0, 1] at image_size (clip=False: not clipped, for gradients)."""
         if self.vae is not None:
             x = self.vae.decode(x.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
-        return from_pixels(x, image_size, fit=self.config.image_fit, clip=clip)
+        return from_pixels(x, image_size, fit=self.config.image_fit, clip=clip, colour=self.config.colour)
 
     @property
     def pixel_size(self) -> int:

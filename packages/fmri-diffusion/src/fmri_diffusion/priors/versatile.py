@@ -119,7 +119,7 @@ class VersatileCaptionEncoder(CaptionEncoder):
 
 
 class VersatileImageEncoder:
-    """Stimuli [n, H, W] in [0, 1] -> Versatile Diffusion's image tokens [n, 257, D]."""
+    """Stimuli [n, H, W] (or RGB [n, H, W, 3]) in [0, 1] -> Versatile Diffusion's image tokens [n, 257, D]."""
 
     def __init__(self, processor: CLIPImageProcessor, encoder: CLIPVisionModelWithProjection) -> None:
         self.processor, self.encoder = processor, encoder.eval().requires_grad_(False)
@@ -128,7 +128,8 @@ class VersatileImageEncoder:
     def __call__(self, images: np.ndarray, batch_size: int = 32) -> torch.Tensor:
         chunks = []
         for start in range(0, len(images), batch_size):
-            rgb = np.repeat(np.round(images[start : start + batch_size, ..., None] * 255), 3, -1)
+            chunk = np.round(images[start : start + batch_size] * 255)
+            rgb = chunk if chunk.ndim == 4 else np.repeat(chunk[..., None], 3, -1)
             pixels = self.processor(images=list(rgb.astype(np.uint8)), return_tensors="pt").pixel_values
             out = self.encoder(pixels.to(self.encoder.device, self.encoder.dtype))
             tokens = self.encoder.visual_projection(

@@ -77,6 +77,7 @@ class MlpPixels(ReconstructionMethod):
     """
 
     name = "mlp"
+    colour = True
 
     def __init__(
         self,
@@ -102,7 +103,7 @@ class MlpPixels(ReconstructionMethod):
         self.quick_epochs = quick_epochs
 
     def fit(self, train: PairedDataset) -> MlpPixels:
-        self.image_shape_ = train.image_shape
+        self.image_shape_ = train.images.shape[1:]
         self.voxel_mean_ = train.fmri.mean(axis=0)
         std = train.fmri.std(axis=0)
         self.voxel_std_ = np.where(std > 0, std, 1.0).astype(np.float32)

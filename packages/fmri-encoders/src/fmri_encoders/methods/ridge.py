@@ -23,12 +23,13 @@ class RidgePixels(ReconstructionMethod):
     """
 
     name = "ridge"
+    colour = True
 
     def fit(self, train: PairedDataset) -> RidgePixels:
         if train.n_stimuli < 2:
             raise DataError(f"ridge needs at least 2 distinct training stimuli, got {train.n_stimuli}")
         backend = ridge_backend(self.settings.device)
-        self.image_shape_ = train.image_shape
+        self.image_shape_ = train.images.shape[1:]
         self.encoder_ = RidgeEncoder(
             per_target=False, cv=min(INNER_FOLDS, train.n_stimuli), backend=backend
         ).fit(train.fmri, train.images.reshape(train.n_trials, -1), groups=train.stimulus_id)

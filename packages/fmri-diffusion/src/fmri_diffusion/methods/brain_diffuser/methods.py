@@ -110,6 +110,7 @@ class BrainDiffuserMethod(DiffusionMethod):
     (`work_dir/<name>/stages`: the fitted parts, and a manifest naming the models they belong to)."""
 
     config_class = BrainDiffuserConfig
+    colour = True  # on the published models only: see check_colour
     curves: ClassVar[dict[str, str]] = {}
     saved_as: ClassVar[str] = "stages"
     needs_stage2_model: ClassVar[bool] = True
@@ -137,6 +138,16 @@ class BrainDiffuserMethod(DiffusionMethod):
             key = ("autoencoder", self.base_.folder.resolve(), settings.device)
             self.stage1_, self.train_latents_ = STAGE1_MEMO.fitted(
                 train, key, lambda: LatentDecoding.fit(train, self.base_, settings.device)
+            )
+
+    def check_colour(self) -> None:
+        """RGB stimuli need RGB models on every stage this method runs: VDVAE, then Versatile Diffusion (the
+        small base and the other routes work in grayscale)."""
+        if self.config.stage1 != "vdvae" or (self.needs_stage2_model and self._route() != "versatile"):
+            raise DataError(
+                f"{self.name} reconstructs colour as published only: --stage1 vdvae"
+                + (" --stage2 versatile (with its --pretrained folder)" if self.needs_stage2_model else "")
+                + "; load the data in grayscale (leave out --colour) for the other routes"
             )
 
     def _route(self) -> Literal["small", "image-variation", "versatile"]:
@@ -188,10 +199,11 @@ class BrainDiffuserMethod(DiffusionMethod):
             conditioner=self.base_.conditioner,
             vae=self.base_.vae,
             image_fit="smooth" if self.route_ == "versatile" else "resize",  # bicubic, as published
+            colour=self.colour_,
         )
 
     def stage1_images(self, fmri: np.ndarray) -> np.ndarray:
-        """[n, H, W] in [0, 1]: stage 1's decoded predictions."""
+        """[n, H, W] (colour: [n, H, W, 3]) in [0, 1]: stage 1's decoded predictions."""
         if isinstance(self.stage1_, VdvaeDecoding):
             images = self.stage1_.images(fmri, self.image_size_)
         else:
@@ -252,6 +264,8 @@ class BrainDiffuserStage1(BrainDiffuserMethod):
 
     def fit_parts(self, train: PairedDataset) -> None:
         self.route_ = self._route()
+        if self.colour_:
+            self.check_colour()
         self._fit_stage1(train)
 
     def named_rows(self, fmri: np.ndarray) -> dict[str, np.ndarray]:
@@ -277,6 +291,8 @@ class BrainDiffuser(BrainDiffuserMethod):
 
     def fit_parts(self, train: PairedDataset) -> None:
         self.route_ = self._route()
+        if self.colour_:
+            self.check_colour()
         self.adapter_ = self._prior_adapter()  # refused, if it is, before stage 1 is fitted
         self._fit_stage1(train)
         if self.route_ == "versatile":

@@ -75,10 +75,12 @@ class VdvaeDecoding:
         temperature: float,
         seed: int,
         device: str,
+        colour: bool = False,
     ) -> None:
         self.ridge, self.vdvae, self.weights = ridge, vdvae, weights
         self.n_layers, self.temperature, self.seed = n_layers, temperature, seed
         self.device = resolve_device(device)
+        self.colour = colour  # fitted on RGB stimuli: decodes to RGB
 
     @classmethod
     def fit(
@@ -108,10 +110,11 @@ class VdvaeDecoding:
                 ]
             )
         ridge = fit_ridge(train, latents, rescale=True)
-        return cls(ridge, vdvae, weights, n_layers, temperature, seed, device)
+        return cls(ridge, vdvae, weights, n_layers, temperature, seed, device, train.is_colour)
 
     def images(self, fmri: np.ndarray, image_size: int, batch_size: int = 32) -> torch.Tensor:
-        """[n, image_size, image_size] in [0, 1]: the decoded predicted latents."""
+        """[n, image_size, image_size] in [0, 1] (fitted on colour stimuli: VDVAE's RGB, [..., 3]): the
+        decoded predicted latents."""
         latents = torch.from_numpy(self.ridge.predict(fmri).astype(np.float32))
         generators = [
             torch.Generator(self.device).manual_seed(derived_seed(self.seed, trial))
@@ -129,7 +132,7 @@ class VdvaeDecoding:
                 .cpu()
                 for start in range(0, len(latents), batch_size)
             ]
-        return from_pixels(torch.cat(decoded) * 2 - 1, image_size, fit="resize")
+        return from_pixels(torch.cat(decoded) * 2 - 1, image_size, fit="resize", colour=self.colour)
 
     def start(self, fmri: np.ndarray, image_size: int) -> dict[str, torch.Tensor]:
         """Stage 2's img2img start: the decoded image, which the stage-2 model encodes itself."""
@@ -142,6 +145,7 @@ class VdvaeDecoding:
             "vdvae_layers": self.n_layers,
             "vdvae_temperature": self.temperature,
             "vdvae_seed": self.seed,
+            "vdvae_colour": self.colour,
         }
 
     @classmethod
@@ -164,6 +168,7 @@ class VdvaeDecoding:
             manifest["vdvae_temperature"] if temperature is None else temperature,
             manifest["vdvae_seed"],
             device,
+            manifest.get("vdvae_colour", False),  # stages saved before colour were grayscale
         )
 
 
