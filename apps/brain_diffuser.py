@@ -6,10 +6,12 @@
     uv run apps/brain_diffuser.py --data nsd --nsd-root DIR --subject 1 --device cuda \
         --feature-weights ~/models/feature-nets                      # + the NSD literature's 8-metric table
     uv run apps/brain_diffuser.py --data nsd --nsd-root DIR --subject 1 --device cuda \
-        --stage1 vdvae --stage2 versatile --pretrained ~/models/versatile-diffusion   # as published
+        --stage1 vdvae --stage2 versatile --pretrained ~/models/versatile-diffusion --colour   # as published
 
 On NSD each image's trials are averaged over their repeats, training and test, as Brain-Diffuser did
 (the papers score each shared test image once; --average-repeats test keeps single training trials).
+--colour reads NSD's stimuli in RGB, as published: the published route (VDVAE, then Versatile Diffusion)
+reconstructs them in colour; the routes on the small base work in grayscale.
 Stage 1 decodes ridge-predicted latents of the base model's autoencoder, or of VDVAE as published
 (--stage1 vdvae); stage 2 starts from them at --strength (0.75, 50 DDIM steps) guided by image-embedding
 tokens ridge-predicted from fMRI: on Versatile Diffusion as published (--stage2 versatile), or on a prior

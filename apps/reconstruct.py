@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from fmri_data.corpora import BUILT_IN_CORPORA, load_corpus
@@ -27,7 +28,7 @@ from fmri_data.methods import (
     validation_notes,
 )
 from fmri_data.methods.base import SCOPE
-from fmri_data.methods.registry import check_choices, check_methods
+from fmri_data.methods.registry import check_choices, check_colour, check_methods
 from fmri_data.preprocessing import Preprocessing
 from fmri_data.progress import terminal_progress
 from fmri_data.readout import READOUTS
@@ -434,6 +435,11 @@ def parse_args(
         args.cache_dir = args.cache_dir or runs / "cache"
     if args.cache_dir is None and args.work_dir is not None:
         args.cache_dir = args.work_dir / "cache"
+    if args.colour and args.data != "nsd":
+        parser.error(
+            f"--colour reads NSD's stimuli in colour; {args.data} is not NSD (an .npz holding RGB images "
+            "[n, H, W, 3] is read in colour without it)"
+        )
     if args.resume and args.work_dir is None:
         parser.error("--resume needs --work-dir, the folder that holds the checkpoints")
     if args.log_with and args.work_dir is None:
@@ -558,43 +564,23 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
             raise DataError(
                 f"--vdvae {args.vdvae} not found; pass the published .th checkpoint or its folder"
             )
+    settings = _method_settings(args, progress)
+    if args.colour:  # before the data (NSD: minutes to read) and the feature networks load
+        check_colour(args.methods, settings)
     extract_features = _feature_extractor(args)
     dataset = load_dataset(args.data, nsd_root=args.nsd_root, subject=args.subject, colour=args.colour)
     splits = make_splits(dataset, args.split, seed=args.seed, allow_overlap=args.allow_overlap)
-    corpus = None
     if args.prior_corpus:
         corpus = load_corpus(
             args.prior_corpus, dataset.image_shape[0], seed=args.seed, stimuli=dataset.images
         )
+        settings = replace(settings, prior_corpus=corpus)
     print(f"{Path(app).stem}: {process.describe()}", flush=True)  # once the inputs are known to be good
     result = reconstruct_over_splits(
         dataset,
         splits,
         args.methods,
-        settings=MethodSettings(
-            seed=args.seed,
-            device=args.device,
-            quick=args.quick,
-            work_dir=args.work_dir,
-            resume=args.resume,
-            pretrained=args.pretrained,
-            allow_download=args.allow_download,
-            cache_dir=args.cache_dir,
-            progress=progress,
-            log_with=args.log_with,
-            sampling={name: getattr(args, name) for name in SAMPLING if getattr(args, name) is not None},
-            choices=dict(args.choose),
-            prior_corpus=corpus,
-            mixed_precision=args.mixed_precision or launch_precision(),
-            batch_size=args.batch_size,
-            gradient_accumulation_steps=args.gradient_accumulation,
-            gradient_checkpointing=args.gradient_checkpointing,
-            compile=args.compile,
-            optimizer=args.optimizer,
-            ema=args.ema,
-            probe_steps=args.probe_steps,
-            refit_steps=args.refit_steps,
-        ),
+        settings=settings,
         preprocessing=Preprocessing(
             n_voxels=args.n_voxels, voxel_score=args.voxel_score, average_repeats=args.average_repeats
         ),
@@ -603,6 +589,33 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
     )
     on_main_process(lambda: _write_run(args, argv, app, dataset.name, result, extract_features))
     return 0
+
+
+def _method_settings(args: argparse.Namespace, progress: bool) -> MethodSettings:
+    """What every method of the run is told (the prior corpus is added once the data set is loaded)."""
+    return MethodSettings(
+        seed=args.seed,
+        device=args.device,
+        quick=args.quick,
+        work_dir=args.work_dir,
+        resume=args.resume,
+        pretrained=args.pretrained,
+        allow_download=args.allow_download,
+        cache_dir=args.cache_dir,
+        progress=progress,
+        log_with=args.log_with,
+        sampling={name: getattr(args, name) for name in SAMPLING if getattr(args, name) is not None},
+        choices=dict(args.choose),
+        mixed_precision=args.mixed_precision or launch_precision(),
+        batch_size=args.batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation,
+        gradient_checkpointing=args.gradient_checkpointing,
+        compile=args.compile,
+        optimizer=args.optimizer,
+        ema=args.ema,
+        probe_steps=args.probe_steps,
+        refit_steps=args.refit_steps,
+    )
 
 
 def _write_run(

@@ -299,11 +299,17 @@ def summarise(cells: dict[str, dict[str, Path]]) -> dict[str, dict[str, dict]]:
                     "resumed": cell.get("resumed", False),
                     "seconds": metrics.get("seconds", {}).get(method),
                     "validation": metrics.get("validation", {}).get(method),
+                    "recipe": recipe_run(cell["command"]),
                 }
                 entry["prior_corpus"] = metrics.get("prior_corpus")
                 entry["pre_training"] = metrics.get("pre_training", {}).get(method)
                 table.setdefault(data, {})[name] = entry
     return table
+
+
+def recipe_run(command: list[str]) -> list[str]:
+    """The recipe a cell ran with: its command's options after the prior corpus (see cell_command)."""
+    return command[command.index("--prior-corpus") + 2 :]
 
 
 def merge(
@@ -425,12 +431,18 @@ def earlier_recipe(table: dict[str, dict[str, dict]]) -> list[str]:
     """The cells on record whose validation grid lacks a setting or a value today's recipe chooses among,
     or that did not start from the prior corpus where today's recipe does ("data/method").
 
-    `readout` is chosen only where the stimuli are binary patches, so its absence proves nothing."""
+    `readout` is chosen only where the stimuli are binary patches, so its absence proves nothing. An
+    ensemble's grid is its weights, so its recipe is compared as run; one recorded before cells recorded
+    their recipes ran its members' method-wide recipes."""
     stale = []
     for data, rows in table.items():
         for method, entry in rows.items():
-            if method not in METHODS or JOIN in method or not entry.get("validation"):
-                continue  # an ensemble's grid is its weights (its members' are under "cvae+ldm / cvae")
+            if method in METHODS and JOIN in method:
+                if _ensemble_stale(data, method, entry):
+                    stale.append(f"{data}/{method}")
+                continue
+            if method not in METHODS or not entry.get("validation"):
+                continue
             options = recipe(data, method)
             wanted = dict(options[i + 1].split("=") for i, o in enumerate(options) if o == "--choose")
             grid = entry["validation"][0]["grid"]
@@ -443,6 +455,14 @@ def earlier_recipe(table: dict[str, dict[str, dict]]) -> list[str]:
             if missing or unprimed:
                 stale.append(f"{data}/{method}")
     return stale
+
+
+def _ensemble_stale(data: str, method: str, entry: dict) -> bool:
+    """Whether an ensemble's cell on record ran another recipe than today's."""
+    if "recipe" in entry:
+        return entry["recipe"] != recipe(data, method)
+    # recorded before cells recorded their recipes, when ensembles ran their members' method-wide recipes
+    return any((data, member) in CELL_RECIPES for member in method.split(JOIN))
 
 
 def _as_values(listed: str) -> set[Any]:

@@ -213,8 +213,10 @@ def test_nsd_in_colour_runs_the_published_route_in_colour_and_refuses_the_graysc
         assert saved[row].shape == saved["truth"].shape
     assert not np.allclose(saved["brain-diffuser"][..., 0], saved["brain-diffuser"][..., 2])
     stage1 = load_method(tmp_path / "w" / "fold-000" / "brain-diffuser-stage1" / "stages")
-    voxels = stage1.stage1_.ridge.coef_.shape[0]
-    assert stage1.predict(np.zeros((2, voxels), np.float32)).shape == (2, 64, 64, 3)  # colour, reloaded
+    fmri = np.zeros((2, stage1.stage1_.ridge.coef_.shape[0]), np.float32)
+    assert stage1.predict(fmri).shape == (2, 64, 64, 3)  # colour, reloaded
+    stage2 = load_method(tmp_path / "w" / "fold-000" / "brain-diffuser" / "stages")
+    assert stage2.sample(fmri, 1).shape == (1, 2, 64, 64, 3)
     refused = tmp_path / "refused"
     work = tmp_path / "refused-work"
     result = run_app_here(
@@ -224,3 +226,10 @@ def test_nsd_in_colour_runs_the_published_route_in_colour_and_refuses_the_graysc
     assert "reconstructs colour as published only: --stage1 vdvae" in result.stderr
     assert not refused.exists()
     assert not work.exists()  # refused before any fold trained, or any folder was stamped
+    published = argv[argv.index("--stage1") : argv.index("--n-boot")]
+    result = run_app_here(
+        "brain_diffuser", *data, *published, "--choose", "likelihood_weight=0,1", "--out", str(refused)
+    )
+    assert result.returncode == 2
+    assert "likelihood guidance and weights read grayscale images" in result.stderr
+    assert not refused.exists()

@@ -488,3 +488,11 @@ def test_the_encoding_model_is_an_option_that_reaches_the_methods_settings(recon
     with pytest.raises(SystemExit):
         reconstruct.parse_args(["--encoding-model", "cnn"])
     assert "invalid choice: 'cnn'" in capsys.readouterr().err
+
+
+def test_colour_is_for_nsd_and_refused_elsewhere_before_anything_loads(run_app_here, tmp_path):
+    out = tmp_path / "o"
+    result = run_app_here("reconstruct", "--data", "digit69", "--colour", "--out", str(out))
+    assert result.returncode == 2
+    assert "--colour reads NSD's stimuli in colour; digit69 is not NSD" in result.stderr
+    assert not out.exists()

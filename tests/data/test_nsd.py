@@ -94,3 +94,20 @@ def test_colour_keeps_the_stimuli_rgb_whose_luminance_is_the_grayscale_load(
     np.testing.assert_allclose(luminance, gray.images, atol=1e-5)
     assert not np.allclose(colour.images[..., 0], colour.images[..., 2])  # the fixture's channels differ
     assert colour.metadata["images"] == "RGB at 8x8"
+
+
+def test_grayscale_stimuli_are_the_luminance_divided_by_255_bit_for_bit(
+    write_nsd_layout, tmp_path, monkeypatch
+):
+    """The formula every grayscale NSD run so far read (a resumed run compares the data's digest)."""
+    import h5py
+    from scipy.ndimage import zoom
+
+    write_nsd_layout(tmp_path)
+    monkeypatch.setattr(nsd, "TRIALS_PER_SESSION", 6)
+    data = load_nsd(tmp_path, 1, image_size=8)
+    with h5py.File(nsd_paths(tmp_path, 1)["stimuli"], "r") as handle:
+        rgb = handle["imgBrick"][int(data.stimulus_id[0])]
+    luminance = np.asarray(rgb, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) / 255.0
+    expected = np.clip(zoom(luminance, 8 / 16, order=1), 0.0, 1.0)[:8, :8]
+    np.testing.assert_array_equal(data.images[0], expected)

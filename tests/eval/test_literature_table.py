@@ -1,5 +1,6 @@
 """The NSD literature's 8-metric table on constructed images and features (no torch)."""
 
+import importlib
 import json
 
 import numpy as np
@@ -13,7 +14,8 @@ from fmri_eval import (
     literature_table,
     write_run,
 )
-from fmri_eval.literature_table import EVAL_SIZE, item_scores, resize_for_table
+from fmri_eval.literature_table import EVAL_SIZE, item_scores, pixel_scores, resize_for_table
+from fmri_eval.metrics import pcc, ssim
 
 
 @pytest.fixture
@@ -71,7 +73,7 @@ def test_intervals_resample_stimuli_where_they_repeat(images):
     # The same per-trial values, another resampling unit: equal means, different intervals.
     assert table["noise"]["pixcorr"] == pytest.approx(per_trial["noise"]["pixcorr"])
     assert table["noise"]["pixcorr_ci"] != per_trial["noise"]["pixcorr_ci"]
-    scores = item_scores(resize_for_table(truth), reconstructions["noise"], features_of(truth), {}, ids)
+    scores = item_scores(truth, reconstructions["noise"], features_of(truth), {}, ids)
     _, low, high = bootstrap_ci(scores["pixcorr"], n_boot=80, seed=2, clusters=ids)
     assert table["noise"]["pixcorr_ci"] == [low, high]
 
@@ -112,3 +114,15 @@ def test_write_run_adds_the_table_to_metrics_and_report(tmp_path, images):
     assert "NSD literature metrics" in report
     assert "SwAV ↓" in report
     assert "AlexNet(5) ↑" in report
+
+
+@pytest.mark.parametrize("channels", [(), (3,)])
+def test_pixel_columns_score_chunk_by_chunk_as_all_at_once(monkeypatch, channels):
+    rng = np.random.default_rng(3)
+    truth, recon = rng.random((2, 5, 12, 12, *channels))
+    module = importlib.import_module("fmri_eval.literature_table")  # the package exports its function
+    monkeypatch.setattr(module, "PIXEL_CHUNK", 2)
+    scores = pixel_scores(truth, recon)
+    big_truth, big_recon = resize_for_table(truth), resize_for_table(recon)
+    np.testing.assert_allclose(scores["pixcorr"], pcc(big_truth, big_recon))
+    np.testing.assert_allclose(scores["ssim"], ssim(big_truth, big_recon))

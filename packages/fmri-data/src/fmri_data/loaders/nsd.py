@@ -235,9 +235,8 @@ def _stimuli(path: Path, stimulus_id: np.ndarray, image_size: int, colour: bool)
 
 def _picture(rgb: np.ndarray, size: int, colour: bool) -> np.ndarray:
     """One uint8 RGB stimulus -> size x size in [0, 1]: its luminance, or with `colour` its three channels."""
-    pixels = np.asarray(rgb, np.float32) / 255.0
-    if not colour:
-        pixels = pixels @ np.array([0.299, 0.587, 0.114], np.float32)
+    pixels = np.asarray(rgb, np.float32)  # divided by 255 after the luminance sum, as ever: same bits
+    pixels = (pixels if colour else pixels @ np.array([0.299, 0.587, 0.114], np.float32)) / 255.0
     scale = size / pixels.shape[0]
     zoomed = zoom(pixels, (scale, scale, 1) if colour else scale, order=1)
     return np.clip(zoomed, 0.0, 1.0)[:size, :size]

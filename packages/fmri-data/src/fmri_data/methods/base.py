@@ -165,7 +165,10 @@ class ReconstructionMethod(ABC):
         """Raise DataError if this method, as configured, cannot reconstruct colour: the runner asks before
         any fold trains. By default a `colour` method always can; one whose routes differ overrides it."""
         if not self.colour:
-            raise DataError(f"{self.name} reconstructs grayscale images only; leave out --colour")
+            raise DataError(
+                f"{self.name} reconstructs grayscale images only; load the data in grayscale (leave out "
+                "--colour, or convert an .npz's images to grayscale)"
+            )
 
     def records(self) -> dict[str, Any]:
         """JSON-ready facts of this fit for metrics.json (e.g. settings chosen on validation); none by

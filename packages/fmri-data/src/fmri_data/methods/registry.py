@@ -98,7 +98,8 @@ def check_colour(names: Sequence[str], settings: MethodSettings) -> None:
         colour = sorted(name for name in available_methods() if method_class(name).colour)
         raise DataError(
             f"{', '.join(grayscale)} reconstruct grayscale images only, and these stimuli are in colour; "
-            f"run {', '.join(colour)} on them, or load the data in grayscale (leave out --colour)"
+            f"run {', '.join(colour)} on them, or load the data in grayscale (leave out --colour, or "
+            "convert an .npz's images to grayscale)"
         )
     for part in parts:
         create_method(part, settings).check_colour()

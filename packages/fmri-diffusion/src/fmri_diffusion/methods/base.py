@@ -323,8 +323,9 @@ class DiffusionMethod(ReconstructionMethod):
         return self.rows_from(self.sample(fmri, self.config.n_samples), fmri)
 
     def rows_from(self, samples: np.ndarray, fmri: np.ndarray) -> dict[str, np.ndarray]:
-        """The posterior mean of samples [K, n, H, W] as the method's own row, one sample as <name>-1 (under
-        likelihood weights, the weighted mean and one sample drawn by its weight)."""
+        """The posterior mean of samples [K, n, H, W] (or [K, n, H, W, 3]) as the method's own row, one
+        sample as <name>-1 (under likelihood weights, the weighted mean and one sample drawn by its
+        weight)."""
         if (temper := self.importance_temper()) > 0:
             weights = importance_weights(samples, fmri, self.encoding_, temper)
             mean, one = weighted_rows(samples, weights, self.settings.seed)
@@ -332,7 +333,7 @@ class DiffusionMethod(ReconstructionMethod):
         return {self.name: samples.mean(axis=0), f"{self.name}-1": samples[0]}
 
     def sample(self, fmri: np.ndarray, n_samples: int) -> np.ndarray:
-        """[n_samples, n, H, W] in [0, 1]; sample k of trial i has its own generator (see
+        """[n_samples, n, H, W] (colour: [..., 3]) in [0, 1]; sample k of trial i has its own generator (see
         sample_generators), so neither the batch size nor the device's batching changes a draw, and under
         `accelerate launch` the batches are shared out among the processes."""
         n = len(fmri)
@@ -358,7 +359,8 @@ class DiffusionMethod(ReconstructionMethod):
         """The per-trial conditioning of `fmri` ([n, ...] tensors), by the name `draw` takes it under."""
 
     def draw(self, inputs: dict[str, torch.Tensor], generators: list[torch.Generator]) -> np.ndarray:
-        """Images [b, H, W] in [0, 1] for one batch of inputs, one generator each: the pipeline's sampler."""
+        """Images [b, H, W] (colour: [b, H, W, 3]) in [0, 1] for one batch of inputs, one generator each:
+        the pipeline's sampler."""
         config, device = self.config, self.pipeline_.device
         options = {
             "num_inference_steps": config.num_inference_steps,

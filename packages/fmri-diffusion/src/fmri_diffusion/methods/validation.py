@@ -88,7 +88,7 @@ def usable_readouts(
     when any one of them is held out."""
     reason = None
     if "patches" in names:
-        grid = detect_patch_grid(train.images)
+        grid = None if train.is_colour else detect_patch_grid(train.images)  # binary patches are grayscale
         if grid is None:
             reason = NO_DESIGN
         else:

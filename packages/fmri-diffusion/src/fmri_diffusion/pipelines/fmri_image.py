@@ -1,4 +1,5 @@
-"""FmriImagePipeline: condition tokens (+ an optional spatial condition) in, grayscale images out.
+"""FmriImagePipeline: condition tokens (+ an optional spatial condition) in, grayscale images out (RGB out
+with `colour`, for a 3-channel model on colour stimuli: Brain-Diffuser's published route).
 
 A diffusers DiffusionPipeline, so the whole decoder saves with save_pretrained, loads with from_pretrained,
 swaps its scheduler (`pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)`),
@@ -74,7 +75,7 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
 
     # ------------------------------------------------------------ model space
     def to_pixels(self, images: torch.Tensor) -> torch.Tensor:
-        """[B, H, W] images in [0, 1] -> [B, C, S, S] in [-1, 1], the model's pixels."""
+        """[B, H, W] (or RGB [B, H, W, 3]) images in [0, 1] -> [B, C, S, S] in [-1, 1], the model's pixels."""
         return to_pixels(
             images.to(self.device),
             self.pixel_size,
@@ -129,7 +130,7 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         generator: Generators = None,
         output_type: str = "np",
     ) -> np.ndarray | torch.Tensor:
-        """Images [B, image_size, image_size] in [0, 1].
+        """Images [B, image_size, image_size] (a colour pipeline's: [..., 3]) in [0, 1].
 
         condition: [B, in_features], the conditioner's input; or `tokens` [B, K, D], condition tokens
         given directly (e.g. predicted from fMRI, as Brain-Diffuser predicts image embeddings).

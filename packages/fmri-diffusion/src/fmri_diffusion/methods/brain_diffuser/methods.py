@@ -142,12 +142,20 @@ class BrainDiffuserMethod(DiffusionMethod):
 
     def check_colour(self) -> None:
         """RGB stimuli need RGB models on every stage this method runs: VDVAE, then Versatile Diffusion (the
-        small base and the other routes work in grayscale)."""
+        small base and the other routes work in grayscale); and no encoding model, which reads grayscale."""
         if self.config.stage1 != "vdvae" or (self.needs_stage2_model and self._route() != "versatile"):
             raise DataError(
                 f"{self.name} reconstructs colour as published only: --stage1 vdvae"
                 + (" --stage2 versatile (with its --pretrained folder)" if self.needs_stage2_model else "")
                 + "; load the data in grayscale (leave out --colour) for the other routes"
+            )
+        names = ("likelihood_weight", "sample_weight")
+        weights = [getattr(self.config, name) for name in names]
+        weights += [value for name in names for value in self.settings.choices.get(name, ())]  # probes' too
+        if self.needs_stage2_model and any(float(weight) > 0 for weight in weights):
+            raise DataError(
+                f"{self.name}: likelihood guidance and weights read grayscale images, and these are in "
+                "colour; leave --likelihood-weight and --sample-weight at 0, and out of --choose"
             )
 
     def _route(self) -> Literal["small", "image-variation", "versatile"]:
