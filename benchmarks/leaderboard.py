@@ -84,9 +84,6 @@ GUIDED_RESIDUAL = [*GUIDED, "--choose", "decode=vae,residual"]
 CVAE_SIZES = ["--choose", "latent_dim=16,32", "--choose", "width=16,32"]
 # and Miyawaki's, whose folds chose CVAE_SIZES' edges (latent 32 in 3 of 5, width 16 in 4 of 5), reach further
 CVAE_SIZES_FEW_FIGURES = ["--choose", "latent_dim=16,32,64", "--choose", "width=8,16"]
-# and digit69 given's, whose one validation split chose CVAE_SIZES' edges (width 32: 1.348 pcc + SSIM against
-# 1.316 at 16, with latent 16; latent 16 over 32), reach further that way
-CVAE_SIZES_GIVEN_DIGITS = ["--choose", "latent_dim=8,16,32", "--choose", "width=32,64"]
 # the cvae samples in one pass, so the likelihood weighs its samples: a tempered weight, as voxels share noise
 CVAE_WEIGHTS = ["--choose", "likelihood_weight=0,0.03,0.1,0.3"]
 # stage 2's samples, already guided, weighed by the encoding model's likelihood too (all weighings score one
@@ -126,7 +123,6 @@ RECIPES: dict[str, list[str]] = {
 validation stimuli inside each fold."""
 CELL_RECIPES: dict[tuple[str, str], list[str]] = {
     ("miyawaki-kfold5", "cvae"): [*READOUT, *CVAE_SIZES_FEW_FIGURES, *CVAE_WEIGHTS, *CVAE_PRIMED],
-    ("digit69-given", "cvae"): [*READOUT, *CVAE_SIZES_GIVEN_DIGITS, *CVAE_WEIGHTS, *CVAE_PRIMED],
     ("sim-given", "brain-diffuser"): [*READOUT, *STAGE2_STRENGTH_LOWER, *STRONG_GUIDANCE, *STAGE2_WEIGHTS],
 }
 """Recipes of single cells, in place of their method's: where a cell's own validation choices asked for a
