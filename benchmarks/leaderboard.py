@@ -295,7 +295,7 @@ def summarise(cells: dict[str, dict[str, Path]]) -> dict[str, dict[str, dict]]:
                     "resumed": cell.get("resumed", False),
                     "seconds": metrics.get("seconds", {}).get(method),
                     "validation": metrics.get("validation", {}).get(method),
-                    "recipe": recipe_run(cell["command"]),
+                    **({"recipe": recipe_run(cell["command"])} if "command" in cell else {}),
                 }
                 entry["prior_corpus"] = metrics.get("prior_corpus")
                 entry["pre_training"] = metrics.get("pre_training", {}).get(method)
@@ -304,8 +304,11 @@ def summarise(cells: dict[str, dict[str, Path]]) -> dict[str, dict[str, dict]]:
 
 
 def recipe_run(command: list[str]) -> list[str]:
-    """The recipe a cell ran with: its command's options after the prior corpus (see cell_command)."""
-    return command[command.index("--prior-corpus") + 2 :]
+    """The recipe a cell ran with: its command's options after `--no-progress` and the prior corpus, if
+    any, without `--quick` (see cell_command)."""
+    options = command[command.index("--no-progress") + 1 :]
+    options = options[2:] if options[:1] == ["--prior-corpus"] else options
+    return [option for option in options if option != "--quick"]
 
 
 def merge(
