@@ -74,3 +74,9 @@ def test_a_grayscale_method_is_refused_colour_before_anything_trains(tmp_path):
         )
     assert "mean, mlp, ridge" in str(info.value).split("; run ")[1]  # the methods that take colour
     assert not work.exists()
+
+
+def test_info_says_the_images_are_rgb():
+    from fmri_data.cli import describe
+
+    assert "image size:       6x6 RGB" in describe(colour_data())

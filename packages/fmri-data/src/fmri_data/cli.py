@@ -52,7 +52,7 @@ def describe(dataset: PairedDataset) -> str:
         "source": dataset.metadata.get("source", "-"),
         "trials": dataset.n_trials,
         "voxels": dataset.n_voxels,
-        "image size": "x".join(map(str, dataset.image_shape)),
+        "image size": "x".join(map(str, dataset.image_shape)) + (" RGB" if dataset.is_colour else ""),
         "distinct stimuli": dataset.n_stimuli,
         "repeats": (
             f"trials per stimulus min {repeats.min()}, median {np.median(repeats):g}, max {repeats.max()}"
