@@ -11,7 +11,7 @@
 On NSD each image's trials are averaged over their repeats, training and test, as Brain-Diffuser did
 (the papers score each shared test image once; --average-repeats test keeps single training trials).
 --colour reads NSD's stimuli in RGB, as published: the published route (VDVAE, then Versatile Diffusion)
-reconstructs them in colour; the routes on the small base work in grayscale.
+reconstructs them in colour; the other routes work in grayscale and refuse colour.
 Stage 1 decodes ridge-predicted latents of the base model's autoencoder, or of VDVAE as published
 (--stage1 vdvae); stage 2 starts from them at --strength (0.75, 50 DDIM steps) guided by image-embedding
 tokens ridge-predicted from fMRI: on Versatile Diffusion as published (--stage2 versatile), or on a prior

@@ -427,6 +427,11 @@ def parse_args(
         (name, values) for name, values in default_choices if getattr(args, name, None) is None
     ]
     args.prior_corpus = args.prior_corpus or corpus_for.get(args.data)
+    if args.colour and args.prior_corpus:
+        parser.error(
+            f"--prior-corpus {args.prior_corpus}: prior corpora are grayscale, and so are the methods that "
+            "train on them; leave out --colour or the corpus"
+        )
     args.average_repeats = args.average_repeats or average_for.get(args.data, "none")
     run_name = _run_name(args)
     args.out = args.out or runs / run_name

@@ -457,7 +457,9 @@ def earlier_recipe(table: dict[str, dict[str, dict]]) -> list[str]:
 
 
 def _ensemble_stale(data: str, method: str, entry: dict) -> bool:
-    """Whether an ensemble's cell on record ran another recipe than today's."""
+    """Whether an ensemble's cell on record ran another recipe than today's. A cell recorded before cells
+    recorded their recipes is judged by today's CELL_RECIPES alone: it ran its members' RECIPES entries,
+    which were today's when the last of those cells ran (a later change to them would go unseen there)."""
     if "recipe" in entry:
         return entry["recipe"] != recipe(data, method)
     # recorded before cells recorded their recipes, when ensembles ran their members' method-wide recipes

@@ -227,9 +227,11 @@ def test_nsd_in_colour_runs_the_published_route_in_colour_and_refuses_the_graysc
     assert not refused.exists()
     assert not work.exists()  # refused before any fold trained, or any folder was stamped
     published = argv[argv.index("--stage1") : argv.index("--n-boot")]
+    choose = ("--choose", "likelihood_weight=0,1")
     result = run_app_here(
-        "brain_diffuser", *data, *published, "--choose", "likelihood_weight=0,1", "--out", str(refused)
+        "brain_diffuser", *data, *published, *choose, "--out", str(refused), "--work-dir", str(work)
     )
     assert result.returncode == 2
     assert "likelihood guidance and weights read grayscale images" in result.stderr
     assert not refused.exists()
+    assert not work.exists()  # refused before stage 1 trained (a probe's fit would refuse it only after)

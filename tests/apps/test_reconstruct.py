@@ -496,3 +496,24 @@ def test_colour_is_for_nsd_and_refused_elsewhere_before_anything_loads(run_app_h
     assert result.returncode == 2
     assert "--colour reads NSD's stimuli in colour; digit69 is not NSD" in result.stderr
     assert not out.exists()
+
+
+def test_colour_refuses_grayscale_methods_before_the_data_loads(run_app_here, tmp_path):
+    nowhere = tmp_path / "no-nsd"  # loading would fail: the refusal must come first
+    args = (
+        "--data",
+        "nsd",
+        "--nsd-root",
+        str(nowhere),
+        "--colour",
+        "--method",
+        "cvae",
+        "--out",
+        str(tmp_path / "o"),
+    )
+    result = run_app_here("reconstruct", *args)
+    assert result.returncode == 2
+    assert "cvae reconstruct grayscale images only, and these stimuli are in colour" in result.stderr
+    corpus = run_app_here("reconstruct", *args, "--prior-corpus", "digits")
+    assert corpus.returncode == 2
+    assert "prior corpora are grayscale" in corpus.stderr

@@ -143,6 +143,9 @@ def test_readouts_the_data_rule_out_are_left_out_with_their_reason():
     assert usable_readouts(both, inner, held) == ((), ["patches: " + ONE_VALUE])
     assert usable_readouts(("patches",), inner, held) == ((), ["patches: " + ONE_VALUE])
     assert usable_readouts(("pixels",), inner, held) == ((), [])
+    rgb = replace(dataset, images=np.repeat(dataset.images[..., None], 3, axis=-1))  # a patch design in RGB
+    rgb_inner, rgb_held = rgb.subset(np.arange(3)), rgb.subset(np.arange(3, 6))
+    assert usable_readouts(both, rgb_inner, rgb_held) == ((), ["patches: " + NO_DESIGN])
 
 
 def test_data_without_a_patch_design_train_no_probe_for_the_readout(tmp_path):

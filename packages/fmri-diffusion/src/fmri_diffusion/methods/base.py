@@ -132,7 +132,8 @@ class DiffusionMethod(ReconstructionMethod):
         if self.colour_ and self.needs_encoding():
             raise DataError(
                 f"{self.name}: likelihood guidance and weights read grayscale images, and these are in "
-                "colour; use --likelihood-weight 0 and --sample-weight 0, or load the data in grayscale"
+                "colour; leave --likelihood-weight and --sample-weight at 0 (and out of --choose), or "
+                "load the data in grayscale"
             )
         if self.settings.choices:
             started = time.perf_counter()

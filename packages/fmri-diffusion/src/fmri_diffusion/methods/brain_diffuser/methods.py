@@ -155,7 +155,8 @@ class BrainDiffuserMethod(DiffusionMethod):
         if self.needs_stage2_model and any(float(weight) > 0 for weight in weights):
             raise DataError(
                 f"{self.name}: likelihood guidance and weights read grayscale images, and these are in "
-                "colour; leave --likelihood-weight and --sample-weight at 0, and out of --choose"
+                "colour; leave --likelihood-weight and --sample-weight at 0 (and out of --choose), or "
+                "load the data in grayscale"
             )
 
     def _route(self) -> Literal["small", "image-variation", "versatile"]:
