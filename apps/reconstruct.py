@@ -17,7 +17,7 @@ from pathlib import Path
 
 from fmri_data.corpora import BUILT_IN_CORPORA, load_corpus
 from fmri_data.errors import DataError, run_cli
-from fmri_data.io import load_dataset
+from fmri_data.io import check_colour_source, load_dataset
 from fmri_data.methods import (
     CrossValidatedReconstructions,
     MethodSettings,
@@ -440,11 +440,11 @@ def parse_args(
         args.cache_dir = args.cache_dir or runs / "cache"
     if args.cache_dir is None and args.work_dir is not None:
         args.cache_dir = args.work_dir / "cache"
-    if args.colour and args.data != "nsd":
-        parser.error(
-            f"--colour reads NSD's stimuli in colour; {args.data} is not NSD (an .npz holding RGB images "
-            "[n, H, W, 3] is read in colour without it)"
-        )
+    if args.colour:
+        try:
+            check_colour_source(args.data)
+        except DataError as error:
+            parser.error(str(error))
     if args.resume and args.work_dir is None:
         parser.error("--resume needs --work-dir, the folder that holds the checkpoints")
     if args.log_with and args.work_dir is None:

@@ -43,6 +43,11 @@ def stimulus_ids_from_images(images: np.ndarray) -> np.ndarray:
     return out
 
 
+def is_image_stack(images: np.ndarray) -> bool:
+    """Whether `images` is laid out as a data set's images: [n, H, W] (grayscale) or [n, H, W, 3] (RGB)."""
+    return images.ndim == 3 or (images.ndim == 4 and images.shape[3] == 3)
+
+
 @dataclass
 class PairedDataset:
     """fMRI trials paired with the images that were seen.
@@ -136,7 +141,7 @@ class PairedDataset:
         where = self.metadata.get("source", self.name)
         if self.fmri.ndim != 2:
             raise DataError(f"{where}: fMRI must be [n_trials, n_voxels], got shape {self.fmri.shape}")
-        if not (self.images.ndim == 3 or (self.images.ndim == 4 and self.images.shape[3] == 3)):
+        if not is_image_stack(self.images):
             raise DataError(
                 f"{where}: images must be [n_trials, H, W] (grayscale) or [n_trials, H, W, 3] (RGB), "
                 f"got shape {self.images.shape}"

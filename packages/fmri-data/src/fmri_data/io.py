@@ -28,10 +28,7 @@ def load_dataset(
 
         return load_nsd(nsd_root, subject, colour=colour)
     if colour:
-        raise DataError(
-            f"--colour reads NSD's stimuli in colour; {spec} is not NSD (an .npz holding RGB images "
-            "[n, H, W, 3] is read in colour without it)"
-        )
+        check_colour_source(spec)
     if isinstance(spec, str) and spec == "sim":
         from fmri_data.simulator import simulate_miyawaki
 
@@ -50,6 +47,15 @@ def load_dataset(
     if suffix in _NEEDS_PYTHON:
         raise DataError(f"{path}: {_NEEDS_PYTHON[suffix]}")
     raise DataError(f"{path}: unknown file type {suffix or '(no suffix)'!r}; give a .mat or .npz file")
+
+
+def check_colour_source(spec: str | Path) -> None:
+    """Refuse a colour load of data other than NSD, the one source read in either colour or grayscale."""
+    if not (isinstance(spec, str) and spec == "nsd"):
+        raise DataError(
+            f"--colour reads NSD's stimuli in colour; {spec} is not NSD (an .npz holding RGB images "
+            "[n, H, W, 3] is read in colour without it)"
+        )
 
 
 def _suffix(path: Path) -> str:

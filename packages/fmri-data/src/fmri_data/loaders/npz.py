@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from fmri_data.dataset import OPTIONAL_ARRAYS, PairedDataset
+from fmri_data.dataset import OPTIONAL_ARRAYS, PairedDataset, is_image_stack
 from fmri_data.errors import DataError
 from fmri_data.loaders.images import to_unit_range
 
@@ -45,7 +45,7 @@ def load_npz(path: str | Path) -> PairedDataset:
             f"({_SUPPORTED_VERSION}); upgrade fmri_data"
         )
     images = arrays["images"]
-    if not (images.ndim == 3 or (images.ndim == 4 and images.shape[3] == 3)):
+    if not is_image_stack(images):
         raise DataError(
             f"{path}: images must be stored as [n_trials, H, W] or, in colour, [n_trials, H, W, 3], got "
             f"shape {images.shape}; reshape them before saving (flat rows are ambiguous about pixel order)"

@@ -130,11 +130,7 @@ class DiffusionMethod(ReconstructionMethod):
         (with likelihood guidance), fit the method's own parts, save it all."""
         self.image_size_, self.colour_ = train.image_shape[0], train.is_colour
         if self.colour_ and self.needs_encoding():
-            raise DataError(
-                f"{self.name}: likelihood guidance and weights read grayscale images, and these are in "
-                "colour; leave --likelihood-weight and --sample-weight at 0 (and out of --choose), or "
-                "load the data in grayscale"
-            )
+            raise colour_likelihood_error(self.name)
         if self.settings.choices:
             started = time.perf_counter()
             warm = self.starts_from_probe and self.settings.refit_steps < 1
@@ -386,6 +382,14 @@ class DiffusionMethod(ReconstructionMethod):
         if not self.steers_steps():
             return {}
         return {"likelihood": self.encoding_.likelihood(), "likelihood_weight": self.config.likelihood_weight}
+
+
+def colour_likelihood_error(name: str) -> DataError:
+    """Likelihood guidance or sample weights asked of colour data: the encoding model reads grayscale."""
+    return DataError(
+        f"{name}: likelihood guidance and weights read grayscale images, and these are in colour; leave "
+        "--likelihood-weight and --sample-weight at 0 (and out of --choose), or load the data in grayscale"
+    )
 
 
 def sample_generators(seed: int, n_samples: int, n_trials: int) -> list[torch.Generator]:

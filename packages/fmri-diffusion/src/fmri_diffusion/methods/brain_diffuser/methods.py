@@ -34,7 +34,7 @@ from diffusers import UNet2DConditionModel
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
-from fmri_diffusion.methods.base import DiffusionMethod
+from fmri_diffusion.methods.base import DiffusionMethod, colour_likelihood_error
 from fmri_diffusion.methods.brain_diffuser.memo import STAGE1_MEMO
 from fmri_diffusion.methods.brain_diffuser.parts import GuideRidges, LatentDecoding, VdvaeDecoding
 from fmri_diffusion.methods.brain_diffuser.prior import adapt_prior
@@ -153,11 +153,7 @@ class BrainDiffuserMethod(DiffusionMethod):
         weights = [getattr(self.config, name) for name in names]
         weights += [value for name in names for value in self.settings.choices.get(name, ())]  # probes' too
         if self.needs_stage2_model and any(float(weight) > 0 for weight in weights):
-            raise DataError(
-                f"{self.name}: likelihood guidance and weights read grayscale images, and these are in "
-                "colour; leave --likelihood-weight and --sample-weight at 0 (and out of --choose), or "
-                "load the data in grayscale"
-            )
+            raise colour_likelihood_error(self.name)
 
     def _route(self) -> Literal["small", "image-variation", "versatile"]:
         pretrained, stage2 = self.settings.pretrained, self.config.stage2
