@@ -182,9 +182,9 @@ def parse_args(
     parser.add_argument(
         "--compile",
         action="store_true",
-        help="the sd-* routes' UNet trains and samples through torch.compile: on one H200 an SD-1.5-sized "
-        "LoRA fine-tune ran 117 -> 167 img/s and generation 6.1 -> 8.2 img/s; the first steps compile for a "
-        "minute or more",
+        help="the UNet of the sd-* routes, ddpm and ldm (and ldm's autoencoder) trains and samples through "
+        "torch.compile: on one H200 an SD-1.5-sized LoRA fine-tune ran 117 -> 167 img/s and generation "
+        "6.1 -> 8.2 img/s; the first calls compile (minutes; on 2 CPU cores the digit69 ldm ran no faster)",
     )
     parser.add_argument(
         "--threads",

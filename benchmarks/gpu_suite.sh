@@ -41,4 +41,7 @@ step 240 small_unet_compiled python3 benchmarks/diffusion_speed.py --device cuda
 # issue 15's whole-run target (<= 120 s); needs FMRI_DATA_DIR (the digit69 file); the next header's clock ends it
 step 200 digit69_ldm python3 apps/digit69_ldm.py --device cuda --no-progress --out "$out/digit69_ldm" \
   --work-dir "${TMPDIR:-/tmp}/digit69_ldm-work"
+# the same with ldm's UNet and autoencoder compiled (inductor; a fresh machine's compile cache is cold)
+step 240 digit69_ldm_compiled python3 apps/digit69_ldm.py --device cuda --no-progress --compile \
+  --out "$out/digit69_ldm_compiled" --work-dir "${TMPDIR:-/tmp}/digit69_ldm-compiled-work"
 echo "== done $(date +%T)"

@@ -6,6 +6,7 @@ import torch
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.methods import MethodSettings
+from fmri_diffusion.methods.base import load_method
 from fmri_diffusion.methods.conditional import DiffusionConfig
 from fmri_diffusion.methods.ddpm import PixelDDPM
 from fmri_diffusion.methods.ldm import LatentDiffusion, LDMConfig
@@ -118,3 +119,31 @@ def test_ldm_below_strength_1_starts_from_its_latent_ridge_decoding():
         distance[strength] = np.abs(method.predict(test.fmri) - start).mean()
     assert distance[0.04] < 0.05
     assert distance[0.04] < distance[1.0] / 3
+
+
+def test_under_compile_ldm_and_ddpm_train_and_sample_through_compiled_modules_and_reload_so(
+    tmp_path, monkeypatch
+):
+    compiled = []  # the modules torch.compile was given; run as given (compiling is torch's to test)
+    monkeypatch.setattr(
+        torch, "compile", lambda function, **options: compiled.append(function.__self__) or function
+    )
+    data = _toy()
+    train, test = data.subset(np.arange(30)), data.subset(np.arange(30, 40))
+    settings = MethodSettings(seed=0, device="cpu", work_dir=tmp_path, compile=True)
+    ldm = LatentDiffusion(settings, _ldm_config()).fit(train)
+    vae, unet = ldm.pipeline_.vae, ldm.pipeline_.unet
+    assert vae is ldm.vae_
+    assert compiled == [vae.encoder, vae.decoder, unet]
+    eager = replace(settings, compile=False)
+    np.testing.assert_allclose(  # what it saved is the eager model's
+        load_method(tmp_path / "ldm" / ldm.saved_as, eager).predict(test.fmri),
+        ldm.predict(test.fmri),
+        atol=1e-5,
+    )
+    assert len(compiled) == 3
+    reloaded = load_method(tmp_path / "ldm" / ldm.saved_as, settings)
+    assert compiled[3:] == [reloaded.pipeline_.unet, reloaded.vae_.encoder, reloaded.vae_.decoder]
+    compiled.clear()
+    ddpm = PixelDDPM(settings, _config()).fit(train)
+    assert compiled == [ddpm.pipeline_.unet]

@@ -53,10 +53,13 @@ class MethodSettings:
     gradient_accumulation_steps: micro-batches per optimizer update for every training stage (None: each
         model's own); with batch_size and gradient_checkpointing (the sd-* routes' UNet), what fits a
         small GPU.
-    compile: the sd-* routes' UNet runs through `torch.compile` for training and sampling (on one H200, an
-        SD-1.5-shaped LoRA fine-tune 117 -> 167 img/s, generation 6.1 -> 8.2 img/s, measured by
-        benchmarks/sd_lora_speed.py); the first steps compile for a minute or more, so it pays on long runs
-        of large models.
+    compile: the UNet of the sd-* routes, ddpm and ldm (and ldm's autoencoder) runs through `torch.compile`
+        for training and sampling (on one H200, an SD-1.5-shaped LoRA fine-tune 117 -> 167 img/s,
+        generation 6.1 -> 8.2 img/s, measured by benchmarks/sd_lora_speed.py). The first calls compile, and
+        each fit compiles afresh unless inductor's cache holds the graphs: it pays on long runs of large
+        models, or where a small model's many small kernels are bound by the host launching them (a GPU's);
+        on 2 CPU cores the whole digit69_ldm run took as long compiled as eager
+        (benchmarks/results/digit69_ldm_compiled-cpu2.json).
     optimizer: "adamw" or "adafactor" for every training stage (None: each model's own, AdamW); Adafactor
         keeps factored second moments only, which saves a whole SD-sized UNet (sd-full) 5.6 GiB of GPU
         memory (benchmarks/sd_small_gpu.py).

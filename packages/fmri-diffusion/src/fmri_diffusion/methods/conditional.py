@@ -26,6 +26,7 @@ from fmri_diffusion.models.builders import small_unet
 from fmri_diffusion.models.conditioner import FmriConditioner
 from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.schedulers import Prediction, Sampler, Schedule, sampling_scheduler, training_scheduler
+from fmri_diffusion.training.autoencoder import compile_autoencoder
 from fmri_diffusion.training.denoising import ConditionedUNet, DenoisingStep
 from fmri_diffusion.training.objectives import ObjectiveConfig
 from fmri_encoders.training import BatchSampler, TrainingConfig
@@ -151,6 +152,8 @@ class ConditionalDiffusion(CorpusPrimedMethod):
         if self.warm_start_ is not None:
             unet.load_state_dict(self.warm_start_.pipeline_.unet.state_dict())
             conditioner.load_state_dict(self.warm_start_.pipeline_.conditioner.state_dict())
+        if self.settings.compile:
+            unet.compile()
         scheduler = training_scheduler(config.schedule, config.prediction_type, clip_sample=self.pixel_space)
         sampler = BatchSampler(data, config.training.batch_size, seed=self.settings.seed, augment=augment)
         self.training_ = train_model(
@@ -200,6 +203,10 @@ class ConditionalDiffusion(CorpusPrimedMethod):
         saved = FmriImagePipeline.from_pretrained(folder).components
         saved["scheduler"] = sampling_scheduler(self.config.sampler, saved["scheduler"])
         self.pipeline_ = self.make_pipeline(**saved)
+        if self.settings.compile:  # as it trained: see _fit_denoiser
+            self.pipeline_.unet.compile()
+            if self.pipeline_.vae is not None:
+                compile_autoencoder(self.pipeline_.vae)
         self._model_space_from_pipeline()
 
     # ------------------------------------------------------------- predicting

@@ -57,6 +57,7 @@ class LatentDiffusion(ConditionalDiffusion):
             **self.checkpointing(),
             pixel_size=self._pixel_size(),
             initial=None if self.warm_start_ is None else self.warm_start_.vae_,
+            compile=self.settings.compile,
         )
         clean = self._encode(images)
         self.latent_shape_ = tuple(clean.shape[1:])

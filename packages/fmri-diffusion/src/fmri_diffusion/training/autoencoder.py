@@ -43,12 +43,14 @@ def train_autoencoder(
     resume: str | None = None,
     pixel_size: int | None = None,
     initial: AutoencoderKL | None = None,
+    compile: bool = False,
 ) -> AutoencoderKL:
     """Fit an AutoencoderKL to [n, H, W] images in [0, 1], zero-padded to pixel_size (default: the least
     size the autoencoder's downsampling allows), starting from `initial`'s weights where given.
 
     With out_dir: checkpoints go to out_dir/autoencoder, the result to out_dir/vae (save_pretrained);
-    resume="latest" reloads a finished out_dir/vae, or continues its latest checkpoint.
+    resume="latest" reloads a finished out_dir/vae, or continues its latest checkpoint. compile: train (and
+    return) it with its encoder and decoder compiled (compile_autoencoder).
     """
     size = pixel_size or padded_size(images.shape[-1], len(config.block_out_channels) - 1)
     pixels = to_pixels(torch.from_numpy(images), size)
@@ -61,6 +63,7 @@ def train_autoencoder(
         resume=resume,
         description="autoencoder",
         initial=initial,
+        compile=compile,
     )
 
 
@@ -74,11 +77,15 @@ def train_autoencoder_on_pixels(
     resume: str | None = None,
     description: str = "autoencoder",
     initial: AutoencoderKL | None = None,
+    compile: bool = False,
 ) -> AutoencoderKL:
-    """Fit an AutoencoderKL to model pixels [n, C, S, S] in [-1, 1] (see train_autoencoder for out_dir and
-    initial)."""
+    """Fit an AutoencoderKL to model pixels [n, C, S, S] in [-1, 1] (see train_autoencoder for out_dir,
+    initial and compile)."""
     if resume is not None and out_dir is not None and (out_dir / "vae" / "config.json").is_file():
-        return AutoencoderKL.from_pretrained(out_dir / "vae", local_files_only=True).eval()
+        vae = AutoencoderKL.from_pretrained(out_dir / "vae", local_files_only=True).eval()
+        if compile:
+            compile_autoencoder(vae)
+        return vae
     torch.manual_seed(seed)
     vae = small_autoencoder(
         sample_size=pixels.shape[-1],
@@ -88,6 +95,8 @@ def train_autoencoder_on_pixels(
     )
     if initial is not None:
         vae.load_state_dict(initial.state_dict())
+    if compile:
+        compile_autoencoder(vae)
     sampler = BatchSampler(
         {"x": pixels},
         config.training.batch_size,
@@ -124,6 +133,13 @@ def train_autoencoder_on_pixels(
     if out_dir is not None:  # whole or not at all, by the main process: `--resume` trusts it once there
         on_main_process(lambda: _save_whole(vae, out_dir / "vae"))
     return vae
+
+
+def compile_autoencoder(vae: AutoencoderKL) -> None:
+    """Its encoder and decoder through `torch.compile`, in place: what training and every encoding or
+    decoding call, with the state-dict keys unchanged (it saves and loads as an eager one)."""
+    vae.encoder.compile()
+    vae.decoder.compile()
 
 
 def _save_whole(vae: AutoencoderKL, folder: Path) -> None:
