@@ -1,3 +1,4 @@
+from collections import Counter
 from dataclasses import replace
 
 import numpy as np
@@ -124,10 +125,14 @@ def test_ldm_below_strength_1_starts_from_its_latent_ridge_decoding():
 def test_under_compile_ldm_and_ddpm_train_and_sample_through_compiled_modules_and_reload_so(
     tmp_path, monkeypatch
 ):
-    compiled = []  # the modules torch.compile was given; run as given (compiling is torch's to test)
-    monkeypatch.setattr(
-        torch, "compile", lambda function, **options: compiled.append(function.__self__) or function
-    )
+    compiled, calls = [], Counter()  # the modules torch.compile was given, and the calls to what it returned
+
+    def compile_counting_calls(function, **options):  # runs as given: compiling is torch's to test
+        module = function.__self__
+        compiled.append(module)
+        return lambda *args, **kwargs: calls.update([id(module)]) or function(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", compile_counting_calls)
     data = _toy()
     train, test = data.subset(np.arange(30)), data.subset(np.arange(30, 40))
     settings = MethodSettings(seed=0, device="cpu", work_dir=tmp_path, compile=True)
@@ -135,15 +140,21 @@ def test_under_compile_ldm_and_ddpm_train_and_sample_through_compiled_modules_an
     vae, unet = ldm.pipeline_.vae, ldm.pipeline_.unet
     assert vae is ldm.vae_
     assert compiled == [vae.encoder, vae.decoder, unet]
+    assert all(calls[id(module)] > 0 for module in compiled)  # trained through them
+    calls.clear()
     eager = replace(settings, compile=False)
     np.testing.assert_allclose(  # what it saved is the eager model's
         load_method(tmp_path / "ldm" / ldm.saved_as, eager).predict(test.fmri),
         ldm.predict(test.fmri),
         atol=1e-5,
     )
+    assert calls[id(unet)] > 0
+    assert calls[id(vae.decoder)] > 0
     assert len(compiled) == 3
     reloaded = load_method(tmp_path / "ldm" / ldm.saved_as, settings)
     assert compiled[3:] == [reloaded.pipeline_.unet, reloaded.vae_.encoder, reloaded.vae_.decoder]
+    resumed = LatentDiffusion(replace(settings, resume=True), _ldm_config()).fit(train)
+    assert compiled[6:] == [resumed.vae_.encoder, resumed.vae_.decoder, resumed.pipeline_.unet]
     compiled.clear()
     ddpm = PixelDDPM(settings, _config()).fit(train)
     assert compiled == [ddpm.pipeline_.unet]

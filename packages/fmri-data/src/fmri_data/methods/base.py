@@ -55,9 +55,9 @@ class MethodSettings:
         small GPU.
     compile: the UNet of the sd-* routes, ddpm and ldm (and ldm's autoencoder) runs through `torch.compile`
         for training and sampling (on one H200, an SD-1.5-shaped LoRA fine-tune 117 -> 167 img/s,
-        generation 6.1 -> 8.2 img/s, measured by benchmarks/sd_lora_speed.py). The first calls compile, and
-        each fit compiles afresh unless inductor's cache holds the graphs: it pays on long runs of large
-        models, or where a small model's many small kernels are bound by the host launching them (a GPU's);
+        generation 6.1 -> 8.2 img/s, measured by benchmarks/sd_lora_speed.py). The first calls compile
+        (minutes where inductor's on-disk cache is empty): it pays on long runs of large models, or where a
+        small model's many small kernels are bound by the host launching them (a GPU's);
         on 2 CPU cores the whole digit69_ldm run took as long compiled as eager
         (benchmarks/results/digit69_ldm_compiled-cpu2.json).
     optimizer: "adamw" or "adafactor" for every training stage (None: each model's own, AdamW); Adafactor

@@ -136,8 +136,8 @@ def train_autoencoder_on_pixels(
 
 
 def compile_autoencoder(vae: AutoencoderKL) -> None:
-    """Its encoder and decoder through `torch.compile`, in place: what training and every encoding or
-    decoding call, with the state-dict keys unchanged (it saves and loads as an eager one)."""
+    """Its encoder and decoder through `torch.compile`, in place: training and every encoding or decoding
+    call them, and the state-dict keys stay unchanged (it saves and loads as an eager one)."""
     vae.encoder.compile()
     vae.decoder.compile()
 
