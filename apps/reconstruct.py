@@ -149,10 +149,22 @@ def parse_args(
         "--batch-size",
         type=_positive,
         metavar="N",
-        help="rows per micro-batch in every training stage counted in steps (default: each model's own; mlp "
-        "and the contrastive encoder, trained in whole epochs, keep theirs); with --gradient-accumulation K "
+        help="rows per micro-batch in every training stage counted in steps (default: %(default)s, None "
+        "being each model's own; mlp and the contrastive encoder, trained in whole epochs, keep theirs); "
+        "with --gradient-accumulation K "
         "an update averages N x K: sd-full at --batch-size 1 held 10.7 GiB of an SD-1.5 UNet's training "
         "(with --no-ema --optimizer adafactor)",
+    )
+    parser.add_argument(
+        "--train-steps",
+        type=_positive_float,
+        default=1.0,
+        metavar="FACTOR",
+        help="every training stage counted in steps trains this multiple of its steps (default: "
+        "%(default)s; 1: each model's own; mlp and the contrastive encoder keep their epochs); with a "
+        "larger --batch-size, as many images in fewer updates, which a GPU bound by launching small "
+        "models' kernels runs faster "
+        "(apps/digit69_ldm.py's defaults: --batch-size 48 --train-steps 0.67)",
     )
     parser.add_argument(
         "--gradient-accumulation",
@@ -488,6 +500,13 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     value = float(text)
     if not value >= 0:
@@ -618,6 +637,7 @@ def _method_settings(args: argparse.Namespace, progress: bool) -> MethodSettings
         compile=args.compile,
         optimizer=args.optimizer,
         ema=args.ema,
+        train_steps=args.train_steps,
         probe_steps=args.probe_steps,
         refit_steps=args.refit_steps,
     )

@@ -5,6 +5,18 @@ import pytest
 from fmri_data.simulator import simulate_miyawaki
 
 
+def test_its_defaults_train_every_stage_in_fewer_larger_batches_and_the_options_still_override_them(
+    load_app,
+):
+    from reconstruct import parse_args
+
+    defaults = load_app("digit69_ldm").DEFAULTS
+    args = parse_args([], defaults=defaults)
+    assert (args.data, args.batch_size, args.train_steps) == ("digit69", 48, 0.67)
+    args = parse_args(["--batch-size", "32", "--train-steps", "1"], defaults=defaults)
+    assert (args.batch_size, args.train_steps) == (32, 1.0)
+
+
 @pytest.mark.slow
 def test_quick_run_trains_samples_evaluates_and_resumes(tmp_path, load_app):
     app = load_app("digit69_ldm")

@@ -30,12 +30,25 @@ class RecordsFits(ReconstructionMethod):
         return np.full((len(fmri), *self.shape_), 0.5, dtype=np.float32)
 
 
-def run(dataset, work_dir, *, resume=False, split="kfold:2", **settings):
+@register_method
+class ChoosesWhenItPredicts(RecordsFits):
+    """Chooses `strength` among samples of one fitted model, and `width` by fitting one model per value."""
+
+    name = "chooses-when-it-predicts"
+
+    @classmethod
+    def settings_to_choose(cls):
+        return frozenset({"strength", "width"})
+
+    @classmethod
+    def predict_time_settings(cls):
+        return frozenset({"strength"})
+
+
+def run(dataset, work_dir, *, resume=False, split="kfold:2", methods=("mean", "records-fits"), **settings):
     settings = MethodSettings(work_dir=work_dir, resume=resume, progress=False, **settings)
     splits = make_splits(dataset, split)
-    return reconstruct_over_splits(
-        dataset, splits, ["mean", "records-fits"], settings=settings, progress=False
-    )
+    return reconstruct_over_splits(dataset, splits, list(methods), settings=settings, progress=False)
 
 
 def other_data(dataset):
@@ -99,6 +112,7 @@ def test_naming_a_default_numeric_setting_still_resumes_but_another_optimizer_do
         optimizer="adamw",
         mixed_precision="no",
         ema=True,
+        train_steps=1.0,
         probe_steps=1.0,
         refit_steps=1.0,
     )
@@ -107,12 +121,30 @@ def test_naming_a_default_numeric_setting_still_resumes_but_another_optimizer_do
         run(linear_dataset, first_run, resume=True, optimizer="adafactor")
     with pytest.raises(DataError, match=r"settings\.ema differ"):
         run(linear_dataset, first_run, resume=True, ema=False)
+    with pytest.raises(DataError, match=r"settings\.train_steps differ"):  # every stage trains otherwise
+        run(linear_dataset, first_run, resume=True, train_steps=0.5)
     with pytest.raises(DataError, match=r"settings\.probe_steps differ"):  # the probe chooses otherwise
         run(linear_dataset, first_run, resume=True, probe_steps=0.5)
     with pytest.raises(DataError, match=r"settings\.refit_steps differ"):  # the final fit trains otherwise
         run(linear_dataset, first_run, resume=True, refit_steps=0.5)
     with pytest.raises(DataError, match=r"settings\.batch_size differ"):  # 1 is no default for a batch
         run(linear_dataset, first_run, resume=True, batch_size=1)
+
+
+def test_resume_may_widen_the_grid_of_a_setting_applied_at_predict_time_but_not_of_one_that_fits(
+    tmp_path, linear_dataset
+):
+    work, methods = tmp_path / "work", ("chooses-when-it-predicts",)
+    FITTED.clear()
+    run(linear_dataset, work, methods=methods, choices={"strength": (0.3, 0.75), "width": (8,)})
+    wider = {"strength": (0.2, 0.3, 0.75), "width": (8,)}
+    run(linear_dataset, work, methods=methods, choices=wider, resume=True)
+    scoped = {"chooses-when-it-predicts:strength": (0.4,), "width": (8,)}  # its own grid, or none at all
+    run(linear_dataset, work, methods=methods, choices=scoped, resume=True)
+    run(linear_dataset, work, methods=methods, choices={"width": (8,)}, resume=True)
+    assert len(FITTED) == 8
+    with pytest.raises(DataError, match=r"its settings\.choices\.width differ"):
+        run(linear_dataset, work, methods=methods, choices={"width": (8, 16)}, resume=True)
 
 
 def test_sampling_options_may_change_on_resume_but_the_prior_adapter_may_not(first_run, linear_dataset):

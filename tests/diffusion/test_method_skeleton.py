@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, create_method
 from fmri_diffusion.methods.base import DiffusionMethod, load_method, sample_generators
 from fmri_diffusion.methods.stable import SDDirect, StableConfig
@@ -147,6 +148,25 @@ def test_a_run_s_micro_batch_reaches_every_stage_counted_in_steps():
     assert training_for(TrainingConfig(batch_size=32), settings).batch_size == 1
     assert training_for(CONTRASTIVE_TRAINING, settings).batch_size == CONTRASTIVE_TRAINING.batch_size > 1
     assert training_for(MLP_TRAINING, settings).batch_size == MLP_TRAINING.batch_size > 1
+
+
+def test_a_run_s_share_of_the_steps_reaches_every_stage_counted_in_steps_and_a_probe_s_share_compounds_it():
+    settings = MethodSettings(train_steps=0.5)
+    config = SmallBaseConfig()
+    under = config.under(settings)
+    assert under.autoencoder.training.max_steps == round(config.autoencoder.training.max_steps * 0.5)
+    assert under.unet_training.max_steps == round(config.unet_training.max_steps * 0.5)
+    assert under.key(8, 0) != config.key(8, 0)  # a base trained half as long is another base
+    stage = training_for(TrainingConfig(max_steps=1500, warmup_steps=100), settings)
+    assert (stage.max_steps, stage.warmup_steps) == (750, 50)
+    assert training_for(TrainingConfig(max_steps=3), MethodSettings(train_steps=0.01)).max_steps == 1
+    assert training_for(CONTRASTIVE_TRAINING, settings).max_steps == CONTRASTIVE_TRAINING.max_steps
+    assert training_for(MLP_TRAINING, settings).max_steps == MLP_TRAINING.max_steps
+    method = create_method("ldm", settings)
+    method.step_fraction = 0.5  # a probe's share multiplies the run's
+    assert method.training(TrainingConfig(max_steps=1000)).max_steps == 250
+    with pytest.raises(DataError, match="train_steps must be above 0"):
+        MethodSettings(train_steps=0)
 
 
 def test_no_ema_reaches_every_stage_and_the_base_model_s_cache_key():

@@ -65,6 +65,10 @@ class MethodSettings:
         memory (benchmarks/sd_small_gpu.py).
     ema: False trains every stage without its EMA copy of the weights (the last weights are kept): a whole
         SD-sized UNet's EMA takes 3.2 GiB of GPU memory (benchmarks/sd_small_gpu.py).
+    train_steps: every training stage counted in steps trains this multiple of its own steps, warm-up
+        included (1: each model's own; mlp and the contrastive encoder, trained in whole epochs, keep
+        theirs). With a larger batch_size it sees as many images in fewer updates, which is what a GPU
+        bound by launching a small model's kernels runs faster; it changes what the models learn.
     probe_steps: the fraction of each per-fold training stage's steps that a probe fitted to choose
         settings on validation (`choices`) trains for; the final fit trains in full. A probe only ranks
         settings against each other, so a shorter one may rank them as a full one would, in less time.
@@ -94,8 +98,13 @@ class MethodSettings:
     compile: bool = False
     optimizer: str | None = None
     ema: bool = True
+    train_steps: float = 1.0
     probe_steps: float = 1.0
     refit_steps: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.train_steps > 0:
+            raise DataError(f"train_steps must be above 0, got {self.train_steps}")
 
     def configure(self, config: ConfigT) -> ConfigT:
         """A method's config (a dataclass with `quick()`): its smoke-test budget under `quick`, then the
@@ -162,6 +171,12 @@ class ReconstructionMethod(ABC):
     def settings_to_choose(cls) -> frozenset[str]:
         """The `MethodSettings.choices` keys this method chooses among on validation; none by default (it
         ignores them)."""
+        return frozenset()
+
+    @classmethod
+    def predict_time_settings(cls) -> frozenset[str]:
+        """Those of `settings_to_choose` that a fitted method applies when it predicts: a grid of them
+        trains nothing more, so `--resume` may widen it (methods.fingerprint); none by default."""
         return frozenset()
 
     def check_colour(self) -> None:

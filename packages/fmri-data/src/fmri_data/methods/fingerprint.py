@@ -6,7 +6,9 @@ and the settings that change what it learns (seed, quick, pretrained base, prior
 the grid of settings chosen on validation, prior adapter). On resume a
 folder whose fingerprint differs is refused before any training, in one line that says what differs. Package
 versions and the sampling options are recorded too, but not compared: a bug-fix release should not strand a
-run, and a resumed run may sample with more steps or samples.
+run, and a resumed run may sample with more steps or samples. So may its grid of settings applied at
+predict time (a diffusion method's strength or likelihood weight) differ: the resumed run reloads every
+fitted model, its validation probes too, and chooses again among the new grid's samples.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from fmri_data.dataset import PairedDataset
 from fmri_data.digest import array_digest
 from fmri_data.errors import DataError
 from fmri_data.methods.base import SCOPE, MethodSettings
-from fmri_data.methods.registry import JOIN
+from fmri_data.methods.registry import JOIN, method_class
 from fmri_data.preprocessing import Preprocessing
 from fmri_data.splits import Split
 
@@ -117,6 +119,7 @@ _OPTION_DEFAULTS: dict[str, tuple[Any, ...]] = {
     "gradient_accumulation_steps": (None, 1),
     "optimizer": (None, "adamw"),
     "ema": (True,),
+    "train_steps": (1,),
     "probe_steps": (1,),
     "refit_steps": (1,),
 }
@@ -178,7 +181,11 @@ def check_fingerprint(folder: Path, fingerprint: dict[str, Any], resume: bool) -
         recorded = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise DataError(f"--resume: {path} is unreadable ({exc}); pass a new --work-dir") from None
-    differences = _differences(recorded, fingerprint)
+    differences = {
+        key: values
+        for key, values in _differences(recorded, fingerprint).items()
+        if not _chosen_at_predict_time(fingerprint["method"], key)
+    }
     if differences:
         field, (then, now) = next(iter(differences.items()))
         raise DataError(
@@ -186,6 +193,17 @@ def check_fingerprint(folder: Path, fingerprint: dict[str, Any], resume: bool) -
             f"({field}: {then!r} there, {now!r} now); "
             "pass another --work-dir, or drop --resume to start afresh"
         )
+
+
+def _chosen_at_predict_time(method: str, field: str) -> bool:
+    """Whether a dotted field names the grid of a setting that `method` (each member it holds for, in an
+    ensemble) applies when it predicts, "settings.choices.strength" for a diffusion method."""
+    prefix = "settings.choices."
+    if not field.startswith(prefix):
+        return False
+    scope, _, name = field.removeprefix(prefix).rpartition(SCOPE)
+    members = [scope] if scope else method.split(JOIN)
+    return all(name in method_class(member).predict_time_settings() for member in members)
 
 
 def record_fingerprint(folder: Path, fingerprint: dict[str, Any]) -> None:

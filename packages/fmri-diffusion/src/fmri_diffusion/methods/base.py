@@ -41,7 +41,7 @@ from fmri_encoders.encoding import EncodingModel
 from fmri_encoders.persistence import load_settings, save_settings
 from fmri_encoders.ridge import RidgeEncoder
 from fmri_encoders.runtime import derived_seed, on_main_process, resolve_device, ridge_backend, shared_out
-from fmri_encoders.training import TrainingConfig, loss_curves, training_for
+from fmri_encoders.training import TrainingConfig, loss_curves, scaled_steps, training_for
 from fmri_eval.atomic import atomic_output_dir
 
 MANIFEST_FILE = "method.json"
@@ -114,6 +114,10 @@ class DiffusionMethod(ReconstructionMethod):
     def settings_to_choose(cls) -> frozenset[str]:
         """Every field of the config, and the readout (validation.requested_readouts)."""
         return frozenset(f.name for f in fields(cls.config_class)) | {"readout"}
+
+    @classmethod
+    def predict_time_settings(cls) -> frozenset[str]:
+        return cls.sampling_settings
 
     def ridge_options(self) -> dict[str, Any]:
         """The first-stage ridges' seed and backend (fitted or loaded): himalaya's torch_cuda where the run
@@ -214,14 +218,7 @@ class DiffusionMethod(ReconstructionMethod):
     def training(self, config: TrainingConfig) -> TrainingConfig:
         """A stage's training config under this run: its seed, device, progress and tracker, and the share
         of the steps a probe, or a final fit starting from one, trains for (step_fraction)."""
-        config = training_for(config, self.settings)
-        if self.step_fraction == 1:
-            return config
-        return replace(
-            config,
-            max_steps=max(1, round(config.max_steps * self.step_fraction)),
-            warmup_steps=round(config.warmup_steps * self.step_fraction),
-        )
+        return scaled_steps(training_for(config, self.settings), self.step_fraction)
 
     def make_pipeline(self, **parts: Any) -> FmriImagePipeline:
         """The sampling pipeline on the run's device, its progress bar shown as the run shows bars."""

@@ -9,6 +9,7 @@ from fmri_encoders.training.loop import (
     TrainingResult,
     check_tracker,
     numerics_for,
+    scaled_steps,
     train,
     training_for,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "check_tracker",
     "loss_curves",
     "numerics_for",
+    "scaled_steps",
     "train",
     "training_for",
 ]

@@ -127,18 +127,30 @@ def training_for(training: TrainingConfig, settings: MethodSettings) -> Training
 
 
 def numerics_for(training: TrainingConfig, settings: MethodSettings) -> TrainingConfig:
-    """The run's mixed precision, micro-batch, gradient accumulation and optimizer where it sets them, and
-    no EMA where it turns EMA off: what changes the weights a stage learns (so a cached base model's recipe
-    holds them too), unlike its device or progress bars."""
-    own_batch = isinstance(training, FixedBatchTraining) or settings.batch_size is None
+    """The run's mixed precision, micro-batch, gradient accumulation, optimizer and share of the steps where
+    it sets them, and no EMA where it turns EMA off: what changes the weights a stage learns (so a cached
+    base model's recipe holds them too), unlike its device or progress bars."""
+    in_epochs = isinstance(training, FixedBatchTraining)
+    own_batch = in_epochs or settings.batch_size is None
     return replace(
-        training,
+        scaled_steps(training, 1.0 if in_epochs else settings.train_steps),
         batch_size=training.batch_size if own_batch else settings.batch_size,
         ema_decay=training.ema_decay if settings.ema else None,
         optimizer=settings.optimizer or training.optimizer,
         mixed_precision=settings.mixed_precision or training.mixed_precision,
         gradient_accumulation_steps=settings.gradient_accumulation_steps
         or training.gradient_accumulation_steps,
+    )
+
+
+def scaled_steps(training: TrainingConfig, factor: float) -> TrainingConfig:
+    """`training` with its steps and warm-up times `factor` (at least one step)."""
+    if factor == 1:
+        return training
+    return replace(
+        training,
+        max_steps=max(1, round(training.max_steps * factor)),
+        warmup_steps=round(training.warmup_steps * factor),
     )
 
 
