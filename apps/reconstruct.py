@@ -10,6 +10,7 @@ Writes metrics.json, reconstructions.npz, reconstructions.png and report.md to -
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 from dataclasses import replace
@@ -502,8 +503,8 @@ def _fraction(text: str) -> float:
 
 def _positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {value}")
     return value
 
 

@@ -8,11 +8,13 @@ from fmri_data.simulator import simulate_miyawaki
 def test_its_defaults_train_every_stage_in_fewer_larger_batches_and_the_options_still_override_them(
     load_app,
 ):
-    from reconstruct import parse_args
+    from reconstruct import _method_settings, parse_args
 
     defaults = load_app("digit69_ldm").DEFAULTS
     args = parse_args([], defaults=defaults)
     assert (args.data, args.batch_size, args.train_steps) == ("digit69", 48, 0.67)
+    settings = _method_settings(args, progress=False)
+    assert (settings.batch_size, settings.train_steps) == (48, 0.67)
     args = parse_args(["--batch-size", "32", "--train-steps", "1"], defaults=defaults)
     assert (args.batch_size, args.train_steps) == (32, 1.0)
 

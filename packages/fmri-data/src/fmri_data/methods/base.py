@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -103,8 +104,8 @@ class MethodSettings:
     refit_steps: float = 1.0
 
     def __post_init__(self) -> None:
-        if not self.train_steps > 0:
-            raise DataError(f"train_steps must be above 0, got {self.train_steps}")
+        if not 0 < self.train_steps < math.inf:
+            raise DataError(f"train_steps must be a number above 0, got {self.train_steps}")
 
     def configure(self, config: ConfigT) -> ConfigT:
         """A method's config (a dataclass with `quick()`): its smoke-test budget under `quick`, then the
@@ -175,8 +176,9 @@ class ReconstructionMethod(ABC):
 
     @classmethod
     def predict_time_settings(cls) -> frozenset[str]:
-        """Those of `settings_to_choose` that a fitted method applies when it predicts: a grid of them
-        trains nothing more, so `--resume` may widen it (methods.fingerprint); none by default."""
+        """Those of `settings_to_choose` that a fitted method applies when it predicts: choosing among
+        them fits no other model, so `--resume` may change their grid (methods.fingerprint); none by
+        default."""
         return frozenset()
 
     def check_colour(self) -> None:

@@ -6,9 +6,11 @@ and the settings that change what it learns (seed, quick, pretrained base, prior
 the grid of settings chosen on validation, prior adapter). On resume a
 folder whose fingerprint differs is refused before any training, in one line that says what differs. Package
 versions and the sampling options are recorded too, but not compared: a bug-fix release should not strand a
-run, and a resumed run may sample with more steps or samples. So may its grid of settings applied at
-predict time (a diffusion method's strength or likelihood weight) differ: the resumed run reloads every
-fitted model, its validation probes too, and chooses again among the new grid's samples.
+run, and a resumed run may sample with more steps or samples. So may a method's grid of settings it does
+not read differ, and of settings it applies when it predicts (a diffusion method's strength or likelihood
+weight) where no setting it fits by has more than one value: every network of the resumed run, its
+validation probe's too, continues from its finished checkpoint (what is fitted in seconds, ridges and
+encoding models, is fitted again), and the run chooses again among the new grid's samples.
 """
 
 from __future__ import annotations
@@ -181,10 +183,9 @@ def check_fingerprint(folder: Path, fingerprint: dict[str, Any], resume: bool) -
         recorded = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise DataError(f"--resume: {path} is unreadable ({exc}); pass a new --work-dir") from None
+    may_change = _grid_changes_that_refit_nothing(fingerprint["method"], recorded, fingerprint)
     differences = {
-        key: values
-        for key, values in _differences(recorded, fingerprint).items()
-        if not _chosen_at_predict_time(fingerprint["method"], key)
+        key: values for key, values in _differences(recorded, fingerprint).items() if key not in may_change
     }
     if differences:
         field, (then, now) = next(iter(differences.items()))
@@ -195,15 +196,33 @@ def check_fingerprint(folder: Path, fingerprint: dict[str, Any], resume: bool) -
         )
 
 
-def _chosen_at_predict_time(method: str, field: str) -> bool:
-    """Whether a dotted field names the grid of a setting that `method` (each member it holds for, in an
-    ensemble) applies when it predicts, "settings.choices.strength" for a diffusion method."""
-    prefix = "settings.choices."
-    if not field.startswith(prefix):
-        return False
-    scope, _, name = field.removeprefix(prefix).rpartition(SCOPE)
-    members = [scope] if scope else method.split(JOIN)
-    return all(name in method_class(member).predict_time_settings() for member in members)
+def _grid_changes_that_refit_nothing(
+    method: str, recorded: dict[str, Any], current: dict[str, Any]
+) -> set[str]:
+    """The dotted fields of the two grids (`settings.choices`) that may differ on resume: those of settings
+    `method` does not read, and of settings it applies when it predicts, provided that neither grid can
+    route the choice to another fitted model (each setting it fits by has one value at most) and that both
+    grids or neither make it fit a validation probe."""
+    grids = [(record.get("settings") or {}).get("choices") or {} for record in (recorded, current)]
+    kinds = {key: _setting_kind(method, key) for grid in grids for key in grid}
+    fits_probe = [any(kinds[key] != "unread" for key in grid) for grid in grids]
+    one_model = all(len(grid[key]) <= 1 for grid in grids for key in grid if kinds[key] == "fit")
+    return {
+        f"settings.choices.{key}"
+        for key, kind in kinds.items()
+        if kind == "unread" or (kind == "predict" and one_model and fits_probe[0] == fits_probe[1])
+    }
+
+
+def _setting_kind(method: str, key: str) -> str:
+    """ "unread" where no member of `method` (itself, or each member of an ensemble the key holds for) reads
+    the setting, "predict" where all that read it apply it when they predict, else "fit"."""
+    scope, _, name = key.rpartition(SCOPE)
+    members = [method_class(member) for member in ([scope] if scope else method.split(JOIN))]
+    readers = [member for member in members if name in member.settings_to_choose()]
+    if not readers:
+        return "unread"
+    return "predict" if all(name in member.predict_time_settings() for member in readers) else "fit"
 
 
 def record_fingerprint(folder: Path, fingerprint: dict[str, Any]) -> None:

@@ -117,7 +117,8 @@ class DiffusionMethod(ReconstructionMethod):
 
     @classmethod
     def predict_time_settings(cls) -> frozenset[str]:
-        return cls.sampling_settings
+        """The sampling settings, and the readout (fitted on the validation samples each fit draws)."""
+        return cls.sampling_settings | {"readout"}
 
     def ridge_options(self) -> dict[str, Any]:
         """The first-stage ridges' seed and backend (fitted or loaded): himalaya's torch_cuda where the run
