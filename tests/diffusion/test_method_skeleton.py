@@ -165,8 +165,9 @@ def test_a_run_s_share_of_the_steps_reaches_every_stage_counted_in_steps_and_a_p
     method = create_method("ldm", settings)
     method.step_fraction = 0.5  # a probe's share multiplies the run's
     assert method.training(TrainingConfig(max_steps=1000)).max_steps == 250
-    with pytest.raises(DataError, match="train_steps must be above 0"):
-        MethodSettings(train_steps=0)
+    for nonsense in (0, -1, float("inf"), float("nan")):
+        with pytest.raises(DataError, match="train_steps must be a number above 0"):
+            MethodSettings(train_steps=nonsense)
 
 
 def test_no_ema_reaches_every_stage_and_the_base_model_s_cache_key():
