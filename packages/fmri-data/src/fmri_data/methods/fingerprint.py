@@ -215,8 +215,8 @@ def _grid_changes_that_refit_nothing(
 
 
 def _setting_kind(method: str, key: str) -> str:
-    """ "unread" where no member of `method` (itself, or each member of an ensemble the key holds for) reads
-    the setting, "predict" where all that read it apply it when they predict, else "fit"."""
+    """How `method` (itself, or each member of an ensemble the key holds for) uses a setting to choose:
+    "unread" where none reads it, "predict" where all that read it apply it when they predict, else "fit"."""
     scope, _, name = key.rpartition(SCOPE)
     members = [method_class(member) for member in ([scope] if scope else method.split(JOIN))]
     readers = [member for member in members if name in member.settings_to_choose()]
