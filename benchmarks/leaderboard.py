@@ -97,6 +97,12 @@ STAGE2_STRENGTH = ["--choose", "strength=0.3,0.75"]
 # and the simulator's, whose validation chose the grid's lower edge, 0.3, well ahead of 0.75 (pcc + SSIM 1.004
 # against 0.906), while stage 2 still fell 0.059 pcc below stage 1 on the test trials: it reaches lower
 STAGE2_STRENGTH_LOWER = ["--choose", "strength=0.15,0.3,0.75"]
+# and digit69 kfold:5's, whose folds chose 0.3 in every fold among 0.3/0.75, and 0.2 in four of five among
+# 0.2/0.3/0.4/0.75 (results/brain_diffuser_finer_strength-digit69-kfold5.json): its two lowest
+STAGE2_STRENGTH_LOW = ["--choose", "strength=0.2,0.3"]
+# classifier-free guidance of stage 2's ridge-predicted tokens (the prior is adapted with condition dropout,
+# so its unconditional prediction is learned): 1, none, as the small route's default, or above it
+STAGE2_CFG = ["--choose", "guidance_scale=1,2,3"]
 # guidance up to weight 2 for ldm and brain-diffuser: on Miyawaki, with GUIDED's grid, 4 of ldm's 5 folds and
 # all 5 of brain-diffuser's chose its edge, weight 1 (brain-diffuser's validation pcc + SSIM still rising)
 STRONG_GUIDANCE = ["--choose", "likelihood_weight=0,0.5,1,2"]
@@ -124,6 +130,13 @@ validation stimuli inside each fold."""
 CELL_RECIPES: dict[tuple[str, str], list[str]] = {
     ("miyawaki-kfold5", "cvae"): [*READOUT, *CVAE_SIZES_FEW_FIGURES, *CVAE_WEIGHTS, *CVAE_PRIMED],
     ("sim-given", "brain-diffuser"): [*READOUT, *STAGE2_STRENGTH_LOWER, *STRONG_GUIDANCE, *STAGE2_WEIGHTS],
+    ("digit69-kfold5", "brain-diffuser"): [
+        *READOUT,
+        *STAGE2_STRENGTH_LOW,
+        *STRONG_GUIDANCE,
+        *STAGE2_WEIGHTS,
+        *STAGE2_CFG,
+    ],
 }
 """Recipes of single cells, in place of their method's: where a cell's own validation choices asked for a
 grid that other cells do not need."""
