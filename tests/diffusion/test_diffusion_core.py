@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from diffusers.utils import logging as diffusers_logging
 
+from fmri_data.errors import DataError
 from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.schedulers import sampling_scheduler, training_scheduler
 from fmri_diffusion.training.augment import random_shift
@@ -118,6 +120,26 @@ def test_pipeline_save_and_load_give_identical_images(tiny_pipeline, tmp_path):
     loaded.set_progress_bar_config(disable=True)
     assert isinstance(loaded.scheduler, DDIMScheduler)
     np.testing.assert_array_equal(_call(loaded), _call(tiny_pipeline))
+
+
+def test_a_quiet_run_loads_a_saved_pipeline_without_a_bar_or_warning_and_leaves_diffusers_bars_as_they_were(
+    tiny_pipeline, tmp_path, capfd
+):
+    tiny_pipeline.save_pretrained(tmp_path / "pipe")
+    capfd.readouterr()
+    parts = FmriImagePipeline.saved_components(tmp_path / "pipe", progress=False)
+    quiet = capfd.readouterr()
+    assert "Loading pipeline components" not in quiet.err + quiet.out
+    assert "cannot get type annotation" not in quiet.err + quiet.out
+    assert isinstance(parts["conditioner"], type(tiny_pipeline.conditioner))
+    assert diffusers_logging.is_progress_bar_enabled()  # the library-wide switch is put back
+    FmriImagePipeline.saved_components(tmp_path / "pipe", progress=True)
+    assert "Loading pipeline components" in capfd.readouterr().err
+
+
+def test_the_pipeline_refuses_an_unknown_image_fit_when_it_is_built(tiny_pipeline):
+    with pytest.raises(DataError, match="image_fit must be one of pad, resize, smooth; got 'stretch'"):
+        FmriImagePipeline(**{**tiny_pipeline.components, "image_fit": "stretch"})
 
 
 def test_random_shift_moves_image_and_condition_together():

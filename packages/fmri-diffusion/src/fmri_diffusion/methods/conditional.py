@@ -200,7 +200,7 @@ class ConditionalDiffusion(CorpusPrimedMethod):
 
     def load_pipeline(self, folder: Path) -> None:
         """The pipeline saved in `folder` (diffusers' layout), sampling with this config's sampler."""
-        saved = FmriImagePipeline.from_pretrained(folder).components
+        saved = FmriImagePipeline.saved_components(folder, progress=self.settings.shows_progress())
         saved["scheduler"] = sampling_scheduler(self.config.sampler, saved["scheduler"])
         self.pipeline_ = self.make_pipeline(**saved)
         if self.settings.compile:  # as it trained: see _fit_denoiser

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import inspect
 from contextlib import nullcontext
-from typing import ClassVar, NamedTuple
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple, get_args
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ from diffusers import (
     UNet2DConditionModel,
 )
 from diffusers.loaders import StableDiffusionLoraLoaderMixin
+from diffusers.utils import logging as diffusers_logging
 from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
@@ -60,9 +62,11 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         conditioner: FmriConditioner | None = None,
         vae: AutoencoderKL | None = None,
         controlnet: ControlNetModel | None = None,
-        image_fit: ImageFit = "pad",
+        image_fit: str = "pad",  # an ImageFit; typed str because diffusers' loader warns on a Literal
         colour: bool = False,
     ) -> None:
+        if image_fit not in get_args(ImageFit):
+            raise DataError(f"image_fit must be one of {', '.join(get_args(ImageFit))}; got {image_fit!r}")
         super().__init__()
         self.register_modules(
             unet=unet, scheduler=scheduler, conditioner=conditioner, vae=vae, controlnet=controlnet
@@ -72,6 +76,19 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
     @classmethod
     def load_lora_into_text_encoder(cls, *args: object, **kwargs: object) -> None:
         """This pipeline has no text encoder: fMRI tokens come from the conditioner."""
+
+    @classmethod
+    def saved_components(cls, folder: Path, *, progress: bool) -> dict[str, Any]:
+        """The parts of a pipeline saved with save_pretrained, diffusers' loading bar shown only where the
+        run shows bars (its switch is library-wide, so it is put back as it was)."""
+        shown = diffusers_logging.is_progress_bar_enabled()
+        if not progress:
+            diffusers_logging.disable_progress_bar()
+        try:
+            return cls.from_pretrained(folder).components
+        finally:
+            if shown:
+                diffusers_logging.enable_progress_bar()
 
     # ------------------------------------------------------------ model space
     def to_pixels(self, images: torch.Tensor) -> torch.Tensor:
