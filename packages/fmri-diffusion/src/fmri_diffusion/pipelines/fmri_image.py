@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple, get_args
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from torch import nn
 from fmri_data.errors import DataError
 from fmri_diffusion.models.conditioner import FmriConditioner
 from fmri_diffusion.pipelines.latents import scaled_latents
-from fmri_diffusion.pipelines.pixels import ImageFit, from_pixels, to_pixels
+from fmri_diffusion.pipelines.pixels import check_image_fit, from_pixels, to_pixels
 from fmri_diffusion.schedulers import predicted_clean
 
 Generators = torch.Generator | list[torch.Generator] | None
@@ -62,11 +62,10 @@ class FmriImagePipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         conditioner: FmriConditioner | None = None,
         vae: AutoencoderKL | None = None,
         controlnet: ControlNetModel | None = None,
-        image_fit: str = "pad",  # an ImageFit; typed str because diffusers' loader warns on a Literal
+        image_fit: str = "pad",  # an ImageFit, typed str: diffusers' loader warns on a Literal
         colour: bool = False,
     ) -> None:
-        if image_fit not in get_args(ImageFit):
-            raise DataError(f"image_fit must be one of {', '.join(get_args(ImageFit))}; got {image_fit!r}")
+        check_image_fit(image_fit)
         super().__init__()
         self.register_modules(
             unet=unet, scheduler=scheduler, conditioner=conditioner, vae=vae, controlnet=controlnet

@@ -12,7 +12,7 @@ channels both ways (for RGB models: Brain-Diffuser's published VDVAE and Versati
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,12 @@ import torch.nn.functional as F
 from fmri_data.errors import DataError
 
 ImageFit = Literal["pad", "resize", "smooth"]
+
+
+def check_image_fit(fit: str) -> None:
+    """Refuse a fit that is not an ImageFit, in one line naming those there are."""
+    if fit not in get_args(ImageFit):
+        raise DataError(f"unknown image fit {fit!r}; use {', '.join(get_args(ImageFit))}")
 
 
 def to_pixels(images: torch.Tensor, size: int, *, channels: int = 1, fit: ImageFit = "pad") -> torch.Tensor:
@@ -31,15 +37,14 @@ def to_pixels(images: torch.Tensor, size: int, *, channels: int = 1, fit: ImageF
             raise DataError(f"RGB images need a model of 3 channels; this one has {channels}")
     else:
         x = images.unsqueeze(1) if images.ndim == 3 else images
+    check_image_fit(fit)
     x = 2 * x.float() - 1
     if fit == "pad":
         x = pad_to(x, size)
     elif fit == "resize":
         x = F.interpolate(x, size=(size, size), mode="nearest-exact")
-    elif fit == "smooth":
+    else:  # smooth
         x = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True).clamp(-1, 1)
-    else:
-        raise DataError(f"unknown image fit {fit!r}; use pad, resize or smooth")
     return x.expand(-1, channels, -1, -1) if x.shape[1] != channels else x
 
 
