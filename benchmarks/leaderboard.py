@@ -140,7 +140,7 @@ CELL_RECIPES: dict[tuple[str, str], list[str]] = {
 }
 """Recipes of single cells, in place of their method's: where a cell's own validation choices asked for a
 grid that other cells do not need, or where a lever met the cell's bar and gave nothing in the other cells
-it was tried in (stage 2's guidance scale: results/brain_diffuser_guidance-*.json, ldm_guidance-*.json)."""
+it was tried in (stage 2's guidance scale: results/*_guidance-*.json)."""
 
 
 def recipe(data: str, method: str) -> list[str]:
