@@ -12,6 +12,7 @@ from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, create_method, reconstruct_over_splits
 from fmri_data.methods.records import run_records, validation_notes
 from fmri_data.splits import make_splits
+from fmri_diffusion.methods import base
 from fmri_diffusion.methods.cvae import ConditionalVAE
 from fmri_diffusion.methods.validation import _by_training, _fitted_probe, choice_grid
 
@@ -135,6 +136,47 @@ def test_a_training_setting_fits_one_probe_per_value_and_the_method_is_fitted_wi
     if name == "width":  # the final network is built with the chosen width
         assert method.model_.config.width == method.config.width
     assert (tmp_path / "w" / "cvae" / "validation" / f"{name}-{values[0]}").is_dir()
+
+
+def test_a_resumed_run_whose_choice_moves_trains_the_newly_chosen_network_in_its_own_folder(
+    dataset, tmp_path, monkeypatch
+):
+    """More samples or steps may move a resumed run's choice to another width (as the forced choices here
+    do): its final fit must train that network, not load the other width's checkpoints."""
+    choose = base.choose_on_validation
+
+    def choosing(width):
+        def forced(method, train, **options):
+            record, probe = choose(method, train, **options)
+            return record | {"chosen": {"width": width}}, probe
+
+        return forced
+
+    train = dataset.subset(np.flatnonzero(~dataset.given_test))
+    work = tmp_path / "w"
+    choices = {"width": (8, 16)}
+    settings = MethodSettings(device="cpu", quick=True, resume=True, work_dir=work, choices=choices)
+    losses = {}
+    for width in (8, 16, 8):
+        monkeypatch.setattr(base, "choose_on_validation", choosing(width))
+        method = create_method("cvae", settings)
+        method.config = replace(method.config, training=replace(method.config.training, checkpoint_every=5))
+        method.fit(train)
+        assert method.model_.config.width == width
+        losses.setdefault(width, []).append(method.training_.losses)
+    assert losses[8][0] == losses[8][1]  # width 8's finished fit was resumed, not trained again
+    for width in (8, 16):
+        assert (work / "cvae" / "final" / f"width-{width}" / "model" / "method.json").is_file()
+    assert not (work / "cvae" / "model").exists()
+
+
+def test_the_final_fit_keeps_the_method_s_folder_where_the_grid_offers_one_network(dataset, tmp_path):
+    train = dataset.subset(np.flatnonzero(~dataset.given_test))
+    choices = {"likelihood_weight": (0.0, 1.0), "width": (8,)}
+    settings = MethodSettings(device="cpu", quick=True, work_dir=tmp_path / "w", choices=choices)
+    create_method("cvae", settings).fit(train)
+    assert (tmp_path / "w" / "cvae" / "model" / "method.json").is_file()
+    assert not (tmp_path / "w" / "cvae" / "final").exists()
 
 
 def test_whole_number_settings_read_as_floats_are_chosen_as_whole_numbers():

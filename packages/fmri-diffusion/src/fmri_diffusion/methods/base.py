@@ -6,12 +6,13 @@ as `--samples` and `--steps`), trains each stage through the one loop (`fmri_enc
 (sample k, trial i). Its own row is the posterior mean of `n_samples` samples and `<name>-1` one sample; no
 sample is ever chosen by comparing it with the truth. A fitted method saves itself to
 `work_dir/<name>/<saved_as>` in one schema (MANIFEST_FILE: method, image size, sampling settings, and what
-its parts add) that `load_method` reads back. Before the method's own fitting, `fit` chooses the run's
-`--choose` grid on validation stimuli held out of the training trials (methods.validation) and, under
-likelihood guidance, fits the encoding model whose likelihood steers every sampling step (or, for a
-method that samples in one pass, weighs its samples: methods.reweighting); a pipeline's samples may be
-weighed by it too (`sample_weight`), after guidance. A subclass
-supplies `fit_parts` (first stage, trainable parts, pipeline), `sampling_inputs` (its per-trial
+its parts add) that `load_method` reads back; where validation chose among several values of a setting it
+fits by (a network's width), its stages and saved method sit in `work_dir/<name>/final/<setting>-<value>/`.
+Before the method's own fitting, `fit` chooses the run's `--choose` grid on validation stimuli held out of
+the training trials (methods.validation) and, under likelihood guidance, fits the encoding model whose
+likelihood steers every sampling step (or, for a method that samples in one pass, weighs its samples:
+methods.reweighting); a pipeline's samples may be weighed by it too (`sample_weight`), after guidance. A
+subclass supplies `fit_parts` (first stage, trainable parts, pipeline), `sampling_inputs` (its per-trial
 conditioning) and its parts' save/load; pipeline-less models override `draw`. The method's own row goes
 through the readout chosen on validation (fmri_data.readout; none unless `--choose readout=...` asks);
 `<name>-1` stays one raw sample.
@@ -34,7 +35,7 @@ from fmri_data.methods import MethodSettings, ReconstructionMethod
 from fmri_data.methods.registry import method_class
 from fmri_data.readout import PatchReadout
 from fmri_diffusion.methods.reweighting import importance_weights, weighted_rows
-from fmri_diffusion.methods.validation import choose_on_validation
+from fmri_diffusion.methods.validation import choose_on_validation, final_fit_stage
 from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.priors.loading import BaseModelError
 from fmri_encoders.encoding import EncodingModel
@@ -108,6 +109,7 @@ class DiffusionMethod(ReconstructionMethod):
         self.validation_: dict[str, Any] | None = None
         self.readout_: PatchReadout | None = None
         self.warm_start_: DiffusionMethod | None = None
+        self.final_stage_: tuple[str, ...] = ()  # the final fit's folder under the method's (fit)
         self.colour_ = False  # RGB [n, H, W, 3] images, where the training images were (fit, load)
 
     @classmethod
@@ -136,6 +138,7 @@ class DiffusionMethod(ReconstructionMethod):
         self.image_size_, self.colour_ = train.image_shape[0], train.is_colour
         if self.colour_ and self.needs_encoding():
             raise colour_likelihood_error(self.name)
+        self.final_stage_ = ()
         if self.settings.choices:
             started = time.perf_counter()
             warm = self.starts_from_probe and self.settings.refit_steps < 1
@@ -143,6 +146,7 @@ class DiffusionMethod(ReconstructionMethod):
             self.validation_seconds_ = time.perf_counter() - started
             chosen = {k: v for k, v in self.validation_["chosen"].items() if k != "readout"}
             self.config = replace(self.config, **chosen)
+            self.final_stage_ = final_fit_stage(self, chosen)
             if self.validation_.get("readout"):
                 self.readout_ = PatchReadout(**self.validation_["readout"])
             self._start_from(probe)
@@ -206,9 +210,11 @@ class DiffusionMethod(ReconstructionMethod):
         return {} if self.validation_ is None else {"validation": self.validation_seconds_}
 
     def stage_dir(self, *stage: str) -> Path | None:
-        """Where a training stage keeps checkpoints and curves: work_dir/<name>/<stage> (None: nowhere)."""
+        """Where a training stage keeps checkpoints and curves: work_dir/<name>/<stage>, in the final fit's
+        own folder where validation chose among settings it fits by (validation.final_fit_stage); None:
+        nowhere."""
         work_dir = self.settings.work_dir
-        return None if work_dir is None else work_dir.joinpath(self.name, *stage)
+        return None if work_dir is None else work_dir.joinpath(self.name, *self.final_stage_, *stage)
 
     def checkpointing(self, *stage: str) -> dict[str, Any]:
         """The loop's `out_dir` and `resume` for a stage: the one place a method reads `--resume`."""

@@ -213,6 +213,22 @@ def _fitted_probe(
     return probe
 
 
+def final_fit_stage(method: DiffusionMethod, chosen: dict[str, Any]) -> tuple[str, ...]:
+    """The final fit's folder under the method's: ("final", "<setting>-<value>", ...) for each setting it
+    fits by that the grid offers several values of, else () (the method's own folder, as without a grid).
+
+    A resumed run may sample with more samples or steps, and that may move its choice to another value of
+    such a setting: that value's final fit then trains in its own folder (or resumes there), never from the
+    checkpoints of a network fitted with another size."""
+    offered = {name: set(values) for name, values in method.settings.choices.items()}
+    fitted_by = sorted(
+        name
+        for name in chosen
+        if name not in method.predict_time_settings() and len(offered.get(name, ())) > 1
+    )
+    return ("final", *(f"{name}-{chosen[name]}" for name in fitted_by)) if fitted_by else ()
+
+
 def validation_patches(
     sampled: np.ndarray, inner: PairedDataset, held: PairedDataset
 ) -> tuple[np.ndarray, PatchReadout]:
