@@ -156,7 +156,7 @@ def test_a_resumed_run_whose_choice_moves_trains_the_newly_chosen_network_in_its
     work = tmp_path / "w"
     choices = {"width": (8, 16)}
     settings = MethodSettings(device="cpu", quick=True, resume=True, work_dir=work, choices=choices)
-    losses = {}
+    losses, written = {}, {}
     for width in (8, 16, 8):
         monkeypatch.setattr(base, "choose_on_validation", choosing(width))
         method = create_method("cvae", settings)
@@ -164,7 +164,11 @@ def test_a_resumed_run_whose_choice_moves_trains_the_newly_chosen_network_in_its
         method.fit(train)
         assert method.model_.config.width == width
         losses.setdefault(width, []).append(method.training_.losses)
-    assert losses[8][0] == losses[8][1]  # width 8's finished fit was resumed, not trained again
+        checkpoints = (work / "cvae" / "final" / f"width-{width}" / "checkpoints").rglob("*")
+        written.setdefault(width, []).append({path: path.stat().st_mtime_ns for path in checkpoints})
+    assert losses[8][0] == losses[8][1]
+    assert written[8][0]
+    assert written[8][0] == written[8][1]  # width 8's finished fit was resumed, not trained again
     for width in (8, 16):
         assert (work / "cvae" / "final" / f"width-{width}" / "model" / "method.json").is_file()
     assert not (work / "cvae" / "model").exists()
@@ -172,7 +176,7 @@ def test_a_resumed_run_whose_choice_moves_trains_the_newly_chosen_network_in_its
 
 def test_the_final_fit_keeps_the_method_s_folder_where_the_grid_offers_one_network(dataset, tmp_path):
     train = dataset.subset(np.flatnonzero(~dataset.given_test))
-    choices = {"likelihood_weight": (0.0, 1.0), "width": (8,)}
+    choices = {"likelihood_weight": (0.0, 1.0), "readout": ("pixels", "patches"), "width": (8,)}
     settings = MethodSettings(device="cpu", quick=True, work_dir=tmp_path / "w", choices=choices)
     create_method("cvae", settings).fit(train)
     assert (tmp_path / "w" / "cvae" / "model" / "method.json").is_file()

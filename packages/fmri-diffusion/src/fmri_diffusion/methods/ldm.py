@@ -2,7 +2,8 @@
 
 Staged as recommended for tiny data: (1) an AutoencoderKL on the training images, (2) ridge from fMRI to
 its latents (out-of-fold for the training trials), (3) the conditional UNet in latent space. With a work_dir
-each stage is saved with save_pretrained (`ldm/vae`, `ldm/pipeline`) and can be reloaded.
+each stage is saved with save_pretrained (`ldm/vae`, `ldm/pipeline`, in the final fit's folder when a grid
+chose among fitted settings: DiffusionMethod.stage_dir) and can be reloaded.
 """
 
 from __future__ import annotations

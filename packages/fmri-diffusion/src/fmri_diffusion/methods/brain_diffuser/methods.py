@@ -107,7 +107,8 @@ class BrainDiffuserConfig:
 
 class BrainDiffuserMethod(DiffusionMethod):
     """What both Brain-Diffuser methods share: the stage-2 model, stage 1, the pipeline and the saved stages
-    (`work_dir/<name>/stages`: the fitted parts, and a manifest naming the models they belong to)."""
+    (`work_dir/<name>/stages`, or the final fit's folder: DiffusionMethod.stage_dir; the fitted parts, and a
+    manifest naming the models they belong to)."""
 
     config_class = BrainDiffuserConfig
     colour = True  # on the published models only: see check_colour
