@@ -181,6 +181,14 @@ class ReconstructionMethod(ABC):
         default."""
         return frozenset()
 
+    @classmethod
+    def fits_each_choice_apart(cls) -> bool:
+        """Whether the final fit for each value validation may choose of a setting it fits by keeps a
+        folder of its own, so that a resumed run whose choice moves fits (or resumes) that value's model
+        and never loads another's: `--resume` may then change its predict-time grid even where the grid
+        offers several values of such a setting (methods.fingerprint). False by default."""
+        return False
+
     def check_colour(self) -> None:
         """Raise DataError if this method, as configured, cannot reconstruct colour: the runner asks before
         any fold trains. By default a `colour` method always can; one whose routes differ overrides it."""

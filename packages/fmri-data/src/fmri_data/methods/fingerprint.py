@@ -8,9 +8,10 @@ folder whose fingerprint differs is refused before any training, in one line tha
 versions and the sampling options are recorded too, but not compared: a bug-fix release should not strand a
 run, and a resumed run may sample with more steps or samples. So may a method's grid of settings it does
 not read differ, and of settings it applies when it predicts (a diffusion method's strength or likelihood
-weight) where no setting it fits by has more than one value: every network of the resumed run, its
-validation probe's too, continues from its finished checkpoint (what is fitted in seconds, ridges and
-encoding models, is fitted again), and the run chooses again among the new grid's samples.
+weight) where no setting it fits by has more than one value, or where the method fits each choice apart
+(ReconstructionMethod.fits_each_choice_apart): every network of the resumed run, its validation probe's
+too, continues from its finished checkpoint (what is fitted in seconds, ridges and encoding models, is
+fitted again), and the run chooses again among the new grid's samples.
 """
 
 from __future__ import annotations
@@ -200,13 +201,14 @@ def _grid_changes_that_refit_nothing(
     method: str, recorded: dict[str, Any], current: dict[str, Any]
 ) -> set[str]:
     """The dotted fields of the two grids (`settings.choices`) that may differ on resume: those of settings
-    `method` does not read, and of settings it applies when it predicts, provided that neither grid can
-    route the choice to another fitted model (each setting it fits by has one value at most) and that both
-    grids or neither make it fit a validation probe."""
+    `method` does not read, and of settings it applies when it predicts, provided that a choice routed to
+    another fitted model is safe (each setting it fits by has one value at most, or the method and every
+    member fit each choice apart) and that both grids or neither make it fit a validation probe."""
     grids = [(record.get("settings") or {}).get("choices") or {} for record in (recorded, current)]
     kinds = {key: _setting_kind(method, key) for grid in grids for key in grid}
     fits_probe = [any(kinds[key] != "unread" for key in grid) for grid in grids]
-    one_model = all(len(grid[key]) <= 1 for grid in grids for key in grid if kinds[key] == "fit")
+    apart = all(method_class(member).fits_each_choice_apart() for member in method.split(JOIN))
+    one_model = apart or all(len(grid[key]) <= 1 for grid in grids for key in grid if kinds[key] == "fit")
     return {
         f"settings.choices.{key}"
         for key, kind in kinds.items()

@@ -122,6 +122,11 @@ class DiffusionMethod(ReconstructionMethod):
         """The sampling settings, and the readout (fitted on the validation samples each fit draws)."""
         return cls.sampling_settings | {"readout"}
 
+    @classmethod
+    def fits_each_choice_apart(cls) -> bool:
+        """Yes: each chosen value of a setting it fits by has its final fit's own folder (stage_dir)."""
+        return True
+
     def ridge_options(self) -> dict[str, Any]:
         """The first-stage ridges' seed and backend (fitted or loaded): himalaya's torch_cuda where the run
         is on a GPU, numpy elsewhere."""
