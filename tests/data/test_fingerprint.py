@@ -8,7 +8,12 @@ import pytest
 
 from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, ReconstructionMethod, reconstruct_over_splits, register_method
-from fmri_data.methods.fingerprint import FINGERPRINT_FILE, dataset_digest
+from fmri_data.methods.fingerprint import (
+    FINGERPRINT_FILE,
+    check_fingerprint,
+    dataset_digest,
+    record_fingerprint,
+)
 from fmri_data.methods.registry import check_methods
 from fmri_data.splits import make_splits
 
@@ -147,6 +152,23 @@ def test_resume_may_widen_the_grid_of_a_setting_applied_at_predict_time_but_not_
     run(linear_dataset, work, methods=methods, choices={"width": (8,)}, resume=True)
     with pytest.raises(DataError, match=r"its settings\.choices\.width differ"):
         run(linear_dataset, work, methods=methods, choices={"width": (8, 16)}, resume=True)
+
+
+@pytest.mark.parametrize("method", ["chooses-when-it-predicts", "cvae+chooses-when-it-predicts"])
+def test_resume_keeps_the_predict_time_grid_where_a_moved_choice_would_reuse_another_value_s_fit(
+    tmp_path, method
+):
+    """A method that keeps one final fit whatever it chooses (not fits_each_choice_apart), alone or as an
+    ensemble's member: with two widths to choose from, a new strength grid could move the choice of width."""
+
+    def stamp(**choices):
+        return {"method": method, "settings": {"seed": 0, "choices": choices}}
+
+    record_fingerprint(tmp_path, stamp(strength=[0.4], width=[8, 16]))
+    with pytest.raises(DataError, match=r"its settings\.choices\.strength differ"):
+        check_fingerprint(tmp_path, stamp(strength=[0.3, 0.4], width=[8, 16]), resume=True)
+    record_fingerprint(tmp_path, stamp(strength=[0.4], width=[8]))  # one width, one model: it may
+    check_fingerprint(tmp_path, stamp(strength=[0.3, 0.4], width=[8]), resume=True)
 
 
 def test_sampling_options_may_change_on_resume_but_the_prior_adapter_may_not(first_run, linear_dataset):

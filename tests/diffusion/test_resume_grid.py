@@ -1,35 +1,14 @@
 """--resume may change the grid of settings a method applies when it predicts, and only where that refits
 nothing wrongly: a choice that moves to another fitted model finds that model's own final fit (every
-diffusion method fits each choice apart), and no validation probe appears or goes."""
+diffusion method fits each choice apart; a method that does not: tests/data/test_fingerprint.py), and no
+validation probe appears or goes."""
 
 from __future__ import annotations
 
 import pytest
 
 from fmri_data.errors import DataError
-from fmri_data.methods import ReconstructionMethod, register_method
 from fmri_data.methods.fingerprint import check_fingerprint, record_fingerprint
-
-
-@register_method
-class _OneFinalFit(ReconstructionMethod):
-    """Chooses `strength` when it predicts and `width` by fitting, with one final fit for every choice."""
-
-    name = "one-final-fit-test"
-
-    @classmethod
-    def settings_to_choose(cls):
-        return frozenset({"strength", "width"})
-
-    @classmethod
-    def predict_time_settings(cls):
-        return frozenset({"strength"})
-
-    def fit(self, train):
-        return self
-
-    def predict(self, fmri):
-        raise NotImplementedError
 
 
 def _stamp(method: str, choices: dict[str, list]) -> dict:
@@ -55,14 +34,6 @@ def _stamp(method: str, choices: dict[str, list]) -> dict:
             {"strength": [0.3, 1], "corpus_finetune": [0.25, 0.5]},
             True,
         ),
-        # ... a method that does not fit each choice apart may not: the choice could move to the other model
-        (
-            "one-final-fit-test",
-            {"strength": [0.4], "width": [8, 16]},
-            {"strength": [0.3, 0.4], "width": [8, 16]},
-            False,
-        ),
-        ("one-final-fit-test", {"strength": [0.4], "width": [8]}, {"strength": [0.3], "width": [8]}, True),
         # a grid of settings fitted by never changes
         ("ldm", {"corpus_finetune": [0.5]}, {"corpus_finetune": [0.25]}, False),
         # ... or a validation probe would come or go (under --refit-steps it is where the final fit starts)
@@ -93,12 +64,6 @@ def _stamp(method: str, choices: dict[str, list]) -> dict:
             {"ldm:strength": [1], "cvae:latent_dim": [16, 32]},
             {"ldm:strength": [0.3, 1], "cvae:latent_dim": [16, 32]},
             True,
-        ),
-        (
-            "cvae+one-final-fit-test",
-            {"strength": [0.4], "cvae:latent_dim": [16, 32]},
-            {"strength": [0.3, 0.4], "cvae:latent_dim": [16, 32]},
-            False,
         ),
     ],
 )
