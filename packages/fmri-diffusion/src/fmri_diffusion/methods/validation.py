@@ -197,7 +197,7 @@ def _fitted_probe(
 ) -> DiffusionMethod:
     """A copy of the method with `trained` settings, fitted on the inner stimuli for every point of `grid`,
     its checkpoints apart from those of any other group's probe."""
-    stage = ("validation", *(f"{key}-{value}" for key, value in sorted(trained.items())))
+    stage = ("validation", *_folders_for(trained))
     settings = method.settings
     probe = type(method)(
         replace(
@@ -221,12 +221,18 @@ def final_fit_stage(method: DiffusionMethod, chosen: dict[str, Any]) -> tuple[st
     such a setting: that value's final fit then trains in its own folder (or resumes there), never from the
     checkpoints of a network fitted with another size."""
     offered = {name: set(values) for name, values in method.settings.choices.items()}
-    fitted_by = sorted(
-        name
-        for name in chosen
+    fitted_by = {
+        name: value
+        for name, value in chosen.items()
         if name not in method.predict_time_settings() and len(offered.get(name, ())) > 1
-    )
-    return ("final", *(f"{name}-{chosen[name]}" for name in fitted_by)) if fitted_by else ()
+    }
+    return ("final", *_folders_for(fitted_by)) if fitted_by else ()
+
+
+def _folders_for(settings: dict[str, Any]) -> tuple[str, ...]:
+    """One folder name per setting, "<setting>-<value>" in the settings' name order: a probe's and a final
+    fit's folders name the same values alike."""
+    return tuple(f"{name}-{value}" for name, value in sorted(settings.items()))
 
 
 def validation_patches(
