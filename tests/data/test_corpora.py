@@ -156,6 +156,7 @@ def test_builtins_are_listed() -> None:
 
 def centres_of_mass(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each [H, W] image's centre of mass: its rows, its columns."""
+    images = np.asarray(images, dtype=np.float64)
     rows, cols = np.indices(images.shape[1:])
     mass = images.sum(axis=(1, 2))
     return (images * rows).sum(axis=(1, 2)) / mass, (images * cols).sum(axis=(1, 2)) / mass
@@ -267,17 +268,33 @@ def test_digit_strokes_draw_v_variants_per_digit_in_a_row_from_one_seeded_genera
     assert np.corrcoef(second, uci[0])[0, 1] > np.corrcoef(second, uci[1])[0, 1] + 0.2  # still digit 0
 
 
-def test_a_redrawn_digit_is_seeded_binary_warped_differently_each_time_and_never_cut_at_the_edge() -> None:
-    """Rotation and slant move ink past the bitmap's edge (every UCI digit spans its box): the canvas
-    keeps a margin for it, and the angles vary from drawing to drawing."""
+def test_a_redrawn_digit_is_seeded_binary_and_warped_differently_each_time() -> None:
     bitmap = _bitmap(load_digits().images[1] / 16.0)  # a 1: its axis shows the warp's angle
     drawn = [pen_redrawn(bitmap, np.random.default_rng(seed), 20) for seed in range(12)]
     np.testing.assert_array_equal(drawn[0], pen_redrawn(bitmap, np.random.default_rng(0), 20))
     assert set(np.unique(drawn[0])) == {0.0, 1.0}
-    for image in drawn:
-        assert not image[[0, -1], :].any()
-        assert not image[:, [0, -1]].any()
     assert np.std([orientation_deg(image) for image in drawn]) > 4.0
+
+
+class ExtremeDraws:
+    """A generator stand-in that draws every setting at the top (or bottom) of its range."""
+
+    def __init__(self, top: bool) -> None:
+        self.top = top
+
+    def uniform(self, low: float, high: float) -> float:
+        return high if self.top else low
+
+
+def test_the_canvas_keeps_room_for_the_widest_warp_and_pen_so_no_digit_is_cut_at_its_edge() -> None:
+    """Every UCI digit spans its bitmap, and rotation, slant and widening at their limits move ink up to 80
+    px from the centre where the bitmap's edge is 48 away (a 24 px margin cut 3 of these 80 drawings)."""
+    bitmaps = [_bitmap(counts / 16.0) for counts in load_digits().images[:40]]
+    for bitmap in bitmaps:
+        for top in (True, False):
+            image = pen_redrawn(bitmap, ExtremeDraws(top), 20)
+            assert not image[[0, -1], :].any()
+            assert not image[:, [0, -1]].any()
 
 
 def test_binary_patterns_render_as_scikit_image_resize_order_1() -> None:
@@ -384,6 +401,7 @@ def test_folder_of_images_round_trip(tmp_path: Path) -> None:
         (lambda d: "binary-patterns:ten", "must be an integer"),
         (lambda d: "binary-patterns:40", "between 2 and the image size"),
         (lambda d: "digit-strokes:four", "must be an integer"),
+        (lambda d: "digit-strokes:\u0664", "must be an integer"),  # an Arabic-Indic 4: isdigit(), not ASCII
         (lambda d: "binary-patterns:", "must be an integer"),
         (lambda d: "digit-strokes:0", "drawings per digit must be an integer >= 1"),
     ],

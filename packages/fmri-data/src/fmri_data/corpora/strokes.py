@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 _DIGIT_PX = 96  # the bitmap is warped and redrawn at this size, then area-averaged down by the layout
-_MARGIN_PX = 24  # room on each side for ink a rotation or slant moves past the bitmap's edge
+_MARGIN_PX = 40  # room for the warp (a corner moves up to 80 px from the centre, 48 before) and the pen
 _MAX_ROTATION_DEG = 15.0
 _MAX_SHEAR = 0.3  # slant: x moves by this much per unit of y
 _WIDTH_SCALE = (0.85, 1.15)
@@ -32,7 +32,7 @@ def pen_redrawn(bitmap: np.ndarray, rng: np.random.Generator, box: int) -> np.nd
     extent = max(np.ptp(rows), np.ptp(cols)) + 1
     laid_out = rng.uniform(*_PEN_WIDTH_PX)
     width = laid_out * extent / (box - laid_out)  # the pen widens the drawing by its width, too
-    reach = max(width - 1, 0.0) / 2  # from the skeleton's centre line: a stroke `width` pixels across
+    reach = (width - 1) / 2  # from the skeleton's centre line: a stroke `width` pixels across
     return (ndimage.distance_transform_edt(~skeleton) <= reach).astype(np.float64)
 
 
