@@ -403,8 +403,7 @@ def parse_args(
         "--prior-corpus",
         metavar="NAME|PATH",
         help=f"unpaired images to pre-train it on: {', '.join(BUILT_IN_CORPORA)} (binary-patterns:K for "
-        "a K x K grid, digit-strokes:V for V drawings per digit), a folder of images, an .npz or an HDF5 "
-        "file (default: simulator"
+        "a K x K grid), a folder of images, an .npz or an HDF5 file (default: simulator"
         + "".join(f"; {corpus} on --data {data}" for data, corpus in corpus_for.items())
         + "). Images that nearly duplicate a test stimulus are dropped first, and counted in the report",
     )

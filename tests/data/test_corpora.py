@@ -10,7 +10,6 @@ import h5py
 import numpy as np
 import pytest
 from PIL import Image
-from skimage.morphology import skeletonize
 from skimage.transform import resize
 from sklearn.datasets import load_digits
 
@@ -27,7 +26,6 @@ from fmri_data.corpora import (
 )
 from fmri_data.corpora.builtin import _bitmap
 from fmri_data.corpora.resize import resize_images
-from fmri_data.corpora.strokes import pen_redrawn
 from fmri_data.errors import DataError
 from fmri_data.io import load_dataset
 from fmri_data.simulator.stimuli import area_overlap
@@ -151,15 +149,7 @@ def test_screened_refuses_test_stimuli_of_another_size() -> None:
 
 
 def test_builtins_are_listed() -> None:
-    assert set(BUILT_IN_CORPORA) == {"simulator", "binary-patterns", "digits", "digit-strokes"}
-
-
-def centres_of_mass(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each [H, W] image's centre of mass: its rows, its columns."""
-    images = np.asarray(images, dtype=np.float64)
-    rows, cols = np.indices(images.shape[1:])
-    mass = images.sum(axis=(1, 2))
-    return (images * rows).sum(axis=(1, 2)) / mass, (images * cols).sum(axis=(1, 2)) / mass
+    assert set(BUILT_IN_CORPORA) == {"simulator", "binary-patterns", "digits"}
 
 
 def test_digits_load_all_1797_images_at_the_asked_size() -> None:
@@ -183,7 +173,10 @@ def test_digits_are_drawn_like_mnist_sharp_ink_centred_by_mass() -> None:
     images = load_corpus("digits", SIZE).images.astype(np.float64)
     ink = images[images > 0.05]
     assert np.mean((ink > 0.2) & (ink < 0.8)) < 0.35  # MNIST's 0.34; plain upsampling's 0.60
-    centre_row, centre_col = centres_of_mass(images)
+    rows, cols = np.indices((SIZE, SIZE))
+    mass = images.sum(axis=(1, 2))
+    centre_row = (images * rows).sum(axis=(1, 2)) / mass
+    centre_col = (images * cols).sum(axis=(1, 2)) / mass
     assert np.abs(centre_row - 14).max() <= 0.5 + 1e-9  # MNIST places it at (14, 14), to the pixel
     assert np.abs(centre_col - 14).max() <= 0.5 + 1e-9
     counts = load_digits().images / 16.0
@@ -202,99 +195,6 @@ def test_digit_bitmaps_keep_the_ink_uci_counted_block_by_block() -> None:
     np.testing.assert_allclose(bitmaps.mean(axis=(1, 2)), counts.mean(axis=(1, 2)), atol=1 / 1024)
     blocks = bitmaps.reshape(-1, 8, 4, 8, 4).mean(axis=(2, 4))
     assert np.corrcoef(blocks.ravel(), counts.ravel())[0, 1] > 0.95
-
-
-@pytest.fixture(scope="module")
-def digit_strokes_once() -> np.ndarray:
-    """Every digit drawn once again with MNIST's pen (seconds to draw, so drawn once here)."""
-    return load_corpus("digit-strokes:1", SIZE, seed=5).images
-
-
-def stroke_widths(images: np.ndarray) -> np.ndarray:
-    """Each image's mean stroke width in pixels: its ink's area over its skeleton's length."""
-    ink = images > 0.5
-    return np.array([mask.sum() / max(1, skeletonize(mask).sum()) for mask in ink])
-
-
-def orientation_deg(image: np.ndarray) -> float:
-    """The angle of an image's principal axis of ink from the vertical, from its second moments."""
-    rows, cols = np.indices(image.shape)
-    mass = image.sum()
-    r, c = (image * rows).sum() / mass, (image * cols).sum() / mass
-    mrr = (image * (rows - r) ** 2).sum() / mass
-    mcc = (image * (cols - c) ** 2).sum() / mass
-    mrc = (image * (rows - r) * (cols - c)).sum() / mass
-    return float(np.degrees(0.5 * np.arctan2(2 * mrc, mrr - mcc)))
-
-
-def test_digit_strokes_redraw_every_digit_with_a_thinner_pen_in_mnist_s_frame(
-    digit_strokes_once: np.ndarray,
-) -> None:
-    """UCI's strokes are about 4.4 px wide at 28x28 and MNIST's about 2.8 (digit69's stimuli): each digit is
-    drawn again with a pen of MNIST's width, in MNIST's 20x20 box and centred by mass, still the digit it
-    was (it correlates with its own UCI drawing more than with another digit's)."""
-    images = digit_strokes_once
-    assert images.shape == (1797, SIZE, SIZE)
-    assert images.dtype == np.float32
-    assert images.min() >= 0.0
-    assert images.max() <= 1.0
-    uci = load_corpus("digits", SIZE).images
-    sample = slice(0, 300)
-    assert 2.0 <= np.median(stroke_widths(images[sample])) <= 3.5
-    assert np.median(stroke_widths(uci[sample])) > np.median(stroke_widths(images[sample])) + 1.0
-    assert images.any(axis=2).sum(axis=1).max() <= 20  # MNIST's 20x20 box inside its 28x28 frame
-    assert images.any(axis=1).sum(axis=1).max() <= 20
-    centre_row, centre_col = centres_of_mass(images)
-    assert np.abs(centre_row - 14).max() <= 0.5 + 1e-6
-    assert np.abs(centre_col - 14).max() <= 0.5 + 1e-6
-    flat, uci_flat = images.reshape(len(images), -1), uci.reshape(len(uci), -1)
-    own = [np.corrcoef(a, b)[0, 1] for a, b in zip(flat[sample], uci_flat[sample], strict=True)]
-    other = [
-        np.corrcoef(a, b)[0, 1]
-        for a, b in zip(flat[sample], np.roll(uci_flat[sample], 1, axis=0), strict=True)
-    ]
-    assert np.median(own) > np.median(other) + 0.2
-
-
-def test_digit_strokes_draw_v_variants_per_digit_in_a_row_from_one_seeded_generator(
-    digit_strokes_once: np.ndarray,
-) -> None:
-    twice = load_corpus("digit-strokes:2", SIZE, seed=5).images
-    assert twice.shape == (2 * 1797, SIZE, SIZE)
-    np.testing.assert_array_equal(twice[0], digit_strokes_once[0])  # the first digit's first drawing
-    assert not np.array_equal(twice[1], twice[0])  # its second drawing: another slant and pen
-    uci = load_corpus("digits", SIZE).images[:2].reshape(2, -1)
-    second = twice[1].ravel()
-    assert np.corrcoef(second, uci[0])[0, 1] > np.corrcoef(second, uci[1])[0, 1] + 0.2  # still digit 0
-
-
-def test_a_redrawn_digit_is_seeded_binary_and_warped_differently_each_time() -> None:
-    bitmap = _bitmap(load_digits().images[1] / 16.0)  # a 1: its axis shows the warp's angle
-    drawn = [pen_redrawn(bitmap, np.random.default_rng(seed), 20) for seed in range(12)]
-    np.testing.assert_array_equal(drawn[0], pen_redrawn(bitmap, np.random.default_rng(0), 20))
-    assert set(np.unique(drawn[0])) == {0.0, 1.0}
-    assert np.std([orientation_deg(image) for image in drawn]) > 4.0
-
-
-class ExtremeDraws:
-    """A generator stand-in that draws every setting at the top (or bottom) of its range."""
-
-    def __init__(self, top: bool) -> None:
-        self.top = top
-
-    def uniform(self, low: float, high: float) -> float:
-        return high if self.top else low
-
-
-def test_the_canvas_keeps_room_for_the_widest_warp_and_pen_so_no_digit_is_cut_at_its_edge() -> None:
-    """Every UCI digit spans its bitmap, and rotation, slant and widening at their limits move ink up to 80
-    px from the centre where the bitmap's edge is 48 away (a 24 px margin cut 3 of these 80 drawings)."""
-    bitmaps = [_bitmap(counts / 16.0) for counts in load_digits().images[:40]]
-    for bitmap in bitmaps:
-        for top in (True, False):
-            image = pen_redrawn(bitmap, ExtremeDraws(top), 20)
-            assert not image[[0, -1], :].any()
-            assert not image[:, [0, -1]].any()
 
 
 def test_binary_patterns_render_as_scikit_image_resize_order_1() -> None:
@@ -399,11 +299,8 @@ def test_folder_of_images_round_trip(tmp_path: Path) -> None:
         (lambda d: _npz(d, images=np.zeros((2, 5, 5), np.int16)), "uint8 or float"),
         (lambda d: _npz(d, images=np.zeros((2, 5, 5, 2))), r"\[n, H, W, C\]"),
         (lambda d: "binary-patterns:ten", "must be an integer"),
+        (lambda d: "binary-patterns:\u00b2", "must be an integer"),  # a superscript 2: isdigit(), not ASCII
         (lambda d: "binary-patterns:40", "between 2 and the image size"),
-        (lambda d: "digit-strokes:four", "must be an integer"),
-        (lambda d: "digit-strokes:\u0664", "must be an integer"),  # an Arabic-Indic 4: isdigit(), not ASCII
-        (lambda d: "binary-patterns:", "must be an integer"),
-        (lambda d: "digit-strokes:0", "drawings per digit must be an integer >= 1"),
     ],
 )
 def test_bad_inputs_are_data_errors(tmp_path: Path, make, match: str) -> None:

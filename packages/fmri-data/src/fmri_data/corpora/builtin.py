@@ -1,5 +1,4 @@
-"""The corpora that need no file: the simulator's images, random binary patch patterns and sklearn's digits,
-as UCI drew them or redrawn with MNIST's pen.
+"""The corpora that need no file: the simulator's images, random binary patch patterns and sklearn's digits.
 
 Each comes at the stimulus size, in [0, 1], as float32 [n, size, size]; none is screened here.
 """
@@ -12,7 +11,6 @@ import numpy as np
 from scipy import ndimage
 
 from fmri_data.corpora.resize import bilinear_weights, resize_images
-from fmri_data.corpora.strokes import pen_redrawn
 from fmri_data.errors import DataError
 from fmri_data.simulator import image_corpus
 from fmri_data.simulator.stimuli import area_overlap
@@ -60,36 +58,10 @@ def digits(image_size: int) -> np.ndarray:
     black frame with its centre of mass at the centre; last, resized to `image_size` (area averaging to
     shrink, bilinear to enlarge).
     """
-    framed = np.stack([_mnist_layout(_bitmap(count)) for count in _uci_counts()])
-    return _at_size(framed, image_size)
-
-
-def digit_strokes(image_size: int, variants: int, seed: int) -> np.ndarray:
-    """Each of the 1,797 digits drawn `variants` times again (strokes.pen_redrawn: a random rotation, slant
-    and width, then MNIST's pen along its skeleton), laid out as `digits` lays them out; each digit's
-    drawings in a row."""
-    if not (isinstance(variants, int | np.integer) and variants >= 1):
-        raise DataError(f"digit-strokes: the drawings per digit must be an integer >= 1, got {variants!r}")
-    rng = np.random.default_rng(seed)
-    framed = np.stack(
-        [
-            _mnist_layout(pen_redrawn(_bitmap(count), rng, _DIGIT_BOX))
-            for count in _uci_counts()
-            for _ in range(variants)
-        ]
-    )
-    return _at_size(framed, image_size)
-
-
-def _uci_counts() -> np.ndarray:
-    """scikit-learn's 1,797 8x8 digits as ink fractions in [0, 1]."""
     from sklearn.datasets import load_digits  # slow to import, so only when asked for
 
-    return load_digits().images / 16.0
-
-
-def _at_size(framed: np.ndarray, image_size: int) -> np.ndarray:
-    """28x28 MNIST-framed digits at `image_size` (area averaging to shrink, bilinear to enlarge), float32."""
+    counts = load_digits().images / 16.0
+    framed = np.stack([_mnist_layout(_bitmap(count)) for count in counts])
     if image_size != _DIGIT_FRAME:
         framed = resize_images(framed, image_size)
     return np.clip(framed, 0.0, 1.0).astype(np.float32)

@@ -11,7 +11,6 @@ from fmri_data.corpora.builtin import (
     MIYAWAKI_GRID,
     binary_patterns,
     detect_patch_grid,
-    digit_strokes,
     digits,
     simulator_corpus,
 )
@@ -20,14 +19,10 @@ from fmri_data.corpora.screening import LEAK_THRESHOLD, MAX_LEAK_FRACTION, Corpu
 from fmri_data.digest import array_digest
 from fmri_data.errors import DataError
 
-BUILT_IN_CORPORA = ("simulator", "binary-patterns", "digits", "digit-strokes")
-"""Corpus names load_corpus knows without a file; binary-patterns also takes a grid, binary-patterns:K, and
-digit-strokes the drawings per digit, digit-strokes:V."""
+BUILT_IN_CORPORA = ("simulator", "binary-patterns", "digits")
+"""Corpus names load_corpus knows without a file; binary-patterns also takes a grid, binary-patterns:K."""
 
 _PATTERNS = "binary-patterns"
-_STROKES = "digit-strokes"
-_STROKE_VARIANTS = 4  # drawings per digit unless digit-strokes:V says: 7,188 images, the corpus measured in
-# benchmarks/results/digit_strokes-digit69.json
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,10 +92,8 @@ def load_corpus(
     """The corpus `spec` names at `image_size`, not yet screened.
 
     `spec` is a built-in name (BUILT_IN_CORPORA; binary-patterns:K sets the grid, else it is detected
-    from `stimuli` or 10; digit-strokes:V draws each digit V times, else 4) or a path to a folder of
-    images, an .npz or an HDF5 file. Built-ins win over a file of the same name. `n` applies to simulator
-    and binary-patterns and `seed` to them and to digit-strokes; digits always has 1,797 images and
-    digit-strokes 1,797 x V.
+    from `stimuli` or 10) or a path to a folder of images, an .npz or an HDF5 file. Built-ins win over a
+    file of the same name. `n` and `seed` apply to the drawn built-ins; digits always has 1,797 images.
     """
     if not (isinstance(image_size, int | np.integer) and image_size >= 1):
         raise DataError(f"prior corpus: image_size must be an integer >= 1, got {image_size!r}")
@@ -112,33 +105,24 @@ def load_corpus(
         images = digits(image_size)
     elif spec == _PATTERNS or spec.startswith(f"{_PATTERNS}:"):
         images = binary_patterns(n, image_size, _grid(spec, stimuli), seed)
-    elif spec == _STROKES or spec.startswith(f"{_STROKES}:"):
-        variants = _count_after_colon(spec)
-        images = digit_strokes(image_size, _STROKE_VARIANTS if variants is None else variants, seed)
     elif Path(spec).expanduser().exists():
         images = read_corpus_path(Path(spec).expanduser(), image_size)
     else:
         raise DataError(
             f"prior corpus {spec!r}: not a built-in corpus ({', '.join(BUILT_IN_CORPORA)}, or "
-            f"{_PATTERNS}:K, {_STROKES}:V) and no such file or folder; check the name or path"
+            f"{_PATTERNS}:K) and no such file or folder; check the name or path"
         )
     return PriorCorpus(name=spec, images=images)
 
 
 def _grid(spec: str, stimuli: np.ndarray | None) -> int:
     """K from binary-patterns:K, else the grid the stimuli were rendered from, else Miyawaki's 10."""
-    given = _count_after_colon(spec)
-    if given is not None:
-        return given
+    _, _, given = spec.partition(":")
+    if given:
+        if not (given.isascii() and given.isdigit()):  # int() would fail on '²' or read '٤' as 4
+            raise DataError(
+                f"prior corpus {spec!r}: the grid after the colon must be an integer, e.g. {_PATTERNS}:10"
+            )
+        return int(given)
     detected = detect_patch_grid(stimuli) if stimuli is not None else None
     return detected or MIYAWAKI_GRID
-
-
-def _count_after_colon(spec: str) -> int | None:
-    """The integer after NAME: in `spec` (None where there is no colon), refused in one line if not one."""
-    name, colon, given = spec.partition(":")
-    if not colon:
-        return None
-    if not (given.isascii() and given.isdigit()):
-        raise DataError(f"prior corpus {spec!r}: what follows the colon must be an integer, e.g. {name}:4")
-    return int(given)
