@@ -33,7 +33,7 @@ from fmri_data.methods.registry import check_choices, check_colour, check_method
 from fmri_data.preprocessing import Preprocessing
 from fmri_data.progress import terminal_progress
 from fmri_data.readout import READOUTS
-from fmri_data.splits import make_splits
+from fmri_data.splits import VALIDATION_FOLDS, make_splits
 from fmri_encoders.encoding import ENCODINGS
 from fmri_encoders.runtime import (
     device_choice,
@@ -332,6 +332,18 @@ def parse_args(
         metavar="FRACTION",
         help="with --choose, cvae, ddpm and ldm: below 1, the final fit starts from the validation probe's "
         "weights and trains this fraction of each stage's steps on all training stimuli (1: afresh, in full)",
+    )
+    sampling.add_argument(
+        "--validation-folds",
+        type=int,
+        choices=range(1, VALIDATION_FOLDS + 1),
+        default=1,
+        metavar="K",
+        help=f"with --choose: score each setting on K of the training stimuli's fifths, held out in turn, "
+        f"each with its own probes (1 to {VALIDATION_FOLDS}; default 1): a choice made on more stimuli, at "
+        "K times the probes' time; an ensemble (a+b) weighs its members on K folds too, each member choosing "
+        "on K folds inside each (about K x K the time); inverse-retinotopy keeps its own inner folds; above "
+        "1 needs --refit-steps 1",
     )
     sampling.add_argument(
         "--corpus-finetune",
@@ -641,6 +653,7 @@ def _method_settings(args: argparse.Namespace, progress: bool) -> MethodSettings
         train_steps=args.train_steps,
         probe_steps=args.probe_steps,
         refit_steps=args.refit_steps,
+        validation_folds=args.validation_folds,
     )
 
 

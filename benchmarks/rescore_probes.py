@@ -89,6 +89,10 @@ def rescore_fold(
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Score the new points on the fold's validation trials (the readouts its cell weighed), choose among
     them and the cell's own, sample the test trials with the final fit under the choice."""
+    if record.get("validation_folds", 1) > 1:
+        raise SystemExit(
+            f"fold {record['fold']}: the cell chose on several validation folds; this rescores one"
+        )
     inner, held = validation_split(train, probe.settings.seed)
     if held.n_trials != record["validation_trials"]:
         raise SystemExit(f"fold {record['fold']}: the validation trials are not the cell's")

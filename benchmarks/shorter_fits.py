@@ -22,7 +22,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from leaderboard import DATA, METHODS, ROOT, cell_command, recipe
+from leaderboard import DATA, METHODS, ROOT, cell_command, recipe, validation_folds
 from result_file import RESULTS, write_result
 
 from fmri_data.methods.registry import method_class
@@ -47,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     if name == "refit_steps" and not method_class(args.method).starts_from_probe:
         parser.error(
             f"{args.method} cannot start its final fit from its probe; --refit-steps would not change it"
+        )
+    if name == "refit_steps" and validation_folds(recipe(args.data, args.method)) > 1:
+        parser.error(
+            f"{args.data} / {args.method} chooses on several validation folds, so its final fit has no one "
+            "probe to start from"
         )
     leaderboard = RESULTS / f"leaderboard-{tag}.json"
     if not leaderboard.is_file():

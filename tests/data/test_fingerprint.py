@@ -124,6 +124,7 @@ def test_naming_a_default_numeric_setting_still_resumes_but_another_optimizer_do
         train_steps=1.0,
         probe_steps=1.0,
         refit_steps=1.0,
+        validation_folds=1,
     )
     assert len(FITTED) == 2
     with pytest.raises(DataError, match=r"settings\.optimizer differ"):
@@ -136,6 +137,8 @@ def test_naming_a_default_numeric_setting_still_resumes_but_another_optimizer_do
         run(linear_dataset, first_run, resume=True, probe_steps=0.5)
     with pytest.raises(DataError, match=r"settings\.refit_steps differ"):  # the final fit trains otherwise
         run(linear_dataset, first_run, resume=True, refit_steps=0.5)
+    with pytest.raises(DataError, match=r"settings\.validation_folds differ"):  # a choice on more stimuli
+        run(linear_dataset, first_run, resume=True, validation_folds=2)
     with pytest.raises(DataError, match=r"settings\.batch_size differ"):  # 1 is no default for a batch
         run(linear_dataset, first_run, resume=True, batch_size=1)
 

@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 
 from fmri_data.errors import DataError
-from fmri_data.splits import leave_one_stimulus_out, make_splits, stimulus_kfold
+from fmri_data.splits import (
+    group_kfold,
+    leave_one_stimulus_out,
+    make_splits,
+    stimulus_kfold,
+    validation_folds,
+)
 
 
 def _every_trial_tested_once(dataset, splits):
@@ -72,3 +78,28 @@ def test_missing_given_split(linear_dataset):
     linear_dataset.given_test = None
     with pytest.raises(DataError, match="without a given"):
         make_splits(linear_dataset, "given")
+
+
+def test_validation_folds_are_disjoint_fifths_of_the_training_stimuli_in_a_seeded_order(
+    linear_dataset,
+):
+    groups = linear_dataset.stimulus_id
+    folds = validation_folds(groups, 3, seed=4)
+    assert len(folds) == 3
+    for (inner, held), (fifth_inner, fifth) in zip(folds, group_kfold(groups, 5, seed=4), strict=False):
+        np.testing.assert_array_equal(inner, fifth_inner)
+        np.testing.assert_array_equal(held, fifth)
+    held_stimuli = [set(groups[held]) for _, held in folds]
+    for i, stimuli in enumerate(held_stimuli):
+        assert stimuli.isdisjoint(set(groups[folds[i][0]]))  # a fold's inner trials never see its stimuli
+        assert abs(len(stimuli) - np.unique(groups).size / 5) < 1
+        for other in held_stimuli[i + 1 :]:
+            assert stimuli.isdisjoint(other)
+    three = np.unique(groups)[:3]
+    assert len(validation_folds(groups[np.isin(groups, three)], 5)) == 3  # three stimuli: three "fifths"
+
+
+@pytest.mark.parametrize("count", [0, 6])
+def test_validation_folds_beyond_the_five_fifths_are_refused(linear_dataset, count):
+    with pytest.raises(DataError, match=f"validation folds must be 1 to 5 .*got {count}"):
+        validation_folds(linear_dataset.stimulus_id, count)

@@ -13,9 +13,9 @@ from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, create_method, reconstruct_over_splits
 from fmri_data.methods.records import validation_notes
 from fmri_data.readout import NO_DESIGN, ONE_VALUE, PatchReadout, patch_values
-from fmri_data.splits import make_splits
+from fmri_data.splits import make_splits, validation_folds
 from fmri_diffusion.methods.base import load_method
-from fmri_diffusion.methods.validation import usable_readouts, validation_patches
+from fmri_diffusion.methods.validation import usable_in_every_fold, usable_readouts, validation_patches
 
 GRID, SIZE = 5, 20
 
@@ -182,3 +182,35 @@ def test_poisoned_test_images_change_neither_readout_nor_reconstruction(tmp_path
     assert record["readout"]["grid"] == GRID
     assert poisoned.records == clean.records
     np.testing.assert_array_equal(poisoned.reconstructions["ddpm"], clean.reconstructions["ddpm"])
+
+
+def test_under_several_validation_folds_the_readout_is_fitted_on_every_fold_s_reconstructions(
+    tmp_path, monkeypatch
+):
+    dataset = _patch_dataset()
+    train = dataset.subset(np.flatnonzero(~dataset.given_test))
+    truths = []
+    fit = PatchReadout.fit.__func__
+
+    def recording(cls, train_images, reconstructed, truth):
+        truths.append(len(truth))
+        return fit(cls, train_images, reconstructed, truth)
+
+    monkeypatch.setattr(PatchReadout, "fit", classmethod(recording))
+    settings = replace(_settings(tmp_path, readout=("patches",)), validation_folds=2)
+    method = create_method("cvae", settings).fit(train)
+    record = method.validation_
+    held = [held for _, held in validation_folds(train.stimulus_id, 2)]
+    assert record["validation_trials"] == truths[-1] == sum(map(len, held))  # both folds' trials
+    on = patch_values(train.images, GRID) > 0.5
+    assert record["readout"]["fill"] == pytest.approx(on.mean())  # from every training image, once each
+
+
+def test_a_readout_that_one_validation_fold_rules_out_is_left_out_of_all():
+    dataset = _patch_dataset(n_stimuli=9, repeats=1)
+    inner, good = dataset.subset(np.arange(3)), dataset.subset(np.arange(3, 6))
+    blank = replace(dataset, images=np.zeros_like(dataset.images)).subset(np.arange(6, 9))
+    both = ("pixels", "patches")
+    assert usable_in_every_fold(both, [(inner, good), (inner, good)]) == (both, [])
+    for folds in ([(inner, good), (inner, blank)], [(inner, blank), (inner, good)]):
+        assert usable_in_every_fold(both, folds) == ((), ["patches: " + ONE_VALUE])

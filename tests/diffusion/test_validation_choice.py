@@ -12,7 +12,7 @@ from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, create_method, reconstruct_over_splits
 from fmri_data.methods.records import run_records, validation_notes
 from fmri_data.splits import make_splits
-from fmri_diffusion.methods import base
+from fmri_diffusion.methods import base, validation
 from fmri_diffusion.methods.cvae import ConditionalVAE
 from fmri_diffusion.methods.validation import _by_training, _fitted_probe, choice_grid
 
@@ -24,19 +24,26 @@ def dataset(make_linear):
     return make_linear(size=12)  # SSIM, half of the validation score, needs 11 px
 
 
-def _run(dataset, tmp_path):
-    settings = MethodSettings(device="cpu", quick=True, cache_dir=tmp_path / "cache", choices=CHOICES)
+def _run(dataset, tmp_path, validation_folds=1):
+    settings = MethodSettings(
+        device="cpu",
+        quick=True,
+        cache_dir=tmp_path / "cache",
+        choices=CHOICES,
+        validation_folds=validation_folds,
+    )
     return reconstruct_over_splits(
         dataset, make_splits(dataset, "given"), ["ddpm"], settings=settings, progress=False
     )
 
 
-def test_poisoned_test_images_change_no_choice_and_no_reconstruction(dataset, tmp_path):
-    clean = _run(dataset, tmp_path)
+@pytest.mark.parametrize("validation_folds", [1, 2])
+def test_poisoned_test_images_change_no_choice_and_no_reconstruction(dataset, tmp_path, validation_folds):
+    clean = _run(dataset, tmp_path, validation_folds)
     images = dataset.images.copy()
     test = dataset.given_test
     images[test] = np.random.default_rng(9).random(images[test].shape).astype(np.float32)
-    poisoned = _run(replace(dataset, images=images), tmp_path)
+    poisoned = _run(replace(dataset, images=images), tmp_path, validation_folds)
 
     record = clean.records["ddpm"][0]["validation"]
     assert len(record["grid"]) == 4
@@ -88,6 +95,8 @@ def test_the_chosen_settings_are_the_ones_the_method_samples_with(dataset, tmp_p
         assert getattr(method.config, name) == value
     assert method.steers() == (method.config.likelihood_weight > 0)
     assert method.validation_["validation_stimuli"] == pytest.approx(train.n_stimuli / 5, abs=1)
+    assert method.validation_["validation_folds"] == 1
+    assert "fold_scores" not in method.validation_
 
 
 def test_a_grid_over_residual_decoding_fits_its_pixel_ridge_once_and_scores_both(dataset, tmp_path):
@@ -289,3 +298,53 @@ def test_a_method_that_cannot_start_from_its_probe_fits_afresh_and_says_so(datas
     (line,) = validation_notes({"sd-direct": [{"fold": 0, **method.records()}]})
     assert line.endswith("the final fit trained afresh in full (this method cannot start from its probe)")
     assert method.step_fraction == 1.0
+
+
+def test_several_validation_folds_score_every_setting_on_each_and_choose_the_best_mean(
+    dataset, tmp_path, monkeypatch
+):
+    fitted_on = []
+    fit_parts = ConditionalVAE.fit_parts
+
+    def recording(self, train):
+        fitted_on.append((self.config.width, set(train.stimulus_id.tolist())))
+        fit_parts(self, train)
+
+    monkeypatch.setattr(ConditionalVAE, "fit_parts", recording)
+    train = dataset.subset(np.flatnonzero(~dataset.given_test))
+    choices = {"width": (8, 16)}
+    one_fold = MethodSettings(device="cpu", quick=True, work_dir=tmp_path / "one", choices=choices)
+    single = create_method("cvae", one_fold).fit(train).validation_
+    fitted_on.clear()
+    # the first fold prefers width 8 and the two others width 16 by more: the mean must decide
+    bonus = iter([10.0, 0.0, 0.0, 20.0, 0.0, 20.0])
+    score = validation.selection_score
+    monkeypatch.setattr(validation, "selection_score", lambda *images: score(*images) + next(bonus))
+    method = create_method("cvae", replace(one_fold, work_dir=tmp_path / "w", validation_folds=3)).fit(train)
+    record = method.validation_
+
+    assert record["validation_folds"] == 3
+    np.testing.assert_allclose(np.subtract(record["fold_scores"][0], [10, 0]), single["scores"])  # fold 0's
+    np.testing.assert_allclose(record["scores"], np.mean(record["fold_scores"], axis=0))
+    assert record["chosen"] == {"width": 16}
+    assert method.model_.config.width == 16
+    # one probe per width and fold, each without its fold's stimuli, then the final fit on all of them
+    everything = set(train.stimulus_id.tolist())
+    assert [width for width, _ in fitted_on] == [8, 16, 8, 16, 8, 16, method.config.width]
+    held = [everything - stimuli for _, stimuli in fitted_on[:6:2]]
+    assert [everything - stimuli for _, stimuli in fitted_on[1:6:2]] == held
+    assert all(not a & b for i, a in enumerate(held) for b in held[i + 1 :])
+    assert record["validation_stimuli"] == sum(map(len, held))
+    assert fitted_on[-1][1] == everything
+    for folder in ("width-8", "fifth-2/width-8", "fifth-3/width-16"):
+        assert (tmp_path / "w" / "cvae" / "validation" / folder).is_dir()
+    (line,) = validation_notes({"cvae": [{"fold": 0, "validation": record}]})
+    assert f"on {record['validation_stimuli']} validation stimuli in 3 folds, each held out in turn" in line
+
+
+def test_validation_folds_out_of_range_or_beside_a_shortened_refit_are_refused():
+    for folds in (0, 6):
+        with pytest.raises(DataError, match=f"validation_folds must be 1 to 5 .*got {folds}"):
+            MethodSettings(validation_folds=folds)
+    with pytest.raises(DataError, match="set refit_steps to 1 or validation_folds to 1"):
+        MethodSettings(validation_folds=2, refit_steps=0.5)

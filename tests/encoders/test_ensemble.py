@@ -13,6 +13,7 @@ from fmri_data.methods.records import validation_notes, with_members
 from fmri_data.methods.registry import check_methods
 from fmri_data.methods.runner import reconstruct_over_splits
 from fmri_data.splits import make_splits
+from fmri_encoders.methods import ensemble as ensemble_module
 from fmri_encoders.methods.ensemble import mix, weight_grid
 
 SEEN: dict[str, list[MethodSettings]] = {}
@@ -130,6 +131,46 @@ def test_members_are_weighed_on_validation_stimuli_and_never_see_test_trials(mak
     np.testing.assert_array_equal(
         again.reconstructions["dark-test+bright-test"], result.reconstructions["dark-test+bright-test"]
     )
+
+
+def test_under_several_validation_folds_each_fold_fits_the_members_and_the_weights_take_the_mean(
+    make_linear, tmp_path, monkeypatch
+):
+    data = make_linear(n_stimuli=20, size=12)
+    data = replace(data, images=0.45 + 0.1 * data.images)
+    splits = make_splits(data, "given")
+    FITTED_ON.clear()
+    SEEN.clear()
+    # the first fold prefers more dark than bright, the two others more bright than dark, by more
+    grid = weight_grid(2)
+    darker, brighter = (0.75, 0.25), (0.25, 0.75)
+    bonus = iter([10.0 * (w == darker) for w in grid] + [20.0 * (w == brighter) for w in grid] * 2)
+    score = ensemble_module.selection_score
+    monkeypatch.setattr(ensemble_module, "selection_score", lambda *images: score(*images) + next(bonus))
+    settings = MethodSettings(work_dir=tmp_path, validation_folds=3)
+    result = reconstruct_over_splits(
+        data, splits, ["dark-test+bright-test"], settings=settings, progress=False
+    )
+    training = set(data.stimulus_id[splits[0].train].tolist())
+    (record,) = result.records["dark-test+bright-test"]
+    validation = record["validation"]
+    for member in ("dark-test", "bright-test"):  # three folds' fits, then the final fit on all stimuli
+        *weighed_on, final = FITTED_ON[member]
+        held = [training - stimuli for stimuli in weighed_on]
+        assert len(held) == 3
+        assert all(not a & b for i, a in enumerate(held) for b in held[i + 1 :])
+        assert validation["validation_stimuli"] == sum(map(len, held))
+        assert final == training
+    assert validation["validation_folds"] == 3
+    np.testing.assert_allclose(validation["scores"], np.mean(validation["fold_scores"], axis=0))
+    assert validation["chosen"] == {"dark-test": 0.25, "bright-test": 0.75}
+    ensemble = tmp_path / "fold-000" / "dark-test+bright-test"
+    assert [seen.work_dir for seen in SEEN["bright-test"]] == [
+        ensemble / "validation" / "bright-test",
+        ensemble / "validation" / "fifth-2" / "bright-test",
+        ensemble / "validation" / "fifth-3" / "bright-test",
+        ensemble / "final" / "bright-test",
+    ]
 
 
 def test_a_member_without_weight_is_not_fitted_again(make_linear):

@@ -81,15 +81,21 @@ def group_kfold(groups: np.ndarray, k: int, *, seed: int = 0) -> list[tuple[np.n
 
 
 VALIDATION_FOLDS = 5
-"""Settings chosen inside a training set are scored on a fifth of its stimuli."""
+"""Settings chosen inside a training set are scored on a fifth of its stimuli, or on several in turn."""
 
 
-def validation_fold(groups: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(inner, held) trial indices of a training set: the fifth of its groups (stimuli) held out to choose
-    settings on, and the rest to fit on; the same fifth for every choice made with `seed` (a method's
-    settings, an ensemble's weights)."""
+def validation_folds(groups: np.ndarray, count: int, *, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The first `count` of the training set's stimulus-grouped fifths, each as (inner, held) trial indices
+    (the stimuli held out to choose settings on, and the rest to fit on): held out in turn, they score a
+    choice on `count` times as many stimuli as one fifth (fewer where the training set has fewer than five
+    stimuli). The same fifths for every choice made with `seed` (a method's settings, an ensemble's
+    weights), the first being the one fifth that a single fold holds out."""
+    if not 1 <= count <= VALIDATION_FOLDS:
+        raise DataError(
+            f"validation folds must be 1 to {VALIDATION_FOLDS} (fifths of the stimuli), got {count}"
+        )
     k = min(VALIDATION_FOLDS, np.unique(groups).size)
-    return group_kfold(groups, k, seed=seed)[0]
+    return group_kfold(groups, k, seed=seed)[:count]
 
 
 def stimulus_kfold(dataset: PairedDataset, k: int, *, seed: int = 0) -> list[Split]:

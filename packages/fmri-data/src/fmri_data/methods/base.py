@@ -14,6 +14,7 @@ import numpy as np
 from fmri_data.corpora import PriorCorpus
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
+from fmri_data.splits import VALIDATION_FOLDS
 
 ConfigT = TypeVar("ConfigT")
 
@@ -77,6 +78,13 @@ class MethodSettings:
         (trained on the other four fifths of the training stimuli) and trains this fraction of each
         per-fold stage's steps on all of them; 1 fits afresh in full. Methods that cannot start from their
         probe (all but `cvae`, `ddpm` and `ldm`) fit afresh, and their validation record says so.
+    validation_folds: how many of the training stimuli's fifths are held out in turn to score `choices`,
+        each with probes fitted on the other four fifths; the choice is the best mean over them. One fifth
+        holds 3 to 4 stimuli on Miyawaki or 18 on digit69, few enough that which of several near-equal
+        settings wins is partly chance: more folds score each setting on more stimuli, at that many times
+        the probes' time. An ensemble weighs its members on the same folds (each member choosing its own
+        settings on as many folds inside each). Above 1, the final fit cannot start from a probe
+        (refit_steps must stay 1).
     """
 
     seed: int = 0
@@ -102,10 +110,21 @@ class MethodSettings:
     train_steps: float = 1.0
     probe_steps: float = 1.0
     refit_steps: float = 1.0
+    validation_folds: int = 1
 
     def __post_init__(self) -> None:
         if not 0 < self.train_steps < math.inf:
             raise DataError(f"train_steps must be a number above 0, got {self.train_steps}")
+        if not 1 <= self.validation_folds <= VALIDATION_FOLDS:
+            raise DataError(
+                f"validation_folds must be 1 to {VALIDATION_FOLDS} (fifths of the training stimuli), "
+                f"got {self.validation_folds}"
+            )
+        if self.validation_folds > 1 and self.refit_steps < 1:
+            raise DataError(
+                "refit_steps below 1 starts the final fit from the one probe of a single validation fold; "
+                f"with validation_folds={self.validation_folds} set refit_steps to 1 or validation_folds to 1"
+            )
 
     def configure(self, config: ConfigT) -> ConfigT:
         """A method's config (a dataclass with `quick()`): its smoke-test budget under `quick`, then the

@@ -125,6 +125,7 @@ _OPTION_DEFAULTS: dict[str, tuple[Any, ...]] = {
     "train_steps": (1,),
     "probe_steps": (1,),
     "refit_steps": (1,),
+    "validation_folds": (1,),
 }
 
 

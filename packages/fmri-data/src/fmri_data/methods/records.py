@@ -70,9 +70,13 @@ def validation_notes(records: dict[str, list[dict[str, Any]]]) -> list[str]:
                 f"{', '.join(f'{k}={v}' for k, v in point.items())}: {score:.3f}"
                 for point, score in zip(record["grid"], record["scores"], strict=True)
             )
+            folds_held = record.get("validation_folds", 1)
+            held_out = (
+                "held out of" if folds_held == 1 else f"in {folds_held} folds, each held out in turn from"
+            )
             lines.append(
                 f"{name}, fold {fold['fold']}: chose {chosen} on {record['validation_stimuli']} validation "
-                f"stimuli held out of its training trials ({record['criterion']}: {tried}){left_out}"
+                f"stimuli {held_out} its training trials ({record['criterion']}: {tried}){left_out}"
                 f"{_final_fit(record.get('final_fit'))}"
             )
     return lines

@@ -4,21 +4,22 @@ A diffusion method's img2img strength, likelihood weight, guidance or step count
 and the test trials must not pick them. So `choose_on_validation` holds out a fifth of the training
 *stimuli* (all their trials), fits a probe copy of the method on the rest (one per value of the settings the
 fit itself depends on, such as a network's width), reconstructs the held-out trials under every setting of
-the grid and keeps the one with the best mean pcc + mean SSIM. The readout
-(`readout=pixels,patches`, see fmri_data.readout) is chosen with them, without sampling again: each
-validation stimulus is read out by a readout fitted on the other validation stimuli' reconstructions (so the
-score never rewards fitting the images it scores), and the one kept is fitted on all of them. So is
-`sample_weight` (how the encoding model's likelihood weighs the samples): each of its values weighs the same
-samples. The method is
-then fitted on all training trials with that setting and keeps the chosen readout. The grid, every score and
-the choice are returned for metrics.json and report.md, with the probe that scored the choice: under
-`refit_steps` below 1 the final fit of `cvae`, `ddpm` and `ldm` starts from its weights (methods.base).
+the grid and keeps the one with the best mean pcc + mean SSIM; under MethodSettings.validation_folds above 1
+it does so for that many fifths in turn, each with probes of its own, and keeps the best mean over them. The
+readout (`readout=pixels,patches`, see fmri_data.readout) is chosen with them, without sampling again: each
+validation stimulus is read out by a readout fitted on the other validation stimuli' reconstructions of its
+fifth (so the score never rewards fitting the images it scores), and the one kept is fitted on every fifth's.
+So is `sample_weight` (how the encoding model's likelihood weighs the samples): each of its values weighs the
+same samples. The method is then fitted on all training trials with that setting and keeps the chosen
+readout. The grid, every score and the choice are returned for metrics.json and report.md, with (one fifth
+only) the probe that scored the choice: under `refit_steps` below 1 the final fit of `cvae`, `ddpm` and `ldm`
+starts from its weights (methods.base).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import fields, replace
+from dataclasses import dataclass, field, fields, replace
 from itertools import product
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from fmri_data.corpora import detect_patch_grid
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.readout import NO_DESIGN, ONE_VALUE, READOUTS, PatchReadout, patch_values
-from fmri_data.splits import validation_fold
+from fmri_data.splits import validation_folds
 from fmri_eval.metrics import SELECTION_CRITERION, selection_score
 
 if TYPE_CHECKING:
@@ -103,19 +104,25 @@ def usable_readouts(
 def choose_on_validation(
     method: DiffusionMethod, train: PairedDataset, *, keep_probe: bool = False
 ) -> tuple[dict[str, Any], DiffusionMethod | None]:
-    """Fit a probe on 4/5 of the training stimuli, score every grid point (setting x readout) on the rest;
-    return the record {"grid", "scores", "chosen", "criterion", "validation_stimuli", "validation_trials"},
-    with "readout" (the chosen one's parameters, or None) and "left_out" (readouts the data rule out) when
-    readouts are asked for, and, under `keep_probe`, the probe fitted for the chosen point (else None: each
-    probe is freed in turn)."""
+    """Fit probes on 4/5 of the training stimuli, score every grid point (setting x readout) on the rest,
+    once per validation fold (MethodSettings.validation_folds: that many fifths held out in turn), and
+    keep the best mean score; return the record {"grid", "scores", "chosen", "criterion", "validation_folds",
+    "validation_stimuli", "validation_trials"}, with "fold_scores" under several folds, "readout" (the
+    chosen one's parameters, fitted on every fold's validation reconstructions, or None) and "left_out"
+    (readouts the data rule out) when readouts are asked for, and, under `keep_probe` (one fold only), the
+    probe fitted for the chosen point (else None: each probe is freed in turn)."""
     grid = choice_grid(method)
     names = requested_readouts(method)
     if not grid and not names:
         return {"grid": [], "scores": [], "chosen": {}, "criterion": SELECTION_CRITERION}, None
     if train.n_stimuli < 2:
         raise DataError(f"{method.name}: choosing settings needs at least 2 training stimuli, got 1")
-    inner, held = validation_split(train, method.settings.seed)
-    readouts, left_out = usable_readouts(names, inner, held)
+    folds = validation_splits(train, method.settings.seed, method.settings.validation_folds)
+    if keep_probe and len(folds) > 1:
+        raise DataError(
+            f"{method.name}: a final fit starts from the probe of one validation fold, not several"
+        )
+    readouts, left_out = usable_in_every_fold(names, folds)
     if not grid and not readouts:  # nothing left to choose: no probe is trained
         return {
             "grid": [],
@@ -124,39 +131,98 @@ def choose_on_validation(
             "criterion": SELECTION_CRITERION,
             "left_out": left_out,
         }, None
-    points, scores, fitted = [], [], []
-    kept = None  # under keep_probe, the best point's probe so far: at most two probes alive at a time
-    for trained, settings in _by_training(method, grid or [{}]):
-        probe = _fitted_probe(method, trained, settings, inner)
-        for setting, sampled in _validation_rows(probe, method, settings, held.fmri):
-            for name in readouts or (None,):
-                images, readout = (
-                    (sampled, None) if name in (None, "pixels") else validation_patches(sampled, inner, held)
-                )
-                score = selection_score(held.images, images)
-                if keep_probe and (not scores or score > max(scores)):
-                    kept = probe
-                points.append(setting if name is None else setting | {"readout": name})
-                scores.append(score)
-                fitted.append(readout)
+    scored = [
+        _score_fold(method, grid or [{}], readouts, fold, index, keep_probe=keep_probe)
+        for index, fold in enumerate(folds)
+    ]
+    points = scored[0].points
+    if any(fold.points != points for fold in scored):
+        raise RuntimeError(f"{method.name}: the validation folds scored different grids")
+    scores = np.mean([fold.scores for fold in scored], axis=0).tolist()
     best = int(np.argmax(scores))
     record = {
         "grid": points,
         "scores": scores,
         "chosen": points[best],
         "criterion": SELECTION_CRITERION,
-        "validation_stimuli": held.n_stimuli,
-        "validation_trials": held.n_trials,
+        "validation_folds": len(folds),
+        "validation_stimuli": sum(held.n_stimuli for _, held in folds),
+        "validation_trials": sum(held.n_trials for _, held in folds),
     }
+    if len(folds) > 1:
+        record["fold_scores"] = [fold.scores for fold in scored]
     if names:
-        record |= {"readout": None if fitted[best] is None else fitted[best].to_dict(), "left_out": left_out}
-    return record, kept
+        readout = None
+        if points[best].get("readout") == "patches":
+            readout = PatchReadout.fit(
+                folds[0][0].images if len(folds) == 1 else train.images,  # the probes' training images
+                np.concatenate([fold.samples[best] for fold in scored]),
+                np.concatenate([held.images for _, held in folds]),
+            ).to_dict()
+        record |= {"readout": readout, "left_out": left_out}
+    return record, scored[0].probe
+
+
+@dataclass
+class _FoldScores:
+    """One validation fold's score of every grid point, each point's reconstructions before any readout
+    (kept where a patch readout may be fitted on them, else None) and, under keep_probe, the best point's
+    probe."""
+
+    points: list[dict[str, Any]] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    samples: list[np.ndarray | None] = field(default_factory=list)
+    probe: DiffusionMethod | None = None
+
+
+def _score_fold(
+    method: DiffusionMethod,
+    grid: list[dict[str, Any]],
+    readouts: tuple[str, ...],
+    fold: tuple[PairedDataset, PairedDataset],
+    index: int,
+    *,
+    keep_probe: bool,
+) -> _FoldScores:
+    """Fit the fold's probes (one per group of settings the fit depends on, in their own folders) on its
+    inner stimuli and score every grid point x readout on its held-out ones."""
+    inner, held = fold
+    result = _FoldScores()
+    for trained, settings in _by_training(method, grid):
+        probe = _fitted_probe(method, trained, settings, inner, index)
+        for setting, sampled in _validation_rows(probe, method, settings, held.fmri):
+            for name in readouts or (None,):
+                images = sampled if name in (None, "pixels") else validation_patches(sampled, inner, held)[0]
+                score = selection_score(held.images, images)
+                if keep_probe and (not result.scores or score > max(result.scores)):
+                    result.probe = probe
+                result.points.append(setting if name is None else setting | {"readout": name})
+                result.scores.append(score)
+                result.samples.append(sampled if "patches" in readouts else None)
+    return result
+
+
+def usable_in_every_fold(
+    names: tuple[str, ...], folds: list[tuple[PairedDataset, PairedDataset]]
+) -> tuple[tuple[str, ...], list[str]]:
+    """usable_readouts over several validation folds: a readout that the data of any fold rule out is left
+    out of all of them, with its note."""
+    return max((usable_readouts(names, *fold) for fold in folds), key=lambda usable: len(usable[1]))
 
 
 def validation_split(train: PairedDataset, seed: int) -> tuple[PairedDataset, PairedDataset]:
     """(inner, held): the training trials the probe fits on and those of the stimuli held out to score it."""
-    inner_idx, held_idx = validation_fold(train.stimulus_id, seed=seed)
-    return train.subset(inner_idx), train.subset(held_idx)
+    return validation_splits(train, seed, 1)[0]
+
+
+def validation_splits(
+    train: PairedDataset, seed: int, count: int
+) -> list[tuple[PairedDataset, PairedDataset]]:
+    """(inner, held) of each of the first `count` validation folds; the first is validation_split's."""
+    return [
+        (train.subset(inner), train.subset(held))
+        for inner, held in validation_folds(train.stimulus_id, count, seed=seed)
+    ]
 
 
 def _by_training(
@@ -193,11 +259,16 @@ def _validation_rows(
 
 
 def _fitted_probe(
-    method: DiffusionMethod, trained: dict[str, Any], grid: list[dict[str, Any]], inner: PairedDataset
+    method: DiffusionMethod,
+    trained: dict[str, Any],
+    grid: list[dict[str, Any]],
+    inner: PairedDataset,
+    fold: int = 0,
 ) -> DiffusionMethod:
-    """A copy of the method with `trained` settings, fitted on the inner stimuli for every point of `grid`,
-    its checkpoints apart from those of any other group's probe."""
-    stage = ("validation", *_folders_for(trained))
+    """A copy of the method with `trained` settings, fitted on the inner stimuli of validation fold `fold`
+    for every point of `grid`, its checkpoints apart from those of any other group's or fold's probe (the
+    first fold's in the folders a single fold has always used, the others' in validation/fifth-2/ on)."""
+    stage = ("validation", *([f"fifth-{fold + 1}"] if fold else []), *_folders_for(trained))
     settings = method.settings
     probe = type(method)(
         replace(

@@ -4,8 +4,9 @@ validation stimuli held out of the training trials (never on test trials).
 Decoders of this field err in different ways (a VAE's posterior mean blurs, a diffusion model's sharpens
 what the fMRI leaves open, an encoding model's posterior keeps the stimulus design), so their average is
 often better than each (stacking; Breiman 1996); where they err alike, it is not. Each member is fitted on
-four fifths of the training stimuli and reconstructs the rest; every weighting on a grid of quarters is
-scored there (mean pcc + mean SSIM, as every choice in this project); the members with a weight are then
+four fifths of the training stimuli and reconstructs the rest (each of `validation_folds` fifths in turn,
+MethodSettings); every weighting on a grid of quarters is scored there (mean pcc + mean SSIM, as every
+choice in this project, averaged over the folds); the members with a weight are then
 fitted on all training trials. A member keeps its own settings: "member:field" keys of `--choose`
 (MethodSettings.for_method) reach it alone, so `cvae` and `ldm` each choose among their own grids inside
 their fits.
@@ -25,7 +26,7 @@ from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, ReconstructionMethod, create_method
 from fmri_data.methods.registry import method_class
-from fmri_data.splits import validation_fold
+from fmri_data.splits import validation_folds
 from fmri_eval.metrics import SELECTION_CRITERION, selection_score
 
 WEIGHT_STEPS = 4
@@ -73,11 +74,16 @@ class Ensemble(ReconstructionMethod):
                 f"{self.name}: weighing members needs at least 2 training stimuli, got {train.n_stimuli}"
             )
         started = time.perf_counter()
-        inner_idx, held_idx = validation_fold(train.stimulus_id, seed=self.settings.seed)
-        inner, held = train.subset(inner_idx), train.subset(held_idx)
-        validation = [self._member(name, "validation").fit(inner).predict(held.fmri) for name in self.members]
         grid = weight_grid(len(self.members))
-        scores = [selection_score(held.images, mix(validation, weights)) for weights in grid]
+        folds = validation_folds(train.stimulus_id, self.settings.validation_folds, seed=self.settings.seed)
+        fold_scores, held_out = [], []
+        for index, (inner_idx, held_idx) in enumerate(folds):
+            inner, held = train.subset(inner_idx), train.subset(held_idx)
+            stage = ("validation", *([f"fifth-{index + 1}"] if index else []))
+            validation = [self._member(name, *stage).fit(inner).predict(held.fmri) for name in self.members]
+            fold_scores.append([selection_score(held.images, mix(validation, weights)) for weights in grid])
+            held_out.append(held)
+        scores = np.mean(fold_scores, axis=0).tolist()
         chosen = grid[int(np.argmax(scores))]
         self.validation_seconds_ = time.perf_counter() - started
         self.record_ = {
@@ -85,9 +91,10 @@ class Ensemble(ReconstructionMethod):
             "scores": scores,
             "chosen": dict(zip(self.members, chosen, strict=True)),
             "criterion": SELECTION_CRITERION,
-            "validation_stimuli": held.n_stimuli,
-            "validation_trials": held.n_trials,
-        }
+            "validation_folds": len(folds),
+            "validation_stimuli": sum(held.n_stimuli for held in held_out),
+            "validation_trials": sum(held.n_trials for held in held_out),
+        } | ({"fold_scores": fold_scores} if len(folds) > 1 else {})
         self.weights_ = {name: w for name, w in zip(self.members, chosen, strict=True) if w > 0}
         self.fitted_ = {name: self._member(name, "final").fit(train) for name in self.weights_}
         return self
@@ -114,14 +121,14 @@ class Ensemble(ReconstructionMethod):
             for key, path in method.artefacts().items()
         }
 
-    def _member(self, name: str, stage: str) -> ReconstructionMethod:
+    def _member(self, name: str, *stage: str) -> ReconstructionMethod:
         """A fresh member with its own settings, its folder in this one's (work_dir/<ensemble>/<stage>/,
-        `stage` validation or final); base models pre-trained once for both, in the run's cache or, without
-        one, the ensemble's folder."""
+        `stage` validation (validation/fifth-K for the K-th validation fold after the first) or final); base
+        models pre-trained once for all, in the run's cache or, without one, the ensemble's folder."""
         settings = self.settings
         if settings.work_dir is not None:
             folder = settings.work_dir / self.name
             settings = replace(
-                settings, work_dir=folder / stage / name, cache_dir=settings.cache_dir or folder
+                settings, work_dir=folder.joinpath(*stage, name), cache_dir=settings.cache_dir or folder
             )
         return create_method(name, settings)
