@@ -84,10 +84,6 @@ GUIDED_RESIDUAL = [*GUIDED, "--choose", "decode=vae,residual"]
 CVAE_SIZES = ["--choose", "latent_dim=16,32", "--choose", "width=16,32"]
 # and Miyawaki's, whose folds chose CVAE_SIZES' edges (latent 32 in 3 of 5, width 16 in 4 of 5), reach further
 CVAE_SIZES_FEW_FIGURES = ["--choose", "latent_dim=16,32,64", "--choose", "width=8,16"]
-# and scores that grid on all five fifths of its 16 training figures, each held out in turn: on one fifth
-# (3 or 4 figures) its folds' choices scattered (the patch readout in 2 of 5); on all five every fold chose
-# the readout, and SSIM rose by 0.047 [+0.003, +0.091] (results/validation_folds-miyawaki-kfold5-cvae.json)
-FIVE_VALIDATION_FOLDS = ["--validation-folds", "5"]
 # the cvae samples in one pass, so the likelihood weighs its samples: a tempered weight, as voxels share noise
 CVAE_WEIGHTS = ["--choose", "likelihood_weight=0,0.03,0.1,0.3"]
 # stage 2's samples, already guided, weighed by the encoding model's likelihood too (all weighings score one
@@ -132,13 +128,7 @@ RECIPES: dict[str, list[str]] = {
 """Options each method runs with (beyond the data set's prior corpus): what the method chooses on
 validation stimuli inside each fold."""
 CELL_RECIPES: dict[tuple[str, str], list[str]] = {
-    ("miyawaki-kfold5", "cvae"): [
-        *READOUT,
-        *CVAE_SIZES_FEW_FIGURES,
-        *CVAE_WEIGHTS,
-        *CVAE_PRIMED,
-        *FIVE_VALIDATION_FOLDS,
-    ],
+    ("miyawaki-kfold5", "cvae"): [*READOUT, *CVAE_SIZES_FEW_FIGURES, *CVAE_WEIGHTS, *CVAE_PRIMED],
     ("sim-given", "brain-diffuser"): [*READOUT, *STAGE2_STRENGTH_LOWER, *STRONG_GUIDANCE, *STAGE2_WEIGHTS],
     ("digit69-kfold5", "brain-diffuser"): [
         *READOUT,
