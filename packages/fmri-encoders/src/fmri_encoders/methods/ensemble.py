@@ -123,7 +123,7 @@ class Ensemble(ReconstructionMethod):
 
     def _member(self, name: str, *stage: str) -> ReconstructionMethod:
         """A fresh member with its own settings, its folder in this one's (work_dir/<ensemble>/<stage>/,
-        `stage` validation (validation/fifth-K for the K-th validation fold after the first) or final); base
+        `stage` validation (validation/fifth-K for the K-th validation fold, K >= 2) or final); base
         models pre-trained once for all, in the run's cache or, without one, the ensemble's folder."""
         settings = self.settings
         if settings.work_dir is not None:
