@@ -98,6 +98,13 @@ def validation_folds(groups: np.ndarray, count: int, *, seed: int = 0) -> list[t
     return group_kfold(groups, k, seed=seed)[:count]
 
 
+def validation_stage(fold: int) -> tuple[str, ...]:
+    """The folder parts, under a method's own, of the models fitted for validation fold `fold` (counted from
+    0): ("validation",) for the first, the folders a single fold has always used, and ("validation",
+    "fifth-K") for the K-th fifth after it."""
+    return ("validation", *([f"fifth-{fold + 1}"] if fold else []))
+
+
 def stimulus_kfold(dataset: PairedDataset, k: int, *, seed: int = 0) -> list[Split]:
     """K folds over distinct stimuli (all trials of a stimulus in one fold), shuffled with `seed`."""
     if not 2 <= k <= dataset.n_stimuli:

@@ -29,7 +29,7 @@ from fmri_data.corpora import detect_patch_grid
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.readout import NO_DESIGN, ONE_VALUE, READOUTS, PatchReadout, patch_values
-from fmri_data.splits import validation_folds
+from fmri_data.splits import validation_folds, validation_stage
 from fmri_eval.metrics import SELECTION_CRITERION, selection_score
 
 if TYPE_CHECKING:
@@ -268,7 +268,7 @@ def _fitted_probe(
     """A copy of the method with `trained` settings, fitted on the inner stimuli of validation fold `fold`
     for every point of `grid`, its checkpoints apart from those of any other group's or fold's probe (the
     first fold's in the folders a single fold has always used, the others' in validation/fifth-2/ on)."""
-    stage = ("validation", *([f"fifth-{fold + 1}"] if fold else []), *_folders_for(trained))
+    stage = (*validation_stage(fold), *_folders_for(trained))
     settings = method.settings
     probe = type(method)(
         replace(

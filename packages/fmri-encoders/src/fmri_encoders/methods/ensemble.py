@@ -26,7 +26,7 @@ from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, ReconstructionMethod, create_method
 from fmri_data.methods.registry import method_class
-from fmri_data.splits import validation_folds
+from fmri_data.splits import validation_folds, validation_stage
 from fmri_eval.metrics import SELECTION_CRITERION, selection_score
 
 WEIGHT_STEPS = 4
@@ -79,7 +79,7 @@ class Ensemble(ReconstructionMethod):
         fold_scores, held_out = [], []
         for index, (inner_idx, held_idx) in enumerate(folds):
             inner, held = train.subset(inner_idx), train.subset(held_idx)
-            stage = ("validation", *([f"fifth-{index + 1}"] if index else []))
+            stage = validation_stage(index)
             validation = [self._member(name, *stage).fit(inner).predict(held.fmri) for name in self.members]
             fold_scores.append([selection_score(held.images, mix(validation, weights)) for weights in grid])
             held_out.append(held)
