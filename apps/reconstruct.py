@@ -69,6 +69,7 @@ SAMPLING = (
     "vdvae_temperature",
     "likelihood_weight",
     "sample_weight",
+    "langevin_steps",
     "corpus_finetune",
     "encoding_model",
     "condition",
@@ -293,6 +294,12 @@ def parse_args(
         type=_non_negative_float,
         help="weigh each trial's samples by the encoding model's likelihood of its fMRI, tempered by this "
         "(after any guidance; 0 = their plain mean)",
+    )
+    sampling.add_argument(
+        "--langevin-steps",
+        type=_non_negative,
+        help="cvae: follow the likelihood's gradient in each sample's latent for this many Metropolis-"
+        "adjusted Langevin steps instead of weighing the samples (0 = weigh them; default)",
     )
     sampling.add_argument(
         "--encoding-model",
@@ -552,7 +559,14 @@ def _choice(text: str) -> tuple[str, tuple[float | str, ...]]:
     return key, tuple(int(v) if name in _INTEGER_SETTINGS else v for v in numbers)
 
 
-_INTEGER_SETTINGS = ("num_inference_steps", "n_samples", "encoding_voxels", "latent_dim", "width")
+_INTEGER_SETTINGS = (
+    "num_inference_steps",
+    "n_samples",
+    "encoding_voxels",
+    "latent_dim",
+    "width",
+    "langevin_steps",
+)
 _WORD_SETTINGS = {"decode": ("vae", "residual"), "readout": READOUTS}
 
 

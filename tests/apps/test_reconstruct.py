@@ -478,6 +478,18 @@ def test_choose_takes_numbers_and_the_decoding_and_readout_words(reconstruct, ca
     assert "decode takes vae, residual, got 'vae,sharp'" in capsys.readouterr().err
 
 
+def test_the_cvae_s_langevin_steps_are_an_option_that_reaches_its_settings(reconstruct, capsys):
+    assert reconstruct.parse_args(["--langevin-steps", "50"]).langevin_steps == 50
+    chosen = reconstruct.parse_args(["--method", "cvae", "--choose", "langevin-steps=0,100"]).choose
+    assert chosen == [("langevin_steps", (0, 100))]
+    assert type(chosen[0][1][1]) is int  # a number of steps, not 100.0
+    assert "langevin_steps" in reconstruct.SAMPLING
+    assert create_method("cvae", MethodSettings(sampling={"langevin_steps": 50})).config.langevin_steps == 50
+    with pytest.raises(SystemExit):
+        reconstruct.parse_args(["--langevin-steps", "-1"])
+    assert "must be 0 or more, got -1" in capsys.readouterr().err
+
+
 def test_the_encoding_model_is_an_option_that_reaches_the_methods_settings(reconstruct, capsys):
     assert reconstruct.parse_args([]).encoding_model is None  # each method's own default: auto
     assert reconstruct.parse_args(["--encoding-model", "prf"]).encoding_model == "prf"

@@ -55,6 +55,8 @@ SAVED_SAMPLING = (
     "likelihood_weight",
     "sample_weight",
     "encoding_model",
+    "langevin_steps",
+    "langevin_step_size",
 )
 """The sampling settings a saved method keeps (those its config has): it samples as it was run."""
 

@@ -11,7 +11,9 @@ import torch
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
+from fmri_diffusion.methods.base import DiffusionMethod
 from fmri_diffusion.methods.corpus_prior import CorpusPrimedMethod, check_corpus_finetune, stand_in_condition
+from fmri_diffusion.methods.langevin import mala, tempered_latent_posterior
 from fmri_diffusion.models.cvae import ConditionalVaeNet, CvaeConfig, load_cvae, negative_elbo, save_cvae
 from fmri_diffusion.training.augment import random_shift
 from fmri_encoders.out_of_fold import out_of_fold_ridge
@@ -48,10 +50,17 @@ class ConditionalVAEConfig:
     likelihood_weight: float = 0.0
     encoding_voxels: int = 500
     encoding_model: str = "auto"
+    langevin_steps: int = 0
+    langevin_step_size: float = 0.2
     corpus_finetune: float = 0.0
 
     def __post_init__(self) -> None:
         check_corpus_finetune(self.corpus_finetune)
+        if self.langevin_steps < 0 or self.langevin_step_size <= 0:
+            raise DataError(
+                f"cvae: langevin_steps must be 0 or more and langevin_step_size above 0, got "
+                f"{self.langevin_steps} and {self.langevin_step_size}"
+            )
 
     def quick(self) -> ConditionalVAEConfig:
         return replace(self, training=replace(self.training, max_steps=10))
@@ -71,6 +80,7 @@ class ConditionalVAE(CorpusPrimedMethod):
     name = "cvae"
     config_class = ConditionalVAEConfig
     samples_with_pipeline = False
+    sampling_settings = DiffusionMethod.sampling_settings | {"langevin_steps", "langevin_step_size"}
 
     def fit_parts(self, train: PairedDataset) -> None:
         if train.n_stimuli < 2:
@@ -138,10 +148,27 @@ class ConditionalVAE(CorpusPrimedMethod):
         size = self.image_size_
         return {"conditions": torch.from_numpy(self.ridge_.predict(fmri).reshape(len(fmri), 1, size, size))}
 
+    def steers_steps(self) -> bool:
+        """Whether Langevin chains carry the likelihood's gradient to the latents (else, under a likelihood
+        weight, it weighs the samples)."""
+        return self.steers() and self.config.langevin_steps > 0
+
     @torch.no_grad()
     def draw(self, inputs: dict[str, torch.Tensor], generators: list[torch.Generator]) -> np.ndarray:
-        """Decode one prior draw z ~ N(0, I) per image, each from its own generator."""
-        device = next(self.model_.parameters()).device
-        z = torch.stack([torch.randn(self.model_.config.latent_dim, generator=g) for g in generators])
-        images = self.model_.decode_prior(z.to(device), inputs["conditions"].to(device))
+        """Decode one prior draw z ~ N(0, I) per image, each from its own generator; under steers_steps,
+        the draw starts a Langevin chain towards the tempered posterior and its last latent is decoded."""
+        model = self.model_
+        device = next(model.parameters()).device
+        z = torch.stack([torch.randn(model.config.latent_dim, generator=g) for g in generators]).to(device)
+        features = model.condition_features(inputs["conditions"].to(device))
+        if self.steers_steps():
+            config = self.config
+            posterior = tempered_latent_posterior(
+                lambda latents: torch.sigmoid(model.decode_logits(latents, features))[:, 0],
+                self.encoding_.likelihood().to(device),
+                inputs["measured"].to(device),
+                config.likelihood_weight,
+            )
+            z, _ = mala(posterior, z, config.langevin_steps, config.langevin_step_size, generators)
+        images = torch.sigmoid(model.decode_logits(z, features))
         return images[:, 0].float().cpu().numpy()

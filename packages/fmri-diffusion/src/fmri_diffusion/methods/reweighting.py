@@ -1,8 +1,9 @@
 """Likelihood guidance for a method that samples in one pass (no sampling steps to steer): importance
 weights.
 
-A sampler without steps (the cvae decodes a prior draw in one pass) cannot follow a likelihood's gradient,
-but its samples are draws from p(image | first-stage decoding), a proposal, and the encoding model's
+A sampler without steps (the cvae decodes a prior draw in one pass) has no steps for a likelihood's
+gradient to steer (methods.langevin moves its latents instead, at a cost of many passes), but its samples
+are draws from p(image | first-stage decoding), a proposal, and the encoding model's
 likelihood p(measured voxels | image) can weigh them: the weighted mean estimates the mean of
 p(image | decoding) x likelihood^weight (self-normalised importance sampling). The weight is a temper:
 the decoding already carries the same fMRI, so the full likelihood would count it twice, and neighbouring
