@@ -44,7 +44,8 @@ def test_shapes(size):
     logits, mean, log_var = model(x, c)
     assert logits.shape == (3, 1, size, size)
     assert mean.shape == log_var.shape == (3, 5)
-    samples = model.decode_prior(torch.randn(3, 5, generator=torch.Generator().manual_seed(0)), c)
+    z = torch.randn(3, 5, generator=torch.Generator().manual_seed(0))
+    samples = model.decode(z, model.condition_features(c))
     assert samples.shape == (3, 1, size, size)
     assert 0.0 <= samples.min() <= samples.max() <= 1.0
 

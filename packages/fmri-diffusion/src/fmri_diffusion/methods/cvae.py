@@ -30,7 +30,10 @@ class ConditionalVAEConfig:
     beta weighs the KL term; max_shift is the joint random shift of image and condition; ridge_folds the
     folds of the out-of-fold ridge conditions. likelihood_weight > 0 weighs the samples by the encoding
     model's likelihood of the measured voxels (methods.reweighting; `encoding_voxels` best-predicted voxels
-    of an `encoding_model`): the mean of the CVAE's p(image | ridge image) x likelihood^weight.
+    of an `encoding_model`): the mean of the CVAE's p(image | ridge image) x likelihood^weight. With
+    langevin_steps > 0 each sample's latent follows that posterior's gradient instead, for that many
+    Metropolis-adjusted Langevin steps of langevin_step_size (methods.langevin), and the samples' plain mean
+    is the estimate: weights fall onto a few samples as the weight grows, chains keep moving towards it.
     corpus_finetune above 0: the CVAE first pre-trains on the run's prior corpus (methods.corpus_prior:
     once per recipe and corpus, cached) and each fit trains this fraction of the steps from there.
     """
@@ -74,7 +77,8 @@ class ConditionalVAE(CorpusPrimedMethod):
     fitted without its stimulus, one alpha shared by all pixels), so the noise of its condition matches
     test time; test trials are conditioned on a ridge fitted on all training trials. Reports "cvae", the
     mean of n_samples decoded prior samples (a posterior-mean estimate), and "cvae-1", the first of them;
-    under likelihood weights, their weighted mean and one drawn by its weight.
+    under likelihood weights, their weighted mean and one drawn by its weight; under Langevin chains
+    (langevin_steps > 0), the mean of the chains' last samples and the first of them.
     """
 
     name = "cvae"
@@ -164,11 +168,10 @@ class ConditionalVAE(CorpusPrimedMethod):
         if self.steers_steps():
             config = self.config
             posterior = tempered_latent_posterior(
-                lambda latents: torch.sigmoid(model.decode_logits(latents, features))[:, 0],
+                lambda latents: model.decode(latents, features)[:, 0],
                 self.encoding_.likelihood().to(device),
                 inputs["measured"].to(device),
                 config.likelihood_weight,
             )
             z, _ = mala(posterior, z, config.langevin_steps, config.langevin_step_size, generators)
-        images = torch.sigmoid(model.decode_logits(z, features))
-        return images[:, 0].float().cpu().numpy()
+        return model.decode(z, features)[:, 0].float().cpu().numpy()

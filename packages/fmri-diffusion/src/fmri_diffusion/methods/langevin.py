@@ -6,7 +6,8 @@ as far as the drawn samples cover it: with tens of latent dimensions and 64 draw
 few samples as the weight grows, so validation keeps it small. Following the likelihood's gradient in z
 instead moves every sample towards images whose predicted fMRI matches the measured pattern, as the
 diffusion routes' guided steps do. The Metropolis correction keeps each chain's target exact whatever the
-step size, so the step size is a numerical setting, not one to tune for the metrics.
+step size; the step size and the number of steps set how near the target a chain gets from its prior draw
+(numerical settings, checked on the chains' likelihood, not tuned on the metrics).
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def mala(
 
 
 def _value_and_grad(log_density: LogDensity, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The log density [B] and its gradient in z [B, D], detached; with gradients on, as samplers run
+    under torch.no_grad()."""
     with torch.enable_grad():
         z = z.detach().requires_grad_(True)
         value = log_density(z)
@@ -82,4 +85,5 @@ def _transition_log_density(
 def _per_chain(
     draw: Callable[..., torch.Tensor], generators: list[torch.Generator], size: int
 ) -> torch.Tensor:
+    """`size` numbers per chain [B, size], each row from its chain's own generator (on the CPU)."""
     return torch.stack([draw(size, generator=generator) for generator in generators])

@@ -107,10 +107,10 @@ class ConditionalVaeNet(nn.Module):
         z = mean + torch.exp(0.5 * log_var) * torch.randn_like(mean)
         return self.decode_logits(z, self.condition_features(conditions)), mean, log_var
 
-    @torch.no_grad()
-    def decode_prior(self, z: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
-        """Images [B, 1, H, W] in (0, 1) decoded from prior draws z [B, latent_dim] under their conditions."""
-        return torch.sigmoid(self.decode_logits(z, self.condition_features(conditions)))
+    def decode(self, z: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor:
+        """Images [B, 1, H, W] in (0, 1) from latents [B, latent_dim] and condition_features(...);
+        differentiable in the latents, for samplers that follow a gradient in them."""
+        return torch.sigmoid(self.decode_logits(z, features))
 
 
 def save_cvae(model: ConditionalVaeNet, directory: str | Path) -> None:
