@@ -39,7 +39,8 @@ def mala(
     generators: list[torch.Generator],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run one Metropolis-adjusted Langevin chain per row of `start` [B, D] for `steps` steps; each chain
-    draws its noise and its acceptance from its own generator, so batching never changes a chain.
+    draws its noise and its acceptance from its own generator, so batching does not change the numbers a
+    chain draws (only, at worst, the rounding of its gradients).
 
     Returns the final latents [B, D] and each chain's acceptance rate [B].
     """
