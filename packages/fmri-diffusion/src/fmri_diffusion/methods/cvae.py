@@ -11,7 +11,6 @@ import torch
 
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
-from fmri_diffusion.methods.base import DiffusionMethod
 from fmri_diffusion.methods.corpus_prior import CorpusPrimedMethod, check_corpus_finetune, stand_in_condition
 from fmri_diffusion.methods.langevin import mala, tempered_latent_posterior
 from fmri_diffusion.models.cvae import ConditionalVaeNet, CvaeConfig, load_cvae, negative_elbo, save_cvae
@@ -84,7 +83,7 @@ class ConditionalVAE(CorpusPrimedMethod):
     name = "cvae"
     config_class = ConditionalVAEConfig
     samples_with_pipeline = False
-    sampling_settings = DiffusionMethod.sampling_settings | {"langevin_steps", "langevin_step_size"}
+    sampling_settings = CorpusPrimedMethod.sampling_settings | {"langevin_steps", "langevin_step_size"}
 
     def fit_parts(self, train: PairedDataset) -> None:
         if train.n_stimuli < 2:
