@@ -368,14 +368,17 @@ def parse_args(
     )
     sampling.add_argument(
         "--start",
-        choices=["ridge-latents", "ridge-pixels"],
-        help="sd-*: img2img starts from ridge's predicted latents or from the encoded pixel ridge image",
+        choices=_WORD_SETTINGS["start"],
+        help="sd-*: img2img starts from ridge's predicted latents, the encoded pixel ridge image or the "
+        "encoded inverse-retinotopy reconstruction (K x K binary-patch stimuli; fitted on the same training "
+        "trials)",
     )
     sampling.add_argument(
         "--decode",
         choices=_WORD_SETTINGS["decode"],
-        help="sd-*: the decoded sample, or (img2img) ridge's pixel image plus what sampling changed in the "
-        "decoded image, which keeps the autoencoder's error on the start out of the output",
+        help="sd-*: the decoded sample, or (img2img) the start's pixel image (ridge's, or "
+        "inverse-retinotopy's under that --start) plus what sampling changed in the decoded image, which "
+        "keeps the autoencoder's error on the start out of the output",
     )
     sampling.add_argument(
         "--mixing",
@@ -567,7 +570,11 @@ _INTEGER_SETTINGS = (
     "width",
     "langevin_steps",
 )
-_WORD_SETTINGS = {"decode": ("vae", "residual"), "readout": READOUTS}
+_WORD_SETTINGS = {
+    "decode": ("vae", "residual"),
+    "readout": READOUTS,
+    "start": ("ridge-latents", "ridge-pixels", "inverse-retinotopy"),
+}
 
 
 def _positive(text: str) -> int:

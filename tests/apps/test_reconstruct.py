@@ -7,6 +7,7 @@ import pytest
 
 from fmri_data.methods import MethodSettings, create_method
 from fmri_data.simulator import simulate_miyawaki
+from fmri_diffusion.methods.stable import DECODES, STARTS
 from fmri_eval.cli import main as fmri_eval_main
 from fmri_eval.io import load_reconstructions
 
@@ -464,6 +465,8 @@ def test_choose_takes_numbers_and_the_decoding_and_readout_words(reconstruct, ca
             "decode=vae,residual",
             "--choose",
             "readout=pixels,patches",
+            "--choose",
+            "start=ridge-latents,inverse-retinotopy",
         ]
     )
     assert args.choose == [
@@ -471,8 +474,10 @@ def test_choose_takes_numbers_and_the_decoding_and_readout_words(reconstruct, ca
         ("num_inference_steps", (10, 25)),
         ("decode", ("vae", "residual")),
         ("readout", ("pixels", "patches")),
+        ("start", ("ridge-latents", "inverse-retinotopy")),
     ]
-    for bad in ("decode=vae,sharp", "strength=low", "readout=edges"):
+    assert reconstruct.parse_args(["--start", "inverse-retinotopy"]).start == "inverse-retinotopy"
+    for bad in ("decode=vae,sharp", "strength=low", "readout=edges", "start=noise"):
         with pytest.raises(SystemExit):
             reconstruct.parse_args(["--choose", bad])
     assert "decode takes vae, residual, got 'vae,sharp'" in capsys.readouterr().err
@@ -529,3 +534,8 @@ def test_colour_refuses_grayscale_methods_before_the_data_loads(run_app_here, tm
     corpus = run_app_here("reconstruct", *args, "--prior-corpus", "digits")
     assert corpus.returncode == 2
     assert "prior corpora are grayscale" in corpus.stderr
+
+
+def test_the_sd_start_and_decode_words_are_the_configs(reconstruct):
+    assert reconstruct._WORD_SETTINGS["start"] == STARTS
+    assert reconstruct._WORD_SETTINGS["decode"] == DECODES

@@ -226,6 +226,9 @@ def test_what_members_chose_is_reported_under_the_ensemble_s_name():
     assert notes[0].startswith("a+b, fold 0: chose a=1.0 on 4 validation stimuli")
     assert notes[1].startswith("a+b / a, fold 0: chose x=2 on 3 validation stimuli")
     assert with_members(records)["a+b / a"] == [{"fold": 0, **member}]
+    # a member's own member (an sd-* member started from inverse-retinotopy) is reported one level down
+    records["a+b"][0]["members"]["a"] = member | {"members": {"c": {"validation": chose}}}
+    assert with_members(records)["a+b / a / c"] == [{"fold": 0, "validation": chose}]
 
 
 @pytest.mark.parametrize("name", ["a+b", "a:b"])

@@ -211,6 +211,21 @@ def test_poisoned_test_images_change_neither_the_choice_nor_the_reconstruction()
     )
 
 
+def test_a_saved_method_reloads_with_its_choice_and_chain(tmp_path):
+    data = _figure_dataset(n_stimuli=12, repeats=2, seed=13)
+    train, test = data.subset(np.arange(18)), data.subset(np.arange(18, 24))
+    # the decoder's evidence and a voxel subset in use, so every saved part counts
+    choices = {"decoder_weight": (1.0,), "prf_voxels": (30,)}
+    fitted = InverseRetinotopy(MethodSettings(quick=True, progress=False, seed=3, choices=choices)).fit(train)
+    fitted.save(tmp_path / "ir")
+    # without the smoke-test budget: the chain's length must come from the saved fit, not the defaults
+    reloaded = InverseRetinotopy.load(tmp_path / "ir", MethodSettings(progress=False, seed=3))
+    assert reloaded.records() == fitted.records()
+    rows = reloaded.predict_named(test.fmri)
+    for name, images in fitted.predict_named(test.fmri).items():
+        np.testing.assert_array_equal(rows[name], images)
+
+
 def test_images_without_a_patch_design_are_refused_in_one_line():
     rng = np.random.default_rng(11)
     smooth = PairedDataset(

@@ -13,7 +13,7 @@ def run_records(result: CrossValidatedReconstructions) -> dict[str, Any]:
     """metrics.json's extra entries: "seconds" (stage_seconds), "validation" (per method, per fold: the
     grid, its validation scores and the choice), "pre_training" (per method, per fold: the prior corpus a
     fit started from, methods' corpus_prior records) and "prior_corpus" (the leak screening of the prior
-    corpus), where the run has them; an ensemble's members' records under "ensemble / member"."""
+    corpus), where the run has them; members' records (with_members) under "method / member"."""
     extra: dict[str, Any] = {"seconds": stage_seconds(result.seconds)}
     records = with_members(result.records)
     validation = {
@@ -34,14 +34,15 @@ def run_records(result: CrossValidatedReconstructions) -> dict[str, Any]:
 
 
 def with_members(records: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
-    """The records with each ensemble member's (an ensemble's fold record "members": member -> record)
-    as a method's of their own, named "ensemble / member", so its choices are reported as any method's."""
+    """The records with each member's (a fold record's "members": member -> record; an ensemble's members,
+    an sd-* route's inverse-retinotopy start) as a method's of their own, named "method / member", so its
+    choices are reported as any method's; members of members as "method / member / member"."""
     members: dict[str, list[dict[str, Any]]] = {}
     for name, folds in records.items():
         for fold in folds:
             for member, record in fold.get("members", {}).items():
                 members.setdefault(f"{name} / {member}", []).append({"fold": fold["fold"], **record})
-    return records | members
+    return records | (with_members(members) if members else {})
 
 
 def stage_seconds(seconds: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:

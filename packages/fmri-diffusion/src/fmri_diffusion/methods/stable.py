@@ -21,15 +21,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import diffusers
 import numpy as np
 import torch
 from diffusers import ControlNetModel
 
+from fmri_data.corpora import detect_patch_grid
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
+from fmri_data.methods import MethodSettings
+from fmri_data.readout import NO_DESIGN
 from fmri_diffusion.methods.base import DiffusionMethod
 from fmri_diffusion.models.conditioner import FmriConditioner
 from fmri_diffusion.pipelines.pixels import to_pixels
@@ -41,8 +44,14 @@ from fmri_diffusion.training.denoising import Adapter, ConditionedUNet, Finetune
 from fmri_diffusion.training.lora import save_lora
 from fmri_encoders.contrastive import ContrastiveEncoder
 from fmri_encoders.contrastive.training import DEFAULT_TRAINING as CONTRASTIVE_TRAINING
+from fmri_encoders.methods.inverse_retinotopy import InverseRetinotopy
 from fmri_encoders.out_of_fold import out_of_fold_embeddings, out_of_fold_ridge
 from fmri_encoders.training import TrainingConfig
+
+START_IR = "inverse-retinotopy"
+"""The start (StableConfig.start) that another decoder of this toolkit reconstructs."""
+STARTS = ("ridge-latents", "ridge-pixels", START_IR)
+DECODES = ("vae", "residual")
 
 
 @dataclass(frozen=True)
@@ -53,11 +62,18 @@ class StableConfig:
     Brain-Diffuser), 1 = from pure noise. 0.2 was the best of 1.0/0.5/0.35/0.2 for sd-lora on a simulated
     data set with another seed (simulate_miyawaki(seed=7)), never on a data set reported here; cross-
     attention tokens alone carry too little layout for pixel metrics (pcc 0.30 at strength 1 there).
-    start: what img2img starts from, ridge's prediction of the latents or the autoencoder's encoding of the
-    pixel ridge reconstruction (ridge to pixels decodes better than ridge to latents then the decoder).
-    decode: "vae", the decoded sample; or "residual" (img2img only), ridge's pixel image plus what sampling
-    changed in the decoded image (decoded sample − decoded start): the autoencoder's error on the blurry
-    start, which cost sd-lora more pcc on Miyawaki than sampling gained, then never reaches the output.
+    start: what img2img starts from, ridge's prediction of the latents, the autoencoder's encoding of the
+    pixel ridge reconstruction (ridge to pixels decodes better than ridge to latents then the decoder), or
+    of `inverse-retinotopy`'s (fmri_encoders.methods.inverse_retinotopy, fitted on the same training trials;
+    K x K binary-patch stimuli only): on Miyawaki's design ridge's images lie in the span of a fold's 16
+    training figures, while that decoder judges any pattern of patches, so the diffusion prior refines an
+    image that already generalises. It is fitted with its own default grid (fmri_encoders'
+    InverseRetinotopyConfig), chosen on its own inner folds; the sd route's grid never reaches it. Chosen on
+    validation, each start value fits its own probe: the first stage is part of the fit.
+    decode: "vae", the decoded sample; or "residual" (img2img only), the start's pixel image (ridge's, or
+    inverse-retinotopy's) plus what sampling changed in the decoded image (decoded sample − decoded start):
+    the autoencoder's error on the blurry start, which cost sd-lora more pcc on Miyawaki than sampling
+    gained, then never reaches the output.
     (Likelihood guidance still steers the decoded sample, whose change is what the output keeps.)
     likelihood_weight: encoding-model guidance while sampling (fmri_encoders.encoding, over the
     `encoding_voxels` best-predicted voxels), 0 = off; encoding_model: "ridge", "prf" (a receptive field
@@ -68,7 +84,7 @@ class StableConfig:
     base: SmallBaseConfig = field(default_factory=SmallBaseConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     condition: Literal["ridge", "fmri", "contrastive"] = "ridge"
-    start: Literal["ridge-latents", "ridge-pixels"] = "ridge-latents"
+    start: Literal["ridge-latents", "ridge-pixels", "inverse-retinotopy"] = "ridge-latents"
     decode: Literal["vae", "residual"] = "vae"
     contrastive_epochs: int = 100
     n_tokens: int = 8
@@ -85,9 +101,14 @@ class StableConfig:
     encoding_model: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.start not in STARTS or self.decode not in DECODES:
+            raise DataError(
+                f"unknown start {self.start!r} or decode {self.decode!r}; start is one of "
+                f"{', '.join(STARTS)} and decode one of {', '.join(DECODES)}"
+            )
         if self.decode == "residual" and self.strength >= 1:
             raise DataError(
-                "decode 'residual' adds what sampling changed to ridge's image, so it needs an img2img "
+                "decode 'residual' adds what sampling changed to the start's image, so it needs an img2img "
                 "start: set strength below 1 or decode 'vae'"
             )
 
@@ -114,8 +135,21 @@ class StableDiffusionMethod(DiffusionMethod):
     uses_control: ClassVar[bool] = False
 
     # ---------------------------------------------------------------- fitting
+    def fit(self, train: PairedDataset) -> Self:
+        """Refuse a start from inverse-retinotopy (given or offered to validation) on images without its
+        patch design before any probe or encoding model trains; then fit as every method does."""
+        starts = {self.config.start, *self.settings.choices.get("start", ())}
+        if START_IR in starts and detect_patch_grid(train.images) is None:
+            raise DataError(
+                f"{self.name}: start {START_IR} needs K x K binary-patch stimuli ({NO_DESIGN}); use start "
+                "ridge-latents or ridge-pixels"
+            )
+        return super().fit(train)
+
     def fit_parts(self, train: PairedDataset) -> None:
         config, settings = self.config, self.settings
+        if config.start == START_IR:
+            self.first_stage_ = InverseRetinotopy(self._first_stage_settings()).fit(train)
         base = base_model_for(self.settings, self.config.base, self.image_size_)
         self.resolution_, channels = base.resolution, base.vae.config.in_channels
         clean = base.encode_images(train.images, settings.device)
@@ -178,9 +212,29 @@ class StableDiffusionMethod(DiffusionMethod):
 
     def uses_pixel_ridge(self) -> bool:
         """Whether a ridge to pixels is fitted: for sd-control's control image, the img2img start or the
-        residual decoding."""
+        residual decoding from ridge's start."""
         config = self.config
-        return self.uses_control or config.start == "ridge-pixels" or config.decode == "residual"
+        residual_from_ridge = config.decode == "residual" and config.start != START_IR
+        return self.uses_control or config.start == "ridge-pixels" or residual_from_ridge
+
+    def _first_stage_settings(self) -> MethodSettings:
+        """The run's settings for the inverse-retinotopy start, without the sd route's grid and sampling
+        overrides (its own default grid is chosen on its own inner folds)."""
+        return replace(self.settings, choices={}, sampling={})
+
+    def records(self) -> dict[str, Any]:
+        """Validation's record, and inverse-retinotopy's own choice where it is the start (as an ensemble's
+        members' are: "<name> / inverse-retinotopy" in metrics.json)."""
+        if self.config.start != START_IR:
+            return super().records()
+        return super().records() | {"members": {START_IR: self.first_stage_.records()}}
+
+    def timings(self) -> dict[str, float]:
+        """Validation's seconds, the inverse-retinotopy start's own choice on its inner folds included."""
+        if self.config.start != START_IR:
+            return super().timings()
+        own = super().timings().get("validation", 0.0)
+        return {"validation": own + self.first_stage_.timings()["validation"]}
 
     def _conditioner(self, base: BaseModel, in_features: int) -> FmriConditioner:
         """The base's image embedder when ridge feeds it the latents it was trained on, else a new one."""
@@ -215,6 +269,8 @@ class StableDiffusionMethod(DiffusionMethod):
             pipeline.controlnet.save_pretrained(folder / "controlnet")
         if self.uses_pixel_ridge():
             self.pixel_ridge_.save(folder / "pixel_ridge")
+        if self.config.start == START_IR:
+            self.first_stage_.save(folder / START_IR)
         pipeline.scheduler.save_pretrained(folder / "scheduler")
         self.ridge_.save(folder / "ridge")
         if self.config.condition == "contrastive":
@@ -254,6 +310,8 @@ class StableDiffusionMethod(DiffusionMethod):
         )
         if self.uses_pixel_ridge():
             self.pixel_ridge_ = self.load_ridge(folder / "pixel_ridge")
+        if self.config.start == START_IR:
+            self.first_stage_ = InverseRetinotopy.load(folder / START_IR, self._first_stage_settings())
         if self.config.condition == "contrastive":
             self.contrastive_ = ContrastiveEncoder.load(folder / "contrastive")
         self.pipeline_ = self.make_pipeline(
@@ -289,17 +347,20 @@ class StableDiffusionMethod(DiffusionMethod):
             condition = latents if config.condition == "ridge" else np.asarray(fmri, dtype=np.float32)
         inputs = {"condition": torch.from_numpy(condition)}
         size = self.image_size_
+        ridge_images = start_images = None
         if self.uses_pixel_ridge():
             ridge_images = np.clip(self.pixel_ridge_.predict(fmri), 0, 1).reshape(n, size, size)
-            ridge_images = torch.from_numpy(ridge_images.astype(np.float32))
-        if config.strength < 1 and config.start == "ridge-pixels":
-            inputs["init_image"] = ridge_images
+            ridge_images = start_images = torch.from_numpy(ridge_images.astype(np.float32))
+        if config.start == START_IR and config.strength < 1:
+            start_images = torch.from_numpy(self.first_stage_.predict(fmri).astype(np.float32))
+        if config.strength < 1 and config.start in ("ridge-pixels", START_IR):
+            inputs["init_image"] = start_images
         elif config.strength < 1:
             inputs["init_latents"] = torch.from_numpy(latents).view(n, *self.latent_shape_)
         if self.uses_control:
             inputs["control_image"] = ridge_images
         if config.decode == "residual":
-            inputs["residual_image"] = ridge_images
+            inputs["residual_image"] = start_images
         return inputs
 
 

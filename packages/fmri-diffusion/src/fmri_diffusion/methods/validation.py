@@ -322,7 +322,8 @@ def validation_patches(
 def _widest(grid: list[dict[str, Any]]) -> dict[str, Any]:
     """The probe is fitted once for the whole grid, so it fits what any point needs: the encoding model
     whenever some point guides by the likelihood or weighs by it, the caption guide whenever some point
-    mixes captions in, the pixel ridge whenever some point decodes residually."""
+    mixes captions in, the residual decoding's start image (the pixel ridge, or an sd-* route's
+    inverse-retinotopy start) whenever some point decodes residually."""
     widest: dict[str, Any] = {}
     for setting in ("likelihood_weight", "sample_weight", "mixing"):  # mixing > 0 fits the caption guide
         values = [point[setting] for point in grid if point.get(setting) is not None]

@@ -18,7 +18,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, replace
 from itertools import product
-from typing import Any
+from pathlib import Path
+from typing import Any, Self
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -32,6 +33,7 @@ from fmri_data.readout import NO_DESIGN, PatchReadout, patch_values
 from fmri_data.splits import group_kfold
 from fmri_encoders.out_of_fold import out_of_fold_ridge
 from fmri_encoders.patch_posterior import IsingPrior, sample_patches
+from fmri_encoders.persistence import load_settings_and_tensors, save_settings_and_tensors
 from fmri_encoders.prf import ReceptiveFields
 from fmri_encoders.ridge import RidgeEncoder
 from fmri_encoders.runtime import ridge_backend
@@ -42,6 +44,10 @@ CHOSEN = ("prf_weight", "decoder_weight", "coupling", "prf_voxels")
 apart from the diffusion methods' likelihood_weight, a guidance strength, so one --choose never sets both)."""
 MIN_STIMULI = 4
 """The inner folds' decoders need 2 training stimuli for their own grouped cross-validation."""
+_SAVED_AS = "inverse_retinotopy"
+"""The file name (.json settings, .safetensors arrays) a fitted method is saved under."""
+_FIELD_ARRAYS = ("windows", "gains", "offsets", "explained", "noise")
+"""The ReceptiveFields arrays saved beside the settings (its grid is a setting)."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,42 @@ class InverseRetinotopy(ReconstructionMethod):
 
     def records(self) -> dict[str, Any]:
         return {"validation": self.validation_}
+
+    # -------------------------------------------------------------------- io
+    def save(self, folder: str | Path) -> None:
+        """Write what `predict` needs into `folder`: the choice, the pRFs, the decoder and its readout, so a
+        method that starts from this one's reconstructions (the sd-* routes' `start`) reloads it."""
+        folder = Path(folder)
+        parts = self.parts_
+        settings = {
+            "grid": self.grid_,
+            "image_size": self.image_size_,
+            "setting": self.setting_,
+            "sweeps": self.config.sweeps,
+            "burn_in": self.config.burn_in,
+            "fill": parts.fill,
+            "readout": parts.readout.to_dict(),
+            "validation": self.validation_,
+        }
+        arrays = {name: getattr(parts.fields, name) for name in _FIELD_ARRAYS}
+        save_settings_and_tensors(folder, _SAVED_AS, settings, arrays)
+        parts.decoder.save(folder / "decoder")
+
+    @classmethod
+    def load(cls, folder: str | Path, settings: MethodSettings | None = None) -> Self:
+        """A fitted method from a folder `save` wrote; it samples with the saved chain's length and the
+        settings' seed."""
+        folder = Path(folder)
+        saved, arrays = load_settings_and_tensors(folder, _SAVED_AS)
+        method = cls(settings)
+        method.config = replace(method.config, sweeps=saved["sweeps"], burn_in=saved["burn_in"])
+        method.grid_, method.image_size_ = saved["grid"], saved["image_size"]
+        method.setting_, method.validation_ = saved["setting"], saved["validation"]
+        method.validation_seconds_ = 0.0
+        receptive = ReceptiveFields(saved["grid"], **{name: arrays[name].numpy() for name in _FIELD_ARRAYS})
+        decoder = RidgeEncoder.load(folder / "decoder", backend=ridge_backend(method.settings.device))
+        method.parts_ = _Parts(receptive, decoder, PatchReadout(**saved["readout"]), saved["fill"])
+        return method
 
     def timings(self) -> dict[str, float]:
         return {"validation": self.validation_seconds_}
