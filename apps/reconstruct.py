@@ -570,6 +570,8 @@ _INTEGER_SETTINGS = (
     "width",
     "langevin_steps",
 )
+# decode and start are fmri_diffusion.methods.stable's DECODES and STARTS, written out so that parsing does
+# not import diffusers (about 5 s); tests/apps/test_reconstruct.py keeps them equal
 _WORD_SETTINGS = {
     "decode": ("vae", "residual"),
     "readout": READOUTS,
