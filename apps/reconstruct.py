@@ -73,6 +73,7 @@ SAMPLING = (
     "corpus_finetune",
     "encoding_model",
     "condition",
+    "condition_readout",
     "start",
     "decode",
 )
@@ -316,7 +317,8 @@ def parse_args(
         help="choose a sampling setting (strength, likelihood_weight, guidance_scale, num_inference_steps, "
         "decode=vae,residual: one probe samples them all; sample_weight: one set of samples weighed each "
         "way) or any other numeric setting of the method "
-        "(cvae's latent_dim, width, beta; encoding_voxels: one probe fitted per value) among these values "
+        "(cvae's latent_dim, width, beta; encoding_voxels: one probe fitted per value), or a word setting "
+        "(sd-*'s start, cvae's condition_readout: one probe per word) among these values "
         "on validation stimuli held out of each fold's training trials; repeat for a grid. "
         "readout=pixels,patches also weighs reading each image out as the "
         "posterior mean of the stimulus grid's binary patches (where the training images are K x K "
@@ -365,6 +367,12 @@ def parse_args(
         choices=["ridge", "fmri", "contrastive"],
         help="sd-*: what feeds the fMRI conditioner: ridge's predicted latents, the voxels, or a contrastive "
         "encoder's fMRI embedding",
+    )
+    sampling.add_argument(
+        "--condition-readout",
+        choices=_WORD_SETTINGS["condition_readout"],
+        help="cvae: condition on ridge's image as decoded (pixels) or read out as the posterior mean of the "
+        "stimulus grid's binary patches (K x K binary-patch stimuli; fitted on the training trials)",
     )
     sampling.add_argument(
         "--start",
@@ -573,6 +581,7 @@ _INTEGER_SETTINGS = (
 # decode and start are fmri_diffusion.methods.stable's DECODES and STARTS, written out so that parsing does
 # not import diffusers (about 5 s); tests/apps/test_reconstruct.py keeps them equal
 _WORD_SETTINGS = {
+    "condition_readout": READOUTS,
     "decode": ("vae", "residual"),
     "readout": READOUTS,
     "start": ("ridge-latents", "ridge-pixels", "inverse-retinotopy"),

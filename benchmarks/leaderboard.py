@@ -86,6 +86,9 @@ CVAE_SIZES = ["--choose", "latent_dim=16,32", "--choose", "width=16,32"]
 CVAE_SIZES_FEW_FIGURES = ["--choose", "latent_dim=16,32,64", "--choose", "width=8,16"]
 # the cvae samples in one pass, so the likelihood weighs its samples: a tempered weight, as voxels share noise
 CVAE_WEIGHTS = ["--choose", "likelihood_weight=0,0.03,0.1,0.3"]
+# and on Miyawaki it may take ridge's image read out as the design's patches for its condition: on ridge's
+# pixel image it scored below ridge read out that way (results/condition_readout-miyawaki-kfold5-cvae.json)
+CVAE_CONDITION_READOUT = ["--choose", "condition_readout=pixels,patches"]
 # stage 2's samples, already guided, weighed by the encoding model's likelihood too (all weighings score one
 # set of samples)
 STAGE2_WEIGHTS = ["--choose", "sample_weight=0,0.03,0.1,0.3"]
@@ -128,7 +131,13 @@ RECIPES: dict[str, list[str]] = {
 """Options each method runs with (beyond the data set's prior corpus): what the method chooses on
 validation stimuli inside each fold."""
 CELL_RECIPES: dict[tuple[str, str], list[str]] = {
-    ("miyawaki-kfold5", "cvae"): [*READOUT, *CVAE_SIZES_FEW_FIGURES, *CVAE_WEIGHTS, *CVAE_PRIMED],
+    ("miyawaki-kfold5", "cvae"): [
+        *READOUT,
+        *CVAE_SIZES_FEW_FIGURES,
+        *CVAE_WEIGHTS,
+        *CVAE_PRIMED,
+        *CVAE_CONDITION_READOUT,
+    ],
     ("sim-given", "brain-diffuser"): [*READOUT, *STAGE2_STRENGTH_LOWER, *STRONG_GUIDANCE, *STAGE2_WEIGHTS],
     ("digit69-kfold5", "brain-diffuser"): [
         *READOUT,

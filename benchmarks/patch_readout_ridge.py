@@ -33,12 +33,12 @@ from fmri_eval.evaluate import evaluate_reconstructions
 SCORES = ("pcc", "ssim", "twoway")
 
 
-def ridge_rows(data: str, split: str) -> dict[str, np.ndarray]:
+def ridge_rows(data: str, split: str, seed: int = 0) -> dict[str, np.ndarray]:
     """truth, stimulus_id and the mean, ridge and (stimuli made of patches) ridge+patches rows, in trial
-    order as runs save them."""
+    order as runs save them; `seed` draws the folds as a run's --seed does."""
     dataset = load_dataset(data)
     rows: dict[str, list[np.ndarray]] = {}
-    folds = make_splits(dataset, split)
+    folds = make_splits(dataset, split, seed=seed)
     for fold in folds:
         train, test = Preprocessing().apply(dataset.subset(fold.train), dataset.subset(fold.test))
         ridge = create_method("ridge", MethodSettings(device="cpu")).fit(train).predict(test.fmri)
@@ -64,9 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="kfold:5")
     parser.add_argument("--cell", type=Path, action="append", default=[], help="a leaderboard cell's folder")
     parser.add_argument("--baseline", default="ridge", help="the row every other is paired with")
+    parser.add_argument("--seed", type=int, default=0, help="the cells' --seed (which folds they drew)")
     parser.add_argument("--out", type=Path, help="default: results/patch_readout_ridge-<data>-<split>.json")
     args = parser.parse_args(argv)
-    rows = ridge_rows(args.data, args.split)
+    rows = ridge_rows(args.data, args.split, args.seed)
     truth, stimulus_id = rows.pop("truth"), rows.pop("stimulus_id")
     for cell in args.cell:
         saved = load_reconstructions(cell / "reconstructions.npz")
@@ -86,14 +87,17 @@ def main(argv: list[str] | None = None) -> int:
         }
         for name, scores in summary.items()
     }
-    tag = f"{args.data}-{args.split.replace(':', '')}" + (
-        "" if args.baseline == "ridge" else f"-vs-{args.baseline}"
+    tag = (
+        f"{args.data}-{args.split.replace(':', '')}"
+        + ("" if args.baseline == "ridge" else f"-vs-{args.baseline}")
+        + ("" if args.seed == 0 else f"-seed{args.seed}")
     )
     command = f"uv run python benchmarks/patch_readout_ridge.py --data {args.data} --split {args.split} "
     command += " ".join(f"--cell {c}" for c in args.cell)
     command += "" if args.baseline == "ridge" else f" --baseline {args.baseline}"
+    command += "" if args.seed == 0 else f" --seed {args.seed}"
     write_result(
-        {"data": args.data, "split": args.split, "command": command, "rows": table},
+        {"data": args.data, "split": args.split, "seed": args.seed, "command": command, "rows": table},
         "patch_readout_ridge",
         tag,
         args.out,

@@ -495,6 +495,19 @@ def test_the_cvae_s_langevin_steps_are_an_option_that_reaches_its_settings(recon
     assert "must be 0 or more, got -1" in capsys.readouterr().err
 
 
+def test_the_cvae_s_condition_readout_is_an_option_and_a_word_to_choose(reconstruct, capsys):
+    assert reconstruct.parse_args(["--condition-readout", "patches"]).condition_readout == "patches"
+    both = ["--method", "cvae", "--choose", "condition-readout=pixels,patches"]
+    chosen = reconstruct.parse_args(both).choose
+    assert chosen == [("condition_readout", ("pixels", "patches"))]
+    with pytest.raises(SystemExit):
+        reconstruct.parse_args(["--method", "cvae", "--choose", "condition_readout=edges"])
+    assert "condition_readout takes pixels, patches, got 'edges'" in capsys.readouterr().err
+    assert "condition_readout" in reconstruct.SAMPLING
+    settings = MethodSettings(sampling={"condition_readout": "patches"})  # what the option's value becomes
+    assert create_method("cvae", settings).config.condition_readout == "patches"
+
+
 def test_the_encoding_model_is_an_option_that_reaches_the_methods_settings(reconstruct, capsys):
     assert reconstruct.parse_args([]).encoding_model is None  # each method's own default: auto
     assert reconstruct.parse_args(["--encoding-model", "prf"]).encoding_model == "prf"

@@ -110,7 +110,7 @@ def test_the_prior_does_not_depend_on_how_the_method_samples(dataset):
     assert _key(method) not in keys  # no EMA changes the weights a prior learns
 
 
-def test_a_cvae_prior_is_kept_per_network_size_not_per_ridge_folds(dataset):
+def test_a_cvae_prior_is_kept_per_network_size_not_per_ridge_folds_or_condition_readout(dataset):
     settings = MethodSettings(device="cpu", quick=True, prior_corpus=_corpus(dataset))
 
     def key(**sampling: Any) -> str:
@@ -119,6 +119,7 @@ def test_a_cvae_prior_is_kept_per_network_size_not_per_ridge_folds(dataset):
         return _key(method)
 
     assert key() == key(ridge_folds=3, likelihood_weight=0.1, corpus_finetune=0.5)
+    assert key() == key(condition_readout="patches")
     assert len({key(), key(latent_dim=32), key(width=32)}) == 3
 
 

@@ -7,50 +7,26 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from fmri_data.corpora.builtin import render_bilinear
-from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, create_method
 from fmri_diffusion.methods.base import load_method
 from fmri_diffusion.methods.stable import StableConfig
 from fmri_diffusion.methods.validation import validation_split
 
-GRID, SIZE = 5, 20
 BOTH = ("ridge-latents", "inverse-retinotopy")
 
 
-def _patch_data(n_stimuli: int = 24, repeats: int = 2, seed: int = 0) -> tuple[PairedDataset, PairedDataset]:
-    """5 x 5 binary patches at 20 px through a random linear map plus noise: (train, test), the last 4
-    stimuli tested."""
-    rng = np.random.default_rng(seed)
-    patterns = (rng.random((n_stimuli, GRID, GRID)) < 0.4).astype(np.float64)
-    stimulus_id = np.repeat(np.arange(n_stimuli), repeats)
-    fmri = patterns[stimulus_id].reshape(len(stimulus_id), -1) @ rng.normal(size=(GRID * GRID, 40))
-    data = PairedDataset(
-        fmri=(fmri + 0.3 * rng.normal(size=fmri.shape)).astype(np.float32),
-        images=render_bilinear(patterns, SIZE)[stimulus_id].astype(np.float32),
-        stimulus_id=stimulus_id,
-    )
-    tested = stimulus_id >= n_stimuli - 4
-    return data.subset(np.flatnonzero(~tested)), data.subset(np.flatnonzero(tested))
-
-
-def _settings(tmp_path, choices=None, **sampling) -> MethodSettings:
-    return MethodSettings(
-        device="cpu",
-        quick=True,
-        seed=2,
-        progress=False,
-        work_dir=tmp_path / "w",
-        cache_dir=tmp_path / "cache",
-        sampling={"start": "inverse-retinotopy", **sampling},
-        choices=choices or {},
+@pytest.fixture(name="settings")
+def settings_fixture(quick_settings):
+    """quick_settings with start inverse-retinotopy unless the sampling overrides say otherwise."""
+    return lambda choices=None, **sampling: quick_settings(
+        {"start": "inverse-retinotopy", **sampling}, choices
     )
 
 
-def test_img2img_starts_from_and_adds_to_inverse_retinotopys_reconstruction(tmp_path):
-    train, test = _patch_data()
-    method = create_method("sd-lora", _settings(tmp_path, decode="residual")).fit(train)
+def test_img2img_starts_from_and_adds_to_inverse_retinotopys_reconstruction(settings, patch_data):
+    train, test = patch_data()
+    method = create_method("sd-lora", settings(decode="residual")).fit(train)
     inputs = method.sampling_inputs(test.fmri)
     start = method.first_stage_.predict(test.fmri)
     np.testing.assert_array_equal(inputs["init_image"].numpy(), start)
@@ -61,18 +37,20 @@ def test_img2img_starts_from_and_adds_to_inverse_retinotopys_reconstruction(tmp_
     assert first_stage["validation_stimuli"] == train.n_stimuli  # fitted on the training trials alone
 
 
-def test_sd_control_keeps_ridge_as_its_control_image(tmp_path):
-    train, test = _patch_data(seed=4)
-    method = create_method("sd-control", _settings(tmp_path)).fit(train)
+def test_sd_control_keeps_ridge_as_its_control_image(settings, patch_data):
+    train, test = patch_data(seed=4)
+    method = create_method("sd-control", settings()).fit(train)
     inputs = method.sampling_inputs(test.fmri)
     ridge = np.clip(method.pixel_ridge_.predict(test.fmri), 0, 1).reshape(test.images.shape)
     np.testing.assert_allclose(inputs["control_image"].numpy(), ridge)
     np.testing.assert_array_equal(inputs["init_image"].numpy(), method.first_stage_.predict(test.fmri))
 
 
-def test_the_fine_tune_reloads_with_its_first_stage_and_samples_the_same_images(tmp_path):
-    train, test = _patch_data(seed=1)
-    fitted = create_method("sd-lora", _settings(tmp_path)).fit(train)
+def test_the_fine_tune_reloads_with_its_first_stage_and_samples_the_same_images(
+    tmp_path, settings, patch_data
+):
+    train, test = patch_data(seed=1)
+    fitted = create_method("sd-lora", settings()).fit(train)
     folder = tmp_path / "w" / "sd-lora" / "finetuned"
     assert (folder / "inverse-retinotopy" / "decoder").is_dir()
     # without the smoke-test budget, so the first stage's chain must be the one saved, not the default's
@@ -86,9 +64,11 @@ def test_the_fine_tune_reloads_with_its_first_stage_and_samples_the_same_images(
         np.testing.assert_allclose(rows[name], images, atol=1e-5)
 
 
-def test_validation_fits_the_first_stage_in_its_own_probe_on_the_inner_stimuli(tmp_path):
-    train, _ = _patch_data(seed=5)
-    method = create_method("sd-lora", _settings(tmp_path, choices={"start": BOTH})).fit(train)
+def test_validation_fits_the_first_stage_in_its_own_probe_on_the_inner_stimuli(
+    tmp_path, settings, patch_data
+):
+    train, _ = patch_data(seed=5)
+    method = create_method("sd-lora", settings(choices={"start": BOTH})).fit(train)
     record = method.validation_
     assert {point["start"] for point in record["grid"]} == set(BOTH)
     saved = list((tmp_path / "w" / "sd-lora" / "validation").rglob("inverse_retinotopy.json"))
@@ -105,14 +85,16 @@ def test_validation_fits_the_first_stage_in_its_own_probe_on_the_inner_stimuli(t
 
 
 @pytest.mark.parametrize("offered", ["start", "choice"])
-def test_images_without_a_patch_design_are_refused_before_any_training(tmp_path, offered):
-    train, _ = _patch_data()
+def test_images_without_a_patch_design_are_refused_before_any_training(
+    tmp_path, offered, settings, patch_data
+):
+    train, _ = patch_data()
     grey = np.random.default_rng(3).uniform(0.2, 0.8, train.images.shape).astype(np.float32)
-    settings = _settings(tmp_path, likelihood_weight=0.5)  # the encoding model would be fitted first
+    run_settings = settings(likelihood_weight=0.5)  # the encoding model would be fitted first
     if offered == "choice":
-        settings = replace(settings, sampling={}, choices={"start": BOTH})
+        run_settings = replace(run_settings, sampling={}, choices={"start": BOTH})
     with pytest.raises(DataError, match=r"sd-lora: start inverse-retinotopy needs K x K binary-patch"):
-        create_method("sd-lora", settings).fit(replace(train, images=grey))
+        create_method("sd-lora", run_settings).fit(replace(train, images=grey))
     assert not (tmp_path / "cache").exists()  # the base model was never pre-trained
     assert not (tmp_path / "w").exists()  # nor any probe
 

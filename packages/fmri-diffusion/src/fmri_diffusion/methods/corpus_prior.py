@@ -35,7 +35,9 @@ from fmri_eval.atomic import atomic_output_dir
 
 SIMULATOR_CORPUS_SIZE = 3000
 """Images drawn from the simulator's corpus where the run names no prior corpus."""
-NOT_LEARNED = frozenset({"sampler", "encoding_voxels", "encoding_model", "corpus_finetune", "ridge_folds"})
+NOT_LEARNED = frozenset(
+    {"sampler", "encoding_voxels", "encoding_model", "corpus_finetune", "ridge_folds", "condition_readout"}
+)
 """Config fields, besides the sampling settings, that the prior's weights do not depend on."""
 
 
