@@ -371,8 +371,9 @@ def parse_args(
     sampling.add_argument(
         "--condition-readout",
         choices=_WORD_SETTINGS["condition_readout"],
-        help="cvae: condition on ridge's image as decoded (pixels) or read out as the posterior mean of the "
-        "stimulus grid's binary patches (K x K binary-patch stimuli; fitted on the training trials)",
+        help="cvae: condition on ridge's image as decoded (pixels, the default) or read out as the "
+        "posterior mean of the stimulus grid's binary patches (K x K binary-patch stimuli; the readout "
+        "fitted on ridge's out-of-fold images of the training trials)",
     )
     sampling.add_argument(
         "--start",

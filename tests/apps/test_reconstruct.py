@@ -503,9 +503,8 @@ def test_the_cvae_s_condition_readout_is_an_option_and_a_word_to_choose(reconstr
     with pytest.raises(SystemExit):
         reconstruct.parse_args(["--method", "cvae", "--choose", "condition_readout=edges"])
     assert "condition_readout takes pixels, patches, got 'edges'" in capsys.readouterr().err
-    assert "condition_readout" in reconstruct.SAMPLING
-    settings = MethodSettings(sampling={"condition_readout": "patches"})  # what the option's value becomes
-    assert create_method("cvae", settings).config.condition_readout == "patches"
+    settings = reconstruct._method_settings(reconstruct.parse_args(["--condition-readout", "patches"]), False)
+    assert create_method("cvae", settings).config.condition_readout == "patches"  # the option reaches it
 
 
 def test_the_encoding_model_is_an_option_that_reaches_the_methods_settings(reconstruct, capsys):

@@ -174,11 +174,15 @@ def test_resume_keeps_the_predict_time_grid_where_a_moved_choice_would_reuse_ano
     check_fingerprint(tmp_path, stamp(strength=[0.3, 0.4], width=[8]), resume=True)
 
 
-def test_sampling_options_may_change_on_resume_but_the_prior_adapter_may_not(first_run, linear_dataset):
+def test_sampling_options_may_change_on_resume_but_those_that_shape_training_may_not(
+    first_run, linear_dataset
+):
     run(linear_dataset, first_run, resume=True, sampling={"n_samples": 16, "num_inference_steps": 10})
     assert len(FITTED) == 2
     with pytest.raises(DataError, match=r"settings\.prior_adapter differ"):
         run(linear_dataset, first_run, resume=True, sampling={"prior_adapter": "none"})
+    with pytest.raises(DataError, match=r"settings\.condition_readout differ"):  # the cvae's condition
+        run(linear_dataset, first_run, resume=True, sampling={"condition_readout": "patches"})
 
 
 def test_a_grid_for_another_method_leaves_a_folder_resumable_but_its_own_does_not(first_run, linear_dataset):

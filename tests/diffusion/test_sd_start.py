@@ -84,17 +84,26 @@ def test_validation_fits_the_first_stage_in_its_own_probe_on_the_inner_stimuli(
     assert ("members" in method.records()) == chose_it
 
 
-@pytest.mark.parametrize("offered", ["start", "choice"])
+@pytest.mark.parametrize(
+    ("offered", "instead"),
+    [
+        ("start", "use --start ridge-latents or ridge-pixels"),
+        ("choice", "drop inverse-retinotopy from --choose start"),
+    ],
+)
 def test_images_without_a_patch_design_are_refused_before_any_training(
-    tmp_path, offered, settings, patch_data
+    tmp_path, offered, instead, settings, patch_data
 ):
     train, _ = patch_data()
     grey = np.random.default_rng(3).uniform(0.2, 0.8, train.images.shape).astype(np.float32)
     run_settings = settings(likelihood_weight=0.5)  # the encoding model would be fitted first
     if offered == "choice":
         run_settings = replace(run_settings, sampling={}, choices={"start": BOTH})
-    with pytest.raises(DataError, match=r"sd-lora: start inverse-retinotopy needs K x K binary-patch"):
+    with pytest.raises(
+        DataError, match=r"sd-lora: start inverse-retinotopy needs K x K binary-patch"
+    ) as error:
         create_method("sd-lora", run_settings).fit(replace(train, images=grey))
+    assert str(error.value).endswith(instead)
     assert not (tmp_path / "cache").exists()  # the base model was never pre-trained
     assert not (tmp_path / "w").exists()  # nor any probe
 

@@ -45,9 +45,10 @@ SHAPES_TRAINING = (
     "vdvae",
     "vdvae_layers",
     "corpus_finetune",
+    "condition_readout",
 )
-"""The sampling options (--prior-adapter, --condition, Brain-Diffuser's stage models, --corpus-finetune)
-that change what is trained, so --resume compares them."""
+"""The sampling options (--prior-adapter, --condition, Brain-Diffuser's stage models, --corpus-finetune, the
+cvae's --condition-readout) that change what is trained, so --resume compares them."""
 _PACKAGES = ("fmri-data", "fmri-encoders", "fmri-diffusion", "fmri-eval", "torch", "diffusers", "numpy")
 
 

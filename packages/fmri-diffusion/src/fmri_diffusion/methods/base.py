@@ -29,11 +29,12 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import torch
 
+from fmri_data.corpora import detect_patch_grid
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, ReconstructionMethod
 from fmri_data.methods.registry import method_class
-from fmri_data.readout import PatchReadout
+from fmri_data.readout import NO_DESIGN, PatchReadout
 from fmri_diffusion.methods.reweighting import importance_weights, weighted_rows
 from fmri_diffusion.methods.validation import choose_on_validation, final_fit_stage
 from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
@@ -139,6 +140,18 @@ class DiffusionMethod(ReconstructionMethod):
         return RidgeEncoder.load(folder, backend=self.ridge_options()["backend"])
 
     # ---------------------------------------------------------------- fitting
+    def refuse_without_patch_design(
+        self, train: PairedDataset, setting: str, value: str, instead: str
+    ) -> None:
+        """Refuse `setting` `value`, set or offered to validation, where the training images are not K x K
+        binary patches: in one line, before this method trains anything. `instead` says what to set."""
+        offered = self.settings.choices.get(setting)
+        if value in (offered or (getattr(self.config, setting),)) and detect_patch_grid(train.images) is None:
+            fix = f"drop {value} from --choose {setting}" if offered else instead
+            raise DataError(
+                f"{self.name}: {setting} {value} needs K x K binary-patch stimuli, and {NO_DESIGN}; {fix}"
+            )
+
     def fit(self, train: PairedDataset) -> Self:
         """Choose sampling settings on validation stimuli (with `settings.choices`), fit the encoding model
         (with likelihood guidance), fit the method's own parts, save it all."""

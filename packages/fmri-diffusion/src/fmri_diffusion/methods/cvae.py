@@ -9,10 +9,9 @@ from typing import Any, Self
 import numpy as np
 import torch
 
-from fmri_data.corpora import detect_patch_grid
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
-from fmri_data.readout import NO_DESIGN, READOUTS, PatchReadout
+from fmri_data.readout import READOUTS, PatchReadout
 from fmri_diffusion.methods.corpus_prior import CorpusPrimedMethod, check_corpus_finetune, stand_in_condition
 from fmri_diffusion.methods.langevin import mala, tempered_latent_posterior
 from fmri_diffusion.models.cvae import ConditionalVaeNet, CvaeConfig, load_cvae, negative_elbo, save_cvae
@@ -98,13 +97,10 @@ class ConditionalVAE(CorpusPrimedMethod):
     condition_readout_: PatchReadout | None = None
 
     def fit(self, train: PairedDataset) -> Self:
-        """Refuse a patch readout of the condition (given or offered to validation) on images without the
-        patch design before anything trains; then fit as every method does."""
-        readouts = {self.config.condition_readout, *self.settings.choices.get("condition_readout", ())}
-        if "patches" in readouts and detect_patch_grid(train.images) is None:
-            raise DataError(
-                f"cvae: condition_readout patches needs K x K binary-patch stimuli ({NO_DESIGN}); use pixels"
-            )
+        """Refuse a patch readout of the condition (set or offered to validation) on images without the
+        patch design before the cvae trains anything; then fit as every method does."""
+        instead = "use --condition-readout pixels"
+        self.refuse_without_patch_design(train, "condition_readout", "patches", instead)
         return super().fit(train)
 
     def fit_parts(self, train: PairedDataset) -> None:

@@ -28,11 +28,9 @@ import numpy as np
 import torch
 from diffusers import ControlNetModel
 
-from fmri_data.corpora import detect_patch_grid
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings
-from fmri_data.readout import NO_DESIGN
 from fmri_diffusion.methods.base import DiffusionMethod
 from fmri_diffusion.models.conditioner import FmriConditioner
 from fmri_diffusion.pipelines.pixels import to_pixels
@@ -138,12 +136,8 @@ class StableDiffusionMethod(DiffusionMethod):
     def fit(self, train: PairedDataset) -> Self:
         """Refuse a start from inverse-retinotopy (given or offered to validation) on images without its
         patch design before any probe or encoding model trains; then fit as every method does."""
-        starts = {self.config.start, *self.settings.choices.get("start", ())}
-        if START_IR in starts and detect_patch_grid(train.images) is None:
-            raise DataError(
-                f"{self.name}: start {START_IR} needs K x K binary-patch stimuli ({NO_DESIGN}); use start "
-                "ridge-latents or ridge-pixels"
-            )
+        instead = "use --start ridge-latents or ridge-pixels"
+        self.refuse_without_patch_design(train, "start", START_IR, instead)
         return super().fit(train)
 
     def fit_parts(self, train: PairedDataset) -> None:
