@@ -63,18 +63,20 @@ METHODS = (
     "brain-diffuser-stage1",
     "brain-diffuser",
     "inverse-retinotopy",
+    "ridge-patches",
     "cvae+ldm",
     "sd-lora+inverse-retinotopy",
 )
 ONLY_ON = {
     "inverse-retinotopy": {"miyawaki-kfold5"},
+    "ridge-patches": {"miyawaki-kfold5"},
     "cvae+ldm": {"digit69-given", "digit69-kfold5"},
     "sd-lora+inverse-retinotopy": {"miyawaki-kfold5"},
 }
-"""Methods that need a stimulus design some cells lack (inverse-retinotopy: K x K binary patches), and the
-ensembles (members joined by '+', weighed on validation stimuli), each where its members are this
-leaderboard's best of different kinds: with the cost of both members twice over, they run where the issue
-sets a best-method target within reach of a 2-core session."""
+"""Methods that need a stimulus design some cells lack (inverse-retinotopy and ridge-patches: K x K binary
+patches), and the ensembles (members joined by '+', weighed on validation stimuli), each where its members
+are this leaderboard's best of different kinds: with the cost of both members twice over, they run where
+the issue sets a best-method target within reach of a 2-core session."""
 # where the stimuli are K x K binary patches (Miyawaki), each may read its images out patch by patch
 READOUT = ["--choose", "readout=pixels,patches"]
 GUIDED = [*READOUT, "--choose", "likelihood_weight=0,0.5,1"]

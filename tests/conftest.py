@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import scipy.io
 
+from fmri_data.corpora.builtin import render_bilinear
 from fmri_data.dataset import PairedDataset
 from fmri_data.loaders.nsd import nsd_paths
 
@@ -85,6 +86,31 @@ def linear_dataset() -> PairedDataset:
 def make_linear():
     """The factory behind linear_dataset, for tests that need other sizes."""
     return make_linear_dataset
+
+
+def make_patch_data(
+    n_stimuli: int = 24, repeats: int = 2, seed: int = 0
+) -> tuple[PairedDataset, PairedDataset]:
+    """5 x 5 binary patches at 20 px through a random linear map plus noise: (train, test), the last 4
+    stimuli tested."""
+    grid, size = 5, 20
+    rng = np.random.default_rng(seed)
+    patterns = (rng.random((n_stimuli, grid, grid)) < 0.4).astype(np.float64)
+    stimulus_id = np.repeat(np.arange(n_stimuli), repeats)
+    fmri = patterns[stimulus_id].reshape(len(stimulus_id), -1) @ rng.normal(size=(grid * grid, 40))
+    data = PairedDataset(
+        fmri=(fmri + 0.3 * rng.normal(size=fmri.shape)).astype(np.float32),
+        images=render_bilinear(patterns, size)[stimulus_id].astype(np.float32),
+        stimulus_id=stimulus_id,
+    )
+    tested = stimulus_id >= n_stimuli - 4
+    return data.subset(np.flatnonzero(~tested)), data.subset(np.flatnonzero(tested))
+
+
+@pytest.fixture(name="patch_data")
+def patch_data_fixture():
+    """The factory of tiny patch-design data sets (train, test)."""
+    return make_patch_data
 
 
 @pytest.fixture(autouse=True)

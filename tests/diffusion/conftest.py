@@ -1,5 +1,4 @@
-"""Tiny diffusers components for fast CPU tests, built in code as diffusers' own tests do, and a tiny data set
-of Miyawaki's design (binary patches)."""
+"""Tiny diffusers components for fast CPU tests, built in code as diffusers' own tests do; quick settings."""
 
 from __future__ import annotations
 
@@ -8,13 +7,10 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
-from fmri_data.corpora.builtin import render_bilinear
-from fmri_data.dataset import PairedDataset
 from fmri_data.methods import MethodSettings
 from fmri_diffusion.models.builders import small_unet
 from fmri_diffusion.models.conditioner import FmriConditioner
@@ -77,31 +73,6 @@ def make_tiny_sd(seed: int = 0) -> BaseModel:
         layers_per_block=1,
     )
     return BaseModel(unet=unet, vae=vae, scheduler=DDPMScheduler(), source="tiny")
-
-
-def make_patch_data(
-    n_stimuli: int = 24, repeats: int = 2, seed: int = 0
-) -> tuple[PairedDataset, PairedDataset]:
-    """5 x 5 binary patches at 20 px through a random linear map plus noise: (train, test), the last 4
-    stimuli tested."""
-    grid, size = 5, 20
-    rng = np.random.default_rng(seed)
-    patterns = (rng.random((n_stimuli, grid, grid)) < 0.4).astype(np.float64)
-    stimulus_id = np.repeat(np.arange(n_stimuli), repeats)
-    fmri = patterns[stimulus_id].reshape(len(stimulus_id), -1) @ rng.normal(size=(grid * grid, 40))
-    data = PairedDataset(
-        fmri=(fmri + 0.3 * rng.normal(size=fmri.shape)).astype(np.float32),
-        images=render_bilinear(patterns, size)[stimulus_id].astype(np.float32),
-        stimulus_id=stimulus_id,
-    )
-    tested = stimulus_id >= n_stimuli - 4
-    return data.subset(np.flatnonzero(~tested)), data.subset(np.flatnonzero(tested))
-
-
-@pytest.fixture(name="patch_data")
-def patch_data_fixture():
-    """The factory of tiny patch-design data sets (train, test)."""
-    return make_patch_data
 
 
 @pytest.fixture

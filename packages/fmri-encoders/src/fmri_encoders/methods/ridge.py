@@ -1,12 +1,16 @@
-"""The `ridge` method: pixels decoded linearly from voxels."""
+"""The `ridge` method: pixels decoded linearly from voxels; `ridge-patches`: the same read out as the design's
+binary patches."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from fmri_data.corpora import detect_patch_grid
 from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.methods import ReconstructionMethod
+from fmri_data.readout import NO_DESIGN, PatchReadout
+from fmri_encoders.out_of_fold import out_of_fold_ridge
 from fmri_encoders.ridge import RidgeEncoder
 from fmri_encoders.runtime import ridge_backend
 
@@ -38,3 +42,34 @@ class RidgePixels(ReconstructionMethod):
     def predict(self, fmri: np.ndarray) -> np.ndarray:
         pixels = self.encoder_.predict(fmri)
         return np.clip(pixels, 0.0, 1.0).reshape(len(fmri), *self.image_shape_)
+
+
+class RidgePatches(RidgePixels):
+    """Ridge's image read out as the posterior mean of the stimuli's K x K binary patches (fmri_data.readout).
+
+    The baseline for every route that reads its images out as patches (`--choose readout=...`), which
+    plain ridge is not: on Miyawaki the readout alone lifts ridge's SSIM by about 0.08. The readout is
+    fitted on ridge's stimulus-grouped out-of-fold images of the training trials (noisy as test-time images
+    are), so no test trial sets it. Refuses stimuli without the patch design.
+    """
+
+    name = "ridge-patches"
+    colour = False
+
+    def fit(self, train: PairedDataset) -> RidgePatches:
+        if detect_patch_grid(train.images) is None:
+            raise DataError(f"ridge-patches needs K x K binary-patch stimuli, and {NO_DESIGN}; use ridge")
+        super().fit(train)
+        held_out, _ = out_of_fold_ridge(
+            train.fmri,
+            train.images,
+            train.stimulus_id,
+            k=INNER_FOLDS,
+            per_target=False,
+            backend=ridge_backend(self.settings.device),
+        )
+        self.readout_ = PatchReadout.fit(train.images, np.clip(held_out, 0, 1), train.images)
+        return self
+
+    def predict(self, fmri: np.ndarray) -> np.ndarray:
+        return self.readout_(super().predict(fmri)).astype(np.float32)

@@ -1,0 +1,44 @@
+"""`ridge-patches`: ridge's image read out as the design's binary patches, the baseline for patch readouts."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from fmri_data.errors import DataError
+from fmri_data.methods import MethodSettings, create_method
+from fmri_data.readout import PatchReadout
+from fmri_encoders.methods import ridge as ridge_module
+from fmri_encoders.out_of_fold import out_of_fold_ridge
+from fmri_eval.metrics import ssim
+
+
+def test_ridge_is_read_out_by_a_readout_fitted_on_its_out_of_fold_training_images(patch_data, monkeypatch):
+    train, test = patch_data()
+    seen = {}
+
+    def out_of_fold(*args, **kwargs):
+        seen["held_out"], full = out_of_fold_ridge(*args, **kwargs)
+        return seen["held_out"], full
+
+    monkeypatch.setattr(ridge_module, "out_of_fold_ridge", out_of_fold)
+    method = create_method("ridge-patches", MethodSettings(device="cpu")).fit(train)
+
+    readout = PatchReadout.fit(train.images, np.clip(seen["held_out"], 0, 1), train.images)
+    assert method.readout_ == readout
+    ridge = create_method("ridge", MethodSettings(device="cpu")).fit(train).predict(test.fmri)
+    read_out = method.predict(test.fmri)
+    np.testing.assert_allclose(read_out, readout(ridge), atol=1e-6)
+    assert read_out.shape == test.images.shape
+    assert read_out.dtype == np.float32
+    assert 0 <= read_out.min() <= read_out.max() <= 1
+    assert ssim(test.images, read_out).mean() > ssim(test.images, ridge).mean()  # sharper patches
+
+
+def test_images_without_a_patch_design_are_refused_in_one_line(patch_data):
+    train, _ = patch_data()
+    grey = np.random.default_rng(3).uniform(0.2, 0.8, train.images.shape).astype(np.float32)
+    with pytest.raises(DataError, match=r"ridge-patches needs K x K binary-patch stimuli, .*; use ridge$"):
+        create_method("ridge-patches", MethodSettings(device="cpu")).fit(replace(train, images=grey))
