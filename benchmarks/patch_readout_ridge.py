@@ -1,5 +1,8 @@
 """How much of a route's gain on Miyawaki is the patch readout alone: ridge read out as patches, honestly.
 
+The `ridge-patches` method is that baseline inside a run; this script scores it beside saved cells, paired,
+without running them again, with its readout fitted on a ridge whose alpha each pixel chooses.
+
 In each fold, ridge is fitted on the training trials as the `ridge` method is, the patch readout
 (fmri_data.readout) is fitted on ridge's stimulus-grouped out-of-fold reconstructions of those
 training trials (never on a test trial) and then reads out ridge's test reconstructions. Scored with

@@ -9,6 +9,7 @@ import pytest
 
 from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, create_method
+from fmri_data.methods.registry import check_colour
 from fmri_data.readout import PatchReadout
 from fmri_encoders.methods import ridge as ridge_module
 from fmri_encoders.out_of_fold import out_of_fold_ridge
@@ -20,11 +21,14 @@ def test_ridge_is_read_out_by_a_readout_fitted_on_its_out_of_fold_training_image
     seen = {}
 
     def out_of_fold(*args, **kwargs):
+        seen["options"] = kwargs
         seen["held_out"], full = out_of_fold_ridge(*args, **kwargs)
         return seen["held_out"], full
 
     monkeypatch.setattr(ridge_module, "out_of_fold_ridge", out_of_fold)
-    method = create_method("ridge-patches", MethodSettings(device="cpu")).fit(train)
+    method = create_method("ridge-patches", MethodSettings(device="cpu", seed=3)).fit(train)
+    assert seen["options"]["seed"] == 3  # the run's draw of the inner folds, as the cvae's condition
+    assert seen["options"]["per_target"] is False  # one alpha, as the method's own ridge
 
     readout = PatchReadout.fit(train.images, np.clip(seen["held_out"], 0, 1), train.images)
     assert method.readout_ == readout
@@ -35,10 +39,16 @@ def test_ridge_is_read_out_by_a_readout_fitted_on_its_out_of_fold_training_image
     assert read_out.dtype == np.float32
     assert 0 <= read_out.min() <= read_out.max() <= 1
     assert ssim(test.images, read_out).mean() > ssim(test.images, ridge).mean()  # sharper patches
+    assert method.records() == {"readout": readout.to_dict()}
 
 
-def test_images_without_a_patch_design_are_refused_in_one_line(patch_data):
+def test_images_without_a_patch_design_colour_or_two_stimuli_are_refused_in_one_line(patch_data):
     train, _ = patch_data()
     grey = np.random.default_rng(3).uniform(0.2, 0.8, train.images.shape).astype(np.float32)
     with pytest.raises(DataError, match=r"ridge-patches needs K x K binary-patch stimuli, .*; use ridge$"):
         create_method("ridge-patches", MethodSettings(device="cpu")).fit(replace(train, images=grey))
+    with pytest.raises(DataError, match="ridge-patches reconstruct grayscale images only"):
+        check_colour(["ridge-patches"], MethodSettings())
+    two = train.subset(np.flatnonzero(train.stimulus_id < 2))
+    with pytest.raises(DataError, match="ridge-patches needs at least 3 distinct training stimuli, got 2"):
+        create_method("ridge-patches", MethodSettings(device="cpu")).fit(two)

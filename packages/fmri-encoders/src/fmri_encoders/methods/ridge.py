@@ -3,6 +3,8 @@ binary patches."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from fmri_data.corpora import detect_patch_grid
@@ -15,6 +17,8 @@ from fmri_encoders.ridge import RidgeEncoder
 from fmri_encoders.runtime import ridge_backend
 
 INNER_FOLDS = 5
+MIN_STIMULI = 3
+"""ridge-patches' least: each out-of-fold ridge, one stimulus held out, still chooses its alpha on two."""
 
 
 class RidgePixels(ReconstructionMethod):
@@ -59,12 +63,17 @@ class RidgePatches(RidgePixels):
     def fit(self, train: PairedDataset) -> RidgePatches:
         if detect_patch_grid(train.images) is None:
             raise DataError(f"ridge-patches needs K x K binary-patch stimuli, and {NO_DESIGN}; use ridge")
-        super().fit(train)
-        held_out, _ = out_of_fold_ridge(
+        if train.n_stimuli < MIN_STIMULI:
+            raise DataError(
+                f"ridge-patches needs at least {MIN_STIMULI} distinct training stimuli, got {train.n_stimuli}"
+            )
+        self.image_shape_ = train.images.shape[1:]
+        held_out, self.encoder_ = out_of_fold_ridge(
             train.fmri,
             train.images,
             train.stimulus_id,
             k=INNER_FOLDS,
+            seed=self.settings.seed,
             per_target=False,
             backend=ridge_backend(self.settings.device),
         )
@@ -73,3 +82,6 @@ class RidgePatches(RidgePixels):
 
     def predict(self, fmri: np.ndarray) -> np.ndarray:
         return self.readout_(super().predict(fmri)).astype(np.float32)
+
+    def records(self) -> dict[str, Any]:
+        return {"readout": self.readout_.to_dict()}
