@@ -166,6 +166,7 @@ def test_under_several_validation_folds_each_fold_fits_the_members_and_the_weigh
     assert validation["chosen"] == {"dark-test": 0.25, "bright-test": 0.75}
     ensemble = tmp_path / "fold-000" / "dark-test+bright-test"
     assert [seen.work_dir for seen in SEEN["bright-test"]] == [
+        tmp_path,  # the run's check of the stimuli (ReconstructionMethod.check_stimuli): nothing fitted
         ensemble / "validation" / "bright-test",
         ensemble / "validation" / "fifth-2" / "bright-test",
         ensemble / "validation" / "fifth-3" / "bright-test",

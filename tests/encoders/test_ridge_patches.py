@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from fmri_data.errors import DataError
-from fmri_data.methods import MethodSettings, create_method
+from fmri_data.methods import MethodSettings, create_method, reconstruct_over_splits
 from fmri_data.methods.registry import check_colour
 from fmri_data.readout import PatchReadout
+from fmri_data.splits import make_splits
 from fmri_encoders.methods import ridge as ridge_module
 from fmri_encoders.out_of_fold import out_of_fold_ridge
 from fmri_eval.metrics import ssim
@@ -52,3 +53,37 @@ def test_images_without_a_patch_design_colour_or_two_stimuli_are_refused_in_one_
     two = train.subset(np.flatnonzero(train.stimulus_id < 2))
     with pytest.raises(DataError, match="ridge-patches needs at least 3 distinct training stimuli, got 2"):
         create_method("ridge-patches", MethodSettings(device="cpu")).fit(two)
+
+
+@pytest.mark.parametrize(
+    ("method", "sampling", "refusal"),
+    [
+        ("ridge-patches", {}, "ridge-patches needs K x K binary-patch stimuli"),
+        ("inverse-retinotopy", {}, "inverse-retinotopy: the training images are not K x K binary patches"),
+        (
+            "mean+inverse-retinotopy",
+            {},
+            "inverse-retinotopy: the training images are not K x K binary patches",
+        ),
+        (
+            "cvae",
+            {"condition_readout": "patches"},
+            "cvae: condition_readout patches needs K x K binary-patch",
+        ),
+        (
+            "sd-lora",
+            {"start": "inverse-retinotopy"},
+            "sd-lora: start inverse-retinotopy needs K x K binary-patch",
+        ),
+    ],
+)
+def test_a_run_refuses_stimuli_a_method_cannot_take_before_any_method_trains(
+    tmp_path, patch_data, method, sampling, refusal
+):
+    train, _ = patch_data()
+    grey = np.random.default_rng(3).uniform(0.2, 0.8, train.images.shape).astype(np.float32)
+    data = replace(train, images=grey)
+    settings = MethodSettings(device="cpu", quick=True, work_dir=tmp_path / "w", sampling=sampling)
+    with pytest.raises(DataError, match=refusal):
+        reconstruct_over_splits(data, make_splits(data, "kfold:2"), ["ridge", method], settings=settings)
+    assert not (tmp_path / "w").exists()  # ridge, listed first, never trained: no fold folder was stamped

@@ -217,6 +217,12 @@ class ReconstructionMethod(ABC):
                 "--colour, or convert an .npz's images to grayscale)"
             )
 
+    def check_stimuli(self, images: np.ndarray) -> None:
+        """Raise DataError if this method, as configured, cannot learn from these stimuli (e.g. they lack a
+        design it needs): the runner asks, with every stimulus any fold trains on, before any fold trains.
+        Any stimuli by default."""
+        return None
+
     def records(self) -> dict[str, Any]:
         """JSON-ready facts of this fit for metrics.json (e.g. settings chosen on validation); none by
         default."""

@@ -14,6 +14,8 @@ from difflib import get_close_matches
 from functools import cache
 from importlib.metadata import entry_points
 
+import numpy as np
+
 from fmri_data.errors import DataError
 from fmri_data.methods.base import SCOPE, MethodSettings, ReconstructionMethod
 
@@ -103,6 +105,13 @@ def check_colour(names: Sequence[str], settings: MethodSettings) -> None:
         )
     for part in parts:
         create_method(part, settings).check_colour()
+
+
+def check_stimuli(names: Sequence[str], settings: MethodSettings, images: np.ndarray) -> None:
+    """Refuse stimuli that a method (or a part of an ensemble), as configured, cannot reconstruct
+    (ReconstructionMethod.check_stimuli), before any method trains."""
+    for part in sorted({part for name in names for part in name.split(JOIN)}):
+        create_method(part, settings).check_stimuli(images)
 
 
 def check_choices(names: Sequence[str], keys: Iterable[str]) -> None:

@@ -21,7 +21,7 @@ from fmri_data.methods.fingerprint import (
     fold_fingerprints,
     record_fingerprint,
 )
-from fmri_data.methods.registry import check_colour, check_methods, create_method
+from fmri_data.methods.registry import check_colour, check_methods, check_stimuli, create_method
 from fmri_data.preprocessing import Preprocessing, repeat_groups
 from fmri_data.splits import Split
 
@@ -83,6 +83,8 @@ def reconstruct_over_splits(
     check_methods(methods)
     if dataset.is_colour:
         check_colour(methods, settings)
+    trained_on = np.unique(np.concatenate([split.train for split in splits]))
+    check_stimuli(methods, settings, dataset.images[trained_on])  # the stimuli any fold trains on
     _check_each_trial_tested_once(dataset, splits)
     candidate_stimulus, candidate_images = _tested_stimuli(dataset, splits)
     if settings.prior_corpus is not None:  # before any training, and before any folder is stamped

@@ -140,21 +140,21 @@ class DiffusionMethod(ReconstructionMethod):
         return RidgeEncoder.load(folder, backend=self.ridge_options()["backend"])
 
     # ---------------------------------------------------------------- fitting
-    def refuse_without_patch_design(
-        self, train: PairedDataset, setting: str, value: str, instead: str
-    ) -> None:
-        """Refuse `setting` `value`, set or offered to validation, where the training images are not K x K
-        binary patches: in one line, before this method trains anything. `instead` says what to set."""
+    def refuse_without_patch_design(self, images: np.ndarray, setting: str, value: str, instead: str) -> None:
+        """Refuse `setting` `value`, set or offered to validation, where the stimuli are not K x K binary
+        patches, in one line (for check_stimuli). `instead` says what to set."""
         offered = self.settings.choices.get(setting)
-        if value in (offered or (getattr(self.config, setting),)) and detect_patch_grid(train.images) is None:
+        if value in (offered or (getattr(self.config, setting),)) and detect_patch_grid(images) is None:
             fix = f"drop {value} from --choose {setting}" if offered else instead
             raise DataError(
                 f"{self.name}: {setting} {value} needs K x K binary-patch stimuli, and {NO_DESIGN}; {fix}"
             )
 
     def fit(self, train: PairedDataset) -> Self:
-        """Choose sampling settings on validation stimuli (with `settings.choices`), fit the encoding model
-        (with likelihood guidance), fit the method's own parts, save it all."""
+        """Check the stimuli (check_stimuli), choose sampling settings on validation stimuli (with
+        `settings.choices`), fit the encoding model (with likelihood guidance), fit the method's own parts,
+        save it all."""
+        self.check_stimuli(train.images)
         self.image_size_, self.colour_ = train.image_shape[0], train.is_colour
         if self.colour_ and self.needs_encoding():
             raise colour_likelihood_error(self.name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import torch
@@ -96,12 +96,10 @@ class ConditionalVAE(CorpusPrimedMethod):
     sampling_settings = CorpusPrimedMethod.sampling_settings | {"langevin_steps", "langevin_step_size"}
     condition_readout_: PatchReadout | None = None
 
-    def fit(self, train: PairedDataset) -> Self:
-        """Refuse a patch readout of the condition (set or offered to validation) on images without the
-        patch design before the cvae trains anything; then fit as every method does."""
+    def check_stimuli(self, images: np.ndarray) -> None:
+        """A patch readout of the condition (set or offered to validation) needs the patch design."""
         instead = "use --condition-readout pixels"
-        self.refuse_without_patch_design(train, "condition_readout", "patches", instead)
-        return super().fit(train)
+        self.refuse_without_patch_design(images, "condition_readout", "patches", instead)
 
     def fit_parts(self, train: PairedDataset) -> None:
         if train.n_stimuli < 2:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal
 
 import diffusers
 import numpy as np
@@ -133,12 +133,10 @@ class StableDiffusionMethod(DiffusionMethod):
     uses_control: ClassVar[bool] = False
 
     # ---------------------------------------------------------------- fitting
-    def fit(self, train: PairedDataset) -> Self:
-        """Refuse a start from inverse-retinotopy (given or offered to validation) on images without its
-        patch design before any probe or encoding model trains; then fit as every method does."""
+    def check_stimuli(self, images: np.ndarray) -> None:
+        """A start from inverse-retinotopy (set or offered to validation) needs its patch design."""
         instead = "use --start ridge-latents or ridge-pixels"
-        self.refuse_without_patch_design(train, "start", START_IR, instead)
-        return super().fit(train)
+        self.refuse_without_patch_design(images, "start", START_IR, instead)
 
     def fit_parts(self, train: PairedDataset) -> None:
         config, settings = self.config, self.settings

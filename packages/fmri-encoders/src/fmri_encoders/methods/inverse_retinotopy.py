@@ -114,10 +114,13 @@ class InverseRetinotopy(ReconstructionMethod):
         """Its prior's and likelihood's weights and voxel count (CHOSEN), each a grid of its config."""
         return frozenset(CHOSEN)
 
-    def fit(self, train: PairedDataset) -> InverseRetinotopy:
-        grid = detect_patch_grid(train.images)
-        if grid is None:
+    def check_stimuli(self, images: np.ndarray) -> None:
+        if detect_patch_grid(images) is None:
             raise DataError(f"{self.name}: {NO_DESIGN} (Miyawaki's design); use ridge or a generative method")
+
+    def fit(self, train: PairedDataset) -> InverseRetinotopy:
+        self.check_stimuli(train.images)
+        grid = detect_patch_grid(train.images)
         if train.n_stimuli < MIN_STIMULI:
             raise DataError(
                 f"{self.name} needs at least {MIN_STIMULI} distinct training stimuli, got {train.n_stimuli}"
