@@ -55,35 +55,33 @@ def test_images_without_a_patch_design_colour_or_two_stimuli_are_refused_in_one_
         create_method("ridge-patches", MethodSettings(device="cpu")).fit(two)
 
 
+NOT_PATCHES = "the training images are not K x K binary patches"
+
+
 @pytest.mark.parametrize(
-    ("method", "sampling", "refusal"),
+    ("method", "options", "refusal"),
     [
         ("ridge-patches", {}, "ridge-patches needs K x K binary-patch stimuli"),
-        ("inverse-retinotopy", {}, "inverse-retinotopy: the training images are not K x K binary patches"),
-        (
-            "mean+inverse-retinotopy",
-            {},
-            "inverse-retinotopy: the training images are not K x K binary patches",
-        ),
-        (
-            "cvae",
-            {"condition_readout": "patches"},
-            "cvae: condition_readout patches needs K x K binary-patch",
-        ),
-        (
-            "sd-lora",
-            {"start": "inverse-retinotopy"},
-            "sd-lora: start inverse-retinotopy needs K x K binary-patch",
-        ),
+        ("inverse-retinotopy", {}, f"inverse-retinotopy: {NOT_PATCHES}"),
+        ("mean+inverse-retinotopy", {}, f"inverse-retinotopy: {NOT_PATCHES}"),
+        ("cvae", {"sampling": {"condition_readout": "patches"}}, "use --condition-readout pixels"),
+        ("cvae", {"choices": {"condition_readout": ("pixels", "patches")}}, "drop patches from --choose"),
+        ("sd-lora", {"sampling": {"start": "inverse-retinotopy"}}, "sd-lora: start inverse-retinotopy needs"),
     ],
 )
 def test_a_run_refuses_stimuli_a_method_cannot_take_before_any_method_trains(
-    tmp_path, patch_data, method, sampling, refusal
+    tmp_path, patch_data, method, options, refusal
 ):
     train, _ = patch_data()
     grey = np.random.default_rng(3).uniform(0.2, 0.8, train.images.shape).astype(np.float32)
     data = replace(train, images=grey)
-    settings = MethodSettings(device="cpu", quick=True, work_dir=tmp_path / "w", sampling=sampling)
+    settings = MethodSettings(device="cpu", quick=True, work_dir=tmp_path / "w", **options)
     with pytest.raises(DataError, match=refusal):
         reconstruct_over_splits(data, make_splits(data, "kfold:2"), ["ridge", method], settings=settings)
     assert not (tmp_path / "w").exists()  # ridge, listed first, never trained: no fold folder was stamped
+
+
+def test_a_run_without_folds_is_refused_in_one_line_before_its_stimuli_are_checked(patch_data):
+    train, _ = patch_data()
+    with pytest.raises(DataError, match="the split has no folds"):
+        reconstruct_over_splits(train, [], ["ridge-patches"], settings=MethodSettings(device="cpu"))

@@ -108,7 +108,7 @@ def check_colour(names: Sequence[str], settings: MethodSettings) -> None:
 
 
 def check_stimuli(names: Sequence[str], settings: MethodSettings, images: np.ndarray) -> None:
-    """Refuse stimuli that a method (or a part of an ensemble), as configured, cannot reconstruct
+    """Refuse stimuli that a method (or a part of an ensemble), as configured, cannot learn from
     (ReconstructionMethod.check_stimuli), before any method trains."""
     for part in sorted({part for name in names for part in name.split(JOIN)}):
         create_method(part, settings).check_stimuli(images)

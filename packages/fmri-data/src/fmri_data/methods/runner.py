@@ -83,9 +83,10 @@ def reconstruct_over_splits(
     check_methods(methods)
     if dataset.is_colour:
         check_colour(methods, settings)
-    trained_on = np.unique(np.concatenate([split.train for split in splits]))
-    check_stimuli(methods, settings, dataset.images[trained_on])  # the stimuli any fold trains on
     _check_each_trial_tested_once(dataset, splits)
+    trained_on = np.unique(np.concatenate([split.train for split in splits]))
+    _, first_trials = np.unique(dataset.stimulus_id[trained_on], return_index=True)
+    check_stimuli(methods, settings, dataset.images[trained_on[first_trials]])  # each stimulus trained on
     candidate_stimulus, candidate_images = _tested_stimuli(dataset, splits)
     if settings.prior_corpus is not None:  # before any training, and before any folder is stamped
         corpus = settings.prior_corpus.screened(candidate_images, allow_leaks=allow_corpus_leaks)

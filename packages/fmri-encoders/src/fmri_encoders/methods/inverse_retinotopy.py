@@ -115,12 +115,17 @@ class InverseRetinotopy(ReconstructionMethod):
         return frozenset(CHOSEN)
 
     def check_stimuli(self, images: np.ndarray) -> None:
-        if detect_patch_grid(images) is None:
+        """Its receptive fields and prior live on the stimuli's K x K patch grid."""
+        self._patch_grid(images)
+
+    def _patch_grid(self, images: np.ndarray) -> int:
+        grid = detect_patch_grid(images)
+        if grid is None:
             raise DataError(f"{self.name}: {NO_DESIGN} (Miyawaki's design); use ridge or a generative method")
+        return grid
 
     def fit(self, train: PairedDataset) -> InverseRetinotopy:
-        self.check_stimuli(train.images)
-        grid = detect_patch_grid(train.images)
+        grid = self._patch_grid(train.images)
         if train.n_stimuli < MIN_STIMULI:
             raise DataError(
                 f"{self.name} needs at least {MIN_STIMULI} distinct training stimuli, got {train.n_stimuli}"
