@@ -53,7 +53,7 @@ def ridge_rows(data: str, split: str, seed: int = 0) -> dict[str, np.ndarray]:
         }
         if detect_patch_grid(train.images) is not None:  # elsewhere (digit69) the script only pairs cells
             held_out, _ = out_of_fold_ridge(train.fmri, train.images, train.stimulus_id)
-            readout = PatchReadout.fit(train.images, np.clip(held_out, 0, 1), train.images)
+            readout = PatchReadout.fit_out_of_fold(train.images, held_out)
             fitted["ridge+patches"] = readout(np.clip(ridge, 0, 1))
         for name, values in fitted.items():
             rows.setdefault(name, []).append(values)

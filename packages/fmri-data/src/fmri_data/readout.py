@@ -66,6 +66,13 @@ class PatchReadout:
         fill = float(np.clip((patch_values(train_images, grid) > 0.5).mean(), FILL_LIMIT, 1 - FILL_LIMIT))
         return cls(grid, off_mean, on_mean, max(float(residuals.var()), 1e-6), fill)
 
+    @classmethod
+    def fit_out_of_fold(cls, train_images: np.ndarray, held_out: np.ndarray) -> Self:
+        """From a decoder's out-of-fold reconstructions of the training images themselves (each predicted
+        without its stimulus; clipped to [0, 1] as its outputs are): what a method fits on its training
+        trials alone, so no test trial sets the readout."""
+        return cls.fit(train_images, np.clip(held_out, 0, 1), train_images)
+
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """[n, H, H] reconstructions in [0, 1] -> their patch posterior means, rendered at the same size."""
         images = np.asarray(images)

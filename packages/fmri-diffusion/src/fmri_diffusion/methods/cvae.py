@@ -116,7 +116,7 @@ class ConditionalVAE(CorpusPrimedMethod):
         )
         self.condition_readout_ = None
         if config.condition_readout == "patches":
-            self.condition_readout_ = PatchReadout.fit(train.images, np.clip(conditions, 0, 1), train.images)
+            self.condition_readout_ = PatchReadout.fit_out_of_fold(train.images, conditions)
         pairs = {
             "x": torch.from_numpy(train.images[:, None]),
             "c": torch.from_numpy(self._conditions(conditions)[:, None]),

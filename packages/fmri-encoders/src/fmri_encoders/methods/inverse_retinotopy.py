@@ -198,7 +198,7 @@ class InverseRetinotopy(ReconstructionMethod):
             backend=ridge_backend(self.settings.device),
             per_target=False,
         )
-        readout = PatchReadout.fit(train.images, np.clip(held_out, 0, 1), train.images)
+        readout = PatchReadout.fit_out_of_fold(train.images, held_out)
         return _Parts(ReceptiveFields.fit(on, train.fmri), decoder, readout, float(on.mean()))
 
     def _sample(

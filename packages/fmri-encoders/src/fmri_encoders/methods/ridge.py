@@ -80,7 +80,7 @@ class RidgePatches(RidgePixels):
             per_target=False,
             backend=ridge_backend(self.settings.device),
         )
-        self.readout_ = PatchReadout.fit(train.images, np.clip(held_out, 0, 1), train.images)
+        self.readout_ = PatchReadout.fit_out_of_fold(train.images, held_out)
         return self
 
     def predict(self, fmri: np.ndarray) -> np.ndarray:
