@@ -20,11 +20,12 @@ from fmri_data.corpora import (
     MAX_LEAK_FRACTION,
     CorpusScreening,
     PriorCorpus,
+    builtin,
     detect_patch_grid,
     load_corpus,
     screen_corpus,
 )
-from fmri_data.corpora.builtin import _bitmap
+from fmri_data.corpora.builtin import _bitmap, _diagonal, _rectangle, render_bilinear
 from fmri_data.corpora.resize import resize_images
 from fmri_data.errors import DataError
 from fmri_data.io import load_dataset
@@ -149,7 +150,7 @@ def test_screened_refuses_test_stimuli_of_another_size() -> None:
 
 
 def test_builtins_are_listed() -> None:
-    assert set(BUILT_IN_CORPORA) == {"simulator", "binary-patterns", "digits"}
+    assert set(BUILT_IN_CORPORA) == {"simulator", "binary-patterns", "figures", "digits"}
 
 
 def test_digits_load_all_1797_images_at_the_asked_size() -> None:
@@ -214,6 +215,73 @@ def test_binary_patterns_take_the_grid_from_the_stimuli() -> None:
     corpus = load_corpus("binary-patterns", SIZE, n=30, stimuli=patterns_rendered(20, 8, seed=1))
     assert detect_patch_grid(corpus.images) == 8
     assert detect_patch_grid(load_corpus("binary-patterns", SIZE, n=30).images) == 10
+
+
+def test_figures_are_strokes_of_whole_patches_on_the_grid() -> None:
+    corpus = load_corpus("figures:10", SIZE, n=200, seed=4)
+    assert corpus.images.shape == (200, SIZE, SIZE)
+    assert detect_patch_grid(corpus.images) == 10  # rendered from binary patches, as Miyawaki's stimuli
+    down = area_overlap(10, SIZE)
+    patterns = (down @ corpus.images.astype(np.float64) @ down.T) >= 0.5
+    fill = patterns.mean(axis=(1, 2))
+    assert fill.min() > 0
+    assert np.median(fill) < 0.3  # figures, not the dense random patterns binary-patterns draws
+    for pattern in patterns:  # every on patch touches another: strokes, not salt and pepper
+        padded = np.pad(pattern, 1)
+        neighbours = padded[:-2, 1:-1] | padded[2:, 1:-1] | padded[1:-1, :-2] | padded[1:-1, 2:]
+        diagonal = padded[:-2, :-2] | padded[:-2, 2:] | padded[2:, :-2] | padded[2:, 2:]
+        assert not (pattern & ~neighbours & ~diagonal).any()
+    np.testing.assert_array_equal(load_corpus("figures:10", SIZE, n=200, seed=4).images, corpus.images)
+    assert not np.array_equal(load_corpus("figures:10", SIZE, n=200, seed=5).images, corpus.images)
+    assert (
+        detect_patch_grid(load_corpus("figures", SIZE, n=30, stimuli=patterns_rendered(20, 8, 1)).images) == 8
+    )
+
+
+def test_thick_diagonals_and_outlines_are_the_shapes_they_name() -> None:
+    rng = np.random.default_rng(6)
+    for _ in range(200):
+        thick = _diagonal(10, 2, rng)
+        rows = [np.flatnonzero(row) for row in thick if row.any()]
+        assert all(len(run) == 2 and run[1] == run[0] + 1 for run in rows)  # one run of 2 a row: no X
+        steps = np.diff([run[0] for run in rows])
+        assert set(np.abs(steps)) == {1}  # a 45-degree line
+        assert len(set(steps)) == 1  # in one direction throughout
+        outline = _rectangle(10, 2, rng)
+        rows, cols = np.nonzero(outline)
+        box = outline[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        for side in (box[:2], box[-2:], box[:, :2], box[:, -2:]):
+            assert side.all()
+        assert box[2:-2, 2:-2].size > 0
+        assert not box[2:-2, 2:-2].any()
+
+
+def test_a_figure_keeps_every_stroke_drawn_into_it(monkeypatch) -> None:
+    """A rectangle's hole must not erase what earlier strokes drew there: figures are unions."""
+    drawn: list[np.ndarray] = []
+
+    def recording(stroke):
+        def draw(grid, width, rng):
+            drawn.append(stroke(grid, width, rng))
+            return drawn[-1]
+
+        return draw
+
+    monkeypatch.setattr(builtin, "_STROKES", tuple(recording(stroke) for stroke in builtin._STROKES))
+    for seed in range(40):
+        drawn.clear()
+        figure = builtin.figure_patterns(1, 10, 10, seed=seed)[0]  # at the grid's size: the patches
+        np.testing.assert_array_equal(figure > 0.5, np.logical_or.reduce(drawn))
+
+
+def test_few_figures_duplicate_miyawaki_like_letters() -> None:
+    """Random strokes rarely draw a copy of a simple figure: far fewer than the screening's 1% are dropped."""
+    letters = np.zeros((3, 10, 10))
+    letters[0, 3:7, 3] = letters[0, 3:7, 6] = letters[0, 3, 3:7] = 1  # an n
+    letters[1, 3:7, 3] = letters[1, 3:7, 6] = letters[1, 6, 3:7] = 1  # a u
+    letters[2, 3:7, 3:7] = 1  # a filled square
+    screened = load_corpus("figures", SIZE, n=3000, seed=0).screened(render_bilinear(letters, SIZE))
+    assert screened.screening.leak_fraction() < 0.01
 
 
 def test_detect_patch_grid_finds_the_design_or_none() -> None:
@@ -301,6 +369,7 @@ def test_folder_of_images_round_trip(tmp_path: Path) -> None:
         (lambda d: "binary-patterns:ten", "must be an integer"),
         (lambda d: "binary-patterns:\u00b2", "must be an integer"),  # a superscript 2: isdigit(), not ASCII
         (lambda d: "binary-patterns:40", "between 2 and the image size"),
+        (lambda d: "figures:4", "between 5 and the image size"),
     ],
 )
 def test_bad_inputs_are_data_errors(tmp_path: Path, make, match: str) -> None:

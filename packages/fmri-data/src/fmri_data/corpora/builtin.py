@@ -1,4 +1,5 @@
-"""The corpora that need no file: the simulator's images, random binary patch patterns and sklearn's digits.
+"""The corpora that need no file: the simulator's images, random binary patch patterns, random figures drawn
+in strokes of patches, and sklearn's digits.
 
 Each comes at the stimulus size, in [0, 1], as float32 [n, size, size]; none is screened here.
 """
@@ -18,6 +19,9 @@ from fmri_data.simulator.stimuli import area_overlap
 MIYAWAKI_GRID = 10
 """Miyawaki et al. 2008 showed 10x10 patch patterns; the default grid when none is given or detected."""
 
+FIGURE_GRID_MIN = 5
+"""The smallest grid a rectangle's outline two patches wide fits with a hole inside."""
+
 _DETECTION_ERROR = 0.02
 _DIGIT_BOX, _DIGIT_FRAME = 20, 28  # MNIST's layout: the digit fills 20x20 inside a 28x28 black frame
 _UCI_BLOCK = 4  # UCI's 8x8 digits count the ink of 4x4 blocks of a 32x32 bitmap
@@ -31,11 +35,7 @@ def simulator_corpus(n: int, image_size: int, seed: int) -> np.ndarray:
 def binary_patterns(n: int, image_size: int, grid: int, seed: int) -> np.ndarray:
     """`n` random binary grid x grid patterns, each with its own fill probability in [0.2, 0.8] so that
     sparse and dense stimuli are both covered, rendered bilinearly as the Miyawaki file renders its own."""
-    if not 2 <= grid <= image_size:
-        raise DataError(
-            f"binary-patterns: the grid must lie between 2 and the image size ({image_size}), got {grid}; "
-            "write binary-patterns:K with a smaller K"
-        )
+    _check_grid("binary-patterns", grid, image_size)
     rng = np.random.default_rng(seed)
     fill = rng.uniform(0.2, 0.8, size=(n, 1, 1))
     patterns = rng.random((n, grid, grid)) < fill
@@ -44,6 +44,77 @@ def binary_patterns(n: int, image_size: int, grid: int, seed: int) -> np.ndarray
         patterns[empty] = rng.random((int(empty.sum()), grid, grid)) < fill[empty]
         empty = ~patterns.any(axis=(1, 2))
     return render_bilinear(patterns, image_size)
+
+
+def figure_patterns(n: int, image_size: int, grid: int, seed: int) -> np.ndarray:
+    """`n` random figures on the grid x grid patch design, rendered as binary_patterns renders its own.
+
+    Miyawaki et al. 2008 tested on figure images, geometric shapes and letters drawn in strokes one or two
+    patches wide, not on random patches. Each figure here is the union of one to three strokes of one width:
+    a horizontal or vertical bar, a diagonal, a rectangle's outline or a filled rectangle, each of random
+    size and place. No letter or shape is drawn on purpose; unions of strokes cover them as they cover
+    much else.
+    """
+    _check_grid("figures", grid, image_size, smallest=FIGURE_GRID_MIN)
+    rng = np.random.default_rng(seed)
+    patterns = np.zeros((n, grid, grid), dtype=bool)
+    for figure in patterns:  # every stroke turns at least 2 patches on, so no figure is empty
+        width = int(rng.integers(1, 3))
+        for _ in range(int(rng.choice((1, 2, 3), p=(0.35, 0.4, 0.25)))):
+            figure |= _STROKES[int(rng.integers(len(_STROKES)))](grid, width, rng)
+    return render_bilinear(patterns, image_size)
+
+
+def _bar(grid: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A horizontal bar (transposed half the time: vertical), 2 patches to the grid's side long."""
+    stroke = np.zeros((grid, grid), dtype=bool)
+    length = int(rng.integers(2, grid + 1))
+    row, col = int(rng.integers(0, grid - width + 1)), int(rng.integers(0, grid - length + 1))
+    stroke[row : row + width, col : col + length] = True
+    return stroke if rng.random() < 0.5 else stroke.T
+
+
+def _diagonal(grid: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A 45-degree line `width` patches wide across (mirrored half the time), 3 patches to the grid's
+    side long."""
+    stroke = np.zeros((grid, grid), dtype=bool)
+    length = int(rng.integers(3, grid - width + 2))
+    row, col = int(rng.integers(0, grid - length + 1)), int(rng.integers(0, grid - length - width + 2))
+    steps = np.arange(length)
+    for offset in range(width):
+        stroke[row + steps, col + offset + steps] = True
+    return stroke if rng.random() < 0.5 else stroke[:, ::-1]
+
+
+def _rectangle(grid: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A rectangle's outline, its sides `width` patches wide, at least one patch of hole inside."""
+    stroke = np.zeros((grid, grid), dtype=bool)
+    height, breadth = (int(rng.integers(2 * width + 1, grid + 1)) for _ in range(2))
+    row, col = int(rng.integers(0, grid - height + 1)), int(rng.integers(0, grid - breadth + 1))
+    stroke[row : row + height, col : col + breadth] = True
+    stroke[row + width : row + height - width, col + width : col + breadth - width] = False
+    return stroke
+
+
+def _block(grid: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A filled rectangle, 2 patches to half the grid on each side (`width` plays no part)."""
+    stroke = np.zeros((grid, grid), dtype=bool)
+    height, breadth = (int(rng.integers(2, grid // 2 + 1)) for _ in range(2))
+    row, col = int(rng.integers(0, grid - height + 1)), int(rng.integers(0, grid - breadth + 1))
+    stroke[row : row + height, col : col + breadth] = True
+    return stroke
+
+
+_STROKES = (_bar, _diagonal, _rectangle, _block)
+
+
+def _check_grid(name: str, grid: int, image_size: int, smallest: int = 2) -> None:
+    """One refusal for every grid-drawn corpus: the grid must fit the image and hold the corpus's shapes."""
+    if not smallest <= grid <= image_size:
+        raise DataError(
+            f"{name}: the grid must lie between {smallest} and the image size ({image_size}), got {grid}; "
+            f"write {name}:K with a K in that range"
+        )
 
 
 def digits(image_size: int) -> np.ndarray:

@@ -12,6 +12,7 @@ from fmri_data.corpora.builtin import (
     binary_patterns,
     detect_patch_grid,
     digits,
+    figure_patterns,
     simulator_corpus,
 )
 from fmri_data.corpora.files import read_corpus_path
@@ -19,10 +20,10 @@ from fmri_data.corpora.screening import LEAK_THRESHOLD, MAX_LEAK_FRACTION, Corpu
 from fmri_data.digest import array_digest
 from fmri_data.errors import DataError
 
-BUILT_IN_CORPORA = ("simulator", "binary-patterns", "digits")
-"""Corpus names load_corpus knows without a file; binary-patterns also takes a grid, binary-patterns:K."""
+BUILT_IN_CORPORA = ("simulator", "binary-patterns", "figures", "digits")
+"""Corpus names load_corpus knows without a file; binary-patterns and figures also take a grid (NAME:K)."""
 
-_PATTERNS = "binary-patterns"
+_PATTERNS, _FIGURES = "binary-patterns", "figures"
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,9 +92,9 @@ def load_corpus(
 ) -> PriorCorpus:
     """The corpus `spec` names at `image_size`, not yet screened.
 
-    `spec` is a built-in name (BUILT_IN_CORPORA; binary-patterns:K sets the grid, else it is detected
-    from `stimuli` or 10) or a path to a folder of images, an .npz or an HDF5 file. Built-ins win over a
-    file of the same name. `n` and `seed` apply to the drawn built-ins; digits always has 1,797 images.
+    `spec` is a built-in name (BUILT_IN_CORPORA; binary-patterns:K or figures:K sets the grid, else it is
+    detected from `stimuli` or 10) or a path to a folder of images, an .npz or an HDF5 file. Built-ins win
+    over a file of the same name. `n` and `seed` apply to the drawn built-ins; digits always has 1,797 images.
     """
     if not (isinstance(image_size, int | np.integer) and image_size >= 1):
         raise DataError(f"prior corpus: image_size must be an integer >= 1, got {image_size!r}")
@@ -105,23 +106,25 @@ def load_corpus(
         images = digits(image_size)
     elif spec == _PATTERNS or spec.startswith(f"{_PATTERNS}:"):
         images = binary_patterns(n, image_size, _grid(spec, stimuli), seed)
+    elif spec == _FIGURES or spec.startswith(f"{_FIGURES}:"):
+        images = figure_patterns(n, image_size, _grid(spec, stimuli), seed)
     elif Path(spec).expanduser().exists():
         images = read_corpus_path(Path(spec).expanduser(), image_size)
     else:
         raise DataError(
             f"prior corpus {spec!r}: not a built-in corpus ({', '.join(BUILT_IN_CORPORA)}, or "
-            f"{_PATTERNS}:K) and no such file or folder; check the name or path"
+            f"{_PATTERNS}:K, {_FIGURES}:K) and no such file or folder; check the name or path"
         )
     return PriorCorpus(name=spec, images=images)
 
 
 def _grid(spec: str, stimuli: np.ndarray | None) -> int:
-    """K from binary-patterns:K, else the grid the stimuli were rendered from, else Miyawaki's 10."""
-    _, _, given = spec.partition(":")
+    """K from NAME:K, else the grid the stimuli were rendered from, else Miyawaki's 10."""
+    name, _, given = spec.partition(":")
     if given:
         if not (given.isascii() and given.isdigit()):  # int() would fail on '²' or read '٤' as 4
             raise DataError(
-                f"prior corpus {spec!r}: the grid after the colon must be an integer, e.g. {_PATTERNS}:10"
+                f"prior corpus {spec!r}: the grid after the colon must be an integer, e.g. {name}:10"
             )
         return int(given)
     detected = detect_patch_grid(stimuli) if stimuli is not None else None
