@@ -35,6 +35,7 @@ from fmri_data.progress import terminal_progress
 from fmri_data.readout import READOUTS
 from fmri_data.splits import VALIDATION_FOLDS, make_splits
 from fmri_encoders.encoding import ENCODINGS
+from fmri_encoders.methods.inverse_retinotopy import NOISE_MODELS
 from fmri_encoders.runtime import (
     device_choice,
     launch_precision,
@@ -433,8 +434,8 @@ def parse_args(
     priors.add_argument(
         "--prior-corpus",
         metavar="NAME|PATH",
-        help=f"unpaired images to pre-train it on: {', '.join(BUILT_IN_CORPORA)} (binary-patterns:K for "
-        "a K x K grid), a folder of images, an .npz or an HDF5 file (default: simulator"
+        help=f"unpaired images to pre-train it on: {', '.join(BUILT_IN_CORPORA)} (binary-patterns:K and "
+        "figures:K for a K x K grid), a folder of images, an .npz or an HDF5 file (default: simulator"
         + "".join(f"; {corpus} on --data {data}" for data, corpus in corpus_for.items())
         + "). Images that nearly duplicate a test stimulus are dropped first, and counted in the report",
     )
@@ -584,6 +585,7 @@ _INTEGER_SETTINGS = (
 _WORD_SETTINGS = {
     "condition_readout": READOUTS,
     "decode": ("vae", "residual"),
+    "noise": NOISE_MODELS,
     "readout": READOUTS,
     "start": ("ridge-latents", "ridge-pixels", "inverse-retinotopy"),
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from itertools import product
 
@@ -14,7 +15,11 @@ from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, create_method, reconstruct_over_splits
 from fmri_data.readout import PatchReadout
 from fmri_data.splits import make_splits
-from fmri_encoders.methods.inverse_retinotopy import InverseRetinotopy, InverseRetinotopyConfig
+from fmri_encoders.methods.inverse_retinotopy import (
+    InverseRetinotopy,
+    InverseRetinotopyConfig,
+    correlated_noise_precision,
+)
 from fmri_encoders.patch_posterior import IsingPrior, grid_neighbours, sample_patches
 from fmri_encoders.prf import NOISE_FLOOR, ReceptiveFields, gaussian_windows
 from fmri_eval.metrics import pcc
@@ -104,12 +109,14 @@ def test_fitting_mismatched_or_constant_stimuli_is_refused():
         ReceptiveFields.fit(np.ones((4, GRID, GRID)), np.random.default_rng(0).random((4, 2)))
 
 
-def _exact_marginals(fmri, fields, prior, evidence, weight):
+def _exact_marginals(fmri, fields, prior, evidence, weight, precision=None):
     """On-probabilities of every patch by summing over all 2^(grid^2) states."""
     grid = fields.grid
     states = np.array(list(product([0.0, 1.0], repeat=grid * grid)))
     residual = fmri[None, :] - states @ fields.weights.T - fields.offsets
-    log_p = -0.5 * weight * np.sum(residual**2 / fields.noise, axis=1)
+    if precision is None:
+        precision = np.diag(1 / fields.noise)
+    log_p = -0.5 * weight * np.einsum("sv,vw,sw->s", residual, precision, residual)
     log_p += states @ (evidence.ravel() + prior.field)
     spins = 2 * states - 1
     pairs = [(i, j) for i, near in enumerate(grid_neighbours(grid)) for j in near if j > i]
@@ -139,6 +146,73 @@ def test_gibbs_marginals_match_exact_enumeration_on_a_small_grid():
     assert np.sum((exact > 0.1) & (exact < 0.9)) >= 3  # not decided by the likelihood alone
     np.testing.assert_allclose(mean.ravel(), exact, atol=0.03)
     assert set(np.unique(sample)) <= {0.0, 1.0}
+
+
+def test_gibbs_marginals_with_correlated_noise_match_exact_enumeration():
+    rng = np.random.default_rng(27)
+    grid, voxels = 3, 6
+    fields = ReceptiveFields(
+        grid,
+        windows=rng.random((voxels, grid * grid)),
+        gains=rng.normal(0, 1, voxels),
+        offsets=rng.normal(0, 0.1, voxels),
+        explained=np.ones(voxels),
+        noise=np.full(voxels, 3.0),  # the covariance's diagonal: only the correlations differ below
+    )
+    shared = rng.normal(0, 1, (voxels, 1))
+    correlation = 0.8 * (shared @ shared.T) / np.sqrt(np.outer(shared**2, shared**2)) + 0.2 * np.eye(voxels)
+    precision = np.linalg.inv(3.0 * correlation)
+    fmri = rng.normal(0, 1, (1, voxels))
+    evidence = rng.normal(0, 0.5, (1, grid, grid))
+    prior = IsingPrior.from_fill(0.5, coupling=0.2)
+    mean, _ = sample_patches(
+        fmri,
+        fields,
+        prior,
+        likelihood_weight=0.7,
+        evidence=evidence,
+        noise_precision=precision,
+        sweeps=6000,
+        burn_in=200,
+        seed=1,
+    )
+    exact = _exact_marginals(fmri[0], fields, prior, evidence[0], 0.7, precision)
+    independent = _exact_marginals(fmri[0], fields, prior, evidence[0], 0.7)
+    assert np.abs(exact - independent).max() > 0.1  # the correlations change the answer
+    np.testing.assert_allclose(mean.ravel(), exact, atol=0.03)
+
+
+def test_independent_noise_given_as_a_matrix_changes_nothing():
+    rng = np.random.default_rng(28)
+    fields = ReceptiveFields(
+        2, rng.random((4, 4)), rng.normal(size=4), np.zeros(4), np.ones(4), rng.uniform(1, 2, 4)
+    )
+    fmri = rng.normal(size=(3, 4))
+    given = sample_patches(fmri, fields, IsingPrior(0.0, 0.3), noise_precision=np.diag(1 / fields.noise))
+    default = sample_patches(fmri, fields, IsingPrior(0.0, 0.3))
+    for ours, theirs in zip(given, default, strict=True):
+        np.testing.assert_allclose(ours, theirs)
+
+
+def test_correlated_noise_keeps_each_voxels_variance_and_shrinks_what_the_trials_cannot_tell():
+    rng = np.random.default_rng(29)
+    variances = np.array([1.0, 4.0, 9.0])
+    shared = rng.normal(size=(2000, 1))
+    residuals = np.hstack([shared + 0.3 * rng.normal(size=(2000, 2)), rng.normal(size=(2000, 1))])
+    covariance = np.linalg.inv(correlated_noise_precision(residuals, variances))
+    np.testing.assert_allclose(np.diag(covariance), variances, rtol=1e-6)
+    correlation = covariance / np.sqrt(np.outer(variances, variances))
+    assert correlation[0, 1] > 0.85  # 1 / 1.09 in the residuals, hardly shrunk with 2,000 trials
+    assert abs(correlation[0, 2]) < 0.1
+    constant = np.hstack([residuals, np.full((2000, 1), 0.5)])  # a voxel the pRF fits exactly
+    with_constant = np.linalg.inv(correlated_noise_precision(constant, np.append(variances, 2.0)))
+    np.testing.assert_allclose(np.diag(with_constant), np.append(variances, 2.0), rtol=1e-6)
+    one_trial = correlated_noise_precision(residuals[:1], variances)
+    np.testing.assert_allclose(one_trial, np.diag(1 / variances))
+    few_trials = rng.normal(size=(10, 50))  # independent voxels, 10 trials: sizeable chance correlations
+    raw = np.corrcoef(few_trials.T)[~np.eye(50, dtype=bool)]
+    few = np.linalg.inv(correlated_noise_precision(few_trials, np.ones(50)))[~np.eye(50, dtype=bool)]
+    assert np.abs(few).max() < 0.5 * np.abs(raw).max()
 
 
 def test_the_prior_field_is_the_fills_log_odds_and_burn_in_must_leave_sweeps():
@@ -273,3 +347,53 @@ def test_too_few_training_stimuli_are_refused_in_one_line():
     data = _figure_dataset(n_stimuli=3, repeats=2, seed=14)
     with pytest.raises(DataError, match="at least 4 distinct training stimuli, got 3"):
         create_method("inverse-retinotopy", MethodSettings(progress=False)).fit(data)
+
+
+def test_both_noise_models_are_candidates_and_a_correlated_fit_reloads(tmp_path):
+    data = _figure_dataset(n_stimuli=12, repeats=3, seed=30)
+    train, test = data.subset(np.arange(27)), data.subset(np.arange(27, 36))
+    assert InverseRetinotopyConfig().noise == ("independent", "correlated")
+    choices = {"noise": ("correlated",), "decoder_weight": (1.0,), "prf_voxels": (30,)}
+    fitted = InverseRetinotopy(MethodSettings(quick=True, progress=False, seed=3, choices=choices)).fit(train)
+    independent = InverseRetinotopy(
+        MethodSettings(quick=True, progress=False, seed=3, choices={**choices, "noise": ("independent",)})
+    ).fit(train)
+    assert not np.array_equal(
+        fitted.predict(test.fmri), independent.predict(test.fmri)
+    )  # the noise model reaches the posterior
+    fitted.save(tmp_path / "ir")
+    reloaded = InverseRetinotopy.load(tmp_path / "ir", MethodSettings(progress=False, seed=3))
+    for name, images in fitted.predict_named(test.fmri).items():
+        np.testing.assert_array_equal(reloaded.predict_named(test.fmri)[name], images)
+
+
+def test_a_fit_saved_before_the_noise_choice_reloads_with_independent_noise(tmp_path):
+    """Fits saved by fmri-encoders < 0.16 hold no residuals and no noise in their choice."""
+    from safetensors.numpy import load_file, save_file
+
+    data = _figure_dataset(n_stimuli=12, repeats=2, seed=31)
+    train, test = data.subset(np.arange(18)), data.subset(np.arange(18, 24))
+    choices = {"noise": ("independent",)}
+    fitted = InverseRetinotopy(MethodSettings(quick=True, progress=False, seed=3, choices=choices)).fit(train)
+    fitted.save(tmp_path / "ir")
+    arrays = load_file(tmp_path / "ir" / "inverse_retinotopy.safetensors")
+    save_file(
+        {k: v for k, v in arrays.items() if k != "residuals"},
+        tmp_path / "ir" / "inverse_retinotopy.safetensors",
+    )
+    settings_file = tmp_path / "ir" / "inverse_retinotopy.json"
+    saved = json.loads(settings_file.read_text())
+    del saved["setting"]["noise"]
+    settings_file.write_text(json.dumps(saved))
+    reloaded = InverseRetinotopy.load(tmp_path / "ir", MethodSettings(progress=False, seed=3))
+    np.testing.assert_array_equal(reloaded.predict(test.fmri), fitted.predict(test.fmri))
+    reloaded.save(tmp_path / "again")  # as a two-stage route saves the first stage it reloaded
+    again = InverseRetinotopy.load(tmp_path / "again", MethodSettings(progress=False, seed=3))
+    np.testing.assert_array_equal(again.predict(test.fmri), fitted.predict(test.fmri))
+
+
+def test_an_unknown_noise_model_is_refused_in_one_line():
+    with pytest.raises(
+        DataError, match=r"noise must be one of independent, correlated, got corelated; e\.g\."
+    ):
+        create_method("inverse-retinotopy", MethodSettings(choices={"noise": ("corelated",)}))

@@ -1,8 +1,9 @@
 """The posterior over K x K binary patches given a trial's voxels, sampled by Gibbs sampling.
 
-Likelihood: the voxels are Gaussian around a pRF model's prediction with per-voxel noise, raised to a power
-`likelihood_weight` (below 1 it discounts what independent noise overstates: neighbouring voxels' noise is
-correlated and a fit on ~100 trials is itself noisy). Prior: an Ising model, each patch on with log-odds
+Likelihood: the voxels are Gaussian around a pRF model's prediction with per-voxel noise (or a noise
+covariance that correlates them), raised to a power `likelihood_weight` (below 1 it discounts what the
+noise model overstates: independent noise ignores neighbouring voxels' correlations, and a fit on ~100
+trials is itself noisy). Prior: an Ising model, each patch on with log-odds
 `field`, neighbouring patches agreeing with strength `coupling` (figures are solid shapes, not salt and
 pepper). Optional per-patch evidence (log-likelihood ratios from another model of the same patches, e.g. a
 linear decoder read out by fmri_data.readout.PatchReadout) multiplies in. All trials are sampled at once,
@@ -54,21 +55,26 @@ def sample_patches(
     *,
     likelihood_weight: float = 1.0,
     evidence: np.ndarray | None = None,
+    noise_precision: np.ndarray | None = None,
     sweeps: int = 200,
     burn_in: int = 50,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """fmri [m, voxels] (the voxels `fields` models) -> (posterior mean on-probabilities [m, grid, grid],
     the chain's last state [m, grid, grid], one posterior sample). evidence: [m, grid, grid] log-likelihood
-    ratios added to each patch's log-odds."""
+    ratios added to each patch's log-odds. noise_precision: [voxels, voxels], the inverse of a noise
+    covariance that correlates voxels, in place of the independent noise `fields` holds."""
     if not 0 <= burn_in < sweeps:
         raise ValueError(f"burn_in must lie in [0, sweeps), got {burn_in} of {sweeps}")
     fmri = np.asarray(fmri, dtype=np.float64)
     grid, patches = fields.grid, fields.grid**2
-    precision = likelihood_weight / fields.noise
     weights = fields.weights
-    coupling_matrix = (weights * precision[:, None]).T @ weights  # [patches, patches]
-    drive = (fmri - fields.offsets) @ (weights * precision[:, None])  # [m, patches]
+    if noise_precision is None:
+        scaled = weights * (likelihood_weight / fields.noise)[:, None]
+    else:
+        scaled = likelihood_weight * np.asarray(noise_precision) @ weights
+    coupling_matrix = scaled.T @ weights  # [patches, patches]
+    drive = (fmri - fields.offsets) @ scaled  # [m, patches]
     if evidence is not None:
         drive = drive + np.asarray(evidence).reshape(len(fmri), patches)
     drive = drive - np.diag(coupling_matrix) / 2 + prior.field

@@ -7,16 +7,18 @@ fit what each voxel sees (fmri_encoders.prf), then ask which images would explai
 in the span of the ~16 distinct images a Miyawaki fold trains on, while a pRF judges any pattern of patches.
 The linear decoder still knows things the pRFs miss, so its reconstruction, read out as per-patch evidence
 (fmri_data.readout.PatchReadout, fitted on its stimulus-grouped out-of-fold reconstructions of the training
-trials), multiplies into the same posterior. How much each part counts (the pRF likelihood's weight, the
-decoder's weight, the prior's coupling, the voxels kept) is chosen by stimulus-grouped cross-validation
-inside the training trials, never on test trials; the grid, scores and choice go to metrics.json and
-report.md.
+trials), multiplies into the same posterior. The voxels' noise is independent, or correlated as the pRFs'
+residuals on the training trials are (Bayesian decoders of orientation model it so: van Bergen et al. 2015;
+with a fold's trials repeating ~16 stimuli, those residuals hold the pRFs' stimulus-locked misfit as well as
+trial noise). Which noise model, and how much each part counts (the pRF likelihood's weight, the decoder's
+weight, the prior's coupling, the voxels kept), is chosen by stimulus-grouped cross-validation inside the
+training trials, never on test trials; the grid, scores and choice go to metrics.json and report.md.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from itertools import product
 from pathlib import Path
 from typing import Any, Self
@@ -39,7 +41,7 @@ from fmri_encoders.ridge import RidgeEncoder
 from fmri_encoders.runtime import ridge_backend
 from fmri_eval.metrics import SELECTION_CRITERION, selection_score
 
-CHOSEN = ("prf_weight", "decoder_weight", "coupling", "prf_voxels")
+CHOSEN = ("prf_weight", "decoder_weight", "coupling", "prf_voxels", "noise")
 """The config fields that hold candidate values, chosen on validation (each overridable by --choose; named
 apart from the diffusion methods' likelihood_weight, a guidance strength, so one --choose never sets both)."""
 MIN_STIMULI = 4
@@ -48,6 +50,9 @@ _SAVED_AS = "inverse_retinotopy"
 """The file name (.json settings, .safetensors arrays) a fitted method is saved under."""
 _FIELD_ARRAYS = ("windows", "gains", "offsets", "explained", "noise")
 """The ReceptiveFields arrays saved beside the settings (its grid is a setting)."""
+NOISE_MODELS = ("independent", "correlated")
+"""independent: each voxel's own noise variance; correlated: the same variances with the residuals'
+correlations between voxels, shrunk toward none (Ledoit-Wolf)."""
 
 
 @dataclass(frozen=True)
@@ -56,8 +61,9 @@ class InverseRetinotopyConfig:
 
     prf_weight: the power of the pRF likelihood (0 leaves it out); decoder_weight: of the ridge decoder's
     per-patch evidence (0 leaves it out); coupling: the Ising prior's neighbour agreement; prf_voxels: how
-    many of the voxels the pRFs explain best are kept (None or 0: all). sweeps/burn_in: the chain
-    for test trials; validation_sweeps/validation_burn_in: the shorter chain scoring the grid.
+    many of the voxels the pRFs explain best are kept (None or 0: all); noise: NOISE_MODELS.
+    sweeps/burn_in: the chain for test trials; validation_sweeps/validation_burn_in: the shorter chain
+    scoring the grid.
     validation_folds: stimulus-grouped folds of the training trials the grid is scored on.
     """
 
@@ -65,6 +71,7 @@ class InverseRetinotopyConfig:
     decoder_weight: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
     coupling: tuple[float, ...] = (0.3, 0.6)
     prf_voxels: tuple[int | None, ...] = (300, None)
+    noise: tuple[str, ...] = NOISE_MODELS
     sweeps: int = 200
     burn_in: int = 50
     validation_sweeps: int = 80
@@ -88,12 +95,16 @@ class InverseRetinotopyConfig:
 @dataclass(frozen=True)
 class _Parts:
     """What one fit learned from its training trials: the pRFs, the ridge decoder, its patch readout and
-    the fraction of patches on in the training images (the prior's fill)."""
+    the fraction of patches on in the training images (the prior's fill); the pRFs' residuals on the
+    training trials [n, voxels] (what correlates the voxels' noise; None in fits saved before it); the
+    correlated noise's precision per voxel count, once computed (validation scores many settings with one)."""
 
     fields: ReceptiveFields
     decoder: RidgeEncoder
     readout: PatchReadout
     fill: float
+    residuals: np.ndarray | None
+    precisions: dict[int | None, np.ndarray] = field(default_factory=dict, compare=False)
 
 
 class InverseRetinotopy(ReconstructionMethod):
@@ -111,7 +122,8 @@ class InverseRetinotopy(ReconstructionMethod):
 
     @classmethod
     def settings_to_choose(cls) -> frozenset[str]:
-        """Its prior's and likelihood's weights and voxel count (CHOSEN), each a grid of its config."""
+        """Its prior's and likelihood's weights, voxel count and noise model (CHOSEN), each a grid of its
+        config."""
         return frozenset(CHOSEN)
 
     def check_stimuli(self, images: np.ndarray) -> None:
@@ -165,6 +177,8 @@ class InverseRetinotopy(ReconstructionMethod):
             "validation": self.validation_,
         }
         arrays = {name: getattr(parts.fields, name) for name in _FIELD_ARRAYS}
+        if parts.residuals is not None:  # a fit loaded from before the noise choice has none to save
+            arrays["residuals"] = parts.residuals
         save_settings_and_tensors(folder, _SAVED_AS, settings, arrays)
         parts.decoder.save(folder / "decoder")
 
@@ -181,7 +195,8 @@ class InverseRetinotopy(ReconstructionMethod):
         method.validation_seconds_ = 0.0
         receptive = ReceptiveFields(saved["grid"], **{name: arrays[name].numpy() for name in _FIELD_ARRAYS})
         decoder = RidgeEncoder.load(folder / "decoder", backend=ridge_backend(method.settings.device))
-        method.parts_ = _Parts(receptive, decoder, PatchReadout(**saved["readout"]), saved["fill"])
+        residuals = arrays["residuals"].numpy() if "residuals" in arrays else None
+        method.parts_ = _Parts(receptive, decoder, PatchReadout(**saved["readout"]), saved["fill"], residuals)
         return method
 
     def timings(self) -> dict[str, float]:
@@ -199,7 +214,9 @@ class InverseRetinotopy(ReconstructionMethod):
             per_target=False,
         )
         readout = PatchReadout.fit_out_of_fold(train.images, held_out)
-        return _Parts(ReceptiveFields.fit(on, train.fmri), decoder, readout, float(on.mean()))
+        fields = ReceptiveFields.fit(on, train.fmri)
+        residuals = train.fmri - fields.predict(on)
+        return _Parts(fields, decoder, readout, float(on.mean()), residuals)
 
     def _sample(
         self, parts: _Parts, fmri: np.ndarray, setting: dict[str, Any], sweeps: int, burn_in: int
@@ -210,12 +227,19 @@ class InverseRetinotopy(ReconstructionMethod):
         if setting["decoder_weight"] > 0:
             decoded = np.clip(parts.decoder.predict(fmri), 0, 1).reshape(len(fmri), *(self.image_size_,) * 2)
             evidence = setting["decoder_weight"] * parts.readout.evidence(decoded)
+        precision = None
+        if setting.get("noise", "independent") == "correlated":  # fits saved before it have no "noise"
+            count = setting["prf_voxels"]
+            if count not in parts.precisions:
+                parts.precisions[count] = correlated_noise_precision(parts.residuals[:, kept], fields.noise)
+            precision = parts.precisions[count]
         mean, sample = sample_patches(
             fmri[:, kept],
             fields,
             IsingPrior.from_fill(parts.fill, setting["coupling"]),
             likelihood_weight=setting["prf_weight"],
             evidence=evidence,
+            noise_precision=precision,
             sweeps=sweeps,
             burn_in=burn_in,
             seed=self.settings.seed,
@@ -256,6 +280,23 @@ class InverseRetinotopy(ReconstructionMethod):
         }
 
 
+def correlated_noise_precision(residuals: np.ndarray, variances: np.ndarray) -> np.ndarray:
+    """[voxels, voxels]: the inverse of the noise covariance with the given per-voxel `variances` and the
+    correlations of the training `residuals` [n, voxels], shrunk toward none by Ledoit-Wolf's rule (with
+    ~100 trials and hundreds of voxels the raw correlations are singular)."""
+    from sklearn.covariance import ledoit_wolf
+
+    residuals = np.asarray(residuals, dtype=np.float64)
+    if len(residuals) < 2:  # no correlation to estimate
+        return np.diag(1 / np.asarray(variances, dtype=np.float64))
+    standardised = (residuals - residuals.mean(axis=0)) / np.maximum(residuals.std(axis=0), 1e-12)
+    correlation, _ = ledoit_wolf(standardised, assume_centered=True)
+    np.fill_diagonal(correlation, 1.0)  # a constant voxel (all zeros above) would pull the shared target down
+    scale = np.sqrt(variances)
+    precision = np.linalg.solve(correlation * np.outer(scale, scale), np.eye(len(scale)))
+    return (precision + precision.T) / 2
+
+
 def _candidates(config: InverseRetinotopyConfig) -> InverseRetinotopyConfig:
     """Every chosen field as a tuple of candidates (a single value set by an option becomes one), voxel
     counts as ints with 0 meaning all."""
@@ -263,6 +304,12 @@ def _candidates(config: InverseRetinotopyConfig) -> InverseRetinotopyConfig:
         key: tuple(value) if isinstance(value, tuple | list) else (value,)
         for key, value in ((key, getattr(config, key)) for key in CHOSEN)
     }
+    unknown = [model for model in fields["noise"] if model not in NOISE_MODELS]
+    if unknown:
+        raise DataError(
+            f"noise must be one of {', '.join(NOISE_MODELS)}, got {', '.join(map(str, unknown))}; "
+            f"e.g. --choose noise={','.join(NOISE_MODELS)}"
+        )
     if any(count is not None and (count < 0 or count != int(count)) for count in fields["prf_voxels"]):
         raise DataError(f"prf_voxels must be whole numbers, 0 (all) or more, got {fields['prf_voxels']}")
     fields["prf_voxels"] = tuple(int(count) if count else None for count in fields["prf_voxels"])
