@@ -507,6 +507,16 @@ def test_the_cvae_s_condition_readout_is_an_option_and_a_word_to_choose(reconstr
     assert create_method("cvae", settings).config.condition_readout == "patches"  # the option reaches it
 
 
+def test_inverse_retinotopys_noise_model_is_a_word_to_choose(reconstruct, capsys):
+    both = ["--method", "inverse-retinotopy", "--choose", "noise=independent,correlated"]
+    assert reconstruct.parse_args(both).choose == [("noise", ("independent", "correlated"))]
+    with pytest.raises(SystemExit):
+        reconstruct.parse_args(["--method", "inverse-retinotopy", "--choose", "noise=1"])
+    assert "noise takes independent, correlated, got '1'" in capsys.readouterr().err
+    one = reconstruct._method_settings(reconstruct.parse_args([*both[:3], "noise=correlated"]), False)
+    assert create_method("inverse-retinotopy", one).config.noise == ("correlated",)  # it reaches the method
+
+
 def test_the_encoding_model_is_an_option_that_reaches_the_methods_settings(reconstruct, capsys):
     assert reconstruct.parse_args([]).encoding_model is None  # each method's own default: auto
     assert reconstruct.parse_args(["--encoding-model", "prf"]).encoding_model == "prf"
