@@ -125,17 +125,24 @@ def _exact_marginals(fmri, fields, prior, evidence, weight, precision=None):
     return (p / p.sum()) @ states
 
 
-def test_gibbs_marginals_match_exact_enumeration_on_a_small_grid():
-    rng = np.random.default_rng(7)
-    grid, voxels = 3, 6
-    fields = ReceptiveFields(
+def _random_fields(rng: np.random.Generator, grid: int, noise: np.ndarray) -> ReceptiveFields:
+    """Arbitrary windows and gains for len(noise) voxels: what exact enumeration checks the sampler on."""
+    voxels = len(noise)
+    return ReceptiveFields(
         grid,
         windows=rng.random((voxels, grid * grid)),
         gains=rng.normal(0, 1, voxels),
         offsets=rng.normal(0, 0.1, voxels),
         explained=np.ones(voxels),
-        noise=rng.uniform(2.0, 4.0, voxels),  # weak enough that prior and evidence count too
+        noise=noise,
     )
+
+
+def test_gibbs_marginals_match_exact_enumeration_on_a_small_grid():
+    rng = np.random.default_rng(7)
+    grid, voxels = 3, 6
+    noise = rng.uniform(2.0, 4.0, voxels)  # weak enough that prior and evidence count too
+    fields = _random_fields(rng, grid, noise)
     fmri = rng.normal(0, 1, (1, voxels))
     evidence = rng.normal(0, 0.5, (1, grid, grid))
     prior = IsingPrior.from_fill(0.5, coupling=0.2)
@@ -151,14 +158,7 @@ def test_gibbs_marginals_match_exact_enumeration_on_a_small_grid():
 def test_gibbs_marginals_with_correlated_noise_match_exact_enumeration():
     rng = np.random.default_rng(27)
     grid, voxels = 3, 6
-    fields = ReceptiveFields(
-        grid,
-        windows=rng.random((voxels, grid * grid)),
-        gains=rng.normal(0, 1, voxels),
-        offsets=rng.normal(0, 0.1, voxels),
-        explained=np.ones(voxels),
-        noise=np.full(voxels, 3.0),  # the covariance's diagonal: only the correlations differ below
-    )
+    fields = _random_fields(rng, grid, np.full(voxels, 3.0))  # the covariance's diagonal below
     shared = rng.normal(0, 1, (voxels, 1))
     correlation = 0.8 * (shared @ shared.T) / np.sqrt(np.outer(shared**2, shared**2)) + 0.2 * np.eye(voxels)
     precision = np.linalg.inv(3.0 * correlation)
