@@ -281,7 +281,7 @@ def test_few_figures_duplicate_miyawaki_like_letters() -> None:
     letters[1, 3:7, 3] = letters[1, 3:7, 6] = letters[1, 6, 3:7] = 1  # a u
     letters[2, 3:7, 3:7] = 1  # a filled square
     screened = load_corpus("figures", SIZE, n=3000, seed=0).screened(render_bilinear(letters, SIZE))
-    assert screened.screening.leak_fraction() < 0.01
+    assert screened.screening.n_dropped <= 3  # 0.1%, a tenth of what the screening refuses
 
 
 def test_detect_patch_grid_finds_the_design_or_none() -> None:

@@ -62,8 +62,8 @@ def sample_patches(
 ) -> tuple[np.ndarray, np.ndarray]:
     """fmri [m, voxels] (the voxels `fields` models) -> (posterior mean on-probabilities [m, grid, grid],
     the chain's last state [m, grid, grid], one posterior sample). evidence: [m, grid, grid] log-likelihood
-    ratios added to each patch's log-odds. noise_precision: [voxels, voxels], the inverse of a noise
-    covariance that correlates voxels, in place of the independent noise `fields` holds."""
+    ratios added to each patch's log-odds. noise_precision: [voxels, voxels], the (symmetric) inverse of a
+    noise covariance that correlates voxels, in place of the independent noise `fields` holds."""
     if not 0 <= burn_in < sweeps:
         raise ValueError(f"burn_in must lie in [0, sweeps), got {burn_in} of {sweeps}")
     fmri = np.asarray(fmri, dtype=np.float64)

@@ -75,8 +75,8 @@ def _bar(grid: int, width: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _diagonal(grid: int, width: int, rng: np.random.Generator) -> np.ndarray:
-    """A 45-degree line `width` patches wide across (mirrored half the time), 3 patches to the grid's
-    side long."""
+    """A 45-degree line `width` patches wide across (mirrored half the time), 3 to grid - width + 1
+    patches long."""
     stroke = np.zeros((grid, grid), dtype=bool)
     length = int(rng.integers(3, grid - width + 2))
     row, col = int(rng.integers(0, grid - length + 1)), int(rng.integers(0, grid - length - width + 2))

@@ -291,7 +291,7 @@ def correlated_noise_precision(residuals: np.ndarray, variances: np.ndarray) -> 
         return np.diag(1 / np.asarray(variances, dtype=np.float64))
     standardised = (residuals - residuals.mean(axis=0)) / np.maximum(residuals.std(axis=0), 1e-12)
     correlation, _ = ledoit_wolf(standardised, assume_centered=True)
-    np.fill_diagonal(correlation, 1.0)  # a constant voxel (all zeros above) would pull the shared target down
+    np.fill_diagonal(correlation, 1.0)  # each voxel keeps its variance, also beside a constant (all-zero) one
     scale = np.sqrt(variances)
     precision = np.linalg.solve(correlation * np.outer(scale, scale), np.eye(len(scale)))
     return (precision + precision.T) / 2
