@@ -15,11 +15,8 @@ from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, create_method, reconstruct_over_splits
 from fmri_data.readout import PatchReadout
 from fmri_data.splits import make_splits
-from fmri_encoders.methods.inverse_retinotopy import (
-    InverseRetinotopy,
-    InverseRetinotopyConfig,
-    correlated_noise_precision,
-)
+from fmri_encoders.methods.inverse_retinotopy import InverseRetinotopy, InverseRetinotopyConfig
+from fmri_encoders.noise import correlated_noise_precision
 from fmri_encoders.patch_posterior import IsingPrior, grid_neighbours, sample_patches
 from fmri_encoders.prf import NOISE_FLOOR, ReceptiveFields, gaussian_windows
 from fmri_eval.metrics import pcc

@@ -9,7 +9,8 @@ its projection onto them, while a pRF judges any pattern of patches. Both are li
 reads the patches' least-squares values), so the likelihood below serves both. Stimulus-grouped out-of-fold
 predictions on the training trials give each voxel's noise variance (mean squared residual) and its encoding
 accuracy r; only the `n_voxels` best-predicted voxels enter the likelihood, because most voxels of a small
-data set are not predictable from the image at all and would only add noise.
+data set are not predictable from the image at all and would only add noise. The same residuals' correlations
+between voxels (fmri_encoders.noise) give the likelihood's correlated noise model, asked for by name.
 
 `likelihood()` returns a torch module, so a diffusion sampler can differentiate the negative log-likelihood
 with respect to its predicted clean image (fmri_diffusion's likelihood guidance).
@@ -28,6 +29,7 @@ from fmri_data.corpora.resize import bilinear_weights
 from fmri_data.errors import DataError
 from fmri_data.readout import patch_values
 from fmri_data.splits import group_kfold
+from fmri_encoders.noise import check_noise_models, correlated_noise_precision
 from fmri_encoders.out_of_fold import out_of_fold_ridge
 from fmri_encoders.persistence import load_settings_and_tensors, save_settings_and_tensors
 from fmri_encoders.prf import ReceptiveFields
@@ -57,7 +59,8 @@ class EncodingModel:
     def fit(
         self, images: np.ndarray, fmri: np.ndarray, groups: np.ndarray, *, seed: int = 0
     ) -> EncodingModel:
-        """Pixels (or pRFs) -> voxels; out-of-fold residuals give r and the noise variance of every voxel."""
+        """Pixels (or pRFs) -> voxels; out-of-fold residuals give r and the noise variance of every voxel,
+        and the correlated noise model's precision matrix of the kept voxels."""
         images, fmri = np.asarray(images, np.float32), np.asarray(fmri, np.float32)
         if len(images) != len(fmri):
             raise DataError(f"{len(images)} images but {len(fmri)} fMRI patterns")
@@ -81,6 +84,7 @@ class EncodingModel:
         self.coef_ = np.asarray(coef)[:, keep].astype(np.float32)
         self.intercept_ = np.asarray(intercept)[keep].astype(np.float32)
         self.noise_variance_ = np.maximum((residual**2).mean(axis=0), _MIN_VARIANCE).astype(np.float32)
+        self.noise_precision_ = correlated_noise_precision(residual, self.noise_variance_).astype(np.float32)
         self.accuracy_ = accuracy[keep].astype(np.float32)
         return self
 
@@ -99,9 +103,28 @@ class EncodingModel:
         self._check_fitted()
         return np.asarray(fmri, np.float32)[:, self.voxels_]
 
-    def likelihood(self) -> GaussianLikelihood:
+    def likelihood(self, noise: str = "independent") -> GaussianLikelihood:
+        """The likelihood of the kept voxels under a noise model of fmri_encoders.noise.NOISE_MODELS."""
+        self.check_noise(noise)
+        if noise == "independent":
+            return GaussianLikelihood(self.coef_, self.intercept_, self.noise_variance_)
+        return GaussianLikelihood(self.coef_, self.intercept_, self.noise_variance_, self.noise_precision_)
+
+    def offers(self, noise: str) -> bool:
+        """Whether this fit gives the noise model (one of NOISE_MODELS): all but correlated noise from an
+        encoding model saved before it existed."""
         self._check_fitted()
-        return GaussianLikelihood(self.coef_, self.intercept_, self.noise_variance_)
+        check_noise_models((noise,), "encoding_noise")
+        return noise == "independent" or hasattr(self, "noise_precision_")
+
+    def check_noise(self, noise: str) -> None:
+        """Refuse, in one line, a noise model this fit does not offer (what a loaded method checks before
+        it samples)."""
+        if not self.offers(noise):
+            raise DataError(
+                "this encoding model was saved before its correlated noise model existed; fit it again, "
+                "or set encoding_noise to independent"
+            )
 
     def describe(self) -> str:
         self._check_fitted()
@@ -120,6 +143,8 @@ class EncodingModel:
             "image_shape": list(self.image_shape_),
         }
         arrays = {name: getattr(self, name) for name in _FITTED}
+        if hasattr(self, "noise_precision_"):  # a fit saved before the correlated model has none
+            arrays["noise_precision_"] = self.noise_precision_
         save_settings_and_tensors(folder, _SAVED_AS, settings, arrays)
 
     @classmethod
@@ -142,19 +167,33 @@ _FITTED = ("voxels_", "coef_", "intercept_", "noise_variance_", "accuracy_")
 
 class GaussianLikelihood(nn.Module):
     """Negative log-likelihood (up to a constant) of measured voxels given images, differentiable in the
-    images: 0.5 * sum_v (y_v - f_v(image))^2 / sigma_v^2, one value per image."""
+    images: 0.5 * r^T P r with r = y - f(image), one value per image. P is diag(1 / sigma_v^2) (independent
+    noise) or a given `noise_precision` matrix [V, V] (symmetric; correlated noise)."""
 
-    def __init__(self, coef: np.ndarray, intercept: np.ndarray, noise_variance: np.ndarray) -> None:
+    def __init__(
+        self,
+        coef: np.ndarray,
+        intercept: np.ndarray,
+        noise_variance: np.ndarray,
+        noise_precision: np.ndarray | None = None,
+    ) -> None:
         super().__init__()
         self.register_buffer("coef", torch.as_tensor(coef, dtype=torch.float32))
         self.register_buffer("intercept", torch.as_tensor(intercept, dtype=torch.float32))
-        self.register_buffer("precision", 1.0 / torch.as_tensor(noise_variance, dtype=torch.float32))
+        precision = (
+            1.0 / torch.as_tensor(noise_variance, dtype=torch.float32)
+            if noise_precision is None
+            else torch.as_tensor(noise_precision, dtype=torch.float32)
+        )
+        self.register_buffer("precision", precision)
 
     def forward(self, images: torch.Tensor, measured: torch.Tensor) -> torch.Tensor:
         """images [B, H, W] in [0, 1], measured [B, n_voxels] -> [B]."""
         dtype = self.coef.dtype
-        predicted = images.flatten(1).to(dtype) @ self.coef + self.intercept
-        return 0.5 * ((measured.to(dtype) - predicted) ** 2 * self.precision).sum(dim=1)
+        residual = measured.to(dtype) - (images.flatten(1).to(dtype) @ self.coef + self.intercept)
+        if self.precision.dim() == 1:
+            return 0.5 * (residual**2 * self.precision).sum(dim=1)
+        return 0.5 * ((residual @ self.precision) * residual).sum(dim=1)
 
 
 def _receptive_fields(

@@ -33,6 +33,7 @@ from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, ReconstructionMethod
 from fmri_data.readout import NO_DESIGN, PatchReadout, patch_values
 from fmri_data.splits import group_kfold
+from fmri_encoders.noise import NOISE_MODELS, check_noise_models, correlated_noise_precision
 from fmri_encoders.out_of_fold import out_of_fold_ridge
 from fmri_encoders.patch_posterior import IsingPrior, sample_patches
 from fmri_encoders.persistence import load_settings_and_tensors, save_settings_and_tensors
@@ -50,9 +51,6 @@ _SAVED_AS = "inverse_retinotopy"
 """The file name (.json settings, .safetensors arrays) a fitted method is saved under."""
 _FIELD_ARRAYS = ("windows", "gains", "offsets", "explained", "noise")
 """The ReceptiveFields arrays saved beside the settings (its grid is a setting)."""
-NOISE_MODELS = ("independent", "correlated")
-"""independent: each voxel's own noise variance; correlated: the same variances with the residuals'
-correlations between voxels, shrunk toward none (Ledoit-Wolf)."""
 
 
 @dataclass(frozen=True)
@@ -280,23 +278,6 @@ class InverseRetinotopy(ReconstructionMethod):
         }
 
 
-def correlated_noise_precision(residuals: np.ndarray, variances: np.ndarray) -> np.ndarray:
-    """[voxels, voxels]: the inverse of the noise covariance with the given per-voxel `variances` and the
-    correlations of the training `residuals` [n, voxels], shrunk toward none by Ledoit-Wolf's rule (with
-    ~100 trials and hundreds of voxels the raw correlations are singular)."""
-    from sklearn.covariance import ledoit_wolf
-
-    residuals = np.asarray(residuals, dtype=np.float64)
-    if len(residuals) < 2:  # no correlation to estimate
-        return np.diag(1 / np.asarray(variances, dtype=np.float64))
-    standardised = (residuals - residuals.mean(axis=0)) / np.maximum(residuals.std(axis=0), 1e-12)
-    correlation, _ = ledoit_wolf(standardised, assume_centered=True)
-    np.fill_diagonal(correlation, 1.0)  # each voxel keeps its variance, also beside a constant (all-zero) one
-    scale = np.sqrt(variances)
-    precision = np.linalg.solve(correlation * np.outer(scale, scale), np.eye(len(scale)))
-    return (precision + precision.T) / 2
-
-
 def _candidates(config: InverseRetinotopyConfig) -> InverseRetinotopyConfig:
     """Every chosen field as a tuple of candidates (a single value set by an option becomes one), voxel
     counts as ints with 0 meaning all."""
@@ -304,12 +285,7 @@ def _candidates(config: InverseRetinotopyConfig) -> InverseRetinotopyConfig:
         key: tuple(value) if isinstance(value, tuple | list) else (value,)
         for key, value in ((key, getattr(config, key)) for key in CHOSEN)
     }
-    unknown = [model for model in fields["noise"] if model not in NOISE_MODELS]
-    if unknown:
-        raise DataError(
-            f"noise must be one of {', '.join(NOISE_MODELS)}, got {', '.join(map(str, unknown))}; "
-            f"e.g. --choose noise={','.join(NOISE_MODELS)}"
-        )
+    check_noise_models(fields["noise"], "noise")
     if any(count is not None and (count < 0 or count != int(count)) for count in fields["prf_voxels"]):
         raise DataError(f"prf_voxels must be whole numbers, 0 (all) or more, got {fields['prf_voxels']}")
     fields["prf_voxels"] = tuple(int(count) if count else None for count in fields["prf_voxels"])
