@@ -35,7 +35,7 @@ from fmri_data.progress import terminal_progress
 from fmri_data.readout import READOUTS
 from fmri_data.splits import VALIDATION_FOLDS, make_splits
 from fmri_encoders.encoding import ENCODINGS
-from fmri_encoders.methods.inverse_retinotopy import NOISE_MODELS
+from fmri_encoders.noise import NOISE_MODELS
 from fmri_encoders.runtime import (
     device_choice,
     launch_precision,
@@ -73,6 +73,7 @@ SAMPLING = (
     "langevin_steps",
     "corpus_finetune",
     "encoding_model",
+    "encoding_noise",
     "condition",
     "condition_readout",
     "start",
@@ -310,14 +311,20 @@ def parse_args(
         "K x K binary-patch stimuli such as Miyawaki's), or auto (prf where stimuli are patches; default)",
     )
     sampling.add_argument(
+        "--encoding-noise",
+        choices=_WORD_SETTINGS["encoding_noise"],
+        help="the likelihood's voxel noise: independent (default), or correlated as the encoding model's "
+        "out-of-fold residuals are, shrunk toward none (Ledoit-Wolf)",
+    )
+    sampling.add_argument(
         "--choose",
         action="append",
         type=_choice,
         default=[],
         metavar="[METHOD:]NAME=V1,V2,...",
         help="choose a sampling setting (strength, likelihood_weight, guidance_scale, num_inference_steps, "
-        "decode=vae,residual: one probe samples them all; sample_weight: one set of samples weighed each "
-        "way) or any other numeric setting of the method "
+        "decode=vae,residual, encoding_noise=independent,correlated: one probe samples them all; "
+        "sample_weight: one set of samples weighed each way) or any other numeric setting of the method "
         "(cvae's latent_dim, width, beta; encoding_voxels: one probe fitted per value), or a word setting "
         "(sd-*'s start, cvae's condition_readout: one probe per word) among these values "
         "on validation stimuli held out of each fold's training trials; repeat for a grid. "
@@ -585,6 +592,7 @@ _INTEGER_SETTINGS = (
 _WORD_SETTINGS = {
     "condition_readout": READOUTS,
     "decode": ("vae", "residual"),
+    "encoding_noise": NOISE_MODELS,
     "noise": NOISE_MODELS,
     "readout": READOUTS,
     "start": ("ridge-latents", "ridge-pixels", "inverse-retinotopy"),

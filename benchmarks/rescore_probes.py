@@ -75,8 +75,10 @@ def parse_choices(choose: list[str], recorded: list[dict[str, Any]], sampling: f
 
 def with_encoding(method: DiffusionMethod, train: PairedDataset) -> None:
     """Fit the encoding model on `train` where a point needs one the saved fit did without (it chose no
-    likelihood weight), as DiffusionMethod.fit does: training trials only."""
-    if method.needs_encoding() and method.encoding_ is None:
+    likelihood weight, or was saved before correlated noise existed), as DiffusionMethod.fit does:
+    training trials only."""
+    encoding = method.encoding_
+    if method.needs_encoding() and (encoding is None or not encoding.offers(method.config.encoding_noise)):
         method.fit_encoding(train)
 
 

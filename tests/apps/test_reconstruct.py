@@ -529,6 +529,22 @@ def test_the_encoding_model_is_an_option_that_reaches_the_methods_settings(recon
     assert "invalid choice: 'cnn'" in capsys.readouterr().err
 
 
+def test_the_encoding_noise_is_an_option_and_a_word_to_choose(reconstruct, capsys):
+    assert reconstruct.parse_args([]).encoding_noise is None  # each method's own default: independent
+    args = reconstruct.parse_args(["--encoding-noise", "correlated"])
+    assert (
+        create_method("sd-lora", reconstruct._method_settings(args, False)).config.encoding_noise
+        == "correlated"
+    )
+    both = reconstruct.parse_args(
+        ["--method", "sd-lora", "--choose", "encoding-noise=independent,correlated"]
+    )
+    assert dict(both.choose)["encoding_noise"] == ("independent", "correlated")
+    with pytest.raises(SystemExit):
+        reconstruct.parse_args(["--choose", "encoding_noise=diagonal"])
+    assert "encoding_noise takes independent, correlated, got 'diagonal'" in capsys.readouterr().err
+
+
 def test_colour_is_for_nsd_and_refused_elsewhere_before_anything_loads(run_app_here, tmp_path):
     out = tmp_path / "o"
     result = run_app_here("reconstruct", "--data", "digit69", "--colour", "--out", str(out))

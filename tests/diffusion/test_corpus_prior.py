@@ -100,7 +100,8 @@ def test_under_choose_the_probe_pre_trains_and_the_final_fit_starts_from_the_pri
 def test_the_prior_does_not_depend_on_how_the_method_samples(dataset):
     settings = MethodSettings(device="cpu", quick=True, prior_corpus=_corpus(dataset))
     keys = set()
-    for sampling in ({}, {"likelihood_weight": 1.0, "corpus_finetune": 0.5, "n_samples": 3}):
+    how = {"likelihood_weight": 1.0, "corpus_finetune": 0.5, "n_samples": 3, "encoding_noise": "correlated"}
+    for sampling in ({}, how):
         method = create_method("ldm", replace(settings, sampling=sampling))
         method.image_size_ = 12
         keys.add(_key(method))
@@ -120,6 +121,7 @@ def test_a_cvae_prior_is_kept_per_network_size_not_per_ridge_folds_or_condition_
 
     assert key() == key(ridge_folds=3, likelihood_weight=0.1, corpus_finetune=0.5)
     assert key() == key(condition_readout="patches")
+    assert key() == key(encoding_noise="correlated")
     assert len({key(), key(latent_dim=32), key(width=32)}) == 3
 
 

@@ -40,6 +40,7 @@ from fmri_diffusion.methods.validation import choose_on_validation, final_fit_st
 from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.priors.loading import BaseModelError
 from fmri_encoders.encoding import EncodingModel
+from fmri_encoders.noise import check_noise_models
 from fmri_encoders.persistence import load_settings, save_settings
 from fmri_encoders.ridge import RidgeEncoder
 from fmri_encoders.runtime import derived_seed, on_main_process, resolve_device, ridge_backend, shared_out
@@ -56,6 +57,7 @@ SAVED_SAMPLING = (
     "likelihood_weight",
     "sample_weight",
     "encoding_model",
+    "encoding_noise",
     "langevin_steps",
     "langevin_step_size",
 )
@@ -88,6 +90,7 @@ class DiffusionMethod(ReconstructionMethod):
             "sample_weight",
             "decode",
             "mixing",
+            "encoding_noise",
         }
     )
     """Config fields a fitted method can change at predict time, so that choosing among their values on
@@ -108,6 +111,8 @@ class DiffusionMethod(ReconstructionMethod):
     def __init__(self, settings: MethodSettings | None = None, config: Any = None) -> None:
         super().__init__(settings)
         self.config = self.settings.configure(config if config is not None else self.config_class())
+        offered = tuple(self.settings.choices.get("encoding_noise", ()))
+        check_noise_models((self.config.encoding_noise, *offered), "encoding_noise")  # before any training
         self.encoding_: EncodingModel | None = None
         self.validation_: dict[str, Any] | None = None
         self.readout_: PatchReadout | None = None
@@ -311,6 +316,8 @@ class DiffusionMethod(ReconstructionMethod):
             method.readout_ = PatchReadout(**manifest["readout"])
         if manifest.get("encoding"):
             method.encoding_ = EncodingModel.load(folder / "encoding")
+            if method.needs_encoding():  # before any sampling, not at its first likelihood
+                method.encoding_.check_noise(method.config.encoding_noise)
         elif method.needs_encoding():
             raise DataError(
                 f"{folder} was fitted without an encoding model, so it cannot sample with likelihood "
@@ -348,7 +355,7 @@ class DiffusionMethod(ReconstructionMethod):
         sample as <name>-1 (under likelihood weights, the weighted mean and one sample drawn by its
         weight)."""
         if (temper := self.importance_temper()) > 0:
-            weights = importance_weights(samples, fmri, self.encoding_, temper)
+            weights = importance_weights(samples, fmri, self.encoding_, temper, self.config.encoding_noise)
             mean, one = weighted_rows(samples, weights, self.settings.seed)
             return {self.name: mean, f"{self.name}-1": one}
         return {self.name: samples.mean(axis=0), f"{self.name}-1": samples[0]}
@@ -405,7 +412,10 @@ class DiffusionMethod(ReconstructionMethod):
     def _likelihood_options(self) -> dict[str, Any]:
         if not self.steers_steps():
             return {}
-        return {"likelihood": self.encoding_.likelihood(), "likelihood_weight": self.config.likelihood_weight}
+        return {
+            "likelihood": self.encoding_.likelihood(self.config.encoding_noise),
+            "likelihood_weight": self.config.likelihood_weight,
+        }
 
 
 def colour_likelihood_error(name: str) -> DataError:

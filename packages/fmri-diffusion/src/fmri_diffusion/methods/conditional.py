@@ -38,7 +38,8 @@ from fmri_encoders.training.sampling import Augment
 class DiffusionConfig:
     """UNet, conditioning, training and sampling settings (defaults sized for digit69 on a laptop CPU).
     sample_weight: temper of the encoding model's likelihood weighing the samples (methods.base), 0 = the
-    plain mean. corpus_finetune: above 0, the networks first pre-train on the run's prior corpus
+    plain mean; encoding_noise: that likelihood's (and guidance's) voxel noise, "independent" or "correlated"
+    (fmri_encoders.noise). corpus_finetune: above 0, the networks first pre-train on the run's prior corpus
     (methods.corpus_prior: once per recipe and corpus, cached) and each fit trains this fraction of each
     stage's steps from there; 0 = they learn from the training images alone."""
 
@@ -62,6 +63,7 @@ class DiffusionConfig:
     sample_weight: float = 0.0
     encoding_voxels: int = 500
     encoding_model: str = "auto"
+    encoding_noise: str = "independent"
     corpus_finetune: float = 0.0
 
     def __post_init__(self) -> None:

@@ -30,10 +30,11 @@ class ConditionalVAEConfig:
     beta weighs the KL term; max_shift is the joint random shift of image and condition; ridge_folds the
     folds of the out-of-fold ridge conditions. likelihood_weight > 0 weighs the samples by the encoding
     model's likelihood of the measured voxels (methods.reweighting; `encoding_voxels` best-predicted voxels
-    of an `encoding_model`): the mean of the CVAE's p(image | ridge image) x likelihood^weight. With
-    langevin_steps > 0 each sample's latent follows that posterior's gradient instead, for that many
-    Metropolis-adjusted Langevin steps of langevin_step_size (methods.langevin), and the samples' plain mean
-    is the estimate: weights fall onto a few samples as the weight grows, chains keep moving towards it.
+    of an `encoding_model`, their noise `encoding_noise`, fmri_encoders.noise): the mean of the CVAE's
+    p(image | ridge image) x likelihood^weight. With langevin_steps > 0 each sample's latent follows that
+    posterior's gradient instead, for that many Metropolis-adjusted Langevin steps of langevin_step_size
+    (methods.langevin), and the samples' plain mean is the estimate: weights fall onto a few samples as the
+    weight grows, chains keep moving towards it.
     corpus_finetune above 0: the CVAE first pre-trains on the run's prior corpus (methods.corpus_prior:
     once per recipe and corpus, cached) and each fit trains this fraction of the steps from there.
     condition_readout "patches" (K x K binary-patch stimuli) conditions the CVAE on ridge's image read out
@@ -57,6 +58,7 @@ class ConditionalVAEConfig:
     likelihood_weight: float = 0.0
     encoding_voxels: int = 500
     encoding_model: str = "auto"
+    encoding_noise: str = "independent"
     langevin_steps: int = 0
     langevin_step_size: float = 0.2
     corpus_finetune: float = 0.0
@@ -202,7 +204,7 @@ class ConditionalVAE(CorpusPrimedMethod):
             config = self.config
             posterior = tempered_latent_posterior(
                 lambda latents: model.decode(latents, features)[:, 0],
-                self.encoding_.likelihood().to(device),
+                self.encoding_.likelihood(config.encoding_noise).to(device),
                 inputs["measured"].to(device),
                 config.likelihood_weight,
             )

@@ -75,7 +75,8 @@ class StableConfig:
     (Likelihood guidance still steers the decoded sample, whose change is what the output keeps.)
     likelihood_weight: encoding-model guidance while sampling (fmri_encoders.encoding, over the
     `encoding_voxels` best-predicted voxels), 0 = off; encoding_model: "ridge", "prf" (a receptive field
-    per voxel, for K x K binary-patch stimuli) or "auto" (prf where the stimuli are patches);
+    per voxel, for K x K binary-patch stimuli) or "auto" (prf where the stimuli are patches); encoding_noise:
+    its voxels' noise, "independent" or "correlated" (fmri_encoders.noise);
     sample_weight: temper of its likelihood weighing the samples (methods.base), 0 = their plain mean.
     """
 
@@ -97,6 +98,7 @@ class StableConfig:
     sample_weight: float = 0.0
     encoding_voxels: int = 500
     encoding_model: str = "auto"
+    encoding_noise: str = "independent"
 
     def __post_init__(self) -> None:
         if self.start not in STARTS or self.decode not in DECODES:

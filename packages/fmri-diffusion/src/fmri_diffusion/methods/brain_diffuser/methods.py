@@ -72,7 +72,9 @@ class BrainDiffuserConfig:
     model, "small" without one. strength and steps are the published ones; guidance_scale None is the
     route's own (7.5 for versatile, as published; 1, no classifier-free guidance, for the others). mixing:
     weight of caption guidance (None: DEFAULT_MIXING where captions and a text encoder exist, else 0).
-    sample_weight: temper of the encoding model's likelihood weighing stage 2's samples (methods.base).
+    sample_weight: temper of the encoding model's likelihood weighing stage 2's samples (methods.base);
+    encoding_noise: that likelihood's (and guidance's) voxel noise, "independent" or "correlated"
+    (fmri_encoders.noise).
     """
 
     base: SmallBaseConfig = field(default_factory=SmallBaseConfig)
@@ -92,6 +94,7 @@ class BrainDiffuserConfig:
     sample_weight: float = 0.0
     encoding_voxels: int = 500
     encoding_model: str = "auto"
+    encoding_noise: str = "independent"
     prior_adapter: PriorAdapter = "auto"
     prior_lora_rank: int = 16
     prior_training: TrainingConfig = field(
