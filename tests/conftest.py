@@ -82,6 +82,13 @@ def linear_dataset() -> PairedDataset:
     return make_linear_dataset()
 
 
+@pytest.fixture
+def linear_split(linear_dataset: PairedDataset) -> tuple[PairedDataset, PairedDataset]:
+    """linear_dataset's given split: (train, test)."""
+    given = linear_dataset.given_test
+    return linear_dataset.subset(np.flatnonzero(~given)), linear_dataset.subset(np.flatnonzero(given))
+
+
 @pytest.fixture(scope="session")
 def make_linear():
     """The factory behind linear_dataset, for tests that need other sizes."""

@@ -66,9 +66,8 @@ def test_guidance_steers_by_the_configured_noise_model(noise, dims):
     assert method._likelihood_options()["likelihood"].precision.dim() == dims
 
 
-def test_the_cvae_weighs_and_steers_by_correlated_noise_when_asked(linear_dataset, tmp_path, monkeypatch):
-    train = linear_dataset.subset(np.flatnonzero(~linear_dataset.given_test))
-    test = linear_dataset.subset(np.flatnonzero(linear_dataset.given_test))
+def test_the_cvae_weighs_and_steers_by_correlated_noise_when_asked(linear_split, tmp_path, monkeypatch):
+    train, test = linear_split
     settings = MethodSettings(device="cpu", seed=2, work_dir=tmp_path / "c", progress=False)
     config = ConditionalVAEConfig(
         n_samples=6,

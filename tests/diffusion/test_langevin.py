@@ -67,11 +67,8 @@ def test_a_chain_does_not_depend_on_its_batch_and_a_step_size_must_be_positive()
         mala(density, start, steps=5, step_size=0.0, generators=_generators(6))
 
 
-def test_the_cvae_s_chains_explain_the_voxels_better_than_its_prior_draws_and_reload(
-    linear_dataset, tmp_path
-):
-    train = linear_dataset.subset(np.flatnonzero(~linear_dataset.given_test))
-    test = linear_dataset.subset(np.flatnonzero(linear_dataset.given_test))
+def test_the_cvae_s_chains_explain_the_voxels_better_than_its_prior_draws_and_reload(linear_split, tmp_path):
+    train, test = linear_split
     settings = MethodSettings(device="cpu", seed=2, work_dir=tmp_path / "chains", progress=False)
     config = ConditionalVAEConfig(
         n_samples=4,

@@ -94,9 +94,8 @@ def test_a_weight_without_a_likelihood_is_refused(tiny_pipeline):
 
 
 @pytest.mark.parametrize("name", ["ddpm", "ldm", "sd-lora", "brain-diffuser"])
-def test_every_pipeline_route_samples_with_guidance_and_reloads_with_it(linear_dataset, tmp_path, name):
-    train = linear_dataset.subset(np.flatnonzero(~linear_dataset.given_test))
-    test = linear_dataset.subset(np.flatnonzero(linear_dataset.given_test))
+def test_every_pipeline_route_samples_with_guidance_and_reloads_with_it(linear_split, tmp_path, name):
+    train, test = linear_split
     settings = MethodSettings(
         device="cpu",
         quick=True,

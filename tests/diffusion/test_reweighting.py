@@ -77,9 +77,8 @@ WEIGHT = (
 )
 
 
-def test_the_cvae_weighs_its_samples_and_reloads_to_the_same_rows(linear_dataset, tmp_path):
-    train = linear_dataset.subset(np.flatnonzero(~linear_dataset.given_test))
-    test = linear_dataset.subset(np.flatnonzero(linear_dataset.given_test))
+def test_the_cvae_weighs_its_samples_and_reloads_to_the_same_rows(linear_split, tmp_path):
+    train, test = linear_split
     settings = MethodSettings(device="cpu", seed=2, work_dir=tmp_path / "weighted", progress=False)
     config = ConditionalVAEConfig(
         n_samples=6, training=TrainingConfig(max_steps=60, batch_size=16, ema_decay=None, progress=False)
