@@ -91,6 +91,10 @@ CVAE_WEIGHTS = ["--choose", "likelihood_weight=0,0.03,0.1,0.3"]
 # and on Miyawaki it may take ridge's image read out as the design's patches for its condition: on ridge's
 # pixel image it scored below ridge read out that way (results/condition_readout-miyawaki-kfold5-cvae.json)
 CVAE_CONDITION_READOUT = ["--choose", "condition_readout=pixels,patches"]
+# and there the likelihood weighing its samples may take the voxels' noise as correlated
+# (fmri_encoders.noise): offered to validation, it lifted pcc and SSIM on two draws
+# (results/encoding_noise-miyawaki-kfold5-cvae.json)
+NOISE_CHOICE = ["--choose", "encoding_noise=independent,correlated"]
 # stage 2's samples, already guided, weighed by the encoding model's likelihood too (all weighings score one
 # set of samples)
 STAGE2_WEIGHTS = ["--choose", "sample_weight=0,0.03,0.1,0.3"]
@@ -139,6 +143,7 @@ CELL_RECIPES: dict[tuple[str, str], list[str]] = {
         *CVAE_WEIGHTS,
         *CVAE_PRIMED,
         *CVAE_CONDITION_READOUT,
+        *NOISE_CHOICE,
     ],
     ("sim-given", "brain-diffuser"): [*READOUT, *STAGE2_STRENGTH_LOWER, *STRONG_GUIDANCE, *STAGE2_WEIGHTS],
     ("digit69-kfold5", "brain-diffuser"): [
