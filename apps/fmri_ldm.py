@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", help="override the config's data (sim, digit69, miyawaki, a file)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
+    if args.checkpoint is not None and args.mode != "evaluate":  # training saves to --out/model instead
+        parser.error(f"--checkpoint is read by --mode evaluate only; with --mode {args.mode} leave it out")
 
     def job() -> int:
         config = load_config(args.config)

@@ -44,11 +44,12 @@ from fmri_encoders.runtime import (
     start_process,
 )
 from fmri_encoders.training.optim import OPTIMIZERS
-from fmri_encoders.training.precision import PRECISIONS
+from fmri_encoders.training.placement import check_full_shard_launch
+from fmri_encoders.training.precision import PRECISIONS, check_precision
 from fmri_eval.atomic import check_writable_folder
 from fmri_eval.evaluate import DEFAULT_BASELINE, choose_baseline, silent
 from fmri_eval.literature_table import FeatureFn
-from fmri_eval.run import write_run
+from fmri_eval.run import check_run_folder, write_run
 from fmri_eval.settings import EvaluationSettings
 from fmri_eval.terminal import terminal_table
 
@@ -576,7 +577,16 @@ def _choice(text: str) -> tuple[str, tuple[float | str, ...]]:
         numbers = ()
     if not sep or not name or not numbers:
         raise argparse.ArgumentTypeError(f"expected [METHOD:]NAME=V1,V2,... with numbers, got {text!r}")
-    return key, tuple(int(v) if name in _INTEGER_SETTINGS else v for v in numbers)
+    if name in _INTEGER_SETTINGS and not all(v.is_integer() for v in numbers):
+        raise argparse.ArgumentTypeError(f"{name} takes whole numbers, got {values!r}")
+    typed = tuple(int(v) if name in _INTEGER_SETTINGS else v for v in numbers)
+    if check := _CHOICE_CHECKS.get(name):  # now, not when the grid reaches the value hours later
+        for value in typed:
+            try:
+                check(str(value))
+            except argparse.ArgumentTypeError as error:
+                raise argparse.ArgumentTypeError(f"{name}={value}: {error}") from None
+    return key, typed
 
 
 _INTEGER_SETTINGS = (
@@ -606,6 +616,23 @@ def _positive(text: str) -> int:
     return value
 
 
+_CHOICE_CHECKS = {
+    "strength": _fraction,
+    "mixing": _unit_interval,
+    "corpus_finetune": _fraction,
+    "likelihood_weight": _non_negative_float,
+    "sample_weight": _non_negative_float,
+    "num_inference_steps": _positive,
+    "n_samples": _positive,
+    "langevin_steps": _non_negative,
+    "latent_dim": _positive,
+    "width": _positive,
+    "encoding_voxels": _positive,
+}
+"""The checks of the options that set these settings alone (--strength, --samples, ...), for their values
+in a --choose grid."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     return run_cli("reconstruct", lambda: run(args, argv))
@@ -625,7 +652,12 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
     process = start_process(args.device, args.threads)
     progress = not args.no_progress and process.is_main  # one set of bars: the main process's
     check_methods(args.methods)  # before hours of fitting, as are the folders and the feature networks
+    precision = args.mixed_precision or launch_precision() or "no"  # as every training stage will see it
+    check_precision(precision, process.device.partition(":")[0])
+    if process.fully_sharded:
+        check_full_shard_launch(precision, args.optimizer or "adamw")
     check_writable_folder(args.out, "--out", swapped=True)
+    check_run_folder(args.out, "--out", keep={"--work-dir": args.work_dir, "--cache-dir": args.cache_dir})
     if args.work_dir is not None:
         check_writable_folder(args.work_dir, "--work-dir")
     if args.log_with:

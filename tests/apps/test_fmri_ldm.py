@@ -138,6 +138,18 @@ def test_app_bad_settings_name_the_key_and_leave_no_output(load_app, tmp_path, c
     assert not out.exists()
 
 
+@pytest.mark.parametrize("mode", ["both", "train"])
+def test_app_refuses_a_checkpoint_it_would_not_read(load_app, tmp_path, capsys, mode):
+    argv = ["--mode", mode, "--checkpoint", str(tmp_path / "model"), "--out", str(tmp_path / "o")]
+    with pytest.raises(SystemExit) as info:
+        load_app("fmri_ldm").main(argv)
+    assert info.value.code == 2
+    assert f"--checkpoint is read by --mode evaluate only; with --mode {mode} leave it out" in (
+        capsys.readouterr().err
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_app_bad_config_is_one_line(run_app_here, tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text("model: {latent_dim: 4, colour: red}\n")

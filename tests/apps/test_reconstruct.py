@@ -119,6 +119,7 @@ def test_evaluation_options_are_checked_before_any_work(reconstruct, tmp_path, c
         (["--data", "/no/such/file.mat"], "no such file"),
         (["--method", "nope"], "unknown method 'nope'"),
         (["--split", "kfold:zero"], "whole number"),
+        (["--mixed-precision", "fp16", "--device", "cpu"], "mixed_precision 'fp16' needs a CUDA GPU"),
     ],
 )
 def test_bad_input_gives_one_line_and_leaves_no_output(reconstruct, tmp_path, capsys, args, message):
@@ -277,6 +278,18 @@ def test_an_out_that_is_a_file_fails_before_any_work(reconstruct, tmp_path, caps
         == f"reconstruct: error: --out {tmp_path / 'taken'} exists and is not a folder; choose another path"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_an_out_that_would_destroy_more_than_a_run_fails_before_any_work(reconstruct, tmp_path, capsys):
+    (tmp_path / "earlier-run").mkdir()  # --out runs: replacing it whole would delete every run in it
+    args = ["--out", str(tmp_path), "--method", "mean", "--no-progress"]
+    assert reconstruct.main(args) == 2
+    assert f"--out {tmp_path} holds files but no metrics.json" in capsys.readouterr().err
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--work-dir", str(out / "work"), "--method", "mean", "--no-progress"]
+    assert reconstruct.main(args) == 2
+    assert f"--work-dir {out / 'work'} is inside --out {out}" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier-run"]
 
 
 def test_an_out_whose_parent_is_not_writable_fails_before_any_work(
@@ -481,6 +494,23 @@ def test_choose_takes_numbers_and_the_decoding_and_readout_words(reconstruct, ca
         with pytest.raises(SystemExit):
             reconstruct.parse_args(["--choose", bad])
     assert "decode takes vae, residual, got 'vae,sharp'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("choice", "message"),
+    [
+        ("strength=0.2,1.5", "strength=1.5: must be in (0, 1], got 1.5"),
+        ("sd-lora:strength=0", "strength=0.0: must be in (0, 1], got 0.0"),
+        ("n_samples=0,8", "n_samples=0: must be 1 or more, got 0"),
+        ("n_samples=2.5", "n_samples takes whole numbers, got '2.5'"),
+        ("likelihood_weight=-1", "likelihood_weight=-1.0: must be 0 or more, got -1.0"),
+        ("mixing=0.4,nan", "mixing=nan: must be in [0, 1], got nan"),
+    ],
+)
+def test_choose_refuses_values_its_option_would_refuse_before_any_work(reconstruct, capsys, choice, message):
+    with pytest.raises(SystemExit):
+        reconstruct.parse_args(["--method", "sd-lora", "--choose", choice])
+    assert message in capsys.readouterr().err
 
 
 def test_the_cvae_s_langevin_steps_are_an_option_that_reaches_its_settings(reconstruct, capsys):

@@ -9,6 +9,7 @@ import pytest
 
 from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings
+from fmri_data.methods.registry import check_stimuli
 from fmri_diffusion.methods.brain_diffuser import BrainDiffuser, BrainDiffuserConfig, BrainDiffuserStage1
 from fmri_diffusion.methods.brain_diffuser.parts import DEFAULT_MIXING
 
@@ -37,6 +38,26 @@ def test_a_stage2_route_without_its_model_is_refused(linear_dataset, tmp_path, s
     model = None if pretrained is None else str(tmp_path)
     with pytest.raises(DataError, match=message):
         _fit(BrainDiffuser, linear_dataset, tmp_path, model, stage2=stage2)
+
+
+@pytest.mark.parametrize(
+    ("method", "options", "message"),
+    [
+        ("brain-diffuser-stage1", {"stage1": "vdvae"}, "--vdvae FILE_OR_FOLDER"),
+        ("brain-diffuser", {"stage2": "versatile"}, "needs a --pretrained model folder"),
+        ("brain-diffuser", {"prior_adapter": "lora", "stage2": "versatile"}, "use --prior-adapter none"),
+    ],
+)
+def test_route_mistakes_are_refused_before_any_fold_trains(
+    linear_dataset, tmp_path, published_models, method, options, message
+):
+    versatile = str(published_models / "versatile-diffusion") if "prior_adapter" in options else None
+    settings = MethodSettings(
+        quick=True, progress=False, work_dir=tmp_path, pretrained=versatile, sampling=options
+    )
+    with pytest.raises(DataError, match=message):
+        check_stimuli([method], settings, linear_dataset.images)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_versatile_samples_from_the_published_prior_unadapted(linear_dataset, tmp_path, published_models):

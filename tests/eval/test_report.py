@@ -22,6 +22,7 @@ from fmri_eval import (
     write_report,
     write_run,
 )
+from fmri_eval.run import check_run_folder
 
 
 @pytest.fixture
@@ -268,6 +269,30 @@ def test_write_run_failure_keeps_previous_run(tmp_path, run_inputs):
         write_run(out, reconstructions=methods, **kwargs)
     assert (out / "metrics.json").read_text() == before
     assert leftovers(tmp_path, "run") == []
+
+
+def test_write_run_refuses_a_folder_that_is_not_an_earlier_run(tmp_path, run_inputs):
+    truth, methods, stimulus_id = run_inputs
+    kwargs = {"dataset": "nsd", "split": "test", "truth": truth, "stimulus_id": stimulus_id}
+    (tmp_path / "other-run").mkdir()
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(EvaluationError, match=r"holds files but no metrics\.json"):
+        write_run(tmp_path, reconstructions=methods, settings=EvaluationSettings(n_boot=20), **kwargs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "other-run"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    write_run(empty, reconstructions=methods, settings=EvaluationSettings(n_boot=20), **kwargs)
+    write_run(empty, reconstructions=methods, settings=EvaluationSettings(n_boot=20), **kwargs)  # a run again
+    assert (empty / "metrics.json").is_file()
+
+
+def test_check_run_folder_refuses_an_output_folder_holding_the_work(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(EvaluationError, match=r"--work-dir .*work is inside --out .*out, which the run"):
+        check_run_folder(out, "--out", keep={"--work-dir": out / "work", "--cache-dir": None})
+    with pytest.raises(EvaluationError, match="--cache-dir"):
+        check_run_folder(out, "--out", keep={"--cache-dir": out})
+    check_run_folder(out, "--out", keep={"--work-dir": tmp_path / "out-work"})  # side by side
 
 
 def test_reconstruction_grid_has_a_row_per_method(tmp_path, run_inputs):

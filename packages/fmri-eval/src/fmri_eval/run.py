@@ -28,6 +28,27 @@ SCORED_KEYS = ("n_test", "n_stimuli", "repeats_averaged", "ci", "baseline", "met
 RUN_KEYS = ("dataset", "split", *SCORED_KEYS, "notes", "software", "retrieval", "literature")
 
 
+def check_run_folder(
+    out_dir: str | Path, what: str = "output folder", keep: Mapping[str, str | Path | None] | None = None
+) -> None:
+    """Refuse, before any work, an output folder that writing the run would destroy more than an earlier run
+    in: `write_run` replaces the folder whole, so a folder of other files (`--out runs` would delete every
+    run in it) or one holding a folder to `keep` (a work or cache folder, by the option that named it) must
+    not become a run folder."""
+    out_dir = Path(out_dir)
+    for option, folder in (keep or {}).items():
+        if folder is not None and Path(folder).resolve().is_relative_to(out_dir.resolve()):
+            raise EvaluationError(
+                f"{option} {folder} is inside {what} {out_dir}, which the run replaces whole "
+                "when it ends; put them side by side"
+            )
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "metrics.json").is_file():
+        raise EvaluationError(
+            f"{what} {out_dir} holds files but no metrics.json, so it is not an earlier run, and "
+            "writing the run would replace it whole; choose a new folder or an earlier run's"
+        )
+
+
 def software_versions() -> dict[str, str]:
     """Versions the numbers depend on: numpy draws the bootstrap resamples, scikit-image computes SSIM."""
     return {
@@ -118,8 +139,10 @@ def write_run(
     `python -m fmri_eval DIR/reconstructions.npz` reproduces this metrics.json's SCORED_KEYS exactly.
     `attachments` (file name -> existing file, e.g. training curves) are copied in beside them.
     Metrics are computed before any file is written, and files go through `atomic_output_dir`,
-    so `out_dir` holds either the previous complete run or the new one. Returns the metrics dict.
+    so `out_dir` holds either the previous complete run or the new one; a folder that is not an earlier
+    run is refused first (check_run_folder). Returns the metrics dict.
     """
+    check_run_folder(out_dir)
     settings = settings or EvaluationSettings()
     run = score_run(
         dataset=dataset,

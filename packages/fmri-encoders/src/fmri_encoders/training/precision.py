@@ -17,6 +17,15 @@ PRECISIONS = ("no", "bf16", "fp16")
 _HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def check_precision(mixed_precision: str, device_type: str) -> None:
+    """One line for a precision the device cannot train in: fp16 needs a loss scaler, which only CUDA's
+    GPUs are known to need and support here."""
+    if mixed_precision == "fp16" and device_type != "cuda":
+        raise DataError(
+            f"mixed_precision 'fp16' needs a CUDA GPU, and this fit runs on {device_type}; use 'bf16' or 'no'"
+        )
+
+
 def half_dtype(mixed_precision: str) -> torch.dtype | None:
     """The dtype `mixed_precision` computes in (None for "no", full precision)."""
     return _HALF.get(mixed_precision)
@@ -27,11 +36,7 @@ class Precision:
     underflow to zero unscaled. The scaler's state (its scale and growth count) goes into the checkpoints."""
 
     def __init__(self, mixed_precision: str, device: torch.device) -> None:
-        if mixed_precision == "fp16" and device.type != "cuda":
-            raise DataError(
-                f"mixed_precision 'fp16' needs a CUDA GPU, and this fit runs on {device.type}; "
-                "use 'bf16' or 'no'"
-            )
+        check_precision(mixed_precision, device.type)
         self.device_type = device.type
         self.dtype = half_dtype(mixed_precision)
         self.scaler = torch.amp.GradScaler(device.type) if mixed_precision == "fp16" else None

@@ -119,6 +119,13 @@ class BrainDiffuserMethod(DiffusionMethod):
     saved_as: ClassVar[str] = "stages"
     needs_stage2_model: ClassVar[bool] = True
 
+    def check_stimuli(self, images: np.ndarray) -> None:
+        """The stage-2 route and stage 1's VDVAE weights, refused before any fold trains (the runner asks
+        first) rather than when a fit reaches them: stage 1 alone regresses onto ~91k VDVAE latents on NSD."""
+        self.route_ = self._route()
+        if self.config.stage1 == "vdvae":
+            self._vdvae_weights()
+
     def _fit_stage1(self, train: PairedDataset) -> None:
         """Stage 1 (the route chosen first: `_route`), and the stage-2 model with a pipeline on its UNet
         where this method or stage 1 uses it; stage 1 is the other row's where both rows run (memo.py)."""
@@ -298,11 +305,16 @@ class BrainDiffuser(BrainDiffuserMethod):
     name = "brain-diffuser"
     curves: ClassVar[dict[str, str]] = {"prior_loss_curve": "prior_training_"}
 
+    def check_stimuli(self, images: np.ndarray) -> None:
+        """Its route's and stage 1's checks, and the prior adapter the route can take."""
+        super().check_stimuli(images)
+        self._prior_adapter()
+
     def fit_parts(self, train: PairedDataset) -> None:
         self.route_ = self._route()
         if self.colour_:
             self.check_colour()
-        self.adapter_ = self._prior_adapter()  # refused, if it is, before stage 1 is fitted
+        self.adapter_ = self._prior_adapter()
         self._fit_stage1(train)
         if self.route_ == "versatile":
             self.guides_ = VersatileGuides.fit(train, self.versatile_, self.config.mixing)
