@@ -581,11 +581,11 @@ def _choice(text: str) -> tuple[str, tuple[float | str, ...]]:
         raise argparse.ArgumentTypeError(f"{name} takes whole numbers, got {values!r}")
     typed = tuple(int(v) if name in _INTEGER_SETTINGS else v for v in numbers)
     if check := _CHOICE_CHECKS.get(name):  # now, not when the grid reaches the value hours later
-        for value in typed:
+        for given, value in zip(values.split(","), typed, strict=True):
             try:
                 check(str(value))
             except argparse.ArgumentTypeError as error:
-                raise argparse.ArgumentTypeError(f"{name}={value}: {error}") from None
+                raise argparse.ArgumentTypeError(f"{name}={given}: {error}") from None
     return key, typed
 
 
@@ -596,6 +596,7 @@ _INTEGER_SETTINGS = (
     "latent_dim",
     "width",
     "langevin_steps",
+    "vdvae_layers",
 )
 # decode and start are fmri_diffusion.methods.stable's DECODES and STARTS, written out so that parsing does
 # not import diffusers (about 5 s); tests/apps/test_reconstruct.py keeps them equal
@@ -619,7 +620,7 @@ def _positive(text: str) -> int:
 _CHOICE_CHECKS = {
     "strength": _fraction,
     "mixing": _unit_interval,
-    "corpus_finetune": _fraction,
+    "corpus_finetune": _unit_interval,  # 0 in a grid: no pre-training (the option's 0 is leaving it out)
     "likelihood_weight": _non_negative_float,
     "sample_weight": _non_negative_float,
     "num_inference_steps": _positive,
@@ -628,9 +629,11 @@ _CHOICE_CHECKS = {
     "latent_dim": _positive,
     "width": _positive,
     "encoding_voxels": _positive,
+    "vdvae_layers": _positive,
+    "vdvae_temperature": _non_negative_float,
 }
-"""The checks of the options that set these settings alone (--strength, --samples, ...), for their values
-in a --choose grid."""
+"""The checks of a --choose grid's values, those of the options that set a setting alone (--strength,
+--samples, ...) and, for the network sizes that only a grid sets, whole numbers of at least 1."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -652,7 +655,7 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
     process = start_process(args.device, args.threads)
     progress = not args.no_progress and process.is_main  # one set of bars: the main process's
     check_methods(args.methods)  # before hours of fitting, as are the folders and the feature networks
-    precision = args.mixed_precision or launch_precision() or "no"  # as every training stage will see it
+    precision = args.mixed_precision or launch_precision() or "no"  # the run's; a model's own, when it trains
     check_precision(precision, process.device.partition(":")[0])
     if process.fully_sharded:
         check_full_shard_launch(precision, args.optimizer or "adamw")

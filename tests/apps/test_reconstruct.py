@@ -284,7 +284,7 @@ def test_an_out_that_would_destroy_more_than_a_run_fails_before_any_work(reconst
     (tmp_path / "earlier-run").mkdir()  # --out runs: replacing it whole would delete every run in it
     args = ["--out", str(tmp_path), "--method", "mean", "--no-progress"]
     assert reconstruct.main(args) == 2
-    assert f"--out {tmp_path} holds files but no metrics.json" in capsys.readouterr().err
+    assert f"--out {tmp_path} holds files but not an earlier run" in capsys.readouterr().err
     out = tmp_path / "run"
     args = ["--out", str(out), "--work-dir", str(out / "work"), "--method", "mean", "--no-progress"]
     assert reconstruct.main(args) == 2
@@ -500,10 +500,11 @@ def test_choose_takes_numbers_and_the_decoding_and_readout_words(reconstruct, ca
     ("choice", "message"),
     [
         ("strength=0.2,1.5", "strength=1.5: must be in (0, 1], got 1.5"),
-        ("sd-lora:strength=0", "strength=0.0: must be in (0, 1], got 0.0"),
+        ("sd-lora:strength=0", "strength=0: must be in (0, 1], got 0.0"),
         ("n_samples=0,8", "n_samples=0: must be 1 or more, got 0"),
         ("n_samples=2.5", "n_samples takes whole numbers, got '2.5'"),
-        ("likelihood_weight=-1", "likelihood_weight=-1.0: must be 0 or more, got -1.0"),
+        ("likelihood_weight=-1", "likelihood_weight=-1: must be 0 or more, got -1.0"),
+        ("vdvae_layers=2.5,31", "vdvae_layers takes whole numbers, got '2.5,31'"),
         ("mixing=0.4,nan", "mixing=nan: must be in [0, 1], got nan"),
     ],
 )
@@ -511,6 +512,11 @@ def test_choose_refuses_values_its_option_would_refuse_before_any_work(reconstru
     with pytest.raises(SystemExit):
         reconstruct.parse_args(["--method", "sd-lora", "--choose", choice])
     assert message in capsys.readouterr().err
+
+
+def test_choose_takes_no_corpus_pre_training_as_a_grid_point(reconstruct):
+    args = reconstruct.parse_args(["--method", "cvae", "--choose", "corpus_finetune=0,0.5"])
+    assert args.choose == [("corpus_finetune", (0.0, 0.5))]
 
 
 def test_the_cvae_s_langevin_steps_are_an_option_that_reaches_its_settings(reconstruct, capsys):

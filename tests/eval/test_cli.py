@@ -145,6 +145,12 @@ def test_out_writes_a_run_folder(run_dir, tmp_path, capsys):
     assert "## Difference from ridge" in (tmp_path / "again" / "report.md").read_text()
 
 
+def test_out_refuses_a_folder_that_is_not_a_run(run_dir, tmp_path, capsys):
+    err = one_line_error(capsys, run_dir / "reconstructions.npz", "--out", tmp_path)
+    assert f"--out {tmp_path} holds files but not an earlier run" in err
+    assert (run_dir / "reconstructions.npz").is_file()  # replacing tmp_path whole would have deleted it
+
+
 def one_line_error(capsys, *argv, starts="fmri-eval: error:"):
     code, out, err = run_cli(capsys, *argv)
     assert code == 2

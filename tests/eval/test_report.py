@@ -271,19 +271,18 @@ def test_write_run_failure_keeps_previous_run(tmp_path, run_inputs):
     assert leftovers(tmp_path, "run") == []
 
 
-def test_write_run_refuses_a_folder_that_is_not_an_earlier_run(tmp_path, run_inputs):
+def test_check_run_folder_takes_a_new_empty_or_earlier_run_folder_only(tmp_path, run_inputs):
     truth, methods, stimulus_id = run_inputs
-    kwargs = {"dataset": "nsd", "split": "test", "truth": truth, "stimulus_id": stimulus_id}
     (tmp_path / "other-run").mkdir()
-    (tmp_path / "notes.txt").write_text("keep me")
-    with pytest.raises(EvaluationError, match=r"holds files but no metrics\.json"):
-        write_run(tmp_path, reconstructions=methods, settings=EvaluationSettings(n_boot=20), **kwargs)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "other-run"]
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    write_run(empty, reconstructions=methods, settings=EvaluationSettings(n_boot=20), **kwargs)
-    write_run(empty, reconstructions=methods, settings=EvaluationSettings(n_boot=20), **kwargs)  # a run again
-    assert (empty / "metrics.json").is_file()
+    (tmp_path / "metrics.json").write_text("{}")  # fmri_ldm's report writes one beside its model
+    with pytest.raises(EvaluationError, match=r"holds files but not an earlier run \(metrics\.json and"):
+        check_run_folder(tmp_path)
+    check_run_folder(tmp_path / "new")
+    (tmp_path / "empty").mkdir()
+    check_run_folder(tmp_path / "empty")
+    kwargs = {"dataset": "nsd", "split": "test", "truth": truth, "stimulus_id": stimulus_id}
+    write_run(tmp_path / "empty", reconstructions=methods, settings=EvaluationSettings(n_boot=20), **kwargs)
+    check_run_folder(tmp_path / "empty")  # an earlier run: replaced by the next
 
 
 def test_check_run_folder_refuses_an_output_folder_holding_the_work(tmp_path):

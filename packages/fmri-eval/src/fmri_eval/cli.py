@@ -16,7 +16,7 @@ from fmri_eval import __version__
 from fmri_eval.errors import EvaluationError
 from fmri_eval.evaluate import DEFAULT_BASELINE, check_baseline, choose_baseline, evaluate_run
 from fmri_eval.io import ReconstructionSet, load_reconstructions
-from fmri_eval.run import SCORED_KEYS, write_run
+from fmri_eval.run import SCORED_KEYS, check_run_folder, write_run
 from fmri_eval.settings import EvaluationSettings
 
 CHECK_TOLERANCE = 1e-9
@@ -154,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         recon_set = load_reconstructions(recon_file)
         settings = _settings(recon_set, args)
         if args.out:
+            check_run_folder(args.out, "--out")
             run = write_run(
                 args.out,
                 dataset=recon_file.stem,

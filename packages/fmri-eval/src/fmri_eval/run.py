@@ -26,6 +26,8 @@ from fmri_eval.settings import EvaluationSettings
 SCORED_KEYS = ("n_test", "n_stimuli", "repeats_averaged", "ci", "baseline", "methods")
 """The keys of metrics.json that its reconstructions.npz alone determines (see evaluate_run)."""
 RUN_KEYS = ("dataset", "split", *SCORED_KEYS, "notes", "software", "retrieval", "literature")
+RUN_FILES = ("metrics.json", "reconstructions.npz")
+"""What marks a folder as a run's (other reports write a metrics.json of their own: fmri_ldm's)."""
 
 
 def check_run_folder(
@@ -42,9 +44,10 @@ def check_run_folder(
                 f"{option} {folder} is inside {what} {out_dir}, which the run replaces whole "
                 "when it ends; put them side by side"
             )
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "metrics.json").is_file():
+    earlier_run = all((out_dir / name).is_file() for name in RUN_FILES)
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not earlier_run:
         raise EvaluationError(
-            f"{what} {out_dir} holds files but no metrics.json, so it is not an earlier run, and "
+            f"{what} {out_dir} holds files but not an earlier run ({' and '.join(RUN_FILES)}), and "
             "writing the run would replace it whole; choose a new folder or an earlier run's"
         )
 
@@ -139,10 +142,9 @@ def write_run(
     `python -m fmri_eval DIR/reconstructions.npz` reproduces this metrics.json's SCORED_KEYS exactly.
     `attachments` (file name -> existing file, e.g. training curves) are copied in beside them.
     Metrics are computed before any file is written, and files go through `atomic_output_dir`,
-    so `out_dir` holds either the previous complete run or the new one; a folder that is not an earlier
-    run is refused first (check_run_folder). Returns the metrics dict.
+    so `out_dir` holds either the previous complete run or the new one (check_run_folder first, before
+    the work that makes the run). Returns the metrics dict.
     """
-    check_run_folder(out_dir)
     settings = settings or EvaluationSettings()
     run = score_run(
         dataset=dataset,

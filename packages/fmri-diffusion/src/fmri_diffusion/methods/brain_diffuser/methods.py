@@ -122,7 +122,8 @@ class BrainDiffuserMethod(DiffusionMethod):
     def check_stimuli(self, images: np.ndarray) -> None:
         """The stage-2 route and stage 1's VDVAE weights, refused before any fold trains (the runner asks
         first) rather than when a fit reaches them: stage 1 alone regresses onto ~91k VDVAE latents on NSD."""
-        self.route_ = self._route()
+        super().check_stimuli(images)
+        self.route_ = self._route()  # what the adapter's check reads (the fit sets it again)
         if self.config.stage1 == "vdvae":
             self._vdvae_weights()
 
