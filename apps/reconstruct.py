@@ -29,7 +29,7 @@ from fmri_data.methods import (
     validation_notes,
 )
 from fmri_data.methods.base import SCOPE
-from fmri_data.methods.registry import check_choices, check_colour, check_methods
+from fmri_data.methods.registry import check_choices, check_colour, check_methods, check_settings_read
 from fmri_data.preprocessing import Preprocessing
 from fmri_data.progress import terminal_progress
 from fmri_data.readout import READOUTS
@@ -470,10 +470,12 @@ def parse_args(
     args = parser.parse_args(argv)
     args.literature_table = args.literature_table or args.feature_weights is not None or bool(args.clip_model)
     args.methods = args.methods or list(methods)
-    if args.choose:  # the user's grids, checked now; an app's defaults hold for the methods that read them
+    given = [name for name in SAMPLING if getattr(args, name) is not None]  # no app sets one by default
+    if args.choose or given:  # the user's, checked now; an app's grids hold for the methods that read them
         try:
             check_methods(args.methods)
             check_choices(args.methods, [key for key, _ in args.choose])
+            check_settings_read(args.methods, given)
         except DataError as error:
             parser.error(str(error))
     args.choose = args.choose or [

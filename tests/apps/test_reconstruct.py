@@ -489,7 +489,10 @@ def test_choose_takes_numbers_and_the_decoding_and_readout_words(reconstruct, ca
         ("readout", ("pixels", "patches")),
         ("start", ("ridge-latents", "inverse-retinotopy")),
     ]
-    assert reconstruct.parse_args(["--start", "inverse-retinotopy"]).start == "inverse-retinotopy"
+    assert (
+        reconstruct.parse_args(["--method", "sd-lora", "--start", "inverse-retinotopy"]).start
+        == "inverse-retinotopy"
+    )
     for bad in ("decode=vae,sharp", "strength=low", "readout=edges", "start=noise"):
         with pytest.raises(SystemExit):
             reconstruct.parse_args(["--choose", bad])
@@ -514,13 +517,36 @@ def test_choose_refuses_values_its_option_would_refuse_before_any_work(reconstru
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--method", "ldm", "--langevin-steps", "20"],
+            "setting 'langevin_steps' is read by none of the methods",
+        ),
+        (["--strength", "0.3"], "run (mean, ridge): brain-diffuser, brain-diffuser-stage1, ddpm, ldm"),
+        (["--method", "inverse-retinotopy", "--samples", "4"], "setting 'n_samples' is read by none"),
+    ],
+)
+def test_an_option_no_method_of_the_run_reads_is_refused_before_any_work(reconstruct, capsys, args, message):
+    with pytest.raises(SystemExit):
+        reconstruct.parse_args(args)
+    assert message in capsys.readouterr().err
+
+
+def test_an_option_read_by_one_method_or_ensemble_member_is_taken(reconstruct):
+    assert reconstruct.parse_args(["--method", "cvae+ldm", "--langevin-steps", "5"]).langevin_steps == 5
+    args = ["--method", "inverse-retinotopy", "--method", "sd-lora", "--samples", "4"]
+    assert reconstruct.parse_args(args).n_samples == 4
+
+
 def test_choose_takes_no_corpus_pre_training_as_a_grid_point(reconstruct):
     args = reconstruct.parse_args(["--method", "cvae", "--choose", "corpus_finetune=0,0.5"])
     assert args.choose == [("corpus_finetune", (0.0, 0.5))]
 
 
 def test_the_cvae_s_langevin_steps_are_an_option_that_reaches_its_settings(reconstruct, capsys):
-    assert reconstruct.parse_args(["--langevin-steps", "50"]).langevin_steps == 50
+    assert reconstruct.parse_args(["--method", "cvae", "--langevin-steps", "50"]).langevin_steps == 50
     chosen = reconstruct.parse_args(["--method", "cvae", "--choose", "langevin-steps=0,100"]).choose
     assert chosen == [("langevin_steps", (0, 100))]
     assert type(chosen[0][1][1]) is int  # a number of steps, not 100.0
@@ -532,14 +558,19 @@ def test_the_cvae_s_langevin_steps_are_an_option_that_reaches_its_settings(recon
 
 
 def test_the_cvae_s_condition_readout_is_an_option_and_a_word_to_choose(reconstruct, capsys):
-    assert reconstruct.parse_args(["--condition-readout", "patches"]).condition_readout == "patches"
+    assert (
+        reconstruct.parse_args(["--method", "cvae", "--condition-readout", "patches"]).condition_readout
+        == "patches"
+    )
     both = ["--method", "cvae", "--choose", "condition-readout=pixels,patches"]
     chosen = reconstruct.parse_args(both).choose
     assert chosen == [("condition_readout", ("pixels", "patches"))]
     with pytest.raises(SystemExit):
         reconstruct.parse_args(["--method", "cvae", "--choose", "condition_readout=edges"])
     assert "condition_readout takes pixels, patches, got 'edges'" in capsys.readouterr().err
-    settings = reconstruct._method_settings(reconstruct.parse_args(["--condition-readout", "patches"]), False)
+    settings = reconstruct._method_settings(
+        reconstruct.parse_args(["--method", "cvae", "--condition-readout", "patches"]), False
+    )
     assert create_method("cvae", settings).config.condition_readout == "patches"  # the option reaches it
 
 
@@ -555,7 +586,7 @@ def test_inverse_retinotopys_noise_model_is_a_word_to_choose(reconstruct, capsys
 
 def test_the_encoding_model_is_an_option_that_reaches_the_methods_settings(reconstruct, capsys):
     assert reconstruct.parse_args([]).encoding_model is None  # each method's own default: auto
-    assert reconstruct.parse_args(["--encoding-model", "prf"]).encoding_model == "prf"
+    assert reconstruct.parse_args(["--method", "sd-lora", "--encoding-model", "prf"]).encoding_model == "prf"
     assert "encoding_model" in reconstruct.SAMPLING
     settings = MethodSettings(sampling={"encoding_model": "prf"})  # what the option's value becomes
     assert create_method("sd-lora", settings).config.encoding_model == "prf"
@@ -567,7 +598,7 @@ def test_the_encoding_model_is_an_option_that_reaches_the_methods_settings(recon
 
 def test_the_encoding_noise_is_an_option_and_a_word_to_choose(reconstruct, capsys):
     assert reconstruct.parse_args([]).encoding_noise is None  # each method's own default: independent
-    args = reconstruct.parse_args(["--encoding-noise", "correlated"])
+    args = reconstruct.parse_args(["--method", "sd-lora", "--encoding-noise", "correlated"])
     assert (
         create_method("sd-lora", reconstruct._method_settings(args, False)).config.encoding_noise
         == "correlated"

@@ -194,6 +194,12 @@ class ReconstructionMethod(ABC):
         return frozenset()
 
     @classmethod
+    def settings_read(cls) -> frozenset[str]:
+        """The `MethodSettings.sampling` keys this method takes (its config's fields, `configure`); by
+        default those it chooses among."""
+        return cls.settings_to_choose()
+
+    @classmethod
     def predict_time_settings(cls) -> frozenset[str]:
         """Those of `settings_to_choose` that a fitted method applies when it predicts: choosing among
         them fits no other model, so `--resume` may change their grid (methods.fingerprint); none by

@@ -132,6 +132,22 @@ def check_choices(names: Sequence[str], keys: Iterable[str]) -> None:
             raise DataError(f"setting to choose {key!r}: not a setting of {', '.join(reached)}; {hint}")
 
 
+def check_settings_read(names: Sequence[str], keys: Iterable[str]) -> None:
+    """Refuse a setting given to the run (an option such as --langevin-steps: a `MethodSettings.sampling`
+    key) that no method of the run reads, before any method trains: `configure` drops what a method's config
+    has no field for, so the run would end hours later without it."""
+    read = frozenset().union(*(method_class(name).settings_read() for name in names))
+    for key in keys:
+        if key not in read:
+            readers = [name for name in available_methods() if key in method_class(name).settings_read()]
+            verb = "reads" if len(readers) == 1 else "read"
+            hint = f"{', '.join(readers)} {verb} it" if readers else "no installed method reads it"
+            raise DataError(
+                f"setting {key!r} is read by none of the methods run ({', '.join(names)}): {hint}; "
+                "add one of them with --method, or leave the option out"
+            )
+
+
 def _choice_hint(field: str, known: list[str], readers: list[str], *, alone: bool) -> str:
     """What to write instead: the method that does read `field` (for a key scoped to another one), else the
     closest name there is, else every name there is."""

@@ -68,6 +68,11 @@ class Ensemble(ReconstructionMethod):
         """Its members': it passes each member the run's choices (its weights are no setting)."""
         return frozenset().union(*(method_class(name).settings_to_choose() for name in cls.members))
 
+    @classmethod
+    def settings_read(cls) -> frozenset[str]:
+        """Its members': each takes the run's settings."""
+        return frozenset().union(*(method_class(name).settings_read() for name in cls.members))
+
     def fit(self, train: PairedDataset) -> Ensemble:
         if train.n_stimuli < 2:
             raise DataError(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, replace
+from dataclasses import fields as config_fields
 from itertools import product
 from pathlib import Path
 from typing import Any, Self
@@ -123,6 +124,11 @@ class InverseRetinotopy(ReconstructionMethod):
         """Its prior's and likelihood's weights, voxel count and noise model (CHOSEN), each a grid of its
         config."""
         return frozenset(CHOSEN)
+
+    @classmethod
+    def settings_read(cls) -> frozenset[str]:
+        """Every field of its config (`configure` takes them from `MethodSettings.sampling`)."""
+        return frozenset(f.name for f in config_fields(InverseRetinotopyConfig))
 
     def check_stimuli(self, images: np.ndarray) -> None:
         """Its receptive fields and prior live on the stimuli's K x K patch grid."""
