@@ -524,7 +524,7 @@ def test_choose_refuses_values_its_option_would_refuse_before_any_work(reconstru
             ["--method", "ldm", "--langevin-steps", "20"],
             "setting 'langevin_steps' is read by none of the methods",
         ),
-        (["--strength", "0.3"], "run (mean, ridge): brain-diffuser, brain-diffuser-stage1, ddpm, ldm"),
+        (["--strength", "0.3"], "setting 'strength' is read by none of the methods run (mean, ridge): "),
         (["--method", "inverse-retinotopy", "--samples", "4"], "setting 'n_samples' is read by none"),
     ],
 )
