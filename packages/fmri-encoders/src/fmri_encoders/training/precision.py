@@ -18,8 +18,8 @@ _HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def check_precision(mixed_precision: str, device_type: str) -> None:
-    """One line for a precision the device cannot train in: fp16 needs a loss scaler, which only CUDA's
-    GPUs are known to need and support here."""
+    """One line for a precision the device cannot train in: fp16 trains with a loss scaler, which this loop
+    runs on CUDA GPUs only (bf16 needs none)."""
     if mixed_precision == "fp16" and device_type != "cuda":
         raise DataError(
             f"mixed_precision 'fp16' needs a CUDA GPU, and this fit runs on {device_type}; use 'bf16' or 'no'"
