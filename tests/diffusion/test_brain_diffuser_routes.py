@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from fmri_data.errors import DataError
@@ -56,8 +57,49 @@ def test_route_mistakes_are_refused_before_any_fold_trains(
         quick=True, progress=False, work_dir=tmp_path, pretrained=versatile, sampling=options
     )
     with pytest.raises(DataError, match=message):
-        check_stimuli([method], settings, linear_dataset.images)
+        check_stimuli([method], settings, linear_dataset)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("captioned", "pretrained", "sampling", "choices"),
+    [
+        (False, None, {"mixing": 0.5}, {}),
+        (False, None, {}, {"mixing": (0.0, 0.5)}),
+        (False, "versatile-diffusion", {"mixing": 0.5}, {}),
+        (True, None, {"mixing": 0.5}, {}),  # captions, but the small base has no text encoder
+    ],
+)
+def test_a_caption_guide_without_captions_or_a_text_encoder_is_refused_before_any_fold_trains(
+    linear_dataset, tmp_path, published_models, captioned, pretrained, sampling, choices
+):
+    stimuli = _captioned(linear_dataset) if captioned else linear_dataset
+    settings = MethodSettings(
+        quick=True,
+        progress=False,
+        work_dir=tmp_path,
+        pretrained=None if pretrained is None else str(published_models / pretrained),
+        sampling={**sampling, "prior_adapter": "none"},
+        choices=choices,
+    )
+    with pytest.raises(DataError, match="needs captions in the data"):
+        check_stimuli(["brain-diffuser"], settings, stimuli)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_captions_pass_the_check_where_the_route_has_a_text_encoder(
+    linear_dataset, tmp_path, published_models
+):
+    versatile = str(published_models / "versatile-diffusion")
+    sampling = {"mixing": 0.5, "prior_adapter": "none"}
+    settings = MethodSettings(
+        quick=True, progress=False, work_dir=tmp_path, pretrained=versatile, sampling=sampling
+    )
+    check_stimuli(["brain-diffuser"], settings, _captioned(linear_dataset))
+
+
+def _captioned(dataset):
+    return replace(dataset, captions=np.array([f"image {i}" for i in dataset.stimulus_id]))
 
 
 def test_versatile_samples_from_the_published_prior_unadapted(linear_dataset, tmp_path, published_models):

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from fmri_data.methods import MethodSettings, create_method
+from fmri_data.methods import MethodSettings, create_method, reconstruct_over_splits
 from fmri_data.simulator import figure_patterns, image_corpus
+from fmri_data.splits import make_splits
 from fmri_diffusion.methods.base import load_method
 from fmri_diffusion.methods.brain_diffuser import BrainDiffuser, BrainDiffuserStage1
 from fmri_diffusion.methods.stable import SDLora, StableConfig
@@ -78,6 +79,23 @@ def test_a_fine_tune_refuses_a_base_with_another_token_width(linear_dataset, tin
     tiny_sd().save(tmp_path / "other")  # cross_attention_dim 16; the quick small base has 8
     with pytest.raises(BaseModelError, match="cross_attention_dim is 16"):
         load_method(tmp_path / "w" / "sd-direct" / "finetuned", base=tmp_path / "other")
+
+
+@pytest.mark.parametrize("name", ["sd-direct", "sd-lora", "sd-full", "sd-control"])
+def test_a_versatile_folder_is_refused_before_any_fold_trains(
+    linear_dataset, published_models, tmp_path, name
+):
+    versatile = str(published_models / "versatile-diffusion")
+    settings = MethodSettings(quick=True, progress=False, work_dir=tmp_path / "w", pretrained=versatile)
+    with pytest.raises(BaseModelError, match="is a Versatile Diffusion folder, which only brain-diffuser"):
+        reconstruct_over_splits(
+            linear_dataset,
+            make_splits(linear_dataset, "given"),
+            ["ridge", name],
+            settings=settings,
+            progress=False,
+        )
+    assert not (tmp_path / "w").exists()  # no work folder stamped, so no method started
 
 
 def test_the_pretraining_corpus_never_holds_a_test_figure():

@@ -122,6 +122,21 @@ def test_the_grid_leaves_out_residual_decoding_where_nothing_is_img2img():
         choice_grid(create_method("sd-lora", never))
 
 
+def test_a_grid_with_no_valid_point_is_refused_before_any_method_trains(dataset, tmp_path):
+    settings = MethodSettings(
+        quick=True, work_dir=tmp_path / "work", sampling={"strength": 1.0}, choices={"decode": ("residual",)}
+    )
+    with pytest.raises(DataError, match="sd-lora: no combination of the settings to choose from is valid"):
+        reconstruct_over_splits(
+            dataset,
+            make_splits(dataset, "given"),
+            ["mean", "ridge", "sd-lora"],
+            settings=settings,
+            progress=False,
+        )
+    assert not (tmp_path / "work").exists()  # no work folder stamped, so no method started
+
+
 @pytest.mark.parametrize(("name", "values"), [("width", (8, 16)), ("beta", (0.25, 4.0))])
 def test_a_training_setting_fits_one_probe_per_value_and_the_method_is_fitted_with_the_choice(
     dataset, tmp_path, monkeypatch, name, values

@@ -223,10 +223,10 @@ class ReconstructionMethod(ABC):
                 "--colour, or convert an .npz's images to grayscale)"
             )
 
-    def check_stimuli(self, images: np.ndarray) -> None:  # noqa: B027 (a hook most methods leave empty)
+    def check_stimuli(self, stimuli: PairedDataset) -> None:  # noqa: B027 (a hook most methods leave empty)
         """Raise DataError if this method, as configured, cannot learn from these stimuli (e.g. they lack a
-        design it needs): the runner asks, with every stimulus any fold trains on, before any fold trains.
-        Any stimuli by default."""
+        design or captions it needs): the runner asks, with one trial of every stimulus any fold trains on,
+        before any fold trains. Any stimuli by default."""
 
     def records(self) -> dict[str, Any]:
         """JSON-ready facts of this fit for metrics.json (e.g. settings chosen on validation); none by

@@ -14,8 +14,7 @@ from difflib import get_close_matches
 from functools import cache
 from importlib.metadata import entry_points
 
-import numpy as np
-
+from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_data.methods.base import SCOPE, MethodSettings, ReconstructionMethod
 
@@ -107,11 +106,12 @@ def check_colour(names: Sequence[str], settings: MethodSettings) -> None:
         create_method(part, settings).check_colour()
 
 
-def check_stimuli(names: Sequence[str], settings: MethodSettings, images: np.ndarray) -> None:
-    """Refuse stimuli that a method (or a part of an ensemble), as configured, cannot learn from
-    (ReconstructionMethod.check_stimuli), before any method trains."""
+def check_stimuli(names: Sequence[str], settings: MethodSettings, stimuli: PairedDataset) -> None:
+    """Refuse stimuli (one trial of each, with its caption where the data have them) that a method (or a
+    part of an ensemble), as configured, cannot learn from (ReconstructionMethod.check_stimuli), before
+    any method trains."""
     for part in sorted({part for name in names for part in name.split(JOIN)}):
-        create_method(part, settings).check_stimuli(images)
+        create_method(part, settings).check_stimuli(stimuli)
 
 
 def check_choices(names: Sequence[str], keys: Iterable[str]) -> None:

@@ -86,7 +86,7 @@ def reconstruct_over_splits(
     _check_each_trial_tested_once(dataset, splits)
     trained_on = np.unique(np.concatenate([split.train for split in splits]))
     _, first_trials = np.unique(dataset.stimulus_id[trained_on], return_index=True)
-    check_stimuli(methods, settings, dataset.images[trained_on[first_trials]])  # each stimulus trained on
+    check_stimuli(methods, settings, dataset.subset(trained_on[first_trials]))  # each stimulus trained on
     candidate_stimulus, candidate_images = _tested_stimuli(dataset, splits)
     if settings.prior_corpus is not None:  # before any training, and before any folder is stamped
         corpus = settings.prior_corpus.screened(candidate_images, allow_leaks=allow_corpus_leaks)

@@ -36,7 +36,7 @@ from fmri_data.methods import MethodSettings, ReconstructionMethod
 from fmri_data.methods.registry import method_class
 from fmri_data.readout import NO_DESIGN, PatchReadout
 from fmri_diffusion.methods.reweighting import importance_weights, weighted_rows
-from fmri_diffusion.methods.validation import choose_on_validation, final_fit_stage
+from fmri_diffusion.methods.validation import choice_grid, choose_on_validation, final_fit_stage
 from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.priors.loading import BaseModelError
 from fmri_encoders.encoding import EncodingModel
@@ -145,6 +145,11 @@ class DiffusionMethod(ReconstructionMethod):
         return RidgeEncoder.load(folder, backend=self.ridge_options()["backend"])
 
     # ---------------------------------------------------------------- fitting
+    def check_stimuli(self, stimuli: PairedDataset) -> None:
+        """The grid of settings to choose from holds a point this method's config accepts (else each
+        method's fit would refuse it when it starts, after the methods before it trained)."""
+        choice_grid(self)
+
     def refuse_without_patch_design(self, images: np.ndarray, setting: str, value: str, instead: str) -> None:
         """Refuse `setting` `value`, set or offered to validation, where the stimuli are not K x K binary
         patches, in one line (for check_stimuli). `instead` says what to set."""
@@ -159,7 +164,7 @@ class DiffusionMethod(ReconstructionMethod):
         """Check the stimuli (check_stimuli), choose sampling settings on validation stimuli (with
         `settings.choices`), fit the encoding model (with likelihood guidance), fit the method's own parts,
         save it all."""
-        self.check_stimuli(train.images)
+        self.check_stimuli(train)
         self.image_size_, self.colour_ = train.image_shape[0], train.is_colour
         if self.colour_ and self.needs_encoding():
             raise colour_likelihood_error(self.name)

@@ -98,10 +98,11 @@ class ConditionalVAE(CorpusPrimedMethod):
     sampling_settings = CorpusPrimedMethod.sampling_settings | {"langevin_steps", "langevin_step_size"}
     condition_readout_: PatchReadout | None = None
 
-    def check_stimuli(self, images: np.ndarray) -> None:
+    def check_stimuli(self, stimuli: PairedDataset) -> None:
         """A patch readout of the condition (set or offered to validation) needs the patch design."""
+        super().check_stimuli(stimuli)
         instead = "use --condition-readout pixels"
-        self.refuse_without_patch_design(images, "condition_readout", "patches", instead)
+        self.refuse_without_patch_design(stimuli.images, "condition_readout", "patches", instead)
 
     def fit_parts(self, train: PairedDataset) -> None:
         if train.n_stimuli < 2:

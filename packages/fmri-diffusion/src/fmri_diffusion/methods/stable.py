@@ -35,7 +35,7 @@ from fmri_diffusion.methods.base import DiffusionMethod
 from fmri_diffusion.models.conditioner import FmriConditioner
 from fmri_diffusion.pipelines.pixels import to_pixels
 from fmri_diffusion.priors import base_model_for
-from fmri_diffusion.priors.loading import BaseModel, BaseModelError, load_base_model
+from fmri_diffusion.priors.loading import BaseModel, BaseModelError, load_base_model, refuse_versatile
 from fmri_diffusion.priors.small import SmallBaseConfig
 from fmri_diffusion.schedulers import Sampler, sampling_scheduler
 from fmri_diffusion.training.denoising import Adapter, ConditionedUNet, FinetuneConfig, finetune, prepare_unet
@@ -135,10 +135,14 @@ class StableDiffusionMethod(DiffusionMethod):
     uses_control: ClassVar[bool] = False
 
     # ---------------------------------------------------------------- fitting
-    def check_stimuli(self, images: np.ndarray) -> None:
-        """A start from inverse-retinotopy (set or offered to validation) needs its patch design."""
+    def check_stimuli(self, stimuli: PairedDataset) -> None:
+        """A start from inverse-retinotopy (set or offered to validation) needs its patch design, and the
+        base model must be a Stable Diffusion folder (a Versatile Diffusion one is brain-diffuser's)."""
+        super().check_stimuli(stimuli)
         instead = "use --start ridge-latents or ridge-pixels"
-        self.refuse_without_patch_design(images, "start", START_IR, instead)
+        self.refuse_without_patch_design(stimuli.images, "start", START_IR, instead)
+        if self.settings.pretrained:
+            refuse_versatile(self.settings.pretrained, allow_download=self.settings.allow_download)
 
     def fit_parts(self, train: PairedDataset) -> None:
         config, settings = self.config, self.settings

@@ -85,6 +85,18 @@ def base_model_folder(name_or_path: str | Path, *, allow_download: bool = False)
     return folder
 
 
+def refuse_versatile(name_or_path: str | Path, *, allow_download: bool = False) -> Path:
+    """The base model's folder (base_model_folder), refused if it is Versatile Diffusion's: methods check
+    it before any fold trains, and load_base_model when it reads the folder."""
+    folder = base_model_folder(name_or_path, allow_download=allow_download)
+    if is_versatile_folder(folder):
+        raise BaseModelError(
+            f"{name_or_path} is a Versatile Diffusion folder, which only brain-diffuser's stage 2 reads "
+            "(--stage2 versatile); the other methods need a Stable Diffusion folder (unet/, vae/, scheduler/)"
+        )
+    return folder
+
+
 def load_base_model(
     name_or_path: str | Path, *, torch_dtype: torch.dtype | None = None, allow_download: bool = False
 ) -> BaseModel:
@@ -94,12 +106,7 @@ def load_base_model(
     `allow_download` its unet/, vae/, scheduler/ (and text and image encoders) are fetched first.
     """
     source = str(name_or_path)
-    folder = base_model_folder(source, allow_download=allow_download)
-    if is_versatile_folder(folder):
-        raise BaseModelError(
-            f"{source} is a Versatile Diffusion folder, which only brain-diffuser's stage 2 reads "
-            "(--stage2 versatile); the other methods need a Stable Diffusion folder (unet/, vae/, scheduler/)"
-        )
+    folder = refuse_versatile(source, allow_download=allow_download)
     try:
         unet = UNet2DConditionModel.from_pretrained(
             folder, subfolder="unet", torch_dtype=torch_dtype, local_files_only=True

@@ -130,9 +130,9 @@ class InverseRetinotopy(ReconstructionMethod):
         """Every field of its config (`configure` takes them from `MethodSettings.sampling`)."""
         return frozenset(f.name for f in config_fields(InverseRetinotopyConfig))
 
-    def check_stimuli(self, images: np.ndarray) -> None:
+    def check_stimuli(self, stimuli: PairedDataset) -> None:
         """Its receptive fields and prior live on the stimuli's K x K patch grid."""
-        self._patch_grid(images)
+        self._patch_grid(stimuli.images)
 
     def _patch_grid(self, images: np.ndarray) -> int:
         grid = detect_patch_grid(images)

@@ -60,12 +60,12 @@ class RidgePatches(RidgePixels):
     name = "ridge-patches"
     colour = False
 
-    def check_stimuli(self, images: np.ndarray) -> None:
-        if detect_patch_grid(images) is None:
+    def check_stimuli(self, stimuli: PairedDataset) -> None:
+        if detect_patch_grid(stimuli.images) is None:
             raise DataError(f"ridge-patches needs K x K binary-patch stimuli, and {NO_DESIGN}; use ridge")
 
     def fit(self, train: PairedDataset) -> RidgePatches:
-        self.check_stimuli(train.images)
+        self.check_stimuli(train)
         if train.n_stimuli < MIN_STIMULI:
             raise DataError(
                 f"ridge-patches needs at least {MIN_STIMULI} distinct training stimuli, got {train.n_stimuli}"

@@ -36,10 +36,16 @@ from fmri_data.dataset import PairedDataset
 from fmri_data.errors import DataError
 from fmri_diffusion.methods.base import DiffusionMethod, colour_likelihood_error
 from fmri_diffusion.methods.brain_diffuser.memo import STAGE1_MEMO
-from fmri_diffusion.methods.brain_diffuser.parts import GuideRidges, LatentDecoding, VdvaeDecoding
+from fmri_diffusion.methods.brain_diffuser.parts import (
+    GuideRidges,
+    LatentDecoding,
+    VdvaeDecoding,
+    resolve_mixing,
+)
 from fmri_diffusion.methods.brain_diffuser.prior import adapt_prior
 from fmri_diffusion.methods.brain_diffuser.versatile import GUIDANCE_SCALE, VersatileGuides
 from fmri_diffusion.priors import base_model_for
+from fmri_diffusion.priors.captions import CaptionEncoder
 from fmri_diffusion.priors.loading import (
     BaseModel,
     BaseModelError,
@@ -119,10 +125,10 @@ class BrainDiffuserMethod(DiffusionMethod):
     saved_as: ClassVar[str] = "stages"
     needs_stage2_model: ClassVar[bool] = True
 
-    def check_stimuli(self, images: np.ndarray) -> None:
+    def check_stimuli(self, stimuli: PairedDataset) -> None:
         """The stage-2 route and stage 1's VDVAE weights, refused before any fold trains (the runner asks
         first) rather than when a fit reaches them: stage 1 alone regresses onto ~91k VDVAE latents on NSD."""
-        super().check_stimuli(images)
+        super().check_stimuli(stimuli)
         self.route_ = self._route()  # what the adapter's check reads (the fit sets it again)
         if self.config.stage1 == "vdvae":
             self._vdvae_weights()
@@ -306,10 +312,16 @@ class BrainDiffuser(BrainDiffuserMethod):
     name = "brain-diffuser"
     curves: ClassVar[dict[str, str]] = {"prior_loss_curve": "prior_training_"}
 
-    def check_stimuli(self, images: np.ndarray) -> None:
-        """Its route's and stage 1's checks, and the prior adapter the route can take."""
-        super().check_stimuli(images)
+    def check_stimuli(self, stimuli: PairedDataset) -> None:
+        """Its route's and stage 1's checks, the prior adapter the route can take, and captions (with a
+        text encoder) for a caption guide set or offered to validation (`mixing` above 0)."""
+        super().check_stimuli(stimuli)
         self._prior_adapter()
+        mixing = max((self.config.mixing or 0.0, *self.settings.choices.get("mixing", ())))
+        text_encoder = self.route_ == "versatile" or (
+            bool(self.pretrained_) and CaptionEncoder.available(self.pretrained_)
+        )
+        resolve_mixing(mixing, stimuli.captions is not None and text_encoder)
 
     def fit_parts(self, train: PairedDataset) -> None:
         self.route_ = self._route()
