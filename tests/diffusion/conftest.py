@@ -140,6 +140,13 @@ def variation_model(tmp_path, clip_folder):
     return tmp_path / "variation"
 
 
+@pytest.fixture
+def variation_model_without_text(tmp_path, clip_folder):
+    """The tiny image-variation model folder without tokenizer/ and text_encoder/."""
+    write_tiny_variation_model(tmp_path / "variation-no-text", clip_folder, text=False)
+    return tmp_path / "variation-no-text"
+
+
 @dataclass
 class RecordedFit:
     """The weights one training run started and ended with, and the steps it was given."""

@@ -87,6 +87,30 @@ def test_a_caption_guide_without_captions_or_a_text_encoder_is_refused_before_an
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_grid_s_values_replace_the_configured_mixing_in_the_check(linear_dataset, tmp_path):
+    def settings(choices):
+        return MethodSettings(quick=True, work_dir=tmp_path, sampling={"mixing": 0.4}, choices=choices)
+
+    check_stimuli(["brain-diffuser"], settings({"mixing": (0.0,)}), linear_dataset)
+    check_stimuli(["brain-diffuser"], settings({"mixing": (None, 0.0)}), linear_dataset)  # None: auto
+    with pytest.raises(DataError, match="drop the values above 0 from --choose mixing"):
+        check_stimuli(["brain-diffuser"], settings({"mixing": (0.0, 0.5)}), linear_dataset)
+
+
+@pytest.mark.parametrize("model", ["variation_model", "variation_model_without_text"])
+def test_the_image_variation_route_needs_a_text_side_for_captions(linear_dataset, tmp_path, request, model):
+    folder = str(request.getfixturevalue(model))
+    settings = MethodSettings(
+        quick=True, work_dir=tmp_path / "w", pretrained=folder, sampling={"mixing": 0.5}
+    )
+    if model == "variation_model":
+        check_stimuli(["brain-diffuser"], settings, _captioned(linear_dataset))
+        return
+    with pytest.raises(DataError, match="a base model with text_encoder/ and tokenizer/; use --mixing 0"):
+        check_stimuli(["brain-diffuser"], settings, _captioned(linear_dataset))
+    assert not (tmp_path / "w").exists()
+
+
 def test_captions_pass_the_check_where_the_route_has_a_text_encoder(
     linear_dataset, tmp_path, published_models
 ):

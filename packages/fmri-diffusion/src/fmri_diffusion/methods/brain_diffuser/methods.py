@@ -317,11 +317,13 @@ class BrainDiffuser(BrainDiffuserMethod):
         text encoder) for a caption guide set or offered to validation (`mixing` above 0)."""
         super().check_stimuli(stimuli)
         self._prior_adapter()
-        mixing = max((self.config.mixing or 0.0, *self.settings.choices.get("mixing", ())))
+        offered = self.settings.choices.get("mixing")  # a grid's values replace the configured one
+        mixing = max((value for value in offered or (self.config.mixing,) if value is not None), default=0.0)
         text_encoder = self.route_ == "versatile" or (
             bool(self.pretrained_) and CaptionEncoder.available(self.pretrained_)
         )
-        resolve_mixing(mixing, stimuli.captions is not None and text_encoder)
+        fix = "drop the values above 0 from --choose mixing" if offered else "use --mixing 0"
+        resolve_mixing(mixing, stimuli.captions is not None and text_encoder, fix)
 
     def fit_parts(self, train: PairedDataset) -> None:
         self.route_ = self._route()

@@ -285,14 +285,15 @@ def _mixing(train: PairedDataset, base: BaseModel, mixing: float | None) -> floa
     return resolve_mixing(mixing, available)
 
 
-def resolve_mixing(mixing: float | None, available: bool) -> float:
-    """Text guidance weight: as configured, or DEFAULT_MIXING where captions and a text encoder exist."""
+def resolve_mixing(mixing: float | None, available: bool, fix: str = "use --mixing 0") -> float:
+    """Text guidance weight: as configured, or DEFAULT_MIXING where captions and a text encoder exist;
+    `fix` says what to change where they do not."""
     if mixing is None:
         return DEFAULT_MIXING if available else 0.0
     if mixing > 0 and not available:
         raise BaseModelError(
             f"mixing {mixing} needs captions in the data (NSD with nsd_stim_info_merged.csv and COCO's "
-            "caption files) and a base model with text_encoder/ and tokenizer/; use --mixing 0"
+            f"caption files) and a base model with text_encoder/ and tokenizer/; {fix}"
         )
     return mixing
 
