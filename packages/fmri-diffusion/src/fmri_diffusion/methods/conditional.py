@@ -157,12 +157,13 @@ class ConditionalDiffusion(CorpusPrimedMethod):
         if self.settings.compile:
             unet.compile()
         scheduler = training_scheduler(config.schedule, config.prediction_type, clip_sample=self.pixel_space)
-        sampler = BatchSampler(data, config.training.batch_size, seed=self.settings.seed, augment=augment)
+        training = self.training(config.training)  # the run's batch size, if it sets one
+        sampler = BatchSampler(data, training.batch_size, seed=self.settings.seed, augment=augment)
         self.training_ = train_model(
             ConditionedUNet(unet, conditioner),
             DenoisingStep(scheduler, config.objective, config.condition_dropout),
             sampler,
-            self.training(config.training),
+            training,
             **self.checkpointing(),
             description=description,
         )

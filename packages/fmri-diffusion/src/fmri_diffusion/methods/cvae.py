@@ -144,12 +144,13 @@ class ConditionalVAE(CorpusPrimedMethod):
         self.model_ = ConditionalVaeNet(CvaeConfig(self.image_size_, config.latent_dim, config.width))
         if self.warm_start_ is not None:
             self.model_.load_state_dict(self.warm_start_.model_.state_dict())
-        sampler = BatchSampler(data, config.training.batch_size, seed=self.settings.seed, augment=augment)
+        training = self.training(config.training)  # the run's batch size, if it sets one
+        sampler = BatchSampler(data, training.batch_size, seed=self.settings.seed, augment=augment)
         self.training_ = train_model(
             self.model_,
             lambda model, batch, _: negative_elbo(model, batch["x"], batch["c"], config.beta)[0],
             sampler,
-            self.training(config.training),
+            training,
             **self.checkpointing(),
             description=description,
         )
