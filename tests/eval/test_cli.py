@@ -151,6 +151,24 @@ def test_out_refuses_a_folder_that_is_not_a_run(run_dir, tmp_path, capsys):
     assert (run_dir / "reconstructions.npz").is_file()  # replacing tmp_path whole would have deleted it
 
 
+def _never(*args, **kwargs):
+    raise AssertionError("scored before the input was checked")
+
+
+def test_check_without_metrics_json_is_refused_before_scoring(run_dir, capsys, monkeypatch):
+    (run_dir / "metrics.json").unlink()
+    monkeypatch.setattr("fmri_eval.cli.evaluate_run", _never)
+    err = one_line_error(capsys, run_dir / "reconstructions.npz", "--check")
+    assert f"cannot read {run_dir / 'metrics.json'} to check against" in err
+
+
+def test_out_that_cannot_be_created_is_refused_before_scoring(run_dir, tmp_path, capsys, monkeypatch):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setattr("fmri_eval.cli.write_run", _never)
+    err = one_line_error(capsys, run_dir / "reconstructions.npz", "--out", tmp_path / "a-file" / "run")
+    assert "is a file; choose another path" in err
+
+
 def one_line_error(capsys, *argv, starts="fmri-eval: error:"):
     code, out, err = run_cli(capsys, *argv)
     assert code == 2

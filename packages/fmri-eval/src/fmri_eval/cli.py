@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from fmri_eval import __version__
+from fmri_eval.atomic import check_writable_folder
 from fmri_eval.errors import EvaluationError
 from fmri_eval.evaluate import DEFAULT_BASELINE, check_baseline, choose_baseline, evaluate_run
 from fmri_eval.io import ReconstructionSet, load_reconstructions
@@ -124,7 +125,8 @@ def first_difference(
     return f"{path}: {expected!r} vs {actual!r}"
 
 
-def _check(recon_file: Path, scored: dict[str, Any]) -> int:
+def _saved_scores(recon_file: Path) -> dict[str, Any]:
+    """The scores in the metrics.json beside `recon_file`, read before any scoring (--check)."""
     metrics_file = recon_file.parent / "metrics.json"
     try:
         saved = json.loads(metrics_file.read_text(encoding="utf-8"))
@@ -135,7 +137,12 @@ def _check(recon_file: Path, scored: dict[str, Any]) -> int:
     missing = [key for key in SCORED_KEYS if key not in saved]
     if missing:
         raise EvaluationError(f"{metrics_file} has no {missing}; it was written by an older fmri-eval")
-    difference = first_difference({key: saved[key] for key in SCORED_KEYS}, scored)
+    return {key: saved[key] for key in SCORED_KEYS}
+
+
+def _check(recon_file: Path, saved: dict[str, Any], scored: dict[str, Any]) -> int:
+    metrics_file = recon_file.parent / "metrics.json"
+    difference = first_difference(saved, scored)
     if difference:
         print(f"fmri-eval: {metrics_file} is NOT reproduced: {difference}", file=sys.stderr)
         return 1
@@ -153,8 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         recon_set = load_reconstructions(recon_file)
         settings = _settings(recon_set, args)
+        saved = _saved_scores(recon_file) if args.check else None
         if args.out:
             check_run_folder(args.out, "--out")
+            check_writable_folder(args.out, "--out", swapped=True)
             run = write_run(
                 args.out,
                 dataset=recon_file.stem,
@@ -169,8 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             scored = {key: run[key] for key in SCORED_KEYS}
         else:
             scored = evaluate_run(recon_set.truth, recon_set.reconstructions, recon_set.stimulus_id, settings)
-        if args.check:
-            return _check(recon_file, scored)
+        if saved is not None:
+            return _check(recon_file, saved, scored)
     except (EvaluationError, OSError) as exc:
         print(f"fmri-eval: error: {exc}", file=sys.stderr)
         return 2
