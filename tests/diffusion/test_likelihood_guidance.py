@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, create_method
+from fmri_data.methods.registry import check_stimuli
 from fmri_diffusion.methods.base import load_method
 from fmri_diffusion.schedulers import predicted_clean
 from fmri_encoders.encoding import GaussianLikelihood
@@ -91,6 +93,42 @@ def test_a_weight_without_a_likelihood_is_refused(tiny_pipeline):
     condition, spatial = _inputs()
     with pytest.raises(ValueError, match="likelihood"):
         tiny_pipeline(condition, spatial, image_size=IMAGE, likelihood_weight=1.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "sampling", "choices", "fix"),
+    [
+        ("ddpm", {"encoding_model": "prf", "sample_weight": 0.5}, {}, "use --encoding-model ridge or auto"),
+        ("sd-lora", {"encoding_model": "prf"}, {"likelihood_weight": (0.0, 0.5)}, "use --encoding-model"),
+        (
+            "cvae",
+            {"likelihood_weight": 0.3},
+            {"encoding_model": ("ridge", "prf")},
+            "drop prf from --choose encoding_model",
+        ),
+    ],
+)
+def test_an_encoding_model_of_prfs_without_the_patch_design_is_refused_before_any_fold_trains(
+    linear_dataset, tmp_path, name, sampling, choices, fix
+):
+    settings = MethodSettings(quick=True, work_dir=tmp_path, sampling=sampling, choices=choices)
+    assert check_stimuli([name], settings, linear_dataset) is None  # its binary 8 x 8 images are patches
+    with pytest.raises(
+        DataError, match=f"{name}: encoding model prf needs K x K binary-patch stimuli.*{fix}"
+    ):
+        check_stimuli([name], settings, _grey(linear_dataset))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_encoding_model_of_prfs_that_nothing_uses_passes_the_check(linear_dataset, tmp_path):
+    settings = MethodSettings(quick=True, work_dir=tmp_path, sampling={"encoding_model": "prf"})
+    check_stimuli(["ddpm"], settings, _grey(linear_dataset))  # no likelihood guides or weighs by it
+
+
+def _grey(dataset):
+    """The stimuli as grey levels: no K x K binary-patch design."""
+    grey = np.random.default_rng(3).uniform(0.2, 0.8, dataset.images.shape).astype(np.float32)
+    return replace(dataset, images=grey)
 
 
 @pytest.mark.parametrize("name", ["ddpm", "ldm", "sd-lora", "brain-diffuser"])

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
+from copy import copy
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -147,8 +148,25 @@ class DiffusionMethod(ReconstructionMethod):
     # ---------------------------------------------------------------- fitting
     def check_stimuli(self, stimuli: PairedDataset) -> None:
         """The grid of settings to choose from holds a point this method's config accepts (else each
-        method's fit would refuse it when it starts, after the methods before it trained)."""
-        choice_grid(self)
+        method's fit would refuse it when it starts, after the methods before it trained), and an encoding
+        model of pRFs, at any point that guides or weighs by its likelihood, has the patch design it needs
+        (else the fit of the encoding model refuses it, after validation trained its probes)."""
+        grid = choice_grid(self) or [{}]
+        if (
+            any(self._likelihood_of_prfs(point) for point in grid)
+            and detect_patch_grid(stimuli.images) is None
+        ):
+            offered = "prf" in self.settings.choices.get("encoding_model", ())
+            fix = "drop prf from --choose encoding_model" if offered else "use --encoding-model ridge or auto"
+            raise DataError(
+                f"{self.name}: encoding model prf needs K x K binary-patch stimuli, and {NO_DESIGN}; {fix}"
+            )
+
+    def _likelihood_of_prfs(self, point: dict[str, Any]) -> bool:
+        """Whether sampling under this grid point uses an encoding model of pRFs."""
+        probe = copy(self)
+        probe.config = replace(self.config, **point)
+        return getattr(probe.config, "encoding_model", "auto") == "prf" and probe.needs_encoding()
 
     def refuse_without_patch_design(self, images: np.ndarray, setting: str, value: str, instead: str) -> None:
         """Refuse `setting` `value`, set or offered to validation, where the stimuli are not K x K binary
