@@ -3,6 +3,8 @@ before training, what it cannot use."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -108,6 +110,39 @@ def test_the_image_variation_route_needs_a_text_side_for_captions(linear_dataset
         return
     with pytest.raises(DataError, match="a base model with text_encoder/ and tokenizer/; use --mixing 0"):
         check_stimuli(["brain-diffuser"], settings, _captioned(linear_dataset))
+    assert not (tmp_path / "w").exists()
+
+
+def test_an_image_variation_model_without_a_fitting_image_embedder_is_refused_before_any_fold_trains(
+    linear_dataset, tmp_path, tiny_sd, variation_model
+):
+    def check(folder):
+        settings = MethodSettings(quick=True, work_dir=tmp_path / "w", pretrained=str(folder))
+        check_stimuli(["brain-diffuser"], settings, linear_dataset)
+
+    check(variation_model)
+    tiny_sd().save(tmp_path / "plain-sd")  # unet/, vae/, scheduler/ and nothing to embed images with
+    with pytest.raises(DataError, match="brain-diffuser stage 2 needs an image embedder"):
+        check(tmp_path / "plain-sd")
+    config = variation_model / "image_encoder" / "config.json"
+    config.write_text(json.dumps(json.loads(config.read_text()) | {"projection_dim": 99}))
+    with pytest.raises(DataError, match="CLIP embeddings of width 99 cannot guide a UNet"):
+        check(variation_model)
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("method", ["brain-diffuser", "brain-diffuser-stage1"])
+def test_a_partial_versatile_folder_is_refused_before_any_fold_trains(
+    linear_dataset, tmp_path, published_models, method
+):
+    partial = tmp_path / "versatile-diffusion"
+    shutil.copytree(published_models / "versatile-diffusion", partial)
+    shutil.rmtree(partial / "text_unet")
+    settings = MethodSettings(
+        quick=True, work_dir=tmp_path / "w", pretrained=str(partial), sampling={"prior_adapter": "none"}
+    )
+    with pytest.raises(DataError, match="no text_unet/; pass a local Versatile Diffusion folder"):
+        check_stimuli([method], settings, linear_dataset)
     assert not (tmp_path / "w").exists()
 
 

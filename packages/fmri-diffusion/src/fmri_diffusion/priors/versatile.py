@@ -156,10 +156,9 @@ class VersatileDiffusion:
         return int(self.captions.tokenizer.model_max_length)
 
 
-def load_versatile(
-    folder: str | Path, *, device: str = "cpu", torch_dtype: torch.dtype | None = None
-) -> VersatileDiffusion:
-    """Every part of a local Versatile Diffusion folder (never the hub), the UNet made dual-guided."""
+def check_versatile_folder(folder: str | Path) -> Path:
+    """The folder, refused in one line where a part of Versatile Diffusion is missing (a partial download):
+    brain-diffuser checks it before any fold trains, load_versatile when it reads it."""
     folder = Path(folder).expanduser()
     missing = [name for name in SUBFOLDERS if not (folder / name).is_dir()]
     if missing:
@@ -167,6 +166,14 @@ def load_versatile(
             f"{folder}: no {', '.join(f'{m}/' for m in missing)}; pass a local Versatile Diffusion folder "
             "(the diffusers layout of shi-labs/versatile-diffusion)"
         )
+    return folder
+
+
+def load_versatile(
+    folder: str | Path, *, device: str = "cpu", torch_dtype: torch.dtype | None = None
+) -> VersatileDiffusion:
+    """Every part of a local Versatile Diffusion folder (never the hub), the UNet made dual-guided."""
+    folder = check_versatile_folder(folder)
     local = {"local_files_only": True}
     weights = {**local, "torch_dtype": torch_dtype}
     try:

@@ -40,6 +40,7 @@ from fmri_diffusion.methods.brain_diffuser.parts import (
     GuideRidges,
     LatentDecoding,
     VdvaeDecoding,
+    check_image_embedder,
     resolve_mixing,
 )
 from fmri_diffusion.methods.brain_diffuser.prior import adapt_prior
@@ -54,7 +55,7 @@ from fmri_diffusion.priors.loading import (
     load_base_model,
 )
 from fmri_diffusion.priors.small import SmallBaseConfig
-from fmri_diffusion.priors.versatile import load_versatile, set_text_weight
+from fmri_diffusion.priors.versatile import check_versatile_folder, load_versatile, set_text_weight
 from fmri_diffusion.schedulers import Sampler, sampling_scheduler
 from fmri_diffusion.training.denoising import FinetuneConfig
 from fmri_diffusion.training.lora import save_lora
@@ -132,6 +133,8 @@ class BrainDiffuserMethod(DiffusionMethod):
         self.route_ = self._route()  # what the adapter's check reads (the fit sets it again)
         if self.config.stage1 == "vdvae":
             self._vdvae_weights()
+        if self.route_ == "versatile" and (self.needs_stage2_model or self.config.stage1 == "autoencoder"):
+            check_versatile_folder(self.pretrained_)
 
     def _fit_stage1(self, train: PairedDataset) -> None:
         """Stage 1 (the route chosen first: `_route`), and the stage-2 model with a pipeline on its UNet
@@ -317,6 +320,8 @@ class BrainDiffuser(BrainDiffuserMethod):
         text encoder) for a caption guide set or offered to validation (`mixing` above 0)."""
         super().check_stimuli(stimuli)
         self._prior_adapter()
+        if self.route_ == "image-variation":
+            check_image_embedder(Path(self.pretrained_))
         offered = self.settings.choices.get("mixing")  # a grid's values replace the configured one
         mixing = max((value for value in offered or (self.config.mixing,) if value is not None), default=0.0)
         text_encoder = self.route_ == "versatile" or (

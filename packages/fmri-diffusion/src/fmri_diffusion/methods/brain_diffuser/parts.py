@@ -6,6 +6,7 @@ Every ridge is fitted on training trials only (alpha chosen by stimulus-grouped 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -262,21 +263,43 @@ def _image_tokens(
             return embedder.eval()(flat).float().cpu(), "embedder"
     folder = Path(base.folder or base.source) / "image_encoder"
     if not (folder / "config.json").is_file():
-        raise BaseModelError(
-            f"{base.source}: brain-diffuser stage 2 needs an image embedder: conditioner/ (the "
-            "small base model) or image_encoder/ (a diffusers image-variation model); or run "
-            "brain-diffuser-stage1 alone"
-        )
+        raise _no_image_embedder(base.source)
     encoder = load_clip_image_encoder(folder).to(resolve_device(device))
     if encoder.embed_dim != base.token_dim:
-        raise BaseModelError(
-            f"{folder}: CLIP embeddings of width {encoder.embed_dim} cannot guide a UNet whose "
-            f"cross_attention_dim is {base.token_dim}; they must belong together"
-        )
+        raise _width_mismatch(folder, encoder.embed_dim, base.token_dim)
     images = torch.from_numpy(train.images)
     with torch.no_grad():
         embeds = torch.cat([encoder(chunk.to(encoder.mean.device)).cpu() for chunk in images.split(64)])
     return embeds[:, None], "clip"
+
+
+def check_image_embedder(model_folder: Path) -> None:
+    """The image-variation route's embedder, read from the model folder's config files before any fold
+    trains: a conditioner/, or an image_encoder/ whose CLIP embeddings are as wide as the UNet's
+    cross-attention (what _image_tokens needs once stage 1 has been fitted)."""
+    if (model_folder / "conditioner" / "config.json").is_file():
+        return
+    encoder = model_folder / "image_encoder"
+    if not (encoder / "config.json").is_file():
+        raise _no_image_embedder(str(model_folder))
+    width = json.loads((encoder / "config.json").read_text(encoding="utf-8")).get("projection_dim")
+    unet = json.loads((model_folder / "unet" / "config.json").read_text(encoding="utf-8"))
+    if width is not None and width != unet.get("cross_attention_dim"):
+        raise _width_mismatch(encoder, width, unet.get("cross_attention_dim"))
+
+
+def _no_image_embedder(source: str) -> BaseModelError:
+    return BaseModelError(
+        f"{source}: brain-diffuser stage 2 needs an image embedder: conditioner/ (the small base model) or "
+        "image_encoder/ (a diffusers image-variation model); or run brain-diffuser-stage1 alone"
+    )
+
+
+def _width_mismatch(encoder: Path, width: object, token_dim: object) -> BaseModelError:
+    return BaseModelError(
+        f"{encoder}: CLIP embeddings of width {width} cannot guide a UNet whose cross_attention_dim is "
+        f"{token_dim}; they must belong together"
+    )
 
 
 def _mixing(train: PairedDataset, base: BaseModel, mixing: float | None) -> float:
