@@ -655,6 +655,7 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
     Under `accelerate launch` every process runs this: they train together and share out the sampling,
     and the main process alone evaluates, writes --out and prints the table while the others wait."""
     process = start_process(args.device, args.threads)
+    process.check_run(args.mixed_precision, args.batch_size)  # before the first training step finds them
     progress = not args.no_progress and process.is_main  # one set of bars: the main process's
     check_methods(args.methods)  # before hours of fitting, as are the folders and the feature networks
     precision = args.mixed_precision or launch_precision() or "no"  # the run's; a model's own, when it trains

@@ -1,4 +1,5 @@
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import pytest
 from fmri_data.methods import MethodSettings, create_method
 from fmri_data.simulator import simulate_miyawaki
 from fmri_diffusion.methods.stable import DECODES, STARTS
+from fmri_encoders.runtime import ProcessSetup
 from fmri_eval.cli import main as fmri_eval_main
 from fmri_eval.io import load_reconstructions
 
@@ -130,6 +132,40 @@ def test_bad_input_gives_one_line_and_leaves_no_output(reconstruct, tmp_path, ca
     assert len(err.splitlines()) == 1
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("launch_precision", "args", "message"),
+    [
+        (
+            "no",
+            ["--mixed-precision", "bf16"],
+            "computes in mixed precision 'no' .* trains in 'bf16'",
+        ),
+        (
+            "bf16",
+            ["--mixed-precision", "no"],
+            "computes in mixed precision 'bf16' .* trains in 'no'",
+        ),
+        ("no", ["--batch-size", "1"], "a batch of 1 cannot be shared by 2 processes"),
+    ],
+)
+def test_a_launch_s_precision_or_batch_mistakes_are_refused_at_start_up(
+    reconstruct, tmp_path, capsys, monkeypatch, launch_precision, args, message
+):
+    two_ranks = ProcessSetup("cpu", 2, 0, 2, 1, launch_precision)  # what start_process says under a launch
+    monkeypatch.setattr(reconstruct, "start_process", lambda *_: two_ranks)
+    out = tmp_path / "never"
+    assert reconstruct.main([*args, "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.search(message, err)
+    assert len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_one_process_trains_in_any_precision_of_its_own(reconstruct):
+    alone = ProcessSetup("cpu", 1, 0, 1, 1, "no")
+    alone.check_run("bf16", 1)  # the model's precision is its own, and one process takes a batch of 1
 
 
 def test_bad_input_as_a_user_sees_it(tmp_path, run_app):

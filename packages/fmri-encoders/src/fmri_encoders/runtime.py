@@ -110,6 +110,31 @@ class ProcessSetup:
             f"launch precision {self.precision}"
         )
 
+    def check_run(self, mixed_precision: str | None, batch_size: int | None) -> None:
+        """Refuse at start-up what this launch's first training step would refuse (make_accelerator,
+        training.sharding): a run's precision other than the launch's, and a batch its processes cannot
+        share."""
+        held = self.precision
+        if mixed_precision is not None and mixed_precision != held and (self.processes > 1 or held != "no"):
+            raise precision_mismatch(held, mixed_precision)
+        if batch_size is not None and batch_size < self.processes:
+            raise unshareable_batch(batch_size, self.processes)
+
+
+def precision_mismatch(held: str, trained: str) -> DataError:
+    return DataError(
+        f"this process computes in mixed precision {held!r} (accelerate launch --mixed_precision or "
+        f"ACCELERATE_MIXED_PRECISION) but the model trains in {trained!r}; "
+        "launch with the model's precision or set the model's mixed_precision to the launch's"
+    )
+
+
+def unshareable_batch(size: int, processes: int) -> DataError:
+    return DataError(
+        f"a batch of {size} cannot be shared by {processes} processes; "
+        f"raise batch_size to at least {processes} or launch fewer processes"
+    )
+
 
 def start_process(device: str = "auto", threads: int | None = None) -> ProcessSetup:
     """Call first in an app: join an `accelerate launch` as a data-parallel rank and size torch's threads.
@@ -191,11 +216,7 @@ def make_accelerator(
     launched = accelerator.num_processes > 1
     held = accelerator.mixed_precision
     if held != mixed_precision and (launched or held != "no"):
-        raise DataError(
-            f"this process computes in mixed precision {held!r} (accelerate launch --mixed_precision or "
-            f"ACCELERATE_MIXED_PRECISION) but the model trains in {mixed_precision!r}; "
-            "launch with the model's precision or set the model's mixed_precision to the launch's"
-        )
+        raise precision_mismatch(held, mixed_precision)
     if not launched:
         return accelerator, torch.device(resolve_device(device))
     if device not in ("auto", accelerator.device.type):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fmri_data.errors import DataError
+from fmri_encoders.runtime import unshareable_batch
 from fmri_encoders.training.sampling import Batch
 
 
@@ -35,10 +35,7 @@ class Shard:
     def bounds(self, global_size: int) -> tuple[int, int]:
         """Near-equal contiguous slices (sizes differ by at most one row)."""
         if global_size < self.count:
-            raise DataError(
-                f"a batch of {global_size} cannot be shared by {self.count} processes; "
-                f"raise batch_size to at least {self.count} or launch fewer processes"
-            )
+            raise unshareable_batch(global_size, self.count)
         return self.index * global_size // self.count, (self.index + 1) * global_size // self.count
 
     def take(self, batch: Batch) -> tuple[Batch, int]:
