@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         config = replace(config, data=args.data) if args.data else config
         process = start_process(config.device)  # under accelerate launch: one rank of the training
+        for stage in (config.model.vae_training, config.model.ddpm_training):  # before the data load
+            process.check_run(stage.mixed_precision, stage.batch_size)
         out = args.out or Path("runs/fmri-ldm") / Path(config.data).stem
         check_writable_folder(out, "--out")
         checkpoint = args.checkpoint or out / "model"

@@ -13,6 +13,7 @@ from fmri_diffusion.models.voxel_vae import VoxelVAE, vae_loss
 from fmri_diffusion.voxel.config import config_from_mapping
 from fmri_diffusion.voxel.ldm import FmriLDM, train_fmri_ldm
 from fmri_encoders import training
+from fmri_encoders.runtime import ProcessSetup
 
 TINY = {
     "data": "sim",
@@ -136,6 +137,24 @@ def test_app_bad_settings_name_the_key_and_leave_no_output(load_app, tmp_path, c
     assert message in err
     assert len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_app_refuses_a_launch_precision_its_models_do_not_train_in_before_the_data_load(
+    load_app, tmp_path, capsys, monkeypatch
+):
+    app = load_app("fmri_ldm")
+    monkeypatch.setattr(app, "start_process", lambda *_: ProcessSetup("cpu", 2, 0, 2, 1, "bf16"))
+    monkeypatch.setattr(app, "load_patterns", _never_called)
+    out = tmp_path / "o"
+    assert app.main(["--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "computes in mixed precision 'bf16'" in err
+    assert len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def _never_called(*args, **kwargs):
+    raise AssertionError("the data were loaded before the launch was checked")
 
 
 @pytest.mark.parametrize("mode", ["both", "train"])

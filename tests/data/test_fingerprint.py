@@ -139,8 +139,21 @@ def test_naming_a_default_numeric_setting_still_resumes_but_another_optimizer_do
         run(linear_dataset, first_run, resume=True, refit_steps=0.5)
     with pytest.raises(DataError, match=r"settings\.validation_folds differ"):  # a choice on more stimuli
         run(linear_dataset, first_run, resume=True, validation_folds=2)
-    with pytest.raises(DataError, match=r"settings\.batch_size differ"):  # 1 is no default for a batch
+    with pytest.raises(DataError, match=r"settings\.batch_size_drawn differ"):  # 1 is no default for a batch
         run(linear_dataset, first_run, resume=True, batch_size=1)
+
+
+def test_a_folder_stamped_before_the_batch_size_reached_every_sampler_is_not_resumed(
+    tmp_path, linear_dataset
+):
+    run(linear_dataset, tmp_path, batch_size=48)
+    run(linear_dataset, tmp_path, resume=True, batch_size=48)  # stamped now: resumes
+    for stamp_file in tmp_path.rglob(FINGERPRINT_FILE):  # as fmri-data 0.23 stamped it
+        stamp = json.loads(stamp_file.read_text())
+        stamp["settings"]["batch_size"] = stamp["settings"].pop("batch_size_drawn")
+        stamp_file.write_text(json.dumps(stamp))
+    with pytest.raises(DataError, match=r"settings\.batch_size, settings\.batch_size_drawn differ"):
+        run(linear_dataset, tmp_path, resume=True, batch_size=48)
 
 
 def test_resume_may_widen_the_grid_of_a_setting_applied_at_predict_time_but_not_of_one_that_fits(

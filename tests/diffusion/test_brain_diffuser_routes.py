@@ -128,6 +128,14 @@ def test_an_image_variation_model_without_a_fitting_image_embedder_is_refused_be
     config.write_text(json.dumps(json.loads(config.read_text()) | {"projection_dim": 99}))
     with pytest.raises(DataError, match="CLIP embeddings of width 99 cannot guide a UNet"):
         check(variation_model)
+    config.write_text(
+        json.dumps({k: v for k, v in json.loads(config.read_text()).items() if k != "projection_dim"})
+    )
+    with pytest.raises(DataError, match="width 512 cannot guide"):  # transformers' default projection_dim
+        check(variation_model)
+    (variation_model / "unet" / "config.json").unlink()
+    with pytest.raises(DataError, match=r"no unet/config\.json; pass a complete diffusers model folder"):
+        check(variation_model)
     assert not (tmp_path / "w").exists()
 
 

@@ -115,10 +115,17 @@ class ProcessSetup:
         training.sharding): a run's precision other than the launch's, and a batch its processes cannot
         share."""
         held = self.precision
-        if mixed_precision is not None and mixed_precision != held and (self.processes > 1 or held != "no"):
+        if mixed_precision is not None and precision_conflict(held, mixed_precision, self.processes > 1):
             raise precision_mismatch(held, mixed_precision)
         if batch_size is not None and batch_size < self.processes:
             raise unshareable_batch(batch_size, self.processes)
+
+
+def precision_conflict(held: str, trained: str, launched: bool) -> bool:
+    """Whether a model that trains in `trained` cannot under a process state holding `held`: accelerate
+    autocasts every model it prepares to a held precision, and a launch of several processes trains in
+    the launch's."""
+    return held != trained and (launched or held != "no")
 
 
 def precision_mismatch(held: str, trained: str) -> DataError:
@@ -215,7 +222,7 @@ def make_accelerator(
         )
     launched = accelerator.num_processes > 1
     held = accelerator.mixed_precision
-    if held != mixed_precision and (launched or held != "no"):
+    if precision_conflict(held, mixed_precision, launched):
         raise precision_mismatch(held, mixed_precision)
     if not launched:
         return accelerator, torch.device(resolve_device(device))

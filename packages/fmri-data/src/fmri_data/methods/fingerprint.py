@@ -130,6 +130,12 @@ _OPTION_DEFAULTS: dict[str, tuple[Any, ...]] = {
 }
 
 
+_RECORDED_AS = {"batch_size": "batch_size_drawn"}
+"""Options recorded under a new name since a fix changed what they train: a run's batch size reached the
+samplers of cvae, ddpm and ldm only from fmri-diffusion 0.28.1 on (they drew their recipes' batch before),
+so a folder that recorded it under the old name is refused on resume, not continued as if trained so."""
+
+
 def _learning(settings: MethodSettings) -> dict[str, Any]:
     """What changes what a method learns: compared on resume."""
     return {
@@ -139,7 +145,7 @@ def _learning(settings: MethodSettings) -> dict[str, Any]:
         "prior_corpus": None if settings.prior_corpus is None else settings.prior_corpus.digest,
         "choices": {key: list(values) for key, values in settings.choices.items()} or None,
         **{  # recorded where set, so that folders of runs before these options still resume
-            key: getattr(settings, key)
+            _RECORDED_AS.get(key, key): getattr(settings, key)
             for key, defaults in _OPTION_DEFAULTS.items()
             if getattr(settings, key) not in defaults
         },

@@ -136,6 +136,8 @@ def _key(method: CorpusPrimedMethod) -> str:
     corpus = settings.prior_corpus
     source = ["simulator", SIMULATOR_CORPUS_SIZE] if corpus is None else corpus.digest
     recipe = [method.name, fitting, method.image_size_, settings.seed, source]
+    if settings.batch_size is not None:  # drawn by the prior's sampler since fmri-diffusion 0.28.1 only
+        recipe.append({"batch_size_drawn": settings.batch_size})
     text = json.dumps(recipe, sort_keys=True, default=str)
     return f"{method.name}-prior-{method.image_size_}px-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 

@@ -276,16 +276,20 @@ def _image_tokens(
 def check_image_embedder(model_folder: Path) -> None:
     """The image-variation route's embedder, read from the model folder's config files before any fold
     trains: a conditioner/, or an image_encoder/ whose CLIP embeddings are as wide as the UNet's
-    cross-attention (what _image_tokens needs once stage 1 has been fitted)."""
+    cross-attention (what _image_tokens needs once stage 1 has been fitted; transformers' CLIP vision
+    config has projection_dim 512 unless it says otherwise)."""
     if (model_folder / "conditioner" / "config.json").is_file():
         return
     encoder = model_folder / "image_encoder"
     if not (encoder / "config.json").is_file():
         raise _no_image_embedder(str(model_folder))
-    width = json.loads((encoder / "config.json").read_text(encoding="utf-8")).get("projection_dim")
-    unet = json.loads((model_folder / "unet" / "config.json").read_text(encoding="utf-8"))
-    if width is not None and width != unet.get("cross_attention_dim"):
-        raise _width_mismatch(encoder, width, unet.get("cross_attention_dim"))
+    width = json.loads((encoder / "config.json").read_text(encoding="utf-8")).get("projection_dim", 512)
+    unet_config = model_folder / "unet" / "config.json"
+    if not unet_config.is_file():
+        raise BaseModelError(f"{model_folder}: no unet/config.json; pass a complete diffusers model folder")
+    token_dim = json.loads(unet_config.read_text(encoding="utf-8")).get("cross_attention_dim")
+    if width != token_dim:
+        raise _width_mismatch(encoder, width, token_dim)
 
 
 def _no_image_embedder(source: str) -> BaseModelError:
