@@ -9,10 +9,10 @@ All options of apps/reconstruct.py apply; only the defaults differ. Every traini
 48 for two thirds of its steps (--batch-size 48 --train-steps 0.67): as many images as the models' own
 batches of 32 over all their steps, in fewer updates, which a GPU bound by launching these small models'
 kernels one by one should run in about two thirds of the time (not measured yet; on 2 CPU cores 504 s
-against 557 s, the posterior mean level: benchmarks/results/digit69_ldm_fewer_steps-cpu2.json). --batch-size 32
---train-steps 1 trains as apps/reconstruct.py does; a work folder of this app from before 2026-12-05
-resumes through apps/reconstruct.py (same --data, --split, --method and --work-dir). Checkpoints, loss
-curves and the trained pipelines (save_pretrained) go to --work-dir (default
+against 557 s, the posterior mean level: benchmarks/results/digit69_ldm_fewer_steps-cpu2.json).
+--batch-size 32 --train-steps 1 trains as apps/reconstruct.py does; a work folder of this app from before
+2026-12-05 resumes through apps/reconstruct.py (same --data, --split, --method and --work-dir).
+Checkpoints, loss curves and the trained pipelines (save_pretrained) go to --work-dir (default
 runs/digit69-ldm/<data>-<split>-work), the report to --out (default runs/digit69-ldm/<data>-<split>).
 """
 
