@@ -11,6 +11,7 @@ import torch
 
 from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings
+from fmri_data.methods.registry import check_stimuli
 from fmri_diffusion.methods.base import load_method
 from fmri_diffusion.methods.cvae import ConditionalVAE, ConditionalVAEConfig
 from fmri_diffusion.methods.langevin import mala, tempered_latent_posterior
@@ -101,6 +102,29 @@ def test_the_cvae_s_chains_explain_the_voxels_better_than_its_prior_draws_and_re
     assert nll(chains) < 0.85 * nll(prior_draws)
     guided.config = replace(config, likelihood_weight=0.0)  # no likelihood: the steps have nothing to follow
     np.testing.assert_array_equal(guided.sample(test.fmri, 4), prior_draws)
+
+
+@pytest.mark.parametrize(
+    ("sampling", "choices", "refused"),
+    [
+        ({"langevin_steps": 25}, {}, True),
+        ({"langevin_steps": 25}, {"likelihood_weight": (0.0,)}, True),
+        ({"langevin_steps": 25}, {"likelihood_weight": (0.0, 0.3)}, False),  # validation may choose it
+        ({"likelihood_weight": 0.3}, {"langevin_steps": (0, 25)}, False),
+    ],
+)
+def test_chains_without_a_likelihood_to_follow_are_refused_before_any_fold_trains(
+    linear_dataset, tmp_path, sampling, choices, refused
+):
+    settings = MethodSettings(quick=True, work_dir=tmp_path, sampling=sampling, choices=choices)
+    if not refused:
+        check_stimuli(["cvae"], settings, linear_dataset)
+        return
+    with pytest.raises(
+        DataError, match="cvae: langevin_steps moves each draw along the likelihood's gradient"
+    ):
+        check_stimuli(["cvae"], settings, linear_dataset)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_chain_settings_are_checked_and_chosen_at_sampling_time():
