@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
+from fmri_data.errors import DataError
 from fmri_data.methods import MethodSettings, create_method, reconstruct_over_splits
+from fmri_data.methods.registry import check_stimuli
 from fmri_data.simulator import figure_patterns, image_corpus
 from fmri_data.splits import make_splits
 from fmri_diffusion.methods.base import load_method
@@ -96,6 +99,41 @@ def test_a_versatile_folder_is_refused_before_any_fold_trains(
             progress=False,
         )
     assert not (tmp_path / "w").exists()  # no work folder stamped, so no method started
+
+
+@pytest.mark.parametrize(
+    ("sampling", "choices", "fix"),
+    [
+        ({"num_inference_steps": 1001}, {}, "use --steps 1000 or fewer"),
+        (
+            {},
+            {"num_inference_steps": (10, 1001)},
+            "drop the values above 1000 from --choose num_inference_steps",
+        ),
+    ],
+)
+def test_more_sampling_steps_than_the_denoiser_learnt_are_refused_before_any_fold_trains(
+    linear_dataset, tmp_path, sampling, choices, fix
+):
+    settings = MethodSettings(quick=True, work_dir=tmp_path, sampling=sampling, choices=choices)
+    with pytest.raises(
+        DataError, match=f"ddpm: 1001 sampling steps, but its denoiser learnt 1000 timesteps; {fix}"
+    ):
+        check_stimuli(["ddpm"], settings, linear_dataset)
+    check_stimuli(
+        ["ddpm"], replace(settings, sampling={"num_inference_steps": 1000}, choices={}), linear_dataset
+    )
+
+
+def test_a_user_s_model_bounds_the_sampling_steps_by_its_own_schedule(linear_dataset, tiny_sd, tmp_path):
+    tiny_sd().save(tmp_path / "sd")
+    config = tmp_path / "sd" / "scheduler" / "scheduler_config.json"
+    config.write_text(json.dumps(json.loads(config.read_text()) | {"num_train_timesteps": 50}))
+    settings = MethodSettings(
+        quick=True, pretrained=str(tmp_path / "sd"), sampling={"num_inference_steps": 60}
+    )
+    with pytest.raises(DataError, match="sd-lora: 60 sampling steps, but its denoiser learnt 50 timesteps"):
+        check_stimuli(["sd-lora"], settings, linear_dataset)
 
 
 def test_the_pretraining_corpus_never_holds_a_test_figure():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -16,10 +18,23 @@ Prediction = Literal["epsilon", "v_prediction"]
 _BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
 
 
+TRAIN_TIMESTEPS = 1000
+"""The forward process's length for every denoiser trained here (a user's model folder names its own)."""
+
+
+def scheduler_timesteps(model_folder: str | Path | None) -> int:
+    """The training timesteps of a model folder's scheduler/, which bound a sampler's steps
+    (TRAIN_TIMESTEPS where no folder, or no scheduler config, says otherwise)."""
+    config = None if model_folder is None else Path(model_folder) / "scheduler" / "scheduler_config.json"
+    if config is None or not config.is_file():
+        return TRAIN_TIMESTEPS
+    return int(json.loads(config.read_text(encoding="utf-8")).get("num_train_timesteps", TRAIN_TIMESTEPS))
+
+
 def training_scheduler(
     schedule: Schedule = "cosine",
     prediction_type: Prediction = "epsilon",
-    num_train_timesteps: int = 1000,
+    num_train_timesteps: int = TRAIN_TIMESTEPS,
     *,
     clip_sample: bool = False,
 ) -> DDPMScheduler:

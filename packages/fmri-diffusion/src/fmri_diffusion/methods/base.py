@@ -40,6 +40,7 @@ from fmri_diffusion.methods.reweighting import importance_weights, weighted_rows
 from fmri_diffusion.methods.validation import choice_grid, choose_on_validation, final_fit_stage
 from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.priors.loading import BaseModelError
+from fmri_diffusion.schedulers import TRAIN_TIMESTEPS
 from fmri_encoders.encoding import EncodingModel
 from fmri_encoders.noise import check_noise_models
 from fmri_encoders.persistence import load_settings, save_settings
@@ -152,6 +153,7 @@ class DiffusionMethod(ReconstructionMethod):
         model of pRFs, at any point that guides or weighs by its likelihood, has the patch design it needs
         (else the fit of the encoding model refuses it, after validation trained its probes)."""
         grid = choice_grid(self) or [{}]
+        self._check_sampling_steps(grid)
         if (
             any(self._likelihood_of_prfs(point) for point in grid)
             and detect_patch_grid(stimuli.images) is None
@@ -160,6 +162,27 @@ class DiffusionMethod(ReconstructionMethod):
             fix = "drop prf from --choose encoding_model" if offered else "use --encoding-model ridge or auto"
             raise DataError(
                 f"{self.name}: encoding model prf needs K x K binary-patch stimuli, and {NO_DESIGN}; {fix}"
+            )
+
+    def trained_timesteps(self) -> int:
+        """How many timesteps its denoiser is trained on: a sampler takes at most as many steps."""
+        return TRAIN_TIMESTEPS
+
+    def _check_sampling_steps(self, grid: list[dict[str, Any]]) -> None:
+        """The sampling steps, set or offered, within the denoiser's training timesteps (diffusers' DDIM
+        and DDPM samplers refuse more, at the first sampling: after training)."""
+        default = getattr(self.config, "num_inference_steps", 0)
+        steps = max(point.get("num_inference_steps", default) for point in grid)
+        limit = self.trained_timesteps()
+        if steps > limit:
+            offered = "num_inference_steps" in self.settings.choices
+            fix = (
+                f"drop the values above {limit} from --choose num_inference_steps"
+                if offered
+                else f"use --steps {limit} or fewer"
+            )
+            raise DataError(
+                f"{self.name}: {steps} sampling steps, but its denoiser learnt {limit} timesteps; {fix}"
             )
 
     def _likelihood_of_prfs(self, point: dict[str, Any]) -> bool:

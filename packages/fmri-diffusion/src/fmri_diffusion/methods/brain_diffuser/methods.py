@@ -56,7 +56,7 @@ from fmri_diffusion.priors.loading import (
 )
 from fmri_diffusion.priors.small import SmallBaseConfig
 from fmri_diffusion.priors.versatile import check_versatile_folder, load_versatile, set_text_weight
-from fmri_diffusion.schedulers import Sampler, sampling_scheduler
+from fmri_diffusion.schedulers import Sampler, sampling_scheduler, scheduler_timesteps
 from fmri_diffusion.training.denoising import FinetuneConfig
 from fmri_diffusion.training.lora import save_lora
 from fmri_encoders.runtime import resolve_device
@@ -135,6 +135,11 @@ class BrainDiffuserMethod(DiffusionMethod):
             self._vdvae_weights()
         if self.route_ == "versatile" and (self.needs_stage2_model or self.config.stage1 == "autoencoder"):
             check_versatile_folder(self.pretrained_)
+
+    def trained_timesteps(self) -> int:
+        """Stage 2's model folder's own schedule (Versatile Diffusion's, an image-variation model's), else
+        the small base's."""
+        return scheduler_timesteps(self.settings.pretrained)
 
     def _fit_stage1(self, train: PairedDataset) -> None:
         """Stage 1 (the route chosen first: `_route`), and the stage-2 model with a pipeline on its UNet
