@@ -154,6 +154,32 @@ def test_a_partial_versatile_folder_is_refused_before_any_fold_trains(
     assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.parametrize(
+    ("sampling", "choices", "fix"),
+    [
+        ({"vdvae_layers": 999}, {}, r"use --vdvae-layers \d+ or fewer"),
+        ({}, {"vdvae_layers": (1, 999)}, r"drop the values above \d+ from --choose vdvae_layers"),
+    ],
+)
+def test_more_vdvae_layers_than_the_vdvae_has_are_refused_before_any_fold_trains(
+    linear_dataset, tmp_path, published_models, sampling, choices, fix
+):
+    def settings(sampling, choices):
+        versatile = str(published_models / "versatile-diffusion")  # holds the tiny VDVAE as vdvae/
+        return MethodSettings(
+            quick=True,
+            work_dir=tmp_path,
+            pretrained=versatile,
+            sampling={"stage1": "vdvae", **sampling},
+            choices=choices,
+        )
+
+    check_stimuli(["brain-diffuser-stage1"], settings({"vdvae_layers": 1}, {}), linear_dataset)
+    with pytest.raises(DataError, match=r"--vdvae-layers 999: the VDVAE at .* has \d+ latent layers; " + fix):
+        check_stimuli(["brain-diffuser-stage1"], settings(sampling, choices), linear_dataset)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_captions_pass_the_check_where_the_route_has_a_text_encoder(
     linear_dataset, tmp_path, published_models
 ):

@@ -12,7 +12,7 @@ import torch
 from fmri_data.errors import DataError
 from fmri_diffusion.models.vdvae import VDVAE, parse_blocks
 from fmri_diffusion.priors.loading import BaseModelError
-from fmri_diffusion.priors.vdvae import convert_vdvae, load_vdvae
+from fmri_diffusion.priors.vdvae import convert_vdvae, load_vdvae, vdvae_latent_layers
 
 
 def test_block_strings_parse_as_the_published_ones():
@@ -39,6 +39,12 @@ def test_the_default_is_the_published_imagenet64_model():
         "decoder.bias",
     }
     assert published <= keys
+
+
+def test_the_latent_layers_are_counted_from_the_config_alone(published_models, tmp_path):
+    folder = published_models / "versatile-diffusion" / "vdvae"
+    assert vdvae_latent_layers(folder) == len(load_vdvae(folder).decoder.dec_blocks)
+    assert vdvae_latent_layers(published_models / "vdvae.th") == 75  # a published file: ImageNet-64's
 
 
 def test_latents_are_the_posterior_means_and_decoding_is_seeded(published_models):

@@ -164,6 +164,12 @@ class DiffusionMethod(ReconstructionMethod):
                 f"{self.name}: encoding model prf needs K x K binary-patch stimuli, and {NO_DESIGN}; {fix}"
             )
 
+    def largest_offered(self, setting: str) -> float:
+        """The largest value of `setting` a fit may use: the `--choose` grid's, which replace the configured
+        one, else the configured one (None, "auto", counts as 0)."""
+        values = self.settings.choices.get(setting) or (getattr(self.config, setting),)
+        return max((value for value in values if value is not None), default=0)
+
     def trained_timesteps(self) -> int:
         """How many timesteps its denoiser is trained on: a sampler takes at most as many steps."""
         return TRAIN_TIMESTEPS

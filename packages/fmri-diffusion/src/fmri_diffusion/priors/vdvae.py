@@ -13,11 +13,22 @@ from pathlib import Path
 
 import torch
 
-from fmri_diffusion.models.vdvae import VDVAE
+from fmri_diffusion.models.vdvae import IMAGENET64_DECODER, VDVAE, parse_blocks
 from fmri_diffusion.priors.loading import BaseModelError
 from fmri_eval.atomic import atomic_output_dir
 
 _WRAPPER_PREFIX = "module."  # what DistributedDataParallel put before every key of the published file
+
+
+def vdvae_latent_layers(path: str | Path) -> int:
+    """How many latent layers the VDVAE at `path` has, read from a converted folder's config.json (a
+    published checkpoint file: the ImageNet-64 model's), without loading its weights."""
+    path = Path(path).expanduser()
+    config = path / "config.json"
+    blocks = IMAGENET64_DECODER
+    if path.is_dir() and config.is_file():
+        blocks = json.loads(config.read_text(encoding="utf-8")).get("dec_blocks", IMAGENET64_DECODER)
+    return len(parse_blocks(blocks))
 
 
 def load_vdvae(path: str | Path, *, config: dict | None = None) -> VDVAE:

@@ -55,6 +55,7 @@ from fmri_diffusion.priors.loading import (
     load_base_model,
 )
 from fmri_diffusion.priors.small import SmallBaseConfig
+from fmri_diffusion.priors.vdvae import vdvae_latent_layers
 from fmri_diffusion.priors.versatile import check_versatile_folder, load_versatile, set_text_weight
 from fmri_diffusion.schedulers import Sampler, sampling_scheduler, scheduler_timesteps
 from fmri_diffusion.training.denoising import FinetuneConfig
@@ -132,7 +133,7 @@ class BrainDiffuserMethod(DiffusionMethod):
         super().check_stimuli(stimuli)
         self.route_ = self._route()  # what the adapter's check reads (the fit sets it again)
         if self.config.stage1 == "vdvae":
-            self._vdvae_weights()
+            self._check_vdvae_layers(self._vdvae_weights())
         if self.route_ == "versatile" and (self.needs_stage2_model or self.config.stage1 == "autoencoder"):
             check_versatile_folder(self.pretrained_)
 
@@ -209,6 +210,20 @@ class BrainDiffuserMethod(DiffusionMethod):
         else:
             self.base_ = base_model_for(self.settings, self.config.base, self.image_size_)
         self._build_pipeline(self.base_.unet)
+
+    def _check_vdvae_layers(self, weights: str) -> None:
+        """The latent layers stage 1 predicts, set or offered, within the VDVAE's own (else refused when
+        stage 1 encodes the training images)."""
+        layers, available = self.largest_offered("vdvae_layers"), vdvae_latent_layers(weights)
+        if layers > available:
+            fix = (
+                f"drop the values above {available} from --choose vdvae_layers"
+                if "vdvae_layers" in self.settings.choices
+                else f"use --vdvae-layers {available} or fewer"
+            )
+            raise DataError(
+                f"--vdvae-layers {layers:g}: the VDVAE at {weights} has {available} latent layers; {fix}"
+            )
 
     def _vdvae_weights(self) -> str:
         weights = self.config.vdvae
@@ -327,11 +342,11 @@ class BrainDiffuser(BrainDiffuserMethod):
         self._prior_adapter()
         if self.route_ == "image-variation":
             check_image_embedder(Path(self.pretrained_))
-        offered = self.settings.choices.get("mixing")  # a grid's values replace the configured one
-        mixing = max((value for value in offered or (self.config.mixing,) if value is not None), default=0.0)
+        mixing = self.largest_offered("mixing")
         text_encoder = self.route_ == "versatile" or (
             bool(self.pretrained_) and CaptionEncoder.available(self.pretrained_)
         )
+        offered = "mixing" in self.settings.choices
         fix = "drop the values above 0 from --choose mixing" if offered else "use --mixing 0"
         resolve_mixing(mixing, stimuli.captions is not None and text_encoder, fix)
 
