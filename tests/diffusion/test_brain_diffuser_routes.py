@@ -175,7 +175,10 @@ def test_more_vdvae_layers_than_the_vdvae_has_are_refused_before_any_fold_trains
         )
 
     check_stimuli(["brain-diffuser-stage1"], settings({"vdvae_layers": 1}, {}), linear_dataset)
-    with pytest.raises(DataError, match=r"--vdvae-layers 999: the VDVAE at .* has \d+ latent layers; " + fix):
+    with pytest.raises(
+        DataError,
+        match=r"brain-diffuser-stage1: vdvae_layers 999, but the VDVAE at .* has \d+ latent layers; " + fix,
+    ):
         check_stimuli(["brain-diffuser-stage1"], settings(sampling, choices), linear_dataset)
     assert list(tmp_path.iterdir()) == []
 

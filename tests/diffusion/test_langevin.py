@@ -105,25 +105,35 @@ def test_the_cvae_s_chains_explain_the_voxels_better_than_its_prior_draws_and_re
 
 
 @pytest.mark.parametrize(
-    ("sampling", "choices", "refused"),
+    ("sampling", "choices", "fix"),
     [
-        ({"langevin_steps": 25}, {}, True),
-        ({"langevin_steps": 25}, {"likelihood_weight": (0.0,)}, True),
-        ({"langevin_steps": 25}, {"likelihood_weight": (0.0, 0.3)}, False),  # validation may choose it
-        ({"likelihood_weight": 0.3}, {"langevin_steps": (0, 25)}, False),
+        ({"langevin_steps": 25}, {}, "add --likelihood-weight 0.3, or leave out --langevin-steps"),
+        (
+            {"langevin_steps": 25, "likelihood_weight": 0.3},
+            {"likelihood_weight": (0.0,)},  # the grid's values replace the option's
+            "offer a value above 0 in --choose likelihood_weight, or leave out --langevin-steps",
+        ),
+        (
+            {},
+            {"langevin_steps": (0, 25)},
+            "add --likelihood-weight 0.3, or leave out --choose langevin_steps",
+        ),
+        ({"langevin_steps": 25}, {"likelihood_weight": (0.0, 0.3)}, None),  # validation may choose it
+        ({"likelihood_weight": 0.3}, {"langevin_steps": (0, 25)}, None),
     ],
 )
 def test_chains_without_a_likelihood_to_follow_are_refused_before_any_fold_trains(
-    linear_dataset, tmp_path, sampling, choices, refused
+    linear_dataset, tmp_path, sampling, choices, fix
 ):
     settings = MethodSettings(quick=True, work_dir=tmp_path, sampling=sampling, choices=choices)
-    if not refused:
+    if fix is None:
         check_stimuli(["cvae"], settings, linear_dataset)
         return
     with pytest.raises(
         DataError, match="cvae: langevin_steps moves each draw along the likelihood's gradient"
-    ):
+    ) as error:
         check_stimuli(["cvae"], settings, linear_dataset)
+    assert str(error.value).endswith(fix)
     assert list(tmp_path.iterdir()) == []
 
 

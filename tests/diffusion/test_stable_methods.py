@@ -112,28 +112,55 @@ def test_a_versatile_folder_is_refused_before_any_fold_trains(
         ),
     ],
 )
-def test_more_sampling_steps_than_the_denoiser_learnt_are_refused_before_any_fold_trains(
+def test_more_sampling_steps_than_the_scheduler_takes_are_refused_before_any_fold_trains(
     linear_dataset, tmp_path, sampling, choices, fix
 ):
     settings = MethodSettings(quick=True, work_dir=tmp_path, sampling=sampling, choices=choices)
     with pytest.raises(
-        DataError, match=f"ddpm: 1001 sampling steps, but its denoiser learnt 1000 timesteps; {fix}"
+        DataError, match=f"ddpm: 1001 sampling steps, but its scheduler takes at most 1000; {fix}"
     ):
         check_stimuli(["ddpm"], settings, linear_dataset)
+    assert list(tmp_path.iterdir()) == []
     check_stimuli(
         ["ddpm"], replace(settings, sampling={"num_inference_steps": 1000}, choices={}), linear_dataset
     )
+    stage1 = replace(settings, sampling={"num_inference_steps": 1500}, choices={})
+    check_stimuli(["brain-diffuser-stage1"], stage1, linear_dataset)  # stage 1 never samples
 
 
-def test_a_user_s_model_bounds_the_sampling_steps_by_its_own_schedule(linear_dataset, tiny_sd, tmp_path):
-    tiny_sd().save(tmp_path / "sd")
-    config = tmp_path / "sd" / "scheduler" / "scheduler_config.json"
-    config.write_text(json.dumps(json.loads(config.read_text()) | {"num_train_timesteps": 50}))
-    settings = MethodSettings(
-        quick=True, pretrained=str(tmp_path / "sd"), sampling={"num_inference_steps": 60}
-    )
-    with pytest.raises(DataError, match="sd-lora: 60 sampling steps, but its denoiser learnt 50 timesteps"):
-        check_stimuli(["sd-lora"], settings, linear_dataset)
+@pytest.mark.parametrize(
+    ("schedule", "limit"),
+    [
+        ({"num_train_timesteps": 50}, 50),
+        (
+            {"steps_offset": 1, "timestep_spacing": "leading"},
+            999,
+        ),  # Stable Diffusion 1.x's: 1..1000 would overrun
+        ({"steps_offset": 1, "timestep_spacing": "trailing"}, 1000),
+    ],
+)
+@pytest.mark.parametrize("method", ["sd-lora", "brain-diffuser"])
+def test_a_user_s_model_bounds_the_sampling_steps_by_its_own_schedule(
+    linear_dataset, variation_model, tmp_path, schedule, limit, method
+):
+    config = variation_model / "scheduler" / "scheduler_config.json"
+    config.write_text(json.dumps(json.loads(config.read_text()) | schedule))
+
+    def check(steps):
+        settings = MethodSettings(
+            quick=True,
+            work_dir=tmp_path / "w",
+            pretrained=str(variation_model),
+            sampling={"num_inference_steps": steps},
+        )
+        check_stimuli([method], settings, linear_dataset)
+
+    check(limit)
+    with pytest.raises(
+        DataError, match=f"{method}: {limit + 1} sampling steps, but its scheduler takes at most {limit}"
+    ):
+        check(limit + 1)
+    assert not (tmp_path / "w").exists()
 
 
 def test_the_pretraining_corpus_never_holds_a_test_figure():

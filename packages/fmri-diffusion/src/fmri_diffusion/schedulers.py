@@ -22,13 +22,18 @@ TRAIN_TIMESTEPS = 1000
 """The forward process's length for every denoiser trained here (a user's model folder names its own)."""
 
 
-def scheduler_timesteps(model_folder: str | Path | None) -> int:
-    """The training timesteps of a model folder's scheduler/, which bound a sampler's steps
-    (TRAIN_TIMESTEPS where no folder, or no scheduler config, says otherwise)."""
-    config = None if model_folder is None else Path(model_folder) / "scheduler" / "scheduler_config.json"
+def most_sampling_steps(model_folder: Path | None) -> int:
+    """The most steps a sampler can take on a model folder's scheduler/ (the built-in schedule's where there
+    is none): its training timesteps, less its steps_offset under "leading" spacing (Stable Diffusion
+    1.x's 1), whose last timestep would otherwise fall past the schedule (diffusers' DDIM and DDPM refuse
+    more steps, or index past it, at the first sampling)."""
+    config = None if model_folder is None else model_folder / "scheduler" / "scheduler_config.json"
     if config is None or not config.is_file():
         return TRAIN_TIMESTEPS
-    return int(json.loads(config.read_text(encoding="utf-8")).get("num_train_timesteps", TRAIN_TIMESTEPS))
+    schedule = json.loads(config.read_text(encoding="utf-8"))
+    timesteps = int(schedule.get("num_train_timesteps", TRAIN_TIMESTEPS))
+    leading = schedule.get("timestep_spacing", "leading") == "leading"
+    return timesteps - int(schedule.get("steps_offset", 0)) if leading else timesteps
 
 
 def training_scheduler(

@@ -40,7 +40,7 @@ from fmri_diffusion.methods.reweighting import importance_weights, weighted_rows
 from fmri_diffusion.methods.validation import choice_grid, choose_on_validation, final_fit_stage
 from fmri_diffusion.pipelines.fmri_image import FmriImagePipeline
 from fmri_diffusion.priors.loading import BaseModelError
-from fmri_diffusion.schedulers import TRAIN_TIMESTEPS
+from fmri_diffusion.schedulers import most_sampling_steps
 from fmri_encoders.encoding import EncodingModel
 from fmri_encoders.noise import check_noise_models
 from fmri_encoders.persistence import load_settings, save_settings
@@ -81,6 +81,8 @@ class DiffusionMethod(ReconstructionMethod):
     samples_with_pipeline: ClassVar[bool] = True
     """Whether predictions come from the diffusion pipeline, so that likelihood guidance can steer its
     steps; a method sampling in one pass is guided by weighing its samples (methods.reweighting)."""
+    samples_pretrained: ClassVar[bool] = False
+    """Whether its pipeline samples with a user's `--pretrained` model (and that model's scheduler)."""
     sampling_settings: ClassVar[frozenset[str]] = frozenset(
         {
             "strength",
@@ -164,31 +166,35 @@ class DiffusionMethod(ReconstructionMethod):
                 f"{self.name}: encoding model prf needs K x K binary-patch stimuli, and {NO_DESIGN}; {fix}"
             )
 
+    def refusal_fix(self, setting: str, choose: str, option: str) -> str:
+        """What a one-line refusal of `setting` tells the user to change: `choose` (the `--choose` grid's
+        values) where the grid offers it, since its values replace the option's, else `option`."""
+        return choose if setting in self.settings.choices else option
+
     def largest_offered(self, setting: str) -> float:
         """The largest value of `setting` a fit may use: the `--choose` grid's, which replace the configured
         one, else the configured one (None, "auto", counts as 0)."""
         values = self.settings.choices.get(setting) or (getattr(self.config, setting),)
         return max((value for value in values if value is not None), default=0)
 
-    def trained_timesteps(self) -> int:
-        """How many timesteps its denoiser is trained on: a sampler takes at most as many steps."""
-        return TRAIN_TIMESTEPS
-
     def _check_sampling_steps(self, grid: list[dict[str, Any]]) -> None:
-        """The sampling steps, set or offered, within the denoiser's training timesteps (diffusers' DDIM
-        and DDPM samplers refuse more, at the first sampling: after training)."""
-        default = getattr(self.config, "num_inference_steps", 0)
-        steps = max(point.get("num_inference_steps", default) for point in grid)
-        limit = self.trained_timesteps()
+        """The sampling steps, set or offered, within what its scheduler can take (schedulers.
+        most_sampling_steps: the built-in schedule's, or the user's model folder's where the method samples
+        with it; the apps resolve a Hugging Face id to its cached folder first), else the first sampling
+        refuses them, after training."""
+        if not self.samples_with_pipeline:
+            return
+        steps = max(point.get("num_inference_steps", self.config.num_inference_steps) for point in grid)
+        pretrained = self.settings.pretrained if self.samples_pretrained else None
+        limit = most_sampling_steps(None if pretrained is None else Path(pretrained).expanduser())
         if steps > limit:
-            offered = "num_inference_steps" in self.settings.choices
-            fix = (
-                f"drop the values above {limit} from --choose num_inference_steps"
-                if offered
-                else f"use --steps {limit} or fewer"
+            fix = self.refusal_fix(
+                "num_inference_steps",
+                f"drop the values above {limit} from --choose num_inference_steps",
+                f"use --steps {limit} or fewer",
             )
             raise DataError(
-                f"{self.name}: {steps} sampling steps, but its denoiser learnt {limit} timesteps; {fix}"
+                f"{self.name}: {steps} sampling steps, but its scheduler takes at most {limit}; {fix}"
             )
 
     def _likelihood_of_prfs(self, point: dict[str, Any]) -> bool:
@@ -202,7 +208,7 @@ class DiffusionMethod(ReconstructionMethod):
         patches, in one line (for check_stimuli). `instead` says what to set."""
         offered = self.settings.choices.get(setting)
         if value in (offered or (getattr(self.config, setting),)) and detect_patch_grid(images) is None:
-            fix = f"drop {value} from --choose {setting}" if offered else instead
+            fix = self.refusal_fix(setting, f"drop {value} from --choose {setting}", instead)
             raise DataError(
                 f"{self.name}: {setting} {value} needs K x K binary-patch stimuli, and {NO_DESIGN}; {fix}"
             )

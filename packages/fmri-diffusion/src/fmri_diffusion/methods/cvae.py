@@ -14,7 +14,6 @@ from fmri_data.errors import DataError
 from fmri_data.readout import READOUTS, PatchReadout
 from fmri_diffusion.methods.corpus_prior import CorpusPrimedMethod, check_corpus_finetune, stand_in_condition
 from fmri_diffusion.methods.langevin import mala, tempered_latent_posterior
-from fmri_diffusion.methods.validation import choice_grid
 from fmri_diffusion.models.cvae import ConditionalVaeNet, CvaeConfig, load_cvae, negative_elbo, save_cvae
 from fmri_diffusion.training.augment import random_shift
 from fmri_encoders.out_of_fold import out_of_fold_ridge
@@ -105,12 +104,16 @@ class ConditionalVAE(CorpusPrimedMethod):
         super().check_stimuli(stimuli)
         instead = "use --condition-readout pixels"
         self.refuse_without_patch_design(stimuli.images, "condition_readout", "patches", instead)
-        points = [replace(self.config, **point) for point in choice_grid(self) or [{}]]
-        if any(c.langevin_steps > 0 for c in points) and not any(c.likelihood_weight > 0 for c in points):
+        if self.largest_offered("langevin_steps") > 0 and self.largest_offered("likelihood_weight") == 0:
+            weight = self.refusal_fix(
+                "likelihood_weight",
+                "offer a value above 0 in --choose likelihood_weight",
+                "add --likelihood-weight 0.3",
+            )
+            chains = self.refusal_fix("langevin_steps", "--choose langevin_steps", "--langevin-steps")
             raise DataError(
                 "cvae: langevin_steps moves each draw along the likelihood's gradient, and no "
-                "likelihood_weight above 0 is set or offered; add --likelihood-weight (e.g. 0.3) or leave "
-                "out --langevin-steps"
+                f"likelihood_weight above 0 is set or offered; {weight}, or leave out {chains}"
             )
 
     def fit_parts(self, train: PairedDataset) -> None:

@@ -37,7 +37,7 @@ from fmri_diffusion.pipelines.pixels import to_pixels
 from fmri_diffusion.priors import base_model_for
 from fmri_diffusion.priors.loading import BaseModel, BaseModelError, load_base_model, refuse_versatile
 from fmri_diffusion.priors.small import SmallBaseConfig
-from fmri_diffusion.schedulers import Sampler, sampling_scheduler, scheduler_timesteps
+from fmri_diffusion.schedulers import Sampler, sampling_scheduler
 from fmri_diffusion.training.denoising import Adapter, ConditionedUNet, FinetuneConfig, finetune, prepare_unet
 from fmri_diffusion.training.lora import save_lora
 from fmri_encoders.contrastive import ContrastiveEncoder
@@ -133,6 +133,7 @@ class StableDiffusionMethod(DiffusionMethod):
     saved_as: ClassVar[str] = "finetuned"
     adapter: ClassVar[Adapter] = "none"
     uses_control: ClassVar[bool] = False
+    samples_pretrained: ClassVar[bool] = True
 
     # ---------------------------------------------------------------- fitting
     def check_stimuli(self, stimuli: PairedDataset) -> None:
@@ -143,10 +144,6 @@ class StableDiffusionMethod(DiffusionMethod):
         self.refuse_without_patch_design(stimuli.images, "start", START_IR, instead)
         if self.settings.pretrained:
             refuse_versatile(self.settings.pretrained, allow_download=self.settings.allow_download)
-
-    def trained_timesteps(self) -> int:
-        """A user's model folder's own schedule, else the small base's."""
-        return scheduler_timesteps(self.settings.pretrained)
 
     def fit_parts(self, train: PairedDataset) -> None:
         config, settings = self.config, self.settings

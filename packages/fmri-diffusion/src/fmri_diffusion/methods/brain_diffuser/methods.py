@@ -57,7 +57,7 @@ from fmri_diffusion.priors.loading import (
 from fmri_diffusion.priors.small import SmallBaseConfig
 from fmri_diffusion.priors.vdvae import vdvae_latent_layers
 from fmri_diffusion.priors.versatile import check_versatile_folder, load_versatile, set_text_weight
-from fmri_diffusion.schedulers import Sampler, sampling_scheduler, scheduler_timesteps
+from fmri_diffusion.schedulers import Sampler, sampling_scheduler
 from fmri_diffusion.training.denoising import FinetuneConfig
 from fmri_diffusion.training.lora import save_lora
 from fmri_encoders.runtime import resolve_device
@@ -137,11 +137,6 @@ class BrainDiffuserMethod(DiffusionMethod):
         if self.route_ == "versatile" and (self.needs_stage2_model or self.config.stage1 == "autoencoder"):
             check_versatile_folder(self.pretrained_)
 
-    def trained_timesteps(self) -> int:
-        """Stage 2's model folder's own schedule (Versatile Diffusion's, an image-variation model's), else
-        the small base's."""
-        return scheduler_timesteps(self.settings.pretrained)
-
     def _fit_stage1(self, train: PairedDataset) -> None:
         """Stage 1 (the route chosen first: `_route`), and the stage-2 model with a pipeline on its UNet
         where this method or stage 1 uses it; stage 1 is the other row's where both rows run (memo.py)."""
@@ -216,13 +211,14 @@ class BrainDiffuserMethod(DiffusionMethod):
         stage 1 encodes the training images)."""
         layers, available = self.largest_offered("vdvae_layers"), vdvae_latent_layers(weights)
         if layers > available:
-            fix = (
-                f"drop the values above {available} from --choose vdvae_layers"
-                if "vdvae_layers" in self.settings.choices
-                else f"use --vdvae-layers {available} or fewer"
+            fix = self.refusal_fix(
+                "vdvae_layers",
+                f"drop the values above {available} from --choose vdvae_layers",
+                f"use --vdvae-layers {available} or fewer",
             )
             raise DataError(
-                f"--vdvae-layers {layers:g}: the VDVAE at {weights} has {available} latent layers; {fix}"
+                f"{self.name}: vdvae_layers {layers:g}, but the VDVAE at {weights} has {available} latent "
+                f"layers; {fix}"
             )
 
     def _vdvae_weights(self) -> str:
@@ -334,6 +330,7 @@ class BrainDiffuser(BrainDiffuserMethod):
 
     name = "brain-diffuser"
     curves: ClassVar[dict[str, str]] = {"prior_loss_curve": "prior_training_"}
+    samples_pretrained: ClassVar[bool] = True
 
     def check_stimuli(self, stimuli: PairedDataset) -> None:
         """Its route's and stage 1's checks, the prior adapter the route can take, and captions (with a
@@ -346,8 +343,7 @@ class BrainDiffuser(BrainDiffuserMethod):
         text_encoder = self.route_ == "versatile" or (
             bool(self.pretrained_) and CaptionEncoder.available(self.pretrained_)
         )
-        offered = "mixing" in self.settings.choices
-        fix = "drop the values above 0 from --choose mixing" if offered else "use --mixing 0"
+        fix = self.refusal_fix("mixing", "drop the values above 0 from --choose mixing", "use --mixing 0")
         resolve_mixing(mixing, stimuli.captions is not None and text_encoder, fix)
 
     def fit_parts(self, train: PairedDataset) -> None:
