@@ -662,7 +662,6 @@ def run(args: argparse.Namespace, argv: list[str] | None, app: str = "apps/recon
     check_precision(precision, process.device.partition(":")[0])
     if process.fully_sharded:
         check_full_shard_launch(precision, args.optimizer or "adamw")
-    check_writable_folder(args.out, "--out", swapped=True)
     check_run_folder(args.out, "--out", keep={"--work-dir": args.work_dir, "--cache-dir": args.cache_dir})
     if args.work_dir is not None:
         check_writable_folder(args.work_dir, "--work-dir")

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from fmri_eval import __version__
-from fmri_eval.atomic import check_writable_folder
 from fmri_eval.errors import EvaluationError
 from fmri_eval.evaluate import DEFAULT_BASELINE, check_baseline, choose_baseline, evaluate_run
 from fmri_eval.io import ReconstructionSet, load_reconstructions
@@ -163,7 +162,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         saved = _saved_scores(recon_file) if args.check else None
         if args.out:
             check_run_folder(args.out, "--out")
-            check_writable_folder(args.out, "--out", swapped=True)
             run = write_run(
                 args.out,
                 dataset=recon_file.stem,

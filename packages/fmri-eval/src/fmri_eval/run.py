@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from fmri_eval import __version__
-from fmri_eval.atomic import atomic_output_dir
+from fmri_eval.atomic import atomic_output_dir, check_writable_folder
 from fmri_eval.errors import EvaluationError
 from fmri_eval.evaluate import Progress, evaluate_run, silent
 from fmri_eval.figures import reconstruction_grid
@@ -33,10 +33,11 @@ RUN_FILES = ("metrics.json", "reconstructions.npz")
 def check_run_folder(
     out_dir: str | Path, what: str = "output folder", keep: Mapping[str, str | Path | None] | None = None
 ) -> None:
-    """Refuse, before any work, an output folder that writing the run would destroy more than an earlier run
-    in: `write_run` replaces the folder whole, so a folder of other files (`--out runs` would delete every
-    run in it) or one holding a folder to `keep` (a work or cache folder, by the option that named it) must
-    not become a run folder."""
+    """Refuse, before any work, an output folder that cannot be written (atomic.check_writable_folder) or
+    that writing the run would destroy more than an earlier run in: `write_run` replaces the folder whole,
+    so a folder of other files (`--out runs` would delete every run in it) or one holding a folder to `keep`
+    (a work or cache folder, by the option that named it) must not become a run folder."""
+    check_writable_folder(out_dir, what, swapped=True)
     out_dir = Path(out_dir)
     for option, folder in (keep or {}).items():
         if folder is not None and Path(folder).resolve().is_relative_to(out_dir.resolve()):

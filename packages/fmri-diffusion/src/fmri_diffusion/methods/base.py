@@ -171,11 +171,14 @@ class DiffusionMethod(ReconstructionMethod):
         values) where the grid offers it, since its values replace the option's, else `option`."""
         return choose if setting in self.settings.choices else option
 
+    def offered(self, setting: str) -> tuple[Any, ...]:
+        """The values of `setting` a fit may use: the `--choose` grid's, which replace the configured one,
+        else the configured one."""
+        return tuple(self.settings.choices.get(setting) or (getattr(self.config, setting),))
+
     def largest_offered(self, setting: str) -> float:
-        """The largest value of `setting` a fit may use: the `--choose` grid's, which replace the configured
-        one, else the configured one (None, "auto", counts as 0)."""
-        values = self.settings.choices.get(setting) or (getattr(self.config, setting),)
-        return max((value for value in values if value is not None), default=0)
+        """The largest of the values `offered` (None, "auto", counts as 0)."""
+        return max((value for value in self.offered(setting) if value is not None), default=0)
 
     def _check_sampling_steps(self, grid: list[dict[str, Any]]) -> None:
         """The sampling steps, set or offered, within what its scheduler can take (schedulers.
@@ -206,8 +209,7 @@ class DiffusionMethod(ReconstructionMethod):
     def refuse_without_patch_design(self, images: np.ndarray, setting: str, value: str, instead: str) -> None:
         """Refuse `setting` `value`, set or offered to validation, where the stimuli are not K x K binary
         patches, in one line (for check_stimuli). `instead` says what to set."""
-        offered = self.settings.choices.get(setting)
-        if value in (offered or (getattr(self.config, setting),)) and detect_patch_grid(images) is None:
+        if value in self.offered(setting) and detect_patch_grid(images) is None:
             fix = self.refusal_fix(setting, f"drop {value} from --choose {setting}", instead)
             raise DataError(
                 f"{self.name}: {setting} {value} needs K x K binary-patch stimuli, and {NO_DESIGN}; {fix}"
